@@ -1,0 +1,232 @@
+/**
+ * The instance model: one JSON Schema (the single source of truth for what an admin may
+ * register) and the TypeScript types derived from it with json-schema-to-ts.
+ * Pure data and validation helpers: no I/O here. docs/instance.schema.json is generated
+ * from `instanceSchema` (scripts/write-schema-doc) and a unit test keeps the two equal.
+ */
+import type { FromSchema } from 'json-schema-to-ts';
+
+/** A DNS-label style name: it is also a file name in the state dir, so no '/', no '..'. */
+export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
+/** OS parameter names become environment variables inside the install appliance. */
+export const PARAM_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
+export const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
+/** Interface names are at most 15 characters (IFNAMSIZ - 1). */
+export const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
+export const MAX_USER_DATA_BYTES = 64 * 1024;
+/** base64 of 64 KiB is 87,384 characters. */
+const MAX_USER_DATA_B64 = Math.ceil(MAX_USER_DATA_BYTES / 3) * 4;
+export const MAX_PARAM_VALUE_CHARS = 32 * 1024;
+export const VISIBILITIES = ['public', 'private', 'secret'] as const;
+export type Visibility = (typeof VISIBILITIES)[number];
+
+const stringMap = {
+  type: 'object',
+  additionalProperties: { type: 'string', maxLength: 4096 },
+  maxProperties: 128,
+} as const;
+
+export const paramValuesSchema = {
+  type: 'object',
+  propertyNames: { pattern: PARAM_NAME_PATTERN },
+  additionalProperties: { type: 'string', maxLength: MAX_PARAM_VALUE_CHARS },
+  maxProperties: 256,
+} as const;
+
+const shortString = { type: 'string', minLength: 1, maxLength: 255 } as const;
+const ipv4 = { type: 'string', format: 'ipv4' } as const;
+
+export const iamSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['role', 'accessKeyId', 'secretAccessKey', 'token', 'expiration'],
+  properties: {
+    role: { type: 'string', pattern: '^[A-Za-z0-9+=,.@_-]{1,64}$' },
+    accessKeyId: shortString,
+    secretAccessKey: { type: 'string', minLength: 1, maxLength: 1024 },
+    token: { type: 'string', minLength: 1, maxLength: 8192 },
+    expiration: { type: 'string', format: 'date-time' },
+    lastUpdated: { type: 'string', format: 'date-time' },
+    instanceProfileArn: shortString,
+    instanceProfileId: shortString,
+  },
+} as const;
+
+export const instanceSchema = {
+  $id: 'https://metad.invalid/schemas/instance.json',
+  title: 'metad instance',
+  description: 'An instance registered with metad. Secret values and private values are never read back.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'uuid', 'comm'],
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 253, description: 'Unique name; also the state file name.' },
+    uuid: { type: 'string', format: 'uuid' },
+    hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: 253 },
+    comm: {
+      type: 'object',
+      description: 'The comm NIC: the guest is identified by the source address of its connections.',
+      additionalProperties: false,
+      required: ['mac', 'ipv4'],
+      properties: {
+        mac: { type: 'string', pattern: MAC_PATTERN },
+        ipv4,
+        tap: { type: 'string', pattern: TAP_PATTERN },
+      },
+    },
+    userData: {
+      type: 'string',
+      contentEncoding: 'base64',
+      maxLength: MAX_USER_DATA_B64,
+      pattern: '^[A-Za-z0-9+/]*={0,2}$',
+      description: 'User data, base64-encoded raw bytes (at most 64 KiB decoded).',
+    },
+    publicKeys: {
+      type: 'array',
+      maxItems: 32,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'key'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,64}$' },
+          key: { type: 'string', minLength: 1, maxLength: 16384 },
+          type: { type: 'string', enum: ['ssh', 'x509'] },
+        },
+      },
+    },
+    ec2: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        instanceId: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' },
+        amiId: shortString,
+        amiLaunchIndex: { type: 'integer', minimum: 0 },
+        amiManifestPath: shortString,
+        instanceType: shortString,
+        kernelId: shortString,
+        localIpv4: ipv4,
+        publicIpv4: ipv4,
+        localHostname: shortString,
+        publicHostname: shortString,
+        availabilityZone: shortString,
+        region: shortString,
+        accountId: { type: 'string', pattern: '^[0-9]{1,20}$' },
+        reservationId: shortString,
+        securityGroups: { type: 'array', maxItems: 64, items: shortString },
+        architecture: { type: 'string', enum: ['x86_64', 'arm64', 'i386'] },
+        domain: shortString,
+        imdsV2: { type: 'string', enum: ['optional', 'required'], description: 'required: token-less reads get 401.' },
+        tags: stringMap,
+        exposeTags: { type: 'boolean', description: 'Serve tags/instance/ (EC2 "instance metadata tags").' },
+        iam: { ...iamSchema, description: 'Role credentials. Sensitive: encrypted at rest, never read back.' },
+      },
+    },
+    openstack: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        availabilityZone: shortString,
+        projectId: shortString,
+        launchIndex: { type: 'integer', minimum: 0 },
+        meta: stringMap,
+        devices: { type: 'array', maxItems: 64, items: { type: 'object' } },
+        networkData: { type: 'object', description: 'Served as network_data.json (Nova schema: links, networks, services).' },
+        vendorData: { type: 'object' },
+        vendorData2: { type: 'object' },
+      },
+    },
+    os: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        name: shortString,
+        definition: { type: 'string', pattern: '^/', maxLength: 4096, description: 'Absolute path of the OS definition directory on the host.' },
+        variant: shortString,
+      },
+    },
+    params: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'OS parameters by visibility. private/secret given in a PUT replace the stored ones; omitted, they are kept.',
+      properties: {
+        public: paramValuesSchema,
+        private: paramValuesSchema,
+        secret: paramValuesSchema,
+      },
+    },
+    install: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        appliance: shortString,
+        packageUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2048 },
+        timeoutSec: { type: 'integer', minimum: 1, maximum: 86400 },
+      },
+    },
+    hardware: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        memoryMiB: { type: 'integer', minimum: 16, maximum: 4194304 },
+        vcpus: { type: 'integer', minimum: 1, maximum: 1024 },
+        disks: {
+          type: 'array',
+          maxItems: 16,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['path'],
+            properties: {
+              path: { type: 'string', pattern: '^/', maxLength: 4096 },
+              format: { type: 'string', enum: ['raw', 'qcow2'] },
+              sizeGiB: { type: 'number', minimum: 0 },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** An instance document as an admin submits it (may carry private and secret values). */
+export type InstanceInput = FromSchema<typeof instanceSchema>;
+export type ParamValues = Record<string, string>;
+export type IamCredentials = FromSchema<typeof iamSchema>;
+
+/**
+ * What the store keeps for one instance. `doc` has no `params.secret` and no `params.private`
+ * and no `ec2.iam`: those live in `sensitive` (persisted encrypted) and in the vault (memory).
+ */
+export interface StoredInstance {
+  readonly doc: PublicDoc;
+  readonly sensitive: Sensitive;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  /** Increases on every change; guest-side caches key on it. */
+  readonly generation: number;
+}
+
+export type PublicDoc = Omit<InstanceInput, 'params' | 'ec2'> & {
+  params?: { public?: ParamValues };
+  ec2?: Omit<NonNullable<InstanceInput['ec2']>, 'iam'>;
+};
+
+export interface Sensitive {
+  private: ParamValues;
+  iam?: IamCredentials;
+}
+
+/** Split an input document into its public part and the sensitive parts. */
+export function splitInput(input: InstanceInput): { doc: PublicDoc; priv?: ParamValues; secret?: ParamValues; iam?: IamCredentials | null } {
+  const { params, ec2, ...rest } = input;
+  const doc: PublicDoc = { ...rest };
+  if (params?.public) doc.params = { public: { ...params.public } };
+  let iam: IamCredentials | null | undefined;
+  if (ec2) {
+    const { iam: i, ...ec2rest } = ec2;
+    doc.ec2 = ec2rest;
+    iam = i;
+  }
+  return { doc, priv: params?.private, secret: params?.secret, iam };
+}
