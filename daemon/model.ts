@@ -215,6 +215,8 @@ export type PublicDoc = Omit<InstanceInput, 'params' | 'ec2'> & {
 export interface Sensitive {
   private: ParamValues;
   iam?: IamCredentials;
+  /** OpenStack `password`, POSTed once by the guest; only the admin clears it. */
+  password?: string;
 }
 
 /** Split an input document into its public part and the sensitive parts. */

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/**
+ * `metad`: the daemon's entry point. `metad serve [--config FILE] [--demo]` runs it,
+ * `metad check-config FILE` validates a config and prints the effective one (defaults filled).
+ * Reads process.env here and in main.ts only.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { applyEnv, buildConfig, ConfigError, readConfigFile } from './config.js';
+import { createLogger } from './logger.js';
+import { handleSignals, runDaemon } from './main.js';
+import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
+import { validateInstance } from './validate.js';
+import { instanceSchema } from './model.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('metad')
+    .description('Hypervisor-side instance metadata daemon (EC2 IMDS, OpenStack, Ganeti)')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError();
+  let code = 0;
+  program
+    .command('serve')
+    .description('run the daemon in the foreground (logs JSON to stdout)')
+    .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
+    .option('--demo', 'quick start: loopback guest door, temp state dir, a sample instance')
+    .option('--port <port>', 'guest port for --demo', '8169')
+    .addHelpText('after', '\nEnvironment: METAD_CONFIG, METAD_STATE_DIR, METAD_KEY_FILE, METAD_ADMIN_SOCKET, METAD_LOG_LEVEL\n\nExamples:\n  metad serve --config /etc/metad/config.yaml\n  metad serve --demo')
+    .action(async (opts: { config?: string; demo?: boolean; port: string }) => {
+      code = await serve(opts);
+    });
+  program
+    .command('check-config')
+    .description('validate a config file and print the effective configuration')
+    .argument('<file>', 'config file (JSON or YAML)')
+    .action((file: string) => {
+      try {
+        const cfg = buildConfig(applyEnv(readConfigFile(file) as Record<string, unknown>, process.env));
+        process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`metad: ${err.message}\n`);
+        code = 2;
+      }
+    });
+  program
+    .command('schema')
+    .description('print the JSON Schema of an instance document (docs/instance.schema.json)')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(instanceSchema, null, 2)}\n`);
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  return code;
+}
+
+async function serve(opts: { config?: string; demo?: boolean; port: string }): Promise<number> {
+  const port = Number(opts.port);
+  let cfg;
+  try {
+    const file = opts.config ?? process.env.METAD_CONFIG;
+    const raw = opts.demo ? demoConfig(port) : file ? (readConfigFile(file) as Record<string, unknown>) : {};
+    cfg = buildConfig(applyEnv(raw, process.env));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`metad: ${err.message}\n`);
+    return 2;
+  }
+  const log = createLogger({ level: cfg.log.level });
+  try {
+    const running = await runDaemon(cfg, log);
+    handleSignals(running, log);
+    if (opts.demo) {
+      await running.daemon.services.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
+      process.stderr.write(demoBanner(cfg.admin.socket, port));
+    }
+    return await new Promise<number>(() => undefined); // runs until a signal exits the process
+  } catch (err) {
+    log.fatal({ err }, 'metad failed to start');
+    log.flush();
+    process.stderr.write(`metad: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const self = process.argv[1] ? pathToFileURL(realpathSync(process.argv[1])).href : '';
+if (import.meta.url === self) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`metad: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

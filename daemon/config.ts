@@ -1,0 +1,131 @@
+/**
+ * Daemon configuration: one JSON schema with defaults, loaded from a file (JSON or YAML) plus a
+ * few environment overrides (read only by daemon/main.ts and passed here as a value),
+ * validated with ajv (every error listed), then deep-frozen. Nothing else reads process.env.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import type { FromSchema } from 'json-schema-to-ts';
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    stateDir: { type: 'string', default: '/var/lib/metad', description: 'Instances, the key and the signing key live here.' },
+    keyFile: { type: 'string', description: 'AES-256 key for private values (32 bytes). Default: <stateDir>/private.key, created 0600.' },
+    log: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: { level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' } },
+    },
+    admin: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: {
+        socket: { type: 'string', default: '/run/metad/admin.sock' },
+        socketMode: { type: 'string', pattern: '^0?[0-7]{3}$', default: '0660' },
+        maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 262144 },
+      },
+    },
+    guest: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: {
+        listen: {
+          type: 'array', minItems: 1, default: [{ host: '169.254.169.254', port: 80 }],
+          items: {
+            type: 'object', additionalProperties: false, required: ['host'],
+            properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535, default: 80 } },
+          },
+        },
+        commRange: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+$', default: '169.254.0.0/16', description: 'Comm IPv4 addresses must lie in this range.' },
+        rateLimit: {
+          type: 'object', additionalProperties: false, default: {},
+          properties: {
+            ratePerSec: { type: 'number', minimum: 0.1, default: 100 },
+            burst: { type: 'integer', minimum: 1, default: 200 },
+          },
+        },
+        headersTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
+        requestTimeoutMs: { type: 'integer', minimum: 100, default: 10000 },
+        keepAliveTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
+        maxConnections: { type: 'integer', minimum: 1, default: 4096 },
+        maxConnectionsPerSource: { type: 'integer', minimum: 1, default: 64 },
+      },
+    },
+    secrets: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: { defaultTtlSec: { type: 'integer', minimum: 1, maximum: 604800, default: 5400 } },
+    },
+    pipe: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: { maxBytes: { type: 'integer', minimum: 1, maximum: 67108864, default: 1048576 } },
+    },
+    store: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: { maxDocumentBytes: { type: 'integer', minimum: 1024, default: 262144 } },
+    },
+    appliance: {
+      type: 'object', additionalProperties: false, default: {},
+      properties: {
+        bootTimeoutMs: { type: 'integer', minimum: 1, default: 300000 },
+        installTimeoutMs: { type: 'integer', minimum: 1, default: 7200000 },
+        shutdownGraceMs: { type: 'integer', minimum: 0, default: 10000 },
+      },
+    },
+  },
+} as const;
+
+export type Config = FromSchema<typeof configSchema, { keepDefaultedPropertiesOptional: false }>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
+const validateConfig = ajv.compile(configSchema);
+
+/** Validate (filling defaults) a raw config object. Throws ConfigError listing every problem. */
+export function buildConfig(raw: unknown): Readonly<Config> {
+  const copy = structuredClone(raw ?? {});
+  if (!validateConfig(copy)) {
+    throw new ConfigError((validateConfig.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`));
+  }
+  return deepFreeze(copy as Config);
+}
+
+/** Read a JSON or YAML config file. */
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`]);
+  }
+  try {
+    return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([`cannot parse ${path}: ${(err as Error).message.split('\n')[0]}`]);
+  }
+}
+
+/** Environment overrides, given as a plain record by main.ts. */
+export function applyEnv(raw: Record<string, unknown>, env: Record<string, string | undefined>): Record<string, unknown> {
+  const out = structuredClone(raw);
+  const section = (k: string): Record<string, unknown> => (out[k] ??= {}) as Record<string, unknown>;
+  if (env.METAD_STATE_DIR) out.stateDir = env.METAD_STATE_DIR;
+  if (env.METAD_KEY_FILE) out.keyFile = env.METAD_KEY_FILE;
+  if (env.METAD_ADMIN_SOCKET) section('admin').socket = env.METAD_ADMIN_SOCKET;
+  if (env.METAD_LOG_LEVEL) section('log').level = env.METAD_LOG_LEVEL;
+  return out;
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

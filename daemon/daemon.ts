@@ -1,0 +1,72 @@
+/**
+ * The composition root as a function: build the whole graph (logger, keys, store, vault, pipes,
+ * identity signer, both koa apps) from a config and injectable dependencies. Opens no sockets:
+ * daemon/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
+ * fake clock and get the same graph production runs.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Koa from 'koa';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { IdentitySigner } from './identity.js';
+import { Keyring, loadMasterKey } from './keys.js';
+import { PipeRegistry } from './pipes.js';
+import type { Services } from './services.js';
+import { InstanceStore } from './store.js';
+import { SecretVault } from './vault.js';
+import { createAdminApp } from '../routes/admin/index.js';
+import { createGuestApp } from '../routes/guest/index.js';
+
+export interface DaemonDeps {
+  log: Logger;
+  clock?: Clock;
+}
+
+export interface Daemon {
+  services: Services;
+  adminApp: Koa;
+  guestApp: Koa;
+  /** Stop timers; sockets are closed by whoever opened them. */
+  stop(): Promise<void>;
+}
+
+/** Build and start the graph: creates the state dir, loads keys and instances. */
+export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): Promise<Daemon> {
+  const clock = deps.clock ?? systemClock;
+  const log = deps.log;
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
+  const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));
+  const identity = await IdentitySigner.load(join(config.stateDir, 'identity-key.pem'));
+  const store = new InstanceStore({
+    dir: config.stateDir,
+    keyring,
+    clock,
+    log,
+    commRange: config.guest.commRange,
+    maxDocumentBytes: config.store.maxDocumentBytes,
+  });
+  await store.start();
+  const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
+  const pipes = new PipeRegistry(config.pipe.maxBytes);
+  const services: Services = { config, log, clock, store, vault, pipes, identity };
+  const guestApp = createGuestApp(services);
+  const adminApp = createAdminApp(services);
+  // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
+  const sweeper = setInterval(() => {
+    const n = vault.sweep();
+    if (n > 0) log.info({ wiped: n }, 'expired secrets wiped');
+  }, 30_000);
+  sweeper.unref();
+  return {
+    services,
+    adminApp,
+    guestApp,
+    async stop() {
+      clearInterval(sweeper);
+      for (const i of store.list()) vault.wipe(i.doc.name);
+    },
+  };
+}

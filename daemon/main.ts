@@ -1,0 +1,148 @@
+/**
+ * The process edge: the only module that reads process.env, opens sockets and handles signals.
+ * `runDaemon` builds the graph with createDaemon, binds the admin app to its unix socket
+ * (mode from config) and the guest app to its listeners, and shuts down cleanly on SIGTERM/SIGINT.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { createDaemon, type Daemon } from './daemon.js';
+import type { Config } from './config.js';
+import { normalizeAddress } from './net.js';
+
+export interface Running {
+  daemon: Daemon;
+  adminServer: http.Server;
+  guestServers: http.Server[];
+  /** Addresses actually bound (port 0 resolves to a real port). */
+  guestAddresses: { host: string; port: number }[];
+  close(): Promise<void>;
+}
+
+/** Remove a stale socket file left by a crashed daemon; refuse to steal a live one. */
+async function clearStaleSocket(path: string): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another daemon is listening on ${path}`);
+  await unlink(path);
+}
+
+function listen(server: http.Server, target: string | { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if (typeof target === 'string') server.listen(target, done);
+    else server.listen(target.port, target.host, done);
+  });
+}
+
+/** Guest listener hardening: header/request timeouts, a global and a per-source connection cap. */
+export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger): http.Server {
+  const g = cfg.guest;
+  const server = http.createServer(
+    { headersTimeout: g.headersTimeoutMs, requestTimeout: g.requestTimeoutMs, keepAliveTimeout: g.keepAliveTimeoutMs },
+    d.guestApp.callback(),
+  );
+  server.maxConnections = g.maxConnections;
+  server.keepAliveTimeout = g.keepAliveTimeoutMs;
+  const perSource = new Map<string, number>();
+  server.on('connection', (sock) => {
+    const ip = normalizeAddress(sock.remoteAddress);
+    const n = (perSource.get(ip) ?? 0) + 1;
+    if (n > g.maxConnectionsPerSource) {
+      log.warn({ source: ip, limit: g.maxConnectionsPerSource }, 'guest connection refused: per-source cap');
+      sock.destroy();
+      return;
+    }
+    perSource.set(ip, n);
+    sock.once('close', () => {
+      const left = (perSource.get(ip) ?? 1) - 1;
+      if (left <= 0) perSource.delete(ip);
+      else perSource.set(ip, left);
+    });
+  });
+  server.on('clientError', (_err, sock) => {
+    if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else sock.destroy();
+  });
+  return server;
+}
+
+export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Running> {
+  const daemon = await createDaemon(cfg, { log });
+  const adminServer = http.createServer(daemon.adminApp.callback());
+  const sock = cfg.admin.socket;
+  await mkdir(dirname(sock), { recursive: true, mode: 0o750 });
+  await clearStaleSocket(sock);
+  await listen(adminServer, sock);
+  await chmod(sock, parseInt(cfg.admin.socketMode, 8));
+  const guestServers: http.Server[] = [];
+  const guestAddresses: { host: string; port: number }[] = [];
+  for (const l of cfg.guest.listen) {
+    const server = createGuestServer(daemon, cfg, log);
+    await listen(server, { host: l.host, port: l.port ?? 80 });
+    const a = server.address() as net.AddressInfo;
+    guestAddresses.push({ host: a.address, port: a.port });
+    guestServers.push(server);
+  }
+  log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, 'metad started');
+  const close = async (): Promise<void> => {
+    const all = [adminServer, ...guestServers];
+    await Promise.all(
+      all.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    await daemon.stop();
+    await unlink(sock).catch(() => undefined);
+  };
+  return { daemon, adminServer, guestServers, guestAddresses, close };
+}
+
+/** Wire SIGTERM/SIGINT to a clean shutdown: stop accepting, wipe secrets, flush logs, exit. */
+export function handleSignals(r: Running, log: Logger): void {
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal: sig }, 'metad stopping');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    r.close()
+      .then(() => {
+        log.info('metad stopped');
+        log.flush();
+        setTimeout(() => process.exit(0), 50).unref();
+      })
+      .catch((err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+export { clearStaleSocket };

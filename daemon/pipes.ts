@@ -1,0 +1,91 @@
+/**
+ * The host<->guest pipe: per instance two bounded byte queues, `toGuest` (host writes, guest
+ * GET .../read consumes) and `toHost` (guest POST .../write appends, admin reads consume).
+ * A write that does not fit is refused whole (nothing partial stored). Readers may wait for
+ * data with a timeout driven by the injected clock.
+ */
+import type { Clock } from './clock.js';
+import { DaemonError } from '../routes/errors.js';
+
+export class ByteQueue {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private waiters = new Set<() => void>();
+  constructor(private readonly maxBytes: number) {}
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** Append all of `data` or nothing (413 PayloadTooLarge). */
+  push(data: Buffer): void {
+    if (this.bytes + data.length > this.maxBytes) {
+      throw new DaemonError('PayloadTooLarge', `pipe buffer full: ${this.maxBytes - this.bytes} of ${this.maxBytes} bytes free`);
+    }
+    if (data.length === 0) return;
+    this.chunks.push(Buffer.from(data));
+    this.bytes += data.length;
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  /** Take everything queued (consuming). */
+  take(): Buffer {
+    const out = Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    this.bytes = 0;
+    return out;
+  }
+
+  /** Resolve when data is queued, when `ms` pass, or when `signal` aborts. */
+  async waitForData(ms: number, clock: Clock, signal?: AbortSignal): Promise<void> {
+    if (this.bytes > 0 || ms <= 0) return;
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const wake = (): void => ac.abort();
+    this.waiters.add(wake);
+    try {
+      await clock.sleep(ms, ac.signal).catch(() => undefined);
+    } finally {
+      this.waiters.delete(wake);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Drop the contents and wake any waiter. */
+  clear(): void {
+    this.chunks = [];
+    this.bytes = 0;
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+}
+
+export interface Pipe {
+  toGuest: ByteQueue;
+  toHost: ByteQueue;
+}
+
+export class PipeRegistry {
+  private readonly pipes = new Map<string, Pipe>();
+  constructor(private readonly maxBytes: number) {}
+
+  get(instance: string): Pipe {
+    let p = this.pipes.get(instance);
+    if (!p) this.pipes.set(instance, (p = { toGuest: new ByteQueue(this.maxBytes), toHost: new ByteQueue(this.maxBytes) }));
+    return p;
+  }
+
+  sizes(instance: string): { toGuestBytes: number; toHostBytes: number } {
+    const p = this.pipes.get(instance);
+    return { toGuestBytes: p?.toGuest.size ?? 0, toHostBytes: p?.toHost.size ?? 0 };
+  }
+
+  drop(instance: string): void {
+    const p = this.pipes.get(instance);
+    p?.toGuest.clear();
+    p?.toHost.clear();
+    this.pipes.delete(instance);
+  }
+}

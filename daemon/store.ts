@@ -1,0 +1,262 @@
+/**
+ * The instance store: the one place that owns registered instances. Keeps them in memory with
+ * indexes by name, comm IPv4 and MAC, and persists each one durably as its own state file
+ * (instances/<name>.json) with a format version, a MAC over the body, and the sensitive part
+ * (private params, IAM credentials) sealed with AES-256-GCM. Secret params never come here.
+ * Mutations are serialized; memory changes only after the write is durable.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { Keyring, Sealed } from './keys.js';
+import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps } from './persist.js';
+import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, NAME_PATTERN } from './model.js';
+import { DaemonError, notFound } from '../routes/errors.js';
+import { parseCidr, ipv4InCidr } from './net.js';
+
+export const STATE_FORMAT = 'metad-instance';
+export const STATE_VERSION = 1;
+const NAME_RE = new RegExp(NAME_PATTERN);
+
+interface FileBody {
+  doc: PublicDoc;
+  sealed?: Sealed;
+  createdAt: string;
+  updatedAt: string;
+  generation: number;
+}
+
+export interface StoreOptions {
+  dir: string;
+  keyring: Keyring;
+  clock: Clock;
+  log: Logger;
+  commRange: string;
+  maxDocumentBytes: number;
+}
+
+export interface PutResult {
+  created: boolean;
+  instance: StoredInstance;
+}
+
+/** Events: 'changed' (name, StoredInstance) and 'removed' (name). */
+export class InstanceStore extends EventEmitter {
+  private readonly byName = new Map<string, StoredInstance>();
+  private readonly byIp = new Map<string, string>();
+  private readonly byMac = new Map<string, string>();
+  private readonly instancesDir: string;
+  private readonly quarantineDir: string;
+  private readonly range: { base: number; mask: number };
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: StoreOptions) {
+    super();
+    this.instancesDir = join(o.dir, 'instances');
+    this.quarantineDir = join(o.dir, 'quarantine');
+    this.range = parseCidr(o.commRange);
+  }
+
+  /** Create the state layout and load every instance; bad files are quarantined. */
+  async start(): Promise<{ loaded: number; quarantined: number }> {
+    await mkdir(this.instancesDir, { recursive: true, mode: 0o700 });
+    await removeStaleTemps(this.instancesDir);
+    const files = (await readdir(this.instancesDir)).filter((f) => f.endsWith('.json')).sort();
+    let quarantined = 0;
+    for (let i = 0; i < files.length; i += 128) {
+      const batch = files.slice(i, i + 128);
+      const results = await Promise.all(batch.map(async (f) => ({ f, r: await this.loadFile(f) })));
+      for (const { f, r } of results) {
+        const problem = typeof r === 'string' ? r : this.conflictOf(r.doc);
+        if (problem === undefined && typeof r !== 'string') {
+          this.index(r);
+          continue;
+        }
+        quarantined++;
+        const dest = `${f}.${this.o.clock.now()}`;
+        await moveDurable(this.instancesDir, f, this.quarantineDir, dest);
+        this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason: problem }, 'state file quarantined');
+      }
+    }
+    this.o.log.info({ instances: this.byName.size, quarantined }, 'instances loaded');
+    return { loaded: this.byName.size, quarantined };
+  }
+
+  /** Parse and verify one file; a string is the reason it is unusable. */
+  private async loadFile(f: string): Promise<StoredInstance | string> {
+    const name = f.slice(0, -'.json'.length);
+    if (!NAME_RE.test(name)) return 'file name is not an instance name';
+    let outer: { format?: unknown; version?: unknown; body?: unknown; mac?: unknown };
+    try {
+      outer = JSON.parse(await readFile(join(this.instancesDir, f), 'utf8'));
+    } catch {
+      return 'unreadable or not JSON';
+    }
+    if (outer.format !== STATE_FORMAT) return 'unknown format';
+    if (outer.version !== STATE_VERSION) return `unsupported format version ${String(outer.version)}`;
+    if (typeof outer.body !== 'string' || typeof outer.mac !== 'string') return 'missing body or mac';
+    if (!this.o.keyring.verifyMac(outer.body, outer.mac)) return 'integrity check failed (tampered, or another key)';
+    try {
+      const body = JSON.parse(outer.body) as FileBody;
+      if (body.doc?.name !== name) return 'name does not match file name';
+      const sensitive: Sensitive = body.sealed
+        ? (JSON.parse(this.o.keyring.open(body.sealed, name).toString('utf8')) as Sensitive)
+        : { private: {} };
+      return { doc: body.doc, sensitive, createdAt: body.createdAt, updatedAt: body.updatedAt, generation: body.generation };
+    } catch {
+      return 'body does not decode';
+    }
+  }
+
+  get size(): number {
+    return this.byName.size;
+  }
+  get(name: string): StoredInstance | undefined {
+    return this.byName.get(name);
+  }
+  mustGet(name: string): StoredInstance {
+    const i = this.byName.get(name);
+    if (!i) throw notFound('no such instance');
+    return i;
+  }
+  /** The instance whose comm IPv4 is `ip` (guest identification). */
+  byAddress(ip: string): StoredInstance | undefined {
+    const name = this.byIp.get(ip);
+    return name === undefined ? undefined : this.byName.get(name);
+  }
+  list(): StoredInstance[] {
+    return [...this.byName.values()].sort((a, b) => (a.doc.name < b.doc.name ? -1 : 1));
+  }
+
+  /**
+   * Register or replace. When `keepOmittedSensitive`, private params and IAM credentials that
+   * the input omits are kept from the stored version (PUT semantics, see docs/admin-api.md).
+   * Secret params in the input are ignored here: the caller hands them to the vault.
+   */
+  put(input: InstanceInput, keepOmittedSensitive: boolean): Promise<PutResult> {
+    return this.serialized(async () => {
+      const prev = this.byName.get(input.name);
+      const { doc, priv, iam } = splitInput(input);
+      const problem = this.conflictOf(doc);
+      if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
+      const sensitive: Sensitive = {
+        private: priv ?? (keepOmittedSensitive ? (prev?.sensitive.private ?? {}) : {}),
+      };
+      if (prev?.sensitive.password !== undefined) sensitive.password = prev.sensitive.password;
+      const keptIam = iam === undefined && keepOmittedSensitive ? prev?.sensitive.iam : (iam ?? undefined);
+      if (keptIam) sensitive.iam = keptIam;
+      const inst = await this.persist(doc, sensitive, prev);
+      return { created: prev === undefined, instance: inst };
+    });
+  }
+
+  /** Replace the private params of an instance. */
+  setPrivate(name: string, values: ParamValues): Promise<StoredInstance> {
+    return this.serialized(async () => {
+      const prev = this.mustGet(name);
+      return this.persist(prev.doc, { ...prev.sensitive, private: values }, prev);
+    });
+  }
+
+  /**
+   * Set (string) or clear (null) the OpenStack password. With `onlyIfUnset`, a second set is a
+   * 409: the guest may post its password once, only the admin clears it.
+   */
+  setPassword(name: string, password: string | null, onlyIfUnset: boolean): Promise<StoredInstance> {
+    return this.serialized(async () => {
+      const prev = this.mustGet(name);
+      if (onlyIfUnset && prev.sensitive.password !== undefined) throw new DaemonError('Conflict', 'password already set');
+      const sensitive: Sensitive = { ...prev.sensitive };
+      if (password === null) delete sensitive.password;
+      else sensitive.password = password;
+      return this.persist(prev.doc, sensitive, prev);
+    });
+  }
+
+  /** Replace the public params of an instance. */
+  setPublic(name: string, values: ParamValues): Promise<StoredInstance> {
+    return this.serialized(async () => {
+      const prev = this.mustGet(name);
+      const doc: PublicDoc = { ...prev.doc, params: { public: values } };
+      if (Object.keys(values).length === 0) delete doc.params;
+      return this.persist(doc, prev.sensitive, prev);
+    });
+  }
+
+  remove(name: string): Promise<void> {
+    return this.serialized(async () => {
+      const prev = this.mustGet(name);
+      await this.guardFs(() => removeFileDurable(this.instancesDir, `${name}.json`));
+      this.unindex(prev);
+      this.emit('removed', name);
+    });
+  }
+
+  private async persist(doc: PublicDoc, sensitive: Sensitive, prev: StoredInstance | undefined): Promise<StoredInstance> {
+    const now = new Date(this.o.clock.now()).toISOString();
+    const inst: StoredInstance = {
+      doc,
+      sensitive,
+      createdAt: prev?.createdAt ?? now,
+      updatedAt: now,
+      generation: (prev?.generation ?? 0) + 1,
+    };
+    const hasSensitive = Object.keys(sensitive.private).length > 0 || sensitive.iam !== undefined || sensitive.password !== undefined;
+    const body: FileBody = { doc, createdAt: inst.createdAt, updatedAt: inst.updatedAt, generation: inst.generation };
+    if (hasSensitive) body.sealed = this.o.keyring.seal(Buffer.from(JSON.stringify(sensitive)), doc.name);
+    const bodyText = JSON.stringify(body);
+    if (Buffer.byteLength(bodyText) > this.o.maxDocumentBytes) {
+      throw new DaemonError('PayloadTooLarge', `instance document too large (limit ${this.o.maxDocumentBytes} bytes stored)`);
+    }
+    const file = JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, body: bodyText, mac: this.o.keyring.macOf(bodyText) });
+    await this.guardFs(() => writeFileDurable(this.instancesDir, `${doc.name}.json`, file));
+    if (prev) this.unindex(prev);
+    this.index(inst);
+    this.emit('changed', doc.name, inst);
+    return inst;
+  }
+
+  /** Map state-dir failures to 503 (nothing was changed: the write is atomic). */
+  private async guardFs<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code && ['ENOSPC', 'EROFS', 'EACCES', 'EPERM', 'EDQUOT', 'EIO'].includes(code)) {
+        this.o.log.error({ code, dir: this.instancesDir }, 'state dir write failed');
+        throw new DaemonError('Unavailable', `state dir not writable (${code}); nothing was changed`);
+      }
+      throw err;
+    }
+  }
+
+  private conflictOf(doc: PublicDoc): { path: string; message: string } | undefined {
+    if (!ipv4InCidr(doc.comm.ipv4, this.range)) {
+      return { path: '/comm/ipv4', message: `must lie in the comm range ${this.o.commRange}` };
+    }
+    const ipOwner = this.byIp.get(doc.comm.ipv4);
+    if (ipOwner !== undefined && ipOwner !== doc.name) return { path: '/comm/ipv4', message: 'already used by another instance' };
+    const macOwner = this.byMac.get(doc.comm.mac);
+    if (macOwner !== undefined && macOwner !== doc.name) return { path: '/comm/mac', message: 'already used by another instance' };
+    return undefined;
+  }
+
+  private index(i: StoredInstance): void {
+    this.byName.set(i.doc.name, i);
+    this.byIp.set(i.doc.comm.ipv4, i.doc.name);
+    this.byMac.set(i.doc.comm.mac, i.doc.name);
+  }
+  private unindex(i: StoredInstance): void {
+    this.byName.delete(i.doc.name);
+    if (this.byIp.get(i.doc.comm.ipv4) === i.doc.name) this.byIp.delete(i.doc.comm.ipv4);
+    if (this.byMac.get(i.doc.comm.mac) === i.doc.name) this.byMac.delete(i.doc.comm.mac);
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}

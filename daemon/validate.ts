@@ -1,0 +1,84 @@
+/**
+ * Compiled ajv validators for everything an admin submits. Errors become `{path, message}`
+ * details that name the JSON pointer and the rule, never the submitted value.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { instanceSchema, paramValuesSchema, type InstanceInput } from './model.js';
+import { invalid, type ErrorDetail } from '../routes/errors.js';
+
+// ajv-formats is CommonJS; under nodenext its default export is the module object.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+addFormats(ajv);
+
+export const paramsBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['values'],
+  properties: {
+    values: paramValuesSchema,
+    ttlSec: { type: 'integer', minimum: 1, maximum: 604800 },
+    claimOnce: { type: 'boolean' },
+  },
+} as const;
+
+export const paramsPatchSchema = {
+  ...paramsBodySchema,
+  properties: {
+    ...paramsBodySchema.properties,
+    values: { ...paramValuesSchema, additionalProperties: { anyOf: [paramValuesSchema.additionalProperties, { type: 'null' }] } },
+  },
+} as const;
+
+const compiled = {
+  instance: ajv.compile(instanceSchema),
+  paramsBody: ajv.compile(paramsBodySchema),
+  paramsPatch: ajv.compile(paramsPatchSchema),
+};
+
+/** A rule-only message: ajv's text, with nothing from the data. */
+function detail(e: ErrorObject): ErrorDetail {
+  let path = e.instancePath || '/';
+  if (e.keyword === 'additionalProperties') {
+    path = `${e.instancePath}/${String((e.params as { additionalProperty: string }).additionalProperty)}`;
+    return { path, message: 'unknown field' };
+  }
+  if (e.keyword === 'required') {
+    return { path: `${e.instancePath}/${String((e.params as { missingProperty: string }).missingProperty)}`, message: 'is required' };
+  }
+  if (e.keyword === 'propertyNames') return { path, message: 'has an invalid property name' };
+  return { path, message: e.message ?? 'is invalid' };
+}
+
+function check<T>(fn: ValidateFunction, data: unknown, what: string): T {
+  if (!fn(data)) {
+    const details = (fn.errors ?? []).filter((e) => e.keyword !== 'if').map(detail);
+    const unique = details.filter((d, i) => details.findIndex((x) => x.path === d.path && x.message === d.message) === i);
+    throw invalid(`invalid ${what}`, unique.slice(0, 50));
+  }
+  return data as T;
+}
+
+export function validateInstance(data: unknown): InstanceInput {
+  return check<InstanceInput>(compiled.instance, data, 'instance document');
+}
+
+export interface ParamsBody {
+  values: Record<string, string>;
+  ttlSec?: number;
+  claimOnce?: boolean;
+}
+export interface ParamsPatch {
+  values: Record<string, string | null>;
+  ttlSec?: number;
+  claimOnce?: boolean;
+}
+
+export function validateParamsBody(data: unknown): ParamsBody {
+  return check<ParamsBody>(compiled.paramsBody, data, 'parameters');
+}
+export function validateParamsPatch(data: unknown): ParamsPatch {
+  return check<ParamsPatch>(compiled.paramsPatch, data, 'parameters');
+}

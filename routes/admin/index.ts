@@ -1,0 +1,38 @@
+/**
+ * The admin door: a koa app (never listens itself; daemon/main.ts binds it to the unix socket)
+ * with the v1 routes of docs/admin-api.md. JSON errors first in the chain; every body is
+ * validated by ajv before it reaches the store. Logs names and counts, never values.
+ */
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Services } from '../../daemon/services.js';
+import { adminErrors, invalid } from '../errors.js';
+import { instanceRoutes } from './instances.js';
+import { paramRoutes } from './params.js';
+import { pipeRoutes } from './pipe.js';
+
+export function createAdminApp(s: Services): Koa {
+  const app = new Koa();
+  const router = new Router({ prefix: '/v1' });
+  router.param('name', (name, ctx, next) => {
+    // Names are validated here too: never let a path parameter reach the store unchecked.
+    if (!/^[a-z0-9][a-z0-9.-]{0,252}$/.test(name) || name.includes('..')) throw invalid('invalid instance name', [{ path: '/name', message: 'must be a DNS name' }]);
+    return next();
+  });
+  router.get('/health', (ctx) => {
+    ctx.body = { status: 'ok', instances: s.store.size };
+  });
+  router.get('/identity/public-key', (ctx) => {
+    ctx.type = 'application/x-pem-file';
+    ctx.body = s.identity.publicKeyPem;
+  });
+  instanceRoutes(router, s);
+  paramRoutes(router, s);
+  pipeRoutes(router, s);
+
+  app.use(adminErrors(s.log));
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.on('error', () => undefined); // errors are answered and logged by adminErrors
+  return app;
+}

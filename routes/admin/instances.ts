@@ -1,0 +1,76 @@
+/**
+ * Instance routes of the admin door: register/replace (PUT), merge patch (PATCH, RFC 7396),
+ * read, list, delete. Secret params in a document go to the vault, after the store write.
+ */
+import type Router from '@koa/router';
+import jsonMergePatch from 'json-merge-patch';
+import type { Services } from '../../daemon/services.js';
+import type { InstanceInput, StoredInstance } from '../../daemon/model.js';
+import { validateInstance, validateParamsPatch } from '../../daemon/validate.js';
+import { invalid } from '../errors.js';
+import { readJson } from './body.js';
+import { summaryOf, viewOf } from './views.js';
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The stored instance as a full input document (with private values and IAM; never secrets). */
+function fullInputOf(i: StoredInstance): Record<string, unknown> {
+  const doc = structuredClone(i.doc) as Record<string, unknown> & { params?: Record<string, unknown>; ec2?: Record<string, unknown> };
+  if (Object.keys(i.sensitive.private).length > 0) doc.params = { ...(doc.params ?? {}), private: { ...i.sensitive.private } };
+  if (i.sensitive.iam) doc.ec2 = { ...(doc.ec2 ?? {}), iam: { ...i.sensitive.iam } };
+  return doc;
+}
+
+export function instanceRoutes(router: Router, s: Services): void {
+  const limit = s.config.admin.maxBodyBytes;
+
+  router.get('/instances', (ctx) => {
+    ctx.body = { instances: s.store.list().map(summaryOf) };
+  });
+
+  router.get('/instances/:name', (ctx) => {
+    ctx.body = viewOf(s, s.store.mustGet(ctx.params.name!));
+  });
+
+  router.put('/instances/:name', async (ctx) => {
+    const name = ctx.params.name!;
+    const input = validateInstance(await readJson(ctx, limit));
+    if (input.name !== name) throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
+    const { created, instance } = await s.store.put(input, true);
+    if (input.params?.secret) s.vault.replace(name, input.params.secret);
+    s.log.info({ instance: name, created, generation: instance.generation }, created ? 'instance registered' : 'instance replaced');
+    ctx.status = created ? 201 : 200;
+    ctx.body = viewOf(s, instance);
+  });
+
+  router.patch('/instances/:name', async (ctx) => {
+    const name = ctx.params.name!;
+    const prev = s.store.mustGet(name);
+    const patch = await readJson(ctx, limit);
+    if (!isObject(patch)) throw invalid('a merge patch for an instance must be a JSON object');
+    // Secrets are not part of the stored document: split them off and merge them into the vault.
+    let secretPatch: Record<string, string | null> | null | undefined;
+    if (isObject(patch.params) && 'secret' in patch.params) {
+      const sp = patch.params.secret;
+      secretPatch = sp === null ? null : validateParamsPatch({ values: sp }).values;
+      delete patch.params.secret;
+    }
+    const merged = jsonMergePatch.apply(fullInputOf(prev), patch) as InstanceInput;
+    const input = validateInstance(merged);
+    if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
+    const { instance } = await s.store.put(input, false);
+    if (secretPatch === null) s.vault.wipe(name);
+    else if (secretPatch) s.vault.merge(name, secretPatch);
+    s.log.info({ instance: name, generation: instance.generation }, 'instance patched');
+    ctx.body = viewOf(s, instance);
+  });
+
+  router.delete('/instances/:name', async (ctx) => {
+    const name = ctx.params.name!;
+    await s.store.remove(name);
+    const wiped = s.vault.wipe(name);
+    s.pipes.drop(name);
+    s.log.info({ instance: name, secretsWiped: wiped }, 'instance removed');
+    ctx.status = 204;
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * OS parameter routes: per visibility, replace (PUT), merge (PATCH, null removes), clear and
+ * delete one. public/private go to the store (private sealed at rest); secret to the vault.
+ */
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Services } from '../../daemon/services.js';
+import { VISIBILITIES, type Visibility, type ParamValues } from '../../daemon/model.js';
+import { validateParamsBody, validateParamsPatch } from '../../daemon/validate.js';
+import { invalid, notFound } from '../errors.js';
+import { readJson } from './body.js';
+import { paramsOf } from './views.js';
+
+function visibilityOf(ctx: Context): Visibility {
+  const v = (ctx.params as Record<string, string>).visibility;
+  if (!VISIBILITIES.includes(v as Visibility)) {
+    throw invalid('unknown visibility', [{ path: '/visibility', message: 'must be public, private or secret' }]);
+  }
+  return v as Visibility;
+}
+
+function currentValues(s: Services, name: string, vis: 'public' | 'private'): ParamValues {
+  const i = s.store.mustGet(name);
+  return vis === 'public' ? { ...(i.doc.params?.public ?? {}) } : { ...i.sensitive.private };
+}
+
+async function store(s: Services, name: string, vis: 'public' | 'private', values: ParamValues): Promise<void> {
+  if (vis === 'public') await s.store.setPublic(name, values);
+  else await s.store.setPrivate(name, values);
+}
+
+export function paramRoutes(router: Router, s: Services): void {
+  const limit = s.config.admin.maxBodyBytes;
+  const base = '/instances/:name/params';
+
+  router.get(base, (ctx) => {
+    ctx.body = paramsOf(s, s.store.mustGet(ctx.params.name!));
+  });
+
+  const write = (mode: 'replace' | 'merge') => async (ctx: Context): Promise<void> => {
+    const name = (ctx.params as Record<string, string>).name!;
+    const vis = visibilityOf(ctx);
+    s.store.mustGet(name);
+    const raw = await readJson(ctx, limit);
+    const body = mode === 'replace' ? validateParamsBody(raw) : validateParamsPatch(raw);
+    if (vis !== 'secret' && (body.ttlSec !== undefined || body.claimOnce !== undefined)) {
+      throw invalid('ttlSec and claimOnce apply to secret parameters only', [{ path: '/ttlSec', message: 'only for visibility secret' }]);
+    }
+    const opts = { ttlSec: body.ttlSec, claimOnce: body.claimOnce };
+    if (vis === 'secret') {
+      if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
+      else s.vault.merge(name, body.values, opts);
+    } else {
+      const next = mode === 'replace' ? {} : currentValues(s, name, vis);
+      for (const [k, v] of Object.entries(body.values)) {
+        if (v === null) delete next[k];
+        else next[k] = v;
+      }
+      await store(s, name, vis, next);
+    }
+    s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, 'parameters updated');
+    ctx.body = paramsOf(s, s.store.mustGet(name));
+  };
+  router.put(`${base}/:visibility`, write('replace'));
+  router.patch(`${base}/:visibility`, write('merge'));
+
+  router.delete(`${base}/:visibility`, async (ctx) => {
+    const name = ctx.params.name!;
+    const vis = visibilityOf(ctx);
+    s.store.mustGet(name);
+    if (vis === 'secret') s.vault.wipe(name);
+    else await store(s, name, vis, {});
+    s.log.info({ instance: name, visibility: vis }, 'parameters cleared');
+    ctx.status = 204;
+  });
+
+  router.delete(`${base}/:visibility/:param`, async (ctx) => {
+    const name = ctx.params.name!;
+    const key = ctx.params.param!;
+    const vis = visibilityOf(ctx);
+    s.store.mustGet(name);
+    if (vis === 'secret') {
+      if (!s.vault.remove(name, key)) throw notFound('no such parameter');
+    } else {
+      const values = currentValues(s, name, vis);
+      if (!(key in values)) throw notFound('no such parameter');
+      delete values[key];
+      await store(s, name, vis, values);
+    }
+    s.log.info({ instance: name, visibility: vis }, 'parameter removed');
+    ctx.status = 204;
+  });
+}

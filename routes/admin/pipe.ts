@@ -1,0 +1,55 @@
+/**
+ * Host side of the pipe and the OpenStack password: the admin sends bytes to the guest and
+ * reads (consuming) what the guest wrote, optionally waiting up to 60 s for data.
+ */
+import type Router from '@koa/router';
+import type { Services } from '../../daemon/services.js';
+import { invalid } from '../errors.js';
+import { readRaw } from './body.js';
+
+export const MAX_WAIT_SEC = 60;
+
+/** `?wait=SECONDS` -> milliseconds (0 when absent); 400 when not a number in 0..60. */
+export function waitMs(q: unknown): number {
+  if (q === undefined) return 0;
+  const n = Number(q);
+  if (typeof q !== 'string' || q === '' || !Number.isFinite(n) || n < 0 || n > MAX_WAIT_SEC) {
+    throw invalid('wait must be a number of seconds between 0 and 60', [{ path: '/wait', message: 'out of range' }]);
+  }
+  return Math.round(n * 1000);
+}
+
+export function pipeRoutes(router: Router, s: Services): void {
+  router.post('/instances/:name/pipe', async (ctx) => {
+    const name = ctx.params.name!;
+    s.store.mustGet(name);
+    const data = await readRaw(ctx, s.config.pipe.maxBytes);
+    const q = s.pipes.get(name).toGuest;
+    q.push(data);
+    s.log.info({ instance: name, bytes: data.length }, 'pipe: host sent');
+    ctx.status = 202;
+    ctx.body = { queuedBytes: q.size };
+  });
+
+  router.get('/instances/:name/pipe', async (ctx) => {
+    const name = ctx.params.name!;
+    s.store.mustGet(name);
+    const ms = waitMs(ctx.query.wait);
+    const q = s.pipes.get(name).toHost;
+    const ac = new AbortController();
+    ctx.req.on('close', () => ac.abort());
+    await q.waitForData(ms, s.clock, ac.signal);
+    ctx.type = 'application/octet-stream';
+    ctx.body = q.take();
+  });
+
+  router.get('/instances/:name/password', (ctx) => {
+    ctx.body = { password: s.store.mustGet(ctx.params.name!).sensitive.password ?? null };
+  });
+  router.delete('/instances/:name/password', async (ctx) => {
+    const name = ctx.params.name!;
+    await s.store.setPassword(name, null, false);
+    s.log.info({ instance: name }, 'password cleared');
+    ctx.status = 204;
+  });
+}

@@ -1,0 +1,42 @@
+/**
+ * What the admin door shows of an instance: the document without private/secret values and
+ * IAM credentials, plus a status block with names only. Pure.
+ */
+import type { StoredInstance } from '../../daemon/model.js';
+import type { Services } from '../../daemon/services.js';
+
+export function summaryOf(i: StoredInstance) {
+  return {
+    name: i.doc.name,
+    uuid: i.doc.uuid,
+    hostname: i.doc.hostname ?? null,
+    commIpv4: i.doc.comm.ipv4,
+    commMac: i.doc.comm.mac,
+    tap: i.doc.comm.tap ?? null,
+    generation: i.generation,
+    updatedAt: i.updatedAt,
+  };
+}
+
+export function paramsOf(s: Pick<Services, 'vault'>, i: StoredInstance) {
+  return {
+    public: { ...(i.doc.params?.public ?? {}) },
+    private: Object.keys(i.sensitive.private).sort(),
+    secret: s.vault.info(i.doc.name),
+  };
+}
+
+export function viewOf(s: Pick<Services, 'vault' | 'pipes'>, i: StoredInstance) {
+  return {
+    instance: i.doc,
+    status: {
+      createdAt: i.createdAt,
+      updatedAt: i.updatedAt,
+      generation: i.generation,
+      params: paramsOf(s, i),
+      iamRole: i.sensitive.iam?.role ?? null,
+      password: i.sensitive.password !== undefined,
+      pipe: s.pipes.sizes(i.doc.name),
+    },
+  };
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// Runs every compiled test file (dist/test/**/*.test.js) with node's test runner.
+// `npm test` builds first. Pass file-name filters as arguments: `npm test -- admin store`.
+// METAD_NO_SKIP=1 (set by .ci/run) turns every environment skip into a failure.
+import { readdirSync, statSync, mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const root = new URL('..', import.meta.url).pathname;
+const testDir = join(root, 'dist', 'test');
+const walk = (d) => readdirSync(d).flatMap((f) => {
+  const p = join(d, f);
+  return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.js') ? [p] : [];
+});
+const filters = process.argv.slice(2);
+const files = walk(testDir)
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort();
+if (files.length === 0) {
+  console.error('run-tests: no test files matched');
+  process.exit(1);
+}
+console.error(`run-tests: ${files.length} files${process.env.METAD_NO_SKIP === '1' ? ' (METAD_NO_SKIP=1: skips fail)' : ''}`);
+const tapFile = join(mkdtempSync(join(tmpdir(), 'metad-tests-')), 'results.tap');
+const r = spawnSync(
+  process.execPath,
+  ['--test', '--test-concurrency=2', '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...files.map((f) => relative(root, f))],
+  { cwd: root, stdio: 'inherit' },
+);
+// One plain closing line that any CI reader understands.
+const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
+const count = (k) => Number((tap.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
+console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`);
+process.exit(r.status ?? 1);

@@ -1,0 +1,202 @@
+/**
+ * The admin door on a real unix socket: register/replace/patch/read/list/delete, the error
+ * table (400 unknown field / malformed JSON, 404, 405 + Allow, 409 duplicates, 413, 415),
+ * params per visibility, the pipe's host side and the socket's mode.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+
+test('admin door: instance lifecycle', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+
+  let r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  assert.equal(r.status, 201);
+  assert.equal(r.json.instance.name, 'vm1');
+  assert.equal(r.json.status.generation, 1);
+
+  r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { hostname: 'renamed' }));
+  assert.equal(r.status, 200, 'a second PUT replaces');
+  assert.equal(r.json.instance.hostname, 'renamed');
+  assert.equal(r.json.status.generation, 2);
+
+  r = await d.admin('PATCH', '/v1/instances/vm1', { hostname: null, os: { name: 'debian' } }, { 'content-type': 'application/merge-patch+json' });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.instance.hostname, undefined, 'null removes a member (RFC 7396)');
+  assert.deepEqual(r.json.instance.os, { name: 'debian' });
+
+  await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
+  r = await d.admin('GET', '/v1/instances');
+  assert.deepEqual(r.json.instances.map((i: { name: string }) => i.name), ['vm1', 'vm2']);
+  assert.equal(r.json.instances[1].commIpv4, '127.0.0.3');
+
+  r = await d.admin('DELETE', '/v1/instances/vm1');
+  assert.equal(r.status, 204);
+  r = await d.admin('GET', '/v1/instances/vm1');
+  assert.equal(r.status, 404);
+  assert.equal(r.json.code, 'NotFound');
+  r = await d.admin('GET', '/v1/health');
+  assert.deepEqual(r.json, { status: 'ok', instances: 1 });
+});
+
+test('admin door: the socket is created with mode 0660', async (t) => {
+  const d = await startTestDaemon({ config: { admin: { socketMode: '0660' } } });
+  t.after(() => d.close());
+  // startTestDaemon listens without chmod: the production path (runDaemon) is covered in daemon-process.test
+  assert.ok(statSync(d.config.admin.socket).isSocket());
+});
+
+test('admin door: bad input gets a JSON error that never echoes the value', async (t) => {
+  const d = await startTestDaemon({ config: { admin: { maxBodyBytes: 4096 } } });
+  t.after(() => d.close());
+  const canary = 'CANARY-bad-input-4f1e';
+
+  let r = await d.admin('PUT', '/v1/instances/vm1', '{"name": "vm1", ');
+  assert.equal(r.status, 400);
+  assert.equal(r.json.code, 'InvalidInput');
+  assert.match(r.json.message, /malformed JSON/);
+
+  r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), bogus: canary });
+  assert.equal(r.status, 400);
+  assert.deepEqual(r.json.details, [{ path: '/bogus', message: 'unknown field' }]);
+
+  r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), hostname: canary, comm: { mac: canary, ipv4: 'x' } });
+  assert.equal(r.status, 400);
+  const paths = r.json.details.map((x: { path: string }) => x.path).sort();
+  assert.deepEqual(paths, ['/comm/ipv4', '/comm/mac', '/hostname']);
+  assert.ok(!r.text.includes(canary), 'error must not echo submitted values');
+
+  r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), userData: 'A'.repeat(5000) });
+  assert.equal(r.status, 413);
+  assert.equal(r.json.code, 'PayloadTooLarge');
+
+  r = await d.admin('PUT', '/v1/instances/vm1', 'name=vm1', { 'content-type': 'text/plain' });
+  assert.equal(r.status, 415);
+
+  r = await d.admin('PUT', '/v1/instances/other', sampleInstance(1));
+  assert.equal(r.status, 400, 'body name must equal the path name');
+
+  r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), comm: { mac: '52:54:00:00:00:01', ipv4: '10.0.0.1' } });
+  assert.equal(r.status, 409, 'comm IPv4 outside the comm range');
+  assert.equal(r.json.details[0].path, '/comm/ipv4');
+
+  for (const bad of ['..%2F..%2Fetc%2Fpasswd', '..', 'a%2Fb', 'UPPER', '%00x']) {
+    r = await d.admin('GET', `/v1/instances/${bad}`);
+    assert.ok(r.status === 400 || r.status === 404, `traversal name ${bad} -> ${r.status}`);
+    assert.equal(typeof r.json.code, 'string');
+  }
+
+  r = await d.admin('POST', '/v1/instances/vm1');
+  assert.equal(r.status, 405);
+  assert.equal(r.json.code, 'MethodNotAllowed');
+  assert.match(String(r.headers.allow), /PUT/);
+  assert.match(String(r.headers.allow), /DELETE/);
+
+  r = await d.admin('GET', '/v1/nothing-here');
+  assert.equal(r.status, 404);
+  assert.equal(r.json.code, 'NotFound');
+
+  // The daemon keeps serving after all of that.
+  r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  assert.equal(r.status, 201);
+});
+
+test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
+  const sameIp = { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, ipv4: '127.0.0.2' } };
+  let r = await d.admin('PUT', '/v1/instances/vm2', sameIp);
+  assert.equal(r.status, 409);
+  assert.equal(r.json.details[0].path, '/comm/ipv4');
+  const sameMac = { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, mac: sampleInstance(1).comm.mac } };
+  r = await d.admin('PUT', '/v1/instances/vm2', sameMac);
+  assert.equal(r.status, 409);
+  assert.equal(r.json.details[0].path, '/comm/mac');
+  // Moving vm1 to a new address frees the old one.
+  await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.50' } });
+  r = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, ipv4: '127.0.0.2' } });
+  assert.equal(r.status, 201);
+});
+
+test('admin door: params per visibility', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { params: { public: { a: '1' }, private: { p: 'pv' } } }));
+
+  let r = await d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { b: '2', a: null } });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.public, { b: '2' });
+  assert.deepEqual(r.json.private, ['p']);
+
+  r = await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { s1: 'x', s2: 'y' }, ttlSec: 60, claimOnce: true });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.secret.map((s: { name: string }) => s.name), ['s1', 's2']);
+  assert.equal(r.json.secret[0].claimOnce, true);
+  assert.equal(r.json.secret[0].state, 'live');
+
+  r = await d.admin('PUT', '/v1/instances/vm1/params/public', { values: { a: '1' }, ttlSec: 5 });
+  assert.equal(r.status, 400, 'ttlSec is for secrets only');
+  r = await d.admin('PUT', '/v1/instances/vm1/params/hidden', { values: {} });
+  assert.equal(r.status, 400);
+  r = await d.admin('PUT', '/v1/instances/vm1/params/public', { values: { 'bad name!': 'x' } });
+  assert.equal(r.status, 400);
+
+  r = await d.admin('DELETE', '/v1/instances/vm1/params/secret/s1');
+  assert.equal(r.status, 204);
+  r = await d.admin('DELETE', '/v1/instances/vm1/params/secret/s1');
+  assert.equal(r.status, 404);
+  r = await d.admin('DELETE', '/v1/instances/vm1/params/private');
+  assert.equal(r.status, 204);
+  r = await d.admin('GET', '/v1/instances/vm1/params');
+  assert.deepEqual(r.json.private, []);
+  assert.deepEqual(r.json.secret.map((s: { name: string }) => s.name), ['s2']);
+
+  // A GET-edit-PUT round trip keeps private values (they cannot be read back).
+  await d.admin('PUT', '/v1/instances/vm1/params/private', { values: { keep: 'me' } });
+  const view = (await d.admin('GET', '/v1/instances/vm1')).json;
+  r = await d.admin('PUT', '/v1/instances/vm1', { ...view.instance, hostname: 'edited' });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.status.params.private, ['keep']);
+  assert.deepEqual(r.json.status.params.secret.map((s: { name: string }) => s.name), ['s2']);
+});
+
+test('admin door: pipe host side and password', async (t) => {
+  const d = await startTestDaemon({ config: { pipe: { maxBytes: 16 } } });
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  let r = await d.admin('POST', '/v1/instances/vm1/pipe', 'hello', { 'content-type': 'application/octet-stream' });
+  assert.equal(r.status, 202);
+  assert.equal(r.json.queuedBytes, 5);
+  r = await d.admin('POST', '/v1/instances/vm1/pipe', 'this is too long', { 'content-type': 'application/octet-stream' });
+  assert.equal(r.status, 413, 'a write that does not fit is refused whole');
+  assert.equal((await d.admin('GET', '/v1/instances/vm1')).json.status.pipe.toGuestBytes, 5);
+
+  d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('progress 50%'));
+  r = await d.admin('GET', '/v1/instances/vm1/pipe');
+  assert.equal(r.text, 'progress 50%');
+  r = await d.admin('GET', '/v1/instances/vm1/pipe');
+  assert.equal(r.text, '', 'reads consume');
+  r = await d.admin('GET', '/v1/instances/vm1/pipe?wait=abc');
+  assert.equal(r.status, 400);
+
+  // A waiting reader returns as soon as the guest writes.
+  const started = Date.now();
+  const pending = d.admin('GET', '/v1/instances/vm1/pipe?wait=30');
+  setTimeout(() => d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('done')), 100);
+  r = await pending;
+  assert.equal(r.text, 'done');
+  assert.ok(Date.now() - started < 10_000);
+
+  r = await d.admin('GET', '/v1/instances/vm1/password');
+  assert.deepEqual(r.json, { password: null });
+  await d.daemon.services.store.setPassword('vm1', 'pw', true);
+  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: 'pw' });
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm1/password')).status, 204);
+  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: null });
+
+  r = await d.admin('GET', '/v1/identity/public-key');
+  assert.match(r.text, /BEGIN PUBLIC KEY/);
+});

@@ -1,0 +1,153 @@
+/**
+ * The real `metad serve` process: socket mode, crash safety (every acknowledged registration
+ * survives kill -9), clean SIGTERM, check-config, and a full or read-only state dir
+ * (a real tmpfs) answering 503 while the daemon keeps serving and loses nothing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync, readdirSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request, sampleInstance } from '../support/daemon.js';
+import { isRoot, skipOrFail } from '../support/env.js';
+
+const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
+
+function writeConfig(dir: string, stateDir = join(dir, 'state')): string {
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({
+    stateDir,
+    admin: { socket: join(dir, 'admin.sock') },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+    log: { level: 'info' },
+  }));
+  return file;
+}
+
+async function startProcess(config: string, sock: string): Promise<{ child: ChildProcess; out: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  for (let i = 0; i < 200; i++) {
+    if (out.includes('metad started')) return { child, out: () => out };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`daemon did not start (socket ${sock}): ${out}`);
+}
+
+const admin = (sock: string, method: string, path: string, body?: unknown) =>
+  request({ socketPath: sock, method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, body === undefined ? undefined : JSON.stringify(body));
+
+test('metad serve: socket 0660, kill -9 loses no acknowledged write, SIGTERM is clean', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-proc-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = join(dir, 'admin.sock');
+  const cfg = writeConfig(dir);
+  let p = await startProcess(cfg, sock);
+  t.after(() => p.child.kill('SIGKILL'));
+  assert.equal(statSync(sock).mode & 0o777, 0o660);
+  assert.equal(statSync(join(dir, 'state', 'private.key')).mode & 0o777, 0o600);
+
+  // Fire registrations and kill -9 while some are in flight: every 201 we got must survive.
+  const acked: string[] = [];
+  const inflight = Array.from({ length: 60 }, (_, i) =>
+    admin(sock, 'PUT', `/v1/instances/vm${i}`, sampleInstance(i)).then(
+      (r) => {
+        if (r.status === 201) acked.push(`vm${i}`);
+      },
+      () => undefined,
+    ),
+  );
+  await new Promise((r) => setTimeout(r, 30));
+  p.child.kill('SIGKILL');
+  await Promise.all(inflight);
+  await new Promise((r) => p.child.once('exit', r));
+  assert.ok(existsSync(sock), 'kill -9 leaves a stale socket behind');
+
+  p = await startProcess(cfg, sock);
+  const list = (await admin(sock, 'GET', '/v1/instances')).json.instances.map((i: { name: string }) => i.name);
+  for (const name of acked) assert.ok(list.includes(name), `acknowledged ${name} lost after kill -9`);
+  assert.ok(!readdirSync(join(dir, 'state', 'instances')).some((f) => f.startsWith('.tmp-')));
+  assert.match(p.out(), /"quarantined":0/);
+
+  p.child.kill('SIGTERM');
+  const code = await new Promise((r) => p.child.once('exit', r));
+  assert.equal(code, 0);
+  assert.ok(!existsSync(sock), 'a clean stop removes the socket');
+  assert.match(p.out(), /metad stopped/);
+});
+
+test('metad check-config: lists every problem and exits 2; prints the effective config', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfg-'));
+  try {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'stateDir: 3\nguest:\n  commRange: x\nnope: 1\n');
+    let res = { status: 0, out: '' };
+    try {
+      execFileSync(process.execPath, [CLI, 'check-config', bad], { stdio: 'pipe' });
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer };
+      res = { status: e.status, out: e.stderr.toString() };
+    }
+    assert.equal(res.status, 2);
+    assert.match(res.out, /\/stateDir/);
+    assert.match(res.out, /\/guest\/commRange/);
+    assert.match(res.out, /additional properties/);
+    const good = writeConfig(dir);
+    const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString());
+    assert.equal(effective.secrets.defaultTtlSec, 5400);
+    const help = execFileSync(process.execPath, [CLI, 'serve', '--help']).toString();
+    assert.match(help, /--config/);
+    assert.match(help, /METAD_STATE_DIR/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('state dir full (ENOSPC) or read-only: 503, nothing lost, nothing partial, still serving', async (t) => {
+  if (skipOrFail(t, isRoot() ? undefined : 'needs root to mount a small tmpfs')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'metad-full-'));
+  const state = join(dir, 'state');
+  mkdirSync(state);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k,mode=0700', 'metad-test', state]);
+  t.after(() => {
+    try {
+      execFileSync('umount', ['-l', state]);
+    } catch {
+      /* already gone */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const sock = join(dir, 'admin.sock');
+  const p = await startProcess(writeConfig(dir, state), sock);
+  t.after(() => p.child.kill('SIGKILL'));
+
+  const filler = 'x'.repeat(3000);
+  const acked: string[] = [];
+  let full = null;
+  for (let i = 0; i < 200 && !full; i++) {
+    const r = await admin(sock, 'PUT', `/v1/instances/vm${i}`, sampleInstance(i, { params: { public: { a: filler, b: filler, c: filler } } }));
+    if (r.status === 201) acked.push(`vm${i}`);
+    else full = r;
+  }
+  assert.ok(full, 'the tmpfs should fill up');
+  assert.equal(full.status, 503);
+  assert.equal(full.json.code, 'Unavailable');
+  assert.match(full.json.message, /ENOSPC/);
+  assert.ok(!readdirSync(join(state, 'instances')).some((f) => f.startsWith('.tmp-')), 'no partial file left');
+  const list = (await admin(sock, 'GET', '/v1/instances')).json.instances.map((i: { name: string }) => i.name);
+  assert.deepEqual(list.sort(), acked.sort(), 'exactly the acknowledged instances exist');
+
+  execFileSync('mount', ['-o', 'remount,ro', state]);
+  const r = await admin(sock, 'PATCH', `/v1/instances/${acked[0]}`, { hostname: 'changed' });
+  assert.equal(r.status, 503);
+  assert.match(r.json.message, /EROFS/);
+  const v = await admin(sock, 'GET', `/v1/instances/${acked[0]}`);
+  assert.equal(v.status, 200);
+  assert.notEqual(v.json.instance.hostname, 'changed', 'a failed write changes nothing in memory');
+});

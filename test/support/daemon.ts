@@ -1,0 +1,118 @@
+/**
+ * Start the real daemon graph on real sockets for integration tests: temp state dir, admin
+ * app on a unix socket, guest app on 127.0.0.1:0 (all of 127/8 stands in for guests), a sink
+ * logger and an optional fake clock. `admin()` speaks HTTP over the unix socket.
+ */
+import http from 'node:http';
+import jsonMergePatch from 'json-merge-patch';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildConfig, type Config } from '../../daemon/config.js';
+import { createDaemon, type Daemon } from '../../daemon/daemon.js';
+import { createGuestServer } from '../../daemon/main.js';
+import type { Clock } from '../../daemon/clock.js';
+import { sinkLogger, type LogSink } from './sink.js';
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  text: string;
+  json: any;
+}
+
+export function request(opts: http.RequestOptions, body?: string | Buffer): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const buf = Buffer.concat(chunks);
+        const text = buf.toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text, json });
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+export interface TestDaemon {
+  dir: string;
+  config: Readonly<Config>;
+  daemon: Daemon;
+  sink: LogSink;
+  guestPort: number;
+  admin(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
+  /** A guest request from source address `from` (127.0.0.x). */
+  guest(from: string, method: string, path: string, headers?: Record<string, string>, body?: string | Buffer): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+export async function startTestDaemon(opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string } = {}): Promise<TestDaemon> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'metad-test-'));
+  const base = {
+    stateDir: join(dir, 'state'),
+    admin: { socket: join(dir, 'admin.sock') },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+  };
+  const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
+  const { sink, log } = sinkLogger();
+  const daemon = await createDaemon(config, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const adminServer = http.createServer(daemon.adminApp.callback());
+  await new Promise<void>((r) => adminServer.listen(config.admin.socket, r));
+  const guestServer = createGuestServer(daemon, config, log);
+  await new Promise<void>((r) => guestServer.listen(0, '0.0.0.0', r));
+  const guestPort = (guestServer.address() as { port: number }).port;
+  const agent = new http.Agent({ keepAlive: false });
+  return {
+    dir,
+    config,
+    daemon,
+    sink,
+    guestPort,
+    admin(method, path, body, headers = {}) {
+      const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+      const h: Record<string, string> = { ...headers };
+      if (payload !== undefined && !h['content-type']) h['content-type'] = 'application/json';
+      return request({ socketPath: config.admin.socket, method, path, headers: h, agent }, payload);
+    },
+    guest(from, method, path, headers = {}, body) {
+      return request({ host: from === '::1' ? '::1' : '127.0.0.1', port: guestPort, localAddress: from, method, path, headers, agent }, body);
+    },
+    async close() {
+      await new Promise<void>((r) => {
+        adminServer.close(() => r());
+        adminServer.closeAllConnections();
+      });
+      await new Promise<void>((r) => {
+        guestServer.close(() => r());
+        guestServer.closeAllConnections();
+      });
+      await daemon.stop();
+      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let counter = 0;
+/** A valid instance document; `n` picks the comm address 127.0.0.(n+1). */
+export function sampleInstance(n: number, extra: Record<string, unknown> = {}): Record<string, any> {
+  counter++;
+  const hex = n.toString(16).padStart(12, '0');
+  return {
+    name: `vm${n}`,
+    uuid: `00000000-0000-4000-8000-${hex}`,
+    hostname: `vm${n}`,
+    comm: { mac: `52:54:00:${hex.slice(6, 8)}:${hex.slice(8, 10)}:${hex.slice(10, 12)}`, ipv4: `127.0.${Math.floor((n + 1) / 256)}.${(n + 1) % 256}` },
+    ...extra,
+  };
+}

@@ -1,0 +1,28 @@
+/**
+ * Environment checks for tests that need root, mounts or namespaces. On a developer box such
+ * a test may skip with a clear reason; with METAD_NO_SKIP=1 (set by .ci/run) it fails instead.
+ */
+import { execFileSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Skip (developer box) or fail (CI: METAD_NO_SKIP=1). Returns true when the test must stop. */
+export function skipOrFail(t: TestContext, why: string | undefined): boolean {
+  if (!why) return false;
+  if (process.env.METAD_NO_SKIP === '1') assert.fail(`required test environment missing: ${why}`);
+  t.skip(why);
+  return true;
+}

@@ -1,0 +1,121 @@
+/**
+ * The store on a real state dir: reload after restart, private values sealed at rest, secret
+ * values never on disk, tampered/unreadable files quarantined while others load, leftover
+ * temp files removed, state files carry a format version.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { InstanceStore, STATE_FORMAT, STATE_VERSION } from '../../daemon/store.js';
+import { Keyring, loadMasterKey } from '../../daemon/keys.js';
+import { validateInstance } from '../../daemon/validate.js';
+import { FakeClock } from '../fakes/fake-clock.js';
+import { sinkLogger } from '../support/sink.js';
+import { sampleInstance } from '../support/daemon.js';
+
+function makeStore(dir: string, key = randomBytes(32)) {
+  const { sink, log } = sinkLogger();
+  const store = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536 });
+  return { store, sink, key };
+}
+
+function tmp(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-store-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('store: instances survive a restart; private values are sealed at rest', async (t) => {
+  const dir = tmp(t);
+  const { store, key } = makeStore(dir);
+  await store.start();
+  const canary = `PRIVATE-CANARY-${randomBytes(4).toString('hex')}`;
+  const iamCanary = `IAM-CANARY-${randomBytes(4).toString('hex')}`;
+  await store.put(
+    validateInstance(
+      sampleInstance(1, {
+        params: { public: { pub: 'visible' }, private: { pw: canary }, secret: { s: 'never-here' } },
+        ec2: { iam: { role: 'r', accessKeyId: 'AK', secretAccessKey: iamCanary, token: 'tok', expiration: '2030-01-01T00:00:00Z' } },
+      }),
+    ),
+    true,
+  );
+  await store.put(validateInstance(sampleInstance(2)), true);
+  const file = readFileSync(join(dir, 'instances', 'vm1.json'), 'utf8');
+  assert.ok(!file.includes(canary), 'private value must be encrypted at rest');
+  assert.ok(!file.includes(iamCanary), 'IAM credentials must be encrypted at rest');
+  assert.ok(!file.includes('never-here'), 'secret values never reach the store');
+  assert.ok(file.includes('visible'), 'public values are stored as they are');
+  const outer = JSON.parse(file);
+  assert.equal(outer.format, STATE_FORMAT);
+  assert.equal(outer.version, STATE_VERSION);
+  assert.equal(statSync(join(dir, 'instances', 'vm1.json')).mode & 0o777, 0o600);
+
+  const again = makeStore(dir, key).store;
+  const loaded = await again.start();
+  assert.deepEqual(loaded, { loaded: 2, quarantined: 0 });
+  const vm1 = again.get('vm1')!;
+  assert.equal(vm1.sensitive.private.pw, canary);
+  assert.equal(vm1.sensitive.iam?.secretAccessKey, iamCanary);
+  assert.equal(again.byAddress('127.0.0.2')?.doc.name, 'vm1');
+  assert.equal(again.byAddress('127.0.0.3')?.doc.name, 'vm2');
+});
+
+test('store: tampered, truncated and foreign files are quarantined; the others load', async (t) => {
+  const dir = tmp(t);
+  const { store, key } = makeStore(dir);
+  await store.start();
+  for (const n of [1, 2, 3, 4, 5]) await store.put(validateInstance(sampleInstance(n, { params: { private: { k: 'v' } } })), true);
+  const p = (n: number) => join(dir, 'instances', `vm${n}.json`);
+  // 1: flip the hostname inside the MACed body
+  writeFileSync(p(1), readFileSync(p(1), 'utf8').replace('vm1\\"', 'vmX\\"'));
+  // 2: truncated (a torn write that a non-atomic writer would leave)
+  writeFileSync(p(2), readFileSync(p(2), 'utf8').slice(0, 40));
+  // 3: a future format version
+  const o3 = JSON.parse(readFileSync(p(3), 'utf8'));
+  writeFileSync(p(3), JSON.stringify({ ...o3, version: 99 }));
+  // leftover temp file from a crash mid-write
+  writeFileSync(join(dir, 'instances', '.tmp-vm9.json.abc'), 'partial');
+
+  const { store: again, sink } = makeStore(dir, key);
+  const r = await again.start();
+  assert.deepEqual(r, { loaded: 2, quarantined: 3 });
+  assert.deepEqual(again.list().map((i) => i.doc.name), ['vm4', 'vm5']);
+  const q = readdirSync(join(dir, 'quarantine'));
+  assert.equal(q.length, 3);
+  assert.ok(!readdirSync(join(dir, 'instances')).some((f) => f.startsWith('.tmp-')), 'temp files cleaned');
+  const reasons = sink.records().filter((l) => l.msg === 'state file quarantined').map((l) => l.reason);
+  assert.ok(reasons.some((x) => /integrity/.test(String(x))));
+  assert.ok(reasons.some((x) => /not JSON/.test(String(x))));
+  assert.ok(reasons.some((x) => /version 99/.test(String(x))));
+
+  // With another key every file fails its integrity check: nothing wrong is loaded.
+  const { store: wrongKey } = makeStore(dir, randomBytes(32));
+  assert.deepEqual(await wrongKey.start(), { loaded: 0, quarantined: 2 });
+});
+
+test('keys: the key file is created 0600 and a loose one is refused', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'k');
+  const k1 = loadMasterKey(path, true);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.deepEqual(loadMasterKey(path, false), k1);
+  writeFileSync(path, k1, { mode: 0o644 });
+  rmSync(path);
+  writeFileSync(path, k1, { mode: 0o644 });
+  assert.throws(() => loadMasterKey(path, false), /group or others/);
+  assert.throws(() => loadMasterKey(join(dir, 'missing'), false), /ENOENT/);
+});
+
+test('store: a document over the stored size cap is 413 and nothing changes', async (t) => {
+  const dir = tmp(t);
+  const { store } = makeStore(dir);
+  await store.start();
+  const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'x'.repeat(1000)]));
+  await assert.rejects(store.put(validateInstance(sampleInstance(1, { params: { public: big } })), true), (e: { status?: number }) => e.status === 413);
+  assert.equal(store.size, 0);
+  assert.deepEqual(readdirSync(join(dir, 'instances')), []);
+});
