@@ -33,7 +33,7 @@ export function viewOf(s: Pick<Services, 'vault' | 'pipes'>, i: StoredInstance) 
       createdAt: i.createdAt,
       updatedAt: i.updatedAt,
       generation: i.generation,
-      params: paramsOf(s, i),
+      params: { ...paramsOf(s, i), public: Object.keys(i.doc.params?.public ?? {}).sort() },
       iamRole: i.sensitive.iam?.role ?? null,
       password: i.sensitive.password !== undefined,
       pipe: s.pipes.sizes(i.doc.name),
