@@ -1,0 +1,272 @@
+/**
+ * EC2 IMDS dialect: the version list and, for one instance, the tree behind `/<version>/`
+ * (`meta-data/`, `user-data`, `dynamic/instance-identity/`), each category gated by the version
+ * that introduced it. Fields the doc leaves out get documented defaults (`EC2_DEFAULTS`).
+ * Pure: no I/O, no clock, no randomness; the identity signature comes from `ctx.sign`.
+ */
+import { dir, type Dir, type Tree } from './tree.js';
+import {
+  availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf,
+  type GuestView, type RenderCtx,
+} from './view.js';
+import type { IamCredentials, PublicDoc } from '../../daemon/model.js';
+
+/** What `GET /` lists, oldest first, `latest` last (AWS's list as of 2022-09-24). */
+export const EC2_VERSIONS = [
+  '1.0', '2007-01-19', '2007-03-01', '2007-08-29', '2007-10-10', '2007-12-15', '2008-02-01',
+  '2008-09-01', '2009-04-04', '2011-01-01', '2011-05-01', '2012-01-12', '2014-02-25', '2014-11-05',
+  '2015-10-20', '2016-04-19', '2016-06-30', '2016-09-02', '2018-03-28', '2018-08-17', '2018-09-24',
+  '2019-10-01', '2020-10-27', '2021-01-03', '2021-03-23', '2021-07-15', '2022-09-24', 'latest',
+] as const;
+export type Ec2Version = (typeof EC2_VERSIONS)[number];
+
+/** True when `v` is a version this dialect serves (anything else is a 404). */
+export function isEc2Version(v: string): v is Ec2Version {
+  return (EC2_VERSIONS as readonly string[]).includes(v);
+}
+
+/**
+ * The version that introduced each gated category (AWS "instance metadata categories").
+ * A category whose date is not itself a listed version (region, 2020-08-24) first shows in
+ * the next listed one (2020-10-27). Categories from 1.0 are not gated.
+ */
+export const EC2_SINCE = {
+  localHostname: '2007-01-19', // local-hostname, public-hostname, public-ipv4
+  instanceType: '2007-08-29',
+  blockDeviceMapping: '2007-12-15',
+  placement: '2008-02-01', // placement/availability-zone, kernel-id
+  instanceAction: '2008-09-01',
+  dynamic: '2009-04-04', // dynamic/instance-identity/
+  network: '2011-01-01', // mac, network/interfaces/macs/<mac>/
+  iam: '2012-01-12',
+  services: '2014-02-25',
+  region: '2020-08-24', // placement/region
+  tags: '2021-03-23', // tags/instance/
+} as const;
+
+/** Values used when the doc has no `ec2.*` counterpart. */
+export const EC2_DEFAULTS = {
+  amiId: 'ami-00000000',
+  /** EC2 answers `(unknown)` for EBS-backed AMIs, which is what a disk image is. */
+  amiManifestPath: '(unknown)',
+  instanceType: 'm1.small',
+  accountId: '000000000000',
+  architecture: 'x86_64',
+  /** KVM virtio disks appear as vda; used for block-device-mapping/ami and /root. */
+  rootDevice: '/dev/vda',
+  domain: 'amazonaws.com',
+  securityGroup: 'default',
+} as const;
+
+/** The EC2 facts of one instance after defaults, computed once per render. */
+interface Ec2Facts {
+  instanceId: string; amiId: string; instanceType: string; hostname: string; localIpv4: string;
+  mac: string; az: string; region: string; accountId: string; architecture: string;
+  reservationId: string; securityGroups: string[]; kernelId: string | undefined;
+}
+
+/** The uuid as 32 lowercase hex digits: '6f1c2a9e-…' → '6f1c2a9e…'. */
+function uuidHex(doc: PublicDoc): string {
+  return doc.uuid.replace(/-/g, '').toLowerCase();
+}
+
+/**
+ * Region from an availability zone: drop the zone letter.
+ * 'us-east-1a' → 'us-east-1'; 'metad-zone-a' → 'metad-zone'; 'nova' → 'nova' (no letter to drop).
+ */
+export function regionOf(az: string): string {
+  const m = /^(.*\d)[a-z]$/.exec(az) ?? /^(.+)-[a-z]$/.exec(az);
+  return m?.[1] ?? az;
+}
+
+function factsOf(doc: PublicDoc): Ec2Facts {
+  const e = doc.ec2 ?? {};
+  const hex = uuidHex(doc);
+  const az = availabilityZoneOf(doc, 'ec2');
+  return {
+    // 'i-' + 17 hex digits like a current EC2 id: uuid 6f1c2a9e-4b7d-… → i-6f1c2a9e4b7d…
+    instanceId: e.instanceId ?? `i-${hex.slice(0, 17)}`,
+    amiId: e.amiId ?? EC2_DEFAULTS.amiId,
+    instanceType: e.instanceType ?? EC2_DEFAULTS.instanceType,
+    hostname: e.localHostname ?? hostnameOf(doc),
+    localIpv4: e.localIpv4 ?? doc.comm.ipv4,
+    mac: doc.comm.mac,
+    az,
+    region: e.region ?? regionOf(az),
+    accountId: e.accountId ?? EC2_DEFAULTS.accountId,
+    architecture: e.architecture ?? EC2_DEFAULTS.architecture,
+    reservationId: e.reservationId ?? `r-${hex.slice(-17)}`,
+    securityGroups: e.securityGroups?.length ? e.securityGroups : [EC2_DEFAULTS.securityGroup],
+    kernelId: e.kernelId,
+  };
+}
+
+/** ISO 8601 at second precision, as EC2 writes times: '2024-05-01T10:00:00.000Z' → '2024-05-01T10:00:00Z'. */
+function isoSeconds(time: string): string {
+  return new Date(time).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * JSON in EC2's own layout (two-space indent, a space on both sides of the colon), for flat
+ * objects of strings and nulls. Clients parse it as JSON; the layout only mimics the real thing.
+ * { Code: 'Success', kernelId: null } → '{\n  "Code" : "Success",\n  "kernelId" : null\n}'
+ */
+function awsJson(fields: Readonly<Record<string, string | null>>): string {
+  const lines = Object.entries(fields).map(([k, v]) => `  ${JSON.stringify(k)} : ${JSON.stringify(v)}`);
+  return `{\n${lines.join(',\n')}\n}`;
+}
+
+/**
+ * The instance identity document served at `dynamic/instance-identity/document`, exactly the
+ * bytes the caller must sign. Field order follows AWS's published example.
+ */
+export function identityDocument(view: GuestView): string {
+  const f = factsOf(view.doc);
+  return awsJson({
+    accountId: f.accountId,
+    architecture: f.architecture,
+    availabilityZone: f.az,
+    billingProducts: null,
+    devpayProductCodes: null,
+    marketplaceProductCodes: null,
+    imageId: f.amiId,
+    instanceId: f.instanceId,
+    instanceType: f.instanceType,
+    kernelId: f.kernelId ?? null,
+    pendingTime: isoSeconds(view.createdAt),
+    privateIp: f.localIpv4,
+    ramdiskId: null,
+    region: f.region,
+    version: '2017-09-30',
+  });
+}
+
+/**
+ * `public-keys/`: EC2 lists each key as `<index>=<name>` with no slash, yet the path to descend
+ * is the bare index. Keys [{name:'alice'}, {name:'bob'}] give:
+ *   public-keys/           → "0=alice\n1=bob"
+ *   public-keys/0/         → "openssh-key"
+ *   public-keys/0/openssh-key → the key text
+ * Only OpenSSH keys are listed (an x509 key under `openssh-key` would pollute authorized_keys).
+ */
+function publicKeys(doc: PublicDoc): Dir | undefined {
+  const keys = sshKeysOf(doc);
+  if (keys.length === 0) return undefined;
+  return dir(
+    keys.map((k, i) => [String(i), dir({ 'openssh-key': k.key })] as const),
+    keys.map((k, i) => [String(i), `${i}=${k.name}`] as const),
+  );
+}
+
+/** `network/interfaces/macs/<mac>/`: the comm NIC, the only NIC the model knows. */
+function network(doc: PublicDoc, f: Ec2Facts): Dir {
+  const e = doc.ec2 ?? {};
+  const nic = dir({
+    'device-number': '0',
+    'local-hostname': f.hostname,
+    'local-ipv4s': f.localIpv4,
+    mac: f.mac,
+    'owner-id': f.accountId,
+    'public-hostname': e.publicHostname,
+    'public-ipv4s': e.publicIpv4,
+    'security-groups': f.securityGroups.join('\n'),
+  });
+  return dir({ interfaces: dir({ macs: dir([[f.mac, nic]]) }) });
+}
+
+/**
+ * `iam/`: `info` and `security-credentials/<role>`, both JSON. LastUpdated is the credentials'
+ * own `lastUpdated`, else the instance's creation time (never "now", so renders stay stable).
+ */
+function iam(view: GuestView, f: Ec2Facts, cred: IamCredentials): Dir {
+  const updated = isoSeconds(cred.lastUpdated ?? view.createdAt);
+  const info = awsJson({
+    Code: 'Success',
+    LastUpdated: updated,
+    InstanceProfileArn: cred.instanceProfileArn ?? `arn:aws:iam::${f.accountId}:instance-profile/${cred.role}`,
+    InstanceProfileId: cred.instanceProfileId ?? `AIPA${uuidHex(view.doc).slice(0, 17).toUpperCase()}`,
+  });
+  const secret = awsJson({
+    Code: 'Success',
+    LastUpdated: updated,
+    Type: 'AWS-HMAC',
+    AccessKeyId: cred.accessKeyId,
+    SecretAccessKey: cred.secretAccessKey,
+    Token: cred.token,
+    Expiration: isoSeconds(cred.expiration),
+  });
+  return dir({ info, 'security-credentials': dir([[cred.role, secret]]) });
+}
+
+/**
+ * Tag keys EC2 accepts when tags are exposed in metadata: letters, digits and `+-=._:@`, and
+ * not `.` or `..` (each key is a path segment). Others are left out rather than mangled:
+ * {Name:'web', 'a b':'x', '..':'y'} → tags/instance/ lists "Name".
+ */
+const TAG_KEY = /^[A-Za-z0-9+\-=._:@]+$/;
+
+function tags(doc: PublicDoc): Dir | undefined {
+  if (doc.ec2?.exposeTags !== true) return undefined;
+  const pairs = Object.entries(doc.ec2.tags ?? {})
+    .filter(([k]) => TAG_KEY.test(k) && k !== '.' && k !== '..')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return dir({ instance: dir(pairs) });
+}
+
+/** Every category of `meta-data/` that `version` has, keyed by name (unsorted). */
+function categories(view: GuestView, v: string, f: Ec2Facts): Record<string, Tree | undefined> {
+  const doc = view.doc;
+  const e = doc.ec2 ?? {};
+  const c: Record<string, Tree | undefined> = {
+    'ami-id': f.amiId,
+    'ami-launch-index': String(launchIndexOf(doc, 'ec2')),
+    'ami-manifest-path': e.amiManifestPath ?? EC2_DEFAULTS.amiManifestPath,
+    hostname: f.hostname,
+    'instance-id': f.instanceId,
+    'local-ipv4': f.localIpv4,
+    'public-keys': publicKeys(doc),
+    'reservation-id': f.reservationId,
+    'security-groups': f.securityGroups.join('\n'),
+  };
+  if (since(EC2_SINCE.localHostname, v)) {
+    Object.assign(c, { 'local-hostname': f.hostname, 'public-hostname': e.publicHostname, 'public-ipv4': e.publicIpv4 });
+  }
+  if (since(EC2_SINCE.instanceType, v)) c['instance-type'] = f.instanceType;
+  if (since(EC2_SINCE.blockDeviceMapping, v)) {
+    c['block-device-mapping'] = dir({ ami: EC2_DEFAULTS.rootDevice, root: EC2_DEFAULTS.rootDevice });
+  }
+  if (since(EC2_SINCE.placement, v)) {
+    c['kernel-id'] = f.kernelId;
+    c.placement = dir({ 'availability-zone': f.az, region: since(EC2_SINCE.region, v) ? f.region : undefined });
+  }
+  if (since(EC2_SINCE.instanceAction, v)) c['instance-action'] = 'none';
+  if (since(EC2_SINCE.network, v)) Object.assign(c, { mac: f.mac, network: network(doc, f) });
+  if (since(EC2_SINCE.iam, v) && view.iam) c.iam = iam(view, f, view.iam);
+  if (since(EC2_SINCE.services, v)) c.services = dir({ domain: e.domain ?? EC2_DEFAULTS.domain });
+  if (since(EC2_SINCE.tags, v)) c.tags = tags(doc);
+  return c;
+}
+
+/** `dynamic/` (from 2009-04-04): the identity document, and its signature when ctx can sign. */
+function dynamic(view: GuestView, ctx: RenderCtx): Dir {
+  const document = identityDocument(view);
+  return dir({ 'instance-identity': dir({ document, signature: ctx.sign?.(document) }) });
+}
+
+/**
+ * The tree behind `/<version>/` for one instance. `meta-data/` lists alphabetically as EC2 does.
+ * The version root lists its children without slashes, as EC2 does:
+ *   GET /latest/ → "dynamic\nmeta-data\nuser-data"  (user-data only when there is some)
+ */
+export function renderEc2(view: GuestView, version: Ec2Version, ctx: RenderCtx): Dir {
+  const cats = Object.entries(categories(view, version, factsOf(view.doc)));
+  cats.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return dir(
+    {
+      dynamic: since(EC2_SINCE.dynamic, version) ? dynamic(view, ctx) : undefined,
+      'meta-data': dir(cats),
+      'user-data': userDataOf(view),
+    },
+    { dynamic: 'dynamic', 'meta-data': 'meta-data' },
+  );
+}
