@@ -1,0 +1,92 @@
+/**
+ * Ganeti metadata on the guest door: `/ganeti` version list, `/ganeti/<v>/meta_data.json`,
+ * `os/parameters.json` (never cached: secret values are live-only and claim-once values are
+ * consumed by this read), `os/scripts/<name>`, and the pipe: `GET read` consumes what the host
+ * queued (non-blocking, or `?wait=SECONDS` long-poll), `POST write` appends guest->host bytes
+ * (413 and nothing stored when it does not fit).
+ */
+import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
+import { type Answer, type GuestRequest, bytes, empty, fail, isRead, json, methodNotAllowed, notFound, text } from './answer.js';
+import { guestViewOf } from './view.js';
+import { readGuestBody } from './body.js';
+import { readOsScript } from './scripts.js';
+
+const VERSION_LIST = GANETI_VERSIONS.join('\n');
+const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
+const OS_LISTING = ['parameters.json', 'scripts/'].join('\n');
+export const MAX_WAIT_SEC = 60;
+
+function waitMs(raw: unknown): number | undefined {
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || raw === '' || !Number.isFinite(n) || n < 0 || n > MAX_WAIT_SEC) return undefined;
+  return Math.round(n * 1000);
+}
+
+async function pipeRead(r: GuestRequest): Promise<Answer> {
+  if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
+  const ms = waitMs(r.ctx.query.wait);
+  if (ms === undefined) return fail(400);
+  const q = r.d.pipes.get(r.inst.doc.name).toGuest;
+  const ac = new AbortController();
+  r.ctx.req.once('close', () => ac.abort());
+  await q.waitForData(ms, r.d.clock, ac.signal);
+  return bytes(q.take());
+}
+
+async function pipeWrite(r: GuestRequest): Promise<Answer> {
+  if (r.method !== 'POST') return methodNotAllowed('POST');
+  const q = r.d.pipes.get(r.inst.doc.name).toHost;
+  const body = await readGuestBody(r.ctx, r.d.config.pipe.maxBytes);
+  if (body === null) return fail(413);
+  try {
+    q.push(body);
+  } catch {
+    r.log.warn({ bytes: body.length, queued: q.size }, 'guest pipe write refused: buffer full');
+    return fail(413);
+  }
+  return empty(204);
+}
+
+async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
+  if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
+  if (rest.length === 0) return text(OS_LISTING);
+  if (rest[0] === 'parameters.json' && rest.length === 1) {
+    const params = renderOsParameters(guestViewOf(r.d, r.inst, true, r.method === 'GET'));
+    return json(params);
+  }
+  if (rest[0] === 'scripts' && rest.length === 2) {
+    const def = r.inst.doc.os?.definition;
+    const script = def ? await readOsScript(def, rest[1]!) : undefined;
+    if (!script) {
+      r.log.warn({ script: rest[1]!.slice(0, 64) }, 'guest asked for a missing or refused OS script');
+      return notFound();
+    }
+    return bytes(script);
+  }
+  return notFound();
+}
+
+export async function ganeti(r: GuestRequest): Promise<Answer> {
+  const [, version, first, ...rest] = r.segments;
+  if (version === undefined) return isRead(r.method) ? text(VERSION_LIST) : methodNotAllowed('GET, HEAD');
+  if (!isGanetiVersion(version)) return notFound();
+  switch (first) {
+    case undefined:
+      return isRead(r.method) ? text(LISTING) : methodNotAllowed('GET, HEAD');
+    case 'meta_data.json':
+      if (rest.length > 0) return notFound();
+      if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
+      return r.d.cache.get(r.inst.doc.name, r.inst.generation, `ganeti:${version}:meta`, () =>
+        json(renderGanetiMetaData(guestViewOf(r.d, r.inst, false), version)),
+      );
+    case 'read':
+      return rest.length > 0 ? notFound() : pipeRead(r);
+    case 'write':
+      return rest.length > 0 ? notFound() : pipeWrite(r);
+    case 'os':
+      return osTree(r, rest);
+    default:
+      return notFound();
+  }
+}

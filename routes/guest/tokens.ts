@@ -1,0 +1,45 @@
+/**
+ * IMDSv2 session tokens, stateless: token = base64url(expiry ms, 8 bytes | HMAC-SHA256 truncated
+ * to 16 bytes over instance uuid + name + expiry). Bound to one instance and one expiry; the key
+ * is random per daemon start, so a restart invalidates tokens and clients re-PUT on 401 (as
+ * cloud-init and the AWS SDKs do). Tokens are never logged.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const MIN_TOKEN_TTL_SECONDS = 1;
+export const MAX_TOKEN_TTL_SECONDS = 21600;
+export const TTL_HEADER = 'x-aws-ec2-metadata-token-ttl-seconds';
+export const TOKEN_HEADER = 'x-aws-ec2-metadata-token';
+const MAC_BYTES = 16;
+
+/** Parse the TTL header: an integer 1..21600, else undefined (the caller answers 400). */
+export function parseTtl(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  const n = Number(value.trim());
+  return n >= MIN_TOKEN_TTL_SECONDS && n <= MAX_TOKEN_TTL_SECONDS ? n : undefined;
+}
+
+export class TokenIssuer {
+  constructor(private readonly key: Buffer = randomBytes(32)) {}
+
+  private mac(instanceKey: string, expiry: Buffer): Buffer {
+    return createHmac('sha256', this.key).update(instanceKey).update('\0').update(expiry).digest().subarray(0, MAC_BYTES);
+  }
+
+  /** `instanceKey` identifies the instance (uuid + name): a token is useless to any other. */
+  issue(instanceKey: string, nowMs: number, ttlSec: number): string {
+    const expiry = Buffer.alloc(8);
+    expiry.writeBigUInt64BE(BigInt(nowMs + ttlSec * 1000));
+    return Buffer.concat([expiry, this.mac(instanceKey, expiry)]).toString('base64url');
+  }
+
+  /** True when the token was issued for this instance and has not expired. */
+  verify(instanceKey: string, token: string, nowMs: number): boolean {
+    if (token.length > 64) return false;
+    const raw = Buffer.from(token, 'base64url');
+    if (raw.length !== 8 + MAC_BYTES) return false;
+    const expiry = raw.subarray(0, 8);
+    if (Number(expiry.readBigUInt64BE()) <= nowMs) return false;
+    return timingSafeEqual(raw.subarray(8), this.mac(instanceKey, expiry));
+  }
+}
