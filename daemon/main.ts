@@ -58,7 +58,13 @@ function listen(server: http.Server, target: string | { host: string; port: numb
 export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger): http.Server {
   const g = cfg.guest;
   const server = http.createServer(
-    { headersTimeout: g.headersTimeoutMs, requestTimeout: g.requestTimeoutMs, keepAliveTimeout: g.keepAliveTimeoutMs },
+    {
+      headersTimeout: g.headersTimeoutMs,
+      requestTimeout: g.requestTimeoutMs,
+      keepAliveTimeout: g.keepAliveTimeoutMs,
+      // How often node checks those timeouts (default 30 s): a slowloris lives at most this much longer.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(g.headersTimeoutMs / 2))),
+    },
     d.guestApp.callback(),
   );
   server.maxConnections = g.maxConnections;

@@ -25,7 +25,7 @@ console.error(`run-tests: ${files.length} files${process.env.METAD_NO_SKIP === '
 const tapFile = join(mkdtempSync(join(tmpdir(), 'metad-tests-')), 'results.tap');
 const r = spawnSync(
   process.execPath,
-  ['--test', '--test-concurrency=2', '--test-reporter=spec', '--test-reporter-destination=stdout',
+  ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...files.map((f) => relative(root, f))],
   { cwd: root, stdio: 'inherit' },
 );
