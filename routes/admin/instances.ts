@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import jsonMergePatch from 'json-merge-patch';
 import type { Services } from '../../daemon/services.js';
-import type { InstanceInput, StoredInstance } from '../../daemon/model.js';
+import type { StoredInstance } from '../../daemon/model.js';
 import { validateInstance, validateParamsPatch } from '../../daemon/validate.js';
 import { invalid } from '../errors.js';
 import { readJson } from './body.js';
@@ -45,7 +45,7 @@ export function instanceRoutes(router: Router, s: Services): void {
 
   router.patch('/instances/:name', async (ctx) => {
     const name = ctx.params.name!;
-    const prev = s.store.mustGet(name);
+    s.store.mustGet(name);
     const patch = await readJson(ctx, limit);
     if (!isObject(patch)) throw invalid('a merge patch for an instance must be a JSON object');
     // Secrets are not part of the stored document: split them off and merge them into the vault.
@@ -55,10 +55,12 @@ export function instanceRoutes(router: Router, s: Services): void {
       secretPatch = sp === null ? null : validateParamsPatch({ values: sp }).values;
       delete patch.params.secret;
     }
-    const merged = jsonMergePatch.apply(fullInputOf(prev), patch) as InstanceInput;
-    const input = validateInstance(merged);
-    if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
-    const { instance } = await s.store.put(input, false);
+    // Applied inside the instance's write queue: concurrent patches never lose each other.
+    const { instance } = await s.store.update(name, (prev) => {
+      const input = validateInstance(jsonMergePatch.apply(fullInputOf(prev), structuredClone(patch)));
+      if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
+      return input;
+    });
     if (secretPatch === null) s.vault.wipe(name);
     else if (secretPatch) s.vault.merge(name, secretPatch);
     s.log.info({ instance: name, generation: instance.generation }, 'instance patched');

@@ -19,12 +19,10 @@ function visibilityOf(ctx: Context): Visibility {
   return v as Visibility;
 }
 
-function currentValues(s: Services, name: string, vis: 'public' | 'private'): ParamValues {
-  const i = s.store.mustGet(name);
-  return vis === 'public' ? { ...(i.doc.params?.public ?? {}) } : { ...i.sensitive.private };
-}
+type Edit = ParamValues | ((old: ParamValues) => ParamValues);
 
-async function store(s: Services, name: string, vis: 'public' | 'private', values: ParamValues): Promise<void> {
+/** Store public/private values; a function edit runs inside the instance's write queue. */
+async function store(s: Services, name: string, vis: 'public' | 'private', values: Edit): Promise<void> {
   if (vis === 'public') await s.store.setPublic(name, values);
   else await s.store.setPrivate(name, values);
 }
@@ -51,12 +49,14 @@ export function paramRoutes(router: Router, s: Services): void {
       if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
       else s.vault.merge(name, body.values, opts);
     } else {
-      const next = mode === 'replace' ? {} : currentValues(s, name, vis);
-      for (const [k, v] of Object.entries(body.values)) {
-        if (v === null) delete next[k];
-        else next[k] = v;
-      }
-      await store(s, name, vis, next);
+      await store(s, name, vis, (old) => {
+        const next = mode === 'replace' ? {} : old;
+        for (const [k, v] of Object.entries(body.values)) {
+          if (v === null) delete next[k];
+          else next[k] = v;
+        }
+        return next;
+      });
     }
     s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, 'parameters updated');
     ctx.body = paramsOf(s, s.store.mustGet(name));
@@ -82,10 +82,11 @@ export function paramRoutes(router: Router, s: Services): void {
     if (vis === 'secret') {
       if (!s.vault.remove(name, key)) throw notFound('no such parameter');
     } else {
-      const values = currentValues(s, name, vis);
-      if (!(key in values)) throw notFound('no such parameter');
-      delete values[key];
-      await store(s, name, vis, values);
+      await store(s, name, vis, (values) => {
+        if (!Object.hasOwn(values, key)) throw notFound('no such parameter');
+        delete values[key];
+        return values;
+      });
     }
     s.log.info({ instance: name, visibility: vis }, 'parameter removed');
     ctx.status = 204;

@@ -200,3 +200,18 @@ test('admin door: pipe host side and password', async (t) => {
   r = await d.admin('GET', '/v1/identity/public-key');
   assert.match(r.text, /BEGIN PUBLIC KEY/);
 });
+
+test('admin door: concurrent patches and param merges never lose an update', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+  await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1', { openstack: { meta: { [k]: 'v' } } })));
+  await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { [k]: 'v' } })));
+  await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1/params/private', { values: { [k]: 'v' } })));
+  const v = (await d.admin('GET', '/v1/instances/vm1')).json;
+  assert.deepEqual(Object.keys(v.instance.openstack.meta).sort(), [...keys].sort());
+  assert.deepEqual(v.status.params.public, [...keys].sort());
+  assert.deepEqual(v.status.params.private, [...keys].sort());
+  assert.equal(v.status.generation, 61);
+});
