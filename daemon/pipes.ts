@@ -7,6 +7,20 @@
 import type { Clock } from './clock.js';
 import { DaemonError } from '../routes/errors.js';
 
+/** Longest a pipe reader may wait for data, on either door. */
+export const MAX_WAIT_SEC = 60;
+
+/**
+ * `?wait=SECONDS` -> milliseconds: absent -> 0 (do not wait); not a number in 0..60 -> undefined.
+ * '2.5' -> 2500, '' -> undefined, '61' -> undefined.
+ */
+export function parseWaitMs(q: unknown): number | undefined {
+  if (q === undefined) return 0;
+  const n = Number(q);
+  if (typeof q !== 'string' || q === '' || !Number.isFinite(n) || n < 0 || n > MAX_WAIT_SEC) return undefined;
+  return Math.round(n * 1000);
+}
+
 export class ByteQueue {
   private chunks: Buffer[] = [];
   private bytes = 0;

@@ -6,17 +6,13 @@ import type Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { invalid } from '../errors.js';
 import { readRaw } from './body.js';
+import { parseWaitMs } from '../../daemon/pipes.js';
 
-export const MAX_WAIT_SEC = 60;
-
-/** `?wait=SECONDS` -> milliseconds (0 when absent); 400 when not a number in 0..60. */
-export function waitMs(q: unknown): number {
-  if (q === undefined) return 0;
-  const n = Number(q);
-  if (typeof q !== 'string' || q === '' || !Number.isFinite(n) || n < 0 || n > MAX_WAIT_SEC) {
-    throw invalid('wait must be a number of seconds between 0 and 60', [{ path: '/wait', message: 'out of range' }]);
-  }
-  return Math.round(n * 1000);
+/** `?wait=SECONDS` -> milliseconds; 400 when not a number in 0..60. */
+function waitMs(q: unknown): number {
+  const ms = parseWaitMs(q);
+  if (ms === undefined) throw invalid('wait must be a number of seconds between 0 and 60', [{ path: '/wait', message: 'out of range' }]);
+  return ms;
 }
 
 export function pipeRoutes(router: Router, s: Services): void {

@@ -10,22 +10,15 @@ import { type Answer, type GuestRequest, bytes, empty, fail, isRead, json, metho
 import { guestViewOf } from './view.js';
 import { readGuestBody } from './body.js';
 import { readOsScript } from './scripts.js';
+import { parseWaitMs } from '../../daemon/pipes.js';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
 const OS_LISTING = ['parameters.json', 'scripts/'].join('\n');
-export const MAX_WAIT_SEC = 60;
-
-function waitMs(raw: unknown): number | undefined {
-  if (raw === undefined) return 0;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || raw === '' || !Number.isFinite(n) || n < 0 || n > MAX_WAIT_SEC) return undefined;
-  return Math.round(n * 1000);
-}
 
 async function pipeRead(r: GuestRequest): Promise<Answer> {
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
-  const ms = waitMs(r.ctx.query.wait);
+  const ms = parseWaitMs(r.ctx.query.wait);
   if (ms === undefined) return fail(400);
   const q = r.d.pipes.get(r.inst.doc.name).toGuest;
   const ac = new AbortController();
