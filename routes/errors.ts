@@ -97,8 +97,3 @@ export function adminErrors(log: Logger) {
     }
   };
 }
-
-/** Guest door: short text/plain, no detail. The reason goes to the log at warn by the caller. */
-export function guestErrorBody(error: DaemonError): string {
-  return defaultMessage(error.code).replace(/^./, (c) => c.toUpperCase());
-}

@@ -256,3 +256,21 @@ test('guest door: slow headers are cut off and one source cannot hog connections
   assert.ok(closed >= 4, `connections over the per-source cap are closed (closed ${closed})`);
   assert.equal((await d.guest('127.0.0.7', 'GET', '/')).status, 404, 'other sources are still served');
 });
+
+test('guest door: an internal failure is a plain 500 without detail; the stack goes to the log', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  const identity = d.daemon.services.identity as unknown as { sign: (doc: string) => string };
+  identity.sign = () => {
+    throw new Error('signer exploded at /secret/path/key.pem');
+  };
+  const r = await d.guest(VM1, 'GET', '/latest/meta-data/instance-id');
+  assert.equal(r.status, 500);
+  assert.equal(r.text, 'Internal Server Error');
+  assert.match(String(r.headers['content-type']), /text\/plain/);
+  const logged = d.sink.records().find((l) => l.msg === 'guest request failed') as { err?: { stack?: string }; instance?: string } | undefined;
+  assert.ok(logged?.err?.stack?.includes('signer exploded'), 'the stack is logged');
+  assert.equal(logged?.instance, 'vm1');
+  assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).status, 200, 'other answers still work');
+});
