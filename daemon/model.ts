@@ -13,6 +13,12 @@ export const PARAM_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
 export const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
 /** Interface names are at most 15 characters (IFNAMSIZ - 1). */
 export const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
+/**
+ * EC2 tag keys as instance metadata allows them (letters, digits, `+ - = . , _ : @`; not `.`,
+ * `..` or `_index`), and never `<digits>=…`: cloud-init reads such a listing line as a public
+ * key (`0=name`), fetches `…/0/openssh-key`, gets 404 and discards the whole meta-data tree.
+ */
+export const TAG_KEY_PATTERN = '^(?!_index$)(?!\\.{1,2}$)(?![0-9]+=)[A-Za-z0-9+=.,_:@-]{1,128}$';
 export const MAX_USER_DATA_BYTES = 64 * 1024;
 /** base64 of 64 KiB is 87,384 characters. */
 const MAX_USER_DATA_B64 = Math.ceil(MAX_USER_DATA_BYTES / 3) * 4;
@@ -83,6 +89,7 @@ export const instanceSchema = {
     },
     publicKeys: {
       type: 'array',
+      description: 'Names must be unique: cloud-init keeps only the last key of a name.',
       maxItems: 32,
       items: {
         type: 'object',
@@ -117,7 +124,7 @@ export const instanceSchema = {
         architecture: { type: 'string', enum: ['x86_64', 'arm64', 'i386'] },
         domain: shortString,
         imdsV2: { type: 'string', enum: ['optional', 'required'], description: 'required: token-less reads get 401.' },
-        tags: stringMap,
+        tags: { ...stringMap, propertyNames: { pattern: TAG_KEY_PATTERN }, additionalProperties: { type: 'string', maxLength: 256 } },
         exposeTags: { type: 'boolean', description: 'Serve tags/instance/ (EC2 "instance metadata tags").' },
         iam: { ...iamSchema, description: 'Role credentials. Sensitive: encrypted at rest, never read back.' },
       },

@@ -61,8 +61,22 @@ function check<T>(fn: ValidateFunction, data: unknown, what: string): T {
   return data as T;
 }
 
+/** Rules JSON Schema cannot say: public key names are unique. */
+function semanticProblems(doc: InstanceInput): ErrorDetail[] {
+  const seen = new Set<string>();
+  const out: ErrorDetail[] = [];
+  (doc.publicKeys ?? []).forEach((k, i) => {
+    if (seen.has(k.name)) out.push({ path: `/publicKeys/${i}/name`, message: 'duplicate key name' });
+    seen.add(k.name);
+  });
+  return out;
+}
+
 export function validateInstance(data: unknown): InstanceInput {
-  return check<InstanceInput>(compiled.instance, data, 'instance document');
+  const doc = check<InstanceInput>(compiled.instance, data, 'instance document');
+  const problems = semanticProblems(doc);
+  if (problems.length > 0) throw invalid('invalid instance document', problems);
+  return doc;
 }
 
 export interface ParamsBody {

@@ -9,7 +9,7 @@ import {
   availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf,
   type GuestView, type RenderCtx,
 } from './view.js';
-import type { IamCredentials, PublicDoc } from '../../daemon/model.js';
+import { TAG_KEY_PATTERN, type IamCredentials, type PublicDoc } from '../../daemon/model.js';
 
 /** What `GET /` lists, oldest first, `latest` last (AWS's list as of 2022-09-24). */
 export const EC2_VERSIONS = [
@@ -72,7 +72,7 @@ function uuidHex(doc: PublicDoc): string {
 
 /**
  * Region from an availability zone: drop the zone letter.
- * 'us-east-1a' → 'us-east-1'; 'metad-zone-a' → 'metad-zone'; 'nova' → 'nova' (no letter to drop).
+ * 'us-east-1a' → 'us-east-1'; 'metad-1a' → 'metad-1'; 'nova' → 'nova' (no letter to drop).
  */
 export function regionOf(az: string): string {
   const m = /^(.*\d)[a-z]$/.exec(az) ?? /^(.+)-[a-z]$/.exec(az);
@@ -199,16 +199,17 @@ function iam(view: GuestView, f: Ec2Facts, cred: IamCredentials): Dir {
 }
 
 /**
- * Tag keys EC2 accepts when tags are exposed in metadata: letters, digits and `+-=._:@`, and
- * not `.` or `..` (each key is a path segment). Others are left out rather than mangled:
+ * Tag keys as the schema admits them (TAG_KEY_PATTERN: EC2's rules for tags in metadata, minus
+ * `<digits>=…`, which cloud-init mistakes for a public key). Registration refuses other keys;
+ * this filter only guards documents stored before the rule: they are left out, not mangled:
  * {Name:'web', 'a b':'x', '..':'y'} → tags/instance/ lists "Name".
  */
-const TAG_KEY = /^[A-Za-z0-9+\-=._:@]+$/;
+const TAG_KEY = new RegExp(TAG_KEY_PATTERN);
 
 function tags(doc: PublicDoc): Dir | undefined {
   if (doc.ec2?.exposeTags !== true) return undefined;
   const pairs = Object.entries(doc.ec2.tags ?? {})
-    .filter(([k]) => TAG_KEY.test(k) && k !== '.' && k !== '..')
+    .filter(([k]) => TAG_KEY.test(k))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return dir({ instance: dir(pairs) });
 }

@@ -29,7 +29,11 @@ export interface RenderCtx {
 }
 
 /** Used when neither `ec2.availabilityZone` nor `openstack.availabilityZone` is set. */
-export const DEFAULT_AVAILABILITY_ZONE = 'metad-zone-a';
+/**
+ * Ends in digit + letter like EC2 zones, so every consumer derives the same region: metad says
+ * 'metad-1' and cloud-init (which drops the last character off-AWS) agrees.
+ */
+export const DEFAULT_AVAILABILITY_ZONE = 'metad-1a';
 
 /**
  * True when a category introduced in `introduced` exists in `version`.

@@ -21,3 +21,16 @@ test('schema: names cannot carry paths; user data is capped at 64 KiB', () => {
   assert.throws(() => validateInstance({ ...sampleInstance(1), userData: over }));
   assert.throws(() => validateInstance({ ...sampleInstance(1), userData: 'not base64!' }));
 });
+
+test('schema: tag keys follow EC2 metadata rules and never look like a public-key line', () => {
+  const withTags = (tags: Record<string, string>) => ({ ...sampleInstance(1), ec2: { exposeTags: true, tags } });
+  for (const ok of ['Name', 'a+b=c.d,e_f:g@h-i', 'x'.repeat(128)]) assert.doesNotThrow(() => validateInstance(withTags({ [ok]: 'v' })), ok);
+  for (const bad of ['0=x', '12=key', '_index', '.', '..', 'a b', 'a/b', '', 'x'.repeat(129)]) {
+    assert.throws(() => validateInstance(withTags({ [bad]: 'v' })), /invalid instance document/, bad);
+  }
+});
+
+test('schema: public key names must be unique', () => {
+  const keys = [{ name: 'k', key: 'ssh-ed25519 A' }, { name: 'k', key: 'ssh-ed25519 B' }];
+  assert.throws(() => validateInstance({ ...sampleInstance(1), publicKeys: keys }), (e: { details?: { path: string }[] }) => e.details?.[0]?.path === '/publicKeys/1/name');
+});

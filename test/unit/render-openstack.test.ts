@@ -106,7 +106,7 @@ test('meta_data.json: identity fields and the dialect\'s own availability zone a
   assert.equal(md.launch_index, 1);
   assert.deepEqual(md.meta, { role: 'web', owner: 'ops' });
   const min = renderMetaData(loadView('minimal'), 'latest', fixedCtx());
-  assert.deepEqual([min.hostname, min.availability_zone, min.launch_index, 'meta' in min], ['minimal', 'metad-zone-a', 0, false]);
+  assert.deepEqual([min.hostname, min.availability_zone, min.launch_index, 'meta' in min], ['minimal', 'metad-1a', 0, false]);
 });
 
 test('meta_data.json: a meta key named __proto__ is kept as data', () => {
