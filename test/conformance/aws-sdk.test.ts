@@ -82,7 +82,7 @@ function assertV2Works(o: ClientOutput, port: number): void {
 
 test('AWS SDK for JavaScript v3 (MetadataService, fromInstanceMetadata) against metad in a tripwired netns', async (t) => {
   const can = canUseNetns();
-  if (!can.ok) return skipOrFail(t, can.why ?? 'netns unavailable');
+  if (!can.ok) { skipOrFail(t, can.why ?? 'netns unavailable'); return; }
 
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;

@@ -84,9 +84,9 @@ function assertClean(stdout: string, what: string): void {
 
 test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwired netns', async (t) => {
   const can = canUseNetns();
-  if (!can.ok) return skipOrFail(t, can.why ?? 'netns unavailable');
+  if (!can.ok) { skipOrFail(t, can.why ?? 'netns unavailable'); return; }
   const missing = cloudInitMissing();
-  if (missing) return skipOrFail(t, missing);
+  if (missing) { skipOrFail(t, missing); return; }
 
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;

@@ -3,7 +3,6 @@
  * a test may skip with a clear reason; with METAD_NO_SKIP=1 (set by .ci/run) it fails instead.
  */
 import { execFileSync } from 'node:child_process';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 
 export function isRoot(): boolean {
@@ -20,7 +19,7 @@ export function hasCommand(cmd: string): boolean {
 }
 
 /** Skip (developer box) or fail (CI: METAD_NO_SKIP=1). Returns true when the test must stop. */
-export function skipOrFail(t: TestContext, why: string | undefined): boolean {
+export function skipOrFail(t: { skip(message?: string): void }, why: string | undefined): boolean {
   if (!why) return false;
   if (process.env.METAD_NO_SKIP === '1') assert.fail(`required test environment missing: ${why}`);
   t.skip(why);

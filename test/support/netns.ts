@@ -19,7 +19,6 @@
 //
 // Only node built-ins; needs root, iproute2 and nftables.
 
-import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants as fsConstants, existsSync, readdirSync } from 'node:fs';
@@ -198,13 +197,8 @@ export function canUseNetns(): { ok: boolean; why?: string } {
   return { ok: true };
 }
 
-/** Skip the test, or fail it when METAD_NO_SKIP=1 (CI sets it). */
-export function skipOrFail(t: { skip(message?: string): void }, why: string): void {
-  if (process.env['METAD_NO_SKIP'] === '1') {
-    assert.fail(`${why} (METAD_NO_SKIP=1: this test may not be skipped)`);
-  }
-  t.skip(why);
-}
+/** Skip the test, or fail it when METAD_NO_SKIP=1 (CI sets it): one rule, in ./env.ts. */
+export { skipOrFail } from './env.js';
 
 /** Names of existing namespaces (from `ip netns add`). */
 export function listNetns(): string[] {
