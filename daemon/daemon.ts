@@ -1,6 +1,6 @@
 /**
  * The composition root as a function: build the whole graph (logger, keys, store, vault, pipes,
- * identity signer, both koa apps) from a config and injectable dependencies. Opens no sockets:
+ * identity signer, the admin koa app and the guest handler) from a config and injectable dependencies. Opens no sockets:
  * daemon/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
  * fake clock and get the same graph production runs.
  */
@@ -17,7 +17,7 @@ import type { Services } from './services.js';
 import { InstanceStore } from './store.js';
 import { SecretVault } from './vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
-import { createGuestApp } from '../routes/guest/index.js';
+import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -27,7 +27,8 @@ export interface DaemonDeps {
 export interface Daemon {
   services: Services;
   adminApp: Koa;
-  guestApp: Koa;
+  /** The guest door: a plain node:http request handler (see routes/guest/index.ts). */
+  guestHandler: GuestHandler;
   /** Stop timers; sockets are closed by whoever opened them. */
   stop(): Promise<void>;
 }
@@ -52,7 +53,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
   const services: Services = { config, log, clock, store, vault, pipes, identity };
-  const guestApp = createGuestApp(services);
+  const guestHandler = createGuestHandler(services);
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
@@ -63,7 +64,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   return {
     services,
     adminApp,
-    guestApp,
+    guestHandler,
     async stop() {
       clearInterval(sweeper);
       for (const i of store.list()) vault.wipe(i.doc.name);

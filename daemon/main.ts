@@ -49,8 +49,10 @@ function listen(server: http.Server, target: string | { host: string; port: numb
       server.off('error', reject);
       resolve();
     };
-    if (typeof target === 'string') server.listen(target, done);
-    else server.listen(target.port, target.host, done);
+    // A deep accept queue: a boot storm of a thousand guests connecting at once must not see
+    // SYNs dropped (the default 511 overflowed in bench/suites/storm.ts; the kernel caps this).
+    if (typeof target === 'string') server.listen({ path: target, backlog: 4096 }, done);
+    else server.listen({ port: target.port, host: target.host, backlog: 4096 }, done);
   });
 }
 
@@ -65,7 +67,7 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
       // How often node checks those timeouts (default 30 s): a slowloris lives at most this much longer.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(g.headersTimeoutMs / 2))),
     },
-    d.guestApp.callback(),
+    d.guestHandler,
   );
   server.maxConnections = g.maxConnections;
   server.keepAliveTimeout = g.keepAliveTimeoutMs;

@@ -1,48 +1,69 @@
 /**
- * What a guest handler returns: status, content type, body and extra headers. Handlers build
- * answers; the pipeline (routes/guest/index.ts) writes them. Guest error bodies are short plain
- * text that say nothing about why: the reason goes to the log.
+ * What a guest handler returns (an Answer) and how the pipeline writes it. Handlers build
+ * answers; answers marked cacheable are prepared once (headers and body as bytes) and kept per
+ * instance generation. Guest error bodies are short plain text that say nothing about why: the
+ * reason goes to the log.
  */
-import type { Readable } from 'node:stream';
-import type { Context } from 'koa';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
+import type { SeedPool } from './seed-pool.js';
 
 export interface Answer {
   status: number;
   type?: string;
-  body?: string | Buffer | Readable;
+  body?: string | Buffer;
   headers?: Record<string, string>;
+  /**
+   * 'static': the same bytes for every request of this instance generation (cache them);
+   * 'seeded': JSON whose random_seed placeholder is replaced per request (cache the halves).
+   */
+  cache?: 'static' | 'seeded';
 }
 
 export interface GuestDeps extends Services {
   cache: AnswerCache;
   tokens: TokenIssuer;
+  seeds: SeedPool;
 }
 
-/** One guest request after identification, with the path split after the dialect prefix. */
+/** One guest request after identification, with the path split for the dialects. */
 export interface GuestRequest {
   d: GuestDeps;
-  ctx: Context;
+  req: IncomingMessage;
   inst: StoredInstance;
   log: Logger;
   method: string;
   /** The request path with leading slashes collapsed to one: '//latest/x' -> '/latest/x'. */
   path: string;
+  /** The raw query string without '?'. */
+  query: string;
   /** Path segments without empty ones: '/latest/meta-data/' -> ['latest', 'meta-data']. */
   segments: string[];
   trailingSlash: boolean;
 }
 
-const TEXT = 'text/plain; charset=utf-8';
+/** First value of a request header, or undefined. */
+export function header(r: GuestRequest, name: string): string | undefined {
+  const v = r.req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** One query parameter, or undefined. */
+export function queryParam(r: GuestRequest, name: string): string | undefined {
+  return r.query === '' ? undefined : (new URLSearchParams(r.query).get(name) ?? undefined);
+}
+
+export const TEXT = 'text/plain; charset=utf-8';
 export const text = (body: string, status = 200): Answer => ({ status, type: TEXT, body });
 export const bytes = (body: Buffer): Answer => ({ status: 200, type: 'application/octet-stream', body });
 export const json = (value: unknown): Answer => ({ status: 200, type: 'application/json', body: JSON.stringify(value) });
 export const redirect = (location: string): Answer => ({ status: 301, type: TEXT, body: 'Moved Permanently', headers: { Location: location } });
 export const empty = (status: number): Answer => ({ status });
+export const cached = (a: Answer, how: 'static' | 'seeded' = 'static'): Answer => ({ ...a, cache: how });
 
 /** The short guest error bodies. */
 const REASONS: Record<number, string> = {
@@ -58,4 +79,46 @@ export const methodNotAllowed = (allow: string): Answer => fail(405, { Allow: al
 /** GET and HEAD read; anything else on a read-only resource is 405. */
 export function isRead(method: string): boolean {
   return method === 'GET' || method === 'HEAD';
+}
+
+/**
+ * An answer as bytes ready for the socket: a flat header list and the body. A seeded answer
+ * keeps the JSON halves around the random_seed value (`seedPlaceholder` is the quoted value the
+ * renderer wrote); its length is fixed, since the seed is always 512 bytes.
+ */
+export interface Prepared {
+  status: number;
+  head: string[];
+  body: Buffer;
+  seeded?: { prefix: Buffer; suffix: Buffer };
+}
+
+/** The random_seed JSON value as sent: a quoted base64 string of 512 bytes (684 characters). */
+export const SEED_BYTES = 512;
+const SEED_VALUE_CHARS = 684 + 2;
+
+export function prepare(a: Answer, seedPlaceholder?: string): Prepared {
+  const raw = a.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(a.body) ? a.body : Buffer.from(a.body, 'utf8');
+  const head: string[] = [];
+  if (a.type) head.push('Content-Type', a.type);
+  for (const [k, v] of Object.entries(a.headers ?? {})) head.push(k, v);
+  if (a.cache === 'seeded' && seedPlaceholder) {
+    const text = raw.toString('utf8');
+    const at = text.indexOf(seedPlaceholder);
+    if (at !== -1) {
+      const prefix = Buffer.from(text.slice(0, at), 'utf8');
+      const suffix = Buffer.from(text.slice(at + seedPlaceholder.length), 'utf8');
+      head.push('Content-Length', String(prefix.length + SEED_VALUE_CHARS + suffix.length));
+      return { status: a.status, head, body: raw, seeded: { prefix, suffix } };
+    }
+  }
+  head.push('Content-Length', String(raw.length));
+  return { status: a.status, head, body: raw };
+}
+
+/** Write a prepared answer. Seeded answers get 512 fresh random bytes from the pool. */
+export function send(res: ServerResponse, p: Prepared, seeds: SeedPool): void {
+  res.writeHead(p.status, p.head);
+  if (p.seeded) res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
+  else res.end(p.body);
 }

@@ -6,7 +6,7 @@
  * (413 and nothing stored when it does not fit).
  */
 import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
-import { type Answer, type GuestRequest, bytes, empty, fail, isRead, json, methodNotAllowed, notFound, text } from './answer.js';
+import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, json, methodNotAllowed, notFound, queryParam, text } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readGuestBody } from './body.js';
 import { readOsScript } from './scripts.js';
@@ -18,11 +18,11 @@ const OS_LISTING = ['parameters.json', 'scripts/'].join('\n');
 
 async function pipeRead(r: GuestRequest): Promise<Answer> {
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
-  const ms = parseWaitMs(r.ctx.query.wait);
+  const ms = parseWaitMs(queryParam(r, 'wait'));
   if (ms === undefined) return fail(400);
   const q = r.d.pipes.get(r.inst.doc.name).toGuest;
   const ac = new AbortController();
-  r.ctx.req.once('close', () => ac.abort());
+  r.req.once('close', () => ac.abort());
   await q.waitForData(ms, r.d.clock, ac.signal);
   return bytes(q.take());
 }
@@ -30,7 +30,7 @@ async function pipeRead(r: GuestRequest): Promise<Answer> {
 async function pipeWrite(r: GuestRequest): Promise<Answer> {
   if (r.method !== 'POST') return methodNotAllowed('POST');
   const q = r.d.pipes.get(r.inst.doc.name).toHost;
-  const body = await readGuestBody(r.ctx, r.d.config.pipe.maxBytes);
+  const body = await readGuestBody(r.req, r.d.config.pipe.maxBytes);
   if (body === null) return fail(413);
   try {
     q.push(body);
@@ -43,7 +43,7 @@ async function pipeWrite(r: GuestRequest): Promise<Answer> {
 
 async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
-  if (rest.length === 0) return text(OS_LISTING);
+  if (rest.length === 0) return cached(text(OS_LISTING));
   if (rest[0] === 'parameters.json' && rest.length === 1) {
     const params = renderOsParameters(guestViewOf(r.d, r.inst, true, r.method === 'GET'));
     return json(params);
@@ -62,17 +62,15 @@ async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
 
 export async function ganeti(r: GuestRequest): Promise<Answer> {
   const [, version, first, ...rest] = r.segments;
-  if (version === undefined) return isRead(r.method) ? text(VERSION_LIST) : methodNotAllowed('GET, HEAD');
+  if (version === undefined) return isRead(r.method) ? cached(text(VERSION_LIST)) : methodNotAllowed('GET, HEAD');
   if (!isGanetiVersion(version)) return notFound();
   switch (first) {
     case undefined:
-      return isRead(r.method) ? text(LISTING) : methodNotAllowed('GET, HEAD');
+      return isRead(r.method) ? cached(text(LISTING)) : methodNotAllowed('GET, HEAD');
     case 'meta_data.json':
       if (rest.length > 0) return notFound();
       if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
-      return r.d.cache.get(r.inst.doc.name, r.inst.generation, `ganeti:${version}:meta`, () =>
-        json(renderGanetiMetaData(guestViewOf(r.d, r.inst, false), version)),
-      );
+      return cached(json(renderGanetiMetaData(guestViewOf(r.d, r.inst, false), version)));
     case 'read':
       return rest.length > 0 ? notFound() : pipeRead(r);
     case 'write':

@@ -33,13 +33,14 @@ export class TokenIssuer {
     return Buffer.concat([expiry, this.mac(instanceKey, expiry)]).toString('base64url');
   }
 
-  /** True when the token was issued for this instance and has not expired. */
-  verify(instanceKey: string, token: string, nowMs: number): boolean {
-    if (token.length > 64) return false;
+  /** The token's expiry (ms) when it was issued for this instance and has not expired, else 0. */
+  verify(instanceKey: string, token: string, nowMs: number): number {
+    if (token.length > 64) return 0;
     const raw = Buffer.from(token, 'base64url');
-    if (raw.length !== 8 + MAC_BYTES) return false;
+    if (raw.length !== 8 + MAC_BYTES) return 0;
     const expiry = raw.subarray(0, 8);
-    if (Number(expiry.readBigUInt64BE()) <= nowMs) return false;
-    return timingSafeEqual(raw.subarray(8), this.mac(instanceKey, expiry));
+    const expiresAt = Number(expiry.readBigUInt64BE());
+    if (expiresAt <= nowMs) return 0;
+    return timingSafeEqual(raw.subarray(8), this.mac(instanceKey, expiry)) ? expiresAt : 0;
   }
 }

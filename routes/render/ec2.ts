@@ -4,7 +4,7 @@
  * that introduced it. Fields the doc leaves out get documented defaults (`EC2_DEFAULTS`).
  * Pure: no I/O, no clock, no randomness; the identity signature comes from `ctx.sign`.
  */
-import { dir, type Dir, type Tree } from './tree.js';
+import { dir, LazyText, type Dir, type Tree } from './tree.js';
 import {
   availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf,
   type GuestView, type RenderCtx,
@@ -251,7 +251,8 @@ function categories(view: GuestView, v: string, f: Ec2Facts): Record<string, Tre
 /** `dynamic/` (from 2009-04-04): the identity document, and its signature when ctx can sign. */
 function dynamic(view: GuestView, ctx: RenderCtx): Dir {
   const document = identityDocument(view);
-  return dir({ 'instance-identity': dir({ document, signature: ctx.sign?.(document) }) });
+  const sign = ctx.sign;
+  return dir({ 'instance-identity': dir({ document, signature: sign ? new LazyText(() => sign(document)) : undefined }) });
 }
 
 /**

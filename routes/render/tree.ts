@@ -4,8 +4,21 @@
  * look paths up and serialise. Pure: no I/O, no clock, no randomness.
  */
 
-/** A leaf is served as-is: text (`text/plain`) or raw bytes (`user-data`). */
-export type Leaf = string | Buffer;
+/**
+ * A text leaf computed on first read and then kept, for values that are costly and rarely
+ * asked for (the identity signature: an RSA operation). Listings name it without computing it.
+ */
+export class LazyText {
+  readonly kind = 'lazy';
+  private value: string | undefined;
+  constructor(private readonly make: () => string) {}
+  toString(): string {
+    return (this.value ??= this.make());
+  }
+}
+
+/** A leaf is served as-is: text (`text/plain`), raw bytes (`user-data`) or lazily computed text. */
+export type Leaf = string | Buffer | LazyText;
 
 /**
  * A directory. Entries keep insertion order, which is the listing order. Entries live in a Map,
@@ -42,7 +55,7 @@ export function dir(entries: Entries, labels: Labels = []): Dir {
 
 /** True for a directory, false for a leaf. */
 export function isDir(tree: Tree): tree is Dir {
-  return typeof tree === 'object' && !Buffer.isBuffer(tree) && tree.kind === 'dir';
+  return typeof tree === 'object' && !Buffer.isBuffer(tree) && !(tree instanceof LazyText) && tree.kind === 'dir';
 }
 
 /**

@@ -265,7 +265,7 @@ test('guest door: an internal failure is a plain 500 without detail; the stack g
   identity.sign = () => {
     throw new Error('signer exploded at /secret/path/key.pem');
   };
-  const r = await d.guest(VM1, 'GET', '/latest/meta-data/instance-id');
+  const r = await d.guest(VM1, 'GET', '/latest/dynamic/instance-identity/signature');
   assert.equal(r.status, 500);
   assert.equal(r.text, 'Internal Server Error');
   assert.match(String(r.headers['content-type']), /text\/plain/);
@@ -273,4 +273,5 @@ test('guest door: an internal failure is a plain 500 without detail; the stack g
   assert.ok(logged?.err?.stack?.includes('signer exploded'), 'the stack is logged');
   assert.equal(logged?.instance, 'vm1');
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).status, 200, 'other answers still work');
+  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/instance-id')).status, 200, 'the signature is computed only when asked for');
 });

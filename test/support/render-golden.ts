@@ -78,7 +78,7 @@ export function treeFiles(tree: Tree): Map<string, string | Buffer> {
   for (const [path, node] of walk(tree)) {
     const p = path.map(encodeURIComponent).join('/');
     if (isDir(node)) files.set(p === '' ? '_listing.txt' : `${p}/_listing.txt`, listing(node));
-    else files.set(`${p}.txt`, node);
+    else files.set(`${p}.txt`, Buffer.isBuffer(node) ? node : node.toString());
   }
   return files;
 }
