@@ -36,6 +36,17 @@ import { systemClock } from '../daemon/clock.js';
 /** Compiled daemon entry point (dist/daemon/cli.js). */
 export const DAEMON_CLI = fileURLToPath(new URL('../daemon/cli.js', import.meta.url));
 
+/**
+ * The node flags production runs the daemon with: those on the CLI's shebang line
+ * (`#!/usr/bin/env -S node --max-semi-space-size=2` -> ['--max-semi-space-size=2']), so a bench
+ * that spawns `node cli.js` measures what `metad serve` (and the systemd unit) runs.
+ */
+export function shebangNodeFlags(cli: string): string[] {
+  const first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!.*?\bnode\b(.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter((f) => f.startsWith('--')) : [];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Results
 
@@ -402,7 +413,7 @@ export async function spawnDaemon(opts: SpawnOptions = {}): Promise<DaemonHandle
   };
   const t0 = performance.now();
   const child = trackChild(
-    spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.cli ?? DAEMON_CLI, 'serve', '--config', configPath], {
+    spawn(process.execPath, [...shebangNodeFlags(opts.cli ?? DAEMON_CLI), ...(opts.nodeArgs ?? []), opts.cli ?? DAEMON_CLI, 'serve', '--config', configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...cleanEnv(), ...(opts.env ?? {}) },
     }),

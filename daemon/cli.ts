@@ -1,8 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * `metad`: the daemon's entry point. `metad serve [--config FILE] [--demo]` runs it,
  * `metad check-config FILE` validates a config and prints the effective one (defaults filled).
- * Reads process.env here and in main.ts only.
+ * Reads process.env here and in main.ts only. The shebang's --max-semi-space-size=2 keeps the
+ * young generation small: loading 10k state files otherwise leaves ~20 MiB of retained semi-space
+ * (RSS 115 -> 94 MiB at 10k instances, guest throughput unchanged; bench/suites/registry.ts).
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
