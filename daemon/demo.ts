@@ -3,12 +3,14 @@
  * admin socket and state in a fresh temp dir, and one sample instance whose comm address is
  * 127.0.0.1 so that curl from this machine is "the guest".
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export function demoConfig(port: number): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-demo-'));
+  // A demo leaves nothing behind: its state dir goes when the process exits.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return {
     stateDir: join(dir, 'state'),
     admin: { socket: join(dir, 'admin.sock') },

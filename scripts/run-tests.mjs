@@ -2,7 +2,7 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with node's test runner.
 // `npm test` builds first. Pass file-name filters as arguments: `npm test -- admin store`.
 // METAD_NO_SKIP=1 (set by .ci/run) turns every environment skip into a failure.
-import { readdirSync, statSync, mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { readdirSync, statSync, mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -22,7 +22,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.error(`run-tests: ${files.length} files${process.env.METAD_NO_SKIP === '1' ? ' (METAD_NO_SKIP=1: skips fail)' : ''}`);
-const tapFile = join(mkdtempSync(join(tmpdir(), 'metad-tests-')), 'results.tap');
+const tapDir = mkdtempSync(join(tmpdir(), 'metad-tests-'));
+const tapFile = join(tapDir, 'results.tap');
 const r = spawnSync(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', '--test-reporter-destination=stdout',
@@ -33,4 +34,5 @@ const r = spawnSync(
 const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
 const count = (k) => Number((tap.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
 console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`);
+rmSync(tapDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);
