@@ -50,6 +50,10 @@ export const configSchema = {
         keepAliveTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
         maxConnections: { type: 'integer', minimum: 1, default: 4096 },
         maxConnectionsPerSource: { type: 'integer', minimum: 1, default: 64 },
+        cacheInstances: {
+          type: 'integer', minimum: 1, default: 2048,
+          description: 'Instances whose rendered answers are kept (least recently rendered dropped first); ~25 KiB each.',
+        },
       },
     },
     secrets: {

@@ -44,7 +44,7 @@ function dialectOf(path: string): Dialect {
 }
 
 export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
-  const d: GuestDeps = { ...s, cache: new AnswerCache(), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
+  const d: GuestDeps = { ...s, cache: new AnswerCache(s.config.guest.cacheInstances), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
   const limiter = new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const children = new Map<string, Logger>();
   const unknownSeen = new Map<string, number>();
