@@ -28,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('run the daemon in the foreground (logs JSON to stdout)')
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
     .option('--demo', 'quick start: loopback guest door, temp state dir, a sample instance')
-    .option('--port <port>', 'guest port for --demo', '8169')
+    .option('--port <port>', 'guest port for --demo (0: any free port)', '8169')
     .addHelpText('after', '\nEnvironment: METAD_CONFIG, METAD_STATE_DIR, METAD_KEY_FILE, METAD_ADMIN_SOCKET, METAD_LOG_LEVEL\n\nExamples:\n  metad serve --config /etc/metad/config.yaml\n  metad serve --demo')
     .action(async (opts: { config?: string; demo?: boolean; port: string }) => {
       code = await serve(opts);
@@ -80,14 +80,29 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
     handleSignals(running, log);
     if (opts.demo) {
       await running.daemon.services.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
-      process.stderr.write(demoBanner(cfg.admin.socket, port));
+      process.stderr.write(demoBanner(cfg.admin.socket, running.guestAddresses[0]?.port ?? port));
     }
     return await new Promise<number>(() => undefined); // runs until a signal exits the process
   } catch (err) {
     log.fatal({ err }, 'metad failed to start');
     log.flush();
-    process.stderr.write(`metad: cannot start: ${(err as Error).message}\n`);
+    process.stderr.write(`metad: cannot start: ${(err as Error).message}${startHint(err)}\n`);
     return 1;
+  }
+}
+
+/** What to do about the usual start failures (said once, on stderr). */
+function startHint(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  switch (e.code) {
+    case 'EADDRNOTAVAIL':
+      return `\n  hint: ${e.address ?? 'the guest address'} is not on any interface here; the comm network must add it (or set guest.listen)`;
+    case 'EACCES':
+      return e.port !== undefined && e.port < 1024 ? `\n  hint: port ${e.port} needs root or CAP_NET_BIND_SERVICE (the systemd unit grants it)` : '\n  hint: check the permissions of the state dir and the socket directory';
+    case 'EADDRINUSE':
+      return `\n  hint: something else already listens on ${e.address ?? ''}${e.port === undefined ? '' : `:${e.port}`}`;
+    default:
+      return '';
   }
 }
 

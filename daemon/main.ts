@@ -104,12 +104,20 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   await chmod(sock, parseInt(cfg.admin.socketMode, 8));
   const guestServers: http.Server[] = [];
   const guestAddresses: { host: string; port: number }[] = [];
-  for (const l of cfg.guest.listen) {
-    const server = createGuestServer(daemon, cfg, log);
-    await listen(server, { host: l.host, port: l.port ?? 80 });
-    const a = server.address() as net.AddressInfo;
-    guestAddresses.push({ host: a.address, port: a.port });
-    guestServers.push(server);
+  try {
+    for (const l of cfg.guest.listen) {
+      const server = createGuestServer(daemon, cfg, log);
+      await listen(server, { host: l.host, port: l.port ?? 80 });
+      const a = server.address() as net.AddressInfo;
+      guestAddresses.push({ host: a.address, port: a.port });
+      guestServers.push(server);
+    }
+  } catch (err) {
+    // Leave nothing half-open behind: no listening admin socket, no stale socket file.
+    for (const s of [adminServer, ...guestServers]) s.close();
+    await unlink(sock).catch(() => undefined);
+    await daemon.stop();
+    throw err;
   }
   log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, 'metad started');
   const close = async (): Promise<void> => {

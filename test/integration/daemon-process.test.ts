@@ -151,3 +151,47 @@ test('state dir full (ENOSPC) or read-only: 503, nothing lost, nothing partial, 
   assert.equal(v.status, 200);
   assert.notEqual(v.json.instance.hostname, 'changed', 'a failed write changes nothing in memory');
 });
+
+test('quick start: `metad serve --demo` serves the sample guest and metadctl reaches it', async (t) => {
+  const child = spawn(process.execPath, [CLI, 'serve', '--demo', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  let err = '';
+  child.stderr!.on('data', (c) => (err += c));
+  child.stdout!.resume();
+  for (let i = 0; i < 200 && !err.includes('admin door:'); i++) await new Promise((r) => setTimeout(r, 25));
+  const port = Number(/127\.0\.0\.1:(\d+)\/latest\/meta-data\//.exec(err)?.[1]);
+  const sock = /--socket (\S+) list/.exec(err)?.[1];
+  assert.ok(port > 0 && sock, `banner names the guest port and the socket: ${err}`);
+  const r = await request({ host: '127.0.0.1', port, path: '/latest/meta-data/instance-id' });
+  assert.equal(r.status, 200);
+  assert.equal(r.text, 'i-0123456789abcdef0', 'curl from this machine is the demo guest');
+  const ctl = fileURLToPath(new URL('../../cli/metadctl.js', import.meta.url));
+  const list = execFileSync(process.execPath, [ctl, '--socket', sock!, 'list']).toString();
+  assert.match(list, /demo1\s+6f0c2b8e/);
+  const stateDir = /(\/\S+metad-demo-\w+)\//.exec(sock!)?.[1];
+  child.kill('SIGTERM');
+  assert.equal(await new Promise((res) => child.once('exit', res)), 0);
+  assert.ok(stateDir && !existsSync(stateDir), 'the demo leaves no temp dir behind');
+});
+
+test('metad serve: a guest address that is not on this machine fails with a hint', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-bad-'));
+  try {
+    const cfg = join(dir, 'config.json');
+    // 192.0.2.1 is TEST-NET-1: never configured here, and binding sends no traffic.
+    writeFileSync(cfg, JSON.stringify({ stateDir: join(dir, 'state'), admin: { socket: join(dir, 'a.sock') }, guest: { listen: [{ host: '192.0.2.1', port: 8080 }], commRange: '127.0.0.0/8' } }));
+    let res = { status: 0, err: '' };
+    try {
+      execFileSync(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: 'pipe', timeout: 10_000 });
+    } catch (e) {
+      const x = e as { status: number; stderr: Buffer };
+      res = { status: x.status, err: x.stderr.toString() };
+    }
+    assert.equal(res.status, 1);
+    assert.match(res.err, /EADDRNOTAVAIL/);
+    assert.match(res.err, /hint: 192\.0\.2\.1 is not on any interface/);
+    assert.ok(!existsSync(join(dir, 'a.sock')), 'a failed start leaves no admin socket behind');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
