@@ -157,17 +157,23 @@ def read_instance_data_v1(paths):
         return None
 
 
-def crawl_ec2(args, tmp, patches):
-    from cloudinit.sources import DataSourceEc2 as ec2ds
-
-    distro, paths = make_env(tmp)
-    ds_cfg = {
+def datasource_cfg(args):
+    """The datasource settings both crawls pass: our URL, short timeouts, retries if asked."""
+    cfg = {
         "metadata_urls": [args.url],
         "timeout": args.timeout,
         "max_wait": args.max_wait,
     }
     if args.retries is not None:
-        ds_cfg["retries"] = args.retries
+        cfg["retries"] = args.retries
+    return cfg
+
+
+def crawl_ec2(args, tmp, patches):
+    from cloudinit.sources import DataSourceEc2 as ec2ds
+
+    distro, paths = make_env(tmp)
+    ds_cfg = datasource_cfg(args)
     sys_cfg = {"datasource_list": ["Ec2"], "datasource": {"Ec2": ds_cfg}}
     ds = ec2ds.DataSourceEc2(sys_cfg=sys_cfg, distro=distro, paths=paths)
 
@@ -218,13 +224,7 @@ def crawl_openstack(args, tmp, patches):
     from cloudinit.sources.helpers import openstack as oshelper
 
     distro, paths = make_env(tmp)
-    ds_cfg = {
-        "metadata_urls": [args.url],
-        "timeout": args.timeout,
-        "max_wait": args.max_wait,
-    }
-    if args.retries is not None:
-        ds_cfg["retries"] = args.retries
+    ds_cfg = datasource_cfg(args)
     sys_cfg = {
         "datasource_list": ["OpenStack"],
         "datasource": {"OpenStack": ds_cfg},
