@@ -15,6 +15,7 @@ import { handleSignals, runDaemon } from './main.js';
 import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
 import { validateInstance } from './validate.js';
 import { instanceSchema } from './model.js';
+import { EV, loggingDoc } from './events.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
@@ -46,6 +47,12 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`metad: ${err.message}\n`);
         code = 2;
       }
+    });
+  program
+    .command('log-events')
+    .description('print the catalogue of log messages and their fields (docs/logging.md)')
+    .action(() => {
+      process.stdout.write(loggingDoc());
     });
   program
     .command('schema')
@@ -84,7 +91,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
     }
     return await new Promise<number>(() => undefined); // runs until a signal exits the process
   } catch (err) {
-    log.fatal({ err }, 'metad failed to start');
+    log.fatal({ err }, EV.startFailed);
     log.flush();
     process.stderr.write(`metad: cannot start: ${(err as Error).message}${startHint(err)}\n`);
     return 1;

@@ -18,6 +18,7 @@ import { InstanceStore } from './store.js';
 import { SecretVault } from './vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
+import { EV } from './events.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -58,7 +59,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
     const n = vault.sweep();
-    if (n > 0) log.info({ wiped: n }, 'expired secrets wiped');
+    if (n > 0) log.info({ wiped: n }, EV.secretsExpired);
   }, 30_000);
   sweeper.unref();
   return {

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { createDaemon, type Daemon } from './daemon.js';
 import type { Config } from './config.js';
 import { normalizeAddress } from './net.js';
+import { EV } from './events.js';
 
 export interface Running {
   daemon: Daemon;
@@ -76,7 +77,7 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
     const ip = normalizeAddress(sock.remoteAddress);
     const n = (perSource.get(ip) ?? 0) + 1;
     if (n > g.maxConnectionsPerSource) {
-      log.warn({ source: ip, limit: g.maxConnectionsPerSource }, 'guest connection refused: per-source cap');
+      log.warn({ source: ip, limit: g.maxConnectionsPerSource }, EV.guestConnCap);
       sock.destroy();
       return;
     }
@@ -119,7 +120,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     await daemon.stop();
     throw err;
   }
-  log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, 'metad started');
+  log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
   const close = async (): Promise<void> => {
     const all = [adminServer, ...guestServers];
     await Promise.all(
@@ -143,17 +144,17 @@ export function handleSignals(r: Running, log: Logger): void {
   const stop = (sig: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal: sig }, 'metad stopping');
+    log.info({ signal: sig }, EV.stopping);
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     r.close()
       .then(() => {
-        log.info('metad stopped');
+        log.info(EV.stopped);
         log.flush();
         setTimeout(() => process.exit(0), 50).unref();
       })
       .catch((err) => {
-        log.error({ err }, 'shutdown failed');
+        log.error({ err }, EV.shutdownFailed);
         process.exit(1);
       });
   };

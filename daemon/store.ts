@@ -18,6 +18,7 @@ import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps } fr
 import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, NAME_PATTERN } from './model.js';
 import { DaemonError, notFound } from '../routes/errors.js';
 import { parseCidr, ipv4InCidr } from './net.js';
+import { EV } from './events.js';
 
 export const STATE_FORMAT = 'metad-instance';
 export const STATE_VERSION = 1;
@@ -83,10 +84,10 @@ export class InstanceStore extends EventEmitter {
         quarantined++;
         const dest = `${f}.${this.o.clock.now()}`;
         await moveDurable(this.instancesDir, f, this.quarantineDir, dest);
-        this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason: problem }, 'state file quarantined');
+        this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason: problem }, EV.quarantined);
       }
     }
-    this.o.log.info({ instances: this.byName.size, quarantined }, 'instances loaded');
+    this.o.log.info({ instances: this.byName.size, quarantined }, EV.instancesLoaded);
     return { loaded: this.byName.size, quarantined };
   }
 
@@ -268,7 +269,7 @@ export class InstanceStore extends EventEmitter {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code && ['ENOSPC', 'EROFS', 'EACCES', 'EPERM', 'EDQUOT', 'EIO'].includes(code)) {
-        this.o.log.error({ code, dir: this.instancesDir }, 'state dir write failed');
+        this.o.log.error({ code, dir: this.instancesDir }, EV.stateWriteFailed);
         throw new DaemonError('Unavailable', `state dir not writable (${code}); nothing was changed`);
       }
       throw err;

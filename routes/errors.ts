@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
+import { EV } from '../daemon/events.js';
 
 export const ERROR_CODES = {
   InvalidInput: 400,
@@ -75,8 +76,8 @@ export function toDaemonError(err: unknown, log: Logger, bindings: Record<string
   if (mapped) return { error: mapped };
   const incidentId = randomUUID();
   // Log the stack, never the request body: err objects from our code carry no input values.
-  log.error({ ...bindings, incidentId, err }, 'internal error');
-  return { error: new DaemonError('Internal', 'internal error'), incidentId };
+  log.error({ ...bindings, incidentId, err }, EV.internalError);
+  return { error: new DaemonError('Internal', EV.internalError), incidentId };
 }
 
 /** Admin door: JSON `{code, message, details, incidentId?}`. First in the middleware chain. */

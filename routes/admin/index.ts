@@ -7,6 +7,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { adminErrors, invalid } from '../errors.js';
+import { EV } from '../../daemon/events.js';
 import { instanceRoutes } from './instances.js';
 import { paramRoutes } from './params.js';
 import { pipeRoutes } from './pipe.js';
@@ -30,6 +31,15 @@ export function createAdminApp(s: Services): Koa {
   paramRoutes(router, s);
   pipeRoutes(router, s);
 
+  app.use(async (ctx, next) => {
+    const t0 = performance.now();
+    try {
+      await next();
+    } finally {
+      // ctx.path is ours to log: names and route shapes, never bodies or query values.
+      s.log.debug({ method: ctx.method, route: ctx.path.slice(0, 256), status: ctx.status, ms: Math.round((performance.now() - t0) * 10) / 10 }, EV.adminRequest);
+    }
+  });
   app.use(adminErrors(s.log));
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -10,6 +10,7 @@ import { validateInstance, validateParamsPatch } from '../../daemon/validate.js'
 import { invalid } from '../errors.js';
 import { readJson } from './body.js';
 import { summaryOf, viewOf } from './views.js';
+import { EV } from '../../daemon/events.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -38,7 +39,7 @@ export function instanceRoutes(router: Router, s: Services): void {
     if (input.name !== name) throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
     const { created, instance } = await s.store.put(input, true);
     if (input.params?.secret) s.vault.replace(name, input.params.secret);
-    s.log.info({ instance: name, created, generation: instance.generation }, created ? 'instance registered' : 'instance replaced');
+    s.log.info({ instance: name, created, generation: instance.generation }, created ? EV.instanceRegistered : EV.instanceReplaced);
     ctx.status = created ? 201 : 200;
     ctx.body = viewOf(s, instance);
   });
@@ -63,7 +64,7 @@ export function instanceRoutes(router: Router, s: Services): void {
     });
     if (secretPatch === null) s.vault.wipe(name);
     else if (secretPatch) s.vault.merge(name, secretPatch);
-    s.log.info({ instance: name, generation: instance.generation }, 'instance patched');
+    s.log.info({ instance: name, generation: instance.generation }, EV.instancePatched);
     ctx.body = viewOf(s, instance);
   });
 
@@ -72,7 +73,7 @@ export function instanceRoutes(router: Router, s: Services): void {
     await s.store.remove(name);
     const wiped = s.vault.wipe(name);
     s.pipes.drop(name);
-    s.log.info({ instance: name, secretsWiped: wiped }, 'instance removed');
+    s.log.info({ instance: name, secretsWiped: wiped }, EV.instanceRemoved);
     ctx.status = 204;
   });
 }

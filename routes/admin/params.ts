@@ -10,6 +10,7 @@ import { validateParamsBody, validateParamsPatch } from '../../daemon/validate.j
 import { invalid, notFound } from '../errors.js';
 import { readJson } from './body.js';
 import { paramsOf } from './views.js';
+import { EV } from '../../daemon/events.js';
 
 function visibilityOf(ctx: Context): Visibility {
   const v = (ctx.params as Record<string, string>).visibility;
@@ -58,7 +59,7 @@ export function paramRoutes(router: Router, s: Services): void {
         return next;
       });
     }
-    s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, 'parameters updated');
+    s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, EV.paramsUpdated);
     ctx.body = paramsOf(s, s.store.mustGet(name));
   };
   router.put(`${base}/:visibility`, write('replace'));
@@ -70,7 +71,7 @@ export function paramRoutes(router: Router, s: Services): void {
     s.store.mustGet(name);
     if (vis === 'secret') s.vault.wipe(name);
     else await store(s, name, vis, {});
-    s.log.info({ instance: name, visibility: vis }, 'parameters cleared');
+    s.log.info({ instance: name, visibility: vis }, EV.paramsCleared);
     ctx.status = 204;
   });
 
@@ -88,7 +89,7 @@ export function paramRoutes(router: Router, s: Services): void {
         return values;
       });
     }
-    s.log.info({ instance: name, visibility: vis }, 'parameter removed');
+    s.log.info({ instance: name, visibility: vis }, EV.paramRemoved);
     ctx.status = 204;
   });
 }

@@ -7,6 +7,7 @@ import type { Services } from '../../daemon/services.js';
 import { invalid } from '../errors.js';
 import { readRaw } from './body.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
+import { EV } from '../../daemon/events.js';
 
 /** `?wait=SECONDS` -> milliseconds; 400 when not a number in 0..60. */
 function waitMs(q: unknown): number {
@@ -22,7 +23,7 @@ export function pipeRoutes(router: Router, s: Services): void {
     const data = await readRaw(ctx, s.config.pipe.maxBytes);
     const q = s.pipes.get(name).toGuest;
     q.push(data);
-    s.log.info({ instance: name, bytes: data.length }, 'pipe: host sent');
+    s.log.info({ instance: name, bytes: data.length }, EV.pipeHostSent);
     ctx.status = 202;
     ctx.body = { queuedBytes: q.size };
   });
@@ -45,7 +46,7 @@ export function pipeRoutes(router: Router, s: Services): void {
   router.delete('/instances/:name/password', async (ctx) => {
     const name = ctx.params.name!;
     await s.store.setPassword(name, null, false);
-    s.log.info({ instance: name }, 'password cleared');
+    s.log.info({ instance: name }, EV.passwordCleared);
     ctx.status = 204;
   });
 }

@@ -11,6 +11,7 @@ import { guestViewOf } from './view.js';
 import { readGuestBody } from './body.js';
 import { readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
+import { EV } from '../../daemon/events.js';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
@@ -35,7 +36,7 @@ async function pipeWrite(r: GuestRequest): Promise<Answer> {
   try {
     q.push(body);
   } catch {
-    r.log.warn({ bytes: body.length, queued: q.size }, 'guest pipe write refused: buffer full');
+    r.log.warn({ bytes: body.length, queued: q.size }, EV.guestPipeFull);
     return fail(413);
   }
   return empty(204);
@@ -52,7 +53,7 @@ async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
     const def = r.inst.doc.os?.definition;
     const script = def ? await readOsScript(def, rest[1]!) : undefined;
     if (!script) {
-      r.log.warn({ script: rest[1]!.slice(0, 64) }, 'guest asked for a missing or refused OS script');
+      r.log.warn({ script: rest[1]!.slice(0, 64) }, EV.guestScriptRefused);
       return notFound();
     }
     return bytes(script);

@@ -22,6 +22,7 @@ import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, pr
 import { ec2, tokenKey } from './ec2.js';
 import { openstack, SEED_PLACEHOLDER } from './openstack.js';
 import { ganeti } from './ganeti.js';
+import { EV } from '../../daemon/events.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
@@ -74,7 +75,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     }
     if (refusedSeen.size > 10_000) refusedSeen.clear();
     refusedSeen.set(name, { at: now, suppressed: 0 });
-    childLog(name).warn({ status, method, path: path.slice(0, 256), suppressedBefore: seen?.suppressed ?? 0 }, 'guest request refused');
+    childLog(name).warn({ status, method, path: path.slice(0, 256), suppressedBefore: seen?.suppressed ?? 0 }, EV.guestRefused);
   };
 
   const warnUnknown = (ip: string, now: number): void => {
@@ -82,7 +83,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     if (last !== undefined && now - last < UNKNOWN_LOG_INTERVAL_MS) return;
     if (unknownSeen.size > 10_000) unknownSeen.clear();
     unknownSeen.set(ip, now);
-    s.log.warn({ source: ip }, 'guest request from an unknown source address');
+    s.log.warn({ source: ip }, EV.guestUnknownSource);
   };
 
   /**
@@ -125,7 +126,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     try {
       answer = await dispatch(r, dialect);
     } catch (err) {
-      childLog(name).error({ err, path: path.slice(0, 256) }, 'guest request failed');
+      childLog(name).error({ err, path: path.slice(0, 256) }, EV.guestFailed);
       answer = fail(500);
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.now());

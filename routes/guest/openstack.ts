@@ -8,6 +8,7 @@ import { OPENSTACK_VERSIONS, RANDOM_SEED_BYTES, isOpenstackVersion, openstackLis
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, methodNotAllowed, notFound, text } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readGuestBody } from './body.js';
+import { EV } from '../../daemon/events.js';
 
 export const MAX_PASSWORD_BYTES = 1020;
 const VERSION_LIST = OPENSTACK_VERSIONS.join('\n');
@@ -29,7 +30,7 @@ async function password(r: GuestRequest): Promise<Answer> {
     if ((err as { status?: number }).status === 409) return fail(409);
     throw err;
   }
-  r.log.info('guest set its password');
+  r.log.info(EV.guestPasswordSet);
   return empty(200);
 }
 

@@ -1,0 +1,60 @@
+/**
+ * The catalogue of log events: every message the daemon logs, with its level and fields, in one
+ * place (docs/logging.md is generated from it by `metad log-events`; a test keeps them equal and
+ * checks that the code logs nothing else). Fields never carry parameter values, tokens or bodies.
+ */
+export const EVENTS = {
+  started: { msg: 'metad started', level: 'info', fields: 'adminSocket, guest[{host,port}], instances' },
+  startFailed: { msg: 'metad failed to start', level: 'fatal', fields: 'err' },
+  stopping: { msg: 'metad stopping', level: 'info', fields: 'signal' },
+  stopped: { msg: 'metad stopped', level: 'info', fields: '' },
+  shutdownFailed: { msg: 'shutdown failed', level: 'error', fields: 'err' },
+  instancesLoaded: { msg: 'instances loaded', level: 'info', fields: 'instances, quarantined' },
+  quarantined: { msg: 'state file quarantined', level: 'error', fields: 'file, quarantinedAs, reason' },
+  stateWriteFailed: { msg: 'state dir write failed', level: 'error', fields: 'code, dir' },
+  internalError: { msg: 'internal error', level: 'error', fields: 'incidentId, method, route, err (stack)' },
+  instanceRegistered: { msg: 'instance registered', level: 'info', fields: 'instance, created, generation' },
+  instanceReplaced: { msg: 'instance replaced', level: 'info', fields: 'instance, created, generation' },
+  instancePatched: { msg: 'instance patched', level: 'info', fields: 'instance, generation' },
+  instanceRemoved: { msg: 'instance removed', level: 'info', fields: 'instance, secretsWiped' },
+  paramsUpdated: { msg: 'parameters updated', level: 'info', fields: 'instance, visibility, mode, count' },
+  paramsCleared: { msg: 'parameters cleared', level: 'info', fields: 'instance, visibility' },
+  paramRemoved: { msg: 'parameter removed', level: 'info', fields: 'instance, visibility' },
+  secretsExpired: { msg: 'expired secrets wiped', level: 'info', fields: 'wiped' },
+  pipeHostSent: { msg: 'pipe: host sent', level: 'info', fields: 'instance, bytes' },
+  passwordCleared: { msg: 'password cleared', level: 'info', fields: 'instance' },
+  adminRequest: { msg: 'admin request', level: 'debug', fields: 'method, route, status, ms' },
+  guestUnknownSource: { msg: 'guest request from an unknown source address', level: 'warn', fields: 'source (sampled: once per address per 10 s)' },
+  guestRefused: { msg: 'guest request refused', level: 'warn', fields: 'instance, status, method, path, suppressedBefore (at most once a second per instance)' },
+  guestFailed: { msg: 'guest request failed', level: 'error', fields: 'instance, path, err (stack)' },
+  guestTokenRefused: { msg: 'guest token refused', level: 'warn', fields: 'instance, reason' },
+  guestPasswordSet: { msg: 'guest set its password', level: 'info', fields: 'instance' },
+  guestPipeFull: { msg: 'guest pipe write refused: buffer full', level: 'warn', fields: 'instance, bytes, queued' },
+  guestScriptRefused: { msg: 'guest asked for a missing or refused OS script', level: 'warn', fields: 'instance, script' },
+  guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
+} as const;
+
+export type EventName = keyof typeof EVENTS;
+
+/** The message of an event: `log.info({ instance }, EV.instanceRemoved)`. */
+export const EV = Object.fromEntries(Object.entries(EVENTS).map(([k, v]) => [k, v.msg])) as { [K in EventName]: (typeof EVENTS)[K]['msg'] };
+
+/** docs/logging.md, generated. */
+export function loggingDoc(): string {
+  const rows = Object.values(EVENTS).map((e) => `| \`${e.msg}\` | ${e.level} | ${e.fields || '—'} |`);
+  return [
+    '# Log events',
+    '',
+    'metad logs pino JSON lines (stdout; the journal under systemd). Every line has `level`, `time`,',
+    '`service: "metad"` and `msg`; guest-door lines also carry `instance` and `door: "guest"`.',
+    'These are all the messages it logs (generated from daemon/events.ts by `metad log-events`).',
+    'No field ever holds a parameter value, a token, a password or a request body; as a second',
+    'line of defence the logger censors fixed paths (`params.private`, `params.secret`, `iam`,',
+    '`token`, `password`, the token and authorization headers) to `[secret]`.',
+    '',
+    '| msg | level | fields |',
+    '|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
+}
