@@ -3,7 +3,7 @@
  * start into the state dir (0600), its public half served on the admin door so others can verify.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { writeFileDurable } from './persist.js';
 import { dirname, basename } from 'node:path';
 
@@ -16,6 +16,8 @@ export class IdentitySigner {
   static async load(path: string): Promise<IdentitySigner> {
     let pem: string;
     try {
+      const mode = statSync(path).mode & 0o777;
+      if ((mode & 0o077) !== 0) throw new Error(`identity key ${path} is accessible by group or others (mode ${mode.toString(8)}); chmod 600 it`);
       pem = readFileSync(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -136,3 +136,16 @@ test('store: concurrent writes of different instances cannot claim the same comm
   assert.equal(store.get('vm50')!.doc.hostname, 'd');
   assert.equal(store.get('vm50')!.generation, 4);
 });
+
+test('identity key: created 0600, reused, refused when group/world readable', async (t) => {
+  const dir = tmp(t);
+  const { IdentitySigner } = await import('../../daemon/identity.js');
+  const path = join(dir, 'identity-key.pem');
+  const a = await IdentitySigner.load(path);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  const b = await IdentitySigner.load(path);
+  assert.equal(a.publicKeyPem, b.publicKeyPem, 'the same key after a restart');
+  const { chmodSync } = await import('node:fs');
+  chmodSync(path, 0o644);
+  await assert.rejects(IdentitySigner.load(path), /group or others/);
+});
