@@ -53,6 +53,13 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
   // Every read-back route.
   for (const p of ['/v1/instances', '/v1/instances/vm1', '/v1/instances/vm1/params', '/v1/health']) await a('GET', p);
 
+  // The guest may read its own private and secret values; that must not put them in the log.
+  const params = await d.guest('127.0.0.2', 'GET', '/ganeti/latest/os/parameters.json');
+  assert.equal(params.json.p[0], priv, 'the guest sees its private value');
+  assert.equal(params.json.s[0], secret, 'and its live secret');
+  await d.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1');
+  await d.guest('127.0.0.2', 'GET', '/openstack/latest/password');
+  await d.guest('127.0.0.3', 'GET', '/ganeti/latest/os/parameters.json'); // an unknown guest
   const view = answers.filter((r) => r.json?.status?.params).at(-1)!.json;
   assert.deepEqual(view.status.params.private.sort(), ['p', 'p2', 'p3'], 'names are shown');
   assert.equal(view.status.iamRole, 'role1');
