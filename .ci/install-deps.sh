@@ -7,7 +7,7 @@
 #   python3:            Debian's /usr/bin/python3 (the one that sees /usr/lib/python3/dist-packages)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(iproute2 nftables util-linux cloud-init python3 wrk)
+PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests
