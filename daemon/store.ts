@@ -4,7 +4,7 @@
  * (instances/<name>.json) with a format version, a MAC over the body, and the sensitive part
  * (private params, IAM credentials) sealed with AES-256-GCM. Secret params never come here.
  * Mutations of one instance are serialized (different instances write in parallel; the comm
- * IPv4/MAC they claim are reserved synchronously, so uniqueness holds); memory changes only after
+ * IPv4/MAC/tap they claim are reserved synchronously, so uniqueness holds); memory changes only after
  * the write is durable.
  */
 import { EventEmitter } from 'node:events';
@@ -51,6 +51,7 @@ export class InstanceStore extends EventEmitter {
   private readonly byName = new Map<string, StoredInstance>();
   private readonly byIp = new Map<string, string>();
   private readonly byMac = new Map<string, string>();
+  private readonly byTap = new Map<string, string>();
   private readonly instancesDir: string;
   private readonly quarantineDir: string;
   private readonly range: { base: number; mask: number };
@@ -58,6 +59,7 @@ export class InstanceStore extends EventEmitter {
   /** Comm IPv4s / MACs claimed by writes in flight: name of the claimant. */
   private readonly pendingIp = new Map<string, string>();
   private readonly pendingMac = new Map<string, string>();
+  private readonly pendingTap = new Map<string, string>();
 
   constructor(private readonly o: StoreOptions) {
     super();
@@ -169,11 +171,13 @@ export class InstanceStore extends EventEmitter {
     if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
     this.pendingIp.set(doc.comm.ipv4, doc.name);
     this.pendingMac.set(doc.comm.mac, doc.name);
+    if (doc.comm.tap !== undefined) this.pendingTap.set(doc.comm.tap, doc.name);
     try {
       return await this.putClaimed(doc, priv, iam, prev, keepOmittedSensitive);
     } finally {
       this.pendingIp.delete(doc.comm.ipv4);
       this.pendingMac.delete(doc.comm.mac);
+      if (doc.comm.tap !== undefined) this.pendingTap.delete(doc.comm.tap);
     }
   }
 
@@ -286,6 +290,10 @@ export class InstanceStore extends EventEmitter {
     for (const owner of [this.byMac.get(doc.comm.mac), this.pendingMac.get(doc.comm.mac)]) {
       if (owner !== undefined && owner !== doc.name) return { path: '/comm/mac', message: 'already used by another instance' };
     }
+    const tap = doc.comm.tap;
+    for (const owner of tap === undefined ? [] : [this.byTap.get(tap), this.pendingTap.get(tap)]) {
+      if (owner !== undefined && owner !== doc.name) return { path: '/comm/tap', message: 'already used by another instance' };
+    }
     return undefined;
   }
 
@@ -293,11 +301,13 @@ export class InstanceStore extends EventEmitter {
     this.byName.set(i.doc.name, i);
     this.byIp.set(i.doc.comm.ipv4, i.doc.name);
     this.byMac.set(i.doc.comm.mac, i.doc.name);
+    if (i.doc.comm.tap !== undefined) this.byTap.set(i.doc.comm.tap, i.doc.name);
   }
   private unindex(i: StoredInstance): void {
     this.byName.delete(i.doc.name);
     if (this.byIp.get(i.doc.comm.ipv4) === i.doc.name) this.byIp.delete(i.doc.comm.ipv4);
     if (this.byMac.get(i.doc.comm.mac) === i.doc.name) this.byMac.delete(i.doc.comm.mac);
+    if (i.doc.comm.tap !== undefined && this.byTap.get(i.doc.comm.tap) === i.doc.name) this.byTap.delete(i.doc.comm.tap);
   }
 
   /** Run `fn` after every earlier mutation of the same instance has settled. */

@@ -115,6 +115,12 @@ test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
   r = await d.admin('PUT', '/v1/instances/vm2', sameMac);
   assert.equal(r.status, 409);
   assert.equal(r.json.details[0].path, '/comm/mac');
+  const sameTap = (n: number) => ({ ...sampleInstance(n), comm: { ...sampleInstance(n).comm, tap: 'mdt7' } });
+  assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { comm: { tap: 'mdt7' } })).status, 200);
+  r = await d.admin('PUT', '/v1/instances/vm2', sameTap(2));
+  assert.equal(r.status, 409, 'a tap belongs to one instance');
+  assert.equal(r.json.details[0].path, '/comm/tap');
+  await d.admin('PATCH', '/v1/instances/vm1', { comm: { tap: null } });
   // Moving vm1 to a new address frees the old one.
   await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.50' } });
   r = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, ipv4: '127.0.0.2' } });
