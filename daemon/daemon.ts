@@ -54,6 +54,11 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
   const services: Services = { config, log, clock, store, vault, pipes, identity };
+  // Whatever removes an instance, its secrets and its pipe go with it.
+  store.on('removed', (name: string) => {
+    vault.wipe(name);
+    pipes.drop(name);
+  });
   const guestHandler = createGuestHandler(services);
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
@@ -68,7 +73,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     guestHandler,
     async stop() {
       clearInterval(sweeper);
-      for (const i of store.list()) vault.wipe(i.doc.name);
+      vault.wipeAll();
     },
   };
 }

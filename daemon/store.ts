@@ -144,10 +144,15 @@ export class InstanceStore extends EventEmitter {
   /**
    * Register or replace. When `keepOmittedSensitive`, private params and IAM credentials that
    * the input omits are kept from the stored version (PUT semantics, see docs/admin-api.md).
-   * Secret params in the input are ignored here: the caller hands them to the vault.
+   * Secret params in the input are ignored here: the caller hands them to the vault in `after`,
+   * which runs inside the instance's write queue once the write is durable.
    */
-  put(input: InstanceInput, keepOmittedSensitive: boolean): Promise<PutResult> {
-    return this.serialized(input.name, async () => this.putNow(input, keepOmittedSensitive));
+  put(input: InstanceInput, keepOmittedSensitive: boolean, after?: (r: PutResult) => void): Promise<PutResult> {
+    return this.serialized(input.name, async () => {
+      const r = await this.putNow(input, keepOmittedSensitive);
+      after?.(r);
+      return r;
+    });
   }
 
   /**
@@ -155,11 +160,13 @@ export class InstanceStore extends EventEmitter {
    * inside the instance's write queue and returns the full new input (e.g. a merge patch
    * applied to it). Its result must keep the name.
    */
-  update(name: string, make: (prev: StoredInstance) => InstanceInput): Promise<PutResult> {
+  update(name: string, make: (prev: StoredInstance) => InstanceInput, after?: (r: PutResult) => void): Promise<PutResult> {
     return this.serialized(name, async () => {
       const input = make(this.mustGet(name));
       if (input.name !== name) throw new DaemonError('InvalidInput', 'an update cannot rename an instance', [{ path: '/name', message: 'must stay the same' }]);
-      return this.putNow(input, false);
+      const r = await this.putNow(input, false);
+      after?.(r);
+      return r;
     });
   }
 
@@ -308,6 +315,16 @@ export class InstanceStore extends EventEmitter {
     if (this.byIp.get(i.doc.comm.ipv4) === i.doc.name) this.byIp.delete(i.doc.comm.ipv4);
     if (this.byMac.get(i.doc.comm.mac) === i.doc.name) this.byMac.delete(i.doc.comm.mac);
     if (i.doc.comm.tap !== undefined && this.byTap.get(i.doc.comm.tap) === i.doc.name) this.byTap.delete(i.doc.comm.tap);
+  }
+
+  /**
+   * Run `fn` inside the instance's write queue (after every earlier mutation of it settled),
+   * with the instance required to exist when `fn` starts. Memory-only state that belongs to an
+   * instance (its secrets, its pipe) is changed here, so it is ordered with the store's own
+   * writes and can never outlive a removal.
+   */
+  exclusive<T>(name: string, fn: (inst: StoredInstance) => T): Promise<T> {
+    return this.serialized(name, async () => fn(this.mustGet(name)));
   }
 
   /** Run `fn` after every earlier mutation of the same instance has settled. */

@@ -83,6 +83,13 @@ export class SecretVault {
     return m.size;
   }
 
+  /** Zero and forget every secret of every instance (shutdown). */
+  wipeAll(): number {
+    let n = 0;
+    for (const name of [...this.byInstance.keys()]) n += this.wipe(name);
+    return n;
+  }
+
   has(instance: string, name: string): boolean {
     return this.byInstance.get(instance)?.has(name) ?? false;
   }
@@ -92,7 +99,7 @@ export class SecretVault {
     const now = this.clock.now();
     const out: SecretInfo[] = [];
     for (const [name, e] of this.byInstance.get(instance) ?? []) {
-      const state = e.claimedAt !== null ? 'claimed' : e.value === null ? 'wiped' : e.expiresAt <= now ? 'expired' : 'live';
+      const state = e.claimedAt !== null ? 'claimed' : e.expiresAt <= now ? 'expired' : e.value === null ? 'wiped' : 'live';
       out.push({
         name,
         state,

@@ -37,8 +37,10 @@ export function instanceRoutes(router: Router, s: Services): void {
     const name = ctx.params.name!;
     const input = validateInstance(await readJson(ctx, limit));
     if (input.name !== name) throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
-    const { created, instance } = await s.store.put(input, true);
-    if (input.params?.secret) s.vault.replace(name, input.params.secret);
+    const secret = input.params?.secret;
+    const { created, instance } = await s.store.put(input, true, () => {
+      if (secret) s.vault.replace(name, secret);
+    });
     s.log.info({ instance: name, created, generation: instance.generation }, created ? EV.instanceRegistered : EV.instanceReplaced);
     ctx.status = created ? 201 : 200;
     ctx.body = viewOf(s, instance);
@@ -57,23 +59,27 @@ export function instanceRoutes(router: Router, s: Services): void {
       delete patch.params.secret;
     }
     // Applied inside the instance's write queue: concurrent patches never lose each other.
-    const { instance } = await s.store.update(name, (prev) => {
-      const input = validateInstance(jsonMergePatch.apply(fullInputOf(prev), structuredClone(patch)));
-      if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
-      return input;
-    });
-    if (secretPatch === null) s.vault.wipe(name);
-    else if (secretPatch) s.vault.merge(name, secretPatch);
+    const { instance } = await s.store.update(
+      name,
+      (prev) => {
+        const input = validateInstance(jsonMergePatch.apply(fullInputOf(prev), structuredClone(patch)));
+        if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
+        return input;
+      },
+      () => {
+        if (secretPatch === null) s.vault.wipe(name);
+        else if (secretPatch) s.vault.merge(name, secretPatch);
+      },
+    );
     s.log.info({ instance: name, generation: instance.generation }, EV.instancePatched);
     ctx.body = viewOf(s, instance);
   });
 
   router.delete('/instances/:name', async (ctx) => {
     const name = ctx.params.name!;
-    await s.store.remove(name);
-    const wiped = s.vault.wipe(name);
-    s.pipes.drop(name);
-    s.log.info({ instance: name, secretsWiped: wiped }, EV.instanceRemoved);
+    const secrets = s.vault.info(name).length;
+    await s.store.remove(name); // the 'removed' event wipes its secrets and drops its pipe
+    s.log.info({ instance: name, secretsWiped: secrets }, EV.instanceRemoved);
     ctx.status = 204;
   });
 }

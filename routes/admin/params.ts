@@ -47,8 +47,11 @@ export function paramRoutes(router: Router, s: Services): void {
     }
     const opts = { ttlSec: body.ttlSec, claimOnce: body.claimOnce };
     if (vis === 'secret') {
-      if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
-      else s.vault.merge(name, body.values, opts);
+      // In the instance's queue: ordered with PUT/PATCH secrets, and never for a removed instance.
+      await s.store.exclusive(name, () => {
+        if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
+        else s.vault.merge(name, body.values, opts);
+      });
     } else {
       await store(s, name, vis, (old) => {
         const next = mode === 'replace' ? {} : old;
@@ -68,8 +71,7 @@ export function paramRoutes(router: Router, s: Services): void {
   router.delete(`${base}/:visibility`, async (ctx) => {
     const name = ctx.params.name!;
     const vis = visibilityOf(ctx);
-    s.store.mustGet(name);
-    if (vis === 'secret') s.vault.wipe(name);
+    if (vis === 'secret') await s.store.exclusive(name, () => s.vault.wipe(name));
     else await store(s, name, vis, {});
     s.log.info({ instance: name, visibility: vis }, EV.paramsCleared);
     ctx.status = 204;
@@ -79,9 +81,10 @@ export function paramRoutes(router: Router, s: Services): void {
     const name = ctx.params.name!;
     const key = ctx.params.param!;
     const vis = visibilityOf(ctx);
-    s.store.mustGet(name);
     if (vis === 'secret') {
-      if (!s.vault.remove(name, key)) throw notFound('no such parameter');
+      await s.store.exclusive(name, () => {
+        if (!s.vault.remove(name, key)) throw notFound('no such parameter');
+      });
     } else {
       await store(s, name, vis, (values) => {
         if (!Object.hasOwn(values, key)) throw notFound('no such parameter');

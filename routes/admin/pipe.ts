@@ -21,8 +21,12 @@ export function pipeRoutes(router: Router, s: Services): void {
     const name = ctx.params.name!;
     s.store.mustGet(name);
     const data = await readRaw(ctx, s.config.pipe.maxBytes);
-    const q = s.pipes.get(name).toGuest;
-    q.push(data);
+    // Re-checked after the body arrived: a pipe is never recreated for a removed instance.
+    const q = await s.store.exclusive(name, () => {
+      const queue = s.pipes.get(name).toGuest;
+      queue.push(data);
+      return queue;
+    });
     s.log.info({ instance: name, bytes: data.length }, EV.pipeHostSent);
     ctx.status = 202;
     ctx.body = { queuedBytes: q.size };
@@ -37,7 +41,8 @@ export function pipeRoutes(router: Router, s: Services): void {
     ctx.req.on('close', () => ac.abort());
     await q.waitForData(ms, s.clock, ac.signal);
     ctx.type = 'application/octet-stream';
-    ctx.body = q.take();
+    // A reader that went away must not consume: the bytes stay for the next read.
+    ctx.body = ac.signal.aborted || !s.store.get(name) ? Buffer.alloc(0) : q.take();
   });
 
   router.get('/instances/:name/password', (ctx) => {

@@ -17,22 +17,31 @@ const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
 const OS_LISTING = ['parameters.json', 'scripts/'].join('\n');
 
+/**
+ * GET only: a HEAD would consume bytes it can never deliver. Bytes are taken only for a reader
+ * that is still there and an instance that still exists; otherwise they stay queued.
+ */
 async function pipeRead(r: GuestRequest): Promise<Answer> {
-  if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
+  if (r.method !== 'GET') return methodNotAllowed('GET');
   const ms = parseWaitMs(queryParam(r, 'wait'));
   if (ms === undefined) return fail(400);
-  const q = r.d.pipes.get(r.inst.doc.name).toGuest;
+  const name = r.inst.doc.name;
+  const q = r.d.pipes.get(name).toGuest;
   const ac = new AbortController();
   r.req.once('close', () => ac.abort());
   await q.waitForData(ms, r.d.clock, ac.signal);
+  if (ac.signal.aborted || r.d.store.get(name) === undefined) return bytes(Buffer.alloc(0));
   return bytes(q.take());
 }
 
 async function pipeWrite(r: GuestRequest): Promise<Answer> {
   if (r.method !== 'POST') return methodNotAllowed('POST');
-  const q = r.d.pipes.get(r.inst.doc.name).toHost;
+  const name = r.inst.doc.name;
   const body = await readGuestBody(r.req, r.d.config.pipe.maxBytes);
   if (body === null) return fail(413);
+  // After the body arrived the instance may be gone: never recreate its pipe then.
+  if (r.d.store.get(name) === undefined) return fail(404);
+  const q = r.d.pipes.get(name).toHost;
   try {
     q.push(body);
   } catch {

@@ -154,7 +154,11 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     // '//latest/meta-data/x' (the AWS SDK for JavaScript) is served as '/latest/meta-data/x'.
     if (path.startsWith('//')) path = path.replace(/^\/+/, '/');
     const dialect = dialectOf(path);
-    if (dialect === 'ec2' && !path.endsWith('/api/token') && !tokenOk(inst, req.headers[TOKEN_HEADER], now)) {
+    // EC2 paths check a token when one is sent; an instance that requires IMDSv2 needs one on
+    // every dialect, or a GET-only SSRF inside the guest could read its user data and secrets
+    // through /openstack or /ganeti instead.
+    const tokenChecked = dialect === 'ec2' || inst.doc.ec2?.imdsV2 === 'required';
+    if (tokenChecked && !path.endsWith('/api/token') && !tokenOk(inst, req.headers[TOKEN_HEADER], now)) {
       logRefused(inst.doc.name, 401, req.method ?? '', path, now);
       return send(res, UNAUTHORIZED, d.seeds);
     }

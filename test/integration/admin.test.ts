@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
+import http from 'node:http';
 import { startTestDaemon, sampleInstance } from '../support/daemon.js';
 
 test('admin door: instance lifecycle', async (t) => {
@@ -220,4 +221,53 @@ test('admin door: concurrent patches and param merges never lose an update', asy
   assert.deepEqual(v.status.params.public, [...keys].sort());
   assert.deepEqual(v.status.params.private, [...keys].sort());
   assert.equal(v.status.generation, 61);
+});
+
+/** Send headers and part of a body now; `finish()` sends the rest and resolves with the reply. */
+function slowRequest(sock: string, method: string, path: string, body: string, type = 'application/json') {
+  const req = http.request({ socketPath: sock, method, path, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } });
+  const reply = new Promise<number>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+  req.write(body.slice(0, 5));
+  return {
+    finish: () => {
+      req.end(body.slice(5));
+      return reply;
+    },
+  };
+}
+
+test('admin door: a secret or pipe write racing a DELETE never reaches a later instance of that name', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const sock = d.config.admin.socket;
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  const secret = slowRequest(sock, 'PUT', '/v1/instances/vm1/params/secret', JSON.stringify({ values: { DB: 'old-tenant-secret' } }));
+  const pipe = slowRequest(sock, 'POST', '/v1/instances/vm1/pipe', 'wipe-disk-and-reinstall', 'application/octet-stream');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
+  assert.equal(await secret.finish(), 404);
+  assert.equal(await pipe.finish(), 404);
+  // A new tenant gets the name (on another address).
+  await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), comm: { mac: '52:54:00:99:99:99', ipv4: '127.0.0.77' } });
+  assert.deepEqual((await d.guest('127.0.0.77', 'GET', '/ganeti/latest/os/parameters.json')).json, {});
+  assert.equal((await d.guest('127.0.0.77', 'GET', '/ganeti/latest/read')).text, '');
+  assert.deepEqual(d.daemon.services.vault.info('vm1'), []);
+});
+
+test('admin door: secret writes apply in the order they were acknowledged', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  // A PATCH carrying a secret (slow: a durable write) and a later params PUT of the same secret.
+  const patch = d.admin('PATCH', '/v1/instances/vm1', { hostname: 'x', params: { secret: { S: 'OLD' } } });
+  const put = d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { S: 'NEW' } });
+  assert.equal((await patch).status, 200);
+  assert.equal((await put).status, 200);
+  assert.deepEqual(d.daemon.services.vault.liveValues('vm1', false), { S: 'NEW' });
 });

@@ -275,3 +275,22 @@ test('guest door: an internal failure is a plain 500 without detail; the stack g
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).status, 200, 'other answers still work');
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/instance-id')).status, 200, 'the signature is computed only when asked for');
 });
+
+test('guest door: imdsV2 required covers every dialect; HEAD never consumes the pipe', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { ec2: { imdsV2: 'required' }, userData: Buffer.from('#cloud-config').toString('base64'), params: { private: { k: 'v' } } }));
+  for (const p of ['/openstack/latest/user_data', '/openstack/latest/meta_data.json', '/ganeti/latest/os/parameters.json', '/ganeti/latest/read']) {
+    assert.equal((await d.guest(VM1, 'GET', p)).status, 401, `${p} needs a token when IMDSv2 is required`);
+  }
+  const token = (await d.guest(VM1, 'PUT', '/latest/api/token', { 'X-aws-ec2-metadata-token-ttl-seconds': '60' })).text;
+  const withToken = { 'X-aws-ec2-metadata-token': token };
+  assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/user_data', withToken)).text, '#cloud-config');
+  assert.deepEqual((await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json', withToken)).json, { k: ['v', 'private'] });
+
+  await d.admin('POST', '/v1/instances/vm1/pipe', 'keep me', { 'content-type': 'application/octet-stream' });
+  const head = await d.guest(VM1, 'HEAD', '/ganeti/latest/read', withToken);
+  assert.equal(head.status, 405);
+  assert.equal(head.headers.allow, 'GET');
+  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read', withToken)).text, 'keep me', 'the HEAD consumed nothing');
+});

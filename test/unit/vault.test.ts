@@ -12,7 +12,7 @@ test('vault: values expire after their TTL (default and per value)', async () =>
   assert.deepEqual(v.liveValues('vm1', false), { a: 'A', b: 'B' });
   await clock.advance(10_000);
   assert.deepEqual(v.liveValues('vm1', false), { a: 'A' });
-  assert.equal(v.info('vm1').find((i) => i.name === 'b')?.state, 'wiped');
+  assert.equal(v.info('vm1').find((i) => i.name === 'b')?.state, 'expired', 'expired, even though its bytes are already zeroed');
   await clock.advance(5390_000);
   assert.deepEqual(v.liveValues('vm1', false), {});
   assert.equal(v.sweep(), 0, 'already wiped on read');
@@ -25,7 +25,10 @@ test('vault: sweep wipes expired values nobody read', async () => {
   await clock.advance(61_000);
   assert.equal(v.info('vm1')[0]?.state, 'expired');
   assert.equal(v.sweep(), 1);
-  assert.equal(v.info('vm1')[0]?.state, 'wiped');
+  assert.equal(v.info('vm1')[0]?.state, 'expired', 'the sweep zeroes it; it still reads as expired');
+  v.replace('vm2', { b: 'B' });
+  v.wipe('vm2');
+  assert.deepEqual(v.info('vm2'), [], 'a wipe (job end, removal) forgets the secret entirely');
 });
 
 test('vault: claim-once values are handed out once and the claim time is recorded', async () => {
