@@ -151,7 +151,14 @@ export function apiError(res: ApiResponse): ApiError {
   return new ApiError(message, res.status, code, details, incidentId, res.body);
 }
 
-/** `/v1/instances/{name}` and below, with every segment encoded. */
+/**
+ * `/v1/instances/{name}` and below, with every segment encoded. An empty, `.` or `..` segment is
+ * a usage error: URL handling would drop it and aim the request at the parent resource
+ * (`params unset web1 --visibility secret ""` would clear every secret).
+ */
 export function instancePath(name: string, ...rest: string[]): string {
+  for (const seg of [name, ...rest]) {
+    if (seg === '' || seg === '.' || seg === '..') throw new UsageError(`invalid name ${JSON.stringify(seg)}: names cannot be empty, "." or ".."`);
+  }
   return ['/v1/instances', name, ...rest].map((s, i) => (i === 0 ? s : encodeURIComponent(s))).join('/');
 }

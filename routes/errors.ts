@@ -86,7 +86,8 @@ export function adminErrors(log: Logger) {
     try {
       await next();
       if (ctx.body === undefined && ctx.status === 404) throw notFound('no such route');
-      if (ctx.body === undefined && ctx.status === 405) {
+      if (ctx.body === undefined && (ctx.status === 405 || ctx.status === 501)) {
+        // 501: a method @koa/router does not know at all (PROPFIND); same answer as 405.
         throw new DaemonError('MethodNotAllowed', 'method not allowed', [], { Allow: String(ctx.response.get('Allow')) });
       }
     } catch (err) {

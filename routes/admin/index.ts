@@ -14,7 +14,8 @@ import { pipeRoutes } from './pipe.js';
 
 export function createAdminApp(s: Services): Koa {
   const app = new Koa();
-  const router = new Router({ prefix: '/v1' });
+  // strict: '/params/secret/' (an empty key) must not match '/params/:visibility' and clear it all.
+  const router = new Router({ prefix: '/v1', strict: true });
   router.param('name', (name, ctx, next) => {
     // Names are validated here too: never let a path parameter reach the store unchecked.
     if (!/^[a-z0-9][a-z0-9.-]{0,252}$/.test(name) || name.includes('..')) throw invalid('invalid instance name', [{ path: '/name', message: 'must be a DNS name' }]);

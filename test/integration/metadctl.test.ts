@@ -82,3 +82,23 @@ test('metadctl drives the real daemon', async (t) => {
   assert.equal(r.code, 3);
   assert.match(r.err, /missing\.sock/);
 });
+
+test('metadctl: an empty or dot key is a usage error, never "clear everything"', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const sock = d.config.admin.socket;
+  await d.admin('PUT', '/v1/instances/vm1', { name: 'vm1', uuid: '3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11', comm: { mac: '52:54:00:aa:bb:01', ipv4: '127.0.0.2' } });
+  await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { A: '1', B: '2' } });
+  for (const key of ['', '.', '..']) {
+    const r = await ctl(sock, ['params', 'unset', 'vm1', '--visibility', 'secret', key]);
+    assert.equal(r.code, 2, `key ${JSON.stringify(key)}: ${r.err}`);
+  }
+  assert.equal((await ctl(sock, ['show', ''])).code, 2);
+  assert.deepEqual(d.daemon.services.vault.info('vm1').map((s) => s.name), ['A', 'B'], 'nothing was cleared');
+  // The API itself: a trailing slash does not match the clear-all route.
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm1/params/secret/')).status, 404);
+  assert.equal(d.daemon.services.vault.info('vm1').length, 2);
+  const r = await d.admin('PROPFIND', '/v1/instances/vm1');
+  assert.ok(r.status === 405 || r.status === 501);
+  assert.equal(r.json.code, 'MethodNotAllowed', 'every admin error is JSON from the closed table');
+});
