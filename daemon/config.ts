@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
+import { parseCidr } from './net.js';
 
 export const configSchema = {
   type: 'object',
@@ -97,7 +98,24 @@ export function buildConfig(raw: unknown): Readonly<Config> {
   if (!validateConfig(copy)) {
     throw new ConfigError((validateConfig.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`));
   }
-  return deepFreeze(copy as Config);
+  const cfg = copy as Config;
+  const problems = crossFieldProblems(cfg);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(cfg);
+}
+
+/** What the schema cannot say; check-config must refuse whatever serve would refuse. */
+function crossFieldProblems(cfg: Config): string[] {
+  const out: string[] = [];
+  try {
+    parseCidr(cfg.guest.commRange);
+  } catch {
+    out.push('/guest/commRange must be an IPv4 CIDR (a.b.c.d/0-32, octets 0-255)');
+  }
+  if (cfg.guest.headersTimeoutMs > cfg.guest.requestTimeoutMs) {
+    out.push('/guest/headersTimeoutMs must not exceed /guest/requestTimeoutMs');
+  }
+  return out;
 }
 
 /** Read a JSON or YAML config file. */

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { IdentitySigner } from './identity.js';
+import { removeStaleTemps } from './persist.js';
 import { Keyring, loadMasterKey } from './keys.js';
 import { PipeRegistry } from './pipes.js';
 import type { Services } from './services.js';
@@ -39,6 +40,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await removeStaleTemps(config.stateDir); // e.g. a key write cut short by a crash
   const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
   const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));
   const identity = await IdentitySigner.load(join(config.stateDir, 'identity-key.pem'));

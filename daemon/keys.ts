@@ -4,7 +4,8 @@
  * subkeys are derived with HKDF so one key never serves two purposes. Owns no other I/O.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { openSync, writeSync, fsyncSync, closeSync, readFileSync, statSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, closeSync, readFileSync, statSync, linkSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 export interface Sealed {
   iv: string;
@@ -70,13 +71,26 @@ export function loadMasterKey(path: string, create: boolean): Buffer {
       throw new KeyFileError(`cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
   }
+  // Durable and all-or-nothing: a crash leaves either no key or a whole one, never 0 bytes.
   const key = randomBytes(32);
-  const fd = openSync(path, 'wx', 0o600);
+  const tmp = join(dirname(path), `.tmp-${basename(path)}.${randomBytes(6).toString('hex')}`);
+  const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeSync(fd, key);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path); // fails if another process created the key meanwhile
+  } finally {
+    unlinkSync(tmp);
+  }
+  const dfd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
   }
   return key;
 }

@@ -9,7 +9,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 /** A DNS-label style name: it is also a file name in the state dir, so no '/', no '..'. */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
 /** OS parameter names become environment variables inside the install appliance. */
-export const PARAM_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
+export const PARAM_NAME_PATTERN = '^(?!(__proto__|constructor|prototype)$)[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
 export const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
 /** Interface names are at most 15 characters (IFNAMSIZ - 1). */
 export const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
@@ -18,7 +18,7 @@ export const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
  * `..` or `_index`), and never `<digits>=…`: cloud-init reads such a listing line as a public
  * key (`0=name`), fetches `…/0/openssh-key`, gets 404 and discards the whole meta-data tree.
  */
-export const TAG_KEY_PATTERN = '^(?!_index$)(?!\\.{1,2}$)(?![0-9]+=)[A-Za-z0-9+=.,_:@-]{1,128}$';
+export const TAG_KEY_PATTERN = '^(?!(_index|__proto__|constructor|prototype)$)(?!\\.{1,2}$)(?![0-9]+=)[A-Za-z0-9+=.,_:@-]{1,128}$';
 export const MAX_USER_DATA_BYTES = 64 * 1024;
 /** base64 of 64 KiB is 87,384 characters. */
 const MAX_USER_DATA_B64 = Math.ceil(MAX_USER_DATA_BYTES / 3) * 4;
@@ -224,6 +224,14 @@ export interface Sensitive {
   iam?: IamCredentials;
   /** OpenStack `password`, POSTed once by the guest; only the admin clears it. */
   password?: string;
+}
+
+/**
+ * The same registration, not merely the same name: a DELETE followed by a new PUT of that name
+ * is another incarnation, and nothing in flight for the old one may land in it.
+ */
+export function sameIncarnation(a: StoredInstance, b: StoredInstance): boolean {
+  return a.doc.uuid === b.doc.uuid && a.createdAt === b.createdAt;
 }
 
 /** Split an input document into its public part and the sensitive parts. */

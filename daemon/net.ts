@@ -12,7 +12,7 @@ export function ipv4ToInt(ip: string): number {
 export function parseCidr(cidr: string): { base: number; mask: number } {
   const [addr, bitsText] = cidr.split('/');
   const bits = Number(bitsText);
-  if (!addr || !isIPv4(addr) || !Number.isInteger(bits) || bits < 0 || bits > 32) throw new Error(`bad CIDR ${cidr}`);
+  if (!addr || !isIPv4(addr) || bitsText === undefined || !/^\d{1,2}$/.test(bitsText) || bits > 32) throw new Error(`bad CIDR ${cidr}`);
   const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
   return { base: (ipv4ToInt(addr) & mask) >>> 0, mask };
 }

@@ -9,6 +9,28 @@ import { join } from 'node:path';
 
 export const TMP_MARK = '.tmp-';
 
+/**
+ * The rename/unlink happened, but fsync of the directory failed: the change is visible (and in
+ * effect) but may not survive a power loss. Callers must not report "nothing changed".
+ */
+export class DirSyncError extends Error {
+  override name = 'DirSyncError';
+  constructor(override readonly cause: NodeJS.ErrnoException) {
+    super(`directory sync failed after the change (${cause.code ?? 'error'})`);
+  }
+  get code(): string {
+    return this.cause.code ?? 'EIO';
+  }
+}
+
+async function fsyncDirAfterChange(dir: string): Promise<void> {
+  try {
+    await fsyncDir(dir);
+  } catch (err) {
+    throw new DirSyncError(err as NodeJS.ErrnoException);
+  }
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fd = await open(dir, 'r');
   try {
@@ -34,7 +56,7 @@ export async function writeFileDurable(dir: string, name: string, data: string |
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
-  await fsyncDir(dir);
+  await fsyncDirAfterChange(dir);
 }
 
 /** Remove `dir/name` durably; a missing file is not an error. */
@@ -45,7 +67,7 @@ export async function removeFileDurable(dir: string, name: string): Promise<void
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  await fsyncDir(dir);
+  await fsyncDirAfterChange(dir);
 }
 
 /** Move a file aside (e.g. into quarantine/) durably. */

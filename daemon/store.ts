@@ -10,12 +10,13 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, readdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Keyring, Sealed } from './keys.js';
-import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps } from './persist.js';
-import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, NAME_PATTERN } from './model.js';
+import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps, DirSyncError } from './persist.js';
+import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, NAME_PATTERN, sameIncarnation } from './model.js';
 import { DaemonError, notFound } from '../routes/errors.js';
 import { parseCidr, ipv4InCidr } from './net.js';
 import { EV } from './events.js';
@@ -34,6 +35,8 @@ interface FileBody {
 
 export interface StoreOptions {
   dir: string;
+  /** The durable file primitives (tests inject faults here). */
+  files?: { writeFileDurable: typeof writeFileDurable; removeFileDurable: typeof removeFileDurable };
   keyring: Keyring;
   clock: Clock;
   log: Logger;
@@ -78,32 +81,60 @@ export class InstanceStore extends EventEmitter {
       const batch = files.slice(i, i + 128);
       const results = await Promise.all(batch.map(async (f) => ({ f, r: await this.loadFile(f) })));
       for (const { f, r } of results) {
-        const problem = typeof r === 'string' ? r : this.conflictOf(r.doc);
+        if (r === null) continue; // vanished between readdir and read
+        const problem = typeof r === 'string' ? r : this.uniquenessProblem(r.doc)?.message;
         if (problem === undefined && typeof r !== 'string') {
+          // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
+          if (!ipv4InCidr(r.doc.comm.ipv4, this.range)) this.o.log.warn({ instance: r.doc.name, commRange: this.o.commRange }, EV.outsideCommRange);
           this.index(r);
           continue;
         }
         quarantined++;
-        const dest = `${f}.${this.o.clock.now()}`;
-        await moveDurable(this.instancesDir, f, this.quarantineDir, dest);
-        this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason: problem }, EV.quarantined);
+        await this.quarantine(f, problem ?? 'unusable');
       }
     }
     this.o.log.info({ instances: this.byName.size, quarantined }, EV.instancesLoaded);
     return { loaded: this.byName.size, quarantined };
   }
 
-  /** Parse and verify one file; a string is the reason it is unusable. */
-  private async loadFile(f: string): Promise<StoredInstance | string> {
+  /**
+   * Move a bad file aside (never delete evidence). If even that fails (EXDEV, EROFS, …), the file
+   * stays where it is and is not loaded: one bad file must not keep every other instance down.
+   */
+  private async quarantine(f: string, reason: string): Promise<void> {
+    const dest = `${f}.${this.o.clock.now()}.${randomBytes(3).toString('hex')}`;
+    try {
+      await moveDurable(this.instancesDir, f, this.quarantineDir, dest);
+      this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason }, EV.quarantined);
+    } catch (err) {
+      this.o.log.error({ file: f, quarantinedAs: null, reason, moveFailed: (err as NodeJS.ErrnoException).code ?? 'error' }, EV.quarantined);
+    }
+  }
+
+  /**
+   * Parse and verify one file; a string is the reason it is unusable, null means it vanished.
+   * I/O errors other than ENOENT are thrown: a transient EIO or EACCES must fail the start, not
+   * quarantine a good file.
+   */
+  private async loadFile(f: string): Promise<StoredInstance | string | null> {
     const name = f.slice(0, -'.json'.length);
     if (!NAME_RE.test(name)) return 'file name is not an instance name';
-    let outer: { format?: unknown; version?: unknown; body?: unknown; mac?: unknown };
+    let text: string;
     try {
       // Sync on purpose: at start nothing is listening yet, and 10k small reads through the
       // thread pool cost ~6x more (bench/suites/registry.ts).
-      outer = JSON.parse(readFileSync(join(this.instancesDir, f), 'utf8'));
+      text = readFileSync(join(this.instancesDir, f), 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      if (code === 'EISDIR') return 'not a regular file';
+      throw err;
+    }
+    let outer: { format?: unknown; version?: unknown; body?: unknown; mac?: unknown };
+    try {
+      outer = JSON.parse(text);
     } catch {
-      return 'unreadable or not JSON';
+      return 'not JSON (truncated or damaged)';
     }
     if (outer.format !== STATE_FORMAT) return 'unknown format';
     if (outer.version !== STATE_VERSION) return `unsupported format version ${String(outer.version)}`;
@@ -218,9 +249,10 @@ export class InstanceStore extends EventEmitter {
    * Set (string) or clear (null) the OpenStack password. With `onlyIfUnset`, a second set is a
    * 409: the guest may post its password once, only the admin clears it.
    */
-  setPassword(name: string, password: string | null, onlyIfUnset: boolean): Promise<StoredInstance> {
+  setPassword(name: string, password: string | null, onlyIfUnset: boolean, incarnation?: StoredInstance): Promise<StoredInstance> {
     return this.serialized(name, async () => {
       const prev = this.mustGet(name);
+      if (incarnation && !sameIncarnation(prev, incarnation)) throw notFound('no such instance');
       if (onlyIfUnset && prev.sensitive.password !== undefined) throw new DaemonError('Conflict', 'password already set');
       const sensitive: Sensitive = { ...prev.sensitive };
       if (password === null) delete sensitive.password;
@@ -243,9 +275,13 @@ export class InstanceStore extends EventEmitter {
   remove(name: string): Promise<void> {
     return this.serialized(name, async () => {
       const prev = this.mustGet(name);
-      await this.guardFs(() => removeFileDurable(this.instancesDir, `${name}.json`));
-      this.unindex(prev);
-      this.emit('removed', name);
+      await this.guardFs(
+        () => (this.o.files?.removeFileDurable ?? removeFileDurable)(this.instancesDir, `${name}.json`),
+        () => {
+          this.unindex(prev);
+          this.emit('removed', name);
+        },
+      );
     });
   }
 
@@ -266,18 +302,31 @@ export class InstanceStore extends EventEmitter {
       throw new DaemonError('PayloadTooLarge', `instance document too large (limit ${this.o.maxDocumentBytes} bytes stored)`);
     }
     const file = JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, body: bodyText, mac: this.o.keyring.macOf(bodyText) });
-    await this.guardFs(() => writeFileDurable(this.instancesDir, `${doc.name}.json`, file));
-    if (prev) this.unindex(prev);
-    this.index(inst);
-    this.emit('changed', doc.name, inst);
+    await this.guardFs(
+      () => (this.o.files?.writeFileDurable ?? writeFileDurable)(this.instancesDir, `${doc.name}.json`, file),
+      () => {
+        if (prev) this.unindex(prev);
+        this.index(inst);
+        this.emit('changed', doc.name, inst);
+      },
+    );
     return inst;
   }
 
-  /** Map state-dir failures to 503 (nothing was changed: the write is atomic). */
-  private async guardFs<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run a state-dir change, then `commit` the matching memory change. Failures before the change
+   * became visible map to 503 "nothing was changed". A failed directory sync after it became
+   * visible commits memory (it must match the disk) and answers 503 saying so.
+   */
+  private async guardFs(fn: () => Promise<void>, commit: () => void): Promise<void> {
     try {
-      return await fn();
+      await fn();
     } catch (err) {
+      if (err instanceof DirSyncError) {
+        commit();
+        this.o.log.error({ code: err.code, dir: this.instancesDir }, EV.notDurable);
+        throw new DaemonError('Unavailable', `the change is in effect but the state dir could not confirm it durable (${err.code})`);
+      }
       const code = (err as NodeJS.ErrnoException).code;
       if (code && ['ENOSPC', 'EROFS', 'EACCES', 'EPERM', 'EDQUOT', 'EIO'].includes(code)) {
         this.o.log.error({ code, dir: this.instancesDir }, EV.stateWriteFailed);
@@ -285,12 +334,18 @@ export class InstanceStore extends EventEmitter {
       }
       throw err;
     }
+    commit();
   }
 
+  /** New writes must be in the comm range and unique. */
   private conflictOf(doc: PublicDoc): { path: string; message: string } | undefined {
     if (!ipv4InCidr(doc.comm.ipv4, this.range)) {
       return { path: '/comm/ipv4', message: `must lie in the comm range ${this.o.commRange}` };
     }
+    return this.uniquenessProblem(doc);
+  }
+
+  private uniquenessProblem(doc: PublicDoc): { path: string; message: string } | undefined {
     for (const owner of [this.byIp.get(doc.comm.ipv4), this.pendingIp.get(doc.comm.ipv4)]) {
       if (owner !== undefined && owner !== doc.name) return { path: '/comm/ipv4', message: 'already used by another instance' };
     }
@@ -323,8 +378,12 @@ export class InstanceStore extends EventEmitter {
    * instance (its secrets, its pipe) is changed here, so it is ordered with the store's own
    * writes and can never outlive a removal.
    */
-  exclusive<T>(name: string, fn: (inst: StoredInstance) => T): Promise<T> {
-    return this.serialized(name, async () => fn(this.mustGet(name)));
+  exclusive<T>(name: string, fn: (inst: StoredInstance) => T, incarnation?: StoredInstance): Promise<T> {
+    return this.serialized(name, async () => {
+      const inst = this.mustGet(name);
+      if (incarnation && !sameIncarnation(inst, incarnation)) throw notFound('no such instance');
+      return fn(inst);
+    });
   }
 
   /** Run `fn` after every earlier mutation of the same instance has settled. */

@@ -22,6 +22,8 @@ export interface Answer {
    * 'seeded': JSON whose random_seed placeholder is replaced per request (cache the halves).
    */
   cache?: 'static' | 'seeded';
+  /** For 'seeded': the exact JSON value (quoted base64) of random_seed in `body`. */
+  seedPlaceholder?: string;
 }
 
 export interface GuestDeps extends Services {
@@ -83,8 +85,8 @@ export function isRead(method: string): boolean {
 
 /**
  * An answer as bytes ready for the socket: a flat header list and the body. A seeded answer
- * keeps the JSON halves around the random_seed value (`seedPlaceholder` is the quoted value the
- * renderer wrote); its length is fixed, since the seed is always 512 bytes.
+ * keeps the JSON halves around the random_seed value (`a.seedPlaceholder` is the quoted value
+ * the renderer wrote); its length is fixed, since the seed is always 512 bytes.
  */
 export interface Prepared {
   status: number;
@@ -108,7 +110,8 @@ function ownBytes(text: string): Buffer {
   return b;
 }
 
-export function prepare(a: Answer, seedPlaceholder?: string): Prepared {
+export function prepare(a: Answer): Prepared {
+  const seedPlaceholder = a.seedPlaceholder;
   const raw = a.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(a.body) ? a.body : ownBytes(a.body);
   const head: string[] = [];
   if (a.type) head.push('Content-Type', a.type);
@@ -123,7 +126,8 @@ export function prepare(a: Answer, seedPlaceholder?: string): Prepared {
       return { status: a.status, head, body: raw, seeded: { prefix, suffix } };
     }
   }
-  head.push('Content-Length', String(raw.length));
+  // RFC 9110: no Content-Length on 204 (or 304).
+  if (a.status !== 204 && a.status !== 304) head.push('Content-Length', String(raw.length));
   return { status: a.status, head, body: raw };
 }
 

@@ -11,6 +11,7 @@ import { guestViewOf } from './view.js';
 import { readGuestBody } from './body.js';
 import { readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
+import { sameIncarnation } from '../../daemon/model.js';
 import { EV } from '../../daemon/events.js';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
@@ -30,7 +31,8 @@ async function pipeRead(r: GuestRequest): Promise<Answer> {
   const ac = new AbortController();
   r.req.once('close', () => ac.abort());
   await q.waitForData(ms, r.d.clock, ac.signal);
-  if (ac.signal.aborted || r.d.store.get(name) === undefined) return bytes(Buffer.alloc(0));
+  const current = r.d.store.get(name);
+  if (ac.signal.aborted || current === undefined || !sameIncarnation(current, r.inst)) return bytes(Buffer.alloc(0));
   return bytes(q.take());
 }
 
@@ -39,8 +41,9 @@ async function pipeWrite(r: GuestRequest): Promise<Answer> {
   const name = r.inst.doc.name;
   const body = await readGuestBody(r.req, r.d.config.pipe.maxBytes);
   if (body === null) return fail(413);
-  // After the body arrived the instance may be gone: never recreate its pipe then.
-  if (r.d.store.get(name) === undefined) return fail(404);
+  // After the body arrived the instance may be gone, or be another registration of that name.
+  const current = r.d.store.get(name);
+  if (current === undefined || !sameIncarnation(current, r.inst)) return fail(404);
   const q = r.d.pipes.get(name).toHost;
   try {
     q.push(body);

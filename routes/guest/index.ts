@@ -20,7 +20,7 @@ import { TokenIssuer, TOKEN_HEADER } from './tokens.js';
 import { SeedPool } from './seed-pool.js';
 import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, prepare, send } from './answer.js';
 import { ec2, tokenKey } from './ec2.js';
-import { openstack, SEED_PLACEHOLDER } from './openstack.js';
+import { openstack } from './openstack.js';
 import { ganeti } from './ganeti.js';
 import { EV } from '../../daemon/events.js';
 
@@ -130,7 +130,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       answer = fail(500);
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.now());
-    const prepared = prepare(answer, SEED_PLACEHOLDER);
+    const prepared = prepare(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) send(res, prepared, d.seeds);
   };

@@ -4,6 +4,7 @@
  * in two halves and gets a fresh random_seed on every request (Nova draws 512 bytes per request).
  * `password`: GET returns it (empty if none); the guest may POST it once (≤ 1020 bytes).
  */
+import { randomBytes } from 'node:crypto';
 import { OPENSTACK_VERSIONS, RANDOM_SEED_BYTES, isOpenstackVersion, openstackListing, renderOpenstackFile } from '../render/openstack.js';
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, methodNotAllowed, notFound, text } from './answer.js';
 import { guestViewOf } from './view.js';
@@ -12,11 +13,6 @@ import { EV } from '../../daemon/events.js';
 
 export const MAX_PASSWORD_BYTES = 1020;
 const VERSION_LIST = OPENSTACK_VERSIONS.join('\n');
-/**
- * The JSON value the renderer writes for random_seed when given 512 zero bytes; the pipeline
- * swaps it for fresh random bytes on every request (routes/guest/answer.ts `send`).
- */
-export const SEED_PLACEHOLDER = `"${Buffer.alloc(RANDOM_SEED_BYTES).toString('base64')}"`;
 
 async function password(r: GuestRequest): Promise<Answer> {
   if (isRead(r.method)) return text(r.inst.sensitive.password ?? '');
@@ -25,9 +21,11 @@ async function password(r: GuestRequest): Promise<Answer> {
   if (body === null) return fail(400);
   if (r.inst.sensitive.password !== undefined) return fail(409);
   try {
-    await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true);
+    // Bound to the incarnation that asked: after a DELETE and a new PUT of the name, 404.
+    await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true, r.inst);
   } catch (err) {
-    if ((err as { status?: number }).status === 409) return fail(409);
+    const status = (err as { status?: number }).status;
+    if (status === 409 || status === 404) return fail(status);
     throw err;
   }
   r.log.info(EV.guestPasswordSet);
@@ -41,8 +39,13 @@ export async function openstack(r: GuestRequest): Promise<Answer> {
   if (name === 'password') return password(r);
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
   if (name === undefined) return cached(text(openstackListing(guestViewOf(r.d, r.inst, false), version).join('\n')));
-  const file = renderOpenstackFile(guestViewOf(r.d, r.inst, false), version, name, { now: r.d.clock.now(), randomSeed: Buffer.alloc(RANDOM_SEED_BYTES) });
+  // Rendered with a one-off random seed that doubles as the placeholder the pipeline swaps for
+  // fresh bytes on every request: unpredictable, so no admin-set value can collide with it.
+  const placeholderSeed = randomBytes(RANDOM_SEED_BYTES);
+  const file = renderOpenstackFile(guestViewOf(r.d, r.inst, false), version, name, { now: r.d.clock.now(), randomSeed: placeholderSeed });
   if (!file || file.kind === 'password') return notFound();
   if (file.kind === 'bytes') return cached(bytes(file.value));
-  return cached({ status: 200, type: 'application/json', body: JSON.stringify(file.value) }, name === 'meta_data.json' ? 'seeded' : 'static');
+  const body = JSON.stringify(file.value);
+  if (name !== 'meta_data.json') return cached({ status: 200, type: 'application/json', body });
+  return { ...cached({ status: 200, type: 'application/json', body }, 'seeded'), seedPlaceholder: `"${placeholderSeed.toString('base64')}"` };
 }

@@ -581,6 +581,16 @@ test('adversarial: tokens — replay by another instance, forged expiry, truncat
   const dup = await raw(d.guestPort, VM2, `GET /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\n${TOKEN}: ${tA}\r\n${TOKEN}: ${tB}\r\nConnection: close\r\n\r\n`);
   assertNoVictimData(dup, 'two token headers');
   assert.notEqual(parseResponses(dup.data)[0]?.status, 200, "vm1's token next to vm2's is not accepted");
+  // vm2 requires IMDSv2: vm1's token is refused on every dialect, and a path that merely ends in
+  // /api/token (fragment, matrix, dot segments) gets no token exemption that reveals anything.
+  for (const path of ['/openstack/latest/meta_data.json', '/ganeti/latest/os/parameters.json', '/ganeti/latest/meta_data.json', '/openstack/latest/user_data']) {
+    assert.equal((await get(VM2, tA, path)).status, 401, `vm1's token on ${path}`);
+  }
+  for (const target of ['/latest/meta-data/hostname#/api/token', '/ganeti/latest/os/parameters.json#/api/token', '/openstack/latest/meta_data.json;/api/token', '/ganeti/latest/os/parameters.json/../api/token', '/openstack/latest/meta_data.json/%2e%2e/api/token', '/latest/meta-data/../api/token', '/ganeti/latest/read#/api/token']) {
+    const rr = await raw(d.guestPort, VM2, request('GET', target, { Host: 'x', Connection: 'close' }));
+    const resp = parseResponses(rr.data)[0];
+    assert.notEqual(resp?.status, 200, `${target} without a token on a required instance: ${resp?.body.toString().slice(0, 100)}`);
+  }
   // A cached answer still needs the token on a required instance.
   assert.equal((await get(VM2, tB)).text, 'vm2');
   assert.equal((await get(VM2, undefined)).status, 401, 'the cached answer is not served without a token');
@@ -669,10 +679,8 @@ test('adversarial: a guest cannot set another instance\'s password or touch its 
   await alive(d, 'after parallel password POSTs');
 });
 
-// BUG (expected to fail): routes/guest/openstack.ts password() identifies the instance when the
-// request arrives, awaits the body, then calls store.setPassword(name) by NAME. If the instance is
-// deleted and re-registered under that name meanwhile, the old guest's password lands in the new
-// instance (another uuid, here even another comm address), which then gets 409 for its own.
+// Was a bug: password() set the password by NAME after awaiting the body, so after a DELETE and a
+// re-registration the old guest's password landed in the new instance. Now bound to the incarnation.
 test('adversarial: a password POST in flight across DELETE + re-registration does not land in the new instance', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -699,6 +707,8 @@ test('adversarial: a password POST in flight across DELETE + re-registration doe
   await alive(d, 'after the password race');
 });
 
+// Was a bug: pipeWrite() re-checked the instance by NAME after the body arrived, so bytes of a
+// deleted instance's guest reached a re-registration of that name. Now bound to the incarnation.
 test('adversarial: a guest pipe write/read in flight across DELETE + re-registration does not reach the new instance', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -985,10 +995,9 @@ test('adversarial: after DELETE + re-registration, old secrets, private values, 
   await alive(d, 'after re-registration');
 });
 
-// BUG (expected to fail): routes/admin/params.ts write() checks that the instance exists, awaits the
-// body, then writes secret values into the vault by NAME without checking again. A secret PUT whose
-// body finishes after DELETE is stored for a name with no instance (the admin is told 404!), and the
-// next instance registered under that name hands it to its guest.
+// Regression guard: before 1fd0108, routes/admin/params.ts write() checked the instance, awaited the
+// body, then wrote the vault by NAME: a secret PUT finishing after DELETE was stored (answered 404!)
+// and handed to the next instance registered under that name.
 test('adversarial: a secret write in flight across DELETE does not survive into a re-registered instance', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -1004,9 +1013,9 @@ test('adversarial: a secret write in flight across DELETE does not survive into 
   await alive(d, 'after the secret race');
 });
 
-// BUG (expected to fail): routes/admin/pipe.ts POST /v1/instances/:name/pipe checks the instance,
-// awaits the body, then pushes into s.pipes.get(name), which re-creates the pipe of a deleted
-// instance. The admin gets 202; the next instance registered under that name reads the old bytes.
+// Regression guard: before 1fd0108, routes/admin/pipe.ts POST pushed into s.pipes.get(name) after
+// the body arrived, re-creating the pipe of a deleted instance (202); the next instance of that
+// name read the old bytes.
 test('adversarial: an admin pipe send in flight across DELETE does not survive into a re-registered instance', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -1081,31 +1090,30 @@ test('adversarial: __proto__ / constructor keys in admin bodies pollute nothing'
   assert.equal((({}) as Record<string, unknown>).polluted, undefined);
 });
 
-// BUG (expected to fail): parameter names "__proto__" are valid (PARAM_NAME_PATTERN) and accepted
-// with 200, but daemon/vault.ts liveValues() builds `out[name] = value` on a plain object and the
-// params routes (routes/admin/params.ts write()) do `next[k] = v`: assigning to "__proto__" is a
-// silent no-op. A public/private "__proto__" is dropped; a claim-once secret "__proto__" is marked
-// claimed (and wiped) without ever reaching the guest.
-test('adversarial: parameters named __proto__ and constructor are ordinary parameters (stored, served, claimed only when delivered)', async (t) => {
+// Was a bug: "__proto__" passed PARAM_NAME_PATTERN and was then silently dropped by plain-object
+// maps (a claim-once secret so named was consumed undelivered). Such names are now refused.
+test('adversarial: parameters named __proto__, constructor or prototype are refused whole (400), never half-stored', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
-  assert.equal((await d.admin('PUT', '/v1/instances/vm2/params/public', '{"values":{"constructor":"pub-c","__proto__":"pub-p"}}')).status, 200);
-  assert.equal((await d.admin('PUT', '/v1/instances/vm2/params/secret', '{"values":{"constructor":"sec-c","__proto__":"sec-p"},"claimOnce":true}')).status, 200);
-  const guest = (await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).text;
-  const info = (await d.admin('GET', '/v1/instances/vm2/params')).json;
+  const before = (await d.admin('GET', '/v1/instances/vm2/params')).json;
+  for (const [method, path, body] of [
+    ['PUT', '/v1/instances/vm2/params/public', '{"values":{"constructor":"pub-c","ok":"1"}}'],
+    ['PATCH', '/v1/instances/vm2/params/private', '{"values":{"ok":"1","__proto__":"p"}}'],
+    ['PUT', '/v1/instances/vm2/params/secret', '{"values":{"prototype":"s","ok":"1"},"claimOnce":true}'],
+  ] as const) {
+    const r = await d.admin(method, path, body);
+    assert.equal(r.status, 400, `${method} ${path}`);
+    assert.equal(r.json.code, 'InvalidInput');
+  }
+  assert.deepEqual((await d.admin('GET', '/v1/instances/vm2/params')).json, before, 'nothing of a refused body was stored');
   assert.equal(polluted(), false);
-  assert.ok(guest.includes('"constructor":["sec-c","secret"]'), guest);
-  const protoSecret = info.secret.find((s: { name: string }) => s.name === '__proto__');
-  assert.ok(guest.includes('"__proto__":["sec-p","secret"]') || protoSecret?.state === 'live', `the claim-once secret "__proto__" was consumed without being delivered: guest saw ${guest}, admin sees ${JSON.stringify(protoSecret)}`);
-  assert.deepEqual(info.public, { __proto__: 'pub-p', constructor: 'pub-c' }, 'the public parameter "__proto__" was silently dropped');
   await alive(d, 'after __proto__ parameters');
 });
 
-// BUG (expected to fail): routes/admin/instances.ts PATCH applies the merge patch with
-// json-merge-patch 1.0.2, whose apply() answers a "__proto__"/"constructor"/"prototype" member with
-// `return target` — it stops and silently drops every later member of that object. The PATCH is
-// answered 200 although part of it was never applied: here an IAM revocation ("iam": null) is lost.
+// Was a bug: json-merge-patch 1.0.2's apply() stops at a "__proto__"/"constructor"/"prototype"
+// member and drops every later member of that object, so a PATCH answered 200 half-applied (an
+// IAM revocation was lost). The admin door now refuses those keys anywhere in a body (400).
 test('adversarial: a merge patch with a __proto__/constructor member is refused or applied whole, never half-applied', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -1127,11 +1135,8 @@ test('adversarial: a merge patch with a __proto__/constructor member is refused 
   await alive(d, 'after half-applied patches');
 });
 
-// BUG (expected to fail): deep JSON passes ajv where the schema allows free-form objects
-// (openstack.vendorData/networkData/devices) and then overflows the stack: PUT in
-// daemon/store.ts InstanceStore.persist (JSON.stringify), PATCH in routes/admin/instances.ts
-// (structuredClone(patch) inside the update callback). Answered 500 Internal with an incident,
-// not 400/413 (the daemon survives).
+// Was a bug: deep JSON passed ajv in the free-form objects (openstack.vendorData/networkData/
+// devices) and overflowed the stack later (500). Bodies nested deeper than 64 levels are now 400.
 test('adversarial: deeply nested JSON (10,000+ levels) answers 400/413 and the daemon keeps serving', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());

@@ -294,3 +294,15 @@ test('guest door: imdsV2 required covers every dialect; HEAD never consumes the 
   assert.equal(head.headers.allow, 'GET');
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read', withToken)).text, 'keep me', 'the HEAD consumed nothing');
 });
+
+test('guest door: an admin value equal to a zero seed cannot disable random_seed', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const zeros = Buffer.alloc(512).toString('base64');
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { openstack: { meta: { trap: zeros } } }));
+  const a = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
+  const b = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
+  assert.equal(a.meta.trap, zeros, 'the admin value is served as it is');
+  assert.notEqual(a.random_seed, zeros);
+  assert.notEqual(a.random_seed, b.random_seed);
+});

@@ -35,3 +35,11 @@ test('config: environment overrides win over the file', () => {
   assert.equal(c.admin.socket, '/y');
   assert.equal(c.log.level, 'debug');
 });
+
+test('config: what serve would refuse, check-config refuses too', () => {
+  for (const commRange of ['10.0.0.0/33', '999.0.0.0/8', '10.0.0.0/']) {
+    assert.throws(() => buildConfig({ guest: { commRange } }), /commRange/, commRange);
+  }
+  assert.throws(() => buildConfig({ guest: { headersTimeoutMs: 20000, requestTimeoutMs: 10000 } }), /headersTimeoutMs must not exceed/);
+  assert.doesNotThrow(() => buildConfig({ guest: { commRange: '127.0.0.0/8' } }));
+});

@@ -29,7 +29,7 @@ test('prepare: content length in bytes; seeded answers keep a fixed length', () 
   const p = prepare(text('héllo'));
   assert.deepEqual(p.head, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', '6']);
   const placeholder = `"${Buffer.alloc(512).toString('base64')}"`;
-  const s = prepare({ status: 200, type: 'application/json', body: `{"a":1,"random_seed":${placeholder},"b":2}`, cache: 'seeded' }, placeholder);
+  const s = prepare({ status: 200, type: 'application/json', body: `{"a":1,"random_seed":${placeholder},"b":2}`, cache: 'seeded', seedPlaceholder: placeholder });
   assert.ok(s.seeded);
   const len = Number(s.head[s.head.indexOf('Content-Length') + 1]);
   const pool = new SeedPool(2048);
@@ -44,4 +44,8 @@ test('seed pool: never hands out the same bytes twice, refills when used up', ()
   for (let i = 0; i < 10; i++) seen.add(pool.takeBase64(512));
   assert.equal(seen.size, 10);
   assert.throws(() => pool.takeBase64(2048), RangeError);
+});
+
+test('prepare: a 204 carries no Content-Length', () => {
+  assert.deepEqual(prepare({ status: 204 }).head, []);
 });

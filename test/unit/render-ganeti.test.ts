@@ -81,10 +81,10 @@ test('os/parameters.json: no secret when the view carries none; private values a
   assert.ok(!body.includes('"secret"'));
 });
 
-test('os/parameters.json: empty for an instance without parameters; __proto__ stays a name', () => {
+test('os/parameters.json: empty for an instance without parameters; a name like hasOwnProperty stays a name', () => {
   assert.deepEqual(renderOsParameters(loadView('minimal')), {});
   const edge = JSON.parse(JSON.stringify(renderOsParameters(loadView('edge')))) as Record<string, unknown>;
-  assert.deepEqual(edge, JSON.parse('{"__proto__": ["proto-param", "public"], "image": ["private-image", "private"]}'));
+  assert.deepEqual(edge, JSON.parse('{"hasOwnProperty": ["proto-param", "public"], "image": ["private-image", "private"]}'));
 });
 
 test('deterministic and pure: same inputs, same output; the view is not modified', () => {

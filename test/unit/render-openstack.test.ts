@@ -109,9 +109,9 @@ test('meta_data.json: identity fields and the dialect\'s own availability zone a
   assert.deepEqual([min.hostname, min.availability_zone, min.launch_index, 'meta' in min], ['minimal', 'metad-1a', 0, false]);
 });
 
-test('meta_data.json: a meta key named __proto__ is kept as data', () => {
+test('meta_data.json: a meta key named toString is kept as data', () => {
   const md = renderMetaData(loadView('edge'), 'latest', fixedCtx());
-  assert.equal(JSON.parse(JSON.stringify(md.meta)).__proto__, 'meta-proto');
+  assert.equal(JSON.parse(JSON.stringify(md.meta)).toString, 'meta-proto');
   assert.equal(Object.getPrototypeOf(md.meta), Object.prototype);
 });
 

@@ -149,3 +149,61 @@ test('identity key: created 0600, reused, refused when group/world readable', as
   chmodSync(path, 0o644);
   await assert.rejects(IdentitySigner.load(path), /group or others/);
 });
+
+test('store: a failed directory sync after the rename keeps memory equal to the disk and says so', async (t) => {
+  const dir = tmp(t);
+  const { writeFileDurable, removeFileDurable, DirSyncError } = await import('../../daemon/persist.js');
+  let failSync = false;
+  const eio = Object.assign(new Error('EIO'), { code: 'EIO' });
+  const files = {
+    writeFileDurable: async (d: string, n: string, data: string | Buffer) => {
+      if (!failSync) return writeFileDurable(d, n, data);
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(join(d, n), data); // the file is replaced...
+      throw new DirSyncError(eio); // ...but the directory sync fails
+    },
+    removeFileDurable: async (d: string, n: string) => {
+      if (!failSync) return removeFileDurable(d, n);
+      rmSync(join(d, n));
+      throw new DirSyncError(eio);
+    },
+  };
+  const { sink, log } = sinkLogger();
+  const key = randomBytes(32);
+  const store = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536, files });
+  await store.start();
+  await store.put(validateInstance(sampleInstance(1, { hostname: 'old' })), true);
+  failSync = true;
+  await assert.rejects(store.put(validateInstance(sampleInstance(1, { hostname: 'new' })), true), (e: { status?: number; message: string }) => e.status === 503 && /in effect/.test(e.message));
+  assert.equal(store.get('vm1')!.doc.hostname, 'new', 'memory follows the disk');
+  assert.ok(sink.records().some((l) => l.msg === 'state change not confirmed durable'));
+  await assert.rejects(store.remove('vm1'), (e: { status?: number }) => e.status === 503);
+  assert.equal(store.get('vm1'), undefined, 'removed on disk, so removed in memory');
+});
+
+test('store: a bad file that cannot be moved aside stays put; everything else still loads', async (t) => {
+  const dir = tmp(t);
+  const { store, key } = makeStore(dir);
+  await store.start();
+  for (const n of [1, 2]) await store.put(validateInstance(sampleInstance(n)), true);
+  writeFileSync(join(dir, 'instances', 'vm1.json'), 'garbage');
+  writeFileSync(join(dir, 'quarantine'), 'a file where the quarantine dir should be');
+  const { store: again, sink } = makeStore(dir, key);
+  assert.deepEqual(await again.start(), { loaded: 1, quarantined: 1 });
+  assert.equal(again.get('vm2')?.doc.name, 'vm2');
+  assert.ok(readdirSync(join(dir, 'instances')).includes('vm1.json'), 'left in place');
+  const rec = sink.records().find((l) => l.msg === 'state file quarantined');
+  assert.equal(rec?.quarantinedAs, null);
+});
+
+test('store: narrowing the comm range loads existing instances with a warning instead of quarantining them', async (t) => {
+  const dir = tmp(t);
+  const { store, key } = makeStore(dir);
+  await store.start();
+  await store.put(validateInstance(sampleInstance(300)), true); // 127.0.1.45
+  const { log, sink } = sinkLogger();
+  const narrow = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/24', maxDocumentBytes: 65536 });
+  assert.deepEqual(await narrow.start(), { loaded: 1, quarantined: 0 });
+  assert.ok(sink.records().some((l) => l.msg === 'instance outside the comm range' && l.instance === 'vm300'));
+  await assert.rejects(narrow.put(validateInstance(sampleInstance(301)), true), (e: { status?: number }) => e.status === 409, 'new writes must be in range');
+});
