@@ -23,6 +23,7 @@ import { ec2, tokenKey } from './ec2.js';
 import { openstack } from './openstack.js';
 import { ganeti } from './ganeti.js';
 import { EV } from '../../daemon/events.js';
+import { DaemonError } from '../errors.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
@@ -126,8 +127,13 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     try {
       answer = await dispatch(r, dialect);
     } catch (err) {
-      childLog(name).error({ err, path: path.slice(0, 256) }, EV.guestFailed);
-      answer = fail(500);
+      // Operational errors (a truncated upload, a full state dir) answer their status and are
+      // logged like any refusal (sampled); only real bugs log a stack.
+      if (err instanceof DaemonError) answer = fail(err.status);
+      else {
+        childLog(name).error({ err, path: path.slice(0, 256) }, EV.guestFailed);
+        answer = fail(500);
+      }
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.now());
     const prepared = prepare(answer);

@@ -306,3 +306,21 @@ test('guest door: an admin value equal to a zero seed cannot disable random_seed
   assert.notEqual(a.random_seed, zeros);
   assert.notEqual(a.random_seed, b.random_seed);
 });
+
+test('guest door: uploads cut short are 400s, logged sampled and without a stack', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  for (let i = 0; i < 20; i++) {
+    const s = net.connect({ host: '127.0.0.1', port: d.guestPort, localAddress: VM1 });
+    await new Promise((r) => s.once('connect', r));
+    s.write('POST /ganeti/latest/write HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part');
+    await new Promise((r) => setTimeout(r, 5));
+    s.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(d.sink.records().filter((l) => l.msg === 'guest request failed').length, 0, 'no stack traces for client hang-ups');
+  assert.ok(d.sink.records().filter((l) => l.msg === 'guest request refused').length <= 2, 'refusals are sampled');
+  assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', 'nothing partial was queued');
+  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/instance-id')).status, 200);
+});
