@@ -11,6 +11,7 @@ export const MAX_TOKEN_TTL_SECONDS = 21600;
 export const TTL_HEADER = 'x-aws-ec2-metadata-token-ttl-seconds';
 export const TOKEN_HEADER = 'x-aws-ec2-metadata-token';
 const MAC_BYTES = 16;
+const TOKEN_CHARS = Math.ceil(((8 + MAC_BYTES) * 4) / 3);
 
 /** Parse the TTL header: an integer 1..21600, else undefined (the caller answers 400). */
 export function parseTtl(value: string | string[] | undefined): number | undefined {
@@ -35,7 +36,9 @@ export class TokenIssuer {
 
   /** The token's expiry (ms) when it was issued for this instance and has not expired, else 0. */
   verify(instanceKey: string, token: string, nowMs: number): number {
-    if (token.length > 64) return 0;
+    // Exactly the canonical form: base64url of 24 bytes is 32 characters (node would otherwise
+    // ignore a trailing partial character and accept a 33-character spelling of the same token).
+    if (token.length !== TOKEN_CHARS) return 0;
     const raw = Buffer.from(token, 'base64url');
     if (raw.length !== 8 + MAC_BYTES) return 0;
     const expiry = raw.subarray(0, 8);

@@ -1,0 +1,25 @@
+/** IMDSv2 session tokens: bound to the instance key and the expiry; one canonical spelling. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseTtl, TokenIssuer } from '../../routes/guest/tokens.js';
+
+test('tokens: valid until expiry, for their instance only, in one spelling', () => {
+  const t = new TokenIssuer();
+  const now = 1_000_000;
+  const tok = t.issue('uuid/vm1', now, 60);
+  assert.equal(tok.length, 32);
+  assert.equal(t.verify('uuid/vm1', tok, now + 59_999), now + 60_000);
+  assert.equal(t.verify('uuid/vm1', tok, now + 60_000), 0, 'expired at the TTL');
+  assert.equal(t.verify('uuid/vm2', tok, now), 0, 'another instance');
+  assert.equal(t.verify('uuid/vm1', `${tok}A`, now), 0, 'no second spelling');
+  assert.equal(new TokenIssuer().verify('uuid/vm1', tok, now), 0, 'another daemon start (key)');
+  const forged = Buffer.from(tok, 'base64url');
+  forged.writeBigUInt64BE(BigInt(now + 10 ** 9), 0);
+  assert.equal(t.verify('uuid/vm1', forged.toString('base64url'), now), 0, 'a longer expiry breaks the MAC');
+});
+
+test('tokens: TTL header is an integer 1..21600', () => {
+  assert.equal(parseTtl('1'), 1);
+  assert.equal(parseTtl('21600'), 21600);
+  for (const bad of [undefined, '', '0', '21601', '1.5', '-1', 'abc', ['60']]) assert.equal(parseTtl(bad as never), undefined, String(bad));
+});
