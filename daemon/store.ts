@@ -76,23 +76,28 @@ export class InstanceStore extends EventEmitter {
     await mkdir(this.instancesDir, { recursive: true, mode: 0o700 });
     await removeStaleTemps(this.instancesDir);
     const files = (await readdir(this.instancesDir)).filter((f) => f.endsWith('.json')).sort();
-    let quarantined = 0;
-    for (let i = 0; i < files.length; i += 128) {
-      const batch = files.slice(i, i + 128);
-      const results = await Promise.all(batch.map(async (f) => ({ f, r: await this.loadFile(f) })));
-      for (const { f, r } of results) {
-        if (r === null) continue; // vanished between readdir and read
-        const problem = typeof r === 'string' ? r : this.uniquenessProblem(r.doc)?.message;
-        if (problem === undefined && typeof r !== 'string') {
-          // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
-          if (!ipv4InCidr(r.doc.comm.ipv4, this.range)) this.o.log.warn({ instance: r.doc.name, commRange: this.o.commRange }, EV.outsideCommRange);
-          this.index(r);
-          continue;
-        }
-        quarantined++;
-        await this.quarantine(f, problem ?? 'unusable');
-      }
+    const good: { f: string; inst: StoredInstance }[] = [];
+    const bad: { f: string; reason: string }[] = [];
+    for (const f of files) {
+      const r = await this.loadFile(f);
+      if (r === null) continue; // vanished between readdir and read
+      if (typeof r === 'string') bad.push({ f, reason: r });
+      else good.push({ f, inst: r });
     }
+    // Two files claiming one comm address (or MAC, or tap): the most recently written wins.
+    good.sort((a, b) => (a.inst.updatedAt < b.inst.updatedAt ? 1 : a.inst.updatedAt > b.inst.updatedAt ? -1 : 0));
+    for (const { f, inst } of good) {
+      const clash = this.uniquenessProblem(inst.doc);
+      if (clash) {
+        bad.push({ f, reason: `${clash.path.slice(1)} ${clash.message} (a newer file holds it)` });
+        continue;
+      }
+      // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
+      if (!ipv4InCidr(inst.doc.comm.ipv4, this.range)) this.o.log.warn({ instance: inst.doc.name, commRange: this.o.commRange }, EV.outsideCommRange);
+      this.index(inst);
+    }
+    for (const { f, reason } of bad) await this.quarantine(f, reason);
+    const quarantined = bad.length;
     this.o.log.info({ instances: this.byName.size, quarantined }, EV.instancesLoaded);
     return { loaded: this.byName.size, quarantined };
   }

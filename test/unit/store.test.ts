@@ -207,3 +207,21 @@ test('store: narrowing the comm range loads existing instances with a warning in
   assert.ok(sink.records().some((l) => l.msg === 'instance outside the comm range' && l.instance === 'vm300'));
   await assert.rejects(narrow.put(validateInstance(sampleInstance(301)), true), (e: { status?: number }) => e.status === 409, 'new writes must be in range');
 });
+
+test('store: two state files claiming one comm address: the newer one loads, the older is quarantined', async (t) => {
+  const dir = tmp(t);
+  const { key } = makeStore(dir);
+  // Write two valid files with the same address through two stores that do not see each other.
+  const clockA = new FakeClock(Date.UTC(2026, 0, 1));
+  const clockB = new FakeClock(Date.UTC(2026, 0, 2));
+  const mk = (clock: FakeClock) => new InstanceStore({ dir, keyring: new Keyring(key), clock, log: sinkLogger().log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536 });
+  const a = mk(clockA);
+  await a.start();
+  const b = mk(clockB);
+  await b.start();
+  await b.put(validateInstance({ ...sampleInstance(1), name: 'zzz-newer' }), true); // sorts last by name, written later
+  await a.put(validateInstance({ ...sampleInstance(1), name: 'aaa-older' }), true);
+  const { store: again } = makeStore(dir, key);
+  assert.deepEqual(await again.start(), { loaded: 1, quarantined: 1 });
+  assert.equal(again.byAddress('127.0.0.2')?.doc.name, 'zzz-newer');
+});
