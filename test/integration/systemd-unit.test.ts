@@ -20,6 +20,7 @@ test('systemd unit: hardened as documented', () => {
   for (const line of [
     'User=metad', 'Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'StateDirectory=metad', 'RuntimeDirectory=metad',
     'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'AmbientCapabilities=CAP_NET_BIND_SERVICE', 'PrivateTmp=yes',
+    'LimitCORE=0', 'MemorySwapMax=0',
   ]) assert.ok(unit.split('\n').includes(line), `missing ${line}`);
 });
 
