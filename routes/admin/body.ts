@@ -1,21 +1,10 @@
 /**
- * Request body reading for the admin door: raw-body enforces the byte cap (413) before
- * anything is parsed; JSON parse failures are 400 without echoing the body.
+ * JSON bodies for the admin door: read with the shared capped reader (routes/body.ts), then
+ * parsed and shape-checked; parse failures are 400 without echoing the body.
  */
-import getRawBody from 'raw-body';
 import type { Context } from 'koa';
 import { DaemonError, invalid } from '../errors.js';
-
-export async function readRaw(ctx: Context, limit: number): Promise<Buffer> {
-  try {
-    return await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
-  } catch (err) {
-    const type = (err as { type?: string }).type;
-    if (type === 'entity.too.large') throw new DaemonError('PayloadTooLarge', `body larger than ${limit} bytes`);
-    if (type === 'request.size.invalid' || type === 'request.aborted') throw invalid('body shorter than its Content-Length');
-    throw err;
-  }
-}
+import { readBody } from '../body.js';
 
 export const MAX_JSON_DEPTH = 64;
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -47,7 +36,7 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   if (type !== 'application/json' && type !== 'application/merge-patch+json') {
     throw new DaemonError('UnsupportedMediaType', 'send JSON (Content-Type: application/json)');
   }
-  const raw = await readRaw(ctx, limit);
+  const raw = await readBody(ctx.req, limit);
   let value: unknown;
   try {
     value = JSON.parse(raw.toString('utf8'));

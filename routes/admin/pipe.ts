@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { invalid } from '../errors.js';
-import { readRaw } from './body.js';
+import { readBody } from '../body.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { EV } from '../../daemon/events.js';
 
@@ -20,7 +20,7 @@ export function pipeRoutes(router: Router, s: Services): void {
   router.post('/instances/:name/pipe', async (ctx) => {
     const name = ctx.params.name!;
     s.store.mustGet(name);
-    const data = await readRaw(ctx, s.config.pipe.maxBytes);
+    const data = await readBody(ctx.req, s.config.pipe.maxBytes);
     // Re-checked after the body arrived: a pipe is never recreated for a removed instance.
     const q = await s.store.exclusive(name, () => {
       const queue = s.pipes.get(name).toGuest;

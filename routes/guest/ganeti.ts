@@ -8,7 +8,7 @@
 import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, json, methodNotAllowed, notFound, queryParam, text } from './answer.js';
 import { guestViewOf } from './view.js';
-import { readGuestBody } from './body.js';
+import { readBody } from '../body.js';
 import { readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { sameIncarnation } from '../../daemon/model.js';
@@ -39,8 +39,7 @@ async function pipeRead(r: GuestRequest): Promise<Answer> {
 async function pipeWrite(r: GuestRequest): Promise<Answer> {
   if (r.method !== 'POST') return methodNotAllowed('POST');
   const name = r.inst.doc.name;
-  const body = await readGuestBody(r.req, r.d.config.pipe.maxBytes);
-  if (body === null) return fail(413);
+  const body = await readBody(r.req, r.d.config.pipe.maxBytes); // over the cap: 413, nothing stored
   // After the body arrived the instance may be gone, or be another registration of that name.
   const current = r.d.store.get(name);
   if (current === undefined || !sameIncarnation(current, r.inst)) return fail(404);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { OPENSTACK_VERSIONS, RANDOM_SEED_BYTES, isOpenstackVersion, openstackListing, renderOpenstackFile } from '../render/openstack.js';
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, methodNotAllowed, notFound, text } from './answer.js';
 import { guestViewOf } from './view.js';
-import { readGuestBody } from './body.js';
+import { readBody } from '../body.js';
 import { EV } from '../../daemon/events.js';
 
 export const MAX_PASSWORD_BYTES = 1020;
@@ -17,17 +17,17 @@ const VERSION_LIST = OPENSTACK_VERSIONS.join('\n');
 async function password(r: GuestRequest): Promise<Answer> {
   if (isRead(r.method)) return text(r.inst.sensitive.password ?? '');
   if (r.method !== 'POST') return methodNotAllowed('GET, HEAD, POST');
-  const body = await readGuestBody(r.req, MAX_PASSWORD_BYTES);
-  if (body === null) return fail(400);
-  if (r.inst.sensitive.password !== undefined) return fail(409);
+  let body: Buffer;
   try {
-    // Bound to the incarnation that asked: after a DELETE and a new PUT of the name, 404.
-    await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true, r.inst);
+    body = await readBody(r.req, MAX_PASSWORD_BYTES);
   } catch (err) {
-    const status = (err as { status?: number }).status;
-    if (status === 409 || status === 404) return fail(status);
+    // Nova answers an oversized password with 400, not 413.
+    if ((err as { status?: number }).status === 413) return fail(400);
     throw err;
   }
+  // Bound to the incarnation that asked (404 after a DELETE and a new PUT of the name); a second
+  // POST is 409. Both are DaemonErrors, which the pipeline answers with their status.
+  await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true, r.inst);
   r.log.info(EV.guestPasswordSet);
   return empty(200);
 }
