@@ -33,6 +33,36 @@ export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Logs about unknown sources are sampled: at most one line per address per interval. */
 const UNKNOWN_LOG_INTERVAL_MS = 10_000;
+/** Refusals (401, 429, other 4xx) are logged per instance at most once per interval. */
+const REFUSED_LOG_INTERVAL_MS = 1000;
+
+/**
+ * At most one log line per key per interval, counting what it held back. Bounded: past
+ * `maxKeys` it forgets everything (a flood of keys then costs a few extra lines, never memory).
+ */
+class LogSampler {
+  private readonly seen = new Map<string, { at: number; suppressed: number }>();
+  constructor(
+    private readonly intervalMs: number,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  /** The number of lines suppressed since the last one, or undefined: do not log now. */
+  take(key: string, now: number): number | undefined {
+    const last = this.seen.get(key);
+    if (last && now - last.at < this.intervalMs) {
+      last.suppressed++;
+      return undefined;
+    }
+    if (this.seen.size >= this.maxKeys) this.seen.clear();
+    this.seen.set(key, { at: now, suppressed: 0 });
+    return last?.suppressed ?? 0;
+  }
+
+  forget(key: string): void {
+    this.seen.delete(key);
+  }
+}
 const NOT_FOUND = prepare(fail(404));
 const UNAUTHORIZED = prepare(fail(401));
 
@@ -49,7 +79,8 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
   const d: GuestDeps = { ...s, cache: new AnswerCache(s.config.guest.cacheInstances), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
   const limiter = new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const children = new Map<string, Logger>();
-  const unknownSeen = new Map<string, number>();
+  const unknownSampler = new LogSampler(UNKNOWN_LOG_INTERVAL_MS);
+  const refusedSampler = new LogSampler(REFUSED_LOG_INTERVAL_MS);
   /** The last token that verified, per instance: clients reuse one token for a whole crawl. */
   const lastToken = new Map<string, { key: string; token: string; expiresAt: number }>();
   s.store.on('removed', (name: string) => {
@@ -57,7 +88,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     limiter.forget(name);
     children.delete(name);
     lastToken.delete(name);
-    refusedSeen.delete(name);
+    refusedSampler.forget(name);
   });
 
   const childLog = (name: string): Logger => {
@@ -66,25 +97,14 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     return l;
   };
 
-  /** Refusals (401, 429, 4xx) are logged per instance at most once a second, with a count. */
-  const refusedSeen = new Map<string, { at: number; suppressed: number }>();
   const logRefused = (name: string, status: number, method: string, path: string, now: number): void => {
-    const seen = refusedSeen.get(name);
-    if (seen && now - seen.at < 1000) {
-      seen.suppressed++;
-      return;
-    }
-    if (refusedSeen.size > 10_000) refusedSeen.clear();
-    refusedSeen.set(name, { at: now, suppressed: 0 });
-    childLog(name).warn({ status, method, path: path.slice(0, 256), suppressedBefore: seen?.suppressed ?? 0 }, EV.guestRefused);
+    const suppressedBefore = refusedSampler.take(name, now);
+    if (suppressedBefore === undefined) return;
+    childLog(name).warn({ status, method, path: path.slice(0, 256), suppressedBefore }, EV.guestRefused);
   };
 
   const warnUnknown = (ip: string, now: number): void => {
-    const last = unknownSeen.get(ip);
-    if (last !== undefined && now - last < UNKNOWN_LOG_INTERVAL_MS) return;
-    if (unknownSeen.size > 10_000) unknownSeen.clear();
-    unknownSeen.set(ip, now);
-    s.log.warn({ source: ip }, EV.guestUnknownSource);
+    if (unknownSampler.take(ip, now) !== undefined) s.log.warn({ source: ip }, EV.guestUnknownSource);
   };
 
   /**
