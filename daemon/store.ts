@@ -49,7 +49,7 @@ export interface PutResult {
   instance: StoredInstance;
 }
 
-/** Events: 'changed' (name, StoredInstance) and 'removed' (name). */
+/** Event: 'removed' (name), after an instance's file is gone. */
 export class InstanceStore extends EventEmitter {
   private readonly byName = new Map<string, StoredInstance>();
   private readonly byIp = new Map<string, string>();
@@ -58,6 +58,7 @@ export class InstanceStore extends EventEmitter {
   private readonly instancesDir: string;
   private readonly quarantineDir: string;
   private readonly range: { base: number; mask: number };
+  private readonly files: NonNullable<StoreOptions['files']>;
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Comm IPv4s / MACs claimed by writes in flight: name of the claimant. */
   private readonly pendingIp = new Map<string, string>();
@@ -69,6 +70,7 @@ export class InstanceStore extends EventEmitter {
     this.instancesDir = join(o.dir, 'instances');
     this.quarantineDir = join(o.dir, 'quarantine');
     this.range = parseCidr(o.commRange);
+    this.files = o.files ?? { writeFileDurable, removeFileDurable };
   }
 
   /** Create the state layout and load every instance; bad files are quarantined. */
@@ -79,7 +81,7 @@ export class InstanceStore extends EventEmitter {
     const good: { f: string; inst: StoredInstance }[] = [];
     const bad: { f: string; reason: string }[] = [];
     for (const f of files) {
-      const r = await this.loadFile(f);
+      const r = this.loadFile(f);
       if (r === null) continue; // vanished between readdir and read
       if (typeof r === 'string') bad.push({ f, reason: r });
       else good.push({ f, inst: r });
@@ -121,7 +123,7 @@ export class InstanceStore extends EventEmitter {
    * I/O errors other than ENOENT are thrown: a transient EIO or EACCES must fail the start, not
    * quarantine a good file.
    */
-  private async loadFile(f: string): Promise<StoredInstance | string | null> {
+  private loadFile(f: string): StoredInstance | string | null {
     const name = f.slice(0, -'.json'.length);
     if (!NAME_RE.test(name)) return 'file name is not an instance name';
     let text: string;
@@ -281,7 +283,7 @@ export class InstanceStore extends EventEmitter {
     return this.serialized(name, async () => {
       const prev = this.mustGet(name);
       await this.guardFs(
-        () => (this.o.files?.removeFileDurable ?? removeFileDurable)(this.instancesDir, `${name}.json`),
+        () => this.files.removeFileDurable(this.instancesDir, `${name}.json`),
         () => {
           this.unindex(prev);
           this.emit('removed', name);
@@ -308,11 +310,10 @@ export class InstanceStore extends EventEmitter {
     }
     const file = JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, body: bodyText, mac: this.o.keyring.macOf(bodyText) });
     await this.guardFs(
-      () => (this.o.files?.writeFileDurable ?? writeFileDurable)(this.instancesDir, `${doc.name}.json`, file),
+      () => this.files.writeFileDurable(this.instancesDir, `${doc.name}.json`, file),
       () => {
         if (prev) this.unindex(prev);
         this.index(inst);
-        this.emit('changed', doc.name, inst);
       },
     );
     return inst;

@@ -21,7 +21,7 @@ export interface SecretOptions {
 
 export interface SecretInfo {
   name: string;
-  state: 'live' | 'claimed' | 'expired' | 'wiped';
+  state: 'live' | 'claimed' | 'expired';
   expiresAt: string;
   claimOnce: boolean;
   claimedAt: string | null;
@@ -90,16 +90,13 @@ export class SecretVault {
     return n;
   }
 
-  has(instance: string, name: string): boolean {
-    return this.byInstance.get(instance)?.has(name) ?? false;
-  }
-
   /** Names and state, for admin read-back. Never values. */
   info(instance: string): SecretInfo[] {
     const now = this.clock.now();
     const out: SecretInfo[] = [];
     for (const [name, e] of this.byInstance.get(instance) ?? []) {
-      const state = e.claimedAt !== null ? 'claimed' : e.expiresAt <= now ? 'expired' : e.value === null ? 'wiped' : 'live';
+      // A wiped secret (job end, removal, replacement) is forgotten, so it never shows here.
+      const state = e.claimedAt !== null ? 'claimed' : e.expiresAt <= now ? 'expired' : 'live';
       out.push({
         name,
         state,

@@ -18,8 +18,6 @@ interface Slot {
 
 export class AnswerCache {
   private readonly slots = new Map<string, Slot>();
-  hits = 0;
-  misses = 0;
   constructor(
     private readonly maxInstances = 4096,
     private readonly maxAnswers = 256,
@@ -52,14 +50,7 @@ export class AnswerCache {
   /** A prepared answer for a path, or undefined. Hot path: no LRU bookkeeping on a miss. */
   answer(instance: string, generation: number, path: string): Prepared | undefined {
     const s = this.slots.get(instance);
-    if (!s || s.generation !== generation) {
-      this.misses++;
-      return undefined;
-    }
-    const a = s.answers.get(path);
-    if (a) this.hits++;
-    else this.misses++;
-    return a;
+    return s && s.generation === generation ? s.answers.get(path) : undefined;
   }
 
   storeAnswer(instance: string, generation: number, path: string, p: Prepared): void {
