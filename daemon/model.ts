@@ -8,6 +8,13 @@ import type { FromSchema } from 'json-schema-to-ts';
 
 /** A DNS-label style name: it is also a file name in the state dir, so no '/', no '..'. */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
+export const MAX_NAME_CHARS = 253;
+const NAME_RE = new RegExp(NAME_PATTERN);
+
+/** An instance name as the schema admits it: the one check for paths, files and bodies. */
+export function isInstanceName(name: string): boolean {
+  return name.length <= MAX_NAME_CHARS && NAME_RE.test(name);
+}
 /** OS parameter names become environment variables inside the install appliance. */
 export const PARAM_NAME_PATTERN = '^(?!(__proto__|constructor|prototype)$)[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
 export const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
@@ -66,9 +73,9 @@ export const instanceSchema = {
   additionalProperties: false,
   required: ['name', 'uuid', 'comm'],
   properties: {
-    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 253, description: 'Unique name; also the state file name.' },
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS, description: 'Unique name; also the state file name.' },
     uuid: { type: 'string', format: 'uuid' },
-    hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: 253 },
+    hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS },
     comm: {
       type: 'object',
       description: 'The comm NIC: the guest is identified by the source address of its connections.',

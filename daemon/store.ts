@@ -16,14 +16,13 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Keyring, Sealed } from './keys.js';
 import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps, DirSyncError } from './persist.js';
-import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, NAME_PATTERN, sameIncarnation } from './model.js';
+import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, isInstanceName, sameIncarnation } from './model.js';
 import { DaemonError, notFound } from '../routes/errors.js';
 import { parseCidr, ipv4InCidr } from './net.js';
 import { EV } from './events.js';
 
 export const STATE_FORMAT = 'metad-instance';
 export const STATE_VERSION = 1;
-const NAME_RE = new RegExp(NAME_PATTERN);
 
 interface FileBody {
   doc: PublicDoc;
@@ -125,7 +124,7 @@ export class InstanceStore extends EventEmitter {
    */
   private loadFile(f: string): StoredInstance | string | null {
     const name = f.slice(0, -'.json'.length);
-    if (!NAME_RE.test(name)) return 'file name is not an instance name';
+    if (!isInstanceName(name)) return 'file name is not an instance name';
     let text: string;
     try {
       // Sync on purpose: at start nothing is listening yet, and 10k small reads through the

@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { adminErrors, invalid } from '../errors.js';
 import { EV } from '../../daemon/events.js';
+import { isInstanceName } from '../../daemon/model.js';
 import { instanceRoutes } from './instances.js';
 import { paramRoutes } from './params.js';
 import { pipeRoutes } from './pipe.js';
@@ -18,7 +19,7 @@ export function createAdminApp(s: Services): Koa {
   const router = new Router({ prefix: '/v1', strict: true });
   router.param('name', (name, ctx, next) => {
     // Names are validated here too: never let a path parameter reach the store unchecked.
-    if (!/^[a-z0-9][a-z0-9.-]{0,252}$/.test(name) || name.includes('..')) throw invalid('invalid instance name', [{ path: '/name', message: 'must be a DNS name' }]);
+    if (!isInstanceName(name)) throw invalid('invalid instance name', [{ path: '/name', message: 'must be a DNS name' }]);
     return next();
   });
   router.get('/health', (ctx) => {
