@@ -9,7 +9,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { applyEnv, buildConfig, ConfigError, readConfigFile } from './config.js';
+import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { handleSignals, runDaemon } from './main.js';
 import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<file>', 'config file (JSON or YAML)')
     .action((file: string) => {
       try {
-        const cfg = buildConfig(applyEnv(readConfigFile(file) as Record<string, unknown>, process.env));
+        const cfg = loadConfig({ file }, process.env);
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
@@ -74,8 +74,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
   let cfg;
   try {
     const file = opts.config ?? process.env.METAD_CONFIG;
-    const raw = opts.demo ? demoConfig(port) : file ? (readConfigFile(file) as Record<string, unknown>) : {};
-    cfg = buildConfig(applyEnv(raw, process.env));
+    cfg = loadConfig(opts.demo ? { raw: demoConfig(port) } : { file: file || undefined }, process.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`metad: ${err.message}\n`);
@@ -117,7 +116,7 @@ const self = process.argv[1] ? pathToFileURL(realpathSync(process.argv[1])).href
 if (import.meta.url === self) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
-    (err) => {
+    (err: unknown) => {
       process.stderr.write(`metad: ${(err as Error).stack ?? String(err)}\n`);
       process.exit(1);
     },

@@ -4,7 +4,8 @@
  * validated with ajv (every error listed), then deep-frozen. Nothing else reads process.env.
  */
 import { readFileSync } from 'node:fs';
-import { Ajv } from 'ajv';
+import { isIP } from 'node:net';
+import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
 import { parseCidr } from './net.js';
@@ -35,10 +36,10 @@ export const configSchema = {
           type: 'array', minItems: 1, default: [{ host: '169.254.169.254', port: 80 }],
           items: {
             type: 'object', additionalProperties: false, required: ['host'],
-            properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535, default: 80 } },
+            properties: { host: { type: 'string', format: 'ip' }, port: { type: 'integer', minimum: 0, maximum: 65535, default: 80 } },
           },
         },
-        commRange: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+$', default: '169.254.0.0/16', description: 'Comm IPv4 addresses must lie in this range.' },
+        commRange: { type: 'string', format: 'ipv4-cidr', default: '169.254.0.0/16', description: 'Comm IPv4 addresses must lie in this range.' },
         rateLimit: {
           type: 'object', additionalProperties: false, default: {},
           properties: {
@@ -89,31 +90,89 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
+const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false, verbose: true });
+ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
+ajv.addFormat('ipv4-cidr', (s: string) => {
+  try {
+    parseCidr(s);
+    return true;
+  } catch {
+    return false;
+  }
+});
 const validateConfig = ajv.compile(configSchema);
+
+/**
+ * The one way `serve` and `check-config` get their configuration: the file (or, for the demo,
+ * a ready object), then the environment overrides, then validation.
+ */
+export function loadConfig(source: { file?: string | undefined; raw?: Record<string, unknown> }, env: Record<string, string | undefined>): Readonly<Config> {
+  const raw = source.raw ?? (source.file === undefined ? {} : readConfigFile(source.file));
+  return buildConfig(applyEnv(raw, env));
+}
 
 /** Validate (filling defaults) a raw config object. Throws ConfigError listing every problem. */
 export function buildConfig(raw: unknown): Readonly<Config> {
-  const copy = structuredClone(raw ?? {});
-  if (!validateConfig(copy)) {
-    throw new ConfigError((validateConfig.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`));
-  }
-  const cfg = copy as Config;
-  const problems = crossFieldProblems(cfg);
+  const copy: unknown = structuredClone(raw ?? {});
+  const problems = validateConfig(copy) ? [] : (validateConfig.errors ?? []).map(describeError);
+  problems.push(...crossFieldProblems(copy));
   if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(cfg);
+  return deepFreeze(copy as Config);
 }
 
-/** What the schema cannot say; check-config must refuse whatever serve would refuse. */
-function crossFieldProblems(cfg: Config): string[] {
-  const out: string[] = [];
-  try {
-    parseCidr(cfg.guest.commRange);
-  } catch {
-    out.push('/guest/commRange must be an IPv4 CIDR (a.b.c.d/0-32, octets 0-255)');
+const FORMAT_TEXT: Record<string, string> = {
+  ip: 'must be an IP address (IPv4 or IPv6)',
+  'ipv4-cidr': 'must be an IPv4 CIDR (a.b.c.d/0-32, octets 0-255)',
+};
+
+/** One line per schema error: the key path (JSON pointer), then what is wrong. */
+function describeError(e: ErrorObject): string {
+  const at = e.instancePath || '/';
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const known = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      return `${e.instancePath}/${keyName(String(params.additionalProperty))}: unknown key (known here: ${known.join(', ')})`;
+    }
+    case 'required':
+      return `${e.instancePath}/${keyName(String(params.missingProperty))}: is required`;
+    case 'enum':
+      return `${at}: must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
+    case 'format':
+      return `${at}: ${FORMAT_TEXT[String(params.format)] ?? 'has the wrong format'}`;
+    default:
+      return `${at}: ${e.message ?? 'is invalid'}`;
   }
-  if (cfg.guest.headersTimeoutMs > cfg.guest.requestTimeoutMs) {
-    out.push('/guest/headersTimeoutMs must not exceed /guest/requestTimeoutMs');
+}
+
+/** A key as it may appear in a message: plain names as they are, anything else JSON-quoted and cut. */
+function keyName(key: string): string {
+  const escaped = key.replaceAll('~', '~0').replaceAll('/', '~1');
+  return /^[\w.-]{1,64}$/.test(escaped) ? escaped : JSON.stringify(key.slice(0, 64));
+}
+
+/**
+ * What the schema cannot say; check-config must refuse whatever serve would refuse. Runs even
+ * when the schema found errors (so one report has everything), hence the type guards.
+ */
+function crossFieldProblems(cfg: unknown): string[] {
+  const out: string[] = [];
+  const guest = (cfg as { guest?: unknown } | null)?.guest;
+  if (!guest || typeof guest !== 'object') return out;
+  const g = guest as Record<string, unknown>;
+  if (typeof g.headersTimeoutMs === 'number' && typeof g.requestTimeoutMs === 'number' && g.headersTimeoutMs > g.requestTimeoutMs) {
+    out.push('/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs');
+  }
+  if (Array.isArray(g.listen)) {
+    const seen = new Map<string, number>();
+    g.listen.forEach((l: unknown, i) => {
+      const { host, port } = (l ?? {}) as { host?: unknown; port?: unknown };
+      if (typeof host !== 'string' || typeof port !== 'number' || port === 0) return;
+      const key = `${host}|${String(port)}`;
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, i);
+      else out.push(`/guest/listen/${String(i)}: same host and port as /guest/listen/${String(first)}`);
+    });
   }
   return out;
 }
@@ -134,8 +193,9 @@ export function readConfigFile(path: string): unknown {
 }
 
 /** Environment overrides, given as a plain record by main.ts. */
-export function applyEnv(raw: Record<string, unknown>, env: Record<string, string | undefined>): Record<string, unknown> {
-  const out = structuredClone(raw);
+export function applyEnv(raw: unknown, env: Record<string, string | undefined>): unknown {
+  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) return raw; // the schema says "/: must be object"
+  const out = structuredClone((raw ?? {}) as Record<string, unknown>);
   const section = (k: string): Record<string, unknown> => (out[k] ??= {}) as Record<string, unknown>;
   if (env.METAD_STATE_DIR) out.stateDir = env.METAD_STATE_DIR;
   if (env.METAD_KEY_FILE) out.keyFile = env.METAD_KEY_FILE;

@@ -1,0 +1,62 @@
+/**
+ * `metad check-config` and `metad serve` load a configuration the same way: a file check-config
+ * refuses, serve refuses with the very same report (every problem at once, each naming its key).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
+const metad = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, METAD_CONFIG: '' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+test('check-config and serve refuse the same file with the same report', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(
+    file,
+    [
+      `stateDir: ${join(dir, 'state')}`,
+      `admin: { socket: ${join(dir, 'admin.sock')}, sokcet: x }`,
+      'guest:',
+      '  listen: [{ host: not-an-ip, port: 0 }]',
+      '  headersTimeoutMs: 20000',
+      '  requestTimeoutMs: 10000',
+      '  rateLimit: { burst: 0 }',
+      '',
+    ].join('\n'),
+  );
+  const check = metad('check-config', file);
+  const serve = metad('serve', '--config', file);
+  assert.equal(check.status, 2);
+  assert.equal(serve.status, 2);
+  assert.equal(check.stdout, '');
+  assert.equal(serve.stderr, check.stderr);
+  const lines = check.stderr.split('\n').map((l) => l.trim());
+  for (const expected of [
+    '/admin/sokcet: unknown key (known here: socket, socketMode, maxBodyBytes)',
+    '/guest/listen/0/host: must be an IP address (IPv4 or IPv6)',
+    '/guest/rateLimit/burst: must be >= 1',
+    '/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs',
+  ]) {
+    assert.ok(lines.includes(expected), `missing "${expected}" in:\n${check.stderr}`);
+  }
+});
+
+test('check-config accepts what serve accepts and prints the effective configuration', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'good.json');
+  writeFileSync(file, JSON.stringify({ guest: { listen: [{ host: '::1', port: 0 }, { host: '127.0.0.1' }] } }));
+  const check = metad('check-config', file);
+  assert.equal(check.status, 0, check.stderr);
+  const effective = JSON.parse(check.stdout) as { guest: { listen: unknown[] } };
+  assert.deepEqual(effective.guest.listen, [{ host: '::1', port: 0 }, { host: '127.0.0.1', port: 80 }]);
+});
