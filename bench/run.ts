@@ -12,7 +12,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cleanupAll, fmt, printTable, type BenchResult, type Suite, type SuiteContext } from './lib.js';
+import { cleanupAll } from './support/cleanup.js';
+import { fmt, printTable } from './support/format.js';
+import type { BenchResult, Suite, SuiteContext } from './support/suite.js';
 
 const distBench = fileURLToPath(new URL('.', import.meta.url)); // dist/bench/
 const repoRoot = join(distBench, '..', '..');
@@ -164,8 +166,8 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  async (err) => {
-    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  async (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     await cleanupAll();
     process.exit(1);
   },

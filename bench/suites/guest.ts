@@ -38,7 +38,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuMs, profArgs } from '../support/proc.js';
 import { startBare } from '../support/bare.js';
-import { benchInstance, fmt, freePort, makeTempDir, median, spawnDaemon, trackChild, type Suite, type SuiteContext } from '../lib.js';
+import { makeTempDir, trackChild } from '../support/cleanup.js';
+import { freePort, spawnDaemon } from '../support/daemon.js';
+import { fmt } from '../support/format.js';
+import { benchInstance } from '../support/state.js';
+import { median } from '../support/stats.js';
+import type { Suite, SuiteContext } from '../support/suite.js';
 
 const CONNECTIONS = 64;
 const TOKEN_HEADER = 'X-aws-ec2-metadata-token';
@@ -95,7 +100,7 @@ function oneShot(port: number, method: string, path: string, headers: Record<str
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] ?? '', body: Buffer.concat(chunks) }));
     });
     req.setTimeout(5000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
@@ -105,9 +110,9 @@ function oneShot(port: number, method: string, path: string, headers: Record<str
 
 async function runWrk(opts: { url: string; seconds: number; headers: string[]; luaPath: string; cpu?: number; serverPid: number }): Promise<WrkResult> {
   const wrkArgs = ['-t1', `-c${CONNECTIONS}`, `-d${opts.seconds}s`, '--timeout', '5s', '-s', opts.luaPath, ...opts.headers.flatMap((h) => ['-H', h]), opts.url];
-  const [cmd, args] = opts.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(opts.cpu), 'wrk', ...wrkArgs]];
+  const [cmd, args]: [string, string[]] = opts.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(opts.cpu), 'wrk', ...wrkArgs]];
   const cpu0 = cpuMs(opts.serverPid);
-  const child = trackChild(spawn(cmd as string, args as string[], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = trackChild(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));

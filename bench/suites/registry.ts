@@ -14,21 +14,15 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileDurable } from '../../daemon/persist.js';
-import {
-  benchInstance,
-  closedLoop,
-  fmt,
-  makeTempDir,
-  median,
-  nodeStartupMs,
-  populateStateDir,
-  removeTempDir,
-  spawnDaemon,
-  summarize,
-  type LoopStats,
-  type Suite,
-  type SuiteContext,
-} from '../lib.js';
+import { healthInstances } from '../support/admin.js';
+import { makeTempDir, removeTempDir } from '../support/cleanup.js';
+import { spawnDaemon } from '../support/daemon.js';
+import { fmt } from '../support/format.js';
+import { closedLoop, type LoopStats } from '../support/load.js';
+import { nodeStartupMs } from '../support/proc.js';
+import { benchInstance, populateStateDir } from '../support/state.js';
+import { median, summarize } from '../support/stats.js';
+import type { Suite, SuiteContext } from '../support/suite.js';
 
 const latencyStats = (s: LoopStats): Record<string, number> => ({
   'p50 ms': s.latency.p50,
@@ -72,7 +66,8 @@ async function registrations(ctx: SuiteContext): Promise<void> {
   const c1 = await closedLoop({ concurrency: 1, count: N, stopOnError: true }, (i) => put(WARMUP + i));
   const c16 = await closedLoop({ concurrency: 16, count: N, stopOnError: true }, (i) => put(WARMUP + N + i));
   const health = await d.admin.expect(200, 'GET', '/v1/health');
-  if (health.json.instances !== WARMUP + 2 * N) throw new Error(`daemon reports ${health.json.instances} instances, expected ${WARMUP + 2 * N}`);
+  const registered = healthInstances(health.json);
+  if (registered !== WARMUP + 2 * N) throw new Error(`daemon reports ${registered} instances, expected ${WARMUP + 2 * N}`);
   const proc = d.proc();
   await d.stop();
 

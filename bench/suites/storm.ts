@@ -30,18 +30,12 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  benchInstance,
-  fmt,
-  freePort,
-  makeTempDir,
-  populateStateDir,
-  spawnDaemon,
-  summarize,
-  trackChild,
-  type Suite,
-  type SuiteContext,
-} from '../lib.js';
+import { makeTempDir, trackChild } from '../support/cleanup.js';
+import { freePort, spawnDaemon } from '../support/daemon.js';
+import { fmt } from '../support/format.js';
+import { benchInstance, populateStateDir } from '../support/state.js';
+import { summarize } from '../support/stats.js';
+import type { Suite, SuiteContext } from '../support/suite.js';
 import type { Captured, WorkerResult } from '../support/storm-worker.js';
 import { startBare, type BareRoute } from '../support/bare.js';
 import { cpuMs, profArgs } from '../support/proc.js';
@@ -242,7 +236,7 @@ const suite: Suite = {
     const WORKERS = Math.max(1, Number(process.env.BENCH_STORM_WORKERS ?? 2) || 2);
     const guests: Guest[] = Array.from({ length: N }, (_, n) => {
       const doc = benchInstance(n);
-      return { ip: doc.comm.ipv4 as string, instanceId: doc.ec2.instanceId as string };
+      return { ip: doc.comm.ipv4, instanceId: doc.ec2.instanceId };
     });
     if (new Set(guests.map((g) => g.ip)).size !== N) throw new Error('comm addresses are not distinct');
     if (!guests.every((g) => g.ip.startsWith('127.'))) throw new Error('a comm address is not loopback');

@@ -305,8 +305,8 @@ if (process.send) {
     } else if (m.type === 'go' && init) {
       main(init).then(
         (res) => process.send!(res, () => process.disconnect()),
-        (err) => {
-          process.send!({ type: 'failed', error: String((err as Error).stack ?? err) }, () => process.disconnect());
+        (err: unknown) => {
+          process.send!({ type: 'failed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) }, () => process.disconnect());
         },
       );
     }
