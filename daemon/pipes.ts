@@ -5,7 +5,7 @@
  * data with a timeout driven by the injected clock.
  */
 import type { Clock } from './clock.js';
-import { DaemonError } from '../routes/errors.js';
+import { DaemonError } from './errors.js';
 
 /** Longest a pipe reader may wait for data, on either door. */
 export const MAX_WAIT_SEC = 60;

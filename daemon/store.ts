@@ -17,7 +17,7 @@ import type { Clock } from './clock.js';
 import type { Keyring, Sealed } from './keys.js';
 import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps, DirSyncError } from './persist.js';
 import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, isInstanceName, sameIncarnation } from './model.js';
-import { DaemonError, notFound } from '../routes/errors.js';
+import { DaemonError, notFound } from './errors.js';
 import { parseCidr, ipv4InCidr } from './net.js';
 import { EV } from './events.js';
 

@@ -5,7 +5,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { instanceSchema, paramValuesSchema, type InstanceInput } from './model.js';
-import { invalid, type ErrorDetail } from '../routes/errors.js';
+import { invalid, type ErrorDetail } from './errors.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;

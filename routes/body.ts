@@ -5,7 +5,7 @@
  */
 import getRawBody from 'raw-body';
 import type { IncomingMessage } from 'node:http';
-import { DaemonError, invalid } from './errors.js';
+import { DaemonError, invalid } from '../daemon/errors.js';
 
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   try {

@@ -1,14 +1,18 @@
 /**
- * The one error type of the daemon and the two error middlewares (guest: short plain text,
- * admin: JSON). Owns the closed table of error codes. Never puts a submitted value or a stack
- * into an answer: the stack goes to the log with an incident id.
+ * Domain errors (daemon/errors.ts) at the HTTP doors: the one table from error code to HTTP
+ * status, and the admin door's JSON error middleware (the guest door answers the status as
+ * short text, routes/guest/answer.ts). Never puts a submitted value or a stack into an answer:
+ * the stack goes to the log with an incident id.
  */
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
+import { DaemonError, notFound, type ErrorCode } from '../daemon/errors.js';
 import { EV } from '../daemon/events.js';
 
-export const ERROR_CODES = {
+/** The HTTP status of each error code, on both doors. */
+export const HTTP_STATUS: { readonly [C in ErrorCode]: number } = {
   InvalidInput: 400,
   Unauthorized: 401,
   Forbidden: 403,
@@ -20,60 +24,28 @@ export const ERROR_CODES = {
   TooManyRequests: 429,
   Internal: 500,
   Unavailable: 503,
-} as const;
-export type ErrorCode = keyof typeof ERROR_CODES;
+};
 
-export interface ErrorDetail {
-  path: string;
-  message: string;
+interface HttpLikeError {
+  status?: number;
+  statusCode?: number;
+  headers?: Record<string, string>;
 }
 
-/** An operational error: its message is safe to show to an admin (never contains input values). */
-export class DaemonError extends Error {
-  readonly status: number;
-  readonly expose = true;
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly details: ErrorDetail[] = [],
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-    this.name = 'DaemonError';
-    this.status = ERROR_CODES[code];
-  }
-  toJSON(): { code: ErrorCode; message: string; details: ErrorDetail[] } {
-    return { code: this.code, message: this.message, details: this.details };
-  }
-}
-
-export const notFound = (what = 'not found'): DaemonError => new DaemonError('NotFound', what);
-export const invalid = (message: string, details: ErrorDetail[] = []): DaemonError =>
-  new DaemonError('InvalidInput', message, details);
-
-/** Map koa/@koa/router/http-errors style errors (status + expose) to our table. */
-function fromHttpError(err: { status?: number; statusCode?: number; headers?: Record<string, string> }): DaemonError | undefined {
+/** Map koa/@koa/router/http-errors style errors (status + expose) to our table; 5xx stay unknown. */
+function fromHttpError(err: HttpLikeError): { error: DaemonError; headers: Record<string, string> } | undefined {
   const status = err.status ?? err.statusCode;
-  const entry = Object.entries(ERROR_CODES).find(([, s]) => s === status);
-  if (!entry || status === undefined || status >= 500) return undefined;
-  const code = entry[0] as ErrorCode;
-  return new DaemonError(code, defaultMessage(code), [], err.headers ?? {});
-}
-
-function defaultMessage(code: ErrorCode): string {
-  return {
-    InvalidInput: 'invalid input', Unauthorized: 'unauthorized', Forbidden: 'forbidden', NotFound: 'not found',
-    MethodNotAllowed: 'method not allowed', Conflict: 'conflict', PayloadTooLarge: 'payload too large',
-    UnsupportedMediaType: 'unsupported media type', TooManyRequests: 'too many requests', Internal: 'internal error',
-    Unavailable: 'service unavailable',
-  }[code];
+  if (status === undefined || status >= 500) return undefined;
+  const code = (Object.keys(HTTP_STATUS) as ErrorCode[]).find((c) => HTTP_STATUS[c] === status);
+  if (code === undefined) return undefined;
+  return { error: new DaemonError(code, (STATUS_CODES[status] ?? 'error').toLowerCase()), headers: err.headers ?? {} };
 }
 
 /** Normalise anything thrown into a DaemonError; unknown errors become Internal with an incident id. */
-export function toDaemonError(err: unknown, log: Logger, bindings: Record<string, unknown> = {}): { error: DaemonError; incidentId?: string } {
+function toDaemonError(err: unknown, log: Logger, bindings: Record<string, unknown>): { error: DaemonError; headers?: Record<string, string>; incidentId?: string } {
   if (err instanceof DaemonError) return { error: err };
-  const mapped = typeof err === 'object' && err !== null ? fromHttpError(err as never) : undefined;
-  if (mapped) return { error: mapped };
+  const mapped = typeof err === 'object' && err !== null ? fromHttpError(err) : undefined;
+  if (mapped) return mapped;
   const incidentId = randomUUID();
   // Log the stack, never the request body: err objects from our code carry no input values.
   log.error({ ...bindings, incidentId, err }, EV.internalError);
@@ -86,14 +58,13 @@ export function adminErrors(log: Logger) {
     try {
       await next();
       if (ctx.body === undefined && ctx.status === 404) throw notFound('no such route');
-      if (ctx.body === undefined && (ctx.status === 405 || ctx.status === 501)) {
-        // 501: a method @koa/router does not know at all (PROPFIND); same answer as 405.
-        throw new DaemonError('MethodNotAllowed', 'method not allowed', [], { Allow: String(ctx.response.get('Allow')) });
-      }
+      // 501: a method @koa/router does not know at all (PROPFIND); same answer as 405. The
+      // router has set the Allow header already; it stays on the answer.
+      if (ctx.body === undefined && (ctx.status === 405 || ctx.status === 501)) throw new DaemonError('MethodNotAllowed', 'method not allowed');
     } catch (err) {
-      const { error, incidentId } = toDaemonError(err, log, { method: ctx.method, route: ctx.path });
-      ctx.status = error.status;
-      ctx.set(error.headers);
+      const { error, headers, incidentId } = toDaemonError(err, log, { method: ctx.method, route: ctx.path });
+      ctx.status = HTTP_STATUS[error.code];
+      if (headers) ctx.set(headers);
       ctx.type = 'application/json';
       ctx.body = incidentId ? { ...error.toJSON(), incidentId } : error.toJSON();
     }

@@ -3,7 +3,7 @@
  * parsed and shape-checked; parse failures are 400 without echoing the body.
  */
 import type { Context } from 'koa';
-import { DaemonError, invalid } from '../errors.js';
+import { DaemonError, invalid } from '../../daemon/errors.js';
 import { readBody } from '../body.js';
 
 export const MAX_JSON_DEPTH = 64;

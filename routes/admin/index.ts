@@ -6,7 +6,8 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
-import { adminErrors, invalid } from '../errors.js';
+import { adminErrors } from '../errors.js';
+import { invalid } from '../../daemon/errors.js';
 import { EV } from '../../daemon/events.js';
 import { isInstanceName } from '../../daemon/model.js';
 import { instanceRoutes } from './instances.js';

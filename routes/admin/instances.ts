@@ -7,7 +7,7 @@ import jsonMergePatch from 'json-merge-patch';
 import type { Services } from '../../daemon/services.js';
 import type { StoredInstance } from '../../daemon/model.js';
 import { validateInstance, validateParamsPatch } from '../../daemon/validate.js';
-import { invalid } from '../errors.js';
+import { invalid } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { summaryOf, viewOf } from './views.js';
 import { EV } from '../../daemon/events.js';

@@ -7,7 +7,7 @@ import type { Context } from 'koa';
 import type { Services } from '../../daemon/services.js';
 import { VISIBILITIES, type Visibility, type ParamValues } from '../../daemon/model.js';
 import { validateParamsBody, validateParamsPatch } from '../../daemon/validate.js';
-import { invalid, notFound } from '../errors.js';
+import { invalid, notFound } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { paramsOf } from './views.js';
 import { EV } from '../../daemon/events.js';

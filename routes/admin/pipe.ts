@@ -4,7 +4,7 @@
  */
 import type Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
-import { invalid } from '../errors.js';
+import { invalid } from '../../daemon/errors.js';
 import { readBody } from '../body.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { EV } from '../../daemon/events.js';

@@ -4,7 +4,7 @@
  * instance generation. Guest error bodies are short plain text that say nothing about why: the
  * reason goes to the log.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
@@ -67,13 +67,9 @@ export const redirect = (location: string): Answer => ({ status: 301, type: TEXT
 export const empty = (status: number): Answer => ({ status });
 export const cached = (a: Answer, how: 'static' | 'seeded' = 'static'): Answer => ({ ...a, cache: how });
 
-/** The short guest error bodies. */
-const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
-};
+/** A short guest error body: the reason phrase only ('Not Found'), never why. */
 export function fail(status: number, headers?: Record<string, string>): Answer {
-  return { status, type: TEXT, body: REASONS[status] ?? 'Error', ...(headers ? { headers } : {}) };
+  return { status, type: TEXT, body: STATUS_CODES[status] ?? 'Error', ...(headers ? { headers } : {}) };
 }
 export const notFound = (): Answer => fail(404);
 export const methodNotAllowed = (allow: string): Answer => fail(405, { Allow: allow });

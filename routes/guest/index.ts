@@ -23,7 +23,8 @@ import { ec2, tokenKey } from './ec2.js';
 import { openstack } from './openstack.js';
 import { ganeti } from './ganeti.js';
 import { EV } from '../../daemon/events.js';
-import { DaemonError } from '../errors.js';
+import { DaemonError } from '../../daemon/errors.js';
+import { HTTP_STATUS } from '../errors.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
@@ -149,7 +150,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     } catch (err) {
       // Operational errors (a truncated upload, a full state dir) answer their status and are
       // logged like any refusal (sampled); only real bugs log a stack.
-      if (err instanceof DaemonError) answer = fail(err.status);
+      if (err instanceof DaemonError) answer = fail(HTTP_STATUS[err.code]);
       else {
         childLog(name).error({ err, path: path.slice(0, 256) }, EV.guestFailed);
         answer = fail(500);

@@ -10,6 +10,7 @@ import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, met
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
 import { EV } from '../../daemon/events.js';
+import { DaemonError } from '../../daemon/errors.js';
 
 export const MAX_PASSWORD_BYTES = 1020;
 const VERSION_LIST = OPENSTACK_VERSIONS.join('\n');
@@ -22,11 +23,11 @@ async function password(r: GuestRequest): Promise<Answer> {
     body = await readBody(r.req, MAX_PASSWORD_BYTES);
   } catch (err) {
     // Nova answers an oversized password with 400, not 413.
-    if ((err as { status?: number }).status === 413) return fail(400);
+    if (err instanceof DaemonError && err.code === 'PayloadTooLarge') return fail(400);
     throw err;
   }
   // Bound to the incarnation that asked (404 after a DELETE and a new PUT of the name); a second
-  // POST is 409. Both are DaemonErrors, which the pipeline answers with their status.
+  // POST is 409. Both are DaemonErrors, which the pipeline answers with their code's status.
   await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true, r.inst);
   r.log.info(EV.guestPasswordSet);
   return empty(200);

@@ -110,12 +110,12 @@ test('keys: the key file is created 0600 and a loose one is refused', (t) => {
   assert.throws(() => loadMasterKey(join(dir, 'missing'), false), /ENOENT/);
 });
 
-test('store: a document over the stored size cap is 413 and nothing changes', async (t) => {
+test('store: a document over the stored size cap is PayloadTooLarge and nothing changes', async (t) => {
   const dir = tmp(t);
   const { store } = makeStore(dir);
   await store.start();
   const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'x'.repeat(1000)]));
-  await assert.rejects(store.put(validateInstance(sampleInstance(1, { params: { public: big } })), true), (e: { status?: number }) => e.status === 413);
+  await assert.rejects(store.put(validateInstance(sampleInstance(1, { params: { public: big } })), true), (e: { code?: string }) => e.code === 'PayloadTooLarge');
   assert.equal(store.size, 0);
   assert.deepEqual(readdirSync(join(dir, 'instances')), []);
 });
@@ -127,7 +127,7 @@ test('store: concurrent writes of different instances cannot claim the same comm
   const clash = (n: number) => validateInstance({ ...sampleInstance(n), comm: { mac: `52:54:00:00:10:${String(n).padStart(2, '0')}`, ipv4: '127.0.9.9' } });
   const results = await Promise.allSettled([1, 2, 3, 4, 5, 6, 7, 8].map((n) => store.put(clash(n), true)));
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one wins the address');
-  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason.status === 409));
+  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason.code === 'Conflict'));
   const sameMac = (n: number) => validateInstance({ ...sampleInstance(n + 20), comm: { mac: '52:54:00:00:20:00', ipv4: `127.0.8.${n}` } });
   const r2 = await Promise.allSettled([1, 2, 3].map((n) => store.put(sameMac(n), true)));
   assert.equal(r2.filter((r) => r.status === 'fulfilled').length, 1);
@@ -174,10 +174,10 @@ test('store: a failed directory sync after the rename keeps memory equal to the 
   await store.start();
   await store.put(validateInstance(sampleInstance(1, { hostname: 'old' })), true);
   failSync = true;
-  await assert.rejects(store.put(validateInstance(sampleInstance(1, { hostname: 'new' })), true), (e: { status?: number; message: string }) => e.status === 503 && /in effect/.test(e.message));
+  await assert.rejects(store.put(validateInstance(sampleInstance(1, { hostname: 'new' })), true), (e: { code?: string; message: string }) => e.code === 'Unavailable' && /in effect/.test(e.message));
   assert.equal(store.get('vm1')!.doc.hostname, 'new', 'memory follows the disk');
   assert.ok(sink.records().some((l) => l.msg === 'state change not confirmed durable'));
-  await assert.rejects(store.remove('vm1'), (e: { status?: number }) => e.status === 503);
+  await assert.rejects(store.remove('vm1'), (e: { code?: string }) => e.code === 'Unavailable');
   assert.equal(store.get('vm1'), undefined, 'removed on disk, so removed in memory');
 });
 
@@ -205,7 +205,7 @@ test('store: narrowing the comm range loads existing instances with a warning in
   const narrow = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/24', maxDocumentBytes: 65536 });
   assert.deepEqual(await narrow.start(), { loaded: 1, quarantined: 0 });
   assert.ok(sink.records().some((l) => l.msg === 'instance outside the comm range' && l.instance === 'vm300'));
-  await assert.rejects(narrow.put(validateInstance(sampleInstance(301)), true), (e: { status?: number }) => e.status === 409, 'new writes must be in range');
+  await assert.rejects(narrow.put(validateInstance(sampleInstance(301)), true), (e: { code?: string }) => e.code === 'Conflict', 'new writes must be in range');
 });
 
 test('store: two state files claiming one comm address: the newer one loads, the older is quarantined', async (t) => {
