@@ -16,6 +16,7 @@ import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
 import { validateInstance } from './validate.js';
 import { instanceSchema } from './model.js';
 import { EV, loggingDoc } from './events.js';
+import { configReference } from './config-doc.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
@@ -53,6 +54,12 @@ export async function main(argv: string[]): Promise<number> {
     .description('print the catalogue of log messages and their fields (docs/logging.md)')
     .action(() => {
       process.stdout.write(loggingDoc());
+    });
+  program
+    .command('config-reference')
+    .description('print the reference of every configuration key (docs/configuration.md)')
+    .action(() => {
+      process.stdout.write(configReference());
     });
   program
     .command('schema')

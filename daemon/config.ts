@@ -15,43 +15,60 @@ export const configSchema = {
   additionalProperties: false,
   default: {},
   properties: {
-    stateDir: { type: 'string', default: '/var/lib/metad', description: 'Instances, the key and the signing key live here.' },
-    keyFile: { type: 'string', description: 'AES-256 key for private values (32 bytes). Default: <stateDir>/private.key, created 0600.' },
+    stateDir: {
+      type: 'string', default: '/var/lib/metad',
+      description: 'Directory of the durable state: `instances/` (one sealed file per instance), `private.key`, `identity-key.pem`, `quarantine/`. Created 0700 if missing.',
+    },
+    keyFile: {
+      type: 'string',
+      description: 'The 32-byte master key that seals private values and authenticates state files. Unset: `<stateDir>/private.key`, created 0600 on first start. When set, the file must exist (mode 0600 or stricter).',
+    },
     log: {
       type: 'object', additionalProperties: false, default: {},
-      properties: { level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' } },
+      description: 'Logging: pino JSON lines on stdout (docs/logging.md lists every message).',
+      properties: {
+        level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Least severe level written.' },
+      },
     },
     admin: {
       type: 'object', additionalProperties: false, default: {},
+      description: 'The admin door: HTTP over a unix socket (docs/admin-api.md).',
       properties: {
-        socket: { type: 'string', default: '/run/metad/admin.sock' },
-        socketMode: { type: 'string', pattern: '^0?[0-7]{3}$', default: '0660' },
-        maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 262144 },
+        socket: { type: 'string', default: '/run/metad/admin.sock', description: 'Path of the admin socket; its directory is created (0750) if missing, a stale socket is replaced.' },
+        socketMode: { type: 'string', pattern: '^0?[0-7]{3}$', default: '0660', description: 'Octal permission bits of the admin socket: whoever can connect is an admin.' },
+        maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 262144, description: 'Largest admin request body (instance documents, patches, params); larger ones get 413.' },
       },
     },
     guest: {
       type: 'object', additionalProperties: false, default: {},
+      description: 'The guest door: the metadata service guests reach on the comm network (docs/guest-api.md).',
       properties: {
         listen: {
           type: 'array', minItems: 1, default: [{ host: '169.254.169.254', port: 80 }],
+          description: 'Addresses the guest door listens on (the address must already be on an interface; two entries may not share host and port).',
           items: {
             type: 'object', additionalProperties: false, required: ['host'],
-            properties: { host: { type: 'string', format: 'ip' }, port: { type: 'integer', minimum: 0, maximum: 65535, default: 80 } },
+            description: 'One listening address.',
+            properties: {
+              host: { type: 'string', format: 'ip', description: 'IPv4 or IPv6 address (not a host name).' },
+              port: { type: 'integer', minimum: 0, maximum: 65535, default: 80, description: 'TCP port; 0 picks a free one (tests). Ports below 1024 need CAP_NET_BIND_SERVICE.' },
+            },
           },
         },
-        commRange: { type: 'string', format: 'ipv4-cidr', default: '169.254.0.0/16', description: 'Comm IPv4 addresses must lie in this range.' },
+        commRange: { type: 'string', format: 'ipv4-cidr', default: '169.254.0.0/16', description: 'Comm IPv4 addresses of registered instances must lie in this range.' },
         rateLimit: {
           type: 'object', additionalProperties: false, default: {},
+          description: 'Per-instance token bucket on guest requests; over it a guest gets 429 with Retry-After.',
           properties: {
-            ratePerSec: { type: 'number', minimum: 0.1, default: 100 },
-            burst: { type: 'integer', minimum: 1, default: 200 },
+            ratePerSec: { type: 'number', minimum: 0.1, default: 100, description: 'Requests per second refilled.' },
+            burst: { type: 'integer', minimum: 1, default: 200, description: 'Bucket size: requests allowed at once.' },
           },
         },
-        headersTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
-        requestTimeoutMs: { type: 'integer', minimum: 100, default: 10000 },
-        keepAliveTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
-        maxConnections: { type: 'integer', minimum: 1, default: 4096 },
-        maxConnectionsPerSource: { type: 'integer', minimum: 1, default: 64 },
+        headersTimeoutMs: { type: 'integer', minimum: 100, default: 5000, description: 'A request\'s headers must arrive within this time (no more than requestTimeoutMs).' },
+        requestTimeoutMs: { type: 'integer', minimum: 100, default: 10000, description: 'A whole request (headers and body) must arrive within this time.' },
+        keepAliveTimeoutMs: { type: 'integer', minimum: 100, default: 5000, description: 'An idle keep-alive connection is closed after this time.' },
+        maxConnections: { type: 'integer', minimum: 1, default: 4096, description: 'Open guest connections in all; further ones are closed at once.' },
+        maxConnectionsPerSource: { type: 'integer', minimum: 1, default: 64, description: 'Open guest connections per source address; further ones are closed at once.' },
         cacheInstances: {
           type: 'integer', minimum: 1, default: 2048,
           description: 'Instances whose rendered answers are kept (least recently rendered dropped first); ~25 KiB each.',
@@ -60,26 +77,44 @@ export const configSchema = {
     },
     secrets: {
       type: 'object', additionalProperties: false, default: {},
-      properties: { defaultTtlSec: { type: 'integer', minimum: 1, maximum: 604800, default: 5400 } },
+      description: 'Secret OS parameters (kept in memory only, never on disk).',
+      properties: {
+        defaultTtlSec: { type: 'integer', minimum: 1, maximum: 604800, default: 5400, description: 'Lifetime of a secret value when the request gives no ttlSec.' },
+      },
     },
     pipe: {
       type: 'object', additionalProperties: false, default: {},
-      properties: { maxBytes: { type: 'integer', minimum: 1, maximum: 67108864, default: 1048576 } },
+      description: 'The host↔guest pipe (Ganeti `read`/`write`, admin `pipe`).',
+      properties: {
+        maxBytes: { type: 'integer', minimum: 1, maximum: 67108864, default: 1048576, description: 'Bytes each direction holds; a write that does not fit is refused whole (413).' },
+      },
     },
     store: {
       type: 'object', additionalProperties: false, default: {},
-      properties: { maxDocumentBytes: { type: 'integer', minimum: 1024, default: 262144 } },
+      description: 'The instance registry on disk.',
+      properties: {
+        maxDocumentBytes: { type: 'integer', minimum: 1024, default: 262144, description: 'Largest stored instance document (after a patch or param change); larger ones get 413.' },
+      },
     },
     appliance: {
       type: 'object', additionalProperties: false, default: {},
+      description: 'Install appliances (reserved: accepted and validated, not used yet).',
       properties: {
-        bootTimeoutMs: { type: 'integer', minimum: 1, default: 300000 },
-        installTimeoutMs: { type: 'integer', minimum: 1, default: 7200000 },
-        shutdownGraceMs: { type: 'integer', minimum: 0, default: 10000 },
+        bootTimeoutMs: { type: 'integer', minimum: 1, default: 300000, description: 'How long an appliance may take to boot.' },
+        installTimeoutMs: { type: 'integer', minimum: 1, default: 7200000, description: 'How long an install may take.' },
+        shutdownGraceMs: { type: 'integer', minimum: 0, default: 10000, description: 'Grace time for an appliance to shut down before it is stopped.' },
       },
     },
   },
 } as const;
+
+/** Environment variables that override a key of the file (read by cli.ts, applied by applyEnv). */
+export const ENV_OVERRIDES = [
+  { env: 'METAD_STATE_DIR', key: ['stateDir'] },
+  { env: 'METAD_KEY_FILE', key: ['keyFile'] },
+  { env: 'METAD_ADMIN_SOCKET', key: ['admin', 'socket'] },
+  { env: 'METAD_LOG_LEVEL', key: ['log', 'level'] },
+] as const;
 
 export type Config = FromSchema<typeof configSchema, { keepDefaultedPropertiesOptional: false }>;
 
@@ -196,11 +231,14 @@ export function readConfigFile(path: string): unknown {
 export function applyEnv(raw: unknown, env: Record<string, string | undefined>): unknown {
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) return raw; // the schema says "/: must be object"
   const out = structuredClone((raw ?? {}) as Record<string, unknown>);
-  const section = (k: string): Record<string, unknown> => (out[k] ??= {}) as Record<string, unknown>;
-  if (env.METAD_STATE_DIR) out.stateDir = env.METAD_STATE_DIR;
-  if (env.METAD_KEY_FILE) out.keyFile = env.METAD_KEY_FILE;
-  if (env.METAD_ADMIN_SOCKET) section('admin').socket = env.METAD_ADMIN_SOCKET;
-  if (env.METAD_LOG_LEVEL) section('log').level = env.METAD_LOG_LEVEL;
+  for (const { env: name, key } of ENV_OVERRIDES) {
+    const value = env[name];
+    if (!value) continue;
+    let at: unknown = out;
+    for (const k of key.slice(0, -1)) at = ((at as Record<string, unknown>)[k] ??= {});
+    // A section of the wrong type stays as it is: the schema reports it.
+    if (at !== null && typeof at === 'object' && !Array.isArray(at)) (at as Record<string, unknown>)[key[key.length - 1] as string] = value;
+  }
   return out;
 }
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,4 +59,10 @@ test('check-config accepts what serve accepts and prints the effective configura
   assert.equal(check.status, 0, check.stderr);
   const effective = JSON.parse(check.stdout) as { guest: { listen: unknown[] } };
   assert.deepEqual(effective.guest.listen, [{ host: '::1', port: 0 }, { host: '127.0.0.1', port: 80 }]);
+});
+
+test('metad config-reference prints docs/configuration.md', () => {
+  const r = metad('config-reference');
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout, readFileSync(fileURLToPath(new URL('../../../docs/configuration.md', import.meta.url)), 'utf8'));
 });

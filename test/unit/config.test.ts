@@ -106,3 +106,8 @@ test('config: loadConfig reads the file, applies the environment, validates (ser
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('config: an environment override into a section of the wrong type is reported, not a crash', () => {
+  assert.deepEqual(problems(applyEnv({ admin: 5 }, { METAD_ADMIN_SOCKET: '/y' })), ['/admin: must be object']);
+  assert.deepEqual(problems(applyEnv([1], { METAD_STATE_DIR: '/x' })), ['/: must be object']);
+});

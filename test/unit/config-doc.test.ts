@@ -1,0 +1,35 @@
+/** docs/configuration.md is the generated reference of every config key, and it is complete. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildConfig } from '../../daemon/config.js';
+import { configKeys, configReference } from '../../daemon/config-doc.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+test('docs/configuration.md is the generated reference (`node dist/daemon/cli.js config-reference > docs/configuration.md`)', () => {
+  assert.equal(readFileSync(join(ROOT, 'docs', 'configuration.md'), 'utf8'), configReference());
+});
+
+test('every config key has a description, and the reference shows the defaults the daemon applies', () => {
+  const keys = configKeys();
+  assert.deepEqual(keys.filter((k) => !k.node.description).map((k) => k.key), []);
+  const effective = buildConfig({}) as unknown as Record<string, unknown>;
+  const at = (path: string): unknown => path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], effective);
+  for (const { key, node } of keys.filter((k) => !k.key.includes('[]') && k.node.type !== 'object')) {
+    assert.deepEqual(at(key), node.default, key);
+  }
+  // Every key of the effective configuration is in the reference.
+  const listed = new Set(keys.map((k) => k.key));
+  const walk = (o: Record<string, unknown>, prefix: string): string[] =>
+    Object.entries(o).flatMap(([k, v]) => [`${prefix}${k}`, ...(v && typeof v === 'object' && !Array.isArray(v) ? walk(v as Record<string, unknown>, `${prefix}${k}.`) : [])]);
+  assert.deepEqual(walk(effective, '').filter((k) => !listed.has(k)), []);
+});
+
+test('operations.md links the configuration reference, not a source file', () => {
+  const ops = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
+  assert.match(ops, /\]\(configuration\.md\)/);
+  assert.doesNotMatch(ops, /daemon\/config\.ts/);
+});
