@@ -1,8 +1,8 @@
 /**
  * The instance model: one JSON Schema (the single source of truth for what an admin may
  * register) and the TypeScript types derived from it with json-schema-to-ts.
- * Pure data and validation helpers: no I/O here. docs/instance.schema.json is generated
- * from `instanceSchema` (scripts/write-schema-doc) and a unit test keeps the two equal.
+ * Pure data and validation helpers: no I/O here. docs/instance.schema.json is `instanceSchema`
+ * as `metad schema` prints it (daemon/cli.ts), and test/unit/model.test.ts keeps the two equal.
  */
 import type { FromSchema } from 'json-schema-to-ts';
 

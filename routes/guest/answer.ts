@@ -11,6 +11,7 @@ import type { Services } from '../../daemon/services.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
 import type { SeedPool } from './seed-pool.js';
+import { RANDOM_SEED_BYTES } from '../render/openstack.js';
 
 export interface Answer {
   status: number;
@@ -82,7 +83,7 @@ export function isRead(method: string): boolean {
 /**
  * An answer as bytes ready for the socket: a flat header list and the body. A seeded answer
  * keeps the JSON halves around the random_seed value (`a.seedPlaceholder` is the quoted value
- * the renderer wrote); its length is fixed, since the seed is always 512 bytes.
+ * the renderer wrote); its length is fixed, since the seed is always RANDOM_SEED_BYTES long.
  */
 export interface Prepared {
   status: number;
@@ -91,9 +92,8 @@ export interface Prepared {
   seeded?: { prefix: Buffer; suffix: Buffer };
 }
 
-/** The random_seed JSON value as sent: a quoted base64 string of 512 bytes (684 characters). */
-export const SEED_BYTES = 512;
-const SEED_VALUE_CHARS = 684 + 2;
+/** The random_seed JSON value as sent: RANDOM_SEED_BYTES as quoted base64 (512 bytes: 684 + 2 characters). */
+const SEED_VALUE_CHARS = Math.ceil(RANDOM_SEED_BYTES / 3) * 4 + 2;
 
 /**
  * Bytes of its own for a cached body. Buffer.from(string) slices node's shared 8 KiB pool, and
@@ -127,9 +127,9 @@ export function prepare(a: Answer): Prepared {
   return { status: a.status, head, body: raw };
 }
 
-/** Write a prepared answer. Seeded answers get 512 fresh random bytes from the pool. */
+/** Write a prepared answer. Seeded answers get RANDOM_SEED_BYTES fresh random bytes from the pool. */
 export function send(res: ServerResponse, p: Prepared, seeds: SeedPool): void {
   res.writeHead(p.status, p.head);
-  if (p.seeded) res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
+  if (p.seeded) res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(RANDOM_SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
   else res.end(p.body);
 }

@@ -5,7 +5,7 @@
  * the pipeline collapsed the leading slashes before we get here. Token checks on reads happen in
  * the pipeline (routes/guest/index.ts), before the cache, so cached answers are checked too.
  */
-import { EC2_VERSIONS, renderEc2, type Ec2Version } from '../render/ec2.js';
+import { EC2_VERSIONS, isEc2Version, renderEc2 } from '../render/ec2.js';
 import { isDir, listing, lookup } from '../render/tree.js';
 import { type Answer, type GuestRequest, bytes, cached, fail, header, isRead, methodNotAllowed, notFound, redirect, text } from './answer.js';
 import { parseTtl, TTL_HEADER } from './tokens.js';
@@ -13,7 +13,6 @@ import { guestViewOf } from './view.js';
 import { EV } from '../../daemon/events.js';
 
 const VERSION_LIST = EC2_VERSIONS.join('\n');
-const VERSIONS = new Set<string>(EC2_VERSIONS);
 
 /** The key a token is bound to: the instance's uuid and name. */
 export function tokenKey(r: Pick<GuestRequest, 'inst'>): string {
@@ -40,10 +39,10 @@ export function ec2(r: GuestRequest): Answer {
     // EC2 issues tokens only under /latest: a dated token path is 403 (botocore then uses v1).
     return version === 'latest' ? issueToken(r) : fail(403);
   }
-  if (!VERSIONS.has(version)) return notFound();
+  if (!isEc2Version(version)) return notFound();
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
   const tree = r.d.cache.value(r.inst.doc.name, r.inst.generation, `ec2:${version}`, () =>
-    renderEc2(guestViewOf(r.d, r.inst, false), version as Ec2Version, { now: r.d.clock.now(), randomSeed: Buffer.alloc(0), sign: (doc) => r.d.identity.sign(doc) }),
+    renderEc2(guestViewOf(r.d, r.inst, false), version, { now: r.d.clock.now(), randomSeed: Buffer.alloc(0), sign: (doc) => r.d.identity.sign(doc) }),
   );
   const node = lookup(tree, rest);
   if (node === undefined) return notFound();

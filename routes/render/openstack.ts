@@ -67,7 +67,7 @@ export interface OpenstackMetaData {
   devices?: Record<string, unknown>[];
 }
 
-/** base64 of the first 512 bytes of the caller's seed; a shorter seed is a caller bug. */
+/** base64 of the first RANDOM_SEED_BYTES of the caller's seed; a shorter seed is a caller bug. */
 function randomSeed(ctx: RenderCtx): string {
   if (ctx.randomSeed.length < RANDOM_SEED_BYTES) {
     throw new RangeError(`ctx.randomSeed must hold at least ${RANDOM_SEED_BYTES} bytes`);
@@ -146,7 +146,7 @@ export function renderNetworkData(view: GuestView): NetworkData {
 export function renderVendorData(view: GuestView, which: 1 | 2 = 1): Record<string, unknown> {
   const os = view.doc.openstack;
   const given = which === 1 ? os?.vendorData : os?.vendorData2;
-  return given ? (structuredClone(given) as Record<string, unknown>) : {};
+  return given ? structuredClone(given) : {};
 }
 
 /** One file under `/openstack/<version>/`, ready for the route to serialise. */

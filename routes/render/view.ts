@@ -20,10 +20,8 @@ export interface GuestView {
 export interface RenderCtx {
   /** Milliseconds since the epoch. */
   now: number;
-  /** At least 512 bytes from a CSPRNG; OpenStack's `random_seed` is its first 512 bytes. */
+  /** At least RANDOM_SEED_BYTES from a CSPRNG; OpenStack's `random_seed` is the first RANDOM_SEED_BYTES of it. */
   randomSeed: Buffer;
-  /** Not read by the renderers: the route serves `password` itself (it is stateful). */
-  passwordSet?: boolean;
   /** Signs the EC2 identity document; when given, `dynamic/instance-identity/signature` exists. */
   sign?: (document: string) => string;
 }

@@ -1,0 +1,55 @@
+/**
+ * What was dead or untrue stays gone (issue 6, item 25): each protocol constant has one
+ * definition (the random_seed size, each dialect's version list), RenderCtx has no unread
+ * `passwordSet`, and every `scripts/…` file a source comment names exists.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RenderCtx } from '../../routes/render/view.js';
+import { RANDOM_SEED_BYTES } from '../../routes/render/openstack.js';
+import * as answer from '../../routes/guest/answer.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Every .ts file under the given top-level folders (sources, not tests). */
+function sources(...folders: string[]): string[] {
+  const walk = (d: string): string[] =>
+    readdirSync(d).flatMap((f) => {
+      const p = join(d, f);
+      return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') ? [p] : [];
+    });
+  return folders.flatMap((f) => walk(join(ROOT, f)));
+}
+
+test('RenderCtx: no passwordSet (the route serves the password; no renderer read it)', () => {
+  // @ts-expect-error passwordSet is not a RenderCtx field (the build fails if it comes back)
+  const ctx: RenderCtx = { now: 0, randomSeed: Buffer.alloc(RANDOM_SEED_BYTES), passwordSet: true };
+  assert.equal(ctx.randomSeed.length, 512);
+});
+
+test('the random_seed size is defined once (RANDOM_SEED_BYTES), not again in the guest pipeline', () => {
+  assert.equal('SEED_BYTES' in answer, false);
+  const code = (line: string) => !/^\s*(\/\/|\*|\/\*\*)/.test(line);
+  const hits = sources('routes').flatMap((f) =>
+    readFileSync(f, 'utf8').split('\n').filter((line) => code(line) && /\b512\b/.test(line)).map((line) => `${relative(ROOT, f)}: ${line.trim()}`),
+  );
+  assert.deepEqual(hits, ['routes/render/openstack.ts: export const RANDOM_SEED_BYTES = 512;']);
+});
+
+test('each dialect version list is defined once (routes use isEc2Version & co., no private copies)', () => {
+  const defs = sources('routes').flatMap((f) =>
+    [...readFileSync(f, 'utf8').matchAll(/^(?:export )?const (\w*VERSIONS\w*) =/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
+  );
+  assert.deepEqual(defs.sort(), ['routes/render/ec2.ts:EC2_VERSIONS', 'routes/render/ganeti.ts:GANETI_VERSIONS', 'routes/render/openstack.ts:OPENSTACK_VERSIONS']);
+});
+
+test('every scripts/<file> a source comment names exists', () => {
+  // `os/scripts/<name>` is a guest path, not a file of this repository.
+  const named = sources('daemon', 'routes', 'cli').flatMap((f) =>
+    [...readFileSync(f, 'utf8').matchAll(/(?<!os\/)\bscripts\/(\w[\w.-]*)/g)].map((m) => ({ file: relative(ROOT, f), script: `scripts/${m[1]}` })),
+  );
+  assert.deepEqual(named.filter((n) => !existsSync(join(ROOT, n.script))), []);
+});
