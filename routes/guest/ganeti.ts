@@ -1,7 +1,8 @@
 /**
  * Ganeti metadata on the guest door: `/ganeti` version list, `/ganeti/<v>/meta_data.json`,
  * `os/parameters.json` (never cached: secret values are live-only and claim-once values are
- * consumed by this read), `os/scripts/<name>`, and the pipe: `GET read` consumes what the host
+ * consumed by this read), `os/scripts/` (the scripts it would serve; read from disk on every
+ * request, never cached) and `os/scripts/<name>`, and the pipe: `GET read` consumes what the host
  * queued (non-blocking, or `?wait=SECONDS` long-poll), `POST write` appends guest->host bytes
  * (413 and nothing stored when it does not fit).
  */
@@ -9,7 +10,7 @@ import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParamet
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, json, methodNotAllowed, notFound, queryParam, text } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
-import { readOsScript } from './scripts.js';
+import { listOsScripts, readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { sameIncarnation } from '../../daemon/model.js';
 import { EV } from '../../daemon/events.js';
@@ -60,16 +61,16 @@ async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
     const params = renderOsParameters(guestViewOf(r.d, r.inst, true, r.method === 'GET'));
     return json(params);
   }
-  if (rest[0] === 'scripts' && rest.length === 2) {
-    const def = r.inst.doc.os?.definition;
-    const script = def ? await readOsScript(def, rest[1]!) : undefined;
-    if (!script) {
-      r.log.warn({ script: rest[1]!.slice(0, 64) }, EV.guestScriptRefused);
-      return notFound();
-    }
-    return bytes(script);
+  const [what, name, ...more] = rest;
+  if (what !== 'scripts' || more.length > 0) return notFound();
+  const def = r.inst.doc.os?.definition;
+  if (name === undefined) return text((def ? await listOsScripts(def) : []).join('\n'));
+  const script = def ? await readOsScript(def, name) : undefined;
+  if (!script) {
+    r.log.warn({ script: name.slice(0, 64) }, EV.guestScriptRefused);
+    return notFound();
   }
-  return notFound();
+  return bytes(script);
 }
 
 export async function ganeti(r: GuestRequest): Promise<Answer> {

@@ -1,0 +1,60 @@
+/**
+ * Ganeti `os/scripts/` on the real guest door: `os/` lists `scripts/`, so `scripts/` must answer
+ * 200 with exactly the scripts `os/scripts/<name>` serves (issue 6, item 17; it was a 404), and
+ * nothing that cannot be served (escaping symlinks, directories, oversize files, names outside
+ * SCRIPT_NAME) shows up in it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync, symlinkSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { MAX_SCRIPT_BYTES } from '../../routes/guest/scripts.js';
+
+const VM1 = '127.0.0.2';
+const VM2 = '127.0.0.3';
+
+test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const osdir = join(d.dir, 'os-debootstrap');
+  mkdirSync(join(osdir, 'untrusted'), { recursive: true });
+  mkdirSync(join(osdir, 'subdir'));
+  writeFileSync(join(osdir, 'create'), '#!/bin/sh\necho trusted\n');
+  writeFileSync(join(osdir, 'untrusted', 'create'), '#!/bin/sh\necho untrusted\n');
+  writeFileSync(join(osdir, 'untrusted', 'verify'), '#!/bin/sh\necho verify\n');
+  writeFileSync(join(osdir, 'export'), '#!/bin/sh\necho export\n');
+  writeFileSync(join(osdir, 'variants.list'), 'default\n');
+  writeFileSync(join(osdir, 'huge'), '');
+  truncateSync(join(osdir, 'huge'), MAX_SCRIPT_BYTES + 1);
+  writeFileSync(join(d.dir, 'outside'), 'host secret file');
+  symlinkSync(join(d.dir, 'outside'), join(osdir, 'escape'));
+  symlinkSync(join(osdir, 'export'), join(osdir, 'rename'));
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { os: { name: 'debootstrap', definition: osdir } }));
+  await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
+
+  assert.deepEqual((await d.guest(VM1, 'GET', '/ganeti/latest/os/')).text.split('\n'), ['parameters.json', 'scripts/']);
+  const listed = await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/');
+  assert.equal(listed.status, 200);
+  assert.equal(listed.text, 'create\nexport\nrename\nverify');
+  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts')).text, listed.text, 'with or without the slash');
+  assert.equal((await d.guest(VM1, 'HEAD', '/ganeti/latest/os/scripts/')).status, 200);
+  assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/os/scripts/')).status, 405);
+  for (const name of listed.text.split('\n')) {
+    assert.equal((await d.guest(VM1, 'GET', `/ganeti/latest/os/scripts/${name}`)).status, 200, name);
+  }
+  for (const name of ['escape', 'variants.list', 'huge', 'subdir', 'untrusted']) {
+    assert.equal((await d.guest(VM1, 'GET', `/ganeti/latest/os/scripts/${name}`)).status, 404, name);
+  }
+
+  // Not cached: a script added on the host shows up at once.
+  writeFileSync(join(osdir, 'import'), '#!/bin/sh\n');
+  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/')).text, 'create\nexport\nimport\nrename\nverify');
+
+  // No OS definition (or one that does not exist): an empty listing, still 200.
+  const none = await d.guest(VM2, 'GET', '/ganeti/latest/os/scripts/');
+  assert.equal(none.status, 200);
+  assert.equal(none.text, '');
+  await d.admin('PATCH', '/v1/instances/vm2', { os: { definition: join(d.dir, 'no-such-dir') } });
+  assert.equal((await d.guest(VM2, 'GET', '/ganeti/latest/os/scripts/')).text, '');
+});
