@@ -12,6 +12,7 @@ import { createDaemon, type Daemon } from './daemon.js';
 import type { Config } from './config.js';
 import { normalizeAddress } from './net.js';
 import { EV } from './events.js';
+import { SocketGuard } from './socket-guard.js';
 
 export interface Running {
   daemon: Daemon;
@@ -57,7 +58,16 @@ function listen(server: http.Server, target: string | { host: string; port: numb
   });
 }
 
-/** Guest listener hardening: header/request timeouts, a global and a per-source connection cap. */
+/** After the door half-closes a guest socket, the client has this long to close its side. */
+const CLOSE_GRACE_MS = 1000;
+/** How often the socket guard looks at the guest sockets. */
+const GUARD_INTERVAL_MS = 250;
+
+/**
+ * Guest listener hardening: header/request timeouts, a global and a per-source connection cap,
+ * and a socket guard (daemon/socket-guard.ts): no socket outlives its timeout by more than
+ * CLOSE_GRACE_MS, nor a stalled answer by more than requestTimeoutMs, whatever the client does.
+ */
 export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger): http.Server {
   const g = cfg.guest;
   const server = http.createServer(
@@ -73,6 +83,10 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
   server.maxConnections = g.maxConnections;
   server.keepAliveTimeout = g.keepAliveTimeoutMs;
   const perSource = new Map<string, number>();
+  const guard = new SocketGuard<net.Socket>(CLOSE_GRACE_MS, g.requestTimeoutMs);
+  const sweep = setInterval(() => guard.check(Date.now()), GUARD_INTERVAL_MS);
+  sweep.unref();
+  server.once('close', () => clearInterval(sweep));
   server.on('connection', (sock) => {
     const ip = normalizeAddress(sock.remoteAddress);
     const n = (perSource.get(ip) ?? 0) + 1;
@@ -82,12 +96,16 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
       return;
     }
     perSource.set(ip, n);
+    guard.add(sock);
     sock.once('close', () => {
+      guard.remove(sock);
       const left = (perSource.get(ip) ?? 1) - 1;
       if (left <= 0) perSource.delete(ip);
       else perSource.set(ip, left);
     });
   });
+  // A timeout or a parse error: answer 400 and half-close; the guard destroys the socket
+  // CLOSE_GRACE_MS later if the client never closes its side.
   server.on('clientError', (_err, sock) => {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else sock.destroy();
@@ -97,7 +115,8 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
 
 export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Running> {
   const daemon = await createDaemon(cfg, { log });
-  const adminServer = http.createServer(daemon.adminApp.callback());
+  const adminCallback = daemon.adminApp.callback();
+  const adminServer = http.createServer((req, res) => void adminCallback(req, res));
   const sock = cfg.admin.socket;
   await mkdir(dirname(sock), { recursive: true, mode: 0o750 });
   await clearStaleSocket(sock);
@@ -108,7 +127,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   try {
     for (const l of cfg.guest.listen) {
       const server = createGuestServer(daemon, cfg, log);
-      await listen(server, { host: l.host, port: l.port ?? 80 });
+      await listen(server, { host: l.host, port: l.port });
       const a = server.address() as net.AddressInfo;
       guestAddresses.push({ host: a.address, port: a.port });
       guestServers.push(server);
@@ -153,7 +172,7 @@ export function handleSignals(r: Running, log: Logger): void {
         log.flush();
         setTimeout(() => process.exit(0), 50).unref();
       })
-      .catch((err) => {
+      .catch((err: unknown) => {
         log.error({ err }, EV.shutdownFailed);
         process.exit(1);
       });
@@ -161,5 +180,3 @@ export function handleSignals(r: Running, log: Logger): void {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
-
-export { clearStaleSocket };
