@@ -27,6 +27,7 @@ export const EVENTS = {
   passwordCleared: { msg: 'password cleared', level: 'info', fields: 'instance' },
   adminRequest: { msg: 'admin request', level: 'debug', fields: 'method, route, status, ms' },
   guestUnknownSource: { msg: 'guest request from an unknown source address', level: 'warn', fields: 'source (sampled: once per address per 10 s)' },
+  guestUnknownSourcesSuppressed: { msg: 'guest requests from unknown source addresses not logged', level: 'warn', fields: 'suppressed (requests not logged because 10,000 other addresses were already being sampled; at most once per 10 s)' },
   guestRefused: { msg: 'guest request refused', level: 'warn', fields: 'instance, status, method, path, suppressedBefore (at most once a second per instance)' },
   guestFailed: { msg: 'guest request failed', level: 'error', fields: 'instance, path, err (stack)' },
   guestTokenRefused: { msg: 'guest token refused', level: 'warn', fields: 'instance, reason' },

@@ -25,6 +25,7 @@ import { ganeti } from './ganeti.js';
 import { EV } from '../../daemon/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { HTTP_STATUS } from '../errors.js';
+import { LogSampler } from './log-sampler.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
@@ -37,33 +38,6 @@ const UNKNOWN_LOG_INTERVAL_MS = 10_000;
 /** Refusals (401, 429, other 4xx) are logged per instance at most once per interval. */
 const REFUSED_LOG_INTERVAL_MS = 1000;
 
-/**
- * At most one log line per key per interval, counting what it held back. Bounded: past
- * `maxKeys` it forgets everything (a flood of keys then costs a few extra lines, never memory).
- */
-class LogSampler {
-  private readonly seen = new Map<string, { at: number; suppressed: number }>();
-  constructor(
-    private readonly intervalMs: number,
-    private readonly maxKeys = 10_000,
-  ) {}
-
-  /** The number of lines suppressed since the last one, or undefined: do not log now. */
-  take(key: string, now: number): number | undefined {
-    const last = this.seen.get(key);
-    if (last && now - last.at < this.intervalMs) {
-      last.suppressed++;
-      return undefined;
-    }
-    if (this.seen.size >= this.maxKeys) this.seen.clear();
-    this.seen.set(key, { at: now, suppressed: 0 });
-    return last?.suppressed ?? 0;
-  }
-
-  forget(key: string): void {
-    this.seen.delete(key);
-  }
-}
 const NOT_FOUND = prepare(fail(404));
 const UNAUTHORIZED = prepare(fail(401));
 
@@ -106,6 +80,8 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
 
   const warnUnknown = (ip: string, now: number): void => {
     if (unknownSampler.take(ip, now) !== undefined) s.log.warn({ source: ip }, EV.guestUnknownSource);
+    const suppressed = unknownSampler.overflow(now);
+    if (suppressed !== undefined) s.log.warn({ suppressed }, EV.guestUnknownSourcesSuppressed);
   };
 
   /**
