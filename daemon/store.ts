@@ -1,36 +1,25 @@
 /**
- * The instance store: the one place that owns registered instances. Keeps them in memory with
- * indexes by name, comm IPv4 and MAC, and persists each one durably as its own state file
- * (instances/<name>.json) with a format version, a MAC over the body, and the sensitive part
- * (private params, IAM credentials) sealed with AES-256-GCM. Secret params never come here.
- * Mutations of one instance are serialized (different instances write in parallel; the comm
- * IPv4/MAC/tap they claim are reserved synchronously, so uniqueness holds); memory changes only after
- * the write is durable.
+ * The instance store: the one place that owns registered instances. Keeps them in memory by name
+ * (comm addresses in daemon/comm-index.ts) and persists each one durably as its own state file,
+ * instances/<name>.json (the codec, with its MAC and sealed sensitive part, is
+ * daemon/state-file.ts). Secret params never come here. Mutations of one instance are serialized
+ * (different instances write in parallel; the comm IPv4/MAC/tap they claim are reserved
+ * synchronously, so uniqueness holds); memory changes only after the write is durable.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
-import type { Keyring, Sealed } from './keys.js';
-import { writeFileDurable, removeFileDurable, moveDurable, removeStaleTemps, DirSyncError } from './persist.js';
-import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, isInstanceName, sameIncarnation } from './model.js';
+import type { Keyring } from './keys.js';
+import { writeFileDurable, removeFileDurable, removeStaleTemps, DirSyncError } from './persist.js';
+import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, sameIncarnation } from './model.js';
 import { DaemonError, notFound } from './errors.js';
+import { CommIndex, type CommProblem } from './comm-index.js';
+import { encodeStateFile } from './state-file.js';
+import { quarantineFile, readStateFiles } from './state-dir.js';
 import { parseCidr, ipv4InCidr } from './net.js';
 import { EV } from './events.js';
-
-export const STATE_FORMAT = 'metad-instance';
-export const STATE_VERSION = 1;
-
-interface FileBody {
-  doc: PublicDoc;
-  sealed?: Sealed;
-  createdAt: string;
-  updatedAt: string;
-  generation: number;
-}
 
 export interface StoreOptions {
   dir: string;
@@ -51,18 +40,12 @@ export interface PutResult {
 /** Event: 'removed' (name), after an instance's file is gone. */
 export class InstanceStore extends EventEmitter {
   private readonly byName = new Map<string, StoredInstance>();
-  private readonly byIp = new Map<string, string>();
-  private readonly byMac = new Map<string, string>();
-  private readonly byTap = new Map<string, string>();
+  private readonly comm = new CommIndex();
   private readonly instancesDir: string;
   private readonly quarantineDir: string;
   private readonly range: { base: number; mask: number };
   private readonly files: NonNullable<StoreOptions['files']>;
   private readonly queues = new Map<string, Promise<unknown>>();
-  /** Comm IPv4s / MACs claimed by writes in flight: name of the claimant. */
-  private readonly pendingIp = new Map<string, string>();
-  private readonly pendingMac = new Map<string, string>();
-  private readonly pendingTap = new Map<string, string>();
 
   constructor(private readonly o: StoreOptions) {
     super();
@@ -76,19 +59,11 @@ export class InstanceStore extends EventEmitter {
   async start(): Promise<{ loaded: number; quarantined: number }> {
     await mkdir(this.instancesDir, { recursive: true, mode: 0o700 });
     await removeStaleTemps(this.instancesDir);
-    const files = (await readdir(this.instancesDir)).filter((f) => f.endsWith('.json')).sort();
-    const good: { f: string; inst: StoredInstance }[] = [];
-    const bad: { f: string; reason: string }[] = [];
-    for (const f of files) {
-      const r = this.loadFile(f);
-      if (r === null) continue; // vanished between readdir and read
-      if (typeof r === 'string') bad.push({ f, reason: r });
-      else good.push({ f, inst: r });
-    }
+    const { good, bad } = await readStateFiles(this.instancesDir, this.o.keyring);
     // Two files claiming one comm address (or MAC, or tap): the most recently written wins.
     good.sort((a, b) => (a.inst.updatedAt < b.inst.updatedAt ? 1 : a.inst.updatedAt > b.inst.updatedAt ? -1 : 0));
     for (const { f, inst } of good) {
-      const clash = this.uniquenessProblem(inst.doc);
+      const clash = this.comm.problem(inst.doc);
       if (clash) {
         bad.push({ f, reason: `${clash.path.slice(1)} ${clash.message} (a newer file holds it)` });
         continue;
@@ -97,65 +72,11 @@ export class InstanceStore extends EventEmitter {
       if (!ipv4InCidr(inst.doc.comm.ipv4, this.range)) this.o.log.warn({ instance: inst.doc.name, commRange: this.o.commRange }, EV.outsideCommRange);
       this.index(inst);
     }
-    for (const { f, reason } of bad) await this.quarantine(f, reason);
+    const dirs = { from: this.instancesDir, to: this.quarantineDir };
+    for (const { f, reason } of bad) await quarantineFile(dirs, f, reason, this.o.clock.now(), this.o.log);
     const quarantined = bad.length;
     this.o.log.info({ instances: this.byName.size, quarantined }, EV.instancesLoaded);
     return { loaded: this.byName.size, quarantined };
-  }
-
-  /**
-   * Move a bad file aside (never delete evidence). If even that fails (EXDEV, EROFS, …), the file
-   * stays where it is and is not loaded: one bad file must not keep every other instance down.
-   */
-  private async quarantine(f: string, reason: string): Promise<void> {
-    const dest = `${f}.${this.o.clock.now()}.${randomBytes(3).toString('hex')}`;
-    try {
-      await moveDurable(this.instancesDir, f, this.quarantineDir, dest);
-      this.o.log.error({ file: f, quarantinedAs: join(this.quarantineDir, dest), reason }, EV.quarantined);
-    } catch (err) {
-      this.o.log.error({ file: f, quarantinedAs: null, reason, moveFailed: (err as NodeJS.ErrnoException).code ?? 'error' }, EV.quarantined);
-    }
-  }
-
-  /**
-   * Parse and verify one file; a string is the reason it is unusable, null means it vanished.
-   * I/O errors other than ENOENT are thrown: a transient EIO or EACCES must fail the start, not
-   * quarantine a good file.
-   */
-  private loadFile(f: string): StoredInstance | string | null {
-    const name = f.slice(0, -'.json'.length);
-    if (!isInstanceName(name)) return 'file name is not an instance name';
-    let text: string;
-    try {
-      // Sync on purpose: at start nothing is listening yet, and 10k small reads through the
-      // thread pool cost ~6x more (bench/suites/registry.ts).
-      text = readFileSync(join(this.instancesDir, f), 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return null;
-      if (code === 'EISDIR') return 'not a regular file';
-      throw err;
-    }
-    let outer: { format?: unknown; version?: unknown; body?: unknown; mac?: unknown };
-    try {
-      outer = JSON.parse(text);
-    } catch {
-      return 'not JSON (truncated or damaged)';
-    }
-    if (outer.format !== STATE_FORMAT) return 'unknown format';
-    if (outer.version !== STATE_VERSION) return `unsupported format version ${String(outer.version)}`;
-    if (typeof outer.body !== 'string' || typeof outer.mac !== 'string') return 'missing body or mac';
-    if (!this.o.keyring.verifyMac(outer.body, outer.mac)) return 'integrity check failed (tampered, or another key)';
-    try {
-      const body = JSON.parse(outer.body) as FileBody;
-      if (body.doc?.name !== name) return 'name does not match file name';
-      const sensitive: Sensitive = body.sealed
-        ? (JSON.parse(this.o.keyring.open(body.sealed, name).toString('utf8')) as Sensitive)
-        : { private: {} };
-      return { doc: body.doc, sensitive, createdAt: body.createdAt, updatedAt: body.updatedAt, generation: body.generation };
-    } catch {
-      return 'body does not decode';
-    }
   }
 
   get size(): number {
@@ -171,7 +92,7 @@ export class InstanceStore extends EventEmitter {
   }
   /** The instance whose comm IPv4 is `ip` (guest identification). */
   byAddress(ip: string): StoredInstance | undefined {
-    const name = this.byIp.get(ip);
+    const name = this.comm.nameAt(ip);
     return name === undefined ? undefined : this.byName.get(name);
   }
   list(): StoredInstance[] {
@@ -213,15 +134,11 @@ export class InstanceStore extends EventEmitter {
     // Check and claim in one synchronous step: no other write can slip in between.
     const problem = this.conflictOf(doc);
     if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
-    this.pendingIp.set(doc.comm.ipv4, doc.name);
-    this.pendingMac.set(doc.comm.mac, doc.name);
-    if (doc.comm.tap !== undefined) this.pendingTap.set(doc.comm.tap, doc.name);
+    const release = this.comm.claim(doc);
     try {
       return await this.putClaimed(doc, priv, iam, prev, keepOmittedSensitive);
     } finally {
-      this.pendingIp.delete(doc.comm.ipv4);
-      this.pendingMac.delete(doc.comm.mac);
-      if (doc.comm.tap !== undefined) this.pendingTap.delete(doc.comm.tap);
+      release();
     }
   }
 
@@ -300,14 +217,7 @@ export class InstanceStore extends EventEmitter {
       updatedAt: now,
       generation: (prev?.generation ?? 0) + 1,
     };
-    const hasSensitive = Object.keys(sensitive.private).length > 0 || sensitive.iam !== undefined || sensitive.password !== undefined;
-    const body: FileBody = { doc, createdAt: inst.createdAt, updatedAt: inst.updatedAt, generation: inst.generation };
-    if (hasSensitive) body.sealed = this.o.keyring.seal(Buffer.from(JSON.stringify(sensitive)), doc.name);
-    const bodyText = JSON.stringify(body);
-    if (Buffer.byteLength(bodyText) > this.o.maxDocumentBytes) {
-      throw new DaemonError('PayloadTooLarge', `instance document too large (limit ${this.o.maxDocumentBytes} bytes stored)`);
-    }
-    const file = JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, body: bodyText, mac: this.o.keyring.macOf(bodyText) });
+    const file = encodeStateFile(inst, this.o.keyring, this.o.maxDocumentBytes);
     await this.guardFs(
       () => this.files.writeFileDurable(this.instancesDir, `${doc.name}.json`, file),
       () => {
@@ -343,38 +253,20 @@ export class InstanceStore extends EventEmitter {
   }
 
   /** New writes must be in the comm range and unique. */
-  private conflictOf(doc: PublicDoc): { path: string; message: string } | undefined {
+  private conflictOf(doc: PublicDoc): CommProblem | undefined {
     if (!ipv4InCidr(doc.comm.ipv4, this.range)) {
       return { path: '/comm/ipv4', message: `must lie in the comm range ${this.o.commRange}` };
     }
-    return this.uniquenessProblem(doc);
-  }
-
-  private uniquenessProblem(doc: PublicDoc): { path: string; message: string } | undefined {
-    for (const owner of [this.byIp.get(doc.comm.ipv4), this.pendingIp.get(doc.comm.ipv4)]) {
-      if (owner !== undefined && owner !== doc.name) return { path: '/comm/ipv4', message: 'already used by another instance' };
-    }
-    for (const owner of [this.byMac.get(doc.comm.mac), this.pendingMac.get(doc.comm.mac)]) {
-      if (owner !== undefined && owner !== doc.name) return { path: '/comm/mac', message: 'already used by another instance' };
-    }
-    const tap = doc.comm.tap;
-    for (const owner of tap === undefined ? [] : [this.byTap.get(tap), this.pendingTap.get(tap)]) {
-      if (owner !== undefined && owner !== doc.name) return { path: '/comm/tap', message: 'already used by another instance' };
-    }
-    return undefined;
+    return this.comm.problem(doc);
   }
 
   private index(i: StoredInstance): void {
     this.byName.set(i.doc.name, i);
-    this.byIp.set(i.doc.comm.ipv4, i.doc.name);
-    this.byMac.set(i.doc.comm.mac, i.doc.name);
-    if (i.doc.comm.tap !== undefined) this.byTap.set(i.doc.comm.tap, i.doc.name);
+    this.comm.add(i.doc);
   }
   private unindex(i: StoredInstance): void {
     this.byName.delete(i.doc.name);
-    if (this.byIp.get(i.doc.comm.ipv4) === i.doc.name) this.byIp.delete(i.doc.comm.ipv4);
-    if (this.byMac.get(i.doc.comm.mac) === i.doc.name) this.byMac.delete(i.doc.comm.mac);
-    if (i.doc.comm.tap !== undefined && this.byTap.get(i.doc.comm.tap) === i.doc.name) this.byTap.delete(i.doc.comm.tap);
+    this.comm.remove(i.doc);
   }
 
   /**
@@ -384,7 +276,7 @@ export class InstanceStore extends EventEmitter {
    * writes and can never outlive a removal.
    */
   exclusive<T>(name: string, fn: (inst: StoredInstance) => T, incarnation?: StoredInstance): Promise<T> {
-    return this.serialized(name, async () => {
+    return this.serialized(name, () => {
       const inst = this.mustGet(name);
       if (incarnation && !sameIncarnation(inst, incarnation)) throw notFound('no such instance');
       return fn(inst);
@@ -392,7 +284,7 @@ export class InstanceStore extends EventEmitter {
   }
 
   /** Run `fn` after every earlier mutation of the same instance has settled. */
-  private serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  private serialized<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
     const run = (this.queues.get(name) ?? Promise.resolve()).then(fn, fn);
     const tail = run.catch(() => undefined);
     this.queues.set(name, tail);

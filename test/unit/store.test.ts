@@ -9,7 +9,8 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync, statSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { InstanceStore, STATE_FORMAT, STATE_VERSION } from '../../daemon/store.js';
+import { InstanceStore } from '../../daemon/store.js';
+import { STATE_FORMAT, STATE_VERSION } from '../../daemon/state-file.js';
 import { Keyring, loadMasterKey } from '../../daemon/keys.js';
 import { validateInstance } from '../../daemon/validate.js';
 import { FakeClock } from '../fakes/fake-clock.js';
