@@ -90,8 +90,8 @@ async function measure(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timi
 const unsaturated = (x: Agg, who: string): string =>
   x.stats['server cpu %']! < 85 ? `; ${who} not CPU-bound (${fmt(x.stats['server cpu %']!)} % of a core): wrk or another process limited it, compare CPU per request` : '';
 
-/** Measure `s` on both targets and record: bare, metad (ratio to bare, target ≥ 0.8), CPU per request, p99. */
-export async function measureScenario(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timing, opts: { detail: boolean } = { detail: true }): Promise<void> {
+/** Measure `s` on both targets and record: bare, metad (ratio to bare, target ≥ 0.8), CPU per request, p99 (unless `p99: false`). */
+export async function measureScenario(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timing, opts: { p99: boolean } = { p99: true }): Promise<void> {
   const { bare: b, metad: m } = await measure(ctx, t, s, tm);
   const unit = s.unit ?? 'req/s';
   const bareName = `bare node:http, ${s.label}`;
@@ -106,7 +106,6 @@ export async function measureScenario(ctx: SuiteContext, t: GuestTargets, s: Sce
     target: { op: '>=', value: Math.round(0.8 * b.value) },
     note: `median of ${tm.runs}; target = 0.8 x bare; rate limit raised for the bench (1e9/s)${extra}${unsaturated(m, 'metad')}`,
   });
-  if (!opts.detail) return;
   ctx.record({
     name: `CPU per request bare/metad, ${s.label}`,
     value: b.stats['cpu µs/req']! / m.stats['cpu µs/req']!,
@@ -114,6 +113,7 @@ export async function measureScenario(ctx: SuiteContext, t: GuestTargets, s: Sce
     stats: { 'bare µs/req': b.stats['cpu µs/req']!, 'metad µs/req': m.stats['cpu µs/req']! },
     note: 'info: server CPU (all threads) per request, generator-independent form of the req/s ratio (1 = as cheap as bare)',
   });
+  if (!opts.p99) return;
   ctx.record({
     name: `metad/bare p99 latency, ${s.label}`,
     value: m.stats['p99 ms']! / b.stats['p99 ms']!,
