@@ -19,9 +19,8 @@ import { RateLimiter } from './rate-limit.js';
 import { TokenIssuer, TOKEN_HEADER } from './tokens.js';
 import { SeedPool } from './seed-pool.js';
 import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, prepare, send } from './answer.js';
-import { ec2, tokenKey } from './ec2.js';
-import { openstack } from './openstack.js';
-import { ganeti } from './ganeti.js';
+import { tokenKey } from './ec2.js';
+import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { HTTP_STATUS } from '../errors.js';
@@ -40,15 +39,6 @@ const REFUSED_LOG_INTERVAL_MS = 1000;
 
 const NOT_FOUND = prepare(fail(404));
 const UNAUTHORIZED = prepare(fail(401));
-
-type Dialect = 'ec2' | 'openstack' | 'ganeti';
-
-/** '/openstack/…' -> 'openstack'; EC2 owns everything else (its versions are at the root). */
-function dialectOf(path: string): Dialect {
-  if (path.startsWith('/openstack') && (path.length === 10 || path[10] === '/')) return 'openstack';
-  if (path.startsWith('/ganeti') && (path.length === 7 || path[7] === '/')) return 'ganeti';
-  return 'ec2';
-}
 
 export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
   const d: GuestDeps = { ...s, cache: new AnswerCache(s.config.guest.cacheInstances), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
@@ -100,9 +90,6 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     return true;
   };
 
-  const dispatch = (r: GuestRequest, dialect: Dialect): Answer | Promise<Answer> =>
-    dialect === 'openstack' ? openstack(r) : dialect === 'ganeti' ? ganeti(r) : ec2(r);
-
   /** Cache misses and everything stateful: the dialects decide, cacheable answers are kept. */
   const slow = async (req: IncomingMessage, res: ServerResponse, inst: StoredInstance, path: string, query: string, dialect: Dialect): Promise<void> => {
     const name = inst.doc.name;
@@ -122,7 +109,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     };
     let answer: Answer;
     try {
-      answer = await dispatch(r, dialect);
+      answer = await dialect.handle(r);
     } catch (err) {
       // Operational errors (a truncated upload, a full state dir) answer their status and are
       // logged like any refusal (sampled); only real bugs log a stack.
@@ -144,12 +131,14 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const inst = s.store.byAddress(ip);
     if (!inst) {
       warnUnknown(ip, now);
-      return send(res, NOT_FOUND, d.seeds);
+      send(res, NOT_FOUND, d.seeds);
+      return;
     }
     const retry = limiter.take(inst.doc.name, now);
     if (retry > 0) {
       logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '', now);
-      return send(res, prepare(fail(429, { 'Retry-After': String(retry) })), d.seeds);
+      send(res, prepare(fail(429, { 'Retry-After': String(retry) })), d.seeds);
+      return;
     }
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -157,17 +146,19 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     // '//latest/meta-data/x' (the AWS SDK for JavaScript) is served as '/latest/meta-data/x'.
     if (path.startsWith('//')) path = path.replace(/^\/+/, '/');
     const dialect = dialectOf(path);
-    // EC2 paths check a token when one is sent; an instance that requires IMDSv2 needs one on
-    // every dialect, or a GET-only SSRF inside the guest could read its user data and secrets
-    // through /openstack or /ganeti instead.
-    const tokenChecked = dialect === 'ec2' || inst.doc.ec2?.imdsV2 === 'required';
+    // Every dialect checks tokens when the instance requires IMDSv2; EC2 also whenever one is sent.
+    const tokenChecked = dialect.tokens === 'whenSent' || inst.doc.ec2?.imdsV2 === 'required';
     if (tokenChecked && !path.endsWith('/api/token') && !tokenOk(inst, req.headers[TOKEN_HEADER], now)) {
       logRefused(inst.doc.name, 401, req.method ?? '', path, now);
-      return send(res, UNAUTHORIZED, d.seeds);
+      send(res, UNAUTHORIZED, d.seeds);
+      return;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
       const hit: Prepared | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
-      if (hit) return send(res, hit, d.seeds);
+      if (hit) {
+        send(res, hit, d.seeds);
+        return;
+      }
     }
     void slow(req, res, inst, path, q === -1 ? '' : url.slice(q + 1), dialect);
   };
