@@ -5,14 +5,14 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { createDaemon, type Daemon } from './daemon.js';
 import type { Config } from './config.js';
 import { normalizeAddress } from './net.js';
 import { EV } from './events.js';
 import { SocketGuard } from './socket-guard.js';
+import { listenAdminSocket } from './admin-socket.js';
 
 export interface Running {
   daemon: Daemon;
@@ -23,38 +23,15 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** Remove a stale socket file left by a crashed daemon; refuse to steal a live one. */
-async function clearStaleSocket(path: string): Promise<void> {
-  try {
-    const st = await lstat(path);
-    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-  if (alive) throw new Error(`another daemon is listening on ${path}`);
-  await unlink(path);
-}
-
-function listen(server: http.Server, target: string | { host: string; port: number }): Promise<void> {
+function listen(server: http.Server, target: { host: string; port: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    const done = (): void => {
-      server.off('error', reject);
-      resolve();
-    };
     // A deep accept queue: a boot storm of a thousand guests connecting at once must not see
     // SYNs dropped (the default 511 overflowed in bench/suites/storm.ts; the kernel caps this).
-    if (typeof target === 'string') server.listen({ path: target, backlog: 4096 }, done);
-    else server.listen({ port: target.port, host: target.host, backlog: 4096 }, done);
+    server.listen({ port: target.port, host: target.host, backlog: 4096 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
 }
 
@@ -118,10 +95,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const adminCallback = daemon.adminApp.callback();
   const adminServer = http.createServer((req, res) => void adminCallback(req, res));
   const sock = cfg.admin.socket;
-  await mkdir(dirname(sock), { recursive: true, mode: 0o750 });
-  await clearStaleSocket(sock);
-  await listen(adminServer, sock);
-  await chmod(sock, parseInt(cfg.admin.socketMode, 8));
+  await listenAdminSocket(adminServer, sock, parseInt(cfg.admin.socketMode, 8));
   const guestServers: http.Server[] = [];
   const guestAddresses: { host: string; port: number }[] = [];
   try {
