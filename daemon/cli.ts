@@ -6,12 +6,15 @@
  * young generation small: loading 10k state files otherwise leaves ~20 MiB of retained semi-space
  * (RSS 115 -> 94 MiB at 10k instances, guest throughput unchanged; bench/suites/registry.ts).
  */
+// First: from here on SIGUSR1 can never open node's inspector (daemon/no-inspector.ts).
+import './no-inspector.js';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { handleSignals, runDaemon } from './main.js';
+import { runDaemon } from './main.js';
+import { handleSignals } from './signals.js';
 import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
 import { validateInstance } from './validate.js';
 import { instanceSchema } from './model.js';

@@ -9,6 +9,8 @@ export const EVENTS = {
   stopping: { msg: 'metad stopping', level: 'info', fields: 'signal' },
   stopped: { msg: 'metad stopped', level: 'info', fields: '' },
   shutdownFailed: { msg: 'shutdown failed', level: 'error', fields: 'err' },
+  signalIgnored: { msg: 'signal ignored', level: 'warn', fields: 'signal (SIGUSR1: node would open its inspector; metad keeps it closed)' },
+  inspectorClosed: { msg: 'node inspector closed', level: 'warn', fields: '— (a SIGUSR1 during start had opened it)' },
   instancesLoaded: { msg: 'instances loaded', level: 'info', fields: 'instances, quarantined' },
   quarantined: { msg: 'state file quarantined', level: 'error', fields: 'file, quarantinedAs (null: could not be moved, left in place and not loaded), reason, moveFailed?' },
   outsideCommRange: { msg: 'instance outside the comm range', level: 'warn', fields: 'instance, commRange (loaded anyway; new writes must be in range)' },

@@ -1,7 +1,7 @@
 /**
- * The process edge: the only module that reads process.env, opens sockets and handles signals.
- * `runDaemon` builds the graph with createDaemon, binds the admin app to its unix socket
- * (mode from config) and the guest app to its listeners, and shuts down cleanly on SIGTERM/SIGINT.
+ * The process edge: opens the sockets. `runDaemon` builds the graph with createDaemon, binds the
+ * admin app to its unix socket (daemon/admin-socket.ts) and the guest app to its listeners, and
+ * returns a handle whose `close()` shuts it all down (signals: daemon/signals.ts).
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -129,28 +129,4 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     await unlink(sock).catch(() => undefined);
   };
   return { daemon, adminServer, guestServers, guestAddresses, close };
-}
-
-/** Wire SIGTERM/SIGINT to a clean shutdown: stop accepting, wipe secrets, flush logs, exit. */
-export function handleSignals(r: Running, log: Logger): void {
-  let stopping = false;
-  const stop = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal: sig }, EV.stopping);
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
-    r.close()
-      .then(() => {
-        log.info(EV.stopped);
-        log.flush();
-        setTimeout(() => process.exit(0), 50).unref();
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, EV.shutdownFailed);
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }

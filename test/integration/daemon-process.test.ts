@@ -5,43 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync, readdirSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, sampleInstance } from '../support/daemon.js';
+import { CLI, admin, startProcess, writeConfig } from '../support/process.js';
 import { isRoot, skipOrFail } from '../support/env.js';
-
-const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
-
-function writeConfig(dir: string, stateDir = join(dir, 'state')): string {
-  const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify({
-    stateDir,
-    admin: { socket: join(dir, 'admin.sock') },
-    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
-    log: { level: 'info' },
-  }));
-  return file;
-}
-
-async function startProcess(config: string, sock: string): Promise<{ child: ChildProcess; out: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c) => (out += c));
-  child.stderr!.on('data', (c) => (out += c));
-  for (let i = 0; i < 200; i++) {
-    if (out.includes('metad started')) return { child, out: () => out };
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`daemon did not start (socket ${sock}): ${out}`);
-}
-
-const admin = (sock: string, method: string, path: string, body?: unknown) =>
-  request({ socketPath: sock, method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, body === undefined ? undefined : JSON.stringify(body));
 
 test('metad serve: socket 0660, kill -9 loses no acknowledged write, SIGTERM is clean', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-proc-'));

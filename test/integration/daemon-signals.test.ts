@@ -1,0 +1,65 @@
+/**
+ * Signals to the real `metad serve` process: SIGUSR1 never opens node's inspector (not after
+ * the start, not during it) and the daemon keeps serving.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { request, sampleInstance } from '../support/daemon.js';
+import { admin, catchesSignal, listeningTcpPorts, startProcess, writeConfig, type DaemonProcess } from '../support/process.js';
+
+const SIGUSR1 = 10;
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-sig-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function servesGuest(p: DaemonProcess, sock: string): Promise<void> {
+  await admin(sock, 'PUT', '/v1/instances/vm1', sampleInstance(1));
+  const r = await request({ host: '127.0.0.1', port: p.guestPort, localAddress: '127.0.0.2', path: '/latest/meta-data/hostname' });
+  assert.equal(r.status, 200);
+  assert.equal(r.text, 'vm1');
+}
+
+test('SIGUSR1 opens no inspector: no new listener, logged, still serving', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'admin.sock');
+  const p = await startProcess(writeConfig(dir), sock);
+  t.after(() => p.child.kill('SIGKILL'));
+  const pid = p.child.pid!;
+  const before = listeningTcpPorts(pid);
+  assert.deepEqual(before, [p.guestPort], 'only the guest door listens on TCP');
+  process.kill(pid, 'SIGUSR1');
+  for (let i = 0; i < 200 && !p.out().includes('"msg":"signal ignored"'); i++) await delay(25);
+  assert.match(p.out(), /"signal":"SIGUSR1".*"msg":"signal ignored"/);
+  assert.deepEqual(listeningTcpPorts(pid), before, 'no inspector port (9229 or any other) opened');
+  assert.ok(!p.out().includes('Debugger listening'));
+  assert.equal(p.child.exitCode, null);
+  await servesGuest(p, sock);
+});
+
+test('SIGUSR1 all through the start: the inspector is closed before the daemon serves', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'admin.sock');
+  // From the moment node has installed its own handler (SigCgt; before that SIGUSR1 would kill
+  // any process) until "metad started", a SIGUSR1 every 5 ms: the early ones reach node before
+  // metad's entry module runs (on node 20 they open the inspector), the later ones metad itself.
+  let sender: NodeJS.Timeout | undefined;
+  t.after(() => clearInterval(sender));
+  const p = await startProcess(writeConfig(dir), sock, {}, async (child) => {
+    const pid = child.pid!;
+    for (let i = 0; i < 20_000 && !catchesSignal(pid, SIGUSR1); i++) if (i % 100 === 99) await delay(1);
+    sender = setInterval(() => child.kill('SIGUSR1'), 5);
+  });
+  clearInterval(sender);
+  t.after(() => p.child.kill('SIGKILL'));
+  await delay(200); // a pending inspector start (if any) would show by now
+  assert.deepEqual(listeningTcpPorts(p.child.pid!), [p.guestPort], 'no inspector port');
+  assert.equal(p.child.exitCode, null);
+  await servesGuest(p, sock);
+});

@@ -1,0 +1,82 @@
+/**
+ * The real `metad serve` as a child process, for tests of the process edge (signals, start
+ * failures, crash safety): a config file in a temp dir, start-and-wait-for-"metad started",
+ * the guest port it bound, and the TCP ports a process listens on (read from /proc).
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request, type Reply } from './daemon.js';
+
+export const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
+
+export function writeConfig(dir: string, stateDir = join(dir, 'state'), extra: Record<string, unknown> = {}): string {
+  const file = join(dir, 'config.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      stateDir,
+      admin: { socket: join(dir, 'admin.sock') },
+      guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+      log: { level: 'info' },
+      ...extra,
+    }),
+  );
+  return file;
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  out: () => string;
+  /** The guest port from the "metad started" line. */
+  guestPort: number;
+}
+
+/** Spawn `metad serve --config FILE` and wait (at most ~10 s) for "metad started". */
+export async function startProcess(config: string, sock: string, opts: SpawnOptions = {}, onSpawn?: (child: ChildProcess) => void | Promise<void>): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  await onSpawn?.(child);
+  for (let i = 0; i < 400; i++) {
+    const started = /"guest":\[\{"host":"[^"]+","port":(\d+)\}.*"msg":"metad started"/.exec(out);
+    if (started) return { child, out: () => out, guestPort: Number(started[1]) };
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`daemon did not start (socket ${sock}): ${out}`);
+}
+
+export const admin = (sock: string, method: string, path: string, body?: unknown): Promise<Reply> =>
+  request({ socketPath: sock, method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, body === undefined ? undefined : JSON.stringify(body));
+
+/** TCP ports process `pid` listens on: its socket fds matched against its netns' tcp tables. */
+export function listeningTcpPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      /* the fd closed meanwhile */
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode (index 9); st 0A = LISTEN
+      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports.sort((a, b) => a - b);
+}
+
+/** True once process `pid` has a handler (not the default) for signal number `sig`. */
+export function catchesSignal(pid: number, sig: number): boolean {
+  const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m !== null && (BigInt(`0x${m[1]!}`) & (1n << BigInt(sig - 1))) !== 0n;
+}
