@@ -8,7 +8,17 @@ import type { FromSchema } from 'json-schema-to-ts';
 
 /** A DNS-label style name: it is also a file name in the state dir, so no '/', no '..'. */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
-export const MAX_NAME_CHARS = 253;
+/** Linux NAME_MAX: the longest directory entry, in bytes (names are ASCII: bytes = characters). */
+export const FILE_NAME_MAX = 255;
+/** What the store appends to a name: instances/<name>.json. */
+export const STATE_FILE_SUFFIX = '.json';
+/**
+ * 250, not DNS's 253: the state file `<name>.json` must fit NAME_MAX (docs/design-notes.md).
+ * Every other file metad names (temp files, quarantined copies) is built so that it fits too.
+ */
+export const MAX_NAME_CHARS = FILE_NAME_MAX - STATE_FILE_SUFFIX.length;
+/** Hostnames are not file names: DNS's own limit (RFC 1035). */
+export const MAX_HOSTNAME_CHARS = 253;
 const NAME_RE = new RegExp(NAME_PATTERN);
 
 /** An instance name as the schema admits it: the one check for paths, files and bodies. */
@@ -73,9 +83,9 @@ export const instanceSchema = {
   additionalProperties: false,
   required: ['name', 'uuid', 'comm'],
   properties: {
-    name: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS, description: 'Unique name; also the state file name.' },
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS, description: 'Unique name; also the state file name (<name>.json), hence at most 250 characters.' },
     uuid: { type: 'string', format: 'uuid' },
-    hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS },
+    hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_HOSTNAME_CHARS },
     comm: {
       type: 'object',
       description: 'The comm NIC: the guest is identified by the source address of its connections.',

@@ -40,9 +40,13 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Atomically replace `dir/name` with `data`. */
+/**
+ * Atomically replace `dir/name` with `data`. The temp file's name is random and short
+ * (`.tmp-` + 16 hex digits), never derived from `name`: any `name` that fits NAME_MAX can be
+ * written, and removeStaleTemps finds leftovers by the prefix alone.
+ */
 export async function writeFileDurable(dir: string, name: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = join(dir, `${TMP_MARK}${name}.${randomBytes(6).toString('hex')}`);
+  const tmp = join(dir, `${TMP_MARK}${randomBytes(8).toString('hex')}`);
   let fd;
   try {
     fd = await open(tmp, 'wx', mode);

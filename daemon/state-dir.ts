@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Keyring } from './keys.js';
-import { isInstanceName, type StoredInstance } from './model.js';
+import { FILE_NAME_MAX, isInstanceName, type StoredInstance } from './model.js';
 import { moveDurable } from './persist.js';
 import { decodeStateFile } from './state-file.js';
 import { EV } from './events.js';
@@ -60,7 +60,9 @@ function readStateFile(dir: string, f: string, keyring: Keyring): StoredInstance
  * stays where it is and is not loaded: one bad file must not keep every other instance down.
  */
 export async function quarantineFile(dirs: { from: string; to: string }, f: string, reason: string, now: number, log: Logger): Promise<void> {
-  const dest = `${f}.${now}.${randomBytes(3).toString('hex')}`;
+  // '<file>.<ms>.<hex>', the file part cut so that the whole fits NAME_MAX (the log keeps it whole).
+  const suffix = `.${now}.${randomBytes(3).toString('hex')}`;
+  const dest = `${f.slice(0, FILE_NAME_MAX - suffix.length)}${suffix}`;
   try {
     await moveDurable(dirs.from, f, dirs.to, dest);
     log.error({ file: f, quarantinedAs: join(dirs.to, dest), reason }, EV.quarantined);
