@@ -15,6 +15,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { runDaemon } from './main.js';
 import { handleSignals } from './signals.js';
+import { notifyReady } from './notify.js';
 import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
 import { validateInstance } from './validate.js';
 import { instanceSchema } from './model.js';
@@ -98,6 +99,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
       await running.daemon.services.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
       process.stderr.write(demoBanner(cfg.admin.socket, running.guestAddresses[0]?.port ?? port));
     }
+    notifyReady(process.env, log);
     return await new Promise<number>(() => undefined); // runs until a signal exits the process
   } catch (err) {
     log.fatal({ err }, EV.startFailed);

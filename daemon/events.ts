@@ -10,6 +10,7 @@ export const EVENTS = {
   stopped: { msg: 'metad stopped', level: 'info', fields: '' },
   shutdownFailed: { msg: 'shutdown failed', level: 'error', fields: 'err' },
   signalIgnored: { msg: 'signal ignored', level: 'warn', fields: 'signal (SIGUSR1: node would open its inspector; metad keeps it closed)' },
+  notifyFailed: { msg: 'readiness notification failed', level: 'error', fields: 'err (systemd-notify --ready; the unit will time out starting)' },
   inspectorClosed: { msg: 'node inspector closed', level: 'warn', fields: '— (a SIGUSR1 during start had opened it)' },
   instancesLoaded: { msg: 'instances loaded', level: 'info', fields: 'instances, quarantined' },
   quarantined: { msg: 'state file quarantined', level: 'error', fields: 'file, quarantinedAs (null: could not be moved, left in place and not loaded), reason, moveFailed?' },

@@ -1,0 +1,48 @@
+/**
+ * Readiness without polling: under systemd (Type=notify) `metad serve` sends READY=1 once both
+ * doors listen. A python3 datagram socket stands in for systemd's NOTIFY_SOCKET (node has no
+ * unix datagram sockets); systemd-notify is the real one from the systemd package.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { request } from '../support/daemon.js';
+import { hasCommand, skipOrFail } from '../support/env.js';
+import { startProcess, writeConfig } from '../support/process.js';
+
+// recv() without room for ancillary data: the kernel closes the barrier fd systemd-notify passes,
+// which is how systemd acknowledges (systemd-notify then exits 0).
+const RECEIVER = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("bound", flush=True)
+while True:
+    print(s.recv(4096).decode().replace("\\n", " "), flush=True)
+`;
+
+test('metad serve: READY=1 reaches NOTIFY_SOCKET once the doors listen (Type=notify)', async (t) => {
+  if (skipOrFail(t, hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify (package systemd) and python3')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'metad-ready-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const notifySocket = join(dir, 'notify.sock');
+  const receiver = spawn('python3', ['-c', RECEIVER, notifySocket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => receiver.kill('SIGKILL'));
+  let got = '';
+  receiver.stdout.on('data', (c: Buffer) => (got += c.toString()));
+  for (let i = 0; i < 200 && !got.includes('bound'); i++) await delay(25);
+  assert.match(got, /bound/);
+
+  const sock = join(dir, 'admin.sock');
+  const p = await startProcess(writeConfig(dir), sock, { env: { ...process.env, NOTIFY_SOCKET: notifySocket } });
+  t.after(() => p.child.kill('SIGKILL'));
+  for (let i = 0; i < 400 && !got.includes('READY=1'); i++) await delay(25);
+  assert.match(got, /READY=1/, 'the service manager hears that metad is ready');
+  const r = await request({ host: '127.0.0.1', port: p.guestPort, path: '/' });
+  assert.equal(r.status, 404, 'and the guest door answers (an unknown source: 404)');
+  assert.ok(!p.out().includes('readiness notification failed'));
+});
