@@ -1,16 +1,22 @@
 /**
- * The admin API client: HTTP/1.1 over the daemon's unix socket (docs/admin-api.md), with got.
- * No retries, no redirects, no keep-alive: one short connection per request. Error statuses are
- * turned into ApiError (exit 1, or 4 for 404); failure to reach the socket into a CliError with
- * exit 3 naming the socket and the ways to choose another one.
+ * The one admin API client (docs/admin-api.md): HTTP/1.1 over the daemon's unix socket with
+ * node:http. metadctl, the tests (test/support/daemon.ts) and the benchmarks all use it.
+ * - `request` sends anything and returns any status (tests of the API itself);
+ * - the typed methods return `{status, body}` for the statuses the API documents and throw
+ *   ApiError for the others, ConnectError (exit 3) when the socket cannot be reached, and
+ *   TooLargeError before sending a document the daemon would refuse as too large.
+ * The answer types (cli/api-types.ts) are derived from the admin door's view functions.
  */
 import http from 'node:http';
-import got, { RequestError } from 'got';
-import { ApiError, CliError, EXIT, UsageError, type ErrorDetail } from './errors.js';
+import { isInstanceName, MAX_NAME_CHARS, type Visibility } from '../daemon/model.js';
+import type { Health, InstanceList, InstanceView, ParamsView, ParamsWrite } from './api-types.js';
+import { ApiError, CliError, ConnectError, EXIT, TooLargeError, UsageError, type ErrorDetail } from './errors.js';
 
 export const DEFAULT_SOCKET = '/run/metad/admin.sock';
 /** Ordinary requests: the daemon answers from memory or after one fsync'd write. */
 const DEFAULT_TIMEOUT_MS = 60_000;
+/** The smallest admin.maxBodyBytes the daemon's config schema allows (daemon/config.ts; a unit test keeps them equal). */
+export const MIN_MAX_BODY_BYTES = 1024;
 /** Errors that mean "nobody is listening there" (or we may not talk to it). */
 const CONNECT_ERRORS: Record<string, string> = {
   ENOENT: 'no such socket',
@@ -19,113 +25,245 @@ const CONNECT_ERRORS: Record<string, string> = {
   EPERM: 'operation not permitted',
   ENOTSOCK: 'not a socket',
   ENOTDIR: 'a path component is not a directory',
+  ENAMETOOLONG: 'the path is too long for a unix socket',
 };
+
+/** A typed answer: the status, the parsed body and the bytes as received (for --json). */
+export interface Answer<T> {
+  status: number;
+  body: T;
+  raw: Buffer;
+}
+
+export interface ClientOptions {
+  /** Sent as User-Agent. */
+  userAgent?: string;
+  /** Keep connections open between requests (benchmarks); default false: one short connection each. */
+  keepAlive?: boolean;
+  /** Parallel connections at most (default: unlimited). */
+  maxSockets?: number;
+}
 
 export interface RequestOptions {
   /** Sent as is. */
   body?: string | Buffer;
   /** Defaults to application/json when there is a body. */
   contentType?: string;
+  /** Extra headers (lower-case names win over the defaults). */
+  headers?: Record<string, string>;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
 
-export interface ApiResponse {
+export interface AdminReply {
   status: number;
-  contentType: string;
+  headers: http.IncomingHttpHeaders;
   body: Buffer;
 }
 
 export class AdminClient {
-  readonly #base: string;
-  readonly #agent = new http.Agent({ keepAlive: false });
+  readonly #agent: http.Agent;
+  readonly #userAgent: string;
+  #limit: Promise<number | undefined> | undefined;
 
   constructor(
     readonly socketPath: string,
-    readonly userAgent = 'metadctl',
+    opts: ClientOptions = {},
   ) {
     if (socketPath === '') throw new UsageError('the socket path is empty');
-    // got finds the socket path in the URL's path, up to the first ':'; the URL parser
-    // percent-encodes spaces and the like. Refuse what would not survive the round trip.
-    let ok = false;
-    try {
-      ok = new URL(`http://unix:${socketPath}:/v1`).pathname === `${socketPath}:/v1` && !socketPath.includes(':');
-    } catch {
-      ok = false;
-    }
-    if (!ok) {
-      throw new UsageError(`cannot use socket path ${JSON.stringify(socketPath)}`, [
-        "it must not contain ':', '?', '#', '%', spaces or non-ASCII characters; use a symlink with a plain name",
-      ]);
-    }
-    this.#base = `http://unix:${socketPath}:`;
+    this.#userAgent = opts.userAgent ?? 'metadctl';
+    this.#agent = new http.Agent({ keepAlive: opts.keepAlive ?? false, ...(opts.maxSockets ? { maxSockets: opts.maxSockets } : {}) });
   }
 
-  /** One request; any status comes back (use `expect` to turn error statuses into ApiError). */
-  async request(method: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse> {
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.userAgent };
-    if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
-    try {
-      const res = await got(`${this.#base}${path}`, {
-        method: method as 'GET',
-        headers,
-        ...(opts.body !== undefined ? { body: opts.body } : {}),
-        enableUnixSockets: true,
-        retry: { limit: 0 },
-        throwHttpErrors: false,
-        followRedirect: false,
-        decompress: false,
-        responseType: 'buffer',
-        agent: { http: this.#agent },
-        timeout: { request: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS },
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      });
-      return {
-        status: res.statusCode,
-        contentType: String(res.headers['content-type'] ?? ''),
-        body: res.body,
-      };
-    } catch (err) {
-      throw this.#translate(err, opts);
+  /** Close kept-alive connections. */
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** One request; any status comes back. Throws only when there is no complete answer. */
+  request(method: string, path: string, opts: RequestOptions = {}): Promise<AdminReply> {
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.#userAgent };
+    if (opts.body !== undefined) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(opts.body));
     }
+    for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = v;
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const settle = (fn: () => void): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const fail = (err: unknown): void => settle(() => reject(this.#translate(err, opts, timeoutMs)));
+      const req = http.request({ socketPath: this.socketPath, method, path, headers, agent: this.#agent, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
+      let res: http.IncomingMessage | undefined;
+      req.on('response', (r) => {
+        res = r;
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => settle(() => resolve({ status: r.statusCode ?? 0, headers: r.headers, body: Buffer.concat(chunks) })));
+        r.on('error', fail);
+        r.on('close', () => {
+          if (!r.complete) fail(Object.assign(new Error('answer cut short'), { code: 'ECONNRESET' }));
+        });
+      });
+      // The daemon may answer (413) and close before it read our whole body: then the answer
+      // counts, not the EPIPE/ECONNRESET of our write. The response's own events settle it.
+      req.on('error', (err) => {
+        if (res === undefined) fail(err);
+      });
+      req.end(opts.body);
+    });
   }
 
   /** Like `request`, but an answer outside `ok` becomes an ApiError. */
-  async expect(method: string, path: string, ok: readonly number[], opts: RequestOptions = {}): Promise<ApiResponse> {
+  async expect(method: string, path: string, ok: readonly number[], opts: RequestOptions = {}): Promise<AdminReply> {
     const res = await this.request(method, path, opts);
     if (!ok.includes(res.status)) throw apiError(res);
     return res;
   }
 
-  #translate(err: unknown, opts: RequestOptions): unknown {
-    if (opts.signal?.aborted) return err; // the caller asked for it
-    if (err instanceof RequestError) {
-      const reason = CONNECT_ERRORS[err.code];
-      if (reason !== undefined) {
-        return new CliError(`cannot connect to ${this.socketPath}: ${reason}`, EXIT.CONNECT, [
-          'choose the admin socket with --socket PATH or the METAD_SOCKET environment variable',
-        ]);
-      }
-      if (err.code === 'ETIMEDOUT') {
-        return new CliError(`no answer from the daemon on ${this.socketPath} within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)} s`, EXIT.API);
-      }
-      return new CliError(`request to ${this.socketPath} failed: ${err.message}`, EXIT.API);
+  // ---- typed methods, one per route of docs/admin-api.md -----------------------------------
+
+  health(): Promise<Answer<Health>> {
+    return this.#json('GET', '/v1/health', [200]);
+  }
+
+  list(): Promise<Answer<InstanceList>> {
+    return this.#json('GET', '/v1/instances', [200]);
+  }
+
+  show(name: string): Promise<Answer<InstanceView>> {
+    return this.#json('GET', instancePath(name), [200]);
+  }
+
+  /** PUT under the document's own name: 201 registered, 200 replaced. */
+  register(doc: { name: string }): Promise<Answer<InstanceView>> {
+    return this.#upload('PUT', instancePath(doc.name), [200, 201], JSON.stringify(doc), 'application/json');
+  }
+
+  /** RFC 7396 merge patch. */
+  patch(name: string, patch: object): Promise<Answer<InstanceView>> {
+    return this.#upload('PATCH', instancePath(name), [200], JSON.stringify(patch), 'application/merge-patch+json');
+  }
+
+  async remove(name: string): Promise<Answer<undefined>> {
+    return empty(await this.expect('DELETE', instancePath(name), [200, 204]));
+  }
+
+  params(name: string): Promise<Answer<ParamsView>> {
+    return this.#json('GET', instancePath(name, 'params'), [200]);
+  }
+
+  /** Merge into (PATCH) or, with `replace`, replace (PUT) the values of one visibility. */
+  setParams(name: string, visibility: Visibility, body: ParamsWrite, replace = false): Promise<Answer<ParamsView>> {
+    return this.#upload(replace ? 'PUT' : 'PATCH', instancePath(name, 'params', visibility), [200], JSON.stringify(body), 'application/json');
+  }
+
+  async unsetParam(name: string, visibility: Visibility, key: string): Promise<Answer<undefined>> {
+    return empty(await this.expect('DELETE', instancePath(name, 'params', visibility, key), [200, 204]));
+  }
+
+  async clearParams(name: string, visibility: Visibility): Promise<Answer<undefined>> {
+    return empty(await this.expect('DELETE', instancePath(name, 'params', visibility), [200, 204]));
+  }
+
+  /** Queue bytes for the guest; 413 (ApiError) when they do not fit in what is left of the buffer. */
+  sendPipe(name: string, data: Buffer): Promise<Answer<{ queuedBytes: number }>> {
+    return this.#json('POST', instancePath(name, 'pipe'), [200, 202], { body: data, contentType: 'application/octet-stream' });
+  }
+
+  /** Take what the guest wrote, waiting up to `waitSec` for bytes when there are none. */
+  async readPipe(name: string, opts: { waitSec?: number; signal?: AbortSignal } = {}): Promise<Answer<Buffer>> {
+    const path = instancePath(name, 'pipe');
+    const res = await this.expect('GET', opts.waitSec === undefined ? path : `${path}?wait=${opts.waitSec}`, [200], {
+      timeoutMs: ((opts.waitSec ?? 0) + 30) * 1000,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    return { status: res.status, body: res.body, raw: res.body };
+  }
+
+  password(name: string): Promise<Answer<{ password: string | null }>> {
+    return this.#json('GET', instancePath(name, 'password'), [200]);
+  }
+
+  async clearPassword(name: string): Promise<Answer<undefined>> {
+    return empty(await this.expect('DELETE', instancePath(name, 'password'), [200, 204]));
+  }
+
+  /** The PEM public key of the identity signatures (text, not JSON). */
+  async identityKey(): Promise<Answer<string>> {
+    const res = await this.expect('GET', '/v1/identity/public-key', [200]);
+    return { status: res.status, body: res.body.toString('utf8'), raw: res.body };
+  }
+
+  async #json<T>(method: string, path: string, ok: readonly number[], opts: RequestOptions = {}): Promise<Answer<T>> {
+    const res = await this.expect(method, path, ok, opts);
+    return { status: res.status, body: parseJson(res) as T, raw: res.body };
+  }
+
+  /** A JSON document upload: refused here when larger than the daemon's admin.maxBodyBytes. */
+  async #upload<T>(method: string, path: string, ok: readonly number[], body: string, contentType: string): Promise<Answer<T>> {
+    const bytes = Buffer.byteLength(body);
+    // Below the smallest limit a daemon can be configured with, no need to ask for it.
+    const limit = bytes > MIN_MAX_BODY_BYTES ? await this.#maxBodyBytes() : undefined;
+    if (limit !== undefined && bytes > limit) throw new TooLargeError('document', bytes, limit);
+    try {
+      return await this.#json<T>(method, path, ok, { body, contentType });
+    } catch (err) {
+      // A daemon that does not announce its limit still answers 413: same message, same exit code.
+      if (err instanceof ApiError && err.status === 413) throw new TooLargeError('document', bytes, limit);
+      throw err;
     }
-    return err;
+  }
+
+  /** The daemon's admin.maxBodyBytes from GET /v1/health, asked once per client; undefined from a daemon that does not announce it. */
+  #maxBodyBytes(): Promise<number | undefined> {
+    this.#limit ??= this.health().then(
+      (h) => {
+        const limit = (h.body as Partial<Health>).limits?.maxBodyBytes;
+        return typeof limit === 'number' ? limit : undefined;
+      },
+      (err: unknown) => {
+        this.#limit = undefined;
+        if (err instanceof ApiError) return undefined; // an older daemon: the 413 mapping still applies
+        throw err;
+      },
+    );
+    return this.#limit;
+  }
+
+  #translate(err: unknown, opts: RequestOptions, timeoutMs: number): Error {
+    if (opts.signal?.aborted) return err instanceof Error ? err : new Error('aborted'); // the caller asked for it
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const reason = CONNECT_ERRORS[code];
+    if (reason !== undefined) return new ConnectError(this.socketPath, reason);
+    if (code === 'ETIMEDOUT') return new CliError(`no answer from the daemon on ${this.socketPath} within ${Math.round(timeoutMs / 1000)} s`, EXIT.API);
+    // Node's messages for these name the syscall and code only ("write EPIPE"), never data.
+    return new CliError(`request to ${this.socketPath} failed: ${code || 'connection error'}`, EXIT.API);
   }
 }
 
+function empty(res: AdminReply): Answer<undefined> {
+  return { status: res.status, body: undefined, raw: res.body };
+}
+
 /** Parse a JSON answer; a daemon that sends something else is an error (exit 1). */
-export function parseJson<T>(res: ApiResponse): T {
+export function parseJson(res: AdminReply): unknown {
   try {
-    return JSON.parse(res.body.toString('utf8')) as T;
+    return JSON.parse(res.body.toString('utf8'));
   } catch {
-    throw new CliError(`the daemon sent an answer that is not JSON (status ${res.status}, ${res.contentType || 'no content type'})`, EXIT.API);
+    const type = res.headers['content-type'];
+    throw new CliError(`the daemon sent an answer that is not JSON (status ${res.status}, ${type ?? 'no content type'})`, EXIT.API);
   }
 }
 
 /** Build the ApiError for an error answer (`{code, message, details, incidentId}`), tolerating other bodies. */
-export function apiError(res: ApiResponse): ApiError {
+export function apiError(res: AdminReply): ApiError {
   let body: unknown;
   try {
     body = JSON.parse(res.body.toString('utf8'));
@@ -143,7 +281,7 @@ export function apiError(res: ApiResponse): ApiError {
     for (const d of obj.details as unknown[]) {
       if (typeof d === 'object' && d !== null) {
         const { path, message: m } = d as Record<string, unknown>;
-        details.push({ path: typeof path === 'string' ? path : '', message: typeof m === 'string' ? m : String(m) });
+        details.push({ path: typeof path === 'string' ? path : '', message: typeof m === 'string' ? m : '' });
       }
     }
   }
@@ -152,13 +290,18 @@ export function apiError(res: ApiResponse): ApiError {
 }
 
 /**
- * `/v1/instances/{name}` and below, with every segment encoded. An empty, `.` or `..` segment is
- * a usage error: URL handling would drop it and aim the request at the parent resource
- * (`params unset web1 --visibility secret ""` would clear every secret).
+ * `/v1/instances/{name}` and below, with every segment encoded. A name the daemon would refuse
+ * is a usage error here (exit 2, for every command alike), and so is an empty, `.` or `..`
+ * segment: URL handling would drop it and aim the request at the parent resource
+ * (`params unset web1 --visibility secret ""` would clear every secret). Messages never echo
+ * the argument.
  */
 export function instancePath(name: string, ...rest: string[]): string {
-  for (const seg of [name, ...rest]) {
-    if (seg === '' || seg === '.' || seg === '..') throw new UsageError(`invalid name ${JSON.stringify(seg)}: names cannot be empty, "." or ".."`);
+  if (!isInstanceName(name)) {
+    throw new UsageError('invalid instance name', [`names are DNS names: lower-case letters, digits and '-', dot-separated labels, at most ${MAX_NAME_CHARS} characters`]);
+  }
+  for (const seg of rest) {
+    if (seg === '' || seg === '.' || seg === '..') throw new UsageError('invalid name: names cannot be empty, "." or ".."');
   }
   return ['/v1/instances', name, ...rest].map((s, i) => (i === 0 ? s : encodeURIComponent(s))).join('/');
 }

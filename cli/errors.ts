@@ -39,6 +39,37 @@ export class UsageError extends CliError {
   }
 }
 
+/** The admin socket cannot be reached: exit 3, with the ways to choose another socket. */
+export class ConnectError extends CliError {
+  constructor(
+    readonly socketPath: string,
+    readonly reason: string,
+  ) {
+    super(`cannot connect to ${socketPath}: ${reason}`, EXIT.CONNECT, [
+      'choose the admin socket with --socket PATH or the METAD_ADMIN_SOCKET environment variable',
+    ]);
+    this.name = 'ConnectError';
+  }
+}
+
+/**
+ * A document (or pipe data) larger than the daemon accepts: refused before sending, so the user
+ * always gets this message and never a write error from a socket the daemon closed on a 413.
+ */
+export class TooLargeError extends UsageError {
+  constructor(
+    readonly what: 'document' | 'data',
+    readonly bytes: number,
+    readonly limit: number | undefined,
+  ) {
+    super(
+      limit === undefined ? `${what} larger than the daemon accepts (${bytes} bytes)` : `${what} larger than ${limit} bytes (${bytes} bytes)`,
+      what === 'document' ? ['the limit is the daemon setting admin.maxBodyBytes'] : ['the limit is the daemon setting pipe.maxBytes'],
+    );
+    this.name = 'TooLargeError';
+  }
+}
+
 /** One entry of an error body's `details`. */
 export interface ErrorDetail {
   path: string;

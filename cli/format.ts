@@ -4,49 +4,7 @@
  * printed; public values and names are escaped when they hold control characters so that a
  * value cannot rewrite the admin's terminal.
  */
-import type { PublicDoc } from '../daemon/model.js';
-
-/** GET /v1/instances: one row. */
-export interface Summary {
-  name: string;
-  uuid: string;
-  hostname?: string | null;
-  commIpv4: string;
-  commMac: string;
-  tap?: string | null;
-  generation: number;
-  updatedAt: string;
-}
-
-export interface SecretInfo {
-  name: string;
-  expiresAt: string;
-  claimOnce: boolean;
-  claimedAt: string | null;
-}
-
-export interface Status {
-  createdAt: string;
-  updatedAt: string;
-  generation: number;
-  params: { public: string[]; private: string[]; secret: SecretInfo[] };
-  iamRole: string | null;
-  password: boolean;
-  pipe: { toGuestBytes: number; toHostBytes: number };
-}
-
-/** GET/PUT/PATCH /v1/instances/{name}. */
-export interface View {
-  instance: PublicDoc;
-  status: Status;
-}
-
-/** GET /v1/instances/{name}/params (and the PUT/PATCH answers). */
-export interface ParamsAnswer {
-  public: Record<string, string>;
-  private: string[];
-  secret: SecretInfo[];
-}
+import type { InstanceSummary, InstanceView, ParamsView, SecretInfo } from './api-types.js';
 
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|^\s|\s$/;
@@ -54,7 +12,7 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|^\s|\s$/;
 /** A string as it may be shown on a terminal: quoted JSON-style when it holds control characters or edge blanks. */
 export function display(value: unknown): string {
   if (value === undefined || value === null || value === '') return '-';
-  const s = typeof value === 'string' ? value : String(value);
+  const s = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
   return UNSAFE.test(s) ? JSON.stringify(s) : s;
 }
 
@@ -69,7 +27,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)].map((l) => `${l}\n`).join('');
 }
 
-export function formatList(instances: readonly Summary[]): string {
+export function formatList(instances: readonly InstanceSummary[]): string {
   return table(
     ['NAME', 'UUID', 'COMM IPV4', 'MAC', 'TAP', 'GEN'],
     instances.map((s) => [display(s.name), display(s.uuid), display(s.commIpv4), display(s.commMac), display(s.tap), display(s.generation)]),
@@ -96,8 +54,8 @@ function field(label: string, values: readonly string[], width: number, indent =
   return values.map((v, i) => `${i === 0 ? head : ' '.repeat(head.length)}${v}\n`).join('');
 }
 
-function bytes(n: unknown): string {
-  return typeof n === 'number' ? `${n} byte${n === 1 ? '' : 's'}` : '-';
+function bytes(n: number): string {
+  return `${n} byte${n === 1 ? '' : 's'}`;
 }
 
 function publicLines(values: Record<string, string> | undefined, names: readonly string[] | undefined): string[] {
@@ -107,13 +65,11 @@ function publicLines(values: Record<string, string> | undefined, names: readonly
 }
 
 /** The `show` summary. */
-export function formatView(view: View, now = Date.now()): string {
-  const doc = view.instance ?? ({} as PublicDoc);
-  const st: Partial<Status> = view.status ?? {};
+export function formatView(view: InstanceView, now = Date.now()): string {
+  const doc = view.instance;
+  const st = view.status;
   const W = 14;
-  const comm = doc.comm
-    ? [display(doc.comm.ipv4), display(doc.comm.mac), ...(doc.comm.tap ? [`tap ${display(doc.comm.tap)}`] : [])].join('  ')
-    : '-';
+  const comm = [display(doc.comm.ipv4), display(doc.comm.mac), ...(doc.comm.tap ? [`tap ${display(doc.comm.tap)}`] : [])].join('  ');
   let out = '';
   out += field('Name', [display(doc.name)], W);
   out += field('UUID', [display(doc.uuid)], W);
@@ -125,22 +81,22 @@ export function formatView(view: View, now = Date.now()): string {
   out += field('Updated', [display(st.updatedAt)], W);
   out += 'Parameters:\n';
   const P = W - 2; // values line up with the fields above
-  out += field('public', publicLines(doc.params?.public, st.params?.public), P, '  ');
-  const priv = (st.params?.private ?? []).map(display);
+  out += field('public', publicLines(doc.params?.public, st.params.public), P, '  ');
+  const priv = st.params.private.map(display);
   out += field('private', priv.length ? [`${priv.join(', ')}  (values not shown)`] : [], P, '  ');
-  out += field('secret', (st.params?.secret ?? []).map((s) => formatSecretInfo(s, now)), P, '  ');
+  out += field('secret', st.params.secret.map((s) => formatSecretInfo(s, now)), P, '  ');
   out += field('IAM role', [st.iamRole ? display(st.iamRole) : 'none'], W);
-  out += field('Password set', [st.password === undefined ? '-' : st.password ? 'yes' : 'no'], W);
-  out += field('Pipe', [`${bytes(st.pipe?.toGuestBytes)} to guest, ${bytes(st.pipe?.toHostBytes)} to host`], W);
+  out += field('Password set', [st.password ? 'yes' : 'no'], W);
+  out += field('Pipe', [`${bytes(st.pipe.toGuestBytes)} to guest, ${bytes(st.pipe.toHostBytes)} to host`], W);
   return out;
 }
 
 /** `params show`. */
-export function formatParams(p: ParamsAnswer, now = Date.now()): string {
+export function formatParams(p: ParamsView, now = Date.now()): string {
   let out = '';
   const W = 9;
   out += field('public', publicLines(p.public, undefined), W);
-  out += field('private', (p.private ?? []).map(display), W);
-  out += field('secret', (p.secret ?? []).map((s) => formatSecretInfo(s, now)), W);
+  out += field('private', p.private.map(display), W);
+  out += field('secret', p.secret.map((s) => formatSecretInfo(s, now)), W);
   return out;
 }

@@ -13,6 +13,7 @@ import { isInstanceName } from '../../daemon/model.js';
 import { instanceRoutes } from './instances.js';
 import { paramRoutes } from './params.js';
 import { pipeRoutes } from './pipe.js';
+import { healthOf } from './views.js';
 
 export function createAdminApp(s: Services): Koa {
   const app = new Koa();
@@ -24,7 +25,7 @@ export function createAdminApp(s: Services): Koa {
     return next();
   });
   router.get('/health', (ctx) => {
-    ctx.body = { status: 'ok', instances: s.store.size };
+    ctx.body = healthOf(s);
   });
   router.get('/identity/public-key', (ctx) => {
     ctx.type = 'application/x-pem-file';

@@ -5,6 +5,15 @@
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
 
+/** GET /v1/health: liveness, and the body limits a client must respect (metadctl checks them before sending). */
+export function healthOf(s: Pick<Services, 'store' | 'config'>) {
+  return {
+    status: 'ok' as const,
+    instances: s.store.size,
+    limits: { maxBodyBytes: s.config.admin.maxBodyBytes, pipeMaxBytes: s.config.pipe.maxBytes },
+  };
+}
+
 export function summaryOf(i: StoredInstance) {
   return {
     name: i.doc.name,

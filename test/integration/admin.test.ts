@@ -39,7 +39,7 @@ test('admin door: instance lifecycle', async (t) => {
   assert.equal(r.status, 404);
   assert.equal(r.json.code, 'NotFound');
   r = await d.admin('GET', '/v1/health');
-  assert.deepEqual(r.json, { status: 'ok', instances: 1 });
+  assert.deepEqual(r.json, { status: 'ok', instances: 1, limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 } });
 });
 
 test('admin door: the socket is created with mode 0660', async (t) => {

@@ -8,7 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../../cli/metadctl.js';
-import { startTestDaemon } from '../support/daemon.js';
+import { sampleInstance, startTestDaemon } from '../support/daemon.js';
 
 async function ctl(socket: string, args: string[], stdin = '') {
   const out = new PassThrough();
@@ -101,4 +101,37 @@ test('metadctl: an empty or dot key is a usage error, never "clear everything"',
   const r = await d.admin('PROPFIND', '/v1/instances/vm1');
   assert.ok(r.status === 405 || r.status === 501);
   assert.equal(r.json.code, 'MethodNotAllowed', 'every admin error is JSON from the closed table');
+});
+
+test('metadctl: an oversize register or patch always says "document larger than N bytes" (exit 2), never EPIPE', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const sock = d.config.admin.socket;
+  const limit = d.config.admin.maxBodyBytes;
+  assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
+  const big = join(d.dir, 'big.json');
+  writeFileSync(big, JSON.stringify({ ...sampleInstance(1), hostname: 'x'.repeat(limit) }));
+  const bigPatch = join(d.dir, 'big-patch.json');
+  writeFileSync(bigPatch, JSON.stringify({ hostname: 'y'.repeat(limit) }));
+  for (let i = 0; i < 30; i++) {
+    for (const args of [['register', big], ['patch', 'vm1', bigPatch]]) {
+      const r = await ctl(sock, args);
+      assert.equal(r.code, 2, `${args[0]} #${i}: ${r.err}`);
+      assert.match(r.err, new RegExp(`^metadctl: document larger than ${limit} bytes \\(\\d+ bytes\\)\\n`), `${args[0]} #${i}`);
+    }
+  }
+  assert.equal(d.daemon.services.store.get('vm1')?.doc.hostname, 'vm1', 'nothing changed');
+});
+
+test('admin client: a raw oversize request (no size check in the client) reads the 413', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
+  const doc = JSON.stringify({ ...sampleInstance(1), hostname: 'x'.repeat(4 * d.config.admin.maxBodyBytes) });
+  const data = Buffer.alloc(4 * d.config.pipe.maxBytes);
+  for (let i = 0; i < 30; i++) {
+    // The daemon answers 413 and closes while the client may still be writing: the answer counts.
+    assert.equal((await d.client.request('PUT', '/v1/instances/vm1', { body: doc })).status, 413, `PUT #${i}`);
+    assert.equal((await d.client.request('POST', '/v1/instances/vm1/pipe', { body: data, contentType: 'application/octet-stream' })).status, 413, `POST pipe #${i}`);
+  }
 });

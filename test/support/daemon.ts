@@ -1,7 +1,8 @@
 /**
  * Start the real daemon graph on real sockets for integration tests: temp state dir, admin
  * app on a unix socket, guest app on 127.0.0.1:0 (all of 127/8 stands in for guests), a sink
- * logger and an optional fake clock. `admin()` speaks HTTP over the unix socket.
+ * logger and an optional fake clock. The admin door is reached through the one admin client
+ * (cli/client.ts): `client` for typed calls, `admin()` for any request and any status.
  */
 import http from 'node:http';
 import jsonMergePatch from 'json-merge-patch';
@@ -12,6 +13,7 @@ import { buildConfig, type Config } from '../../daemon/config.js';
 import { createDaemon, type Daemon } from '../../daemon/daemon.js';
 import { createGuestServer } from '../../daemon/main.js';
 import type { Clock } from '../../daemon/clock.js';
+import { AdminClient } from '../../cli/client.js';
 import { sinkLogger, type LogSink } from './sink.js';
 
 export interface Reply {
@@ -19,25 +21,28 @@ export interface Reply {
   headers: http.IncomingHttpHeaders;
   body: Buffer;
   text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests index freely into JSON answers and assert on what they find
   json: any;
 }
 
+function reply(status: number, headers: http.IncomingHttpHeaders, body: Buffer): Reply {
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status, headers, body, text, json };
+}
+
+/** A plain node:http request (the guest door; raw admin exchanges go through `admin()`). */
 export function request(opts: http.RequestOptions, body?: string | Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(opts, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        const text = buf.toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text, json });
-      });
+      res.on('end', () => resolve(reply(res.statusCode ?? 0, res.headers, Buffer.concat(chunks))));
     });
     req.on('error', reject);
     if (body !== undefined) req.write(body);
@@ -51,6 +56,9 @@ export interface TestDaemon {
   daemon: Daemon;
   sink: LogSink;
   guestPort: number;
+  /** The admin client on this daemon's socket (typed methods, typed errors). */
+  client: AdminClient;
+  /** Any admin request, any status: JSON-encodes a non-string body and sends it as application/json unless `headers` say otherwise. */
   admin(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
   /** A guest request from source address `from` (127.0.0.x). */
   guest(from: string, method: string, path: string, headers?: Record<string, string>, body?: string | Buffer): Promise<Reply>;
@@ -67,28 +75,31 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
   const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
   const { sink, log } = sinkLogger();
   const daemon = await createDaemon(config, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
-  const adminServer = http.createServer(daemon.adminApp.callback());
+  const adminHandler = daemon.adminApp.callback();
+  const adminServer = http.createServer((req, res) => void adminHandler(req, res));
   await new Promise<void>((r) => adminServer.listen(config.admin.socket, r));
   const guestServer = createGuestServer(daemon, config, log);
   await new Promise<void>((r) => guestServer.listen(0, '0.0.0.0', r));
   const guestPort = (guestServer.address() as { port: number }).port;
   const agent = new http.Agent({ keepAlive: false });
+  const client = new AdminClient(config.admin.socket, { userAgent: 'metad-test' });
   return {
     dir,
     config,
     daemon,
     sink,
     guestPort,
-    admin(method, path, body, headers = {}) {
+    client,
+    async admin(method, path, body, headers = {}) {
       const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-      const h: Record<string, string> = { ...headers };
-      if (payload !== undefined && !h['content-type']) h['content-type'] = 'application/json';
-      return request({ socketPath: config.admin.socket, method, path, headers: h, agent }, payload);
+      const r = await client.request(method, path, { ...(payload !== undefined ? { body: payload } : {}), headers });
+      return reply(r.status, r.headers, r.body);
     },
     guest(from, method, path, headers = {}, body) {
       return request({ host: from === '::1' ? '::1' : '127.0.0.1', port: guestPort, localAddress: from, method, path, headers, agent }, body);
     },
     async close() {
+      client.close();
       await new Promise<void>((r) => {
         adminServer.close(() => r());
         adminServer.closeAllConnections();
@@ -103,10 +114,9 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
   };
 }
 
-let counter = 0;
 /** A valid instance document; `n` picks the comm address 127.0.0.(n+1). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests override and read nested fields freely
 export function sampleInstance(n: number, extra: Record<string, unknown> = {}): Record<string, any> {
-  counter++;
   const hex = n.toString(16).padStart(12, '0');
   return {
     name: `vm${n}`,

@@ -1,188 +1,13 @@
 /**
- * metadctl against a stub admin API: a node:http server on a unix socket in a temp dir that
- * records every request and answers as docs/admin-api.md says. Checks what each subcommand
- * sends, the exit codes and the human output. (Once routes/admin exists, an integration test
- * can run the same commands against the real createAdminApp.)
+ * metadctl against a stub admin API (test/support/admin-stub.ts): what each subcommand sends,
+ * the exit codes and the human output.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { main } from '../../cli/metadctl.js';
+import { describe, it } from 'node:test';
+import { file, jsonBody, only, PEM, run, stub, useAdminStub, UUID, VIEW, type Reply } from '../support/admin-stub.js';
 
-interface Recorded {
-  method: string;
-  url: string;
-  contentType: string | undefined;
-  body: Buffer;
-}
-
-interface Reply {
-  status: number;
-  json?: unknown;
-  body?: string | Buffer;
-  type?: string;
-}
-
-type Route = Reply | ((req: Recorded, nth: number) => Reply | Promise<Reply>);
-
-const UUID = '6f1c2a4e-8b3d-4c5e-9f10-1a2b3c4d5e6f';
-const VIEW = {
-  instance: {
-    name: 'web1',
-    uuid: UUID,
-    hostname: 'web1.example.org',
-    comm: { mac: '52:54:00:12:34:56', ipv4: '10.0.0.5', tap: 'tap-web1' },
-    params: { public: { MODE: 'prod', MOTD: 'line1\nline2' } },
-  },
-  status: {
-    createdAt: '2025-01-01T00:00:00.000Z',
-    updatedAt: '2025-01-02T03:04:05.000Z',
-    generation: 7,
-    params: {
-      public: ['MODE', 'MOTD'],
-      private: ['API_USER', 'DB_USER'],
-      secret: [
-        { name: 'DB_PASSWORD', expiresAt: '2099-01-01T00:00:00.000Z', claimOnce: true, claimedAt: null },
-        { name: 'TOKEN', expiresAt: '2099-02-01T00:00:00.000Z', claimOnce: false, claimedAt: null },
-      ],
-    },
-    iamRole: 'web-role',
-    password: false,
-    pipe: { toGuestBytes: 3, toHostBytes: 0 },
-  },
-};
-const SUMMARIES = [
-  { name: 'db1', uuid: '00000000-0000-4000-8000-000000000001', hostname: 'db1', commIpv4: '10.0.0.10', commMac: '52:54:00:00:00:10', generation: 12, updatedAt: '2025-01-01T00:00:00.000Z' },
-  { name: 'web1', uuid: UUID, hostname: 'web1', commIpv4: '10.0.0.5', commMac: '52:54:00:12:34:56', tap: 'tap-web1', generation: 7, updatedAt: '2025-01-02T00:00:00.000Z' },
-];
-const PARAMS = {
-  public: { MODE: 'prod' },
-  private: ['API_USER'],
-  secret: [{ name: 'DB_PASSWORD', expiresAt: '2099-01-01T00:00:00.000Z', claimOnce: true, claimedAt: '2025-01-03T00:00:00.000Z' }],
-};
-const NOT_FOUND: Reply = { status: 404, json: { code: 'NotFound', message: 'no instance named nope', details: [] } };
-const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n';
-
-let dir: string;
-let socket: string;
-let server: http.Server;
-let requests: Recorded[];
-let routes: Map<string, Route>;
-
-function defaultRoutes(): Map<string, Route> {
-  return new Map<string, Route>([
-    ['GET /v1/health', { status: 200, json: { status: 'ok', instances: 2 } }],
-    ['GET /v1/instances', { status: 200, json: { instances: SUMMARIES } }],
-    ['PUT /v1/instances/web1', { status: 201, json: VIEW }],
-    ['GET /v1/instances/web1', { status: 200, json: VIEW }],
-    ['GET /v1/instances/nope', NOT_FOUND],
-    ['PATCH /v1/instances/web1', { status: 200, json: VIEW }],
-    ['DELETE /v1/instances/web1', { status: 204 }],
-    ['GET /v1/instances/web1/params', { status: 200, json: PARAMS }],
-    ['PUT /v1/instances/web1/params/public', { status: 200, json: PARAMS }],
-    ['PATCH /v1/instances/web1/params/public', { status: 200, json: PARAMS }],
-    ['PATCH /v1/instances/web1/params/secret', { status: 200, json: PARAMS }],
-    ['PATCH /v1/instances/web1/params/private', { status: 200, json: PARAMS }],
-    ['DELETE /v1/instances/web1/params/secret', { status: 204 }],
-    ['DELETE /v1/instances/web1/params/public/MODE', { status: 204 }],
-    ['DELETE /v1/instances/web1/params/public/GONE', { status: 404, json: { code: 'NotFound', message: 'no public parameter GONE', details: [] } }],
-    ['DELETE /v1/instances/web1/params/public/REGION', { status: 204 }],
-    ['POST /v1/instances/web1/pipe', (req) => ({ status: 202, json: { queuedBytes: req.body.length } })],
-    ['GET /v1/instances/web1/pipe', { status: 200, body: Buffer.from([0x68, 0x69, 0x00, 0xff]), type: 'application/octet-stream' }],
-    ['GET /v1/instances/web1/password', { status: 200, json: { password: 'ZW5jcnlwdGVk' } }],
-    ['DELETE /v1/instances/web1/password', { status: 204 }],
-    ['GET /v1/identity/public-key', { status: 200, body: PEM, type: 'application/x-pem-file' }],
-  ]);
-}
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'metadctl-test-'));
-  socket = join(dir, 'admin.sock');
-  server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const rec: Recorded = { method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'], body: Buffer.concat(chunks) };
-      requests.push(rec);
-      const key = `${rec.method} ${rec.url.split('?')[0]}`;
-      const route = routes.get(key) ?? { status: 404, json: { code: 'NotFound', message: `no route ${key}`, details: [] } };
-      const nth = requests.filter((r) => `${r.method} ${r.url.split('?')[0]}` === key).length;
-      void Promise.resolve(typeof route === 'function' ? route(rec, nth) : route).then((reply) => {
-        if (reply.json !== undefined) {
-          res.writeHead(reply.status, { 'content-type': 'application/json' }).end(JSON.stringify(reply.json));
-        } else {
-          res.writeHead(reply.status, reply.type ? { 'content-type': reply.type } : {}).end(reply.body ?? '');
-        }
-      });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(socket, resolve));
-});
-
-after(async () => {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  await rm(dir, { recursive: true, force: true });
-});
-
-beforeEach(() => {
-  requests = [];
-  routes = defaultRoutes();
-});
-
-class Sink extends Writable {
-  chunks: Buffer[] = [];
-  constructor(private readonly onData?: (all: Buffer) => void) {
-    super();
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    this.onData?.(this.buffer);
-    cb();
-  }
-  get buffer(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-  get text(): string {
-    return this.buffer.toString('utf8');
-  }
-}
-
-interface RunOpts {
-  stdin?: string | Buffer;
-  env?: Record<string, string>;
-  noSocket?: boolean;
-  signal?: AbortSignal;
-  onStdout?: (all: Buffer) => void;
-}
-
-async function run(args: string[], opts: RunOpts = {}): Promise<{ code: number; out: string; err: string; outBuf: Buffer }> {
-  const stdout = new Sink(opts.onStdout);
-  const stderr = new Sink();
-  const stdin = Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]);
-  const argv = opts.noSocket ? args : ['--socket', socket, ...args];
-  const code = await main(argv, { stdout, stderr, stdin, env: opts.env ?? {}, ...(opts.signal ? { signal: opts.signal } : {}) });
-  return { code, out: stdout.text, err: stderr.text, outBuf: stdout.buffer };
-}
-
-function only(): Recorded {
-  assert.equal(requests.length, 1, `expected one request, got ${requests.map((r) => `${r.method} ${r.url}`).join(', ')}`);
-  return requests[0]!;
-}
-
-function jsonBody(r: Recorded): unknown {
-  return JSON.parse(r.body.toString('utf8'));
-}
-
-async function file(name: string, content: string): Promise<string> {
-  const p = join(dir, name);
-  await writeFile(p, content);
-  return p;
-}
+useAdminStub();
 
 describe('metadctl register', () => {
   const doc = { name: 'web1', uuid: UUID, comm: { mac: '52:54:00:12:34:56', ipv4: '10.0.0.5' } };
@@ -199,7 +24,7 @@ describe('metadctl register', () => {
   });
 
   it('says "replaced" on 200 and reads YAML from stdin with -', async () => {
-    routes.set('PUT /v1/instances/web1', { status: 200, json: VIEW });
+    stub.routes.set('PUT /v1/instances/web1', { status: 200, json: VIEW });
     const yaml = 'name: web1\nuuid: 6f1c2a4e-8b3d-4c5e-9f10-1a2b3c4d5e6f\ncomm:\n  mac: 52:54:00:12:34:56\n  ipv4: 10.0.0.5\n';
     const r = await run(['register', '-'], { stdin: yaml });
     assert.equal(r.code, 0, r.err);
@@ -216,40 +41,44 @@ describe('metadctl register', () => {
   it('exits 2 on invalid YAML without sending anything', async () => {
     const r = await run(['register', await file('bad.yaml', 'name: web1\ncomm: [unclosed\n')]);
     assert.equal(r.code, 2);
-    assert.equal(requests.length, 0);
+    assert.equal(stub.requests.length, 0);
     assert.match(r.err, /^metadctl: .*bad\.yaml is not valid JSON or YAML\n/);
   });
 
   it('exits 2 on an unreadable file, a document without name, or a list', async () => {
-    assert.equal((await run(['register', join(dir, 'missing.yaml')])).code, 2);
+    assert.equal((await run(['register', join(stub.dir, 'missing.yaml')])).code, 2);
     const noName = await run(['register', await file('noname.yaml', 'uuid: x\n')]);
     assert.equal(noName.code, 2);
     assert.match(noName.err, /has no "name"/);
     assert.equal((await run(['register', await file('list.yaml', '- a\n- b\n')])).code, 2);
-    assert.equal(requests.length, 0);
+    assert.equal(stub.requests.length, 0);
   });
 
   it('exits 2 on a bad file even when the socket is missing', async () => {
-    const r = await run(['--socket', join(dir, 'none.sock'), 'register', await file('bad2.yaml', '{')], { noSocket: true });
+    const r = await run(['--socket', join(stub.dir, 'none.sock'), 'register', await file('bad2.yaml', '{')], { noSocket: true });
     assert.equal(r.code, 2);
   });
 });
 
 describe('metadctl connection and usage errors', () => {
   it('exits 3 when the socket does not exist, naming it and the ways to pick another', async () => {
-    const missing = join(dir, 'missing.sock');
+    const missing = join(stub.dir, 'missing.sock');
     const r = await run(['--socket', missing, 'health'], { noSocket: true });
     assert.equal(r.code, 3);
     assert.ok(r.err.startsWith(`metadctl: cannot connect to ${missing}: no such socket\n`), r.err);
     assert.match(r.err, /--socket/);
-    assert.match(r.err, /METAD_SOCKET/);
+    assert.match(r.err, /METAD_ADMIN_SOCKET/);
   });
 
-  it('uses METAD_SOCKET when --socket is not given, and /run/metad/admin.sock otherwise', async () => {
-    const r = await run(['health'], { noSocket: true, env: { METAD_SOCKET: socket } });
+  it('uses METAD_ADMIN_SOCKET (as metad does) when --socket is not given, then the deprecated METAD_SOCKET, then /run/metad/admin.sock', async () => {
+    const r = await run(['health'], { noSocket: true, env: { METAD_ADMIN_SOCKET: stub.socket } });
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, 'ok (2 instances)\n');
-    const d = await run(['health'], { noSocket: true, env: { METAD_SOCKET: '' } });
+    const both = await run(['health'], { noSocket: true, env: { METAD_ADMIN_SOCKET: stub.socket, METAD_SOCKET: join(stub.dir, 'old.sock') } });
+    assert.equal(both.code, 0, 'METAD_ADMIN_SOCKET wins over the alias');
+    const alias = await run(['health'], { noSocket: true, env: { METAD_SOCKET: stub.socket } });
+    assert.equal(alias.code, 0, alias.err);
+    const d = await run(['health'], { noSocket: true, env: { METAD_ADMIN_SOCKET: '' } });
     assert.match(d.err, /\/run\/metad\/admin\.sock/);
   });
 
@@ -258,7 +87,7 @@ describe('metadctl connection and usage errors', () => {
       const r = await run(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     }
-    assert.equal(requests.length, 0);
+    assert.equal(stub.requests.length, 0);
   });
 
   it('--help and --version exit 0; the root help documents the exit codes', async () => {
@@ -290,7 +119,7 @@ describe('metadctl connection and usage errors', () => {
         { path: '', message: 'must have required property uuid' },
       ],
     };
-    routes.set('PATCH /v1/instances/web1', { status: 400, json: err });
+    stub.routes.set('PATCH /v1/instances/web1', { status: 400, json: err });
     const r = await run(['patch', 'web1', '-'], { stdin: '{"comm": {"mac": "x"}}' });
     assert.equal(r.code, 1);
     assert.equal(r.err, 'metadctl: invalid instance document\n  /comm/mac: must match pattern\n  (document): must have required property uuid\n');
@@ -300,7 +129,7 @@ describe('metadctl connection and usage errors', () => {
   });
 
   it('prints the incident id of a 500', async () => {
-    routes.set('GET /v1/health', { status: 500, json: { code: 'Internal', message: 'internal error', details: [], incidentId: 'inc-42' } });
+    stub.routes.set('GET /v1/health', { status: 500, json: { code: 'Internal', message: 'internal error', details: [], incidentId: 'inc-42' } });
     const r = await run(['health']);
     assert.equal(r.code, 1);
     assert.match(r.err, /inc-42/);
@@ -360,7 +189,7 @@ describe('metadctl instances', () => {
 
   it('remove and rm DELETE the instance', async () => {
     for (const cmd of ['remove', 'rm']) {
-      requests = [];
+      stub.requests = [];
       const r = await run([cmd, 'web1']);
       assert.equal(r.code, 0, r.err);
       assert.equal(only().method, 'DELETE');
@@ -369,10 +198,11 @@ describe('metadctl instances', () => {
     }
   });
 
-  it('encodes the name in the path', async () => {
-    const r = await run(['show', 'a/../b']);
-    assert.equal(r.code, 4);
-    assert.equal(only().url, '/v1/instances/a%2F..%2Fb');
+  it('sends a dotted name as it is', async () => {
+    stub.routes.set('GET /v1/instances/web1.example.org', { status: 200, json: VIEW });
+    const r = await run(['show', 'web1.example.org']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(only().url, '/v1/instances/web1.example.org');
   });
 
   it('patch sends a merge patch from a YAML file', async () => {
@@ -440,7 +270,7 @@ describe('metadctl params', () => {
       ['params', 'set', 'web1', '--visibility', 'public', '1BAD=x'],
       ['params', 'set', 'web1', '--visibility', 'public', 'A=1', 'A=2'],
       ['params', 'set', 'web1', '--visibility', 'public', 'A=-', 'B=-'],
-      ['params', 'set', 'web1', '--visibility', 'public', `A=@${join(dir, 'no-such-file')}`],
+      ['params', 'set', 'web1', '--visibility', 'public', `A=@${join(stub.dir, 'no-such-file')}`],
       ['params', 'set', 'web1', '--visibility', 'public', '--ttl', '60', 'A=1'],
       ['params', 'set', 'web1', '--visibility', 'private', '--claim-once', 'A=1'],
       ['params', 'set', 'web1', '--visibility', 'secret', '--ttl', 'soon', 'A=1'],
@@ -449,13 +279,13 @@ describe('metadctl params', () => {
       const r = await run(args, { stdin: 'x' });
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     }
-    assert.equal(requests.length, 0);
+    assert.equal(stub.requests.length, 0);
   });
 
   it('unset DELETEs each key, goes on after a 404 and exits 4', async () => {
     const r = await run(['params', 'unset', 'web1', '--visibility', 'public', 'MODE', 'GONE', 'REGION']);
     assert.deepEqual(
-      requests.map((q) => `${q.method} ${q.url}`),
+      stub.requests.map((q) => `${q.method} ${q.url}`),
       ['DELETE /v1/instances/web1/params/public/MODE', 'DELETE /v1/instances/web1/params/public/GONE', 'DELETE /v1/instances/web1/params/public/REGION'],
     );
     assert.equal(r.code, 4);
@@ -481,7 +311,7 @@ describe('metadctl pipe, password, identity-key, health', () => {
     assert.equal(only().body.toString(), 'hello');
     assert.equal(a.out, 'sent 5 bytes to web1 (5 bytes queued for the guest)\n');
     for (const args of [['pipe', 'send', 'web1', '-'], ['pipe', 'send', 'web1']]) {
-      requests = [];
+      stub.requests = [];
       const r = await run(args, { stdin: Buffer.from([0, 1, 2, 0xff]) });
       assert.equal(r.code, 0, r.err);
       assert.deepEqual([...only().body], [0, 1, 2, 0xff]);
@@ -489,7 +319,7 @@ describe('metadctl pipe, password, identity-key, health', () => {
   });
 
   it('pipe send: 413 exits 1', async () => {
-    routes.set('POST /v1/instances/web1/pipe', { status: 413, json: { code: 'PayloadTooLarge', message: 'pipe buffer full', details: [] } });
+    stub.routes.set('POST /v1/instances/web1/pipe', { status: 413, json: { code: 'PayloadTooLarge', message: 'pipe buffer full', details: [] } });
     const r = await run(['pipe', 'send', 'web1', 'x']);
     assert.equal(r.code, 1);
     assert.equal(r.err, 'metadctl: pipe buffer full\n');
@@ -501,14 +331,14 @@ describe('metadctl pipe, password, identity-key, health', () => {
     assert.equal(only().method, 'GET');
     assert.equal(only().url, '/v1/instances/web1/pipe?wait=5');
     assert.deepEqual([...r.outBuf], [0x68, 0x69, 0x00, 0xff]);
-    requests = [];
+    stub.requests = [];
     await run(['pipe', 'read', 'web1']);
     assert.equal(only().url, '/v1/instances/web1/pipe');
   });
 
   it('pipe read --follow loops with wait=30 until interrupted', async () => {
     const parts = ['he', '', 'llo'];
-    routes.set('GET /v1/instances/web1/pipe', (_req, nth) =>
+    stub.routes.set('GET /v1/instances/web1/pipe', (_req, nth) =>
       nth <= parts.length ? { status: 200, body: parts[nth - 1] ?? '' } : new Promise<Reply>(() => undefined),
     );
     const ac = new AbortController();
@@ -520,8 +350,8 @@ describe('metadctl pipe, password, identity-key, health', () => {
     });
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, 'hello');
-    assert.ok(requests.length >= 4);
-    for (const q of requests) assert.equal(q.url, '/v1/instances/web1/pipe?wait=30');
+    assert.ok(stub.requests.length >= 4);
+    for (const q of stub.requests) assert.equal(q.url, '/v1/instances/web1/pipe?wait=30');
   });
 
   it('password show prints it; clear DELETEs it', async () => {
@@ -529,12 +359,12 @@ describe('metadctl pipe, password, identity-key, health', () => {
     assert.equal(s.code, 0, s.err);
     assert.equal(only().url, '/v1/instances/web1/password');
     assert.equal(s.out, 'ZW5jcnlwdGVk\n');
-    routes.set('GET /v1/instances/web1/password', { status: 200, json: { password: null } });
+    stub.routes.set('GET /v1/instances/web1/password', { status: 200, json: { password: null } });
     const none = await run(['password', 'show', 'web1']);
     assert.equal(none.code, 0);
     assert.equal(none.out, '');
     assert.match(none.err, /no password set/);
-    requests = [];
+    stub.requests = [];
     const c = await run(['password', 'clear', 'web1']);
     assert.equal(c.code, 0, c.err);
     assert.equal(only().method, 'DELETE');
