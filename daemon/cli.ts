@@ -11,7 +11,7 @@ import './no-inspector.js';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { runDaemon } from './main.js';
 import { handleSignals } from './signals.js';
@@ -82,10 +82,12 @@ export async function main(argv: string[]): Promise<number> {
 
 async function serve(opts: { config?: string; demo?: boolean; port: string }): Promise<number> {
   const port = Number(opts.port);
+  const file = opts.config ?? process.env.METAD_CONFIG;
+  // How the configuration is read, at start and again on SIGHUP.
+  const reread = (): Readonly<Config> => loadConfig(opts.demo ? { raw: demoConfig(port) } : { file: file || undefined }, process.env);
   let cfg;
   try {
-    const file = opts.config ?? process.env.METAD_CONFIG;
-    cfg = loadConfig(opts.demo ? { raw: demoConfig(port) } : { file: file || undefined }, process.env);
+    cfg = reread();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`metad: ${err.message}\n`);
@@ -94,7 +96,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
   const log = createLogger({ level: cfg.log.level });
   try {
     const running = await runDaemon(cfg, log);
-    handleSignals(running, log);
+    handleSignals(running, log, reread);
     if (opts.demo) {
       await running.daemon.services.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
       process.stderr.write(demoBanner(cfg.admin.socket, running.guestAddresses[0]?.port ?? port));

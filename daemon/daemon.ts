@@ -19,6 +19,7 @@ import { InstanceStore } from './store.js';
 import { SecretVault } from './vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
+import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './events.js';
 
 export interface DaemonDeps {
@@ -31,6 +32,8 @@ export interface Daemon {
   adminApp: Koa;
   /** The guest door: a plain node:http request handler (see routes/guest/index.ts). */
   guestHandler: GuestHandler;
+  /** Take the live settings of a reloaded configuration: log level, guest rate limit (daemon/reload.ts). */
+  reconfigure(next: Readonly<Config>): void;
   /** Stop timers; sockets are closed by whoever opened them. */
   stop(): Promise<void>;
 }
@@ -61,7 +64,8 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     vault.wipe(name);
     pipes.drop(name);
   });
-  const guestHandler = createGuestHandler(services);
+  const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
+  const guestHandler = createGuestHandler(services, { limiter });
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
@@ -73,9 +77,14 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     services,
     adminApp,
     guestHandler,
-    async stop() {
+    reconfigure(next) {
+      log.level = next.log.level;
+      limiter.setLimits(next.guest.rateLimit.ratePerSec, next.guest.rateLimit.burst);
+    },
+    stop() {
       clearInterval(sweeper);
       vault.wipeAll();
+      return Promise.resolve();
     },
   };
 }

@@ -13,6 +13,7 @@ import { normalizeAddress } from './net.js';
 import { EV } from './events.js';
 import { SocketGuard } from './socket-guard.js';
 import { listenAdminSocket } from './admin-socket.js';
+import { planReload, type ReloadPlan } from './reload.js';
 
 export interface Running {
   daemon: Daemon;
@@ -20,6 +21,8 @@ export interface Running {
   guestServers: http.Server[];
   /** Addresses actually bound (port 0 resolves to a real port). */
   guestAddresses: { host: string; port: number }[];
+  /** Apply a re-read configuration (SIGHUP): the live keys change now, the others are reported. */
+  reload(next: Readonly<Config>): ReloadPlan;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,9 @@ function listen(server: http.Server, target: { host: string; port: number }): Pr
 const CLOSE_GRACE_MS = 1000;
 /** How often the socket guard looks at the guest sockets. */
 const GUARD_INTERVAL_MS = 250;
+
+/** How each guest server takes new timeouts and caps on a configuration reload. */
+const retune = new WeakMap<http.Server, (g: Readonly<Config>['guest']) => void>();
 
 /**
  * Guest listener hardening: header/request timeouts, a global and a per-source connection cap,
@@ -61,14 +67,23 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
   server.keepAliveTimeout = g.keepAliveTimeoutMs;
   const perSource = new Map<string, number>();
   const guard = new SocketGuard<net.Socket>(CLOSE_GRACE_MS, g.requestTimeoutMs);
+  let perSourceLimit = g.maxConnectionsPerSource;
+  retune.set(server, (next) => {
+    server.headersTimeout = next.headersTimeoutMs;
+    server.requestTimeout = next.requestTimeoutMs;
+    server.keepAliveTimeout = next.keepAliveTimeoutMs;
+    server.maxConnections = next.maxConnections;
+    perSourceLimit = next.maxConnectionsPerSource;
+    guard.setStallMs(next.requestTimeoutMs);
+  });
   const sweep = setInterval(() => guard.check(Date.now()), GUARD_INTERVAL_MS);
   sweep.unref();
   server.once('close', () => clearInterval(sweep));
   server.on('connection', (sock) => {
     const ip = normalizeAddress(sock.remoteAddress);
     const n = (perSource.get(ip) ?? 0) + 1;
-    if (n > g.maxConnectionsPerSource) {
-      log.warn({ source: ip, limit: g.maxConnectionsPerSource }, EV.guestConnCap);
+    if (n > perSourceLimit) {
+      log.warn({ source: ip, limit: perSourceLimit }, EV.guestConnCap);
       sock.destroy();
       return;
     }
@@ -128,5 +143,13 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     await daemon.stop();
     await unlink(sock).catch(() => undefined);
   };
-  return { daemon, adminServer, guestServers, guestAddresses, close };
+  let running = cfg;
+  const reload = (next: Readonly<Config>): ReloadPlan => {
+    const plan = planReload(running, next);
+    running = plan.effective;
+    daemon.reconfigure(running);
+    for (const s of guestServers) retune.get(s)?.(running.guest);
+    return plan;
+  };
+  return { daemon, adminServer, guestServers, guestAddresses, reload, close };
 }

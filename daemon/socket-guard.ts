@@ -31,8 +31,13 @@ export class SocketGuard<S extends GuardedSocket = GuardedSocket> {
   private readonly watched = new Map<S, Watch>();
   constructor(
     private readonly graceMs: number,
-    private readonly stallMs: number,
+    private stallMs: number,
   ) {}
+
+  /** A new stall limit (configuration reload). */
+  setStallMs(ms: number): void {
+    this.stallMs = ms;
+  }
 
   get size(): number {
     return this.watched.size;

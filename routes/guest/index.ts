@@ -28,6 +28,8 @@ import { LogSampler } from './log-sampler.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
+  /** The per-instance rate limiter (the composition root keeps it to change limits on reload). */
+  limiter?: RateLimiter;
 }
 
 export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -42,7 +44,7 @@ const UNAUTHORIZED = prepare(fail(401));
 
 export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
   const d: GuestDeps = { ...s, cache: new AnswerCache(s.config.guest.cacheInstances), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
-  const limiter = new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
+  const limiter = opts.limiter ?? new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const children = new Map<string, Logger>();
   const unknownSampler = new LogSampler(UNKNOWN_LOG_INTERVAL_MS);
   const refusedSampler = new LogSampler(REFUSED_LOG_INTERVAL_MS);

@@ -6,9 +6,15 @@
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   constructor(
-    private readonly ratePerSec: number,
-    private readonly burst: number,
+    private ratePerSec: number,
+    private burst: number,
   ) {}
+
+  /** New limits (a configuration reload); buckets keep their tokens, capped at the new burst. */
+  setLimits(ratePerSec: number, burst: number): void {
+    this.ratePerSec = ratePerSec;
+    this.burst = burst;
+  }
 
   /** 0 when allowed (and a token is taken), else the seconds to wait before retrying. */
   take(key: string, nowMs: number): number {

@@ -1,10 +1,10 @@
 /**
  * Signals to the real `metad serve` process: SIGUSR1 never opens node's inspector (not after
- * the start, not during it) and the daemon keeps serving.
+ * the start, not during it) and the daemon keeps serving; SIGHUP reloads the configuration.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -62,4 +62,39 @@ test('SIGUSR1 all through the start: the inspector is closed before the daemon s
   assert.deepEqual(listeningTcpPorts(p.child.pid!), [p.guestPort], 'no inspector port');
   assert.equal(p.child.exitCode, null);
   await servesGuest(p, sock);
+});
+
+test('SIGHUP reloads the configuration: live keys change, others are reported, a bad file changes nothing; never exits', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'admin.sock');
+  const cfg = writeConfig(dir);
+  const p = await startProcess(cfg, sock);
+  t.after(() => p.child.kill('SIGKILL'));
+  await admin(sock, 'PUT', '/v1/instances/vm1', sampleInstance(1));
+  const guest = async (): Promise<number> => (await request({ host: '127.0.0.1', port: p.guestPort, localAddress: '127.0.0.2', path: '/latest/meta-data/hostname' })).status;
+  assert.deepEqual([await guest(), await guest(), await guest()], [200, 200, 200]);
+  const reloads = (): number => p.out().split('\n').filter((l) => l.includes('"msg":"configuration reload')).length;
+  const hup = async (): Promise<void> => {
+    const n = reloads();
+    process.kill(p.child.pid!, 'SIGHUP');
+    for (let i = 0; i < 200 && reloads() === n; i++) await delay(25);
+  };
+
+  // A tight rate limit, debug logging and a new state dir (which needs a restart).
+  writeConfig(dir, join(dir, 'elsewhere'), { log: { level: 'debug' }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8', rateLimit: { ratePerSec: 0.1, burst: 1 } } });
+  await hup();
+  assert.match(p.out(), /"applied":\["guest\.rateLimit\.burst","guest\.rateLimit\.ratePerSec","log\.level"\],"needsRestart":\["stateDir"\].*"msg":"configuration reloaded"/);
+  assert.match(p.out(), /"keys":\["stateDir"\].*"msg":"configuration change needs a restart"/);
+  assert.deepEqual([await guest(), await guest()], [200, 429], 'the new rate limit is in effect');
+  const r = await admin(sock, 'GET', '/v1/instances');
+  assert.equal(r.status, 200, 'the state dir in use is still the old one');
+  for (let i = 0; i < 200 && !p.out().includes('"msg":"admin request"'); i++) await delay(25);
+  assert.match(p.out(), /"msg":"admin request"/, 'debug lines are logged now');
+
+  writeFileSync(cfg, '{ "guest": { "rateLimit": { "burst": "many" } } }');
+  await hup();
+  assert.match(p.out(), /"problems":\[[^\]]*burst[^\]]*\].*"msg":"configuration reload failed"/);
+  assert.equal(await guest(), 429, 'a bad file changes nothing');
+  assert.equal(p.child.exitCode, null);
+  assert.equal(p.child.signalCode, null, 'SIGHUP never ends the daemon');
 });
