@@ -44,7 +44,7 @@ function typeText(n: Node, required: boolean): string {
   const parts: string[] = [];
   if (n.format) parts.push(FORMATS[n.format] ?? n.format);
   else if (n.enum) parts.push(`one of ${n.enum.map((v) => `\`${v}\``).join(', ')}`);
-  else if (n.type === 'array') parts.push(`list of ${n.items?.type === 'object' ? 'objects' : `${n.items?.type ?? 'value'}s`}`);
+  else if (n.type === 'array') parts.push(`list of ${n.items?.type === 'object' ? 'objects' : `${(n.items?.format && FORMATS[n.items.format]) ?? n.items?.type ?? 'value'}s`}`);
   else parts.push(n.type ?? 'any');
   if (n.minimum !== undefined && n.maximum !== undefined) parts.push(`${String(n.minimum)}–${String(n.maximum)}`);
   else if (n.minimum !== undefined) parts.push(`≥ ${String(n.minimum)}`);
@@ -82,7 +82,7 @@ export function configReference(): string {
     'guest:',
     '  listen:',
     '    - { host: 169.254.169.254, port: 80 }',
-    '  commRange: 169.254.0.0/16',
+    '  commRange: [169.254.0.0/16]',
     '```',
     '',
     '## Environment overrides',

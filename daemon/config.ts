@@ -55,7 +55,10 @@ export const configSchema = {
             },
           },
         },
-        commRange: { type: 'string', format: 'ipv4-cidr', default: '169.254.0.0/16', description: 'Comm IPv4 addresses of registered instances must lie in this range.' },
+        commRange: {
+          type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', format: 'ipv4-cidr' }, default: ['169.254.0.0/16'],
+          description: 'Comm IPv4 ranges: a registered instance\'s comm address must lie in one of them, and its comm NIC gets the prefix of the most specific one (OpenStack netmask, EC2 subnet). A single string is read as a one-element list.',
+        },
         rateLimit: {
           type: 'object', additionalProperties: false, default: {},
           description: 'Per-instance token bucket on guest requests; over it a guest gets 429 with Retry-After.',
@@ -146,9 +149,19 @@ export function loadConfig(source: { file?: string | undefined; raw?: Record<str
   return buildConfig(applyEnv(raw, env));
 }
 
+/** Older spellings still accepted: `guest.commRange` as one string (now a list). */
+function acceptLegacy(raw: unknown): unknown {
+  const guest = (raw as { guest?: unknown } | null)?.guest;
+  if (guest && typeof guest === 'object') {
+    const g = guest as Record<string, unknown>;
+    if (typeof g.commRange === 'string') g.commRange = [g.commRange];
+  }
+  return raw;
+}
+
 /** Validate (filling defaults) a raw config object. Throws ConfigError listing every problem. */
 export function buildConfig(raw: unknown): Readonly<Config> {
-  const copy: unknown = structuredClone(raw ?? {});
+  const copy: unknown = acceptLegacy(structuredClone(raw ?? {}));
   const problems = validateConfig(copy) ? [] : (validateConfig.errors ?? []).map(describeError);
   problems.push(...crossFieldProblems(copy));
   if (problems.length > 0) throw new ConfigError(problems);

@@ -14,7 +14,7 @@ export function demoConfig(port: number): Record<string, unknown> {
   return {
     stateDir: join(dir, 'state'),
     admin: { socket: join(dir, 'admin.sock') },
-    guest: { listen: [{ host: '127.0.0.1', port }], commRange: '127.0.0.0/8' },
+    guest: { listen: [{ host: '127.0.0.1', port }], commRange: ['127.0.0.0/8'] },
   };
 }
 

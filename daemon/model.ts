@@ -58,6 +58,30 @@ export const paramValuesSchema = {
 
 const shortString = { type: 'string', minLength: 1, maxLength: 255 } as const;
 const ipv4 = { type: 'string', format: 'ipv4' } as const;
+const ipv6 = { type: 'string', format: 'ipv6' } as const;
+/** An address with its prefix length; validate.ts checks the address and the prefix's range. */
+export const ADDRESS_CIDR_PATTERN = '^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$';
+export const MAX_NICS = 15;
+
+/** A guest NIC besides the comm NIC. */
+export const nicSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['mac'],
+  properties: {
+    mac: { type: 'string', pattern: MAC_PATTERN },
+    network: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,64}$', description: 'The network it is attached to (OpenStack network_id).' },
+    addresses: {
+      type: 'array',
+      maxItems: 16,
+      items: { type: 'string', pattern: ADDRESS_CIDR_PATTERN },
+      description: 'Static addresses with their prefix, IPv4 and IPv6: ["10.0.0.17/24", "2001:db8::17/64"]. No IPv4 address: IPv4 by DHCP.',
+    },
+    gateway4: { ...ipv4, description: 'IPv4 default gateway through this NIC.' },
+    gateway6: { ...ipv6, description: 'IPv6 default gateway through this NIC.' },
+    mtu: { type: 'integer', minimum: 68, maximum: 65535, description: 'Default 1500.' },
+  },
+} as const;
 
 export const iamSchema = {
   type: 'object',
@@ -85,6 +109,10 @@ export const instanceSchema = {
   properties: {
     name: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS, description: 'Unique name; also the state file name (<name>.json), hence at most 250 characters.' },
     uuid: { type: 'string', format: 'uuid' },
+    displayName: {
+      type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f]*$',
+      description: 'Free-form display name (no control characters): OpenStack meta_data.json `name`. Default: the instance name.',
+    },
     hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_HOSTNAME_CHARS },
     comm: {
       type: 'object',
@@ -96,6 +124,18 @@ export const instanceSchema = {
         ipv4,
         tap: { type: 'string', pattern: TAP_PATTERN },
       },
+    },
+    nics: {
+      type: 'array',
+      maxItems: MAX_NICS,
+      items: nicSchema,
+      description: "The guest's NICs besides the comm NIC, in device order (EC2 device-number 1, 2, …), rendered into EC2 network/interfaces/macs/ and OpenStack network_data.json.",
+    },
+    nameservers: {
+      type: 'array',
+      maxItems: 8,
+      items: { type: 'string', anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }] },
+      description: 'DNS servers for the guest (OpenStack network_data.json services).',
     },
     userData: {
       type: 'string',
@@ -217,6 +257,7 @@ export const instanceSchema = {
 export type InstanceInput = FromSchema<typeof instanceSchema>;
 export type ParamValues = Record<string, string>;
 export type IamCredentials = FromSchema<typeof iamSchema>;
+export type Nic = FromSchema<typeof nicSchema>;
 
 /**
  * What the store keeps for one instance. `doc` has no `params.secret` and no `params.private`

@@ -1,8 +1,9 @@
 /**
- * Small IPv4 helpers (pure). `net.BlockList` would do membership, but we also need the parsed
- * range for error messages and the loopback quick start, so keep a 20-line parser.
+ * Small address helpers (pure). `net.BlockList` would do membership, but we also need the parsed
+ * range for error messages and the loopback quick start, so keep a 20-line parser; plus what the
+ * renderers need of a NIC's addresses (IPv4 and IPv6): prefix, netmask, subnet.
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 
 export function ipv4ToInt(ip: string): number {
   return ip.split('.').reduce((acc, o) => ((acc << 8) | Number(o)) >>> 0, 0);
@@ -21,8 +22,105 @@ export function ipv4InCidr(ip: string, range: { base: number; mask: number }): b
   return isIPv4(ip) && ((ipv4ToInt(ip) & range.mask) >>> 0) === range.base;
 }
 
+/**
+ * The comm ranges (`guest.commRange`, a list): membership, and the prefix length a guest's comm
+ * NIC gets, that of the most specific range holding its address:
+ *   ['169.254.0.0/16', '10.99.0.0/24'].prefixOf('10.99.0.7') → 24; '10.1.1.1' → undefined.
+ */
+export class Ipv4Ranges {
+  private readonly ranges: { base: number; mask: number; bits: number }[];
+  constructor(readonly cidrs: readonly string[]) {
+    this.ranges = cidrs.map((c) => ({ ...parseCidr(c), bits: Number(c.split('/')[1]) }));
+  }
+  has(ip: string): boolean {
+    return this.prefixOf(ip) !== undefined;
+  }
+  prefixOf(ip: string): number | undefined {
+    let best: number | undefined;
+    for (const r of this.ranges) if (ipv4InCidr(ip, r) && (best === undefined || r.bits > best)) best = r.bits;
+    return best;
+  }
+  toString(): string {
+    return this.cidrs.join(', ');
+  }
+}
+
+/** Dotted netmask of a prefix length: 16 → '255.255.0.0', 0 → '0.0.0.0'. */
+export function ipv4Netmask(bits: number): string {
+  return intToIpv4(bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0);
+}
+
 /** Strip the IPv4-mapped IPv6 prefix node reports on dual-stack sockets: '::ffff:1.2.3.4' -> '1.2.3.4'. */
 export function normalizeAddress(addr: string | undefined): string {
   if (!addr) return '';
   return addr.startsWith('::ffff:') && isIPv4(addr.slice(7)) ? addr.slice(7) : addr;
+}
+
+/** An address with its prefix length, as a NIC carries it: '10.0.0.17/24', '2001:db8::17/64'. */
+export interface AddressCidr {
+  family: 4 | 6;
+  address: string;
+  prefix: number;
+}
+
+/** Parse 'address/prefix'; undefined when the address or the prefix (≤ 32 / ≤ 128) is bad. */
+export function parseAddressCidr(text: string): AddressCidr | undefined {
+  const slash = text.lastIndexOf('/');
+  const address = text.slice(0, slash);
+  const prefixText = text.slice(slash + 1);
+  if (slash < 0 || !/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  if (isIPv4(address)) return prefix <= 32 ? { family: 4, address, prefix } : undefined;
+  if (isIPv6(address) && !address.includes('%')) return prefix <= 128 ? { family: 6, address: canonicalIpv6(address), prefix } : undefined;
+  return undefined;
+}
+
+function intToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((shift) => String((n >>> shift) & 0xff)).join('.');
+}
+
+/** '2001:DB8:0:0::1' → '2001:db8::1' (RFC 5952 form, as the WHATWG URL parser writes it). */
+export function canonicalIpv6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
+/** An IPv6 address as a 128-bit integer (embedded IPv4 tails included). */
+function ipv6ToBigInt(address: string): bigint {
+  let text = canonicalIpv6(address);
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4?.[1] !== undefined) {
+    const n = ipv4ToInt(v4[1]);
+    text = `${text.slice(0, -v4[1].length)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function bigIntToIpv6(n: bigint): string {
+  const groups = Array.from({ length: 8 }, (_, i) => ((n >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  return canonicalIpv6(groups.join(':'));
+}
+
+function ipv6Mask(bits: number): bigint {
+  return bits === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - bits)) - 1n);
+}
+
+/**
+ * The netmask of an address's prefix, dotted for IPv4 and in address form for IPv6 (as Nova
+ * writes network_data.json): 10.0.0.17/24 → '255.255.255.0'; 2001:db8::17/64 → 'ffff:ffff:ffff:ffff::'.
+ */
+export function netmaskOf(a: AddressCidr): string {
+  return a.family === 4 ? ipv4Netmask(a.prefix) : bigIntToIpv6(ipv6Mask(a.prefix));
+}
+
+/** The subnet an address lies in: 10.0.0.17/24 → '10.0.0.0/24'; 2001:db8::17/64 → '2001:db8::/64'. */
+export function subnetOf(a: AddressCidr): string {
+  if (a.family === 4) {
+    const mask = a.prefix === 0 ? 0 : (~0 << (32 - a.prefix)) >>> 0;
+    return `${intToIpv4((ipv4ToInt(a.address) & mask) >>> 0)}/${String(a.prefix)}`;
+  }
+  return `${bigIntToIpv6(ipv6ToBigInt(a.address) & ipv6Mask(a.prefix))}/${String(a.prefix)}`;
 }

@@ -18,7 +18,7 @@ import { DaemonError, notFound } from './errors.js';
 import { CommIndex, type CommProblem } from './comm-index.js';
 import { encodeStateFile } from './state-file.js';
 import { quarantineFile, readStateFiles } from './state-dir.js';
-import { parseCidr, ipv4InCidr } from './net.js';
+import { Ipv4Ranges } from './net.js';
 import { EV } from './events.js';
 
 export interface StoreOptions {
@@ -28,7 +28,8 @@ export interface StoreOptions {
   keyring: Keyring;
   clock: Clock;
   log: Logger;
-  commRange: string;
+  /** The comm ranges (`guest.commRange`): one CIDR or several. */
+  commRange: string | readonly string[];
   maxDocumentBytes: number;
 }
 
@@ -43,7 +44,7 @@ export class InstanceStore extends EventEmitter {
   private readonly comm = new CommIndex();
   private readonly instancesDir: string;
   private readonly quarantineDir: string;
-  private readonly range: { base: number; mask: number };
+  private readonly ranges: Ipv4Ranges;
   private readonly files: NonNullable<StoreOptions['files']>;
   private readonly queues = new Map<string, Promise<unknown>>();
 
@@ -51,7 +52,7 @@ export class InstanceStore extends EventEmitter {
     super();
     this.instancesDir = join(o.dir, 'instances');
     this.quarantineDir = join(o.dir, 'quarantine');
-    this.range = parseCidr(o.commRange);
+    this.ranges = new Ipv4Ranges(typeof o.commRange === 'string' ? [o.commRange] : o.commRange);
     this.files = o.files ?? { writeFileDurable, removeFileDurable };
   }
 
@@ -69,7 +70,7 @@ export class InstanceStore extends EventEmitter {
         continue;
       }
       // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
-      if (!ipv4InCidr(inst.doc.comm.ipv4, this.range)) this.o.log.warn({ instance: inst.doc.name, commRange: this.o.commRange }, EV.outsideCommRange);
+      if (!this.ranges.has(inst.doc.comm.ipv4)) this.o.log.warn({ instance: inst.doc.name, commRange: this.ranges.cidrs }, EV.outsideCommRange);
       this.index(inst);
     }
     const dirs = { from: this.instancesDir, to: this.quarantineDir };
@@ -254,8 +255,8 @@ export class InstanceStore extends EventEmitter {
 
   /** New writes must be in the comm range and unique. */
   private conflictOf(doc: PublicDoc): CommProblem | undefined {
-    if (!ipv4InCidr(doc.comm.ipv4, this.range)) {
-      return { path: '/comm/ipv4', message: `must lie in the comm range ${this.o.commRange}` };
+    if (!this.ranges.has(doc.comm.ipv4)) {
+      return { path: '/comm/ipv4', message: `must lie in a comm range (${this.ranges.toString()})` };
     }
     return this.comm.problem(doc);
   }

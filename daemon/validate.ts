@@ -6,6 +6,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { instanceSchema, paramValuesSchema, type InstanceInput } from './model.js';
 import { invalid, type ErrorDetail } from './errors.js';
+import { parseAddressCidr } from './net.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -42,23 +43,23 @@ const compiled = {
 function detail(e: ErrorObject): ErrorDetail {
   let path = e.instancePath || '/';
   if (e.keyword === 'additionalProperties') {
-    path = `${e.instancePath}/${String((e.params as { additionalProperty: string }).additionalProperty)}`;
+    path = `${e.instancePath}/${(e.params as { additionalProperty: string }).additionalProperty}`;
     return { path, message: 'unknown field' };
   }
   if (e.keyword === 'required') {
-    return { path: `${e.instancePath}/${String((e.params as { missingProperty: string }).missingProperty)}`, message: 'is required' };
+    return { path: `${e.instancePath}/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
   }
   if (e.keyword === 'propertyNames') return { path, message: 'has an invalid property name' };
   return { path, message: e.message ?? 'is invalid' };
 }
 
-function check<T>(fn: ValidateFunction, data: unknown, what: string): T {
+function check<T>(fn: ValidateFunction<T>, data: unknown, what: string): T {
   if (!fn(data)) {
     const details = (fn.errors ?? []).filter((e) => e.keyword !== 'if').map(detail);
     const unique = details.filter((d, i) => details.findIndex((x) => x.path === d.path && x.message === d.message) === i);
     throw invalid(`invalid ${what}`, unique.slice(0, 50));
   }
-  return data as T;
+  return data;
 }
 
 /** Rules JSON Schema cannot say: public key names are unique. */
@@ -66,8 +67,26 @@ function semanticProblems(doc: InstanceInput): ErrorDetail[] {
   const seen = new Set<string>();
   const out: ErrorDetail[] = [];
   (doc.publicKeys ?? []).forEach((k, i) => {
-    if (seen.has(k.name)) out.push({ path: `/publicKeys/${i}/name`, message: 'duplicate key name' });
+    if (seen.has(k.name)) out.push({ path: `/publicKeys/${String(i)}/name`, message: 'duplicate key name' });
     seen.add(k.name);
+  });
+  return [...out, ...nicProblems(doc)];
+}
+
+/** NICs: MACs unique (and not the comm NIC's), each address a real address with a prefix in range. */
+function nicProblems(doc: InstanceInput): ErrorDetail[] {
+  const out: ErrorDetail[] = [];
+  const macs = new Set([doc.comm.mac]);
+  const addresses = new Set<string>();
+  (doc.nics ?? []).forEach((nic, i) => {
+    if (macs.has(nic.mac)) out.push({ path: `/nics/${String(i)}/mac`, message: 'duplicate MAC (the comm NIC or another NIC has it)' });
+    macs.add(nic.mac);
+    (nic.addresses ?? []).forEach((text, j) => {
+      const a = parseAddressCidr(text);
+      if (!a) out.push({ path: `/nics/${String(i)}/addresses/${String(j)}`, message: 'must be an IPv4 or IPv6 address with a prefix length (≤ 32 / ≤ 128)' });
+      else if (addresses.has(a.address)) out.push({ path: `/nics/${String(i)}/addresses/${String(j)}`, message: 'duplicate address' });
+      else addresses.add(a.address);
+    });
   });
   return out;
 }

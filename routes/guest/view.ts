@@ -1,18 +1,30 @@
 /**
  * Build the GuestView a renderer gets from a stored instance. Secret values are included only
  * when asked for (os/parameters.json); `consume` then hands out claim-once values this once.
+ * The comm NIC's prefix comes from the configured comm ranges.
  */
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
+import { Ipv4Ranges } from '../../daemon/net.js';
 import type { GuestView } from '../render/view.js';
 
-export function guestViewOf(s: Pick<Services, 'vault'>, inst: StoredInstance, withSecrets: boolean, consume = false): GuestView {
+/** Parsed once per config object (the config is frozen and lives as long as the daemon). */
+const rangesOf = new WeakMap<object, Ipv4Ranges>();
+
+function commRanges(s: Pick<Services, 'config'>): Ipv4Ranges {
+  let r = rangesOf.get(s.config);
+  if (!r) rangesOf.set(s.config, (r = new Ipv4Ranges(s.config.guest.commRange)));
+  return r;
+}
+
+export function guestViewOf(s: Pick<Services, 'vault' | 'config'>, inst: StoredInstance, withSecrets: boolean, consume = false): GuestView {
   const view: GuestView = {
     doc: inst.doc,
     privateParams: inst.sensitive.private,
     secretParams: withSecrets ? s.vault.liveValues(inst.doc.name, consume) : {},
     generation: inst.generation,
     createdAt: inst.createdAt,
+    commPrefix: commRanges(s).prefixOf(inst.doc.comm.ipv4) ?? 32,
   };
   if (inst.sensitive.iam) view.iam = inst.sensitive.iam;
   return view;

@@ -10,6 +10,8 @@ import {
   type GuestView, type RenderCtx,
 } from './view.js';
 import { TAG_KEY_PATTERN, type IamCredentials, type PublicDoc } from '../../daemon/model.js';
+import { subnetOf } from '../../daemon/net.js';
+import { nicsOf, type NicFacts } from './nics.js';
 
 /** What `GET /` lists, oldest first, `latest` last (AWS's list as of 2022-09-24). */
 export const EC2_VERSIONS = [
@@ -158,20 +160,39 @@ function publicKeys(doc: PublicDoc): Dir | undefined {
   );
 }
 
-/** `network/interfaces/macs/<mac>/`: the comm NIC, the only NIC the model knows. */
-function network(doc: PublicDoc, f: Ec2Facts): Dir {
+/**
+ * One NIC under `network/interfaces/macs/<mac>/`. Addresses come from the NIC itself (the comm
+ * NIC's is its comm address, whatever `ec2.localIpv4` says); hostnames and public addresses
+ * belong to the comm NIC, device 0. For nics [{mac, addresses: ['10.0.0.17/24', '10.0.0.18/24',
+ * '2001:db8::17/64']}]:
+ *   device-number 1, local-ipv4s "10.0.0.17\n10.0.0.18", subnet-ipv4-cidr-block 10.0.0.0/24,
+ *   ipv6s 2001:db8::17, subnet-ipv6-cidr-blocks 2001:db8::/64
+ * cloud-init 22.4 configures each listed NIC present in the guest by DHCP (route metric from the
+ * device number) and adds the second and later addresses statically with the subnet's prefix.
+ */
+function nicDir(n: NicFacts, doc: PublicDoc, f: Ec2Facts): Dir {
   const e = doc.ec2 ?? {};
-  const nic = dir({
-    'device-number': '0',
-    'local-hostname': f.hostname,
-    'local-ipv4s': f.localIpv4,
-    mac: f.mac,
+  const v4 = n.ipv4[0];
+  const v6Subnets = [...new Set(n.ipv6.map(subnetOf))];
+  return dir({
+    'device-number': String(n.device),
+    ipv6s: n.ipv6.length > 0 ? n.ipv6.map((a) => a.address).join('\n') : undefined,
+    'local-hostname': n.comm ? f.hostname : undefined,
+    'local-ipv4s': n.ipv4.length > 0 ? n.ipv4.map((a) => a.address).join('\n') : undefined,
+    mac: n.mac,
     'owner-id': f.accountId,
-    'public-hostname': e.publicHostname,
-    'public-ipv4s': e.publicIpv4,
+    'public-hostname': n.comm ? e.publicHostname : undefined,
+    'public-ipv4s': n.comm ? e.publicIpv4 : undefined,
     'security-groups': f.securityGroups.join('\n'),
+    'subnet-ipv4-cidr-block': v4 ? subnetOf(v4) : undefined,
+    'subnet-ipv6-cidr-blocks': v6Subnets.length > 0 ? v6Subnets.join('\n') : undefined,
   });
-  return dir({ interfaces: dir({ macs: dir([[f.mac, nic]]) }) });
+}
+
+/** `network/interfaces/macs/`: every NIC by MAC, the comm NIC first, then `nics` in order. */
+function network(view: GuestView, f: Ec2Facts): Dir {
+  const macs = nicsOf(view).map((n) => [n.mac, nicDir(n, view.doc, f)] as const);
+  return dir({ interfaces: dir({ macs: dir(macs) }) });
 }
 
 /**
@@ -241,7 +262,7 @@ function categories(view: GuestView, v: string, f: Ec2Facts): Record<string, Tre
     c.placement = dir({ 'availability-zone': f.az, region: since(EC2_SINCE.region, v) ? f.region : undefined });
   }
   if (since(EC2_SINCE.instanceAction, v)) c['instance-action'] = 'none';
-  if (since(EC2_SINCE.network, v)) Object.assign(c, { mac: f.mac, network: network(doc, f) });
+  if (since(EC2_SINCE.network, v)) Object.assign(c, { mac: f.mac, network: network(view, f) });
   if (since(EC2_SINCE.iam, v) && view.iam) c.iam = iam(view, f, view.iam);
   if (since(EC2_SINCE.services, v)) c.services = dir({ domain: e.domain ?? EC2_DEFAULTS.domain });
   if (since(EC2_SINCE.tags, v)) c.tags = tags(doc);

@@ -5,7 +5,7 @@
  * Pure: no I/O, no clock, no randomness.
  */
 import { hostnameOf, type GuestView } from './view.js';
-import type { Visibility } from '../../daemon/model.js';
+import type { Nic, Visibility } from '../../daemon/model.js';
 
 /**
  * `2014-07-01` is this dialect's one dated version (the year Ganeti's design-os and metad
@@ -34,6 +34,9 @@ export interface GanetiMetaData {
   os?: { name?: string; variant?: string };
   hardware?: { memoryMiB?: number; vcpus?: number; disks?: GanetiDisk[] };
   comm: { mac: string; ipv4: string };
+  /** The NICs besides comm, as registered (absent when there are none). */
+  nics?: Nic[];
+  nameservers?: string[];
 }
 
 /** Copies the listed keys of `from` that are set, in the listed order. */
@@ -50,10 +53,11 @@ function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]):
  *   disks [{path:'/dev/xenvg/web-disk0', format:'raw', sizeGiB:20}]
  *     → disks [{index:0, format:'raw', sizeGiB:20}]
  *   comm {mac, ipv4, tap:'gnt.com.3'} → comm {mac, ipv4}
+ *   nics, nameservers → as registered (no host detail in them)
  * Every version renders the same today; `version` is taken so a future one can differ.
  */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- every version renders the same today (see above)
 export function renderGanetiMetaData(view: GuestView, version: GanetiVersion): GanetiMetaData {
-  void version;
   const doc = view.doc;
   const os = doc.os ? pick(doc.os, ['name', 'variant']) : {};
   const hw = doc.hardware;
@@ -69,6 +73,8 @@ export function renderGanetiMetaData(view: GuestView, version: GanetiVersion): G
       },
     } : {}),
     comm: { mac: doc.comm.mac, ipv4: doc.comm.ipv4 },
+    ...(doc.nics && doc.nics.length > 0 ? { nics: structuredClone(doc.nics) } : {}),
+    ...(doc.nameservers && doc.nameservers.length > 0 ? { nameservers: [...doc.nameservers] } : {}),
   };
 }
 

@@ -4,6 +4,8 @@
  * version as Nova gates them. Pure: no I/O, no clock; `random_seed` comes from ctx.randomSeed.
  * `password` is stateful (the guest POSTs it once), so the route serves it, not this module.
  */
+import { netmaskOf } from '../../daemon/net.js';
+import { nicsOf, type NicFacts } from './nics.js';
 import { availabilityZoneOf, hostnameOf, launchIndexOf, publicKeysOf, since, sshKeysOf, userDataOf, type GuestView, type RenderCtx } from './view.js';
 
 /** What `GET /openstack` lists, oldest first, `latest` last (Nova's list). */
@@ -81,6 +83,7 @@ function randomSeed(ctx: RenderCtx): string {
  *   [{name:'ops', key:'ssh-ed25519 A…'}, {name:'ca', key:'-----BEGIN…', type:'x509'}]
  *   → public_keys {ops: 'ssh-ed25519 A…'}, keys [{name:'ops', type:'ssh', …}, {name:'ca', type:'x509', …}]
  * Both are absent when the instance has no keys, as in Nova. `project_id` is present only when set.
+ * `name` is the free-form `displayName`, else the instance name.
  */
 export function renderMetaData(view: GuestView, version: OpenstackVersion, ctx: RenderCtx): OpenstackMetaData {
   const doc = view.doc;
@@ -96,7 +99,7 @@ export function renderMetaData(view: GuestView, version: OpenstackVersion, ctx: 
       keys: all.map((k) => ({ name: k.name, type: k.type, data: k.key })),
     } : {}),
     hostname: hostnameOf(doc),
-    name: doc.name,
+    name: doc.displayName ?? doc.name,
     launch_index: launchIndexOf(doc, 'openstack'),
     availability_zone: availabilityZoneOf(doc, 'openstack'),
     ...(since(OPENSTACK_SINCE.randomSeed, version) ? { random_seed: randomSeed(ctx) } : {}),
@@ -113,30 +116,58 @@ export interface NetworkData {
   [k: string]: unknown;
 }
 
-/** Link id of the default network data (the host's tap name means nothing inside the guest). */
+/** Link id of the comm NIC in the default network data (the host's tap name means nothing inside the guest). */
 export const COMM_LINK_ID = 'comm0';
 
+/** Default route through a NIC's gateway, as Nova writes it. */
+function defaultRoute(family: 4 | 6, gateway: string): Record<string, string> {
+  return family === 4 ? { network: '0.0.0.0', netmask: '0.0.0.0', gateway } : { network: '::', netmask: '::', gateway };
+}
+
+/** The `networks` entries of one NIC: each static address, or IPv4 by DHCP when it has none. */
+function networksOf(n: NicFacts, link: string, nextId: () => string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  const networkId = n.network === undefined ? {} : { network_id: n.network };
+  if (n.ipv4.length === 0) out.push({ id: nextId(), link, type: 'ipv4_dhcp', ...networkId });
+  for (const a of [...n.ipv4, ...n.ipv6]) {
+    const family = a.family === 4 ? n.ipv4 : n.ipv6;
+    const gateway = a.family === 4 ? n.gateway4 : n.gateway6;
+    // The default route goes with the first address of its family only.
+    const routes = gateway !== undefined && family[0] === a ? [defaultRoute(a.family, gateway)] : [];
+    out.push({ id: nextId(), link, type: `ipv${String(a.family)}`, ip_address: a.address, netmask: netmaskOf(a), routes, ...networkId });
+  }
+  return out;
+}
+
 /**
- * network_data.json: `openstack.networkData` verbatim when the admin gave it, else the comm NIC
- * alone, statically addressed in link-local 169.254.0.0/16 and without a gateway (a default
- * route through the comm NIC would capture the guest's traffic). For comm {mac: '52:54:00:12:34:56',
- * ipv4: '169.254.10.7'}:
- *   links    [{id:'comm0', type:'phy', ethernet_mac_address:'52:54:00:12:34:56', mtu:1500}]
- *   networks [{id:'network0', link:'comm0', type:'ipv4', ip_address:'169.254.10.7',
- *              netmask:'255.255.0.0', routes:[]}]
+ * network_data.json: `openstack.networkData` verbatim when the admin gave it, else built from the
+ * NICs: the comm NIC (link `comm0`, its address with the netmask of its comm range, no gateway:
+ * a default route through it would capture the guest's traffic), then each of `nics` (link
+ * `nic<device>`, static addresses with their own netmask and the NIC's gateway as default route,
+ * or `ipv4_dhcp` when it has no IPv4 address), and `nameservers` as dns services. For comm
+ * {mac: '52:54:00:12:34:56', ipv4: '169.254.10.7'} in 169.254.0.0/16 and one NIC
+ * {mac: '52:54:00:aa:bb:cc', network: 'public', addresses: ['10.0.0.17/24'], gateway4: '10.0.0.1'}:
+ *   links    [{id:'comm0', type:'phy', ethernet_mac_address:'52:54:00:12:34:56', mtu:1500},
+ *             {id:'nic1',  type:'phy', ethernet_mac_address:'52:54:00:aa:bb:cc', mtu:1500}]
+ *   networks [{id:'network0', link:'comm0', type:'ipv4', ip_address:'169.254.10.7', netmask:'255.255.0.0', routes:[]},
+ *             {id:'network1', link:'nic1', type:'ipv4', ip_address:'10.0.0.17', netmask:'255.255.255.0',
+ *              routes:[{network:'0.0.0.0', netmask:'0.0.0.0', gateway:'10.0.0.1'}], network_id:'public'}]
  *   services []
- * cloud-init configures only the NICs listed here: a guest with other NICs needs its own
- * networkData.
  */
 export function renderNetworkData(view: GuestView): NetworkData {
   const given = view.doc.openstack?.networkData;
   if (given) return structuredClone(given) as NetworkData;
-  const { mac, ipv4 } = view.doc.comm;
-  return {
-    links: [{ id: COMM_LINK_ID, type: 'phy', ethernet_mac_address: mac, mtu: 1500 }],
-    networks: [{ id: 'network0', link: COMM_LINK_ID, type: 'ipv4', ip_address: ipv4, netmask: '255.255.0.0', routes: [] }],
-    services: [],
-  };
+  const links: Record<string, unknown>[] = [];
+  const networks: Record<string, unknown>[] = [];
+  let id = 0;
+  const nextId = () => `network${String(id++)}`;
+  for (const n of nicsOf(view)) {
+    const link = n.comm ? COMM_LINK_ID : `nic${String(n.device)}`;
+    links.push({ id: link, type: 'phy', ethernet_mac_address: n.mac, mtu: n.mtu });
+    networks.push(...networksOf(n, link, nextId));
+  }
+  const services = (view.doc.nameservers ?? []).map((address) => ({ type: 'dns', address }));
+  return { links, networks, services };
 }
 
 /**

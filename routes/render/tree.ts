@@ -39,7 +39,7 @@ export type Entries = Readonly<Record<string, Tree | undefined>> | Iterable<read
 export type Labels = Readonly<Record<string, string>> | Iterable<readonly [string, string]>;
 
 function pairsOf<V>(input: Readonly<Record<string, V>> | Iterable<readonly [string, V]>): Iterable<readonly [string, V]> {
-  return Symbol.iterator in input ? (input as Iterable<readonly [string, V]>) : Object.entries(input);
+  return Symbol.iterator in input ? input : Object.entries(input);
 }
 
 /**
@@ -55,7 +55,7 @@ export function dir(entries: Entries, labels: Labels = []): Dir {
 
 /** True for a directory, false for a leaf. */
 export function isDir(tree: Tree): tree is Dir {
-  return typeof tree === 'object' && !Buffer.isBuffer(tree) && !(tree instanceof LazyText) && tree.kind === 'dir';
+  return typeof tree === 'object' && !Buffer.isBuffer(tree) && !(tree instanceof LazyText);
 }
 
 /**

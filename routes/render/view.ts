@@ -14,6 +14,11 @@ export interface GuestView {
   iam?: IamCredentials;
   generation: number;
   createdAt: string;
+  /**
+   * Prefix length of the comm NIC's network: that of the most specific configured comm range
+   * holding its address (`guest.commRange`), 32 when none does.
+   */
+  commPrefix: number;
 }
 
 /** Everything impure a renderer may need, supplied by the caller. */

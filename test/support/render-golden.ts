@@ -20,12 +20,14 @@ export const GOLDEN_DIR = join(FIXTURES_DIR, 'golden');
 export const UPDATE_GOLDEN = process.env.METAD_UPDATE_GOLDEN === '1';
 
 /** The instance fixtures (test/fixtures/instances/<name>.json). */
-export const INSTANCES = ['full', 'minimal', 'edge'] as const;
+export const INSTANCES = ['full', 'minimal', 'edge', 'multinic'] as const;
 export type InstanceName = (typeof INSTANCES)[number];
 
 interface InstanceFixture {
   createdAt: string;
   generation: number;
+  /** The comm range's prefix the daemon would derive from `guest.commRange`. */
+  commPrefix: number;
   instance: InstanceInput;
 }
 
@@ -46,9 +48,9 @@ export function readFixture(name: InstanceName): InstanceFixture {
 
 /** A fixture as the renderers see it: split by visibility exactly as the store splits it. */
 export function loadView(name: InstanceName): GuestView {
-  const { createdAt, generation, instance } = readFixture(name);
+  const { createdAt, generation, commPrefix, instance } = readFixture(name);
   const { doc, priv, secret, iam } = splitInput(instance);
-  return { doc, privateParams: priv ?? {}, secretParams: secret ?? {}, iam: iam ?? undefined, generation, createdAt };
+  return { doc, privateParams: priv ?? {}, secretParams: secret ?? {}, iam: iam ?? undefined, generation, createdAt, commPrefix };
 }
 
 /** A fixed clock and a fixed 600-byte "random" seed, so every render is reproducible. */

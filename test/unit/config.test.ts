@@ -23,7 +23,7 @@ test('config: defaults', () => {
   assert.equal(c.admin.socket, '/run/metad/admin.sock');
   assert.equal(c.admin.socketMode, '0660');
   assert.deepEqual(c.guest.listen, [{ host: '169.254.169.254', port: 80 }]);
-  assert.equal(c.guest.commRange, '169.254.0.0/16');
+  assert.deepEqual(c.guest.commRange, ['169.254.0.0/16']);
   assert.equal(c.secrets.defaultTtlSec, 5400);
   assert.equal(c.pipe.maxBytes, 1048576);
   assert.ok(Object.isFrozen(c.guest.listen[0]));

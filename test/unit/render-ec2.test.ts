@@ -15,6 +15,7 @@ const GOLDEN: Record<InstanceName, Ec2Version[]> = {
   full: ['1.0', '2009-04-04', '2018-09-24', 'latest'],
   minimal: ['2009-04-04', 'latest'],
   edge: ['latest'],
+  multinic: ['2011-01-01', 'latest'],
 };
 
 function render(view: GuestView, v: Ec2Version, sign = false): Tree {

@@ -16,6 +16,7 @@ const GOLDEN: Record<InstanceName, OpenstackVersion[]> = {
   full: ['2012-08-10', '2015-10-15', '2018-08-27', 'latest'],
   minimal: ['2018-08-27'],
   edge: ['latest'],
+  multinic: ['2015-10-15', 'latest'],
 };
 
 /** Every file `/openstack/<v>/` lists, as the bodies a route would serve (JSON pretty-printed). */
