@@ -1,12 +1,14 @@
 /**
  * Reading what the admin hands to metadctl: instance documents and merge patches (JSON or
  * YAML, from a file or stdin) and parameter values (KEY=VALUE, KEY=@file, KEY=-).
- * Every failure here is a UsageError (exit 2): nothing has been sent to the daemon yet.
+ * Every failure here is a UsageError (exit 2): nothing has been sent to the daemon yet. No
+ * message quotes the input (a document or an argument may hold a secret): positions only.
  */
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { PARAM_NAME_PATTERN } from '../daemon/model.js';
 import { UsageError } from './errors.js';
+import { describeJsonError, describeYamlError } from './syntax-error.js';
 
 export interface InputIo {
   stdin: NodeJS.ReadableStream;
@@ -49,26 +51,28 @@ function decodeUtf8(bytes: Buffer, what: string): string {
 
 /**
  * Parse a JSON or YAML document. `.json` files must be JSON; anything else is tried as JSON
- * first (exact error positions, tabs allowed), then as YAML 1.2 (core schema: no surprise
- * dates, octals or sexagesimal MACs).
+ * first (tabs allowed), then as YAML 1.2 (core schema: no surprise dates, octals or
+ * sexagesimal MACs). Errors give line and column, never the text there.
  */
 export function parseStructured(text: string, what: string, jsonOnly: boolean): unknown {
   try {
     return JSON.parse(text);
-  } catch (err) {
-    if (jsonOnly) throw new UsageError(`${what} is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    if (jsonOnly) throw new UsageError(`${what} is not valid JSON: ${describeJsonError(text)}`);
   }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, schema: 'core', logLevel: 'silent' });
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, schema: 'core', logLevel: 'silent' });
   if (doc.errors.length > 0) {
-    throw new UsageError(
-      `${what} is not valid JSON or YAML`,
-      doc.errors.slice(0, 5).map((e) => e.message.split('\n')[0] ?? e.message),
-    );
+    const looksJson = /^\s*[[{]/.test(text);
+    throw new UsageError(`${what} is not valid JSON or YAML`, [
+      ...(looksJson ? [`as JSON: ${describeJsonError(text)}`] : []),
+      ...doc.errors.slice(0, 5).map((e) => `as YAML: ${describeYamlError(text, e)}`),
+    ]);
   }
   try {
     return doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new UsageError(`${what}: ${(err as Error).message}`);
+  } catch {
+    // The library's messages may name an alias: say what is wrong without it.
+    throw new UsageError(`${what}: its YAML aliases cannot be resolved (unknown anchor, or more than 100 alias uses)`);
   }
 }
 
@@ -101,13 +105,14 @@ function chompOne(s: string): string {
 export async function readAssignments(args: readonly string[], io: InputIo, keepNewline = false): Promise<Record<string, string>> {
   const values: Record<string, string> = Object.create(null) as Record<string, string>;
   let stdinUsedBy: string | undefined;
-  for (const arg of args) {
+  for (const [n, arg] of args.entries()) {
+    // Arguments are named by position: an argument without '=' may well be a bare secret.
     const eq = arg.indexOf('=');
-    if (eq <= 0) throw new UsageError(`expected KEY=VALUE, KEY=@FILE or KEY=-, got ${JSON.stringify(eq === 0 ? arg : arg.slice(0, 64))}`);
+    if (eq <= 0) throw new UsageError(`assignment ${n + 1}: expected KEY=VALUE, KEY=@FILE or KEY=-`);
     const key = arg.slice(0, eq);
     const spec = arg.slice(eq + 1);
     if (!PARAM_NAME.test(key)) {
-      throw new UsageError(`invalid parameter name ${JSON.stringify(key)}`, [`names match ${PARAM_NAME_PATTERN}`]);
+      throw new UsageError(`assignment ${n + 1}: invalid parameter name`, [`names match ${PARAM_NAME_PATTERN}`]);
     }
     if (Object.prototype.hasOwnProperty.call(values, key)) throw new UsageError(`parameter ${key} given twice`);
     let value: string;

@@ -67,6 +67,22 @@ With --json, commands print the daemon's JSON answer unchanged (commands whose a
 no body print nothing); on an error the daemon's error JSON goes to stdout as well.
 `;
 
+/**
+ * A commander error message without the user's arguments in it (any of them may be a secret):
+ * `option '--ttl <seconds>' argument 'x' is invalid` loses the value, `unknown option
+ * '--pw=x'` keeps the option name only, `unknown command 'x'` loses the word.
+ */
+export function withoutArguments(message: string): string {
+  return message
+    .replace(/ argument '(?:[^']|'(?! is invalid))*' is invalid/g, ' argument is invalid')
+    .replace(/ value '(?:[^']|'(?! is invalid))*' is invalid/g, ' value is invalid')
+    .replace(/unknown option '([^']*)'/g, (_m, opt: string) => {
+      const name = opt.split('=')[0] ?? '';
+      return /^--?[A-Za-z][A-Za-z-]{0,40}$/.test(name) ? `unknown option '${name}'` : 'unknown option';
+    })
+    .replace(/unknown command '[^']*'/g, 'unknown command');
+}
+
 function buildProgram(io: CliIo, state: { code: number; json: boolean }): Command {
   /** Wrap an action: resolve the global options, build the client, record the exit code. */
   const act: Act =
@@ -90,7 +106,7 @@ function buildProgram(io: CliIo, state: { code: number; json: boolean }): Comman
     .configureOutput({
       writeOut: (s) => void io.stdout.write(s),
       writeErr: (s) => void io.stderr.write(s),
-      outputError: (s, write) => write(s.replace(/^error: /, 'metadctl: ')),
+      outputError: (s, write) => write(withoutArguments(s).replace(/^error: /, 'metadctl: ')),
     })
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
@@ -112,7 +128,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       reportError(io, err, state.json);
       return err.exitCode;
     }
-    io.stderr.write(`metadctl: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // The stack is for a bug report; the message is left out, it could quote input.
+    const frames = err instanceof Error ? (err.stack ?? '').split('\n').filter((l) => l.startsWith('    at ')) : [];
+    io.stderr.write(`metadctl: unexpected error (${err instanceof Error ? err.name : typeof err}); please report it\n${frames.map((f) => `${f}\n`).join('')}`);
     return EXIT.API;
   }
 }

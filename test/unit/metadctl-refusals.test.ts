@@ -84,3 +84,66 @@ describe('metadctl: documents larger than the daemon accepts', () => {
     assert.equal(MIN_MAX_BODY_BYTES, configSchema.properties.admin.properties.maxBodyBytes.minimum);
   });
 });
+
+describe('metadctl: no user-supplied value reaches stderr (positions and field paths only)', () => {
+  const SECRET = 'hunter2';
+  const clean = (r: { out: string; err: string }, what: string): void => {
+    assert.ok(!r.out.includes(SECRET) && !r.err.includes(SECRET), `${what}: ${r.err}`);
+  };
+
+  it('malformed JSON and YAML documents: line and column, never the text', async () => {
+    const cases: [string, string, RegExp][] = [
+      ['bad.json', `{"name":"web1","params":{"secret":{"PASSWORD":${SECRET}}}}`, /bad\.json is not valid JSON: line 1, column 47: unexpected character\n/],
+      ['bad2.json', `{\n  "name": "web1",\n  "params": {"secret": {"PASSWORD": "${SECRET}`, /line 3, column \d+: unexpected end of input/],
+      ['bad3.json', `{"params": {"secret": {"PASSWORD": "${SECRET}"}}}}}`, /line 1, column \d+: unexpected character/],
+      ['bad4.yaml', `{"params": {"secret": {"PASSWORD": "${SECRET}"}}}}}`, /not valid JSON or YAML\n {2}as JSON: line 1, column \d+: unexpected character\n {2}as YAML: line 1, column \d+: /],
+      ['bad5.yaml', `name: web1\nparams:\n  secret:\n    PASSWORD: ${SECRET}\n   - ${SECRET}\n`, /not valid JSON or YAML\n {2}as YAML: line \d+, column \d+: [a-z ]+\n/],
+      ['bad6.yaml', `name: web1\nparams: {secret: {PASSWORD: *${SECRET}}}\n`, /metadctl: /],
+      ['bad7.yaml', `name: web1\nparams: {secret: {PASSWORD: "${SECRET}\n`, /as YAML: line \d+, column \d+/],
+    ];
+    for (const [name, text, want] of cases) {
+      for (const args of [['register', await file(name, text)], ['patch', 'web1', await file(name, text)]]) {
+        const r = await run(args);
+        assert.equal(r.code, 2, `${name}: ${r.err}`);
+        assert.match(r.err, want, name);
+        clean(r, name);
+      }
+      // On stdin (no .json name) a text may be valid YAML after all (bad.json is): then it is sent.
+      clean(await run(['register', '-'], { stdin: text }), `${name} on stdin`);
+    }
+  });
+
+  it('params set: a bad assignment is named by its position', async () => {
+    for (const [args, want] of [
+      [[SECRET], /^metadctl: assignment 1: expected KEY=VALUE/],
+      [['A=1', SECRET], /^metadctl: assignment 2: expected KEY=VALUE/],
+      [[`=${SECRET}`], /^metadctl: assignment 1: expected KEY=VALUE/],
+      [[`PW:${SECRET}=x`], /^metadctl: assignment 1: invalid parameter name\n/],
+      [[`${SECRET} x=1`], /^metadctl: assignment 1: invalid parameter name\n/],
+    ] as [string[], RegExp][]) {
+      const r = await run(['params', 'set', 'web1', '--visibility', 'secret', ...args]);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, want);
+      clean(r, args.join(' '));
+    }
+    assert.deepEqual(stub.requests, []);
+  });
+
+  it('bad option values, unknown options and commands are not echoed', async () => {
+    for (const args of [
+      ['params', 'set', 'web1', '--visibility', 'secret', '--ttl', SECRET, 'A=1'],
+      ['params', 'set', 'web1', '--visibility', SECRET, 'A=1'],
+      ['pipe', 'read', 'web1', '--wait', SECRET],
+      [`--password=${SECRET}`, 'list'],
+      [`-${SECRET}`, 'list'],
+      [SECRET],
+      ['params', SECRET],
+    ]) {
+      const r = await run(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, /^metadctl: /);
+      clean(r, args.join(' '));
+    }
+    assert.deepEqual(stub.requests, []);
+  });
+});
