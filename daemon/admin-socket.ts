@@ -10,7 +10,8 @@
  */
 import type http from 'node:http';
 import net from 'node:net';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { mkdirs } from './mkdirs.js';
 import { dirname } from 'node:path';
 
 /** Remove a stale socket file left by a crashed daemon; refuse to steal a live one. */
@@ -36,7 +37,7 @@ async function clearStaleSocket(path: string): Promise<void> {
 
 /** Listen on `path` with file mode `mode` (e.g. 0o660) from the moment the socket exists. */
 export async function listenAdminSocket(server: http.Server, path: string, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+  await mkdirs(dirname(path), 0o750);
   await clearStaleSocket(path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

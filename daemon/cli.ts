@@ -16,6 +16,7 @@ import { createLogger } from './logger.js';
 import { runDaemon } from './main.js';
 import { handleSignals } from './signals.js';
 import { notifyReady } from './notify.js';
+import { MkdirError } from './mkdirs.js';
 import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
 import { validateInstance } from './validate.js';
 import { instanceSchema } from './model.js';
@@ -113,6 +114,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
 
 /** What to do about the usual start failures (said once, on stderr). */
 function startHint(err: unknown): string {
+  if (err instanceof MkdirError) return '\n  hint: stateDir (and the admin socket\'s directory) must be creatable on a writable file system';
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
   switch (e.code) {
     case 'EADDRNOTAVAIL':

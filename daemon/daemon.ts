@@ -4,7 +4,7 @@
  * daemon/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
  * fake clock and get the same graph production runs.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdirs } from './mkdirs.js';
 import { join } from 'node:path';
 import type Koa from 'koa';
 import type { Logger } from 'pino';
@@ -42,7 +42,7 @@ export interface Daemon {
 export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): Promise<Daemon> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
-  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await mkdirs(config.stateDir, 0o700);
   await removeStaleTemps(config.stateDir); // e.g. a key write cut short by a crash
   const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
   const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));

@@ -3,7 +3,8 @@
  * power loss (write temp + fsync + rename + fsync the directory). A failed write leaves no
  * partial file behind. Knows nothing of instances.
  */
-import { open, rename, unlink, readdir, mkdir } from 'node:fs/promises';
+import { open, rename, unlink, readdir } from 'node:fs/promises';
+import { mkdirs } from './mkdirs.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -76,7 +77,7 @@ export async function removeFileDurable(dir: string, name: string): Promise<void
 
 /** Move a file aside (e.g. into quarantine/) durably. */
 export async function moveDurable(fromDir: string, name: string, toDir: string, newName: string): Promise<void> {
-  await mkdir(toDir, { recursive: true, mode: 0o700 });
+  await mkdirs(toDir, 0o700);
   await rename(join(fromDir, name), join(toDir, newName));
   await fsyncDir(toDir);
   await fsyncDir(fromDir);

@@ -7,7 +7,7 @@
  * synchronously, so uniqueness holds); memory changes only after the write is durable.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { mkdirs } from './mkdirs.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
@@ -58,7 +58,7 @@ export class InstanceStore extends EventEmitter {
 
   /** Create the state layout and load every instance; bad files are quarantined. */
   async start(): Promise<{ loaded: number; quarantined: number }> {
-    await mkdir(this.instancesDir, { recursive: true, mode: 0o700 });
+    await mkdirs(this.instancesDir, 0o700);
     await removeStaleTemps(this.instancesDir);
     const { good, bad } = await readStateFiles(this.instancesDir, this.o.keyring);
     // Two files claiming one comm address (or MAC, or tap): the most recently written wins.

@@ -166,3 +166,23 @@ test('metad serve: a guest address that is not on this machine fails with a hint
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('metad serve: a state dir that cannot be created (under /proc) fails the start with a clear message', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-proc-dir-'));
+  try {
+    // The old start spun at ~90 % CPU forever here (node's recursive mkdir loops on ENOENT).
+    const cfg = writeConfig(dir, '/proc/metad-test-nonexistent/state');
+    let res = { status: null as number | null, err: '' };
+    try {
+      execFileSync(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: 'pipe', timeout: 30_000 });
+    } catch (e) {
+      const x = e as { status: number | null; stderr: Buffer };
+      res = { status: x.status, err: x.stderr.toString() };
+    }
+    assert.equal(res.status, 1, `exits 1 (not killed by the timeout): ${res.err}`);
+    assert.match(res.err, /cannot start: cannot create directory \/proc\/metad-test-nonexistent \(E[A-Z]+\)/);
+    assert.match(res.err, /hint: .*stateDir/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
