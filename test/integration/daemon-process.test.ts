@@ -10,9 +10,12 @@ import { mkdtempSync, rmSync, statSync, writeFileSync, readdirSync, mkdirSync, e
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request, sampleInstance } from '../support/daemon.js';
+import { request, sampleInstance, type Reply } from '../support/daemon.js';
 import { CLI, admin, startProcess, writeConfig } from '../support/process.js';
 import { isRoot, skipOrFail } from '../support/env.js';
+
+type ErrorBody = { code: string; message: string };
+const names = (r: Reply): string[] => (r.json as { instances: { name: string }[] }).instances.map((i) => i.name);
 
 test('metad serve: socket 0660, kill -9 loses no acknowledged write, SIGTERM is clean', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-proc-'));
@@ -41,7 +44,7 @@ test('metad serve: socket 0660, kill -9 loses no acknowledged write, SIGTERM is 
   assert.ok(existsSync(sock), 'kill -9 leaves a stale socket behind');
 
   p = await startProcess(cfg, sock);
-  const list = (await admin(sock, 'GET', '/v1/instances')).json.instances.map((i: { name: string }) => i.name);
+  const list = names(await admin(sock, 'GET', '/v1/instances'));
   for (const name of acked) assert.ok(list.includes(name), `acknowledged ${name} lost after kill -9`);
   assert.ok(!readdirSync(join(dir, 'state', 'instances')).some((f) => f.startsWith('.tmp-')));
   assert.match(p.out(), /"quarantined":0/);
@@ -70,7 +73,7 @@ test('metad check-config: lists every problem and exits 2; prints the effective 
     assert.match(res.out, /\/guest\/commRange/);
     assert.match(res.out, /\/nope: unknown key/);
     const good = writeConfig(dir);
-    const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString());
+    const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString()) as { secrets: { defaultTtlSec: number } };
     assert.equal(effective.secrets.defaultTtlSec, 5400);
     const help = execFileSync(process.execPath, [CLI, 'serve', '--help']).toString();
     assert.match(help, /--config/);
@@ -108,28 +111,28 @@ test('state dir full (ENOSPC) or read-only: 503, nothing lost, nothing partial, 
   }
   assert.ok(full, 'the tmpfs should fill up');
   assert.equal(full.status, 503);
-  assert.equal(full.json.code, 'Unavailable');
-  assert.match(full.json.message, /ENOSPC/);
+  assert.equal((full.json as ErrorBody).code, 'Unavailable');
+  assert.match((full.json as ErrorBody).message, /ENOSPC/);
   assert.ok(!readdirSync(join(state, 'instances')).some((f) => f.startsWith('.tmp-')), 'no partial file left');
-  const list = (await admin(sock, 'GET', '/v1/instances')).json.instances.map((i: { name: string }) => i.name);
+  const list = names(await admin(sock, 'GET', '/v1/instances'));
   assert.deepEqual(list.sort(), acked.sort(), 'exactly the acknowledged instances exist');
 
   execFileSync('mount', ['-o', 'remount,ro', state]);
   const r = await admin(sock, 'PATCH', `/v1/instances/${acked[0]}`, { hostname: 'changed' });
   assert.equal(r.status, 503);
-  assert.match(r.json.message, /EROFS/);
+  assert.match((r.json as ErrorBody).message, /EROFS/);
   const v = await admin(sock, 'GET', `/v1/instances/${acked[0]}`);
   assert.equal(v.status, 200);
-  assert.notEqual(v.json.instance.hostname, 'changed', 'a failed write changes nothing in memory');
+  assert.notEqual((v.json as { instance: { hostname: string } }).instance.hostname, 'changed', 'a failed write changes nothing in memory');
 });
 
 test('quick start: `metad serve --demo` serves the sample guest and metadctl reaches it', async (t) => {
   const child = spawn(process.execPath, [CLI, 'serve', '--demo', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
   let err = '';
-  child.stderr!.on('data', (c) => (err += c));
-  child.stdout!.resume();
-  for (let i = 0; i < 200 && !err.includes('admin door:'); i++) await new Promise((r) => setTimeout(r, 25));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  child.stdout.resume();
+  for (let i = 0; i < 800 && !err.includes('admin door:') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
   const port = Number(/127\.0\.0\.1:(\d+)\/latest\/meta-data\//.exec(err)?.[1]);
   const sock = /--socket (\S+) list/.exec(err)?.[1];
   assert.ok(port > 0 && sock, `banner names the guest port and the socket: ${err}`);
@@ -137,9 +140,9 @@ test('quick start: `metad serve --demo` serves the sample guest and metadctl rea
   assert.equal(r.status, 200);
   assert.equal(r.text, 'i-0123456789abcdef0', 'curl from this machine is the demo guest');
   const ctl = fileURLToPath(new URL('../../cli/metadctl.js', import.meta.url));
-  const list = execFileSync(process.execPath, [ctl, '--socket', sock!, 'list']).toString();
+  const list = execFileSync(process.execPath, [ctl, '--socket', sock, 'list']).toString();
   assert.match(list, /demo1\s+6f0c2b8e/);
-  const stateDir = /(\/\S+metad-demo-\w+)\//.exec(sock!)?.[1];
+  const stateDir = /(\/\S+metad-demo-\w+)\//.exec(sock)?.[1];
   child.kill('SIGTERM');
   assert.equal(await new Promise((res) => child.once('exit', res)), 0);
   assert.ok(stateDir && !existsSync(stateDir), 'the demo leaves no temp dir behind');

@@ -33,14 +33,14 @@ export interface DaemonProcess {
   guestPort: number;
 }
 
-/** Spawn `metad serve --config FILE` and wait (at most ~10 s) for "metad started". */
+/** Spawn `metad serve --config FILE` and wait (at most ~20 s on a busy machine) for "metad started". */
 export async function startProcess(config: string, sock: string, opts: SpawnOptions = {}, onSpawn?: (child: ChildProcess) => void | Promise<void>): Promise<DaemonProcess> {
   const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   await onSpawn?.(child);
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 800; i++) {
     const started = /"guest":\[\{"host":"[^"]+","port":(\d+)\}.*"msg":"metad started"/.exec(out);
     if (started) return { child, out: () => out, guestPort: Number(started[1]) };
     if (child.exitCode !== null || child.signalCode !== null) break;
