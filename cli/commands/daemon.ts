@@ -1,8 +1,28 @@
 /**
- * metadctl health | identity-key: questions about the daemon itself
- * (/v1/health and /v1/identity/public-key of docs/admin-api.md).
+ * metadctl health [--wait [--timeout S]] | identity-key: questions about the daemon itself
+ * (/v1/health and /v1/identity/public-key of docs/admin-api.md). `health --wait` lets scripts
+ * wait for a starting daemon without their own polling loop.
  */
-import { examples, line, plural, writeRaw, type CommandGroup } from '../command.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { examples, intOption, line, plural, writeRaw, type CommandGroup, type Ctx } from '../command.js';
+import { ConnectError, UsageError } from '../errors.js';
+
+const WAIT_DEFAULT_SEC = 30;
+/** How often `health --wait` retries a socket that cannot be reached yet. */
+const WAIT_RETRY_MS = 100;
+
+/** GET /v1/health, retried while the socket cannot be reached (ConnectError), until `timeoutMs`. */
+async function healthWhenUp(ctx: Ctx, timeoutMs: number): ReturnType<Ctx['client']['health']> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await ctx.client.health();
+    } catch (err) {
+      if (!(err instanceof ConnectError) || Date.now() >= deadline) throw err;
+    }
+    await delay(WAIT_RETRY_MS, undefined, ctx.io.signal ? { signal: ctx.io.signal } : {});
+  }
+}
 
 export const daemonCommands: CommandGroup = (program, act) => {
   program
@@ -23,10 +43,13 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
   program
     .command('health')
     .description('check that the daemon answers (GET /v1/health)')
-    .addHelpText('after', examples('metadctl health', 'metadctl health >/dev/null && echo up'))
+    .option('--wait', 'wait until it answers: retry while the socket is missing or refuses (a daemon still starting)')
+    .option('--timeout <seconds>', `with --wait: give up after SECONDS (1..3600, default ${WAIT_DEFAULT_SEC}), exit 3`, intOption(1, 3600))
+    .addHelpText('after', examples('metadctl health', 'metadctl health >/dev/null && echo up', 'metadctl health --wait --timeout 60 && metadctl register web1.yaml'))
     .action(
-      act(async (ctx) => {
-        const res = await ctx.client.health();
+      act(async (ctx, opts: { wait?: boolean; timeout?: number }) => {
+        if (opts.timeout !== undefined && opts.wait !== true) throw new UsageError('--timeout needs --wait');
+        const res = opts.wait === true ? await healthWhenUp(ctx, (opts.timeout ?? WAIT_DEFAULT_SEC) * 1000) : await ctx.client.health();
         if (ctx.json) {
           writeRaw(ctx.io.stdout, res.raw);
           return;

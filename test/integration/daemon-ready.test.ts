@@ -1,7 +1,8 @@
 /**
  * Readiness without polling: under systemd (Type=notify) `metad serve` sends READY=1 once both
  * doors listen. A python3 datagram socket stands in for systemd's NOTIFY_SOCKET (node has no
- * unix datagram sockets); systemd-notify is the real one from the systemd package.
+ * unix datagram sockets); systemd-notify is the real one from the systemd package. Scripts use
+ * `metadctl health --wait [--timeout S]`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,19 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { request } from '../support/daemon.js';
 import { hasCommand, skipOrFail } from '../support/env.js';
 import { startProcess, writeConfig } from '../support/process.js';
+import { PassThrough, Readable } from 'node:stream';
+import { main as metadctl } from '../../cli/metadctl.js';
+
+async function ctl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let o = '';
+  let e = '';
+  out.on('data', (c: Buffer) => (o += c.toString()));
+  err.on('data', (c: Buffer) => (e += c.toString()));
+  const code = await metadctl(args, { stdout: out, stderr: err, stdin: Readable.from(['']), env: {} });
+  return { code, out: o, err: e };
+}
 
 // recv() without room for ancillary data: the kernel closes the barrier fd systemd-notify passes,
 // which is how systemd acknowledges (systemd-notify then exits 0).
@@ -45,4 +59,27 @@ test('metad serve: READY=1 reaches NOTIFY_SOCKET once the doors listen (Type=not
   const r = await request({ host: '127.0.0.1', port: p.guestPort, path: '/' });
   assert.equal(r.status, 404, 'and the guest door answers (an unknown source: 404)');
   assert.ok(!p.out().includes('readiness notification failed'));
+});
+
+test('metadctl health --wait: returns once a starting daemon answers; gives up after --timeout with exit 3', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-wait-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = join(dir, 'admin.sock');
+  const early = await ctl(['--socket', sock, 'health']);
+  assert.equal(early.code, 3, 'without --wait: no daemon yet, exit 3 at once');
+
+  const waiting = ctl(['--socket', sock, 'health', '--wait', '--timeout', '60']);
+  const p = await startProcess(writeConfig(dir), sock);
+  t.after(() => p.child.kill('SIGKILL'));
+  const r = await waiting;
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ok \(0 instances\)$/m);
+
+  p.child.kill('SIGTERM');
+  await new Promise((res) => p.child.once('exit', res));
+  const gone = await ctl(['--socket', sock, 'health', '--wait', '--timeout', '1']);
+  assert.equal(gone.code, 3, 'still unreachable after the timeout: exit 3');
+  assert.match(gone.err, /cannot connect to/);
+  const usage = await ctl(['--socket', sock, 'health', '--timeout', '5']);
+  assert.equal(usage.code, 2, '--timeout without --wait is a usage error');
 });
