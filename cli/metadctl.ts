@@ -8,9 +8,10 @@
  * `main()` is the whole program minus process plumbing, so tests can drive it with their own
  * streams, environment and socket.
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { VERSION } from '../daemon/version.js';
 import { AdminClient, DEFAULT_SOCKET } from './client.js';
 import { reportError, type Act, type CliIo, type Ctx } from './command.js';
 import { COMMAND_GROUPS } from './commands/index.js';
@@ -24,20 +25,6 @@ interface GlobalOpts {
   json?: boolean;
 }
 
-function readVersion(): string {
-  // dist/cli/metadctl.js -> ../../package.json; cli/metadctl.ts (run from source) -> ../package.json
-  for (const rel of ['../../package.json', '../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'metad' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // try the next one
-    }
-  }
-  return '0.0.0-unknown';
-}
-
-export const VERSION = readVersion();
 
 /** The admin socket: --socket, else $METAD_ADMIN_SOCKET (as for metad), else the deprecated $METAD_SOCKET, else the default. */
 export function socketFrom(option: string | undefined, env: Record<string, string | undefined>): string {

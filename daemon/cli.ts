@@ -17,8 +17,8 @@ import { runDaemon } from './main.js';
 import { handleSignals } from './signals.js';
 import { notifyReady } from './notify.js';
 import { MkdirError } from './mkdirs.js';
-import { DEMO_INSTANCE, demoBanner, demoConfig } from './demo.js';
-import { validateInstance } from './validate.js';
+import { demoBanner, demoConfig, registerDemo } from './demo.js';
+import { VERSION } from './version.js';
 import { instanceSchema } from './model.js';
 import { EV, loggingDoc } from './events.js';
 import { configReference } from './config-doc.js';
@@ -26,7 +26,7 @@ import { configReference } from './config-doc.js';
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
     .description('Hypervisor-side instance metadata daemon (EC2 IMDS, OpenStack, Ganeti)')
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .showHelpAfterError();
   let code = 0;
@@ -99,7 +99,7 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
     const running = await runDaemon(cfg, log);
     handleSignals(running, log, reread);
     if (opts.demo) {
-      await running.daemon.services.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
+      await registerDemo(running.daemon.services, log);
       process.stderr.write(demoBanner(cfg.admin.socket, running.guestAddresses[0]?.port ?? port));
     }
     notifyReady(process.env, log);

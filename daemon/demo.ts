@@ -6,6 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { EV } from './events.js';
+import type { Services } from './services.js';
+import { validateInstance } from './validate.js';
 
 export function demoConfig(port: number): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-demo-'));
@@ -32,7 +37,27 @@ export const DEMO_INSTANCE = {
   hardware: { memoryMiB: 512, vcpus: 1 },
 };
 
-export function demoBanner(socket: string, port: number): string {
+/** Register the sample instance and log it as the admin door would. */
+export async function registerDemo(s: Pick<Services, 'store'>, log: Logger): Promise<void> {
+  const { created, instance } = await s.store.put(validateInstance(structuredClone(DEMO_INSTANCE)), true);
+  log.info({ instance: instance.doc.name, created, generation: instance.generation }, EV.instanceRegistered);
+}
+
+/** A word as the shell reads it: as is when plain, else in single quotes. */
+export function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * The metadctl command line to print: this node and this checkout's (or installation's)
+ * metadctl, by absolute path. `npx metadctl` would, outside the checkout, fetch whatever the
+ * public registry holds under that name.
+ */
+export function metadctlCommand(nodePath = process.execPath, script = fileURLToPath(new URL('../cli/metadctl.js', import.meta.url))): string {
+  return `${shellWord(nodePath)} ${shellWord(script)}`;
+}
+
+export function demoBanner(socket: string, port: number, metadctl = metadctlCommand()): string {
   return [
     '',
     'metad demo is running (Ctrl-C stops it; state lives in a temp dir).',
@@ -41,8 +66,8 @@ export function demoBanner(socket: string, port: number): string {
     `    curl http://127.0.0.1:${port}/openstack/latest/meta_data.json`,
     `    curl http://127.0.0.1:${port}/ganeti/latest/os/parameters.json`,
     `  admin door:  ${socket}`,
-    `    npx metadctl --socket ${socket} list`,
-    `    curl --unix-socket ${socket} http://metad/v1/instances/demo1`,
+    `    ${metadctl} --socket ${shellWord(socket)} list`,
+    `    curl --unix-socket ${shellWord(socket)} http://metad/v1/instances/demo1`,
     '',
   ].join('\n');
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { PassThrough, Readable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { InstanceList } from '../../cli/api-types.js';
 import { main } from '../../cli/metadctl.js';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
 
@@ -15,8 +16,8 @@ async function ctl(socket: string, args: string[], stdin = '') {
   const err = new PassThrough();
   let o = '';
   let e = '';
-  out.on('data', (c) => (o += c));
-  err.on('data', (c) => (e += c));
+  out.on('data', (c: Buffer) => (o += c.toString('utf8')));
+  err.on('data', (c: Buffer) => (e += c.toString('utf8')));
   const code = await main(['--socket', socket, ...args], { stdout: out, stderr: err, stdin: Readable.from([stdin]), env: {} });
   return { code, out: o, err: e };
 }
@@ -61,7 +62,7 @@ test('metadctl drives the real daemon', async (t) => {
   r = await ctl(sock, ['list']);
   assert.match(r.out, /vm1\s+3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11\s+127\.0\.0\.2/);
   r = await ctl(sock, ['--json', 'list']);
-  assert.equal(JSON.parse(r.out).instances[0].name, 'vm1');
+  assert.equal((JSON.parse(r.out) as InstanceList).instances[0]?.name, 'vm1');
 
   r = await ctl(sock, ['pipe', 'send', 'vm1', 'go']);
   assert.equal(r.code, 0, r.err);
@@ -100,7 +101,7 @@ test('metadctl: an empty or dot key is a usage error, never "clear everything"',
   assert.equal(d.daemon.services.vault.info('vm1').length, 2);
   const r = await d.admin('PROPFIND', '/v1/instances/vm1');
   assert.ok(r.status === 405 || r.status === 501);
-  assert.equal(r.json.code, 'MethodNotAllowed', 'every admin error is JSON from the closed table');
+  assert.equal((r.json as { code?: unknown }).code, 'MethodNotAllowed', 'every admin error is JSON from the closed table');
 });
 
 test('metadctl: an oversize register or patch always says "document larger than N bytes" (exit 2), never EPIPE', async (t) => {
