@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
-import { ALPHA, BRAVO, bravoTraces } from './instances.js';
+import { ALPHA, BRAVO, MULTI_NICS, bravoTraces } from './instances.js';
 import { assertRan, cleanEnv, cloudInitMissing, CRAWL_PY, probe, PY, startDaemonInNetns, teardown, walkListings, type NsDaemon } from './harness.js';
 
 interface Ec2Crawl {
@@ -38,6 +38,12 @@ interface OpenstackCrawl {
   instance_data_v1: Record<string, any>;
   metadata_address: string;
   warnings: string[];
+}
+
+/** What the driver adds with --guest-macs. */
+interface NetworkOutputs {
+  network_config: Record<string, unknown>;
+  network_eni: string;
 }
 
 const A = ALPHA;
@@ -249,6 +255,51 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
     const v1 = await net.run(PY, [CRAWL_PY, 'ec2', daemon.url, '--v1', '--max-wait', '2', '--timeout', '1'], { timeoutMs: 60_000, env: cleanEnv() });
     assert.equal(v1.code, 1, `the v1 crawl should fail against imdsV2: required: ${v1.stdout}`);
     assert.equal(v1.stdout, '');
+  });
+
+  await t.test('several NICs: the network config cloud-init derives from what metad renders (OpenStack static, EC2 DHCP)', async () => {
+    // network_data.json built by metad (no verbatim networkData), three NICs besides comm.
+    const r = await daemon.admin('PATCH', `/v1/instances/${A.name}`, {
+      displayName: 'Alpha — display name',
+      nics: MULTI_NICS,
+      nameservers: ['10.0.0.53', '2001:db8::53'],
+      ec2: { imdsV2: 'optional' },
+      openstack: { networkData: null },
+    });
+    assert.equal(r.status, 200, r.text);
+    const macs = [A.comm.mac, ...MULTI_NICS.map((n) => n.mac)].join(',');
+
+    const os = (await crawl(['openstack', daemon.url, '--guest-macs', macs], 'openstack nics')).json as OpenstackCrawl & NetworkOutputs;
+    assert.equal(os.metadata['name'], 'Alpha — display name');
+    // What Debian's cloud-init writes to /etc/network/interfaces.d/50-cloud-init: every NIC
+    // statically with its own prefix (the comm NIC's from commRange 127.0.0.0/8), gateways as
+    // default routes, the DHCP NIC by DHCP, the nameservers.
+    assert.equal(os.network_eni, [
+      'auto lo', 'iface lo inet loopback', '    dns-nameservers 10.0.0.53 2001:db8::53', '',
+      'auto eth0', 'iface eth0 inet static', '    address 127.0.0.1/8', '    mtu 1500', '',
+      'auto eth1', 'iface eth1 inet static', '    address 10.0.0.17/24', '    mtu 9000',
+      '    post-up route add default gw 10.0.0.1 || true', '    pre-down route del default gw 10.0.0.1 || true', '',
+      '# control-alias eth1', 'iface eth1 inet static', '    address 10.0.0.18/24', '',
+      '# control-alias eth1', 'iface eth1 inet6 static', '    address 2001:db8:0:1::17/64',
+      '    post-up route add -A inet6 default gw 2001:db8:0:1::1 || true', '    pre-down route del -A inet6 default gw 2001:db8:0:1::1 || true', '',
+      'auto eth2', 'iface eth2 inet static', '    address 192.168.50.3/28', '    mtu 1500', '',
+      'auto eth3', 'iface eth3 inet dhcp', '    mtu 1500', '',
+    ].join('\n'));
+    assert.deepEqual(os.warnings, []);
+
+    const ec2 = (await crawl(['ec2', daemon.url, '--guest-macs', macs], 'ec2 nics')).json as Ec2Crawl & NetworkOutputs;
+    // EC2 semantics: every listed NIC by DHCP, metric by device-number, IPv6 by DHCPv6 where the
+    // NIC has IPv6 addresses, second and later addresses statically with the subnet's prefix.
+    assert.equal(ec2.network_eni, [
+      'auto lo', 'iface lo inet loopback', '',
+      'auto eth0', 'iface eth0 inet dhcp', '    metric 100', '',
+      'auto eth1', 'iface eth1 inet dhcp', '    metric 200', '',
+      '# control-alias eth1', 'iface eth1 inet6 dhcp', '    metric 200', '',
+      '# control-alias eth1', 'iface eth1 inet static', '    address 10.0.0.18/24', '',
+      'auto eth2', 'iface eth2 inet dhcp', '    metric 300', '',
+      'auto eth3', 'iface eth3 inet dhcp', '    metric 400', '',
+    ].join('\n'));
+    assert.deepEqual(ec2.warnings, []);
   });
 
   await t.test('nothing tried to leave loopback; the daemon log holds no token or credential', async () => {

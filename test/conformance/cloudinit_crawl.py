@@ -169,6 +169,36 @@ def datasource_cfg(args):
     return cfg
 
 
+def guest_nics(args, patches):
+    """Pretend the guest has NICs with the given MACs (the netns has none of
+    them): cloudinit.net's interface lookups answer from this table."""
+    from cloudinit import net
+
+    macs = [m.strip().lower() for m in args.guest_macs.split(",") if m.strip()]
+    by_mac = {mac: "eth%d" % i for i, mac in enumerate(macs)}
+    net.get_interfaces_by_mac = lambda *a, **k: dict(by_mac)
+    net.find_fallback_nic = lambda *a, **k: "eth0"
+    net.get_ib_hwaddrs_by_interface = lambda *a, **k: {}
+    patches.append(
+        "cloudinit.net interface lookups -> %s (no such NICs in the netns)"
+        % ", ".join("%s=%s" % (n, m) for m, n in by_mac.items())
+    )
+
+
+def network_outputs(ds):
+    """The datasource's own network_config, parsed by cloud-init's
+    network_state and rendered by its ENI renderer (what Debian's
+    cloud-init writes to /etc/network/interfaces.d/50-cloud-init)."""
+    from cloudinit.net import eni, network_state
+
+    cfg = ds.network_config
+    state = network_state.parse_net_config_data(cfg)
+    return {
+        "network_config": cfg,
+        "network_eni": eni.Renderer()._render_interfaces(state),
+    }
+
+
 def crawl_ec2(args, tmp, patches):
     from cloudinit.sources import DataSourceEc2 as ec2ds
 
@@ -215,6 +245,8 @@ def crawl_ec2(args, tmp, patches):
         "instance_id": ds.get_instance_id(),
         "instance_data_v1": read_instance_data_v1(paths),
     }
+    if args.guest_macs:
+        out.update(network_outputs(ds))
     return out, None
 
 
@@ -293,6 +325,8 @@ def crawl_openstack(args, tmp, patches):
         "instance_id": ds.get_instance_id(),
         "instance_data_v1": read_instance_data_v1(paths),
     }
+    if args.guest_macs:
+        out.update(network_outputs(ds))
     return out, None
 
 
@@ -313,6 +347,12 @@ def main(argv=None):
         "--keep-ec2-address",
         action="store_true",
         help="openstack: leave the EC2 crawl on http://169.254.169.254",
+    )
+    ap.add_argument(
+        "--guest-macs",
+        help="comma-separated MACs the guest has (eth0, eth1, … in this order):"
+        " also output the network config cloud-init derives (network_config)"
+        " and the /etc/network/interfaces it would write (network_eni)",
     )
     ap.add_argument("--timeout", type=int, default=2)
     ap.add_argument("--max-wait", type=int, default=5)
@@ -369,6 +409,9 @@ def main(argv=None):
         # redirection seen).
         util._DNS_REDIRECT_IP = set()
         patches.append("util._DNS_REDIRECT_IP = set() (host netns)")
+
+    if args.guest_macs:
+        guest_nics(args, patches)
 
     tmp = tempfile.mkdtemp(prefix="cloudinit-crawl-")
     try:
