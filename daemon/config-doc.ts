@@ -3,6 +3,7 @@
  * keeps the file equal). Every key of the schema must carry a `description`.
  */
 import { configSchema, ENV_OVERRIDES } from './config.js';
+import { LIVE_KEYS } from './reload.js';
 
 /** The parts of a JSON schema node the reference reads. */
 interface Node {
@@ -60,11 +61,17 @@ function defaultText(n: Node): string {
   return `\`${JSON.stringify(n.default)}\``;
 }
 
+/** Whether a SIGHUP applies a change of the key (objects: their keys say). */
+function reloadText(key: string, n: Node): string {
+  if (n.type === 'object') return '';
+  return LIVE_KEYS.includes(key) ? 'live' : 'restart';
+}
+
 const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 export function configReference(): string {
   const envRows = ENV_OVERRIDES.map((o) => `| \`${o.env}\` | \`${o.key.join('.')}\` |`);
-  const keyRows = configKeys().map(({ key, node, required }) => `| \`${key}\` | ${cell(typeText(node, required))} | ${cell(defaultText(node))} | ${cell(node.description ?? '')} |`);
+  const keyRows = configKeys().map(({ key, node, required }) => `| \`${key}\` | ${cell(typeText(node, required))} | ${cell(defaultText(node))} | ${reloadText(key, node)} | ${cell(node.description ?? '')} |`);
   return [
     '# metad configuration reference',
     '',
@@ -97,9 +104,11 @@ export function configReference(): string {
     '## Keys',
     '',
     'A key `a.b` is `b` inside the object `a`; `a[].b` is `b` in each element of the list `a`.',
+    'SIGHUP (`systemctl reload metad`) re-reads the file: a change to a `live` key takes effect at',
+    'once, a change to a `restart` key is logged and waits for the next start.',
     '',
-    '| key | type | default | meaning |',
-    '|---|---|---|---|',
+    '| key | type | default | SIGHUP | meaning |',
+    '|---|---|---|---|---|',
     ...keyRows,
     '',
   ].join('\n');

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildConfig } from '../../daemon/config.js';
 import { configKeys, configReference } from '../../daemon/config-doc.js';
+import { LIVE_KEYS } from '../../daemon/reload.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -32,4 +33,12 @@ test('operations.md links the configuration reference, not a source file', () =>
   const ops = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
   assert.match(ops, /\]\(configuration\.md\)/);
   assert.doesNotMatch(ops, /daemon\/config\.ts/);
+});
+
+test('every key a reload applies live is a key of the schema, and the reference marks it live', () => {
+  const keys = new Set(configKeys().map((k) => k.key));
+  assert.deepEqual(LIVE_KEYS.filter((k) => !keys.has(k)), []);
+  const doc = configReference();
+  for (const k of LIVE_KEYS) assert.match(doc, new RegExp(`^\\| \`${k.replaceAll('.', '\\.')}\` \\|[^\n]*\\| live \\|`, 'm'), k);
+  assert.match(doc, /^\| `stateDir` \|[^\n]*\| restart \|/m);
 });
