@@ -2,9 +2,10 @@
 /**
  * `metad`: the daemon's entry point. `metad serve [--config FILE] [--demo]` runs it,
  * `metad check-config FILE` validates a config and prints the effective one (defaults filled).
- * Reads process.env here and in main.ts only. The shebang's --max-semi-space-size=2 keeps the
- * young generation small: loading 10k state files otherwise leaves ~20 MiB of retained semi-space
- * (RSS 115 -> 94 MiB at 10k instances, guest throughput unchanged; bench/suites/registry.ts).
+ * The one daemon module that reads process.env (config gets it as a value). The shebang's
+ * --max-semi-space-size=2 keeps the young generation small: loading 10k state files otherwise
+ * leaves ~20 MiB of retained semi-space (RSS 115 -> 94 MiB at 10k instances, guest throughput
+ * unchanged; bench/suites/registry.ts).
  */
 // First: from here on SIGUSR1 can never open node's inspector (daemon/no-inspector.ts).
 import './no-inspector.js';

@@ -1,7 +1,8 @@
 /**
  * Daemon configuration: one JSON schema with defaults, loaded from a file (JSON or YAML) plus a
- * few environment overrides (read only by daemon/main.ts and passed here as a value),
- * validated with ajv (every error listed), then deep-frozen. Nothing else reads process.env.
+ * few environment overrides (the environment arrives as a value from daemon/cli.ts, the one
+ * daemon module that reads process.env), validated with ajv (every error listed), then
+ * deep-frozen.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';

@@ -8,14 +8,11 @@
 /** Every code the daemon reports, with what it means. Closed: add a row here and at the doors. */
 export const ERROR_CODES = {
   InvalidInput: 'the input breaks a rule (schema, name, shape of the body)',
-  Unauthorized: 'the caller did not prove who it is',
-  Forbidden: 'the caller may not do this',
   NotFound: 'no such instance, parameter or route',
   MethodNotAllowed: 'the resource exists, the method does not apply to it',
   Conflict: 'the change collides with another instance or with what is already set',
   PayloadTooLarge: 'more bytes than a cap allows (body, document, pipe buffer)',
   UnsupportedMediaType: 'a body in a format the resource does not take',
-  TooManyRequests: 'the caller is over its rate',
   Internal: 'a bug: the stack is logged with an incident id',
   Unavailable: 'the state dir cannot take the change right now',
 } as const;

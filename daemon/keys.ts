@@ -50,7 +50,7 @@ export class Keyring {
   }
 }
 
-export class KeyFileError extends Error {
+class KeyFileError extends Error {
   override name = 'KeyFileError';
 }
 

@@ -6,7 +6,7 @@
 import pino, { type Logger, type DestinationStream } from 'pino';
 
 /** Fixed in code, never built from input. A leading `*` matches one level only. */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'params.private', '*.params.private', 'params.secret', '*.params.secret',
   'privateParams', '*.privateParams', 'secretParams', '*.secretParams',
   'iam', '*.iam', 'ec2.iam', '*.ec2.iam', 'password', '*.password',
@@ -28,7 +28,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: '[secret]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    (opts.destination ?? pino.destination({ dest: 1, sync: false })) as DestinationStream,
+    opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
 

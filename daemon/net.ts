@@ -5,7 +5,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 
-export function ipv4ToInt(ip: string): number {
+function ipv4ToInt(ip: string): number {
   return ip.split('.').reduce((acc, o) => ((acc << 8) | Number(o)) >>> 0, 0);
 }
 

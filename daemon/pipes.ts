@@ -8,7 +8,7 @@ import type { Clock } from './clock.js';
 import { DaemonError } from './errors.js';
 
 /** Longest a pipe reader may wait for data, on either door. */
-export const MAX_WAIT_SEC = 60;
+const MAX_WAIT_SEC = 60;
 
 /**
  * `?wait=SECONDS` -> milliseconds: absent -> 0 (do not wait); not a number in 0..60 -> undefined.
@@ -21,7 +21,7 @@ export function parseWaitMs(q: unknown): number | undefined {
   return Math.round(n * 1000);
 }
 
-export class ByteQueue {
+class ByteQueue {
   private chunks: Buffer[] = [];
   private bytes = 0;
   private waiters = new Set<() => void>();

@@ -2,7 +2,9 @@
  * Secret OS parameters: in memory only, never on disk, never logged, never read back.
  * Each value expires (default 90 min), may be claim-once (the first guest read consumes it and
  * records the claim time: the provisioner's "it is alive" signal), and is wiped (buffer zeroed,
- * reference dropped) when the instance's job ends or the instance is removed.
+ * reference dropped) when it is replaced or removed, when its instance is removed, and at
+ * shutdown. Nothing gates secrets on an install job yet: live values are served (see
+ * docs/design-notes.md, "secrets visibility").
  */
 import type { Clock } from './clock.js';
 
@@ -54,7 +56,7 @@ export class SecretVault {
   /** Merge values; `null` removes (and wipes) one secret. */
   merge(instance: string, values: Record<string, string | null>, opts: SecretOptions = {}): void {
     let m = this.byInstance.get(instance);
-    if (!m) this.byInstance.set(instance, (m = new Map()));
+    if (!m) this.byInstance.set(instance, (m = new Map<string, Entry>()));
     for (const [k, v] of Object.entries(values)) {
       zero(m.get(k));
       if (v === null) m.delete(k);
@@ -74,7 +76,7 @@ export class SecretVault {
     return true;
   }
 
-  /** Zero and forget every secret of an instance (job end, instance removal). */
+  /** Zero and forget every secret of an instance (instance removal, replacement of all its secrets). */
   wipe(instance: string): number {
     const m = this.byInstance.get(instance);
     if (!m) return 0;
@@ -95,7 +97,7 @@ export class SecretVault {
     const now = this.clock.now();
     const out: SecretInfo[] = [];
     for (const [name, e] of this.byInstance.get(instance) ?? []) {
-      // A wiped secret (job end, removal, replacement) is forgotten, so it never shows here.
+      // A wiped secret (removal, replacement) is forgotten, so it never shows here.
       const state = e.claimedAt !== null ? 'claimed' : e.expiresAt <= now ? 'expired' : 'live';
       out.push({
         name,
@@ -128,15 +130,6 @@ export class SecretVault {
       }
     }
     return out;
-  }
-
-  /** Whether any live claim-once value exists (so a reader knows a read would consume). */
-  hasClaimable(instance: string): boolean {
-    const now = this.clock.now();
-    for (const e of this.byInstance.get(instance)?.values() ?? []) {
-      if (e.claimOnce && e.value !== null && e.claimedAt === null && e.expiresAt > now) return true;
-    }
-    return false;
   }
 
   /** Wipe expired values everywhere; returns how many were wiped. Called on a timer. */

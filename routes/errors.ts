@@ -14,14 +14,11 @@ import { EV } from '../daemon/events.js';
 /** The HTTP status of each error code, on both doors. */
 export const HTTP_STATUS: { readonly [C in ErrorCode]: number } = {
   InvalidInput: 400,
-  Unauthorized: 401,
-  Forbidden: 403,
   NotFound: 404,
   MethodNotAllowed: 405,
   Conflict: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
-  TooManyRequests: 429,
   Internal: 500,
   Unavailable: 503,
 };

@@ -6,7 +6,7 @@ import type { Context } from 'koa';
 import { DaemonError, invalid } from '../../daemon/errors.js';
 import { readBody } from '../body.js';
 
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = 64;
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /**
@@ -16,7 +16,7 @@ const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  * overflow the stack). Iterative, so the check itself cannot overflow.
  * {"a": {"__proto__": 1}} -> 400 at /a/__proto__.
  */
-export function checkJsonShape(value: unknown): void {
+function checkJsonShape(value: unknown): void {
   const stack: { v: unknown; path: string; depth: number }[] = [{ v: value, path: '', depth: 0 }];
   while (stack.length > 0) {
     const { v, path, depth } = stack.pop()!;

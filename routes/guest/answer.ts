@@ -60,7 +60,7 @@ export function queryParam(r: GuestRequest, name: string): string | undefined {
   return r.query === '' ? undefined : (new URLSearchParams(r.query).get(name) ?? undefined);
 }
 
-export const TEXT = 'text/plain; charset=utf-8';
+const TEXT = 'text/plain; charset=utf-8';
 export const text = (body: string, status = 200): Answer => ({ status, type: TEXT, body });
 export const bytes = (body: Buffer): Answer => ({ status: 200, type: 'application/octet-stream', body });
 export const json = (value: unknown): Answer => ({ status: 200, type: 'application/json', body: JSON.stringify(value) });

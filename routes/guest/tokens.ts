@@ -6,8 +6,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export const MIN_TOKEN_TTL_SECONDS = 1;
-export const MAX_TOKEN_TTL_SECONDS = 21600;
+const MIN_TOKEN_TTL_SECONDS = 1;
+const MAX_TOKEN_TTL_SECONDS = 21600;
 export const TTL_HEADER = 'x-aws-ec2-metadata-token-ttl-seconds';
 export const TOKEN_HEADER = 'x-aws-ec2-metadata-token';
 const MAC_BYTES = 16;

@@ -87,7 +87,7 @@ export type OsParameters = Record<string, [string, Visibility]>;
  * private, then secret so that a JSON reader keeps the last:
  *   public {image:'a', mirror:'m'}, private {image:'b'}, secret {}
  *   → {"image": ["b", "private"], "mirror": ["m", "public"]}
- * Secret values appear only when the caller passes them (while an install job may see them).
+ * Secret values appear only when the caller passes them (the guest door passes the vault's live values).
  */
 export function renderOsParameters(view: GuestView): OsParameters {
   const merged = new Map<string, [string, Visibility]>();

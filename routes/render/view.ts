@@ -6,7 +6,10 @@
  */
 import type { PublicDoc, ParamValues, IamCredentials } from '../../daemon/model.js';
 
-/** One instance, already split by visibility; secretParams is empty unless a job may see them. */
+/**
+ * One instance, already split by visibility. secretParams holds the vault's live values where a
+ * dialect serves them (Ganeti os/parameters.json) and is empty elsewhere.
+ */
 export interface GuestView {
   doc: PublicDoc;
   privateParams: ParamValues;

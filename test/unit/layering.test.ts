@@ -1,7 +1,8 @@
 /**
  * The import graph keeps its layers: the domain (daemon/) knows no HTTP door. Only the
  * composition root, daemon/daemon.ts, builds the doors and may import routes/ and koa; every
- * other daemon module (store, vault, pipes, validation, errors, ...) must not.
+ * other daemon module (store, vault, pipes, validation, errors, ...) must not. And the process
+ * edge stays at the edge: daemon/cli.ts is the one module that reads process.env.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,4 +51,21 @@ test('nothing under daemon/ but the composition root imports routes/ or an HTTP 
     }
   }
   assert.deepEqual(offenders, []);
+});
+
+/** Source text without comments (block and line), so prose about process.env does not count. */
+export function codeOf(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+}
+
+test('codeOf drops comments and keeps code', () => {
+  assert.equal(codeOf('/** process.env */ const a = 1; // process.env\nconst u = "http://x";').includes('process.env'), false);
+  assert.ok(codeOf('const e = process.env.X;').includes('process.env'));
+});
+
+test('only daemon/cli.ts reads process.env (daemon/, routes/, appliance/)', () => {
+  const readers = ['daemon', 'routes', 'appliance']
+    .flatMap((dir) => sources(dir))
+    .filter((file) => codeOf(readFileSync(join(ROOT, file), 'utf8')).includes('process.env'));
+  assert.deepEqual(readers, ['daemon/cli.ts']);
 });
