@@ -84,6 +84,8 @@ test('SIGHUP reloads the configuration: live keys change, others are reported, a
   writeConfig(dir, join(dir, 'elsewhere'), { log: { level: 'debug' }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8', rateLimit: { ratePerSec: 0.1, burst: 1 } } });
   await hup();
   assert.match(p.out(), /"applied":\["guest\.rateLimit\.burst","guest\.rateLimit\.ratePerSec","log\.level"\],"needsRestart":\["stateDir"\].*"msg":"configuration reloaded"/);
+  // Logged right after the reload line, possibly in a later write: wait for it too.
+  for (let i = 0; i < 200 && !p.out().includes('"msg":"configuration change needs a restart"'); i++) await delay(25);
   assert.match(p.out(), /"keys":\["stateDir"\].*"msg":"configuration change needs a restart"/);
   assert.deepEqual([await guest(), await guest()], [200, 429], 'the new rate limit is in effect');
   const r = await admin(sock, 'GET', '/v1/instances');
