@@ -7,7 +7,7 @@ import { validateInstance } from '../../daemon/validate.js';
 import { sampleInstance } from '../support/daemon.js';
 
 test('docs/instance.schema.json is the schema in daemon/model.ts (run `node dist/daemon/cli.js schema > docs/instance.schema.json`)', () => {
-  const doc = JSON.parse(readFileSync(new URL('../../../docs/instance.schema.json', import.meta.url), 'utf8'));
+  const doc: unknown = JSON.parse(readFileSync(new URL('../../../docs/instance.schema.json', import.meta.url), 'utf8'));
   assert.deepEqual(doc, JSON.parse(JSON.stringify(instanceSchema)));
 });
 

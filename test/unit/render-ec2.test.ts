@@ -172,7 +172,7 @@ test('identity document: the documented fields, the leaf the caller signs', () =
   const t = render(view, 'latest', true);
   const doc = text(t, 'dynamic/instance-identity/document');
   assert.equal(doc, identityDocument(view));
-  assert.deepEqual(JSON.parse(doc ?? ''), {
+  assert.deepEqual(JSON.parse(doc), {
     accountId: '123456789012', architecture: 'x86_64', availabilityZone: 'eu-west-1b', billingProducts: null,
     devpayProductCodes: null, marketplaceProductCodes: null, imageId: 'ami-0a1b2c3d4e5f67890',
     instanceId: 'i-0abc1234def567890', instanceType: 't3.medium', kernelId: 'aki-12345678',
