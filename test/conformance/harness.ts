@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request, type Reply } from '../support/daemon.js';
+import { adminRequest, type Reply } from '../support/daemon.js';
 import type { Netns, RunResult } from '../support/netns.js';
 
 export const PY = '/usr/bin/python3';
@@ -111,9 +111,7 @@ export async function startDaemonInNetns(ns: Netns, opts: { logLevel?: string } 
     child,
     log: () => out,
     admin(method, path, body) {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      const headers: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json' };
-      return request({ socketPath: socket, method, path, headers }, payload);
+      return adminRequest(socket, method, path, body === undefined ? undefined : JSON.stringify(body));
     },
     stop,
   };

@@ -36,7 +36,25 @@ function reply(status: number, headers: http.IncomingHttpHeaders, body: Buffer):
   return { status, headers, body, text, json };
 }
 
-/** A plain node:http request (the guest door; raw admin exchanges go through `admin()`). */
+/**
+ * Any admin request through the one admin client (cli/client.ts), any status: a body that is
+ * not a string or Buffer is JSON-encoded and sent as application/json unless `headers` say
+ * otherwise. Without a client, one is made for `socket` (a short connection per request).
+ */
+export async function adminRequest(
+  target: AdminClient | string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  const client = typeof target === 'string' ? new AdminClient(target, { userAgent: 'metad-test' }) : target;
+  const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+  const r = await client.request(method, path, { ...(payload !== undefined ? { body: payload } : {}), headers });
+  return reply(r.status, r.headers, r.body);
+}
+
+/** A plain node:http request (the guest door; admin exchanges go through `adminRequest`). */
 export function request(opts: http.RequestOptions, body?: string | Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(opts, (res) => {
@@ -90,10 +108,8 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
     sink,
     guestPort,
     client,
-    async admin(method, path, body, headers = {}) {
-      const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-      const r = await client.request(method, path, { ...(payload !== undefined ? { body: payload } : {}), headers });
-      return reply(r.status, r.headers, r.body);
+    admin(method, path, body, headers = {}) {
+      return adminRequest(client, method, path, body, headers);
     },
     guest(from, method, path, headers = {}, body) {
       return request({ host: from === '::1' ? '::1' : '127.0.0.1', port: guestPort, localAddress: from, method, path, headers, agent }, body);

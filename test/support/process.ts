@@ -7,7 +7,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request, type Reply } from './daemon.js';
+import { adminRequest, type Reply } from './daemon.js';
 
 export const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 
@@ -50,8 +50,7 @@ export async function startProcess(config: string, sock: string, opts: SpawnOpti
   throw new Error(`daemon did not start (socket ${sock}): ${out}`);
 }
 
-export const admin = (sock: string, method: string, path: string, body?: unknown): Promise<Reply> =>
-  request({ socketPath: sock, method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, body === undefined ? undefined : JSON.stringify(body));
+export const admin = (sock: string, method: string, path: string, body?: unknown): Promise<Reply> => adminRequest(sock, method, path, body);
 
 /** TCP ports process `pid` listens on: its socket fds matched against its netns' tcp tables. */
 export function listeningTcpPorts(pid: number): number[] {
