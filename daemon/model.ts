@@ -11,14 +11,14 @@ export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-
 /** Linux NAME_MAX: the longest directory entry, in bytes (names are ASCII: bytes = characters). */
 export const FILE_NAME_MAX = 255;
 /** What the store appends to a name: instances/<name>.json. */
-export const STATE_FILE_SUFFIX = '.json';
+const STATE_FILE_SUFFIX = '.json';
 /**
  * 250, not DNS's 253: the state file `<name>.json` must fit NAME_MAX (docs/design-notes.md).
  * Every other file metad names (temp files, quarantined copies) is built so that it fits too.
  */
 export const MAX_NAME_CHARS = FILE_NAME_MAX - STATE_FILE_SUFFIX.length;
 /** Hostnames are not file names: DNS's own limit (RFC 1035). */
-export const MAX_HOSTNAME_CHARS = 253;
+const MAX_HOSTNAME_CHARS = 253;
 const NAME_RE = new RegExp(NAME_PATTERN);
 
 /** An instance name as the schema admits it: the one check for paths, files and bodies. */
@@ -60,11 +60,11 @@ const shortString = { type: 'string', minLength: 1, maxLength: 255 } as const;
 const ipv4 = { type: 'string', format: 'ipv4' } as const;
 const ipv6 = { type: 'string', format: 'ipv6' } as const;
 /** An address with its prefix length; validate.ts checks the address and the prefix's range. */
-export const ADDRESS_CIDR_PATTERN = '^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$';
-export const MAX_NICS = 15;
+const ADDRESS_CIDR_PATTERN = '^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$';
+const MAX_NICS = 15;
 
 /** A guest NIC besides the comm NIC. */
-export const nicSchema = {
+const nicSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['mac'],

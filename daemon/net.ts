@@ -80,7 +80,7 @@ function intToIpv4(n: number): string {
 }
 
 /** '2001:DB8:0:0::1' → '2001:db8::1' (RFC 5952 form, as the WHATWG URL parser writes it). */
-export function canonicalIpv6(address: string): string {
+function canonicalIpv6(address: string): string {
   return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
