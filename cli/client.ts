@@ -211,12 +211,12 @@ export class AdminClient {
     const bytes = Buffer.byteLength(body);
     // Below the smallest limit a daemon can be configured with, no need to ask for it.
     const limit = bytes > MIN_MAX_BODY_BYTES ? await this.#maxBodyBytes() : undefined;
-    if (limit !== undefined && bytes > limit) throw new TooLargeError('document', bytes, limit);
+    if (limit !== undefined && bytes > limit) throw new TooLargeError(bytes, limit);
     try {
       return await this.#json<T>(method, path, ok, { body, contentType });
     } catch (err) {
       // A daemon that does not announce its limit still answers 413: same message, same exit code.
-      if (err instanceof ApiError && err.status === 413) throw new TooLargeError('document', bytes, limit);
+      if (err instanceof ApiError && err.status === 413) throw new TooLargeError(bytes, limit);
       throw err;
     }
   }
@@ -253,7 +253,7 @@ function empty(res: AdminReply): Answer<undefined> {
 }
 
 /** Parse a JSON answer; a daemon that sends something else is an error (exit 1). */
-export function parseJson(res: AdminReply): unknown {
+function parseJson(res: AdminReply): unknown {
   try {
     return JSON.parse(res.body.toString('utf8'));
   } catch {
@@ -263,7 +263,7 @@ export function parseJson(res: AdminReply): unknown {
 }
 
 /** Build the ApiError for an error answer (`{code, message, details, incidentId}`), tolerating other bodies. */
-export function apiError(res: AdminReply): ApiError {
+function apiError(res: AdminReply): ApiError {
   let body: unknown;
   try {
     body = JSON.parse(res.body.toString('utf8'));
@@ -296,7 +296,7 @@ export function apiError(res: AdminReply): ApiError {
  * (`params unset web1 --visibility secret ""` would clear every secret). Messages never echo
  * the argument.
  */
-export function instancePath(name: string, ...rest: string[]): string {
+function instancePath(name: string, ...rest: string[]): string {
   if (!isInstanceName(name)) {
     throw new UsageError('invalid instance name', [`names are DNS names: lower-case letters, digits and '-', dot-separated labels, at most ${MAX_NAME_CHARS} characters`]);
   }

@@ -53,18 +53,17 @@ export class ConnectError extends CliError {
 }
 
 /**
- * A document (or pipe data) larger than the daemon accepts: refused before sending, so the user
- * always gets this message and never a write error from a socket the daemon closed on a 413.
+ * A document larger than the daemon accepts: refused before sending, so the user always gets
+ * this message and never a write error from a socket the daemon closed on a 413.
  */
 export class TooLargeError extends UsageError {
   constructor(
-    readonly what: 'document' | 'data',
     readonly bytes: number,
     readonly limit: number | undefined,
   ) {
     super(
-      limit === undefined ? `${what} larger than the daemon accepts (${bytes} bytes)` : `${what} larger than ${limit} bytes (${bytes} bytes)`,
-      what === 'document' ? ['the limit is the daemon setting admin.maxBodyBytes'] : ['the limit is the daemon setting pipe.maxBytes'],
+      limit === undefined ? `document larger than the daemon accepts (${bytes} bytes)` : `document larger than ${limit} bytes (${bytes} bytes)`,
+      ['the limit is the daemon setting admin.maxBodyBytes'],
     );
     this.name = 'TooLargeError';
   }

@@ -10,14 +10,14 @@ import type { InstanceSummary, InstanceView, ParamsView, SecretInfo } from './ap
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|^\s|\s$/;
 
 /** A string as it may be shown on a terminal: quoted JSON-style when it holds control characters or edge blanks. */
-export function display(value: unknown): string {
+function display(value: unknown): string {
   if (value === undefined || value === null || value === '') return '-';
   const s = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
   return UNSAFE.test(s) ? JSON.stringify(s) : s;
 }
 
 /** Left-aligned columns separated by two spaces; the last column is not padded. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells
@@ -40,7 +40,7 @@ function isPast(iso: string, now: number): boolean {
 }
 
 /** `NAME  expires T  claim-once  claimed T` */
-export function formatSecretInfo(s: SecretInfo, now = Date.now()): string {
+function formatSecretInfo(s: SecretInfo, now = Date.now()): string {
   const parts = [display(s.name), `expires ${display(s.expiresAt)}${isPast(s.expiresAt, now) ? ' (expired)' : ''}`];
   if (s.claimOnce) parts.push(s.claimedAt ? `claim-once, claimed ${display(s.claimedAt)}` : 'claim-once, not claimed yet');
   else if (s.claimedAt) parts.push(`claimed ${display(s.claimedAt)}`);

@@ -23,7 +23,7 @@ const FS_REASONS: Record<string, string> = {
   ELOOP: 'too many symbolic links',
 };
 
-export async function readStdin(io: InputIo): Promise<Buffer> {
+async function readStdin(io: InputIo): Promise<Buffer> {
   if ((io.stdin as { isTTY?: boolean }).isTTY) io.stderr.write('metadctl: reading from stdin (end with Ctrl-D)\n');
   const chunks: Buffer[] = [];
   for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
@@ -54,7 +54,7 @@ function decodeUtf8(bytes: Buffer, what: string): string {
  * first (tabs allowed), then as YAML 1.2 (core schema: no surprise dates, octals or
  * sexagesimal MACs). Errors give line and column, never the text there.
  */
-export function parseStructured(text: string, what: string, jsonOnly: boolean): unknown {
+function parseStructured(text: string, what: string, jsonOnly: boolean): unknown {
   try {
     return JSON.parse(text);
   } catch {

@@ -23,7 +23,7 @@ export function demoConfig(port: number): Record<string, unknown> {
   };
 }
 
-export const DEMO_INSTANCE = {
+const DEMO_INSTANCE = {
   name: 'demo1',
   uuid: '6f0c2b8e-4b7e-4c36-9a55-0d5b8e7f3a10',
   hostname: 'demo1',
@@ -44,7 +44,7 @@ export async function registerDemo(s: Pick<Services, 'store'>, log: Logger): Pro
 }
 
 /** A word as the shell reads it: as is when plain, else in single quotes. */
-export function shellWord(s: string): string {
+function shellWord(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
 }
 
@@ -53,7 +53,7 @@ export function shellWord(s: string): string {
  * metadctl, by absolute path. `npx metadctl` would, outside the checkout, fetch whatever the
  * public registry holds under that name.
  */
-export function metadctlCommand(nodePath = process.execPath, script = fileURLToPath(new URL('../cli/metadctl.js', import.meta.url))): string {
+function metadctlCommand(nodePath = process.execPath, script = fileURLToPath(new URL('../cli/metadctl.js', import.meta.url))): string {
   return `${shellWord(nodePath)} ${shellWord(script)}`;
 }
 

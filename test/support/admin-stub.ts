@@ -54,16 +54,16 @@ export const VIEW = {
     pipe: { toGuestBytes: 3, toHostBytes: 0 },
   },
 };
-export const SUMMARIES = [
+const SUMMARIES = [
   { name: 'db1', uuid: '00000000-0000-4000-8000-000000000001', hostname: 'db1', commIpv4: '10.0.0.10', commMac: '52:54:00:00:00:10', generation: 12, updatedAt: '2025-01-01T00:00:00.000Z' },
   { name: 'web1', uuid: UUID, hostname: 'web1', commIpv4: '10.0.0.5', commMac: '52:54:00:12:34:56', tap: 'tap-web1', generation: 7, updatedAt: '2025-01-02T00:00:00.000Z' },
 ];
-export const PARAMS = {
+const PARAMS = {
   public: { MODE: 'prod' },
   private: ['API_USER'],
   secret: [{ name: 'DB_PASSWORD', expiresAt: '2099-01-01T00:00:00.000Z', claimOnce: true, claimedAt: '2025-01-03T00:00:00.000Z' }],
 };
-export const NOT_FOUND: Reply = { status: 404, json: { code: 'NotFound', message: 'no instance named nope', details: [] } };
+const NOT_FOUND: Reply = { status: 404, json: { code: 'NotFound', message: 'no instance named nope', details: [] } };
 export const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n';
 
 /** The stub's state; `requests` and `routes` are fresh for every test. */
@@ -75,7 +75,7 @@ export const stub = {
 };
 let server: http.Server;
 
-export function defaultRoutes(): Map<string, Route> {
+function defaultRoutes(): Map<string, Route> {
   return new Map<string, Route>([
     ['GET /v1/health', { status: 200, json: { status: 'ok', instances: 2 } }],
     ['GET /v1/instances', { status: 200, json: { instances: SUMMARIES } }],
