@@ -85,8 +85,9 @@ export async function main(argv: string[]): Promise<number> {
 async function serve(opts: { config?: string; demo?: boolean; port: string }): Promise<number> {
   const port = Number(opts.port);
   const file = opts.config ?? process.env.METAD_CONFIG;
-  // How the configuration is read, at start and again on SIGHUP.
-  const reread = (): Readonly<Config> => loadConfig(opts.demo ? { raw: demoConfig(port) } : { file: file || undefined }, process.env);
+  // How the configuration is read, at start and again on SIGHUP (the demo's temp dir is made once).
+  const demo = opts.demo ? demoConfig(port) : undefined;
+  const reread = (): Readonly<Config> => loadConfig(demo ? { raw: demo } : { file: file || undefined }, process.env);
   let cfg;
   try {
     cfg = reread();

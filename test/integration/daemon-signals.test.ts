@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request, sampleInstance } from '../support/daemon.js';
-import { admin, catchesSignal, listeningTcpPorts, startProcess, writeConfig, type DaemonProcess } from '../support/process.js';
+import { spawn } from 'node:child_process';
+import { CLI, admin, catchesSignal, listeningTcpPorts, startProcess, writeConfig, type DaemonProcess } from '../support/process.js';
 
 const SIGUSR1 = 10;
 
@@ -99,4 +100,17 @@ test('SIGHUP reloads the configuration: live keys change, others are reported, a
   assert.equal(await guest(), 429, 'a bad file changes nothing');
   assert.equal(p.child.exitCode, null);
   assert.equal(p.child.signalCode, null, 'SIGHUP never ends the daemon');
+});
+
+test('SIGHUP in the demo: the same temp dir, nothing needs a restart', async (t) => {
+  const child = spawn(process.execPath, [CLI, 'serve', '--demo', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  for (let i = 0; i < 800 && !out.includes('admin door:') && child.exitCode === null; i++) await delay(25);
+  assert.match(out, /admin door:/);
+  child.kill('SIGHUP');
+  for (let i = 0; i < 200 && !out.includes('"msg":"configuration reloaded"'); i++) await delay(25);
+  assert.match(out, /"applied":\[\],"needsRestart":\[\].*"msg":"configuration reloaded"/);
 });
