@@ -14,7 +14,6 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileDurable } from '../../daemon/persist.js';
-import { healthInstances } from '../support/admin.js';
 import { makeTempDir, removeTempDir } from '../support/cleanup.js';
 import { spawnDaemon } from '../support/daemon.js';
 import { fmt } from '../support/format.js';
@@ -59,14 +58,13 @@ async function registrations(ctx: SuiteContext): Promise<void> {
   const d = await spawnDaemon({ adminSockets: 16 });
   ctx.defer(() => d.stop());
   const put = async (n: number): Promise<void> => {
-    const r = await d.admin.request('PUT', `/v1/instances/vm${n}`, benchInstance(n));
-    if (r.status !== 201) throw new Error(`PUT vm${n}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+    const r = await d.admin.register(benchInstance(n));
+    if (r.status !== 201) throw new Error(`PUT vm${n}: HTTP ${r.status}, expected 201 (a new instance)`);
   };
   await closedLoop({ concurrency: 1, count: WARMUP, stopOnError: true }, (i) => put(i));
   const c1 = await closedLoop({ concurrency: 1, count: N, stopOnError: true }, (i) => put(WARMUP + i));
   const c16 = await closedLoop({ concurrency: 16, count: N, stopOnError: true }, (i) => put(WARMUP + N + i));
-  const health = await d.admin.expect(200, 'GET', '/v1/health');
-  const registered = healthInstances(health.json);
+  const registered = (await d.admin.health()).body.instances;
   if (registered !== WARMUP + 2 * N) throw new Error(`daemon reports ${registered} instances, expected ${WARMUP + 2 * N}`);
   const proc = d.proc();
   await d.stop();

@@ -2,6 +2,7 @@
  * The real daemon as a child process: `node dist/daemon/cli.js serve --config <tmp>` with the node
  * flags of its shebang (what `metad serve` and the systemd unit run), ready when the admin socket
  * answers /v1/health. Every daemon is tracked (bench/support/cleanup.ts) and stopped after its suite.
+ * `admin` is the one admin client (cli/client.ts, as metadctl and the tests use it) with keep-alive.
  */
 import net from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,7 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import jsonMergePatch from 'json-merge-patch';
-import { AdminClient, healthInstances } from './admin.js';
+import { AdminClient } from '../../cli/client.js';
+import type { Health } from '../../cli/api-types.js';
+import { ConnectError } from '../../cli/errors.js';
 import { makeTempDir, removeTempDir, trackChild, trackStopper } from './cleanup.js';
 import { readProcStatus, type ProcStatus } from './proc.js';
 
@@ -105,7 +108,7 @@ function writeConfig(dir: string, stateDir: string, socket: string, opts: SpawnO
 
 /** Poll the socket with one-shot connections until /v1/health answers (with `expect` instances). */
 async function waitHealthy(socket: string, child: ChildProcess, output: () => string, expect: number | undefined, deadline: number): Promise<void> {
-  const probe = new AdminClient(socket, { keepAlive: false, maxSockets: 1 });
+  const probe = new AdminClient(socket, { userAgent: 'metad-bench' });
   try {
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
@@ -114,12 +117,13 @@ async function waitHealthy(socket: string, child: ChildProcess, output: () => st
       if (performance.now() > deadline) throw new Error(`metad did not answer /v1/health in time:\n${output()}`);
       try {
         const r = await probe.request('GET', '/v1/health');
-        const n = healthInstances(r.json);
-        if (r.status === 200 && (expect === undefined || n === expect)) return;
-        if (r.status === 200 && n !== undefined && n > (expect ?? 0)) throw new Error(`metad reports ${n} instances, expected ${expect}`);
+        if (r.status === 200) {
+          const n = (JSON.parse(r.body.toString('utf8')) as Health).instances;
+          if (expect === undefined || n === expect) return;
+          if (n > expect) throw new Error(`metad reports ${n} instances, expected ${expect}`);
+        }
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT' && code !== 'ECONNREFUSED' && code !== 'ECONNRESET') throw err;
+        if (!(err instanceof ConnectError)) throw err; // not listening yet: try again
       }
       await sleep(2);
     }
@@ -153,7 +157,7 @@ export async function spawnDaemon(opts: SpawnOptions = {}): Promise<DaemonHandle
   child.stderr!.on('data', keep);
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
-  const admin = new AdminClient(socket, { maxSockets: opts.adminSockets ?? 16 });
+  const admin = new AdminClient(socket, { userAgent: 'metad-bench', keepAlive: true, maxSockets: opts.adminSockets ?? 16 });
   let stopped: Promise<Exit> | undefined;
   const stop = (): Promise<Exit> => {
     stopped ??= (async () => {

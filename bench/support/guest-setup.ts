@@ -85,7 +85,8 @@ export async function startGuestTargets(ctx: SuiteContext, suiteName: string, pr
   const d = await spawnDaemon({ cli: process.env.BENCH_CLI, nodeArgs: profArgs(suiteName, ctx), guestPort: port, config: { guest: { rateLimit: rate, maxConnectionsPerSource: 256 } } });
   ctx.defer(() => d.stop());
   const doc = guestInstance();
-  await d.admin.expect(201, 'PUT', `/v1/instances/${doc.name}`, doc);
+  const reg = await d.admin.register(doc);
+  if (reg.status !== 201) throw new Error(`register ${doc.name}: HTTP ${reg.status}, expected 201`);
   ctx.log(`bench config: guest.rateLimit raised to ${rate.ratePerSec}/s burst ${rate.burst} (default 100/s burst 200) so the benchmark is not throttled; guest.maxConnectionsPerSource 256 (default 64)`);
 
   const tok = await oneShot(port, 'PUT', TOKEN_PATH, { [TTL_HEADER]: SDK_TTL });
