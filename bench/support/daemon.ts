@@ -97,7 +97,7 @@ function writeConfig(dir: string, stateDir: string, socket: string, opts: SpawnO
       stateDir,
       log: { level: opts.logLevel ?? 'warn' },
       admin: { socket },
-      guest: { listen: [{ host: '127.0.0.1', port: opts.guestPort ?? 0 }], commRange: '127.0.0.0/8' },
+      guest: { listen: [{ host: '127.0.0.1', port: opts.guestPort ?? 0 }], commRange: ['127.0.0.0/8'] },
     },
     opts.config ?? {},
   );
