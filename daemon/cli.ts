@@ -9,6 +9,8 @@
  */
 // First: from here on SIGUSR1 can never open node's inspector (daemon/no-inspector.ts).
 import './no-inspector.js';
+// Then: a SIGHUP during the start is ignored, not fatal (daemon/hold-sighup.ts).
+import './hold-sighup.js';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';

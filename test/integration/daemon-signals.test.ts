@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { CLI, admin, catchesSignal, listeningTcpPorts, startProcess, writeConfig, type DaemonProcess } from '../support/process.js';
 
 const SIGUSR1 = 10;
+const SIGHUP = 1;
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'metad-sig-'));
@@ -113,4 +114,23 @@ test('SIGHUP in the demo: the same temp dir, nothing needs a restart', async (t)
   child.kill('SIGHUP');
   for (let i = 0; i < 200 && !out.includes('"msg":"configuration reloaded"'); i++) await delay(25);
   assert.match(out, /"applied":\[\],"needsRestart":\[\].*"msg":"configuration reloaded"/);
+});
+
+test('SIGHUP all through the start never ends the daemon', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'admin.sock');
+  // From the moment metad's entry handles SIGHUP (SigCgt; before that node's default would end
+  // any process) until "metad started", a SIGHUP every 5 ms: the reload handler exists only once
+  // the daemon runs, the early ones used to kill it.
+  let sender: NodeJS.Timeout | undefined;
+  t.after(() => clearInterval(sender));
+  const p = await startProcess(writeConfig(dir), sock, {}, async (child) => {
+    const pid = child.pid!;
+    for (let i = 0; i < 20_000 && child.exitCode === null && !catchesSignal(pid, SIGHUP); i++) if (i % 100 === 99) await delay(1);
+    sender = setInterval(() => child.kill('SIGHUP'), 5);
+  });
+  clearInterval(sender);
+  t.after(() => p.child.kill('SIGKILL'));
+  assert.equal(p.child.signalCode, null);
+  await servesGuest(p, sock);
 });
