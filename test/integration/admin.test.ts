@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import http from 'node:http';
 import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { FakeClock } from '../fakes/fake-clock.js';
+import { until, settled } from '../support/wait.js';
 
 test('admin door: instance lifecycle', async (t) => {
   const d = await startTestDaemon();
@@ -171,7 +173,8 @@ test('admin door: params per visibility', async (t) => {
 });
 
 test('admin door: pipe host side and password', async (t) => {
-  const d = await startTestDaemon({ config: { pipe: { maxBytes: 16 } } });
+  const clock = new FakeClock();
+  const d = await startTestDaemon({ clock, config: { pipe: { maxBytes: 16 } } });
   t.after(() => d.close());
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
   let r = await d.admin('POST', '/v1/instances/vm1/pipe', 'hello', { 'content-type': 'application/octet-stream' });
@@ -189,13 +192,14 @@ test('admin door: pipe host side and password', async (t) => {
   r = await d.admin('GET', '/v1/instances/vm1/pipe?wait=abc');
   assert.equal(r.status, 400);
 
-  // A waiting reader returns as soon as the guest writes.
-  const started = Date.now();
+  // A waiting reader returns as soon as the guest writes, with no time passing on the clock.
   const pending = d.admin('GET', '/v1/instances/vm1/pipe?wait=30');
-  setTimeout(() => d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('done')), 100);
-  r = await pending;
+  await until(() => clock.pending === 1, 'the reader waits on the clock');
+  d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('done'));
+  r = await settled(pending, 'the reader is woken by the write (the clock stands still)');
+  assert.equal(r.status, 200);
   assert.equal(r.text, 'done');
-  assert.ok(Date.now() - started < 10_000);
+  assert.equal(clock.pending, 0, 'its wait is cancelled');
 
   r = await d.admin('GET', '/v1/instances/vm1/password');
   assert.deepEqual(r.json, { password: null });
@@ -270,4 +274,28 @@ test('admin door: secret writes apply in the order they were acknowledged', asyn
   assert.equal((await patch).status, 200);
   assert.equal((await put).status, 200);
   assert.deepEqual(d.daemon.services.vault.liveValues('vm1', false), { S: 'NEW' });
+});
+
+test('admin door: a pipe long-poll with nothing written ends empty exactly when its wait expires', async (t) => {
+  const clock = new FakeClock();
+  const d = await startTestDaemon({ clock });
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  let answered = false;
+  const pending = d.admin('GET', '/v1/instances/vm1/pipe?wait=2.5').then((r) => {
+    answered = true;
+    return r;
+  });
+  await until(() => clock.pending === 1, 'the reader waits on the clock');
+  await clock.advance(2499);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(answered, false, 'still waiting 1 ms before the wait ends');
+  await clock.advance(1);
+  const r = await pending;
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['content-type'], 'application/octet-stream');
+  assert.equal(r.body.length, 0, 'nothing was written: an empty answer');
+  // Bytes written after the expiry wait for the next read; the expired one consumed nothing.
+  d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('late'));
+  assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, 'late');
 });

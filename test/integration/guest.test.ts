@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestDaemon, sampleInstance } from '../support/daemon.js';
 import { FakeClock } from '../fakes/fake-clock.js';
+import { until, settled } from '../support/wait.js';
 
 const VM1 = '127.0.0.2';
 const VM2 = '127.0.0.3';
@@ -29,11 +30,9 @@ test('guest door: each guest sees its own instance only; unknown sources get a f
   const spoof = await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { 'X-Forwarded-For': VM1, 'X-Real-IP': VM1, Forwarded: `for=${VM1}` });
   assert.equal(spoof.text, 'vm2');
 
-  const started = Date.now();
-  const r = await d.guest('127.0.0.99', 'GET', '/latest/meta-data/hostname');
+  const r = await settled(d.guest('127.0.0.99', 'GET', '/latest/meta-data/hostname'), 'an unknown source is answered, never left hanging');
   assert.equal(r.status, 404);
   assert.equal(r.text, 'Not Found');
-  assert.ok(Date.now() - started < 2000, 'unknown sources are answered at once');
   for (const p of ['/latest/user-data', '/openstack/latest/meta_data.json', '/ganeti/latest/os/parameters.json', '/']) {
     const u = await d.guest('127.0.0.99', 'GET', p);
     assert.equal(u.status, 404);
@@ -190,7 +189,8 @@ test('guest door: Ganeti parameters (secret live only, claim-once) and OS script
 });
 
 test('guest door: the pipe both ways', async (t) => {
-  const d = await startTestDaemon({ config: { pipe: { maxBytes: 32 } } });
+  const clock = new FakeClock();
+  const d = await startTestDaemon({ clock, config: { pipe: { maxBytes: 32 } } });
   t.after(() => d.close());
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
   await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
@@ -202,11 +202,19 @@ test('guest door: the pipe both ways', async (t) => {
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read')).text, 'start install');
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read')).text, '', 'consumed');
 
-  const t0 = Date.now();
+  // A long-poll returns as soon as data arrives (the clock stands still) ...
   const waiting = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=20');
-  setTimeout(() => void d.admin('POST', '/v1/instances/vm1/pipe', 'late', octet), 150);
-  assert.equal((await waiting).text, 'late');
-  assert.ok(Date.now() - t0 < 5000, 'long-poll returns as soon as data arrives');
+  await until(() => clock.pending === 1, 'the guest read waits on the clock');
+  await d.admin('POST', '/v1/instances/vm1/pipe', 'late', octet);
+  assert.equal((await settled(waiting, 'the read is woken by the write')).text, 'late');
+  assert.equal(clock.pending, 0, 'its wait is cancelled');
+  // ... and with nothing written, ends empty exactly when its wait expires.
+  const expiring = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=3');
+  await until(() => clock.pending === 1, 'the guest read waits on the clock');
+  await clock.advance(3000);
+  const expired = await settled(expiring, 'the read ends when its wait expires');
+  assert.equal(expired.status, 200);
+  assert.equal(expired.text, '');
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read?wait=999')).status, 400);
 
   assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'progress 10%\n')).status, 204);

@@ -128,7 +128,7 @@ test('store: concurrent writes of different instances cannot claim the same comm
   const clash = (n: number) => validateInstance({ ...sampleInstance(n), comm: { mac: `52:54:00:00:10:${String(n).padStart(2, '0')}`, ipv4: '127.0.9.9' } });
   const results = await Promise.allSettled([1, 2, 3, 4, 5, 6, 7, 8].map((n) => store.put(clash(n), true)));
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one wins the address');
-  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason.code === 'Conflict'));
+  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => r.reason.code === 'Conflict'));
   const sameMac = (n: number) => validateInstance({ ...sampleInstance(n + 20), comm: { mac: '52:54:00:00:20:00', ipv4: `127.0.8.${n}` } });
   const r2 = await Promise.allSettled([1, 2, 3].map((n) => store.put(sameMac(n), true)));
   assert.equal(r2.filter((r) => r.status === 'fulfilled').length, 1);
