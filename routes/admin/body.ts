@@ -18,8 +18,8 @@ const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  */
 function checkJsonShape(value: unknown): void {
   const stack: { v: unknown; path: string; depth: number }[] = [{ v: value, path: '', depth: 0 }];
-  while (stack.length > 0) {
-    const { v, path, depth } = stack.pop()!;
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const { v, path, depth } = top;
     if (typeof v !== 'object' || v === null) continue;
     if (depth >= MAX_JSON_DEPTH) throw invalid(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`, [{ path: path || '/', message: 'too deep' }]);
     for (const [k, child] of Object.entries(v)) {

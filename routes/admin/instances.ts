@@ -11,6 +11,7 @@ import { invalid } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { summaryOf, viewOf } from './views.js';
 import { EV } from '../../daemon/events.js';
+import { pathParam } from './path.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -30,11 +31,11 @@ export function instanceRoutes(router: Router, s: Services): void {
   });
 
   router.get('/instances/:name', (ctx) => {
-    ctx.body = viewOf(s, s.store.mustGet(ctx.params.name!));
+    ctx.body = viewOf(s, s.store.mustGet(pathParam(ctx, 'name')));
   });
 
   router.put('/instances/:name', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     const input = validateInstance(await readJson(ctx, limit));
     if (input.name !== name) throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
     const secret = input.params?.secret;
@@ -47,7 +48,7 @@ export function instanceRoutes(router: Router, s: Services): void {
   });
 
   router.patch('/instances/:name', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     s.store.mustGet(name);
     const patch = await readJson(ctx, limit);
     if (!isObject(patch)) throw invalid('a merge patch for an instance must be a JSON object');
@@ -76,7 +77,7 @@ export function instanceRoutes(router: Router, s: Services): void {
   });
 
   router.delete('/instances/:name', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     const secrets = s.vault.info(name).length;
     await s.store.remove(name); // the 'removed' event wipes its secrets and drops its pipe
     s.log.info({ instance: name, secretsWiped: secrets }, EV.instanceRemoved);

@@ -3,7 +3,7 @@
  * delete one. public/private go to the store (private sealed at rest); secret to the vault.
  */
 import type Router from '@koa/router';
-import type { Context } from 'koa';
+import type { RouterContext } from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { VISIBILITIES, type Visibility, type ParamValues } from '../../daemon/model.js';
 import { validateParamsBody, validateParamsPatch } from '../../daemon/validate.js';
@@ -11,9 +11,10 @@ import { invalid, notFound } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { paramsOf } from './views.js';
 import { EV } from '../../daemon/events.js';
+import { pathParam } from './path.js';
 
-function visibilityOf(ctx: Context): Visibility {
-  const v = (ctx.params as Record<string, string>).visibility;
+function visibilityOf(ctx: RouterContext): Visibility {
+  const v = pathParam(ctx, 'visibility');
   if (!VISIBILITIES.includes(v as Visibility)) {
     throw invalid('unknown visibility', [{ path: '/visibility', message: 'must be public, private or secret' }]);
   }
@@ -33,11 +34,11 @@ export function paramRoutes(router: Router, s: Services): void {
   const base = '/instances/:name/params';
 
   router.get(base, (ctx) => {
-    ctx.body = paramsOf(s, s.store.mustGet(ctx.params.name!));
+    ctx.body = paramsOf(s, s.store.mustGet(pathParam(ctx, 'name')));
   });
 
-  const write = (mode: 'replace' | 'merge') => async (ctx: Context): Promise<void> => {
-    const name = (ctx.params as Record<string, string>).name!;
+  const write = (mode: 'replace' | 'merge') => async (ctx: RouterContext): Promise<void> => {
+    const name = pathParam(ctx, 'name');
     const vis = visibilityOf(ctx);
     s.store.mustGet(name);
     const raw = await readJson(ctx, limit);
@@ -54,12 +55,12 @@ export function paramRoutes(router: Router, s: Services): void {
       });
     } else {
       await store(s, name, vis, (old) => {
-        const next = mode === 'replace' ? {} : old;
+        const next = new Map(Object.entries(mode === 'replace' ? {} : old));
         for (const [k, v] of Object.entries(body.values)) {
-          if (v === null) delete next[k];
-          else next[k] = v;
+          if (v === null) next.delete(k);
+          else next.set(k, v);
         }
-        return next;
+        return Object.fromEntries(next);
       });
     }
     s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, EV.paramsUpdated);
@@ -69,7 +70,7 @@ export function paramRoutes(router: Router, s: Services): void {
   router.patch(`${base}/:visibility`, write('merge'));
 
   router.delete(`${base}/:visibility`, async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     const vis = visibilityOf(ctx);
     if (vis === 'secret') await s.store.exclusive(name, () => s.vault.wipe(name));
     else await store(s, name, vis, {});
@@ -78,8 +79,8 @@ export function paramRoutes(router: Router, s: Services): void {
   });
 
   router.delete(`${base}/:visibility/:param`, async (ctx) => {
-    const name = ctx.params.name!;
-    const key = ctx.params.param!;
+    const name = pathParam(ctx, 'name');
+    const key = pathParam(ctx, 'param');
     const vis = visibilityOf(ctx);
     if (vis === 'secret') {
       await s.store.exclusive(name, () => {
@@ -88,8 +89,7 @@ export function paramRoutes(router: Router, s: Services): void {
     } else {
       await store(s, name, vis, (values) => {
         if (!Object.hasOwn(values, key)) throw notFound('no such parameter');
-        delete values[key];
-        return values;
+        return Object.fromEntries(Object.entries(values).filter(([k]) => k !== key));
       });
     }
     s.log.info({ instance: name, visibility: vis }, EV.paramRemoved);

@@ -8,6 +8,7 @@ import { invalid } from '../../daemon/errors.js';
 import { readBody } from '../body.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { EV } from '../../daemon/events.js';
+import { pathParam } from './path.js';
 
 /** `?wait=SECONDS` -> milliseconds; 400 when not a number in 0..60. */
 function waitMs(q: unknown): number {
@@ -18,7 +19,7 @@ function waitMs(q: unknown): number {
 
 export function pipeRoutes(router: Router, s: Services): void {
   router.post('/instances/:name/pipe', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     s.store.mustGet(name);
     const data = await readBody(ctx.req, s.config.pipe.maxBytes);
     // Re-checked after the body arrived: a pipe is never recreated for a removed instance.
@@ -33,7 +34,7 @@ export function pipeRoutes(router: Router, s: Services): void {
   });
 
   router.get('/instances/:name/pipe', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     s.store.mustGet(name);
     const ms = waitMs(ctx.query.wait);
     const q = s.pipes.get(name).toHost;
@@ -46,10 +47,10 @@ export function pipeRoutes(router: Router, s: Services): void {
   });
 
   router.get('/instances/:name/password', (ctx) => {
-    ctx.body = { password: s.store.mustGet(ctx.params.name!).sensitive.password ?? null };
+    ctx.body = { password: s.store.mustGet(pathParam(ctx, 'name')).sensitive.password ?? null };
   });
   router.delete('/instances/:name/password', async (ctx) => {
-    const name = ctx.params.name!;
+    const name = pathParam(ctx, 'name');
     await s.store.setPassword(name, null, false);
     s.log.info({ instance: name }, EV.passwordCleared);
     ctx.status = 204;
