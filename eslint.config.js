@@ -24,6 +24,8 @@ export default tseslint.config(
       // `() => void x()` arrow shorthands for callbacks are idiomatic; the rule's point (using a
       // void result as a value) is still caught by no-meaningless-void-operator and the types.
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
+      // `const { omitted: _omitted, ...rest } = o` is how the code drops keys from an object.
+      '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true }],
     },
   },
   {

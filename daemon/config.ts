@@ -227,7 +227,7 @@ function crossFieldProblems(cfg: unknown): string[] {
 }
 
 /** Read a JSON or YAML config file. */
-export function readConfigFile(path: string): unknown {
+function readConfigFile(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

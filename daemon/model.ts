@@ -7,7 +7,7 @@
 import type { FromSchema } from 'json-schema-to-ts';
 
 /** A DNS-label style name: it is also a file name in the state dir, so no '/', no '..'. */
-export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
+const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$';
 /** Linux NAME_MAX: the longest directory entry, in bytes (names are ASCII: bytes = characters). */
 export const FILE_NAME_MAX = 255;
 /** What the store appends to a name: instances/<name>.json. */
@@ -27,19 +27,19 @@ export function isInstanceName(name: string): boolean {
 }
 /** OS parameter names become environment variables inside the install appliance. */
 export const PARAM_NAME_PATTERN = '^(?!(__proto__|constructor|prototype)$)[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
-export const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
+const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
 /** Interface names are at most 15 characters (IFNAMSIZ - 1). */
-export const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
+const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
 /**
  * EC2 tag keys as instance metadata allows them (letters, digits, `+ - = . , _ : @`; not `.`,
  * `..` or `_index`), and never `<digits>=…`: cloud-init reads such a listing line as a public
  * key (`0=name`), fetches `…/0/openssh-key`, gets 404 and discards the whole meta-data tree.
  */
 export const TAG_KEY_PATTERN = '^(?!(_index|__proto__|constructor|prototype)$)(?!\\.{1,2}$)(?![0-9]+=)[A-Za-z0-9+=.,_:@-]{1,128}$';
-export const MAX_USER_DATA_BYTES = 64 * 1024;
+const MAX_USER_DATA_BYTES = 64 * 1024;
 /** base64 of 64 KiB is 87,384 characters. */
 const MAX_USER_DATA_B64 = Math.ceil(MAX_USER_DATA_BYTES / 3) * 4;
-export const MAX_PARAM_VALUE_CHARS = 32 * 1024;
+const MAX_PARAM_VALUE_CHARS = 32 * 1024;
 export const VISIBILITIES = ['public', 'private', 'secret'] as const;
 export type Visibility = (typeof VISIBILITIES)[number];
 
@@ -83,7 +83,7 @@ const nicSchema = {
   },
 } as const;
 
-export const iamSchema = {
+const iamSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['role', 'accessKeyId', 'secretAccessKey', 'token', 'expiration'],

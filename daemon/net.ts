@@ -18,6 +18,7 @@ export function parseCidr(cidr: string): { base: number; mask: number } {
   return { base: (ipv4ToInt(addr) & mask) >>> 0, mask };
 }
 
+/** @public Is `ip` inside `range` (from parseCidr)? (knip: the comm network, daemon/comm, imports it.) */
 export function ipv4InCidr(ip: string, range: { base: number; mask: number }): boolean {
   return isIPv4(ip) && ((ipv4ToInt(ip) & range.mask) >>> 0) === range.base;
 }

@@ -8,7 +8,7 @@ import { mkdirs } from './mkdirs.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
-export const TMP_MARK = '.tmp-';
+const TMP_MARK = '.tmp-';
 
 /**
  * The rename/unlink happened, but fsync of the directory failed: the change is visible (and in

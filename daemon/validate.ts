@@ -14,7 +14,7 @@ const addFormats = ((addFormatsModule as unknown as { default?: unknown }).defau
 const ajv = new Ajv({ allErrors: true, strict: false });
 addFormats(ajv);
 
-export const paramsBodySchema = {
+const paramsBodySchema = {
   type: 'object',
   additionalProperties: false,
   required: ['values'],
@@ -25,7 +25,7 @@ export const paramsBodySchema = {
   },
 } as const;
 
-export const paramsPatchSchema = {
+const paramsPatchSchema = {
   ...paramsBodySchema,
   properties: {
     ...paramsBodySchema.properties,

@@ -11,7 +11,7 @@ export const TOKEN_HEADER = 'X-aws-ec2-metadata-token';
 export const TTL_HEADER = 'X-aws-ec2-metadata-token-ttl-seconds';
 /** The SDKs' default TTL (@aws-sdk/ec2-metadata-service, @smithy/credential-provider-imds). */
 export const SDK_TTL = '21600';
-export const IAM_ROLE = 'bench-role';
+const IAM_ROLE = 'bench-role';
 
 export interface MixPath {
   path: string;

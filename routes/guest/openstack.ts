@@ -12,7 +12,7 @@ import { readBody } from '../body.js';
 import { EV } from '../../daemon/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 
-export const MAX_PASSWORD_BYTES = 1020;
+const MAX_PASSWORD_BYTES = 1020;
 const VERSION_LIST = OPENSTACK_VERSIONS.join('\n');
 
 async function password(r: GuestRequest): Promise<Answer> {

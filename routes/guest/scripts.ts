@@ -9,7 +9,7 @@ import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join, sep } from 'node:path';
 
-export const SCRIPT_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+const SCRIPT_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
 
 async function inside(base: string, candidate: string): Promise<string | undefined> {

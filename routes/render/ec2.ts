@@ -32,7 +32,7 @@ export function isEc2Version(v: string): v is Ec2Version {
  * A category whose date is not itself a listed version (region, 2020-08-24) first shows in
  * the next listed one (2020-10-27). Categories from 1.0 are not gated.
  */
-export const EC2_SINCE = {
+const EC2_SINCE = {
   localHostname: '2007-01-19', // local-hostname, public-hostname, public-ipv4
   instanceType: '2007-08-29',
   blockDeviceMapping: '2007-12-15',

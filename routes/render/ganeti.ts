@@ -20,7 +20,7 @@ export function isGanetiVersion(v: string): v is GanetiVersion {
 }
 
 /** A disk as the guest sees it: its position, format and size; never its host path. */
-export interface GanetiDisk {
+interface GanetiDisk {
   index: number;
   format?: 'raw' | 'qcow2';
   sizeGiB?: number;

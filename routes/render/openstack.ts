@@ -21,7 +21,7 @@ export function isOpenstackVersion(v: string): v is OpenstackVersion {
 }
 
 /** The version that introduced each gated file or field (Nova's GRIZZLY, HAVANA, LIBERTY, NEWTON…). */
-export const OPENSTACK_SINCE = {
+const OPENSTACK_SINCE = {
   password: '2013-04-04',
   randomSeed: '2013-04-04',
   vendorData: '2013-10-17',

@@ -18,7 +18,7 @@ export class LazyText {
 }
 
 /** A leaf is served as-is: text (`text/plain`), raw bytes (`user-data`) or lazily computed text. */
-export type Leaf = string | Buffer | LazyText;
+type Leaf = string | Buffer | LazyText;
 
 /**
  * A directory. Entries keep insertion order, which is the listing order. Entries live in a Map,

@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { InstanceView } from '../../cli/api-types.js';
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
 import type { ClientOutput, StepResult } from './aws-sdk-client.js';
 import { ALPHA, BRAVO, bravoTraces, USER_DATA_TEXT } from './instances.js';
@@ -87,10 +88,8 @@ test('AWS SDK for JavaScript v3 (MetadataService, fromInstanceMetadata) against 
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;
   t.after(() => teardown(ns, d));
-  ns = await createNetns('metadsdk');
-  d = await startDaemonInNetns(ns, { logLevel: 'trace' });
-  const net = ns;
-  const daemon = d;
+  const net = (ns = await createNetns('metadsdk'));
+  const daemon = (d = await startDaemonInNetns(net, { logLevel: 'trace' }));
   const home = join(daemon.dir, 'home');
   mkdirSync(home);
   const tokens = new Set<string>();
@@ -138,7 +137,7 @@ test('AWS SDK for JavaScript v3 (MetadataService, fromInstanceMetadata) against 
   await t.test('imdsV2: required', async (st) => {
     const r = await daemon.admin('PATCH', `/v1/instances/${A.name}`, { ec2: { imdsV2: 'required' } });
     assert.equal(r.status, 200, r.text);
-    assert.equal(r.json.status.iamRole, A.ec2.iam.role, 'the PATCH kept the IAM role');
+    assert.equal((r.json as InstanceView).status.iamRole, A.ec2.iam.role, 'the PATCH kept the IAM role');
     for (const v1Disabled of [undefined, 'true']) {
       await st.test(`AWS_EC2_METADATA_V1_DISABLED=${v1Disabled ?? '(unset)'}`, async () => {
         const o = await run(v1Disabled === undefined ? {} : { AWS_EC2_METADATA_V1_DISABLED: v1Disabled });

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { InstanceView } from '../../cli/api-types.js';
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
 import { ALPHA, BRAVO, MULTI_NICS, bravoTraces } from './instances.js';
 import { assertRan, cleanEnv, cloudInitMissing, CRAWL_PY, probe, PY, startDaemonInNetns, teardown, walkListings, type NsDaemon } from './harness.js';
@@ -16,11 +17,11 @@ interface Ec2Crawl {
   cloud_name: string;
   api_version: string;
   metadata_address: string;
-  metadata: Record<string, any>;
+  metadata: Record<string, unknown>;
   userdata: string | null;
-  identity: Record<string, any> | null;
+  identity: Record<string, unknown> | null;
   instance_id: string;
-  instance_data_v1: Record<string, any>;
+  instance_data_v1: Record<string, unknown>;
   cloud_init_version: string;
   warnings: string[];
 }
@@ -28,14 +29,14 @@ interface Ec2Crawl {
 interface OpenstackCrawl {
   openstack_version: string;
   dsmode: string;
-  metadata: Record<string, any>;
+  metadata: Record<string, unknown>;
   userdata: string | null;
   vendordata: unknown;
   vendordata2: unknown;
-  networkdata: Record<string, any>;
-  'ec2-metadata': Record<string, any>;
+  networkdata: Record<string, unknown>;
+  'ec2-metadata': Record<string, unknown>;
   instance_id: string;
-  instance_data_v1: Record<string, any>;
+  instance_data_v1: Record<string, unknown>;
   metadata_address: string;
   warnings: string[];
 }
@@ -50,8 +51,17 @@ const A = ALPHA;
 const ALPHA_KEYS = Object.fromEntries(A.publicKeys.map((k) => [k.name, k.key]));
 const ALPHA_REGION = 'eu-alpha-1'; // the daemon's default: the zone without its letter
 
+/** The value at `keys` inside a JSON document; undefined where a step is missing or not an object. */
+function at(v: unknown, ...keys: string[]): unknown {
+  for (const k of keys) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
+
 /** The meta-data tree every EC2 crawl (v1, v2, OpenStack's ec2-metadata) must come back with. */
-function assertEc2Tree(md: Record<string, any>, what: string): void {
+function assertEc2Tree(md: Record<string, unknown> | undefined, what: string): void {
   assert.ok(md && Object.keys(md).length > 10, `${what}: meta-data tree is empty or tiny: ${JSON.stringify(md)}`);
   assert.equal(md['instance-id'], A.ec2.instanceId, `${what}: instance-id`);
   assert.equal(md['local-ipv4'], A.comm.ipv4, `${what}: local-ipv4`);
@@ -69,18 +79,18 @@ function assertEc2Tree(md: Record<string, any>, what: string): void {
   assert.deepEqual(md['security-groups'], A.ec2.securityGroups, `${what}: security-groups`);
   assert.deepEqual(md['services'], { domain: A.ec2.domain }, `${what}: services`);
   assert.deepEqual(md['tags'], { instance: A.ec2.tags }, `${what}: tags (exposeTags)`);
-  const nic = md['network']?.['interfaces']?.['macs']?.[A.comm.mac];
+  const nic = at(md, 'network', 'interfaces', 'macs', A.comm.mac);
   assert.ok(nic, `${what}: network/interfaces/macs/${A.comm.mac}/ missing`);
-  assert.equal(nic['local-ipv4s'], A.comm.ipv4);
-  assert.equal(nic['mac'], A.comm.mac);
-  assert.equal(nic['owner-id'], A.ec2.accountId);
+  assert.equal(at(nic, 'local-ipv4s'), A.comm.ipv4);
+  assert.equal(at(nic, 'mac'), A.comm.mac);
+  assert.equal(at(nic, 'owner-id'), A.ec2.accountId);
   // iam/info is JSON-decoded by cloud-init; security-credentials/ is never walked.
   assert.deepEqual(
-    md['iam']?.['info'],
+    at(md, 'iam', 'info'),
     { Code: 'Success', LastUpdated: A.ec2.iam.lastUpdated, InstanceProfileArn: A.ec2.iam.instanceProfileArn, InstanceProfileId: A.ec2.iam.instanceProfileId },
     `${what}: iam/info`,
   );
-  assert.equal(md['iam']['security-credentials'], undefined, `${what}: cloud-init must not read security-credentials`);
+  assert.equal(at(md, 'iam', 'security-credentials'), undefined, `${what}: cloud-init must not read security-credentials`);
 }
 
 function assertClean(stdout: string, what: string): void {
@@ -97,12 +107,10 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;
   t.after(() => teardown(ns, d));
-  ns = await createNetns('metadci');
-  d = await startDaemonInNetns(ns, { logLevel: 'trace' });
-  const net = ns;
-  const daemon = d;
+  const net = (ns = await createNetns('metadci'));
+  const daemon = (d = await startDaemonInNetns(net, { logLevel: 'trace' }));
 
-  const crawl = async (args: string[], what: string): Promise<{ stdout: string; json: any; ms: number }> => {
+  const crawl = async (args: string[], what: string): Promise<{ stdout: string; json: unknown; ms: number }> => {
     const started = Date.now();
     const r = await net.run(PY, [CRAWL_PY, ...args], { timeoutMs: 90_000, env: cleanEnv() });
     assertRan(r, `cloudinit_crawl.py ${args.join(' ')}`);
@@ -115,7 +123,7 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
     assert.equal(r.status, 201, r.text);
     r = await daemon.admin('PUT', `/v1/instances/${BRAVO.name}`, BRAVO);
     assert.equal(r.status, 201, r.text);
-    assert.equal((await daemon.admin('GET', `/v1/instances/${A.name}`)).json.status.iamRole, A.ec2.iam.role);
+    assert.equal(((await daemon.admin('GET', `/v1/instances/${A.name}`)).json as InstanceView).status.iamRole, A.ec2.iam.role);
     // Both are live: each source address gets its own instance.
     const [a, b] = await probe(net, daemon.port, [
       { path: '/latest/meta-data/instance-id' },
@@ -157,7 +165,7 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
     assert.equal(v1['local_hostname'], A.hostname);
     assert.equal(v1['region'], ALPHA_REGION);
     assert.equal(v1['availability_zone'], A.ec2.availabilityZone);
-    assert.deepEqual([...v1['public_ssh_keys']].sort(), Object.values(ALPHA_KEYS).sort());
+    assert.deepEqual([...(v1['public_ssh_keys'] as string[])].sort(), Object.values(ALPHA_KEYS).sort());
     assert.deepEqual(out.warnings, []);
   });
 
@@ -200,12 +208,12 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
     assert.deepEqual(out.vendordata2, A.openstack.vendorData2);
     assert.deepEqual(out.networkdata, A.openstack.networkData);
     assert.deepEqual(
-      out.networkdata['links'].map((l: { id: string }) => l.id),
+      (out.networkdata['links'] as { id: string }[]).map((l) => l.id),
       ['tapalpha0', 'tapalpha1'],
     );
     assertEc2Tree(out['ec2-metadata'], 'openstack ec2-metadata');
     assert.equal(out.instance_data_v1['instance_id'], A.uuid);
-    assert.deepEqual([...out.instance_data_v1['public_ssh_keys']].sort(), Object.values(ALPHA_KEYS).sort());
+    assert.deepEqual([...(out.instance_data_v1['public_ssh_keys'] as string[])].sort(), Object.values(ALPHA_KEYS).sort());
     assert.deepEqual(out.warnings, []);
   });
 

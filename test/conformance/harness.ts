@@ -18,7 +18,7 @@ import { adminRequest, type Reply } from '../support/daemon.js';
 import type { Netns, RunResult } from '../support/netns.js';
 
 export const PY = '/usr/bin/python3';
-export const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 /** The driver is not compiled: it lives next to the TypeScript sources. */
 export const CRAWL_PY = fileURLToPath(new URL('../../../test/conformance/cloudinit_crawl.py', import.meta.url));
 

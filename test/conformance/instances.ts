@@ -105,7 +105,7 @@ export const BRAVO = {
 };
 
 /** BRAVO's values that do not say "bravo": its address, MAC, uuid, ids, numbers. */
-export const BRAVO_MARKERS = [
+const BRAVO_MARKERS = [
   '127.0.0.2',
   '52:54:00:bb:00:02',
   BRAVO.uuid,

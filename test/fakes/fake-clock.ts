@@ -9,6 +9,12 @@ interface Sleeper {
   resolve: () => void;
 }
 
+/** The signal's reason (AbortController.abort() makes it a DOMException, an Error). */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error('aborted');
+}
+
 export class FakeClock implements Clock {
   private sleepers: Sleeper[] = [];
   constructor(private t = Date.UTC(2026, 0, 1)) {}
@@ -19,14 +25,17 @@ export class FakeClock implements Clock {
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason ?? new Error('aborted'));
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
       const s: Sleeper = { at: this.t + ms, resolve };
       this.sleepers.push(s);
       signal?.addEventListener(
         'abort',
         () => {
           this.sleepers = this.sleepers.filter((x) => x !== s);
-          reject(signal.reason ?? new Error('aborted'));
+          reject(abortError(signal));
         },
         { once: true },
       );

@@ -25,10 +25,13 @@ import { accessSync, constants as fsConstants, existsSync, readdirSync } from 'n
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-/** nftables table (family inet) that holds the tripwire in each namespace. */
+/**
+ * nftables table (family inet) that holds the tripwire in each namespace.
+ * @public (knip) the appliance boot test reads its counters.
+ */
 export const TRIP_TABLE = 'metadt_tripwire';
 /** Name of the sink device the default routes point at. */
-export const TRIP_DEVICE = 'trip0';
+const TRIP_DEVICE = 'trip0';
 
 const NETNS_RUN_DIRS = ['/run/netns', '/var/run/netns'];
 const NETNS_ETC_DIR = '/etc/netns';
@@ -43,7 +46,7 @@ export interface RunResult {
   timedOut: boolean;
 }
 
-export interface RunOptions extends SpawnOptions {
+interface RunOptions extends SpawnOptions {
   /** Written to the child's stdin, which is then closed. */
   input?: string | Uint8Array;
   /** SIGKILL the child after this many milliseconds (result.timedOut). */
@@ -200,7 +203,7 @@ export function canUseNetns(): { ok: boolean; why?: string } {
 /** Skip the test, or fail it when METAD_NO_SKIP=1 (CI sets it): one rule, in ./env.ts. */
 export { skipOrFail } from './env.js';
 
-/** Names of existing namespaces (from `ip netns add`). */
+/** Names of existing namespaces (from `ip netns add`). @public (knip) the comm topology helper uses it. */
 export function listNetns(): string[] {
   for (const dir of NETNS_RUN_DIRS) {
     try {
@@ -215,6 +218,7 @@ export function listNetns(): string[] {
 /**
  * Delete namespaces `PREFIX-PID-xxxxxx` (and their /etc/netns dirs) left by
  * test processes that no longer exist. Never touches live owners' ones.
+ * @public (knip) the comm topology helper uses it.
  */
 export async function cleanupStaleNetns(prefix = 'metadt'): Promise<string[]> {
   const removed: string[] = [];
@@ -269,7 +273,7 @@ export async function createNetns(prefix = 'metadt'): Promise<Netns> {
   });
 
   let tripDevice: 'dummy' | 'veth' = 'dummy';
-  let ipv6 = true;
+  let ipv6: boolean;
   let withSets = true;
   try {
     await mustRun(ip, ['-n', name, 'link', 'set', 'lo', 'up']);

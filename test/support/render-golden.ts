@@ -15,9 +15,9 @@ import { isDir, listing, walk, type Tree } from '../../routes/render/tree.js';
 import type { GuestView, RenderCtx } from '../../routes/render/view.js';
 
 /** Repo-root test/fixtures, found from dist/test/support/ where this file runs. */
-export const FIXTURES_DIR = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
-export const GOLDEN_DIR = join(FIXTURES_DIR, 'golden');
-export const UPDATE_GOLDEN = process.env.METAD_UPDATE_GOLDEN === '1';
+const FIXTURES_DIR = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+const GOLDEN_DIR = join(FIXTURES_DIR, 'golden');
+const UPDATE_GOLDEN = process.env.METAD_UPDATE_GOLDEN === '1';
 
 /** The instance fixtures (test/fixtures/instances/<name>.json). */
 export const INSTANCES = ['full', 'minimal', 'edge', 'multinic'] as const;

@@ -35,7 +35,7 @@ test('prepare: content length in bytes; seeded answers keep a fixed length', () 
   const pool = new SeedPool(2048);
   const one = Buffer.concat([s.seeded.prefix, Buffer.from(`"${pool.takeBase64(512)}"`), s.seeded.suffix]);
   assert.equal(one.length, len);
-  assert.equal(Buffer.from(JSON.parse(one.toString()).random_seed, 'base64').length, 512);
+  assert.equal(Buffer.from((JSON.parse(one.toString()) as { random_seed: string }).random_seed, 'base64').length, 512);
 });
 
 test('seed pool: never hands out the same bytes twice, refills when used up', () => {
