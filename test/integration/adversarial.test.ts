@@ -781,10 +781,9 @@ test('adversarial: one source cannot starve another — connection caps and pipe
   await sleep(300);
   assert.ok(extra.every((s) => s.destroyed || s.readableEnded), "vm1's connections over its cap are closed");
   // vm2 is served at once, several connections in parallel.
-  const t0 = Date.now();
-  const replies = await Promise.all(Array.from({ length: 4 }, () => d.guest(VM2, 'GET', '/latest/meta-data/hostname')));
+  // (Blocked behind vm1's 30 s long-polls, settled() would fail long before they end.)
+  const replies = await settled(Promise.all(Array.from({ length: 4 }, () => d.guest(VM2, 'GET', '/latest/meta-data/hostname'))), 'vm2 is served while vm1 holds its cap');
   assert.ok(replies.every((x) => x.text === 'vm2'));
-  assert.ok(Date.now() - t0 < 2000);
   await alive(d, 'while vm1 holds its connection cap');
   // vm1 fills its own guest->host pipe; vm2's is unaffected.
   for (const s of held) s.destroy();
@@ -1190,13 +1189,8 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
     await slowAdmin(d, 'PUT', '/v1/instances/vm2', 'application/json', JSON.stringify(sampleInstance(2)), 5),
   ];
   t.after(() => slows.forEach((s) => s.socket.destroy()));
-  const t0 = Date.now();
-  const timed = async <T>(p: Promise<T>, what: string): Promise<T> => {
-    const started = Date.now();
-    const v = await p;
-    assert.ok(Date.now() - started < 2000, `${what} was blocked ${Date.now() - started} ms`);
-    return v;
-  };
+  // Blocked requests would wait for the slow bodies (minutes); settled() fails them long before.
+  const timed = <T>(p: Promise<T>, what: string): Promise<T> => settled(p, `${what} is not blocked by the slow bodies`);
   assert.equal((await timed(d.admin('GET', '/v1/health'), 'health')).status, 200);
   assert.equal((await timed(d.admin('PATCH', '/v1/instances/vm1', { hostname: 'fast-patch' }), 'PATCH of the same instance')).status, 200);
   assert.equal((await timed(d.admin('PUT', '/v1/instances/vm1/params/private', { values: { fast: '1' } }), 'params PUT of the same instance')).status, 200);
@@ -1205,7 +1199,6 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
   assert.equal((await timed(d.admin('PATCH', '/v1/instances/vm2', { hostname: 'vm2-fast' }), 'PATCH of the instance a slow PUT targets')).status, 200);
   assert.equal((await timed(d.admin('DELETE', '/v1/instances/vm3'), 'DELETE')).status, 204);
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'fast-patch');
-  assert.ok(Date.now() - t0 < 8000);
   await alive(d, 'with slow admin bodies pending');
   // Hanging up mid-body is answered (or dropped) without harm.
   for (const s of slows) s.socket.destroy();

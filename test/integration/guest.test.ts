@@ -246,9 +246,8 @@ test('guest door: slow headers are cut off and one source cannot hog connections
   await new Promise((r) => slow.once('connect', r));
   slow.resume(); // flowing, so the server's close reaches us as 'end' then 'close'
   slow.write('GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n');
-  const t0 = Date.now();
-  await new Promise((r) => slow.once('close', r));
-  assert.ok(Date.now() - t0 < 4000, 'a slowloris connection is closed');
+  // Closed by the server's header timeout (500 ms, node's own timer, not the injected clock).
+  await settled(new Promise((r) => slow.once('close', r)), 'a slowloris connection is closed');
 
   const socks = await Promise.all(
     Array.from({ length: 8 }, () => new Promise<net.Socket>((res) => {

@@ -74,7 +74,8 @@ test('metadctl drives the real daemon', async (t) => {
   r = await ctl(sock, ['show', 'nope']);
   assert.equal(r.code, 4);
   r = await ctl(sock, ['params', 'set', 'vm1', '--visibility', 'public', 'bad key=x']);
-  assert.notEqual(r.code, 0);
+  assert.equal(r.code, 2, 'an invalid parameter name is refused before sending (usage error)');
+  assert.match(r.err, /assignment 1: invalid parameter name/);
   r = await ctl(sock, ['remove', 'vm1']);
   assert.equal(r.code, 0);
   assert.equal(d.daemon.services.store.size, 0);
