@@ -6,9 +6,20 @@
 #                       (pulls python3-requests, python3-yaml, python3-jinja2, ... as dependencies)
 #   python3:            Debian's /usr/bin/python3 (the one that sees /usr/lib/python3/dist-packages)
 #   curl, jq, openssl:  the commands the documentation's examples use (test/integration/docs-examples.test.ts)
+#   install appliances (appliance/, docs in appliance/README.md):
+#     cpio, xz-utils:     the appliance build (initramfs, the kernel's xz payload); the kernel and
+#                         busybox-static are fetched with `apt-get download`, never installed
+#     qemu-system-x86, qemu-utils, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients:
+#                         the appliance tests run a private libvirtd (never libvirt-daemon-system:
+#                         its default network adds virbr0 and NAT on the machine)
+#     libvirt-dev, pkg-config: build the optional @unraid/libvirt binding (npm ci)
+#     tini:               subreaper for that libvirtd (fast domain destroy)
+#     e2fsprogs:          mke2fs/debugfs for instance disk images
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl)
+PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
+  cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  libvirt-dev pkg-config tini e2fsprogs)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests
@@ -23,3 +34,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# libvirt 9.0 refuses to start without this user, even with user="root" in qemu.conf.
+id libvirt-qemu >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin libvirt-qemu

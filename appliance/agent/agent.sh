@@ -1,0 +1,96 @@
+#!/bin/sh
+# The install agent (busybox sh; runs as PID 1's child in the appliance). It brings up the comm
+# NIC, reads the instance's Ganeti metadata and OS parameters from metad's guest door, exports
+# them with Ganeti's OS API names, fetches and runs the OS's `create` script, reports each step
+# and a final status through the pipe (POST /ganeti/latest/write, format in docs/guest-api.md),
+# and returns (init powers off). Every network call is bounded by `timeout`.
+#
+# Kernel command line: metad.ip=A.B.C.D (static comm address; without it: DHCP on the comm NIC),
+# metad.url=http://169.254.169.254 (the guest door), metad.timeout=SECONDS (each network call),
+# metad.nic=eth0.
+URL=http://169.254.169.254
+NIC=eth0
+IP=
+T=10
+for w in $(cat /proc/cmdline 2>/dev/null); do
+  case $w in
+    metad.ip=*) IP=${w#*=} ;;
+    metad.url=*) URL=${w#*=} ;;
+    metad.timeout=*) T=${w#*=} ;;
+    metad.nic=*) NIC=${w#*=} ;;
+  esac
+done
+BASE=$URL/ganeti/latest
+WORK=/tmp/os
+mkdir -p "$WORK"
+
+log() { echo "metad-agent: $*" >/dev/console 2>/dev/null || echo "metad-agent: $*"; }
+
+# report STEP STATUS [KEY=VALUE ...]: one line `metad-progress v1 step=STEP status=STATUS ...`
+# POSTed to the pipe. Values are reduced to [A-Za-z0-9._:/@+,=-] and 200 characters.
+report() {
+  line="metad-progress v1 step=$1 status=$2"
+  shift 2
+  for kv in "$@"; do
+    line="$line $(printf '%s' "$kv" | tr -c 'A-Za-z0-9._:/@+,=-' '_' | cut -c1-200)"
+  done
+  log "$line"
+  timeout "$T" wget -q -O /dev/null --post-data="$line
+" "$BASE/write" 2>/dev/null || log "report failed: $line"
+}
+
+# get PATH: the body of $BASE/PATH on stdout; fails on any error or after $T seconds.
+get() { timeout "$T" wget -q -O - "$BASE/$1"; }
+
+finish() { # STATUS [KEY=VALUE ...]
+  report final "$@"
+  exit 0
+}
+
+# ---------------------------------------------------------------- comm NIC
+ip link set lo up
+ip link set "$NIC" up || { log "no comm NIC $NIC"; exit 1; }
+if [ -n "$IP" ]; then
+  # A point-to-point comm link: our /32 and a host route to the metadata address.
+  ip addr add "$IP/32" dev "$NIC"
+  host=${URL#http://}; host=${host%%[:/]*}
+  ip route add "$host/32" dev "$NIC"
+else
+  timeout $((T * 3)) udhcpc -i "$NIC" -f -q -n -t 5 -T 2 -s /agent/udhcpc.sh || { log "dhcp failed"; exit 1; }
+fi
+
+# The first request may race the host's side of the link: retry a few times.
+i=0
+until meta=$(get meta_data.json); do
+  i=$((i + 1))
+  [ "$i" -ge 5 ] && { log "guest door unreachable at $URL"; exit 1; }
+  sleep 1
+done
+report net ok "ip=${IP:-dhcp}"
+
+env_meta=$(printf '%s' "$meta" | awk -v mode=meta -f /agent/json.awk) || finish failed reason=meta_data
+eval "$env_meta"
+report metadata ok "instance=$INSTANCE_NAME" "disks=$DISK_COUNT"
+
+params=$(get os/parameters.json) || finish failed reason=parameters_fetch
+env_params=$(printf '%s' "$params" | awk -v mode=params -f /agent/json.awk) || finish failed reason=parameters_parse
+unset params
+eval "$env_params"
+unset env_params
+report parameters ok "count=$(env | grep -c '^OSP_')"
+
+get os/scripts/create >"$WORK/create" || finish failed reason=script_fetch
+chmod 0755 "$WORK/create"
+report script ok "bytes=$(wc -c <"$WORK/create")"
+
+report create start
+cd "$WORK" && ./create </dev/null >/dev/console 2>&1
+rc=$?
+cd /
+if [ "$rc" -eq 0 ]; then
+  report create ok
+  finish succeeded
+else
+  report create failed "exit=$rc"
+  finish failed "exit=$rc"
+fi

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Builds the install appliance from Debian packages without installing anything into /:
+#   vmlinux     the Debian kernel, uncompressed (PVH entry: boots with qboot, no bzImage stub)
+#   initrd.cpio busybox-static + the virtio/ext4 modules in load order + our agent as /init
+#   manifest.json  what went in (packages and versions, sizes, build time)
+# into CACHE/<stamp>/ where <stamp> names the kernel, busybox and a hash of the agent and this
+# script. An existing CACHE/<stamp>/ is reused as it is (idempotent); a new one is built in a
+# temporary directory, made read-only and renamed into place (a concurrent build loses the race
+# harmlessly). Downloaded .debs are kept in CACHE/debs/.
+#
+# usage: appliance/build.sh [CACHE_DIR]      (default: $METAD_APPLIANCE_CACHE or
+#                                              /var/cache/metad/appliance)
+# prints the appliance directory on stdout, progress and timings on stderr.
+# needs: apt-get (with package lists), dpkg-deb, cpio, xz (xz-utils), sha256sum.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${1:-${METAD_APPLIANCE_CACHE:-/var/cache/metad/appliance}}
+t0=$(date +%s%N)
+say() { printf 'appliance-build: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+for c in apt-get apt-cache dpkg-deb cpio xz sha256sum; do
+  command -v "$c" >/dev/null || die "$c not found (apt-get install --no-install-recommends cpio xz-utils)"
+done
+
+# Kernel modules the appliance needs (virtio NIC and disks, ext4), by module name. Their
+# dependencies are added from each module's own `depends=` field (the .deb has no modules.dep).
+WANTED_MODULES=(crc32c_generic virtio_pci virtio_net virtio_blk ext4)
+
+candidate() { apt-cache policy "$1" | awk '/Candidate:/ { print $2; exit }'; }
+kmeta=$(candidate linux-image-amd64)
+[ -n "$kmeta" ] && [ "$kmeta" != "(none)" ] || die "no candidate for linux-image-amd64 (apt-get update?)"
+kpkg=$(apt-cache show "linux-image-amd64=$kmeta" | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -n1)
+[ -n "$kpkg" ] || die "cannot resolve the kernel package of linux-image-amd64 $kmeta"
+kver=$(candidate "$kpkg")
+bbver=$(candidate busybox-static)
+[ -n "$bbver" ] && [ "$bbver" != "(none)" ] || die "no candidate for busybox-static"
+
+# The stamp changes with the kernel, busybox, the agent and this script.
+srchash=$( (cat "$0"; find "$here/agent" -type f | sort | xargs cat) | sha256sum | cut -c1-12)
+stamp="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/.}_${srchash}"
+stamp=${stamp//[^A-Za-z0-9._-]/_}
+dest="$cache/$stamp"
+if [ -f "$dest/manifest.json" ]; then
+  say "cached: $dest"
+  printf '%s\n' "$dest"
+  exit 0
+fi
+
+mkdir -p "$cache/debs"
+work=$(mktemp -d "$cache/.build-XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+
+# ---------------------------------------------------------------- download (cached)
+fetch() { # PACKAGE VERSION -> path of the .deb
+  local f
+  f=$(ls "$cache/debs/${1}_"*.deb 2>/dev/null | grep -F "_${2//:/%3a}_" | head -n1 || true)
+  if [ -z "$f" ]; then
+    (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$1=$2" >&2) || die "apt-get download $1=$2 failed"
+    f=$(ls "$work/${1}_"*.deb | head -n1)
+    mv "$f" "$cache/debs/"
+    f="$cache/debs/$(basename "$f")"
+  fi
+  printf '%s\n' "$f"
+}
+kdeb=$(fetch "$kpkg" "$kver")
+bbdeb=$(fetch busybox-static "$bbver")
+t1=$(date +%s%N)
+
+# ---------------------------------------------------------------- unpack
+mkdir -p "$work/kernel" "$work/bb" "$work/root"
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/kernel" --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/*'
+dpkg-deb -x "$bbdeb" "$work/bb"
+abi=$(basename "$(ls -d "$work"/kernel/lib/modules/*)")
+vmlinuz="$work/kernel/boot/vmlinuz-$abi"
+[ -f "$vmlinuz" ] || die "no vmlinuz in $kdeb"
+
+# ---------------------------------------------------------------- vmlinux out of the bzImage
+# The bzImage carries the kernel as an xz stream after the setup code: find the xz magic, and
+# decompress the first stream that yields an ELF image (trailing data is ignored).
+found=
+for off in $(grep -obUaP '\xfd7zXZ\x00' "$vmlinuz" | cut -d: -f1); do
+  tail -c +$((off + 1)) "$vmlinuz" | xz -dc --single-stream >"$work/vmlinux" 2>/dev/null || true
+  if [ "$(head -c 4 "$work/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ]; then found=1; break; fi
+done
+[ -n "$found" ] || die "no xz-compressed ELF kernel inside $vmlinuz"
+# The PVH entry point is an ELF note named "Xen" of type 18 (XEN_ELFNOTE_PHYS32_ENTRY).
+grep -qaP 'Xen\x00' "$work/vmlinux" || die "vmlinux has no Xen/PVH note: cannot boot with qboot"
+
+# ---------------------------------------------------------------- modules in load order
+moddir="$work/kernel/lib/modules/$abi/kernel"
+modpath() { find "$moddir" \( -name "$1.ko" -o -name "${1//_/-}.ko" \) -print -quit; }
+moddeps() { tr '\0' '\n' <"$1" | sed -n 's/^depends=//p' | tr ',' ' '; }
+order=()
+visit() { # depth-first: dependencies before the module
+  local m=$1 p d
+  for d in "${order[@]}"; do [ "$d" = "$m" ] && return 0; done
+  p=$(modpath "$m")
+  [ -n "$p" ] || die "module $m not found in $kpkg"
+  for d in $(moddeps "$p"); do visit "$d"; done
+  order+=("$m")
+}
+for m in "${WANTED_MODULES[@]}"; do visit "$m"; done
+mkdir -p "$work/root/lib/modules"
+for m in "${order[@]}"; do cp "$(modpath "$m")" "$work/root/lib/modules/$m.ko"; done
+printf '%s\n' "${order[@]}" >"$work/root/lib/modules/load-order"
+
+# ---------------------------------------------------------------- initramfs
+r="$work/root"
+mkdir -p "$r/bin" "$r/dev" "$r/proc" "$r/sys" "$r/tmp" "$r/run" "$r/etc" "$r/agent"
+cp "$work/bb/bin/busybox" "$r/bin/busybox"
+cp "$here"/agent/* "$r/agent/"
+mv "$r/agent/init" "$r/init"
+chmod 0755 "$r/init" "$r"/agent/*.sh "$r/bin/busybox"
+printf '%s\n' "kernel=$kpkg $kver" "busybox=$bbver" "agent=$srchash" >"$r/etc/appliance-release"
+(cd "$r" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) >"$work/initrd.cpio"
+cp "$work/bb/bin/busybox" "$work/busybox" # the exact binary the guest runs (parser tests)
+
+t2=$(date +%s%N)
+size() { stat -c %s "$1"; }
+cat >"$work/manifest.json" <<EOF
+{
+  "stamp": "$stamp",
+  "kernelPackage": "$kpkg",
+  "kernelVersion": "$kver",
+  "kernelAbi": "$abi",
+  "busyboxVersion": "$bbver",
+  "agentHash": "$srchash",
+  "modules": [$(printf '"%s",' "${order[@]}" | sed 's/,$//')],
+  "vmlinuxBytes": $(size "$work/vmlinux"),
+  "initrdBytes": $(size "$work/initrd.cpio"),
+  "downloadMs": $(((t1 - t0) / 1000000)),
+  "buildMs": $(((t2 - t1) / 1000000))
+}
+EOF
+out="$work/out"
+mkdir "$out"
+mv "$work/vmlinux" "$work/initrd.cpio" "$work/busybox" "$work/manifest.json" "$out/"
+chmod 0444 "$out"/*
+chmod 0555 "$out/busybox"
+chmod 0555 "$out"
+if ! mv -T "$out" "$dest" 2>/dev/null; then
+  [ -f "$dest/manifest.json" ] || die "cannot move the build to $dest"
+  say "another build finished first: $dest"
+fi
+say "built $dest in $(((t2 - t0) / 1000000)) ms (download $(((t1 - t0) / 1000000)) ms):" \
+  "vmlinux $(size "$dest/vmlinux") bytes, initrd $(size "$dest/initrd.cpio") bytes, modules ${order[*]}"
+printf '%s\n' "$dest"

@@ -1,0 +1,65 @@
+/**
+ * The install appliance image: `appliance/build.sh` makes it (Debian kernel as a PVH vmlinux,
+ * an initramfs with busybox-static, the modules and the agent) into a cache directory; this
+ * module runs it and describes the result. The build is idempotent: an existing build for the
+ * same kernel, busybox and agent is reused as it is.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What `build.sh` writes into manifest.json. */
+export interface ApplianceManifest {
+  stamp: string;
+  kernelPackage: string;
+  kernelVersion: string;
+  kernelAbi: string;
+  busyboxVersion: string;
+  agentHash: string;
+  modules: string[];
+  vmlinuxBytes: number;
+  initrdBytes: number;
+  downloadMs: number;
+  buildMs: number;
+}
+
+export interface ApplianceImage {
+  dir: string;
+  /** Uncompressed kernel with the PVH entry note (boots with qboot). */
+  kernel: string;
+  /** Uncompressed cpio (newc) initramfs; /init is the agent. */
+  initrd: string;
+  /** The busybox binary inside the initramfs (for host-side tests of the agent's scripts). */
+  busybox: string;
+  manifest: ApplianceManifest;
+}
+
+/**
+ * The source tree's appliance directory (build.sh, agent/). Compiled code runs from
+ * dist/appliance/, the sources live in appliance/ at the repository root.
+ */
+export function applianceSourceDir(): string {
+  return fileURLToPath(new URL('../../appliance/', import.meta.url));
+}
+
+/** Describes a finished build directory (throws when it is incomplete). */
+export async function readAppliance(dir: string): Promise<ApplianceImage> {
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as ApplianceManifest;
+  return { dir, kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.cpio'), busybox: join(dir, 'busybox'), manifest };
+}
+
+/** Builds (or finds) the appliance under `cacheDir`. Rejects with build.sh's stderr on failure. */
+export function buildAppliance(cacheDir: string, timeoutMs = 600_000): Promise<ApplianceImage> {
+  const script = join(applianceSourceDir(), 'build.sh');
+  return new Promise((resolve, reject) => {
+    execFile('bash', [script, cacheDir], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new Error(`appliance build failed: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
+        return;
+      }
+      const dir = stdout.trim().split('\n').pop() ?? '';
+      readAppliance(dir).then(resolve, reject);
+    });
+  });
+}
