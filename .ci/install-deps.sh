@@ -12,14 +12,14 @@
 #     qemu-system-x86, qemu-utils, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients:
 #                         the appliance tests run a private libvirtd (never libvirt-daemon-system:
 #                         its default network adds virbr0 and NAT on the machine)
-#     libvirt-dev, pkg-config: build the optional @unraid/libvirt binding (npm ci)
+#     libvirt-dev, pkg-config, g++, make: build the optional @unraid/libvirt binding (npm ci)
 #     tini:               subreaper for that libvirtd (fast domain destroy)
 #     e2fsprogs:          mke2fs/debugfs for instance disk images
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config tini e2fsprogs)
+  libvirt-dev pkg-config g++ make tini e2fsprogs)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests

@@ -1,0 +1,138 @@
+/**
+ * libvirt domain XML for one install appliance run. Pure: the same spec gives the same bytes.
+ *
+ * The domain is transient (domainCreateXML) and every exit ends it: on_poweroff, on_reboot and
+ * on_crash are all `destroy`, so a guest that powers off, reboots or crashes is simply gone.
+ * It boots the appliance's uncompressed PVH kernel + initramfs directly with qboot as firmware
+ * (no disk to boot from); the instance's disks are attached as virtio disks vda, vdb, … in index
+ * order, then the optional per-run qcow2 overlay of a disk-based appliance. The comm NIC is an
+ * `ethernet` interface on a tap that already exists (created by metad, `managed='no'`), the
+ * serial console goes to a file, and there is no graphics, USB or balloon device.
+ */
+
+export type VirtType = 'qemu' | 'kvm';
+
+export interface DomainDisk {
+  /** A regular file or a block device (`/dev/...`). */
+  path: string;
+  format: 'raw' | 'qcow2';
+}
+
+export interface DomainSpec {
+  name: string;
+  uuid?: string;
+  /** 'qemu' = TCG (any machine), 'kvm' = hardware acceleration. */
+  type: VirtType;
+  memoryMiB: number;
+  vcpus: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** Firmware ROM passed as -bios; qboot boots a PVH kernel fastest. */
+  firmware: string;
+  /** The instance's disks, in index order (vda, vdb, …). */
+  disks: readonly DomainDisk[];
+  /** A disk-based appliance's per-run qcow2 overlay (attached after the instance's disks). */
+  overlay?: string;
+  nic: { tap: string; mac: string };
+  /** File that receives the serial console. */
+  consoleLog: string;
+  emulator: string;
+}
+
+export const QBOOT_ROM = '/usr/share/qemu/qboot.rom';
+export const QEMU_X86 = '/usr/bin/qemu-system-x86_64';
+const MAX_DISKS = 26;
+
+/** XML text/attribute escaping (all five predefined entities). */
+export function xmlEscape(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": 'apos' }[c] ?? ''};`);
+}
+
+/** Virtio disk target name for position i: 0 -> vda, 25 -> vdz. */
+export function diskTarget(i: number): string {
+  if (!Number.isInteger(i) || i < 0 || i >= MAX_DISKS) throw new RangeError(`disk position ${i} out of range`);
+  return `vd${String.fromCharCode(97 + i)}`;
+}
+
+function check(spec: DomainSpec): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(spec.name)) throw new Error('domain name must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) throw new Error('memoryMiB must be an integer >= 64');
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64) throw new Error('vcpus must be an integer in 1..64');
+  if (!/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(spec.nic.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
+  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(spec.nic.mac)) throw new Error('bad MAC address');
+  if (spec.disks.length + (spec.overlay ? 1 : 0) > MAX_DISKS) throw new Error(`at most ${MAX_DISKS} disks`);
+  for (const p of [spec.kernel, spec.initrd, spec.firmware, spec.consoleLog, spec.emulator, ...spec.disks.map((d) => d.path), spec.overlay ?? '/']) {
+    if (!p.startsWith('/')) throw new Error('paths must be absolute');
+  }
+}
+
+function diskXml(d: DomainDisk, target: string): string {
+  const block = d.path.startsWith('/dev/');
+  const source = block ? `<source dev='${xmlEscape(d.path)}'/>` : `<source file='${xmlEscape(d.path)}'/>`;
+  return [
+    `    <disk type='${block ? 'block' : 'file'}' device='disk'>`,
+    `      <driver name='qemu' type='${d.format}' discard='unmap'/>`,
+    `      ${source}`,
+    `      <target dev='${target}' bus='virtio'/>`,
+    `    </disk>`,
+  ].join('\n');
+}
+
+export function domainXml(spec: DomainSpec): string {
+  check(spec);
+  const e = xmlEscape;
+  const disks = spec.disks.map((d, i) => diskXml(d, diskTarget(i)));
+  if (spec.overlay) disks.push(diskXml({ path: spec.overlay, format: 'qcow2' }, diskTarget(spec.disks.length)));
+  // TCG: 'maximum' exposes every feature QEMU can emulate; KVM: the host CPU as it is.
+  const cpu = spec.type === 'kvm' ? `<cpu mode='host-passthrough'/>` : `<cpu mode='maximum'/>`;
+  return [
+    `<domain type='${spec.type}'>`,
+    `  <name>${e(spec.name)}</name>`,
+    ...(spec.uuid ? [`  <uuid>${e(spec.uuid)}</uuid>`] : []),
+    `  <memory unit='MiB'>${spec.memoryMiB}</memory>`,
+    `  <vcpu>${spec.vcpus}</vcpu>`,
+    `  <os>`,
+    `    <type arch='x86_64' machine='pc'>hvm</type>`,
+    `    <loader type='rom'>${e(spec.firmware)}</loader>`,
+    `    <kernel>${e(spec.kernel)}</kernel>`,
+    `    <initrd>${e(spec.initrd)}</initrd>`,
+    `    <cmdline>${e(spec.cmdline)}</cmdline>`,
+    `  </os>`,
+    `  <features><acpi/></features>`,
+    `  ${cpu}`,
+    `  <clock offset='utc'/>`,
+    `  <on_poweroff>destroy</on_poweroff>`,
+    `  <on_reboot>destroy</on_reboot>`,
+    `  <on_crash>destroy</on_crash>`,
+    `  <devices>`,
+    `    <emulator>${e(spec.emulator)}</emulator>`,
+    ...disks,
+    `    <interface type='ethernet'>`,
+    `      <mac address='${spec.nic.mac.toLowerCase()}'/>`,
+    `      <target dev='${e(spec.nic.tap)}' managed='no'/>`,
+    `      <model type='virtio'/>`,
+    `    </interface>`,
+    `    <serial type='file'>`,
+    `      <source path='${e(spec.consoleLog)}'/>`,
+    `      <target port='0'/>`,
+    `    </serial>`,
+    `    <controller type='usb' model='none'/>`,
+    `    <memballoon model='none'/>`,
+    `  </devices>`,
+    `</domain>`,
+    '',
+  ].join('\n');
+}
+
+/** Kernel command line for the agent (appliance/agent/agent.sh reads the metad.* words). */
+export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?: number }): string {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(opts.ipv4)) throw new Error('bad IPv4 address');
+  const words = ['console=ttyS0', 'panic=-1', 'loglevel=4', `metad.ip=${opts.ipv4}`];
+  if (opts.url !== undefined) {
+    if (!/^http:\/\/[A-Za-z0-9.:[\]-]+$/.test(opts.url)) throw new Error('bad metadata URL');
+    words.push(`metad.url=${opts.url}`);
+  }
+  if (opts.timeoutSec !== undefined) words.push(`metad.timeout=${Math.max(1, Math.floor(opts.timeoutSec))}`);
+  return words.join(' ');
+}
