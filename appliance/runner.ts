@@ -1,0 +1,179 @@
+/**
+ * One install appliance run: a pure state machine (`reduce`) and the loop that drives it
+ * (`runAppliance`) with an injected Hypervisor and Clock, so unit tests run it in milliseconds
+ * with the fakes.
+ *
+ *   pending --created--> booting --first progress line--> running
+ *   any live state --> succeeded | failed | timed-out | aborted | stuck   (terminal)
+ *
+ * - succeeded needs BOTH the agent's `final status=succeeded` and the domain gone (powered off);
+ *   gone without it is failed.
+ * - The hard deadline is absolute and nothing the guest does extends it; at the deadline the
+ *   run is timed-out. A run whose appliance has not claimed its secrets by the claim deadline
+ *   is stuck. An abort (signal) ends it as aborted.
+ * - Whatever the outcome, the domain is destroyed in `finally` (destroy of a gone domain is a
+ *   no-op), then `cleanup` runs (overlay, tap, secrets: the caller's).
+ * Within one poll, lines are taken first, then the domain state, then the deadlines: a domain
+ * found gone at the deadline's poll powered off before it was seen, and counts as finished.
+ */
+import type { Clock } from '../daemon/clock.js';
+import type { Hypervisor } from './hypervisor.js';
+import { parseProgress, splitLines } from './progress.js';
+
+export type RunState = 'pending' | 'booting' | 'running' | 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
+export const TERMINAL: readonly RunState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
+
+export type RunEvent =
+  | { type: 'created'; at: number }
+  | { type: 'create-failed'; at: number; reason: string }
+  | { type: 'line'; at: number; line: string }
+  | { type: 'gone'; at: number }
+  | { type: 'deadline'; at: number }
+  | { type: 'claim-deadline'; at: number }
+  | { type: 'abort'; at: number };
+
+export interface RunRecord {
+  state: RunState;
+  /** The agent's final report ('succeeded' | 'failed'), once it arrived. */
+  final?: string;
+  /** The last progress lines (at most MAX_LINES). */
+  lines: string[];
+  reason?: string;
+  /** Set when the final destroy (or the cleanup) failed: something may be left behind. */
+  destroyError?: string;
+  cleanupError?: string;
+  startedAt: number;
+  createdAt?: number;
+  firstReportAt?: number;
+  endedAt?: number;
+}
+
+export const MAX_LINES = 50;
+
+export function isTerminal(s: RunState): boolean {
+  return TERMINAL.includes(s);
+}
+
+export function initialRecord(at: number): RunRecord {
+  return { state: 'pending', lines: [], startedAt: at };
+}
+
+/** The pure transition function. Events after a terminal state change nothing. */
+export function reduce(r: RunRecord, ev: RunEvent): RunRecord {
+  if (isTerminal(r.state)) return r;
+  const end = (state: RunState, reason?: string): RunRecord => ({ ...r, state, endedAt: ev.at, ...(reason ? { reason } : {}) });
+  switch (ev.type) {
+    case 'created':
+      return r.state === 'pending' ? { ...r, state: 'booting', createdAt: ev.at } : r;
+    case 'create-failed':
+      return end('failed', ev.reason);
+    case 'line': {
+      const p = parseProgress(ev.line);
+      if (!p) return r;
+      const lines = [...r.lines, ev.line].slice(-MAX_LINES);
+      const next: RunRecord = { ...r, lines, state: r.state === 'booting' ? 'running' : r.state, firstReportAt: r.firstReportAt ?? ev.at };
+      return p.step === 'final' ? { ...next, final: p.status } : next;
+    }
+    case 'gone':
+      return r.final === 'succeeded' ? end('succeeded') : end('failed', r.final === undefined ? 'powered off without a final report' : 'the agent reported failure');
+    case 'deadline':
+      return end('timed-out', 'hard deadline');
+    case 'claim-deadline':
+      return end('stuck', 'secrets not claimed in time');
+    case 'abort':
+      return end('aborted', 'aborted');
+  }
+}
+
+export interface RunSpec {
+  /** Domain name (the runner's prefix + a short id). */
+  name: string;
+  xml: string;
+  /** Absolute hard deadline (clock ms). */
+  deadlineAt: number;
+  /** Absolute time by which the appliance must have claimed its secrets (omit: no check). */
+  claimDeadlineAt?: number;
+}
+
+export interface RunDeps {
+  hv: Hypervisor;
+  clock: Clock;
+  /** How often the domain state and the pipe are polled (ms). */
+  pollMs: number;
+  /** New bytes the guest wrote to the pipe since the last call (the progress channel). */
+  takeProgress: () => string;
+  /** True once the appliance has claimed its secrets. */
+  claimed?: () => boolean;
+  /** Every state change (for the job record and watchers). */
+  onChange?: (r: RunRecord) => void;
+  /** Runs after the domain is destroyed, whatever happened (overlay, tap, secrets). */
+  cleanup?: () => Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** Runs one appliance to a terminal state. Never rejects for guest or hypervisor trouble. */
+export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRecord> {
+  const { hv, clock } = deps;
+  let rec = initialRecord(clock.now());
+  let tail = '';
+  const apply = (ev: RunEvent): void => {
+    const next = reduce(rec, ev);
+    if (next !== rec) {
+      rec = next;
+      deps.onChange?.(rec);
+    }
+  };
+  const drain = (): void => {
+    const { lines, rest } = splitLines(tail, deps.takeProgress());
+    tail = rest;
+    for (const line of lines) apply({ type: 'line', at: clock.now(), line });
+  };
+  const unclaimed = (): boolean => spec.claimDeadlineAt !== undefined && !(deps.claimed?.() ?? false);
+
+  const watch = async (): Promise<void> => {
+    while (!isTerminal(rec.state)) {
+      const now = clock.now();
+      const claimAt = unclaimed() ? (spec.claimDeadlineAt ?? Infinity) : Infinity;
+      try {
+        await clock.sleep(Math.max(0, Math.min(deps.pollMs, spec.deadlineAt - now, claimAt - now)), deps.signal);
+      } catch {
+        apply({ type: 'abort', at: clock.now() });
+        return;
+      }
+      drain();
+      const state = await hv.state(spec.name).catch(() => undefined); // a hiccup (reconnecting): deadlines still hold
+      if (state === 'gone') apply({ type: 'gone', at: clock.now() });
+      const at = clock.now();
+      if (at >= spec.deadlineAt) apply({ type: 'deadline', at });
+      else if (unclaimed() && at >= (spec.claimDeadlineAt ?? Infinity)) apply({ type: 'claim-deadline', at });
+    }
+  };
+
+  let created = false;
+  try {
+    if (deps.signal?.aborted) {
+      apply({ type: 'abort', at: clock.now() });
+    } else {
+      try {
+        await hv.createTransient(spec.name, spec.xml);
+        created = true;
+        apply({ type: 'created', at: clock.now() });
+      } catch (e) {
+        apply({ type: 'create-failed', at: clock.now(), reason: e instanceof Error ? e.message : String(e) });
+      }
+      if (created) await watch();
+    }
+  } finally {
+    if (created) {
+      try {
+        await hv.destroy(spec.name);
+      } catch (e) {
+        rec = { ...rec, destroyError: e instanceof Error ? e.message : String(e) };
+      }
+    }
+    await deps.cleanup?.().catch((e: unknown) => {
+      rec = { ...rec, cleanupError: e instanceof Error ? e.message : String(e) };
+    });
+  }
+  return rec;
+}

@@ -1,0 +1,234 @@
+/**
+ * The appliance runner (appliance/runner.ts) with the strict fake hypervisor and the fake clock:
+ * every outcome, the hard deadline to the millisecond, destroy in finally. No sleeping.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
+import { FakeClock } from '../fakes/fake-clock.js';
+import { reduce, initialRecord, runAppliance, MAX_LINES, type RunRecord, type RunDeps, type RunSpec } from '../../appliance/runner.js';
+import { parseProgress, splitLines } from '../../appliance/progress.js';
+
+const NAME = 'metad-run-a1';
+const XML = `<domain><name>${NAME}</name></domain>`;
+const line = (step: string, status: string, extra = ''): string => `metad-progress v1 step=${step} status=${status}${extra}\n`;
+
+interface Harness {
+  hv: FakeHypervisor;
+  clock: FakeClock;
+  pipe: string[];
+  states: string[];
+  cleaned: number;
+  claimed: boolean;
+  done: Promise<RunRecord>;
+  /** Lets the runner reach its next sleep. */
+  settle(): Promise<void>;
+  ac: AbortController;
+}
+
+function start(spec: Partial<RunSpec> = {}, deps: Partial<RunDeps> = {}): Harness {
+  const hv = new FakeHypervisor();
+  const clock = new FakeClock(1_000_000);
+  const ac = new AbortController();
+  const h = {
+    hv,
+    clock,
+    pipe: [] as string[],
+    states: [] as string[],
+    cleaned: 0,
+    claimed: false,
+    ac,
+    settle: async () => {
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    },
+  } as Harness;
+  h.done = runAppliance(
+    { name: NAME, xml: XML, deadlineAt: clock.now() + 60_000, ...spec },
+    {
+      hv,
+      clock,
+      pollMs: 250,
+      takeProgress: () => h.pipe.splice(0).join(''),
+      claimed: () => h.claimed,
+      onChange: (r) => h.states.push(r.state),
+      cleanup: () => {
+        h.cleaned++;
+        return Promise.resolve();
+      },
+      signal: ac.signal,
+      ...deps,
+    },
+  );
+  return h;
+}
+
+test('success needs the final report AND the power-off; the domain is destroyed-if-left and cleaned up', async () => {
+  const h = start();
+  await h.settle();
+  assert.deepEqual(h.hv.running(), [NAME]);
+  h.pipe.push(line('net', 'ok'), line('metadata', 'ok', ' instance=web1'), 'garbage\n', line('create', 'start'));
+  await h.clock.advance(250);
+  await h.settle();
+  h.pipe.push(line('create', 'ok'), 'metad-progress v1 step=final status=succe');
+  await h.clock.advance(250);
+  h.pipe.push('eded\n'); // a line split across two reads
+  await h.settle();
+  h.hv.powerOff(NAME);
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'succeeded', JSON.stringify(r));
+  assert.equal(r.final, 'succeeded');
+  assert.deepEqual(h.states, ['booting', 'running', 'running', 'running', 'running', 'running', 'succeeded']);
+  assert.equal(r.lines.length, 5, 'only progress lines are kept');
+  assert.equal(r.createdAt, 1_000_000);
+  assert.equal(r.firstReportAt, 1_000_250);
+  assert.equal(r.endedAt, 1_000_750);
+  assert.deepEqual(h.hv.opsOf('destroy'), [NAME], 'destroy always runs (a no-op: already gone)');
+  assert.equal(h.cleaned, 1);
+});
+
+test('power-off without a final report, or with a failure report, is failed', async () => {
+  const a = start();
+  await a.settle();
+  a.pipe.push(line('net', 'ok'));
+  a.hv.powerOff(NAME);
+  await a.clock.advance(250);
+  const ra = await a.done;
+  assert.equal(ra.state, 'failed');
+  assert.match(ra.reason ?? '', /without a final report/);
+
+  const b = start();
+  await b.settle();
+  b.pipe.push(line('create', 'failed', ' exit=3'), line('final', 'failed', ' exit=3'));
+  b.hv.powerOff(NAME);
+  await b.clock.advance(250);
+  const rb = await b.done;
+  assert.equal(rb.state, 'failed');
+  assert.equal(rb.final, 'failed');
+});
+
+test('a hung appliance is destroyed at the hard deadline, to the millisecond; progress does not extend it', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 1_100 });
+  await h.settle();
+  for (let i = 0; i < 4; i++) {
+    h.pipe.push(line('create', 'start'));
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.deepEqual(h.hv.running(), [NAME], 'still running at 1000 ms');
+  await h.clock.advance(100); // 1100: the deadline sleep was shortened to hit it exactly
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.endedAt, 1_001_100);
+  assert.deepEqual(h.hv.running(), []);
+  assert.deepEqual(h.hv.opsOf('destroy'), [NAME]);
+  assert.equal(h.cleaned, 1);
+});
+
+test('a final success without a power-off before the deadline is timed-out', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 500 });
+  await h.settle();
+  h.pipe.push(line('final', 'succeeded'));
+  await h.clock.advance(250);
+  await h.settle();
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.final, 'succeeded');
+});
+
+test('abort ends the run at once: aborted, destroyed, cleaned up', async () => {
+  const h = start();
+  await h.settle();
+  h.ac.abort();
+  const r = await h.done;
+  assert.equal(r.state, 'aborted');
+  assert.deepEqual(h.hv.running(), []);
+  assert.equal(h.cleaned, 1);
+
+  const ac = new AbortController();
+  ac.abort();
+  const early = start({}, { signal: ac.signal });
+  assert.equal((await early.done).state, 'aborted');
+  assert.deepEqual(early.hv.opsOf('createTransient'), [], 'nothing was created');
+  assert.deepEqual(early.hv.opsOf('destroy'), []);
+});
+
+test('an appliance that has not claimed its secrets by the claim deadline is stuck; one that has is not', async () => {
+  const h = start({ claimDeadlineAt: 1_000_000 + 300 });
+  await h.settle();
+  await h.clock.advance(250);
+  await h.settle();
+  await h.clock.advance(50);
+  const r = await h.done;
+  assert.equal(r.state, 'stuck');
+  assert.equal(r.endedAt, 1_000_300);
+  assert.deepEqual(h.hv.running(), []);
+
+  const ok = start({ claimDeadlineAt: 1_000_000 + 300 });
+  await ok.settle();
+  ok.claimed = true;
+  await ok.clock.advance(250);
+  await ok.settle();
+  await ok.clock.advance(250);
+  await ok.settle();
+  ok.pipe.push(line('final', 'succeeded'));
+  ok.hv.powerOff(NAME);
+  await ok.clock.advance(250);
+  assert.equal((await ok.done).state, 'succeeded');
+});
+
+test('a failed create is failed, with nothing to destroy; a hypervisor hiccup does not stop the deadline', async () => {
+  const hvFail = new FakeHypervisor();
+  hvFail.failNextCreate = new Error('cannot open tap');
+  const h = start({}, { hv: hvFail });
+  const r = await h.done;
+  assert.equal(r.state, 'failed');
+  assert.equal(r.reason, 'cannot open tap');
+  assert.deepEqual(hvFail.opsOf('destroy'), []);
+  assert.equal(h.cleaned, 1, 'cleanup runs anyway (the tap was made before)');
+
+  const flaky = new FakeHypervisor();
+  let calls = 0;
+  const state = flaky.state.bind(flaky);
+  flaky.state = (n) => (++calls <= 2 ? Promise.reject(new Error('internal error: client socket is closed')) : state(n));
+  const f = start({ deadlineAt: 1_000_000 + 500 }, { hv: flaky });
+  await f.settle();
+  await f.clock.advance(250);
+  await f.settle();
+  await f.clock.advance(250);
+  assert.equal((await f.done).state, 'timed-out');
+});
+
+test('a failed destroy is recorded, not hidden', async () => {
+  const hv = new FakeHypervisor();
+  hv.destroy = () => Promise.reject(new Error('Cannot write data: Broken pipe'));
+  const h = start({ deadlineAt: 1_000_000 + 250 }, { hv });
+  await h.settle();
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.destroyError, 'Cannot write data: Broken pipe');
+});
+
+test('reduce: terminal states are final; only progress lines count; lines are capped', () => {
+  let r = reduce(initialRecord(0), { type: 'created', at: 1 });
+  assert.equal(r.state, 'booting');
+  assert.equal(reduce(r, { type: 'line', at: 2, line: 'hello' }), r, 'not a progress line: unchanged');
+  for (let i = 0; i < MAX_LINES + 5; i++) r = reduce(r, { type: 'line', at: 3, line: `metad-progress v1 step=create status=start n=${i}` });
+  assert.equal(r.lines.length, MAX_LINES);
+  assert.ok(r.lines[MAX_LINES - 1]!.endsWith(`n=${MAX_LINES + 4}`));
+  const done = reduce(r, { type: 'abort', at: 4 });
+  assert.equal(done.state, 'aborted');
+  assert.equal(reduce(done, { type: 'gone', at: 5 }), done);
+  assert.equal(reduce(done, { type: 'deadline', at: 5 }), done);
+});
+
+test('progress lines: parse and split', () => {
+  assert.deepEqual(parseProgress('metad-progress v1 step=create status=failed exit=3'), { step: 'create', status: 'failed', fields: { exit: '3' } });
+  assert.deepEqual(parseProgress('metad-progress v1 step=net status=ok ip=169.254.0.2'), { step: 'net', status: 'ok', fields: { ip: '169.254.0.2' } });
+  for (const bad of ['metad-progress v2 step=a status=b', 'step=a status=b', 'metad-progress v1 status=b', 'metad-progress v1 step=a status=b step=c', 'metad-progress v1 step=a status=b x=<y>', 'metad-progress v1 step=a status=b __proto__=1']) {
+    assert.equal(parseProgress(bad), undefined, bad);
+  }
+  assert.deepEqual(splitLines('ab', 'c\r\nd\n\ne'), { lines: ['abc', 'd'], rest: 'e' });
+});
