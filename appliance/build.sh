@@ -31,6 +31,11 @@ WANTED_MODULES=(crc32c_generic virtio_pci virtio_net virtio_blk ext4)
 
 candidate() { apt-cache policy "$1" | awk '/Candidate:/ { print $2; exit }'; }
 kmeta=$(candidate linux-image-amd64)
+if { [ -z "$kmeta" ] || [ "$kmeta" = "(none)" ]; } && [ "$(id -u)" = 0 ]; then
+  say "no package lists: apt-get update"
+  apt-get update -qq >&2 || die "apt-get update failed"
+  kmeta=$(candidate linux-image-amd64)
+fi
 [ -n "$kmeta" ] && [ "$kmeta" != "(none)" ] || die "no candidate for linux-image-amd64 (apt-get update?)"
 kpkg=$(apt-cache show "linux-image-amd64=$kmeta" | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -n1)
 [ -n "$kpkg" ] || die "cannot resolve the kernel package of linux-image-amd64 $kmeta"
