@@ -1,12 +1,16 @@
 /**
- * The real appliance under real libvirtd + QEMU (TCG here), end to end, inside a network
- * namespace this test creates and deletes: a private libvirtd (test/support/libvirtd.ts), a tap
- * standing in for the comm network (169.254.169.254/32 on it, a /32 route to the appliance),
- * and the real `metad serve` bound to 169.254.169.254:80 in the namespace with the appliance
- * registered as the instance. The agent must read the parameters, run the OS's `create` with
- * Ganeti's environment (the script writes that environment onto the instance's disk, read back
- * here), report every step through the pipe, and power off; afterwards no domain, overlay, tap or
- * process is left, and the tripwire saw nothing leave the namespace except through the tap.
+ * The real appliance under real libvirtd + QEMU (TCG here), driven by the runner
+ * (appliance/runner.ts) through appliance/libvirt.ts, end to end, inside a network namespace this
+ * test creates and deletes: a private libvirtd (test/support/libvirtd.ts), one tap per appliance
+ * standing in for the comm network (169.254.169.254/32 on it, a /32 route to the appliance), and
+ * the real `metad serve` bound to 169.254.169.254:80 in the namespace with each appliance
+ * registered as its instance. Two appliances at once:
+ *  - web1: the agent reads the parameters, runs the OS's `create` with Ganeti's environment (the
+ *    script writes that environment onto the instance's disk, read back here), reports every step
+ *    through the pipe and powers off: succeeded;
+ *  - hang1: its `create` never returns: at the hard deadline the runner destroys it: timed-out.
+ * Afterwards no domain, overlay, tap or process is left, and the tripwire saw nothing leave the
+ * namespace except through the taps.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,13 +28,14 @@ import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
 import { request } from '../support/daemon.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
-import { applianceCmdline, domainXml, QBOOT_ROM, QEMU_X86 } from '../../appliance/domain-xml.js';
+import { applianceCmdline, domainXml, QBOOT_ROM, QEMU_X86, type DomainDisk } from '../../appliance/domain-xml.js';
+import { runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { systemClock } from '../../daemon/clock.js';
+import type { ApplianceImage } from '../../appliance/image.js';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 const METADATA_IP = '169.254.169.254';
-const GUEST_IP = '169.254.77.2';
-const GUEST_MAC = '52:54:00:4d:77:02';
 
 const CREATE = `#!/bin/sh
 # Test OS create script: records the Ganeti OS environment on the instance's first disk.
@@ -42,6 +47,12 @@ set -e
 } >/tmp/report.txt
 dd if=/tmp/report.txt of="$DISK_0_PATH" conv=fsync 2>/dev/null
 echo "test create: done"
+`;
+
+const HANG = `#!/bin/sh
+# Test OS create script that never finishes.
+echo "test create: hanging"
+exec sleep 100000
 `;
 
 async function startMetad(ns: Netns, dir: string): Promise<{ child: ChildProcess; sock: string; out: () => string }> {
@@ -70,14 +81,52 @@ function admin(sock: string, method: string, path: string, body?: unknown): Retu
   return request({ socketPath: sock, method, path, headers: json === undefined ? {} : { 'content-type': 'application/json' } }, json);
 }
 
-test('the appliance boots under libvirt (TCG), runs create with the Ganeti environment, reports through the pipe, powers off, leaves nothing', async (t) => {
+interface Guest {
+  name: string;
+  ip: string;
+  mac: string;
+  tap: string;
+  domain: string;
+  disk: string;
+}
+
+/** Long-polls the instance's pipe (admin door) into a buffer the runner takes from. */
+function pipePoller(sock: string, instance: string): { take: () => string; all: () => string; stop: () => Promise<void> } {
+  let buf = '';
+  let all = '';
+  const ctl = { stopped: false };
+  const loop = (async () => {
+    while (!ctl.stopped) {
+      const r = await admin(sock, 'GET', `/v1/instances/${instance}/pipe?wait=1`).catch(() => undefined);
+      if (r?.status === 200 && r.text !== '') {
+        buf += r.text;
+        all += r.text;
+      }
+    }
+  })();
+  return {
+    take: () => {
+      const b = buf;
+      buf = '';
+      return b;
+    },
+    all: () => all,
+    stop: async () => {
+      ctl.stopped = true;
+      await loop;
+      const last = await admin(sock, 'GET', `/v1/instances/${instance}/pipe`).catch(() => undefined);
+      all += last?.text ?? '';
+    },
+  };
+}
+
+test('appliances boot under libvirt (TCG): one runs create with the Ganeti environment and succeeds, a hung one is destroyed at its deadline; nothing is left', async (t) => {
   const binding = await loadBinding().then(() => undefined, () => MISSING_BINDING);
   if (skipOrFail(t, canUseNetns().why ?? applianceMissing() ?? libvirtdMissing() ?? binding)) return;
-  const img = await testAppliance();
+  const img: ApplianceImage = await testAppliance();
   const dir = await mkdtemp(join(tmpdir(), 'metad-appliance-boot-'));
   const id = randomBytes(3).toString('hex');
-  const tap = `mdt${id}`;
-  const domain = `metadt-appl-${process.pid}-${id}`;
+  const prefix = `metadt-appl-${process.pid}-${id}-`;
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const f of cleanups.splice(0).reverse()) await f().catch(() => undefined);
@@ -87,17 +136,23 @@ test('the appliance boots under libvirt (TCG), runs create with the Ganeti envir
   const ns = await createNetns('metadta');
   cleanups.push(() => ns.destroy());
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  // The stand-in comm link: a tap holding the metadata address, a host route to the guest. The
-  // tripwire drops everything else that tries to leave the namespace.
   const ip = async (...args: string[]): Promise<void> => {
     const r = await ns.run('ip', args);
     assert.equal(r.code, 0, `ip ${args.join(' ')}: ${r.stderr}`);
   };
-  await ip('tuntap', 'add', 'dev', tap, 'mode', 'tap');
-  await ip('link', 'set', tap, 'up');
-  await ip('addr', 'add', `${METADATA_IP}/32`, 'dev', tap);
-  await ip('route', 'add', `${GUEST_IP}/32`, 'dev', tap);
-  assert.equal((await ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', tap, 'accept'])).code, 0);
+  const guests: Guest[] = [
+    { name: 'web1', ip: '169.254.77.2', mac: '52:54:00:4d:77:02', tap: `mdt${id}a`, domain: `${prefix}web1`, disk: join(dir, 'web1-disk0.raw') },
+    { name: 'hang1', ip: '169.254.77.3', mac: '52:54:00:4d:77:03', tap: `mdt${id}b`, domain: `${prefix}hang1`, disk: join(dir, 'hang1-disk0.raw') },
+  ];
+  // The stand-in comm links: a tap per appliance holding the metadata address, a host route to
+  // the guest. The tripwire drops everything else that tries to leave the namespace.
+  for (const g of guests) {
+    await ip('tuntap', 'add', 'dev', g.tap, 'mode', 'tap');
+    await ip('link', 'set', g.tap, 'up');
+    await ip('addr', 'add', `${METADATA_IP}/32`, 'dev', g.tap);
+    await ip('route', 'add', `${g.ip}/32`, 'dev', g.tap);
+    assert.equal((await ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', g.tap, 'accept'])).code, 0);
+  }
 
   let libvirtd: TestLibvirtd | undefined = await startLibvirtd(ns);
   cleanups.push(async () => libvirtd?.stop());
@@ -106,81 +161,84 @@ test('the appliance boots under libvirt (TCG), runs create with the Ganeti envir
     metad.child.kill('SIGKILL');
     await Promise.resolve();
   });
-
-  // The instance: one raw disk, an OS definition whose untrusted/create records its environment.
-  const disk = join(dir, 'disk0.raw');
-  await writeFile(disk, Buffer.alloc(4 << 20));
-  const osdir = join(dir, 'os-testos');
-  await mkdir(join(osdir, 'untrusted'), { recursive: true });
-  await writeFile(join(osdir, 'untrusted', 'create'), CREATE);
-  const put = await admin(metad.sock, 'PUT', '/v1/instances/web1', {
-    name: 'web1',
-    uuid: '6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c99',
-    hostname: 'web1.example.org',
-    comm: { mac: GUEST_MAC, ipv4: GUEST_IP, tap },
-    os: { name: 'testos', definition: osdir, variant: 'default' },
-    params: { public: { image: 'debian-12', 'mirror.url': 'http://deb.example/debian' }, private: { root_hash: "it's a value" } },
-    hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: disk, format: 'raw', sizeGiB: 1 }] },
+  const hv = new LibvirtHypervisor(libvirtd.uri);
+  cleanups.push(async () => {
+    for (const n of await hv.list(prefix)) await hv.destroy(n);
+    await hv.close();
   });
-  assert.ok(put.status === 201, `register: ${put.status} ${put.text}`);
-  const sec = await admin(metad.sock, 'PUT', '/v1/instances/web1/params/secret', { values: { api_token: 'tok-S3cret' } });
-  assert.equal(sec.status, 200, sec.text);
+
+  // The instances: one raw disk each, an OS definition whose untrusted/create records its
+  // environment (web1) or never returns (hang1).
+  for (const g of guests) {
+    await writeFile(g.disk, Buffer.alloc(4 << 20));
+    const osdir = join(dir, `os-${g.name}`);
+    await mkdir(join(osdir, 'untrusted'), { recursive: true });
+    await writeFile(join(osdir, 'untrusted', 'create'), g.name === 'web1' ? CREATE : HANG);
+    const put = await admin(metad.sock, 'PUT', `/v1/instances/${g.name}`, {
+      name: g.name,
+      uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${g.name === 'web1' ? '01' : '02'}`,
+      hostname: `${g.name}.example.org`,
+      comm: { mac: g.mac, ipv4: g.ip, tap: g.tap },
+      os: { name: 'testos', definition: osdir, variant: 'default' },
+      params: { public: { image: 'debian-12', 'mirror.url': 'http://deb.example/debian' }, private: { root_hash: "it's a value" } },
+      hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: g.disk, format: 'raw', sizeGiB: 1 }] },
+    });
+    assert.equal(put.status, 201, `register ${g.name}: ${put.text}`);
+    const sec = await admin(metad.sock, 'PUT', `/v1/instances/${g.name}/params/secret`, { values: { api_token: 'tok-S3cret' } });
+    assert.equal(sec.status, 200, sec.text);
+  }
 
   // A disk-based appliance's per-run overlay over a read-only base: made, attached, deleted.
   const base = join(dir, 'base.qcow2');
-  const overlay = join(dir, 'run-overlay.qcow2');
+  const overlay = join(dir, 'web1-overlay.qcow2');
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M']);
   await chmod(base, 0o444);
   const baseBefore = await readFile(base);
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
-  cleanups.push(() => rm(overlay, { force: true }));
 
-  const consoleLog = join(dir, 'console.log');
-  const xml = domainXml({
-    name: domain,
-    type: 'qemu',
-    memoryMiB: 256,
-    vcpus: 1,
-    kernel: img.kernel,
-    initrd: img.initrd,
-    cmdline: applianceCmdline({ ipv4: GUEST_IP, timeoutSec: 10 }),
-    firmware: QBOOT_ROM,
-    disks: [{ path: disk, format: 'raw' }],
-    overlay,
-    nic: { tap, mac: GUEST_MAC },
-    consoleLog,
-    emulator: QEMU_X86,
-  });
-  const hv = new LibvirtHypervisor(libvirtd.uri);
-  cleanups.push(async () => {
-    for (const n of await hv.list(domain)) await hv.destroy(n);
-    await hv.close();
-  });
+  const boot = async (g: Guest, deadlineMs: number): Promise<{ rec: RunRecord; pipe: string; console: string; deadlineAt: number; doneAt: number }> => {
+    const disks: DomainDisk[] = [{ path: g.disk, format: 'raw' }];
+    const consoleLog = join(dir, `${g.name}-console.log`);
+    const xml = domainXml({
+      name: g.domain,
+      type: 'qemu',
+      memoryMiB: 256,
+      vcpus: 1,
+      kernel: img.kernel,
+      initrd: img.initrd,
+      cmdline: applianceCmdline({ ipv4: g.ip, timeoutSec: 10 }),
+      firmware: QBOOT_ROM,
+      disks,
+      ...(g.name === 'web1' ? { overlay } : {}),
+      nic: { tap: g.tap, mac: g.mac },
+      consoleLog,
+      emulator: QEMU_X86,
+    });
+    const poller = pipePoller(metad.sock, g.name);
+    const deadlineAt = Date.now() + deadlineMs;
+    const rec = await runAppliance(
+      { name: g.domain, xml, deadlineAt },
+      {
+        hv,
+        clock: systemClock,
+        pollMs: 200,
+        takeProgress: poller.take,
+        cleanup: async () => {
+          if (g.name === 'web1') await rm(overlay);
+          await ip('link', 'del', g.tap);
+        },
+      },
+    );
+    const doneAt = Date.now();
+    await poller.stop();
+    return { rec, pipe: poller.all(), console: await readFile(consoleLog, 'utf8').catch(() => ''), deadlineAt, doneAt };
+  };
 
-  // Boot, then collect progress lines from the pipe until the VM is gone (hard limit: 180 s).
-  const t0 = performance.now();
-  await hv.createTransient(domain, xml);
-  const tCreated = performance.now();
-  let tFirstLine: number | undefined;
-  let tGone: number | undefined;
-  let pipe = '';
-  while (performance.now() - t0 < 180_000) {
-    const r = await admin(metad.sock, 'GET', '/v1/instances/web1/pipe?wait=1');
-    assert.equal(r.status, 200);
-    if (r.text !== '') {
-      tFirstLine ??= performance.now();
-      pipe += r.text;
-    }
-    if ((await hv.state(domain)) === 'gone') {
-      tGone = performance.now();
-      pipe += (await admin(metad.sock, 'GET', '/v1/instances/web1/pipe')).text;
-      break;
-    }
-  }
-  const consoleText = await readFile(consoleLog, 'utf8').catch(() => '');
-  assert.ok(tGone !== undefined, `the appliance did not power off within 180 s; console:\n${consoleText.slice(-3000)}`);
+  const [ok, hung] = await Promise.all([boot(guests[0]!, 240_000), boot(guests[1]!, 45_000)]);
 
-  const lines = pipe.trim().split('\n');
+  // web1: every step reported, success, and what the create script saw is on its disk.
+  assert.equal(ok.rec.state, 'succeeded', `web1: ${JSON.stringify(ok.rec)}\nconsole:\n${ok.console.slice(-3000)}`);
+  const lines = ok.pipe.trim().split('\n');
   assert.deepEqual(
     lines.map((l) => l.split(' ').slice(0, 4).join(' ')),
     [
@@ -192,19 +250,17 @@ test('the appliance boots under libvirt (TCG), runs create with the Ganeti envir
       'metad-progress v1 step=create status=ok',
       'metad-progress v1 step=final status=succeeded',
     ],
-    `pipe:\n${pipe}\nconsole:\n${consoleText.slice(-3000)}`,
+    `pipe:\n${ok.pipe}\nconsole:\n${ok.console.slice(-3000)}`,
   );
+  assert.deepEqual(ok.rec.lines, lines, 'the runner saw every progress line');
   assert.ok(lines[1]!.includes('instance=web1') && lines[1]!.includes('disks=1'), lines[1]);
   assert.ok(lines[2]!.endsWith('count=4'), lines[2]);
-  assert.ok(!pipe.includes('tok-S3cret'), 'no parameter value in progress lines');
-
-  // What the create script saw, written onto the instance's disk by the guest.
-  const onDisk = (await readFile(disk)).toString('latin1');
+  assert.ok(!ok.pipe.includes('tok-S3cret'), 'no parameter value in progress lines');
+  const onDisk = (await readFile(guests[0]!.disk)).toString('latin1');
   const start = onDisk.indexOf('METAD-TEST-BEGIN\n');
   const end = onDisk.indexOf('METAD-TEST-END\n');
   assert.ok(start === 0 && end > start, 'the create script wrote its report to DISK_0_PATH');
-  const env = onDisk.slice(start + 'METAD-TEST-BEGIN\n'.length, end).trim().split('\n');
-  assert.deepEqual(env, [
+  assert.deepEqual(onDisk.slice(start + 'METAD-TEST-BEGIN\n'.length, end).trim().split('\n'), [
     'DISK_0_ACCESS=rw',
     'DISK_0_PATH=/dev/vda',
     'DISK_COUNT=1',
@@ -222,15 +278,19 @@ test('the appliance boots under libvirt (TCG), runs create with the Ganeti envir
     'OS_VARIANT=default',
   ]);
 
+  // hang1: destroyed by the runner at its deadline (not before), while its create still ran.
+  assert.equal(hung.rec.state, 'timed-out', `hang1: ${JSON.stringify(hung.rec)}\nconsole:\n${hung.console.slice(-3000)}`);
+  assert.ok(hung.rec.endedAt! >= hung.deadlineAt);
+  assert.equal(hung.rec.final, undefined);
+  assert.equal(hung.rec.destroyError, undefined);
+
   // Nothing left: no domain, the overlay deleted (the base untouched), no tap, no process.
-  assert.deepEqual(await hv.list('metadt-appl-'), []);
-  await rm(overlay);
+  assert.deepEqual(await hv.list(prefix), []);
   assert.ok(!existsSync(overlay));
   assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
   assert.equal((await stat(base)).mode & 0o222, 0);
-  assert.equal(await ns.tripCount(), 0, `nothing left the namespace but through the tap: ${(await ns.tripDestinations()).join(', ')}`);
-  await ip('link', 'del', tap);
-  assert.notEqual((await ns.run('ip', ['link', 'show', tap])).code, 0, 'tap gone');
+  for (const g of guests) assert.notEqual((await ns.run('ip', ['link', 'show', g.tap])).code, 0, `${g.tap} gone`);
+  assert.equal(await ns.tripCount(), 0, `nothing left the namespace but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
   await hv.close();
   metad.child.kill('SIGTERM');
   await new Promise((r) => (metad.child.exitCode !== null ? r(null) : metad.child.once('exit', r)));
@@ -241,9 +301,10 @@ test('the appliance boots under libvirt (TCG), runs create with the Ganeti envir
   await ns.destroy();
   assert.ok(!netnsExists(nsName));
 
-  const ms = (a: number, b: number): string => `${Math.round(b - a)} ms`;
+  const r = ok.rec;
   t.diagnostic(
-    `createXML ${ms(t0, tCreated)}; create -> first progress line (right after the first metadata request) ${ms(t0, tFirstLine ?? t0)}; ` +
-      `create -> powered off and gone ${ms(t0, tGone)}`,
+    `web1: start -> domain created ${r.createdAt! - r.startedAt} ms, -> first progress line (right after the first metadata request) ` +
+      `${r.firstReportAt! - r.startedAt} ms, -> powered off and gone ${r.endedAt! - r.startedAt} ms; ` +
+      `hang1: deadline -> destroyed and cleaned up ${hung.doneAt - hung.deadlineAt} ms, reached: ${hung.rec.lines.at(-1) ?? '(no progress line)'}`,
   );
 });
