@@ -92,14 +92,18 @@ export class LibvirtHypervisor implements Hypervisor {
     return this.conn;
   }
 
-  /** Runs `op` on the connection; a lost connection is reopened and `op` retried once. */
-  private async withConn<T>(op: (h: NativeHypervisor) => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` on the connection. A lost connection is dropped (the next call reconnects) and an
+   * idempotent `op` is retried once on a new one; a create is not (it may have happened).
+   */
+  private async withConn<T>(op: (h: NativeHypervisor) => Promise<T>, idempotent = true): Promise<T> {
     const h = await this.connect();
     try {
       return await op(h);
     } catch (e) {
       if (!isConnectionLost(e)) throw e;
       this.conn = undefined;
+      if (!idempotent) throw e;
       return op(await this.connect());
     }
   }
@@ -112,7 +116,7 @@ export class LibvirtHypervisor implements Hypervisor {
         await h.domainDestroy(d).catch(() => undefined);
         throw new Error(`domain XML names ${got}, expected ${name}`);
       }
-    });
+    }, false);
   }
 
   async state(name: string): Promise<DomainState> {

@@ -160,8 +160,11 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
         apply({ type: 'created', at: clock.now() });
       } catch (e) {
         apply({ type: 'create-failed', at: clock.now(), reason: e instanceof Error ? e.message : String(e) });
+        // The create may have happened before the error (e.g. the connection died on the way
+        // back): a domain of that name is destroyed below, not left running unsupervised.
+        created = (await hv.list(spec.name).catch(() => [spec.name])).includes(spec.name);
       }
-      if (created) await watch();
+      if (rec.state === 'booting') await watch();
     }
   } finally {
     if (created) {

@@ -200,6 +200,20 @@ test('a failed create is failed, with nothing to destroy; a hypervisor hiccup do
   assert.equal((await f.done).state, 'timed-out');
 });
 
+test('a create that failed after the domain came up (lost connection) still destroys it', async () => {
+  const hv = new FakeHypervisor();
+  const create = hv.createTransient.bind(hv);
+  hv.createTransient = async (n, x) => {
+    await create(n, x);
+    throw new Error('Cannot recv data: Connection reset by peer');
+  };
+  const h = start({}, { hv });
+  const r = await h.done;
+  assert.equal(r.state, 'failed');
+  assert.deepEqual(hv.running(), [], 'the domain that came up anyway is gone');
+  assert.deepEqual(hv.opsOf('destroy'), [NAME]);
+});
+
 test('a failed destroy is recorded, not hidden', async () => {
   const hv = new FakeHypervisor();
   hv.destroy = () => Promise.reject(new Error('Cannot write data: Broken pipe'));
