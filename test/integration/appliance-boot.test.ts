@@ -308,3 +308,25 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
       `hang1: deadline -> destroyed and cleaned up ${hung.doneAt - hung.deadlineAt} ms, reached: ${hung.rec.lines.at(-1) ?? '(no progress line)'}`,
   );
 });
+
+test('private libvirtds in two namespaces run side by side and leave no process behind', async (t) => {
+  if (skipOrFail(t, canUseNetns().why ?? libvirtdMissing())) return;
+  const a = await createNetns('metadta');
+  t.after(() => a.destroy());
+  const b = await createNetns('metadta');
+  t.after(() => b.destroy());
+  // Both at once: with the default /run/libvirtd.pid one of them failed to start.
+  const started = await Promise.allSettled([startLibvirtd(a), startLibvirtd(b)]);
+  t.after(() => Promise.all(started.map(async (s) => (s.status === 'fulfilled' ? s.value.stop() : undefined))));
+  const [la, lb] = started.map((s) => {
+    if (s.status === 'rejected') assert.fail(String(s.reason));
+    return s.value;
+  });
+  assert.ok(la && lb);
+  assert.notEqual(la.uri, lb.uri);
+  assert.ok((await netnsPids(a.name)).length > 0);
+  await la.stop();
+  await lb.stop();
+  assert.deepEqual(await netnsPids(a.name), []);
+  assert.deepEqual(await netnsPids(b.name), []);
+});

@@ -2,7 +2,8 @@
  * A private libvirtd for tests, inside a test network namespace (so its taps and qemu processes
  * live there), without systemd: `ip netns exec NS unshare --mount --propagation private` with
  * libvirt's config/run/lib/log directories bind-mounted from a temp dir, under `tini -s -g`
- * (a subreaper: destroy takes 0.2 s instead of 1.2–2 s here). The capabilities cache
+ * (a subreaper: destroy takes 0.2 s instead of 1.2–2 s here), with its own pid file (the default
+ * /run/libvirtd.pid would collide with any other libvirtd on the machine). The capabilities cache
  * (/var/cache/libvirt) is shared between runs: probing QEMU costs seconds the first time.
  * Clients connect from any namespace with `qemu:///system?socket=DIR/run/libvirt-sock`.
  */
@@ -91,7 +92,7 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   await writeFile(join(dir, 'etc', 'qemu.conf'), QEMU_CONF);
   await writeFile(join(dir, 'etc', 'libvirtd.conf'), LIBVIRTD_CONF);
   const binds = MOUNTS.map(([sub, target]) => `mount --bind '${sub === 'cache' ? cache : join(dir, sub)}' '${target}'`).join(' && ');
-  const child = ns.exec('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd`], {
+  const child = ns.exec('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd --pid-file '${join(dir, 'libvirtd.pid')}'`], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
