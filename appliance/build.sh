@@ -29,18 +29,21 @@ done
 # dependencies are added from each module's own `depends=` field (the .deb has no modules.dep).
 WANTED_MODULES=(crc32c_generic virtio_pci virtio_net virtio_blk ext4)
 
-candidate() { apt-cache policy "$1" | awk '/Candidate:/ { print $2; exit }'; }
-kmeta=$(candidate linux-image-amd64)
-if { [ -z "$kmeta" ] || [ "$kmeta" = "(none)" ]; } && [ "$(id -u)" = 0 ]; then
+# One apt-cache call (each costs seconds on a busy machine): the candidate records of the kernel
+# metapackage (whose Depends pins the ABI package and its exact version) and of busybox-static.
+records() { apt-cache show --no-all-versions linux-image-amd64 busybox-static 2>/dev/null || true; }
+rec=$(records)
+if ! printf '%s\n' "$rec" | grep -q '^Package: linux-image-amd64$' && [ "$(id -u)" = 0 ]; then
   say "no package lists: apt-get update"
   apt-get update -qq >&2 || die "apt-get update failed"
-  kmeta=$(candidate linux-image-amd64)
+  rec=$(records)
 fi
-[ -n "$kmeta" ] && [ "$kmeta" != "(none)" ] || die "no candidate for linux-image-amd64 (apt-get update?)"
-kpkg=$(apt-cache show "linux-image-amd64=$kmeta" | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -n1)
-[ -n "$kpkg" ] || die "cannot resolve the kernel package of linux-image-amd64 $kmeta"
-kver=$(candidate "$kpkg")
-bbver=$(candidate busybox-static)
+kpkg=$(printf '%s\n' "$rec" | awk '/^Package: /{p=$2} p=="linux-image-amd64" && /^Depends: /{ if (match($0, /linux-image-[^ ,]+ \(= [^)]+\)/)) { split(substr($0, RSTART, RLENGTH), a, " "); print a[1]; exit } }')
+kver=$(printf '%s\n' "$rec" | awk '/^Package: /{p=$2} p=="linux-image-amd64" && /^Depends: /{ if (match($0, /linux-image-[^ ,]+ \(= [^)]+\)/)) { split(substr($0, RSTART, RLENGTH), a, " "); sub(/\)$/, "", a[3]); print a[3]; exit } }')
+bbver=$(printf '%s\n' "$rec" | awk '/^Package: /{p=$2} p=="busybox-static" && /^Version: /{print $2; exit}')
+[[ "$kpkg" =~ ^linux-image-[a-z0-9.+-]+$ ]] || die "cannot resolve the kernel package of linux-image-amd64 (apt-get update?)"
+[[ "$kver" =~ ^[A-Za-z0-9.+~:-]+$ ]] || die "cannot resolve the version of $kpkg"
+[[ "$bbver" =~ ^[A-Za-z0-9.+~:-]+$ ]] || die "no candidate for busybox-static (apt-get update?)"
 [ -n "$bbver" ] && [ "$bbver" != "(none)" ] || die "no candidate for busybox-static"
 
 # The stamp changes with the kernel, busybox, the agent and this script.

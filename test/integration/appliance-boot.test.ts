@@ -234,7 +234,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
     return { rec, pipe: poller.all(), console: await readFile(consoleLog, 'utf8').catch(() => ''), deadlineAt, doneAt };
   };
 
-  const [ok, hung] = await Promise.all([boot(guests[0]!, 240_000), boot(guests[1]!, 45_000)]);
+  const [ok, hung] = await Promise.all([boot(guests[0]!, 240_000), boot(guests[1]!, 25_000)]);
 
   // web1: every step reported, success, and what the create script saw is on its disk.
   assert.equal(ok.rec.state, 'succeeded', `web1: ${JSON.stringify(ok.rec)}\nconsole:\n${ok.console.slice(-3000)}`);
