@@ -10,7 +10,7 @@ import { hasCommand } from './env.js';
 
 let built: Promise<ApplianceImage> | undefined;
 
-export function applianceCacheDir(): string {
+function applianceCacheDir(): string {
   return process.env['METAD_APPLIANCE_CACHE'] ?? join(tmpdir(), 'metad-appliance-cache');
 }
 
