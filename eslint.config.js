@@ -33,8 +33,14 @@ export default tseslint.config(
     rules: {
       // Tests and benchmarks want to crash right where an expected value is missing; `!` says so.
       '@typescript-eslint/no-non-null-assertion': 'off',
-      // Test replies carry their JSON as `any` (test/support/daemon.ts Reply.json): tests index
-      // into answers and assert on what they find, so a wrong shape fails the assertion anyway.
+    },
+  },
+  {
+    files: ['test/integration/admin.test.ts', 'test/integration/adversarial.test.ts', 'test/integration/guest.test.ts'],
+    rules: {
+      // These three read answers through Reply.json (`any`, test/support/daemon.ts) at a hundred
+      // places; a wrong shape still fails the assertion that reads it. Everywhere else the answer
+      // is cast to its view type (cli/api-types.ts) instead; convert these the same way, then drop this.
       '@typescript-eslint/no-unsafe-member-access': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
       '@typescript-eslint/no-unsafe-call': 'off',

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import type { InstanceView, ParamsView } from '../../cli/api-types.js';
+import type { OsParameters } from '../../routes/render/ganeti.js';
 import { createLogger } from '../../daemon/logger.js';
 import { LogSink } from '../support/sink.js';
 
@@ -59,12 +61,13 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
 
   // The guest may read its own private and secret values; that must not put them in the log.
   const params = await d.guest('127.0.0.2', 'GET', '/ganeti/latest/os/parameters.json');
-  assert.equal(params.json.p?.[0], priv, `the guest sees its private value: ${params.text.slice(0, 300)}`);
-  assert.equal(params.json.s3?.[0], secret, 'and its live (claim-once) secret');
+  const osParams = params.json as OsParameters;
+  assert.equal(osParams['p']?.[0], priv, `the guest sees its private value: ${params.text.slice(0, 300)}`);
+  assert.equal(osParams['s3']?.[0], secret, 'and its live (claim-once) secret');
   await d.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1');
   await d.guest('127.0.0.2', 'GET', '/openstack/latest/password');
   await d.guest('127.0.0.3', 'GET', '/ganeti/latest/os/parameters.json'); // an unknown guest
-  const view = answers.filter((r) => r.json?.status?.params).at(-1)!.json;
+  const view = answers.filter((r) => (r.json as Partial<InstanceView> | undefined)?.status?.params).at(-1)!.json as InstanceView;
   assert.deepEqual(view.status.params.private.sort(), ['p', 'p2', 'p3'], 'names are shown');
   assert.equal(view.status.iamRole, 'role1');
 
@@ -90,11 +93,12 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
     ['p', 'p2', 'p3', 'pub'],
     'private and public params came back; no secret did',
   );
-  assert.equal(after.json.p[0], priv);
-  assert.equal(JSON.parse((await d2.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1')).text).SecretAccessKey, iamKey);
+  assert.equal((after.json as OsParameters)['p']![0], priv);
+  const creds = JSON.parse((await d2.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1')).text) as { SecretAccessKey: string };
+  assert.equal(creds.SecretAccessKey, iamKey);
   assert.equal((await d2.guest('127.0.0.2', 'GET', '/openstack/latest/password')).text, pw);
   const restarted = await d2.admin('GET', '/v1/instances/vm1/params');
-  assert.deepEqual(restarted.json.secret, [], 'the vault starts empty');
+  assert.deepEqual((restarted.json as ParamsView).secret, [], 'the vault starts empty');
   for (const v of [priv, priv2, secret, secret2, iamKey, pw]) {
     assert.ok(!restarted.text.includes(v) && !d2.sink.text.includes(v), `after the restart, ${v.slice(0, 10)} leaked`);
   }

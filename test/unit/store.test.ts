@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { InstanceStore } from '../../daemon/store.js';
+import type { DaemonError } from '../../daemon/errors.js';
 import { STATE_FORMAT, STATE_VERSION } from '../../daemon/state-file.js';
 import { Keyring, loadMasterKey } from '../../daemon/keys.js';
 import { validateInstance } from '../../daemon/validate.js';
@@ -50,7 +51,7 @@ test('store: instances survive a restart; private values are sealed at rest', as
   assert.ok(!file.includes(iamCanary), 'IAM credentials must be encrypted at rest');
   assert.ok(!file.includes('never-here'), 'secret values never reach the store');
   assert.ok(file.includes('visible'), 'public values are stored as they are');
-  const outer = JSON.parse(file);
+  const outer = JSON.parse(file) as { format: unknown; version: unknown };
   assert.equal(outer.format, STATE_FORMAT);
   assert.equal(outer.version, STATE_VERSION);
   assert.equal(statSync(join(dir, 'instances', 'vm1.json')).mode & 0o777, 0o600);
@@ -76,7 +77,7 @@ test('store: tampered, truncated and foreign files are quarantined; the others l
   // 2: truncated (a torn write that a non-atomic writer would leave)
   writeFileSync(p(2), readFileSync(p(2), 'utf8').slice(0, 40));
   // 3: a future format version
-  const o3 = JSON.parse(readFileSync(p(3), 'utf8'));
+  const o3 = JSON.parse(readFileSync(p(3), 'utf8')) as Record<string, unknown>;
   writeFileSync(p(3), JSON.stringify({ ...o3, version: 99 }));
   // leftover temp file from a crash mid-write
   writeFileSync(join(dir, 'instances', '.tmp-vm9.json.abc'), 'partial');
@@ -128,7 +129,7 @@ test('store: concurrent writes of different instances cannot claim the same comm
   const clash = (n: number) => validateInstance({ ...sampleInstance(n), comm: { mac: `52:54:00:00:10:${String(n).padStart(2, '0')}`, ipv4: '127.0.9.9' } });
   const results = await Promise.allSettled([1, 2, 3, 4, 5, 6, 7, 8].map((n) => store.put(clash(n), true)));
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one wins the address');
-  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => r.reason.code === 'Conflict'));
+  assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r.reason as DaemonError).code === 'Conflict'));
   const sameMac = (n: number) => validateInstance({ ...sampleInstance(n + 20), comm: { mac: '52:54:00:00:20:00', ipv4: `127.0.8.${n}` } });
   const r2 = await Promise.allSettled([1, 2, 3].map((n) => store.put(sameMac(n), true)));
   assert.equal(r2.filter((r) => r.status === 'fulfilled').length, 1);
