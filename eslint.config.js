@@ -36,9 +36,9 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/integration/admin.test.ts', 'test/integration/adversarial.test.ts', 'test/integration/guest.test.ts'],
+    files: ['test/integration/admin.test.ts', 'test/integration/adversarial.test.ts'],
     rules: {
-      // These three read answers through Reply.json (`any`, test/support/daemon.ts) at a hundred
+      // These two read answers through Reply.json (`any`, test/support/daemon.ts) at a hundred
       // places; a wrong shape still fails the assertion that reads it. Everywhere else the answer
       // is cast to its view type (cli/api-types.ts) instead; convert these the same way, then drop this.
       '@typescript-eslint/no-unsafe-member-access': 'off',

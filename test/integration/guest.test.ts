@@ -8,12 +8,21 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import type { ParamsView } from '../../cli/api-types.js';
+import type { InstanceInput } from '../../daemon/model.js';
+import type { GanetiMetaData } from '../../routes/render/ganeti.js';
+import type { NetworkData, OpenstackMetaData } from '../../routes/render/openstack.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { until, settled } from '../support/wait.js';
 
 const VM1 = '127.0.0.2';
 const VM2 = '127.0.0.3';
+
+/** An OpenStack meta_data.json answer. */
+function osMeta(r: Reply): OpenstackMetaData {
+  return r.json as OpenstackMetaData;
+}
 
 test('guest door: each guest sees its own instance only; unknown sources get a fast 404', async (t) => {
   const d = await startTestDaemon();
@@ -23,8 +32,8 @@ test('guest door: each guest sees its own instance only; unknown sources get a f
 
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'vm1');
   assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname')).text, 'vm2');
-  assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json.name, 'vm1');
-  assert.equal((await d.guest(VM2, 'GET', '/openstack/latest/meta_data.json')).json.name, 'vm2');
+  assert.equal(osMeta(await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).name, 'vm1');
+  assert.equal(osMeta(await d.guest(VM2, 'GET', '/openstack/latest/meta_data.json')).name, 'vm2');
   assert.deepEqual((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json, { k: ['vm2-private', 'private'] });
   // Proxy headers never change who is asking.
   const spoof = await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { 'X-Forwarded-For': VM1, 'X-Real-IP': VM1, Forwarded: `for=${VM1}` });
@@ -70,7 +79,7 @@ test('guest door: EC2 paths, versions, redirects and methods', async (t) => {
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/public-keys/')).text, '0=k1');
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/public-keys/0/openssh-key')).text, 'ssh-ed25519 AAAA k1');
   assert.equal((await d.guest(VM1, 'GET', '/2009-04-04/meta-data/mac')).status, 404, 'mac is from 2011-01-01');
-  assert.equal((await d.guest(VM1, 'GET', '/2011-01-01/meta-data/mac')).text, sampleInstance(1).comm.mac);
+  assert.equal((await d.guest(VM1, 'GET', '/2011-01-01/meta-data/mac')).text, (sampleInstance(1) as InstanceInput).comm.mac);
   assert.equal((await d.guest(VM1, 'GET', '/1999-01-01/meta-data/')).status, 404);
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/nope')).status, 404);
   assert.equal((await d.guest(VM1, 'GET', '/latest/user-data')).status, 404, 'no user data: 404');
@@ -78,7 +87,7 @@ test('guest door: EC2 paths, versions, redirects and methods', async (t) => {
   assert.equal(r.status, 405);
   assert.equal(r.headers.allow, 'GET, HEAD');
   r = await d.guest(VM1, 'GET', '/latest/dynamic/instance-identity/document');
-  const doc = JSON.parse(r.text);
+  const doc = JSON.parse(r.text) as { privateIp: string };
   assert.equal(doc.privateIp, '127.0.0.2');
   const sig = (await d.guest(VM1, 'GET', '/latest/dynamic/instance-identity/signature')).text;
   const pem = (await d.admin('GET', '/v1/identity/public-key')).text;
@@ -131,12 +140,12 @@ test('guest door: OpenStack listing, random seed and password', async (t) => {
   assert.equal((await d.guest(VM1, 'GET', '/openstack/2012-08-10/')).text, 'meta_data.json');
   assert.equal((await d.guest(VM1, 'GET', '/openstack/2012-08-10/network_data.json')).status, 404);
   assert.equal((await d.guest(VM1, 'GET', '/openstack/2099-01-01/meta_data.json')).status, 404);
-  const a = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
-  const b = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
-  assert.equal(a.uuid, sampleInstance(1).uuid);
-  assert.equal(Buffer.from(a.random_seed, 'base64').length, 512);
+  const a = osMeta(await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json'));
+  const b = osMeta(await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json'));
+  assert.equal(a.uuid, (sampleInstance(1) as InstanceInput).uuid);
+  assert.equal(Buffer.from(a.random_seed!, 'base64').length, 512);
   assert.notEqual(a.random_seed, b.random_seed, 'a fresh seed on every request');
-  assert.ok(Array.isArray((await d.guest(VM1, 'GET', '/openstack/latest/network_data.json')).json.links));
+  assert.ok(Array.isArray(((await d.guest(VM1, 'GET', '/openstack/latest/network_data.json')).json as NetworkData).links));
 
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/password')).text, '');
   assert.equal((await d.guest(VM1, 'POST', '/openstack/latest/password', {}, 'x'.repeat(1021))).status, 400);
@@ -164,11 +173,11 @@ test('guest door: Ganeti parameters (secret live only, claim-once) and OS script
   await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { once: 'O' }, claimOnce: true, ttlSec: 100 });
   await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { short: 'S' }, ttlSec: 10 });
 
-  const params = () => d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json').then((r) => r.json);
+  const params = () => d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json').then((r): unknown => r.json);
   assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'], once: ['O', 'secret'], short: ['S', 'secret'] });
   assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'], short: ['S', 'secret'] }, 'claim-once consumed');
-  const info = (await d.admin('GET', '/v1/instances/vm1/params')).json.secret;
-  assert.equal(info.find((s: { name: string }) => s.name === 'once').claimedAt, new Date(clock.now()).toISOString());
+  const info = ((await d.admin('GET', '/v1/instances/vm1/params')).json as ParamsView).secret;
+  assert.equal(info.find((s) => s.name === 'once')!.claimedAt, new Date(clock.now()).toISOString());
   await clock.advance(10_000);
   assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'] }, 'expired secret gone');
 
@@ -183,8 +192,8 @@ test('guest door: Ganeti parameters (secret live only, claim-once) and OS script
   }
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/../../outside')).status, 404);
   assert.ok((await d.guest(VM1, 'GET', '/ganeti')).text.split('\n').includes('latest'));
-  const meta = (await d.guest(VM1, 'GET', '/ganeti/latest/meta_data.json')).json;
-  assert.equal(meta.os.name, 'debootstrap');
+  const meta = (await d.guest(VM1, 'GET', '/ganeti/latest/meta_data.json')).json as GanetiMetaData;
+  assert.equal(meta.os!.name, 'debootstrap');
   assert.equal(JSON.stringify(meta).includes(osdir), false, 'no host path in meta_data.json');
 });
 
@@ -307,9 +316,9 @@ test('guest door: an admin value equal to a zero seed cannot disable random_seed
   t.after(() => d.close());
   const zeros = Buffer.alloc(512).toString('base64');
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { openstack: { meta: { trap: zeros } } }));
-  const a = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
-  const b = (await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).json;
-  assert.equal(a.meta.trap, zeros, 'the admin value is served as it is');
+  const a = osMeta(await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json'));
+  const b = osMeta(await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json'));
+  assert.equal(a.meta!['trap'], zeros, 'the admin value is served as it is');
   assert.notEqual(a.random_seed, zeros);
   assert.notEqual(a.random_seed, b.random_seed);
 });
