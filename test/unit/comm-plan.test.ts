@@ -1,0 +1,126 @@
+/**
+ * The comm network's pure builders against golden files (the nftables table, dnsmasq's config
+ * and hosts, the per-tap address/route plan), plus what a golden alone does not state: the rule
+ * count does not grow with instances, tap names are validated, route diffs touch only what differs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  buildDhcpHosts,
+  buildDnsmasqConf,
+  buildLinkPlan,
+  buildRuleset,
+  commNics,
+  diffRoutes,
+  prefixToNetmask,
+  tapNameProblem,
+  type CommNic,
+  type CommSettings,
+} from '../../daemon/comm/plan.js';
+import { assertGoldenDir } from '../support/render-golden.js';
+
+const SETTINGS: CommSettings = {
+  table: 'metad',
+  anchor: 'metad0',
+  metadataIpv4: '169.254.169.254',
+  metadataIpv6: 'fe80::a9fe:a9fe',
+  rangeBase: '169.254.0.0',
+  prefixLen: 16,
+  tcpPorts: [80],
+  hopLimit: true,
+  routeProto: 171,
+};
+
+const NICS: CommNic[] = [
+  { instance: 'web-1', tap: 'mtap1', ipv4: '169.254.1.10', mac: '02:00:00:00:01:0a' },
+  { instance: 'web-2', tap: 'mtap2', ipv4: '169.254.1.11', mac: '02:00:00:00:01:0b' },
+  { instance: 'db', tap: 'gnt.com.7', ipv4: '169.254.7.1', mac: '52:54:00:12:34:56' },
+];
+
+function files(nics: readonly CommNic[], s: CommSettings): Map<string, string> {
+  return new Map([
+    ['ruleset.nft', buildRuleset(nics, s)],
+    ['dnsmasq.conf', buildDnsmasqConf(nics, s, '/run/metad/comm/dhcp-hosts', 3600)],
+    ['dhcp-hosts', buildDhcpHosts(nics)],
+    ['links.json', `${JSON.stringify(buildLinkPlan(nics, s), null, 2)}\n`],
+  ]);
+}
+
+function nic(i: number): CommNic {
+  return { instance: `vm-${i}`, tap: `mt${i}`, ipv4: `169.254.${(i >> 8) & 255}.${i & 255}`, mac: `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` };
+}
+
+/** Rule lines: inside a chain, not its type/policy line. */
+function ruleLines(ruleset: string): string[] {
+  const out: string[] = [];
+  let inChain = false;
+  for (const line of ruleset.split('\n')) {
+    if (/^\s+chain /.test(line)) inChain = true;
+    else if (inChain && /^\s+}/.test(line)) inChain = false;
+    else if (inChain && !/^\s+type /.test(line)) out.push(line.trim());
+  }
+  return out;
+}
+
+test('golden: routed, three NICs, hop limit on', () => {
+  assertGoldenDir('comm/routed', files(commNics(NICS.map((n) => ({ doc: { name: n.instance, comm: n } }))), SETTINGS));
+});
+
+test('golden: no NICs yet (anchor only), hop limit off, extra port', () => {
+  assertGoldenDir('comm/empty', files([], { ...SETTINGS, hopLimit: false, tcpPorts: [80, 8080] }));
+});
+
+test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', () => {
+  const one = buildRuleset([nic(1)], SETTINGS);
+  const many = buildRuleset(Array.from({ length: 1000 }, (_, i) => nic(i + 1)), SETTINGS);
+  assert.deepEqual(ruleLines(many), ruleLines(one));
+  assert.equal(ruleLines(one).length, 15);
+  assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
+});
+
+test('the table is replaced whole in one transaction: add, delete, define', () => {
+  const lines = buildRuleset(NICS, SETTINGS).split('\n').filter((l) => l.startsWith('table') || l.startsWith('delete'));
+  assert.deepEqual(lines, ['table inet metad', 'delete table inet metad', 'table inet metad {']);
+});
+
+test('hop limit: the replies chain exists only when enabled', () => {
+  assert.match(buildRuleset(NICS, SETTINGS), /ip ttl set 1/);
+  assert.match(buildRuleset(NICS, SETTINGS), /ip6 hoplimit set 1/);
+  assert.doesNotMatch(buildRuleset(NICS, { ...SETTINGS, hopLimit: false }), /chain replies|ttl set/);
+});
+
+test('commNics: instances without a tap are skipped; MACs lowercased; sorted by tap', () => {
+  const got = commNics([
+    { doc: { name: 'b', comm: { tap: 'tb', ipv4: '169.254.0.2', mac: '02:AA:00:00:00:02' } } },
+    { doc: { name: 'none', comm: { ipv4: '169.254.0.3', mac: '02:00:00:00:00:03' } } },
+    { doc: { name: 'a', comm: { tap: 'ta', ipv4: '169.254.0.1', mac: '02:00:00:00:00:01' } } },
+  ]);
+  assert.deepEqual(got.map((n) => [n.instance, n.tap, n.mac]), [['a', 'ta', '02:00:00:00:00:01'], ['b', 'tb', '02:aa:00:00:00:02']]);
+});
+
+test('tap names: at most 15 characters, no libvirt prefixes, no odd characters', () => {
+  for (const ok of ['mtap1', 'gnt.com.12', 'a', 'x'.repeat(15), 'tap-web_1']) assert.equal(tapNameProblem(ok), undefined, ok);
+  for (const bad of ['', 'x'.repeat(16), 'vnet0', 'vif1.0', 'macvtap3', 'tap/1', 'tap 1', '..', 'tap\n']) {
+    assert.ok(tapNameProblem(bad), JSON.stringify(bad));
+  }
+  assert.ok(!tapNameProblem('vnet0')!.includes('vnet0 '), 'the message names the rule, not the input');
+});
+
+test('netmask from prefix length', () => {
+  assert.equal(prefixToNetmask(16), '255.255.0.0');
+  assert.equal(prefixToNetmask(0), '0.0.0.0');
+  assert.equal(prefixToNetmask(32), '255.255.255.255');
+  assert.equal(prefixToNetmask(20), '255.255.240.0');
+});
+
+test('diffRoutes: deletes only unwanted routes, adds missing or changed ones, keeps the rest', () => {
+  const keep = { dst: '169.254.1.10/32', dev: 'mtap1', src: '169.254.169.254' };
+  const moved = { dst: '169.254.1.11/32', dev: 'mtap2', src: '169.254.169.254' };
+  const stale = { dst: '169.254.9.9/32', dev: 'old', src: '169.254.169.254' };
+  const wrongSrc = { dst: '169.254.1.12/32', dev: 'mtap3', src: '169.254.0.1' };
+  const fixedSrc = { ...wrongSrc, src: '169.254.169.254' };
+  const d = diffRoutes([keep, stale, wrongSrc, { ...moved, dev: 'mtapX' }], [keep, moved, fixedSrc]);
+  assert.deepEqual(d.del, [stale, { ...moved, dev: 'mtapX' }]);
+  assert.deepEqual(d.add, [moved, fixedSrc]);
+  assert.deepEqual(diffRoutes([keep], [keep]), { add: [], del: [] });
+});
