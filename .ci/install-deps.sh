@@ -6,6 +6,7 @@
 #                       (pulls python3-requests, python3-yaml, python3-jinja2, ... as dependencies)
 #   python3:            Debian's /usr/bin/python3 (the one that sees /usr/lib/python3/dist-packages)
 #   curl, jq, openssl:  the commands the documentation's examples use (test/integration/docs-examples.test.ts)
+#   dnsmasq-base, busybox: the comm network's DHCP server and the guests' udhcpc/arping (test/integration/comm-routed.test.ts)
 #   install appliances (appliance/, docs in appliance/README.md):
 #     cpio, xz-utils:     the appliance build (initramfs, the kernel's xz payload); the kernel and
 #                         busybox-static are fetched with `apt-get download`, never installed
@@ -19,7 +20,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config g++ make tini e2fsprogs)
+  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests

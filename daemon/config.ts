@@ -9,7 +9,9 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
-import { parseCidr } from './net.js';
+import { ipv4InCidr, parseCidr } from './net.js';
+
+const METADATA_IPV4 = '169.254.169.254';
 
 export const configSchema = {
   type: 'object',
@@ -98,6 +100,41 @@ export const configSchema = {
       description: 'The instance registry on disk.',
       properties: {
         maxDocumentBytes: { type: 'integer', minimum: 1024, default: 262144, description: 'Largest stored instance document (after a patch or param change); larger ones get 413.' },
+      },
+    },
+    network: {
+      type: 'object', additionalProperties: false, default: {},
+      description: 'The host-only comm network metad sets up itself (docs/deployment.md).',
+      properties: {
+        mode: {
+          type: 'string', enum: ['off', 'routed'], default: 'off',
+          description: 'off: the operator wires the comm network (and the loopback quick start needs no root); routed: one tap per guest, /32 routes, nftables and static DHCP set up by metad (needs CAP_NET_ADMIN).',
+        },
+        anchor: {
+          type: 'string', pattern: '^[A-Za-z0-9_.-]{1,14}$', default: 'metad0',
+          description: 'Device that holds 169.254.169.254 from start, before any tap exists (a dummy, or a veth pair NAMEp where the kernel has no dummy driver).',
+        },
+        table: { type: 'string', pattern: '^[A-Za-z0-9_]{1,32}$', default: 'metad', description: 'The nftables table (family inet) metad owns and replaces whole.' },
+        hopLimit: { type: 'boolean', default: true, description: 'Send metadata replies on the taps with IP TTL / hop limit 1, so containers behind a guest cannot reach the metadata service.' },
+        openTcpPorts: {
+          type: 'array', default: [], uniqueItems: true, maxItems: 16,
+          items: { type: 'integer', minimum: 1, maximum: 65535 },
+          description: 'TCP ports on 169.254.169.254 guests may reach besides the guest door port.',
+        },
+        ipPath: { type: 'string', default: '/usr/sbin/ip', description: 'iproute2 `ip` binary.' },
+        nftPath: { type: 'string', default: '/usr/sbin/nft', description: 'nftables `nft` binary.' },
+        runDir: { type: 'string', default: '/run/metad/comm', description: "Runtime dir for dnsmasq's generated config and hosts file." },
+        dhcp: {
+          type: 'object', additionalProperties: false, default: {},
+          properties: {
+            mode: {
+              type: 'string', enum: ['managed', 'external'], default: 'managed',
+              description: 'managed: metad runs and supervises dnsmasq; external: an operator-run DHCP server (metad still writes <runDir>/dhcp-hosts).',
+            },
+            dnsmasqPath: { type: 'string', default: '/usr/sbin/dnsmasq', description: 'dnsmasq binary (Debian package dnsmasq-base).' },
+            leaseTimeSec: { type: 'integer', minimum: 120, maximum: 31536000, default: 3600, description: 'DHCP lease time offered to guests.' },
+          },
+        },
       },
     },
     appliance: {
@@ -211,6 +248,19 @@ function crossFieldProblems(cfg: unknown): string[] {
   const g = guest as Record<string, unknown>;
   if (typeof g.headersTimeoutMs === 'number' && typeof g.requestTimeoutMs === 'number' && g.headersTimeoutMs > g.requestTimeoutMs) {
     out.push('/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs');
+  }
+  const network = (cfg as { network?: { mode?: unknown } }).network;
+  if (network && typeof network === 'object' && network.mode !== undefined && network.mode !== 'off') {
+    try {
+      if (typeof g.commRange === 'string' && !ipv4InCidr(METADATA_IPV4, parseCidr(g.commRange))) {
+        out.push('/guest/commRange: must contain 169.254.169.254 when /network/mode is not off');
+      }
+    } catch {
+      // a malformed range is reported on its own
+    }
+    if (Array.isArray(g.listen) && !g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === METADATA_IPV4)) {
+      out.push('/guest/listen: must include 169.254.169.254 when /network/mode is not off');
+    }
   }
   if (Array.isArray(g.listen)) {
     const seen = new Map<string, number>();

@@ -21,10 +21,15 @@ import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './events.js';
+import { CommController } from './comm/controller.js';
+import type { CommNetwork } from './comm/network.js';
+import { createCommNetwork } from './comm/setup.js';
 
 export interface DaemonDeps {
   log: Logger;
   clock?: Clock;
+  /** The comm network (tests inject a fake); default: the real one when network.mode is not off. */
+  commNetwork?: CommNetwork;
 }
 
 export interface Daemon {
@@ -58,12 +63,16 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   await store.start();
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
-  const services: Services = { config, log, clock, store, vault, pipes, identity };
+  const commNet = deps.commNetwork ?? (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock));
+  const comm = commNet ? new CommController(store, commNet, log) : undefined;
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm };
   // Whatever removes an instance, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {
     vault.wipe(name);
     pipes.drop(name);
   });
+  // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
+  await comm?.start();
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
   const guestHandler = createGuestHandler(services, { limiter });
   const adminApp = createAdminApp(services);
@@ -81,10 +90,10 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       log.level = next.log.level;
       limiter.setLimits(next.guest.rateLimit.ratePerSec, next.guest.rateLimit.burst);
     },
-    stop() {
+    async stop() {
       clearInterval(sweeper);
       vault.wipeAll();
-      return Promise.resolve();
+      await comm?.stop();
     },
   };
 }

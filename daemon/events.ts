@@ -40,6 +40,13 @@ export const EVENTS = {
   guestPasswordSet: { msg: 'guest set its password', level: 'info', fields: 'instance' },
   guestPipeFull: { msg: 'guest pipe write refused: buffer full', level: 'warn', fields: 'instance, bytes, queued' },
   guestScriptRefused: { msg: 'guest asked for a missing or refused OS script', level: 'warn', fields: 'instance, script' },
+  commAnchorReady: { msg: 'comm network: anchor ready', level: 'info', fields: 'anchor, kind (dummy | veth | existing)' },
+  commReconciled: { msg: 'comm network reconciled', level: 'info', fields: 'nics, missingTaps, routesAdded, routesDeleted, tapsReleased, ms' },
+  commPartial: { msg: 'comm network: some changes failed (retried on the next reconcile)', level: 'warn', fields: 'failed' },
+  commFailed: { msg: 'comm network reconcile failed', level: 'error', fields: 'err' },
+  dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },
+  dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
+  dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },
   guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
 } as const;
 

@@ -9,6 +9,7 @@ import type { IdentitySigner } from './identity.js';
 import type { PipeRegistry } from './pipes.js';
 import type { InstanceStore } from './store.js';
 import type { SecretVault } from './vault.js';
+import type { CommController } from './comm/controller.js';
 
 export interface Services {
   readonly config: Readonly<Config>;
@@ -18,4 +19,6 @@ export interface Services {
   readonly vault: SecretVault;
   readonly pipes: PipeRegistry;
   readonly identity: IdentitySigner;
+  /** The comm network (undefined when network.mode is off and none was injected). */
+  readonly comm?: CommController | undefined;
 }

@@ -38,7 +38,7 @@ export interface PutResult {
   instance: StoredInstance;
 }
 
-/** Event: 'removed' (name), after an instance's file is gone. */
+/** Events: 'removed' (name), after an instance's file is gone; 'changed' (name), after a write is in effect. */
 export class InstanceStore extends EventEmitter {
   private readonly byName = new Map<string, StoredInstance>();
   private readonly comm = new CommIndex();
@@ -224,6 +224,7 @@ export class InstanceStore extends EventEmitter {
       () => {
         if (prev) this.unindex(prev);
         this.index(inst);
+        this.emit('changed', doc.name);
       },
     );
     return inst;

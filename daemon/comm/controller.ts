@@ -1,0 +1,115 @@
+/**
+ * The comm network as a domain service: turns the registry into CommNics, reconciles the host
+ * on start, on every store change and on `nic up|down`, one reconcile at a time (changes that
+ * arrive meanwhile are coalesced into one more run). `attach`/`detach` record the tap in the
+ * instance document, so the registry stays the single source of truth across restarts.
+ */
+import type { Logger } from 'pino';
+import type { InstanceStore } from '../store.js';
+import type { InstanceInput, StoredInstance } from '../model.js';
+import { DaemonError, notFound } from '../errors.js';
+import { EV } from '../events.js';
+import { commNics, tapNameProblem } from './plan.js';
+import type { CommNetwork, NicStatus, ReconcileReport } from './network.js';
+
+/** The full input document of a stored instance (private values and IAM included), to re-put. */
+function inputOf(i: StoredInstance): InstanceInput {
+  const doc: InstanceInput = structuredClone(i.doc);
+  if (Object.keys(i.sensitive.private).length > 0) doc.params = { ...(doc.params ?? {}), private: { ...i.sensitive.private } };
+  if (i.sensitive.iam) doc.ec2 = { ...(doc.ec2 ?? {}), iam: { ...i.sensitive.iam } };
+  return doc;
+}
+
+export class CommController {
+  private running: Promise<ReconcileReport> | undefined;
+  private again: Promise<ReconcileReport> | undefined;
+  private readonly onChange = (): void => {
+    this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
+  };
+
+  constructor(
+    private readonly store: InstanceStore,
+    readonly net: CommNetwork,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<ReconcileReport> {
+    await this.net.start();
+    const r = await this.reconcile();
+    this.store.on('changed', this.onChange);
+    this.store.on('removed', this.onChange);
+    return r;
+  }
+
+  /** Reconcile now; if one runs, one more run follows it and every caller waits for that one. */
+  reconcile(): Promise<ReconcileReport> {
+    if (!this.running) {
+      this.running = this.net.reconcile(commNics(this.store.list())).finally(() => {
+        this.running = undefined;
+      });
+      return this.running;
+    }
+    this.again ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.again = undefined;
+        return this.reconcile();
+      });
+    return this.again;
+  }
+
+  /** `nic up`: the tap must exist; record it on the instance, then reconcile. Idempotent. */
+  async attach(instance: string, tap: string): Promise<NicStatus> {
+    const problem = tapNameProblem(tap);
+    if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
+    this.store.mustGet(instance);
+    if (!(await this.net.linkExists(tap))) {
+      throw new DaemonError('Conflict', 'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)', [{ path: '/tap', message: 'no such network device' }]);
+    }
+    if (this.store.mustGet(instance).doc.comm.tap !== tap) {
+      await this.store.update(instance, (prev) => {
+        const input = inputOf(prev);
+        input.comm = { ...input.comm, tap };
+        return input;
+      });
+    }
+    await this.reconcile();
+    return this.statusOf(instance);
+  }
+
+  /** `nic down`: forget the instance's tap (only if it is this one), then reconcile. Idempotent. */
+  async detach(instance: string, tap: string): Promise<void> {
+    const problem = tapNameProblem(tap);
+    if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
+    if (this.store.mustGet(instance).doc.comm.tap === tap) {
+      await this.store.update(instance, (prev) => {
+        const input = inputOf(prev);
+        if (input.comm.tap !== tap) return input;
+        const comm = { ...input.comm };
+        delete comm.tap;
+        input.comm = comm;
+        return input;
+      });
+    }
+    await this.reconcile();
+  }
+
+  list(): Promise<NicStatus[]> {
+    return this.net.status(commNics(this.store.list()));
+  }
+
+  private async statusOf(instance: string): Promise<NicStatus> {
+    const nic = commNics([this.store.mustGet(instance)]);
+    const [s] = await this.net.status(nic);
+    if (!s) throw notFound('no such NIC');
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    this.store.off('changed', this.onChange);
+    this.store.off('removed', this.onChange);
+    await this.running?.catch(() => undefined);
+    await this.again?.catch(() => undefined);
+    await this.net.stop();
+  }
+}

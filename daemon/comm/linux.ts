@@ -1,0 +1,207 @@
+/**
+ * The real comm network (Linux): the only code that runs `ip` and `nft`; DHCP goes through a
+ * DhcpServer (daemon/comm/dnsmasq.ts). It touches only what metad owns: its nftables table
+ * (replaced whole, atomically), routes tagged `proto ROUTE_PROTO`, the metadata addresses on
+ * taps of registered NICs (and on taps it set up before), and the anchor device.
+ */
+import type { Logger } from 'pino';
+import { CommError, type CommNetwork, type NicStatus, type ReconcileReport } from './network.js';
+import { anchorAddresses, buildLinkPlan, buildRuleset, diffRoutes, tapAddresses, type AddressSpec, type CommNic, type CommSettings, type RouteSpec } from './plan.js';
+import { execFile, mustExec, type Exec } from './exec.js';
+import { EV } from '../events.js';
+
+/** DHCP as the network sees it: managed dnsmasq, an operator's one, or none. */
+export interface DhcpServer {
+  update(nics: readonly CommNic[]): Promise<void>;
+  /** MACs it serves right now (for status). */
+  served(): ReadonlySet<string>;
+  stop(): Promise<void>;
+}
+
+export interface LinuxCommOptions {
+  readonly settings: CommSettings;
+  readonly ipPath: string;
+  readonly nftPath: string;
+  readonly dhcp?: DhcpServer;
+  readonly log: Logger;
+  readonly exec?: Exec;
+}
+
+interface IpLink {
+  ifname: string;
+  flags?: string[];
+}
+interface IpAddr extends IpLink {
+  addr_info?: { family: string; local: string; prefixlen: number; noprefixroute?: boolean }[];
+}
+interface IpRoute {
+  dst: string;
+  dev: string;
+  prefsrc?: string;
+}
+
+const addrKey = (dev: string, cidr: string): string => `${dev} ${cidr}`;
+
+export class LinuxCommNetwork implements CommNetwork {
+  private readonly exec: Exec;
+  /** Taps this process gave addresses to: released when they leave the registry. */
+  private readonly configured = new Set<string>();
+  private anchorKind: 'dummy' | 'veth' | 'existing' | undefined;
+
+  constructor(private readonly o: LinuxCommOptions) {
+    this.exec = o.exec ?? execFile;
+  }
+
+  get anchor(): 'dummy' | 'veth' | 'existing' | undefined {
+    return this.anchorKind;
+  }
+
+  private ip(args: readonly string[], input?: string): Promise<string> {
+    return mustExec(this.exec, this.o.ipPath, args, input);
+  }
+
+  private async json<T>(args: readonly string[]): Promise<T[]> {
+    const out = await this.ip(['-j', ...args]);
+    return out.trim() === '' ? [] : (JSON.parse(out) as T[]);
+  }
+
+  /**
+   * The anchor holds the metadata IPv4 from start so the guest door can bind before any tap
+   * exists: a dummy device where the kernel has the driver, else a veth pair whose both ends
+   * stay on the host (a dead end: nothing is on the other side).
+   */
+  async start(): Promise<void> {
+    const name = this.o.settings.anchor;
+    const links = await this.json<IpLink>(['link', 'show']);
+    if (links.some((l) => l.ifname === name)) {
+      this.anchorKind = 'existing';
+    } else {
+      const dummy = await this.exec(this.o.ipPath, ['link', 'add', name, 'type', 'dummy']);
+      if (dummy.code === 0) this.anchorKind = 'dummy';
+      else {
+        await this.ip(['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+        this.anchorKind = 'veth';
+      }
+    }
+    const ends = this.anchorKind === 'veth' || links.some((l) => l.ifname === `${name}p`) ? [name, `${name}p`] : [name];
+    // No IPv6 link-local address on the anchor: nothing there to talk to.
+    for (const dev of ends) await this.exec(this.o.ipPath, ['link', 'set', 'dev', dev, 'addrgenmode', 'none']);
+    for (const dev of ends.slice().reverse()) await this.ip(['link', 'set', 'dev', dev, 'up']);
+    for (const a of anchorAddresses(this.o.settings)) await this.ip(['addr', 'replace', a.cidr, 'dev', a.dev]);
+    this.o.log.info({ anchor: name, kind: this.anchorKind }, EV.commAnchorReady);
+  }
+
+  async reconcile(nics: readonly CommNic[]): Promise<ReconcileReport> {
+    const t0 = performance.now();
+    const s = this.o.settings;
+    const addrs = await this.json<IpAddr>(['addr', 'show']);
+    const present = new Map(addrs.map((l) => [l.ifname, l]));
+    const live = nics.filter((n) => present.has(n.tap));
+    const missingTaps = [...new Set(nics.filter((n) => !present.has(n.tap)).map((n) => n.tap))];
+    const plan = buildLinkPlan(live, s);
+    const have = new Set<string>();
+    for (const l of addrs) for (const a of l.addr_info ?? []) have.add(addrKey(l.ifname, `${a.local}/${a.prefixlen}`));
+
+    // Rules first: a tap that appears is filtered before it gets a route or an address.
+    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildRuleset(nics, s));
+
+    const batch: string[] = [];
+    for (const tap of new Set(live.map((n) => n.tap))) {
+      if (!(present.get(tap)?.flags ?? []).includes('UP')) batch.push(`link set dev ${tap} up`);
+    }
+    for (const a of plan.addresses) if (!have.has(addrKey(a.dev, a.cidr))) batch.push(addrCommand('replace', a));
+
+    const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map(
+      (r): RouteSpec => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`, dev: r.dev, src: r.prefsrc ?? '' }),
+    );
+    const { add, del } = diffRoutes(current, plan.routes);
+    for (const r of del) batch.push(`route del ${r.dst} dev ${r.dev} proto ${s.routeProto}`);
+    for (const r of add) batch.push(`route replace ${r.dst} dev ${r.dev} proto ${s.routeProto} scope link src ${r.src}`);
+
+    // Taps that carried our routes or addresses and are no longer registered: release them.
+    const wanted = new Set(live.map((n) => n.tap));
+    const formerly = new Set([...this.configured, ...current.map((r) => r.dev)]);
+    let tapsReleased = 0;
+    for (const tap of formerly) {
+      if (wanted.has(tap) || tap === s.anchor || !present.has(tap)) continue;
+      for (const a of tapAddresses(tap, s)) if (have.has(addrKey(tap, a.cidr))) batch.push(addrCommand('del', a));
+      tapsReleased++;
+    }
+    if (batch.length > 0) await this.ipBatch(batch);
+    this.configured.clear();
+    for (const t of wanted) this.configured.add(t);
+
+    await this.o.dhcp?.update(nics);
+    const report: ReconcileReport = { nics: nics.length, missingTaps, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
+    this.o.log.info({ nics: report.nics, missingTaps: missingTaps.length, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: report.ms }, EV.commReconciled);
+    return report;
+  }
+
+  /** One `ip -batch` for many changes: 1,000 taps cost one process, not thousands. */
+  private async ipBatch(lines: readonly string[]): Promise<void> {
+    const r = await this.exec(this.o.ipPath, ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
+    if (r.code !== 0) {
+      // Lines that failed (a tap removed meanwhile, an address already gone) do not stop the rest;
+      // the next reconcile tries again. Report the first failure's kind only.
+      const first = r.stderr.trim().split('\n')[0] ?? '';
+      if (/Operation not permitted/i.test(first)) throw new CommError('ip failed: operation not permitted (needs CAP_NET_ADMIN: run as root or with the systemd unit)');
+      this.o.log.warn({ failed: r.stderr.trim().split('\n').length }, EV.commPartial);
+    }
+  }
+
+  async status(nics: readonly CommNic[]): Promise<NicStatus[]> {
+    const s = this.o.settings;
+    const addrs = await this.json<IpAddr>(['addr', 'show']);
+    const byName = new Map(addrs.map((l) => [l.ifname, l]));
+    const routes = new Set(
+      (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r) => `${r.dst.includes('/') ? r.dst : `${r.dst}/32`} ${r.dev}`),
+    );
+    const elems = await this.setElements('nic4');
+    const macs = await this.setElements('nicmac');
+    const served = this.o.dhcp?.served() ?? new Set<string>();
+    return nics.map((n) => {
+      const link = byName.get(n.tap);
+      const have = new Set((link?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+      return {
+        ...n,
+        tapExists: link !== undefined,
+        tapUp: (link?.flags ?? []).includes('UP'),
+        addresses: link !== undefined && tapAddresses(n.tap, s).every((a) => have.has(a.cidr)),
+        route: routes.has(`${n.ipv4}/32 ${n.tap}`),
+        rules: elems.has(`${n.tap} . ${n.ipv4}`) && macs.has(`${n.tap} . ${n.mac}`),
+        dhcp: this.o.dhcp === undefined || served.has(n.mac),
+      };
+    });
+  }
+
+  /** Elements of one of our sets as `tap . value` strings (empty when the table is absent). */
+  private async setElements(set: string): Promise<Set<string>> {
+    const r = await this.exec(this.o.nftPath, ['-j', 'list', 'set', 'inet', this.o.settings.table, set]);
+    const out = new Set<string>();
+    if (r.code !== 0) return out;
+    const doc = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
+    for (const item of doc.nftables ?? []) {
+      for (const e of item.set?.elem ?? []) {
+        const parts = (e as { concat?: unknown[] }).concat;
+        if (Array.isArray(parts)) out.add(parts.map(String).join(' . '));
+      }
+    }
+    return out;
+  }
+
+  async linkExists(name: string): Promise<boolean> {
+    const r = await this.exec(this.o.ipPath, ['link', 'show', 'dev', name]);
+    return r.code === 0;
+  }
+
+  async stop(): Promise<void> {
+    await this.o.dhcp?.stop();
+  }
+}
+
+function addrCommand(verb: 'replace' | 'del', a: AddressSpec): string {
+  // ip infers the family from the address (batch lines take no -4/-6).
+  const v6 = a.cidr.includes(':');
+  const flags = verb === 'replace' ? [...(a.noprefixroute ? ['noprefixroute'] : []), ...(v6 ? ['nodad'] : [])] : [];
+  return ['addr', verb, a.cidr, 'dev', a.dev, ...flags].join(' ');
+}

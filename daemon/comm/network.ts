@@ -1,0 +1,58 @@
+/**
+ * The comm network seam: what the daemon asks of whatever sets up the host side of the guests'
+ * comm NICs. daemon/comm/linux.ts is the real one (the only code that runs `ip`, `nft` and
+ * dnsmasq); test/fakes/fake-comm-network.ts records calls for unit tests. The registry decides
+ * what should exist (daemon/comm/controller.ts turns it into CommNics); reconcile makes the host
+ * match, idempotently.
+ */
+import type { CommNic } from './plan.js';
+
+export interface ReconcileReport {
+  /** NICs in the registry with a tap. */
+  readonly nics: number;
+  /** Their taps that do not exist (yet): rules and DHCP are ready, routes/addresses wait. */
+  readonly missingTaps: readonly string[];
+  readonly routesAdded: number;
+  readonly routesDeleted: number;
+  /** Taps that lost metad's addresses (no longer registered). */
+  readonly tapsReleased: number;
+  readonly ms: number;
+}
+
+/** What `metadctl nic list` shows for one NIC: each piece as the kernel and dnsmasq hold it. */
+export interface NicStatus {
+  readonly instance: string;
+  readonly tap: string;
+  readonly ipv4: string;
+  readonly mac: string;
+  readonly tapExists: boolean;
+  readonly tapUp: boolean;
+  /** The metadata addresses on the tap. */
+  readonly addresses: boolean;
+  /** The /32 route to the guest through its tap. */
+  readonly route: boolean;
+  /** Its tap, IPv4 and MAC are elements of the nftables sets. */
+  readonly rules: boolean;
+  /** Its MAC -> IPv4 line is in dnsmasq's hosts file (and dnsmasq runs, when managed). */
+  readonly dhcp: boolean;
+}
+
+export interface CommNetwork {
+  /** Prepare what must exist before any tap: the anchor holding the metadata address. */
+  start(): Promise<void>;
+  /** Make routes, addresses, rules and DHCP hosts exactly match `nics`. Serialized by the caller. */
+  reconcile(nics: readonly CommNic[]): Promise<ReconcileReport>;
+  status(nics: readonly CommNic[]): Promise<NicStatus[]>;
+  /** Does this network device exist on the host (a tap named in `nic up`)? */
+  linkExists(name: string): Promise<boolean>;
+  /** Stop the DHCP child. Rules, routes and addresses stay: guests keep working across a restart. */
+  stop(): Promise<void>;
+}
+
+/** A comm network failure with a message that names the fix (no user-supplied values). */
+export class CommError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommError';
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Builds the comm network the config asks for: settings from the config (pure), and the real
+ * Linux network with its DHCP server. daemon/daemon.ts calls `createCommNetwork` only when
+ * `network.mode` is not off and no network was injected (tests inject a fake).
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { parseCidr } from '../net.js';
+import { DnsmasqSupervisor } from './dnsmasq.js';
+import { LinuxCommNetwork, type DhcpServer } from './linux.js';
+import type { CommNetwork } from './network.js';
+import { buildDhcpHosts, METADATA_IPV4, METADATA_IPV6, ROUTE_PROTO, type CommNic, type CommSettings } from './plan.js';
+import { writeFileDurable } from '../persist.js';
+import { mkdir } from 'node:fs/promises';
+
+export function commSettings(cfg: Readonly<Config>): CommSettings {
+  const range = parseCidr(cfg.guest.commRange);
+  const bits = Number(cfg.guest.commRange.split('/')[1]);
+  const base = [24, 16, 8, 0].map((sh) => (range.base >>> sh) & 255).join('.');
+  const door = cfg.guest.listen.find((l) => l.host === METADATA_IPV4)?.port ?? 80;
+  return {
+    table: cfg.network.table,
+    anchor: cfg.network.anchor,
+    metadataIpv4: METADATA_IPV4,
+    metadataIpv6: METADATA_IPV6,
+    rangeBase: base,
+    prefixLen: bits,
+    tcpPorts: [door, ...cfg.network.openTcpPorts],
+    hopLimit: cfg.network.hopLimit,
+    routeProto: ROUTE_PROTO,
+  };
+}
+
+/** An operator's DHCP server: metad only keeps the hosts file current for it. */
+class ExternalDhcp implements DhcpServer {
+  private macs = new Set<string>();
+  constructor(private readonly dir: string) {}
+  async update(nics: readonly CommNic[]): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await writeFileDurable(this.dir, 'dhcp-hosts', buildDhcpHosts(nics), 0o644);
+    this.macs = new Set(nics.map((n) => n.mac));
+  }
+  served(): ReadonlySet<string> {
+    return this.macs;
+  }
+  async stop(): Promise<void> {
+    // not ours to stop
+  }
+}
+
+export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clock): CommNetwork {
+  const settings = commSettings(cfg);
+  const n = cfg.network;
+  const dhcp: DhcpServer =
+    n.dhcp.mode === 'managed'
+      ? new DnsmasqSupervisor({ path: n.dhcp.dnsmasqPath, dir: n.runDir, settings, leaseTimeSec: n.dhcp.leaseTimeSec, log, clock })
+      : new ExternalDhcp(n.runDir);
+  return new LinuxCommNetwork({ settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log });
+}
+

@@ -1,0 +1,58 @@
+/**
+ * A CommNetwork that touches nothing: it records every call and keeps the last reconciled NICs,
+ * so unit tests can check that registry changes reach the network. `links` says which taps
+ * "exist"; `failNext` makes the next reconcile reject.
+ */
+import type { CommNetwork, NicStatus, ReconcileReport } from '../../daemon/comm/network.js';
+import type { CommNic } from '../../daemon/comm/plan.js';
+
+export class FakeCommNetwork implements CommNetwork {
+  readonly calls: string[] = [];
+  readonly links = new Set<string>();
+  /** NICs as of the last reconcile. */
+  nics: readonly CommNic[] = [];
+  reconciles = 0;
+  started = false;
+  stopped = false;
+  failNext: Error | undefined;
+
+  start(): Promise<void> {
+    this.calls.push('start');
+    this.started = true;
+    return Promise.resolve();
+  }
+
+  reconcile(nics: readonly CommNic[]): Promise<ReconcileReport> {
+    this.calls.push(`reconcile ${nics.map((n) => `${n.instance}@${n.tap}`).join(',')}`);
+    this.reconciles++;
+    if (this.failNext) {
+      const e = this.failNext;
+      this.failNext = undefined;
+      return Promise.reject(e);
+    }
+    this.nics = [...nics];
+    const missingTaps = nics.filter((n) => !this.links.has(n.tap)).map((n) => n.tap);
+    return Promise.resolve({ nics: nics.length, missingTaps, routesAdded: 0, routesDeleted: 0, tapsReleased: 0, ms: 0 });
+  }
+
+  status(nics: readonly CommNic[]): Promise<NicStatus[]> {
+    const applied = new Set(this.nics.map((n) => `${n.tap} ${n.ipv4} ${n.mac}`));
+    return Promise.resolve(
+      nics.map((n) => {
+        const exists = this.links.has(n.tap);
+        const ok = applied.has(`${n.tap} ${n.ipv4} ${n.mac}`);
+        return { ...n, tapExists: exists, tapUp: exists, addresses: exists && ok, route: exists && ok, rules: ok, dhcp: ok };
+      }),
+    );
+  }
+
+  linkExists(name: string): Promise<boolean> {
+    return Promise.resolve(this.links.has(name));
+  }
+
+  stop(): Promise<void> {
+    this.calls.push('stop');
+    this.stopped = true;
+    return Promise.resolve();
+  }
+}

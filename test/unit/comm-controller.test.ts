@@ -1,0 +1,115 @@
+/**
+ * The comm controller with a FakeCommNetwork: the registry is the source of truth. Start
+ * reconciles; every store change and removal reaches the network; nic up/down record the tap on
+ * the instance idempotently; bad or missing taps are refused before anything changes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
+import { createDaemon } from '../../daemon/daemon.js';
+import { buildConfig } from '../../daemon/config.js';
+import { sinkLogger } from '../support/sink.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DaemonError } from '../../daemon/errors.js';
+
+async function withDaemon(fn: (d: Awaited<ReturnType<typeof createDaemon>>, net: FakeCommNetwork) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-comm-unit-'));
+  const net = new FakeCommNetwork();
+  const { log } = sinkLogger();
+  const config = buildConfig({ stateDir: join(dir, 'state'), admin: { socket: join(dir, 'a.sock') }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } });
+  const d = await createDaemon(config, { log, commNetwork: net });
+  try {
+    await fn(d, net);
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function settled(net: FakeCommNetwork, d: Awaited<ReturnType<typeof createDaemon>>): Promise<void> {
+  await d.services.comm!.reconcile();
+  assert.ok(net.reconciles > 0);
+}
+
+test('start prepares the network, then reconciles the registry; stop stops it', async () => {
+  let seen: FakeCommNetwork | undefined;
+  await withDaemon((_d, net) => {
+    seen = net;
+    assert.deepEqual(net.calls.slice(0, 2), ['start', 'reconcile ']);
+    return Promise.resolve();
+  });
+  assert.equal(seen?.stopped, true);
+});
+
+test('registering, changing and removing instances reaches the network', async () => {
+  await withDaemon(async (d, net) => {
+    const { store } = d.services;
+    await store.put(sampleInstance(1, { comm: { mac: '02:00:00:00:00:01', ipv4: '127.0.0.2', tap: 'mtap1' } }) as never, true);
+    await store.put(sampleInstance(2) as never, true); // no tap: nothing to set up
+    await settled(net, d);
+    assert.deepEqual(net.nics.map((n) => [n.instance, n.tap, n.ipv4]), [['vm1', 'mtap1', '127.0.0.2']]);
+    await store.put(sampleInstance(1, { comm: { mac: '02:00:00:00:00:01', ipv4: '127.0.0.9', tap: 'mtap1' } }) as never, true);
+    await settled(net, d);
+    assert.equal(net.nics[0]?.ipv4, '127.0.0.9');
+    await store.remove('vm1');
+    await settled(net, d);
+    assert.deepEqual(net.nics, []);
+  });
+});
+
+test('nic up records the tap (idempotently) and reconciles; nic down forgets it', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    await store.put(sampleInstance(3) as never, true);
+    net.links.add('mtap3');
+    const st = await comm!.attach('vm3', 'mtap3');
+    assert.equal(st.tap, 'mtap3');
+    assert.equal(st.rules, true);
+    assert.equal(store.get('vm3')?.doc.comm.tap, 'mtap3');
+    const gen = store.get('vm3')!.generation;
+    await comm!.attach('vm3', 'mtap3');
+    assert.equal(store.get('vm3')!.generation, gen, 'a repeated nic up rewrote the instance');
+    await comm!.detach('vm3', 'other'); // not its tap: nothing changes
+    assert.equal(store.get('vm3')?.doc.comm.tap, 'mtap3');
+    await comm!.detach('vm3', 'mtap3');
+    assert.equal(store.get('vm3')?.doc.comm.tap, undefined);
+    await comm!.detach('vm3', 'mtap3'); // idempotent
+    assert.deepEqual(net.nics, []);
+  });
+});
+
+test('nic up refuses a reserved or overlong tap name and a tap that does not exist, changing nothing', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    await store.put(sampleInstance(4) as never, true);
+    for (const bad of ['vnet0', 'macvtap1', 'x'.repeat(16)]) {
+      await assert.rejects(comm!.attach('vm4', bad), (e: unknown) => e instanceof DaemonError && e.code === 'InvalidInput');
+    }
+    await assert.rejects(comm!.attach('vm4', 'nosuchtap'), (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && !e.message.includes('nosuchtap'));
+    await assert.rejects(comm!.attach('nobody', 'mtap4'), (e: unknown) => e instanceof DaemonError && e.code === 'NotFound');
+    assert.equal(store.get('vm4')?.doc.comm.tap, undefined);
+    assert.equal(net.links.size, 0);
+  });
+});
+
+test('a failed reconcile is logged and the next change reconciles again', async () => {
+  await withDaemon(async (d, net) => {
+    net.failNext = new Error('boom');
+    await assert.rejects(d.services.comm!.reconcile(), /boom/);
+    await d.services.store.put(sampleInstance(5, { comm: { mac: '02:00:00:00:00:05', ipv4: '127.0.0.6', tap: 'mtap5' } }) as never, true);
+    await settled(net, d);
+    assert.equal(net.nics.length, 1);
+  });
+});
+
+test('network.mode off (the default) builds no comm network', async () => {
+  const d = await startTestDaemon();
+  try {
+    assert.equal(d.daemon.services.comm, undefined);
+  } finally {
+    await d.close();
+  }
+});
