@@ -126,6 +126,7 @@ export const configSchema = {
         runDir: { type: 'string', default: '/run/metad/comm', description: "Runtime dir for dnsmasq's generated config and hosts file." },
         dhcp: {
           type: 'object', additionalProperties: false, default: {},
+          description: 'Static DHCP (MAC -> comm IPv4 from the registry) on the comm taps.',
           properties: {
             mode: {
               type: 'string', enum: ['managed', 'external'], default: 'managed',
