@@ -44,6 +44,8 @@ export const EVENTS = {
   commReconciled: { msg: 'comm network reconciled', level: 'info', fields: 'nics, missingTaps, routesAdded, routesDeleted, tapsReleased, ms' },
   commPartial: { msg: 'comm network: some changes failed (retried on the next reconcile)', level: 'warn', fields: 'failed' },
   commFailed: { msg: 'comm network reconcile failed', level: 'error', fields: 'err' },
+  nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
+  nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
   dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },
   dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },

@@ -14,6 +14,7 @@ import { instanceRoutes } from './instances.js';
 import { paramRoutes } from './params.js';
 import { pipeRoutes } from './pipe.js';
 import { healthOf } from './views.js';
+import { nicRoutes } from './nic.js';
 
 export function createAdminApp(s: Services): Koa {
   const app = new Koa();
@@ -34,6 +35,7 @@ export function createAdminApp(s: Services): Koa {
   instanceRoutes(router, s);
   paramRoutes(router, s);
   pipeRoutes(router, s);
+  nicRoutes(router, s);
 
   app.use(async (ctx, next) => {
     const t0 = performance.now();

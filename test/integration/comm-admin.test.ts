@@ -1,0 +1,97 @@
+/**
+ * The nic admin API over a real admin socket, with a FakeCommNetwork: nic up records the tap and
+ * answers the NIC's status, repeats are harmless, nic down forgets it, GET /v1/nics lists; bad
+ * bodies, reserved tap names and missing taps are refused without echoing them; with the comm
+ * network off the routes answer 409.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDaemon } from '../../daemon/daemon.js';
+import { buildConfig } from '../../daemon/config.js';
+import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
+import { request, sampleInstance, startTestDaemon, type Reply } from '../support/daemon.js';
+import { sinkLogger } from '../support/sink.js';
+import type { NicStatus } from '../../daemon/comm/network.js';
+
+function tapOf(r: Reply): string | undefined {
+  return (r.json as { instance: { comm: { tap?: string } } }).instance.comm.tap;
+}
+
+async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Promise<Reply>, net: FakeCommNetwork) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-nic-'));
+  const net = new FakeCommNetwork();
+  const { log } = sinkLogger();
+  const socket = join(dir, 'a.sock');
+  const config = buildConfig({ stateDir: join(dir, 'state'), admin: { socket }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } });
+  const d = await createDaemon(config, { log, commNetwork: net });
+  const handle = d.adminApp.callback();
+  const server = http.createServer((req, res) => {
+    void handle(req, res);
+  });
+  await new Promise<void>((r) => server.listen(socket, () => r()));
+  const admin = (method: string, path: string, body?: unknown): Promise<Reply> => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return request({ socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, payload);
+  };
+  try {
+    await fn(admin, net);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('nic up / down / list through the admin API', async () => {
+  await withAdmin(async (admin, net) => {
+    assert.equal((await admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
+    net.links.add('mtap1');
+    const up = await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'up' });
+    assert.equal(up.status, 200, up.text);
+    const st = up.json as NicStatus;
+    assert.equal(st.tap, 'mtap1');
+    assert.equal(st.rules, true);
+    assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'up' })).status, 200);
+    assert.equal(tapOf(await admin('GET', '/v1/instances/vm1')), 'mtap1');
+    const list = (await admin('GET', '/v1/nics')).json as { nics: NicStatus[] };
+    assert.deepEqual(list.nics.map((n) => [n.instance, n.tap]), [['vm1', 'mtap1']]);
+    assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
+    assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
+    assert.equal(tapOf(await admin('GET', '/v1/instances/vm1')), undefined);
+    assert.deepEqual(((await admin('GET', '/v1/nics')).json as { nics: NicStatus[] }).nics, []);
+  });
+});
+
+test('nic up refuses bad bodies, reserved names and missing taps, never echoing them', async () => {
+  await withAdmin(async (admin) => {
+    assert.equal((await admin('PUT', '/v1/instances/vm2', sampleInstance(2))).status, 201);
+    for (const [body, status] of [
+      [{ tap: 'vnetEVIL', state: 'up' }, 400],
+      [{ tap: 'x'.repeat(16), state: 'up' }, 400],
+      [{ tap: 'ok1', state: 'sideways' }, 400],
+      [{ tap: 'ok1', state: 'up', extra: 1 }, 400],
+      [{ state: 'up' }, 400],
+      [{ tap: 'nosuchEVIL', state: 'up' }, 409],
+    ] as const) {
+      const r = await admin('POST', '/v1/instances/vm2/nic', body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.doesNotMatch(r.text, /EVIL|xxxxxxxxxxxxxxxx|sideways/);
+    }
+    assert.equal((await admin('POST', '/v1/instances/nobody/nic', { tap: 'mtap9', state: 'up' })).status, 404);
+  });
+});
+
+test('with network.mode off the nic routes answer 409', async () => {
+  const d = await startTestDaemon();
+  try {
+    assert.equal((await d.admin('GET', '/v1/nics')).status, 409);
+    await d.admin('PUT', '/v1/instances/vm3', sampleInstance(3));
+    assert.equal((await d.admin('POST', '/v1/instances/vm3/nic', { tap: 'mtap3', state: 'up' })).status, 409);
+  } finally {
+    await d.close();
+  }
+});
