@@ -25,6 +25,7 @@ import { VERSION } from './version.js';
 import { instanceSchema } from './model.js';
 import { EV, loggingDoc } from './events.js';
 import { configReference } from './config-doc.js';
+import { networkPreflight } from './comm/preflight.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
@@ -50,6 +51,8 @@ export async function main(argv: string[]): Promise<number> {
     .action((file: string) => {
       try {
         const cfg = loadConfig({ file }, process.env);
+        const network = networkPreflight(cfg); // tools and CAP_NET_ADMIN when network.mode is on
+        if (network.length > 0) throw new ConfigError(network);
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;

@@ -124,3 +124,20 @@ test('diffRoutes: deletes only unwanted routes, adds missing or changed ones, ke
   assert.deepEqual(d.add, [moved, fixedSrc]);
   assert.deepEqual(diffRoutes([keep], [keep]), { add: [], del: [] });
 });
+
+test('check-config preflight: names the missing tool, its Debian package, and a missing CAP_NET_ADMIN', async () => {
+  const { networkPreflight, effectiveCaps } = await import('../../daemon/comm/preflight.js');
+  const { buildConfig } = await import('../../daemon/config.js');
+  const off = buildConfig({});
+  assert.deepEqual(networkPreflight(off, { caps: 0n, exists: () => false }), []);
+  const routed = buildConfig({ network: { mode: 'routed' } });
+  assert.deepEqual(networkPreflight(routed, { caps: 1n << 12n, exists: () => true }), []);
+  const problems = networkPreflight(routed, { caps: 0n, exists: (p) => !p.endsWith('/dnsmasq') });
+  assert.equal(problems.length, 2);
+  assert.match(problems[0]!, /^\/network\/dhcp\/dnsmasqPath: .*install the Debian package dnsmasq-base/);
+  assert.match(problems[1]!, /CAP_NET_ADMIN/);
+  const external = buildConfig({ network: { mode: 'routed', dhcp: { mode: 'external' } } });
+  assert.deepEqual(networkPreflight(external, { caps: 1n << 12n, exists: (p) => !p.endsWith('/dnsmasq') }), []);
+  assert.match(networkPreflight(routed, { caps: 1n << 12n, exists: (p) => !p.endsWith('/nft') })[0]!, /nftables/);
+  assert.equal(effectiveCaps('Name:\tx\nCapEff:\t0000000000001000\n'), 1n << 12n);
+});
