@@ -30,6 +30,11 @@ export class CommIndex {
     return this.held.ipv4.get(ip);
   }
 
+  /** The name of the instance whose comm tap is `tap` (IPv6 link-local guests: fe80::…%TAP). */
+  nameOfTap(tap: string): string | undefined {
+    return this.held.tap.get(tap);
+  }
+
   /**
    * The first comm address of `doc` that another instance holds or has claimed, or undefined.
    * The same instance re-using its own addresses is no problem.

@@ -44,6 +44,7 @@ export const EVENTS = {
   commReconciled: { msg: 'comm network reconciled', level: 'info', fields: 'nics, missingTaps, routesAdded, routesDeleted, tapsReleased, ms' },
   commPartial: { msg: 'comm network: some changes failed (retried on the next reconcile)', level: 'warn', fields: 'failed' },
   commFailed: { msg: 'comm network reconcile failed', level: 'error', fields: 'err' },
+  commLinkDoorFailed: { msg: 'comm network: cannot listen on a tap (retried on the next reconcile)', level: 'warn', fields: 'tap, code' },
   nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
   nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
   dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },

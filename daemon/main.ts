@@ -11,6 +11,7 @@ import { createDaemon, type Daemon } from './daemon.js';
 import type { Config } from './config.js';
 import { normalizeAddress } from './net.js';
 import { EV } from './events.js';
+import { linkLocalDoors } from './comm/link-doors.js';
 import { SocketGuard } from './socket-guard.js';
 import { listenAdminSocket } from './admin-socket.js';
 import { planReload, type ReloadPlan } from './reload.js';
@@ -128,8 +129,12 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     await daemon.stop();
     throw err;
   }
+  const comm = daemon.services.comm;
+  const port = cfg.guest.listen.find((l) => l.host === '169.254.169.254')?.port ?? 80;
+  const linkDoors = comm ? linkLocalDoors(comm, () => createGuestServer(daemon, cfg, log), port, log) : undefined;
   log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
   const close = async (): Promise<void> => {
+    await linkDoors?.close();
     const all = [adminServer, ...guestServers];
     await Promise.all(
       all.map(

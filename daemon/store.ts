@@ -91,9 +91,12 @@ export class InstanceStore extends EventEmitter {
     if (!i) throw notFound('no such instance');
     return i;
   }
-  /** The instance whose comm IPv4 is `ip` (guest identification). */
+  /** The instance whose comm IPv4 is `ip`, or whose tap a link-local `fe80::…%TAP` came in on (guest identification). */
   byAddress(ip: string): StoredInstance | undefined {
-    const name = this.comm.nameAt(ip);
+    // A link-local IPv6 source carries the interface it arrived on (`fe80::…%TAP`): the kernel
+    // sets that scope, a guest cannot, so a link-local caller is identified by its tap.
+    const scope = ip.indexOf('%');
+    const name = scope > 0 && /^fe[89ab][0-9a-f]:/i.test(ip) ? this.comm.nameOfTap(ip.slice(scope + 1)) : this.comm.nameAt(ip);
     return name === undefined ? undefined : this.byName.get(name);
   }
   list(): StoredInstance[] {

@@ -4,6 +4,7 @@
  * arrive meanwhile are coalesced into one more run). `attach`/`detach` record the tap in the
  * instance document, so the registry stays the single source of truth across restarts.
  */
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { InstanceStore } from '../store.js';
 import type { InstanceInput, StoredInstance } from '../model.js';
@@ -20,7 +21,10 @@ function inputOf(i: StoredInstance): InstanceInput {
   return doc;
 }
 
-export class CommController {
+/** Event: 'reconciled' (liveTaps: string[]) after each successful reconcile. */
+export class CommController extends EventEmitter {
+  /** Taps holding the metadata addresses as of the last reconcile. */
+  liveTaps: readonly string[] = [];
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
   private readonly onChange = (): void => {
@@ -31,7 +35,9 @@ export class CommController {
     private readonly store: InstanceStore,
     readonly net: CommNetwork,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   async start(): Promise<ReconcileReport> {
     await this.net.start();
@@ -44,9 +50,16 @@ export class CommController {
   /** Reconcile now; if one runs, one more run follows it and every caller waits for that one. */
   reconcile(): Promise<ReconcileReport> {
     if (!this.running) {
-      this.running = this.net.reconcile(commNics(this.store.list())).finally(() => {
-        this.running = undefined;
-      });
+      this.running = this.net
+        .reconcile(commNics(this.store.list()))
+        .then((r) => {
+          this.liveTaps = r.liveTaps;
+          this.emit('reconciled', r.liveTaps);
+          return r;
+        })
+        .finally(() => {
+          this.running = undefined;
+        });
       return this.running;
     }
     this.again ??= this.running

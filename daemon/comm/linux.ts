@@ -132,7 +132,7 @@ export class LinuxCommNetwork implements CommNetwork {
     for (const t of wanted) this.configured.add(t);
 
     await this.o.dhcp?.update(nics);
-    const report: ReconcileReport = { nics: nics.length, missingTaps, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
+    const report: ReconcileReport = { nics: nics.length, missingTaps, liveTaps: [...wanted], routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
     this.o.log.info({ nics: report.nics, missingTaps: missingTaps.length, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: report.ms }, EV.commReconciled);
     return report;
   }

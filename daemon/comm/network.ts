@@ -14,6 +14,8 @@ export interface ReconcileReport {
   readonly missingTaps: readonly string[];
   readonly routesAdded: number;
   readonly routesDeleted: number;
+  /** Taps that exist and now hold the metadata addresses (the IPv6 doors follow these). */
+  readonly liveTaps: readonly string[];
   /** Taps that lost metad's addresses (no longer registered). */
   readonly tapsReleased: number;
   readonly ms: number;

@@ -32,7 +32,8 @@ export class FakeCommNetwork implements CommNetwork {
     }
     this.nics = [...nics];
     const missingTaps = nics.filter((n) => !this.links.has(n.tap)).map((n) => n.tap);
-    return Promise.resolve({ nics: nics.length, missingTaps, routesAdded: 0, routesDeleted: 0, tapsReleased: 0, ms: 0 });
+    const liveTaps = [...new Set(nics.filter((n) => this.links.has(n.tap)).map((n) => n.tap))];
+    return Promise.resolve({ nics: nics.length, missingTaps, liveTaps, routesAdded: 0, routesDeleted: 0, tapsReleased: 0, ms: 0 });
   }
 
   status(nics: readonly CommNic[]): Promise<NicStatus[]> {

@@ -39,7 +39,7 @@ except OSError as e:
 
 const DHCP_SCRIPT = `#!/bin/sh
 [ "$1" = bound ] || [ "$1" = renew ] || exit 0
-/usr/sbin/ip addr flush dev "$interface"
+/usr/sbin/ip -4 addr flush dev "$interface"
 /usr/sbin/ip addr add "$ip/\${mask:-16}" dev "$interface"
 `;
 
@@ -133,7 +133,7 @@ async function counter(n: Ns, table: string, name: string): Promise<number> {
 async function setIdentity(g: Guest, mac: string, ipv4: string): Promise<void> {
   await g.ip('link', 'set', 'eth0', 'down');
   await g.ip('link', 'set', 'eth0', 'address', mac);
-  await g.ip('addr', 'flush', 'dev', 'eth0');
+  await g.ip('-4', 'addr', 'flush', 'dev', 'eth0');
   await g.ip('addr', 'add', `${ipv4}/16`, 'dev', 'eth0');
   await g.ip('link', 'set', 'eth0', 'up');
 }
@@ -185,6 +185,16 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       const r = await curl(g);
       assert.equal(r.code, 0, `${spec.name} curl failed`);
       assert.equal(r.body, spec.id);
+    }
+  });
+
+  await t.test('IPv6: fe80::a9fe:a9fe answers on each tap, and a link-local caller is identified by its tap', async () => {
+    for (const [g, spec] of [[ga, GUESTS[0]], [gc, GUESTS[2]]] as const) {
+      const body = await until(`${spec.name} over IPv6`, async () => {
+        const r = await g.run('curl', ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'], { timeoutMs: 10_000 });
+        return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
+      });
+      assert.equal(body, spec.id);
     }
   });
 

@@ -20,7 +20,7 @@ test('systemd unit: hardened as documented', () => {
   const lines = readFileSync(UNIT, 'utf8').split('\n');
   for (const line of [
     'User=metad', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'StateDirectory=metad', 'RuntimeDirectory=metad',
-    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'AmbientCapabilities=CAP_NET_BIND_SERVICE', 'PrivateTmp=yes',
+    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_ADMIN', 'PrivateTmp=yes',
     'LimitCORE=0', 'MemorySwapMax=0',
     'ProtectProc=invisible', 'ProcSubset=pid', 'PrivateMounts=yes', 'RemoveIPC=yes', 'DevicePolicy=closed', 'SocketBindDeny=tcp:9229',
     // Any unexpected exit restarts (SIGHUP used to end the daemon "cleanly" and stay down) but a bad config (exit 2).

@@ -96,8 +96,26 @@ async function removeNs(name: string): Promise<void> {
   await run(IP, ['netns', 'del', name]);
 }
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Namespaces of earlier runs whose test process is gone: kill what still runs there (a metad, a dnsmasq), delete them. */
+async function removeStale(): Promise<void> {
+  for (const name of listNetns()) {
+    const m = new RegExp(`^${PREFIX}-(\\d+)-[0-9a-f]{6}$`).exec(name);
+    if (m && !pidAlive(Number(m[1]))) await removeNs(name);
+  }
+  await cleanupStaleNetns(PREFIX); // and their /etc/netns dirs
+}
+
 export async function createTopology(guests: readonly { tap: string; mac: string }[]): Promise<Topology> {
-  await cleanupStaleNetns(PREFIX);
+  await removeStale();
   const made: string[] = [];
   const destroy = async (): Promise<void> => {
     for (const n of made.reverse()) await removeNs(n);

@@ -113,3 +113,32 @@ test('network.mode off (the default) builds no comm network', async () => {
     await d.close();
   }
 });
+
+test('a link-local IPv6 caller is identified by the tap it arrived on, never by its address', async () => {
+  await withDaemon(async (d) => {
+    const { store } = d.services;
+    await store.put(sampleInstance(6, { comm: { mac: '02:00:00:00:00:06', ipv4: '127.0.0.7', tap: 'mtap6' } }) as never, true);
+    await store.put(sampleInstance(7, { comm: { mac: '02:00:00:00:00:07', ipv4: '127.0.0.8', tap: 'mtap7' } }) as never, true);
+    assert.equal(store.byAddress('fe80::4:5ff:fe00:7%mtap6')?.doc.name, 'vm6');
+    assert.equal(store.byAddress('fe80::1%mtap7')?.doc.name, 'vm7');
+    assert.equal(store.byAddress('FE80::1%mtap7')?.doc.name, 'vm7');
+    assert.equal(store.byAddress('fe80::1%mtap8'), undefined, 'an unknown tap');
+    assert.equal(store.byAddress('fe80::1'), undefined, 'no scope: no identity');
+    assert.equal(store.byAddress('fd00::1%mtap6'), undefined, 'only link-local sources are identified by tap');
+    assert.equal(store.byAddress('127.0.0.7')?.doc.name, 'vm6');
+  });
+});
+
+test('the controller remembers and announces the live taps after each reconcile', async () => {
+  await withDaemon(async (d, net) => {
+    const comm = d.services.comm!;
+    const seen: (readonly string[])[] = [];
+    comm.on('reconciled', (taps: readonly string[]) => seen.push(taps));
+    net.links.add('mtap8');
+    await d.services.store.put(sampleInstance(8, { comm: { mac: '02:00:00:00:00:08', ipv4: '127.0.0.9', tap: 'mtap8' } }) as never, true);
+    await d.services.store.put(sampleInstance(9, { comm: { mac: '02:00:00:00:00:09', ipv4: '127.0.0.10', tap: 'mtap9' } }) as never, true);
+    await comm.reconcile();
+    assert.deepEqual(comm.liveTaps, ['mtap8']);
+    assert.deepEqual(seen.at(-1), ['mtap8']);
+  });
+});

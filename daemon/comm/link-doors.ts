@@ -1,0 +1,77 @@
+/**
+ * IPv6 guest doors: one listener on fe80::a9fe:a9fe%TAP per live comm tap (a link-local address
+ * only accepts on its own link, so a wildcard [::] listener would be the only alternative, and it
+ * would expose port 80 on every host address). Opened and closed after each reconcile; a request
+ * arrives as `fe80::…%TAP` and the store identifies it by the tap (daemon/store.ts byAddress).
+ */
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { EV } from '../events.js';
+import type { CommController } from './controller.js';
+import { METADATA_IPV6 } from './plan.js';
+
+export interface LinkDoors {
+  /** Taps with an open listener. */
+  readonly taps: ReadonlySet<string>;
+  close(): Promise<void>;
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** Follow the controller's reconciles: a listener per live tap, none for taps that went. */
+export function linkLocalDoors(comm: CommController, makeServer: () => http.Server, port: number, log: Logger): LinkDoors {
+  const open = new Map<string, http.Server>();
+  let chain = Promise.resolve();
+  let closed = false;
+  const sync = async (live: readonly string[]): Promise<void> => {
+    const want = new Set(live);
+    for (const [tap, server] of open) {
+      if (want.has(tap) && !closed) continue;
+      open.delete(tap);
+      await closeServer(server);
+    }
+    if (closed) return;
+    for (const tap of want) {
+      if (open.has(tap)) continue;
+      const server = makeServer();
+      try {
+        await listen(server, `${METADATA_IPV6}%${tap}`, port);
+        open.set(tap, server);
+      } catch (err) {
+        // The tap went meanwhile, or IPv6 is off on it: the next reconcile tries again.
+        log.warn({ tap, code: (err as NodeJS.ErrnoException).code }, EV.commLinkDoorFailed);
+      }
+    }
+  };
+  const onReconciled = (live: readonly string[]): void => {
+    chain = chain.then(() => sync(live)).catch(() => undefined);
+  };
+  comm.on('reconciled', onReconciled);
+  onReconciled(comm.liveTaps);
+  return {
+    get taps() {
+      return new Set(open.keys());
+    },
+    async close() {
+      closed = true;
+      comm.off('reconciled', onReconciled);
+      onReconciled([]);
+      await chain;
+    },
+  };
+}
