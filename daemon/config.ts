@@ -253,8 +253,9 @@ function crossFieldProblems(cfg: unknown): string[] {
   const network = (cfg as { network?: { mode?: unknown } }).network;
   if (network && typeof network === 'object' && network.mode !== undefined && network.mode !== 'off') {
     try {
-      if (typeof g.commRange === 'string' && !ipv4InCidr(METADATA_IPV4, parseCidr(g.commRange))) {
-        out.push('/guest/commRange: must contain 169.254.169.254 when /network/mode is not off');
+      const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];
+      if (ranges.every((r) => typeof r === 'string') && !ranges.some((r) => ipv4InCidr(METADATA_IPV4, parseCidr(r)))) {
+        out.push('/guest/commRange: one range must contain 169.254.169.254 when /network/mode is not off');
       }
     } catch {
       // a malformed range is reported on its own

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
-import { parseCidr } from '../net.js';
+import { ipv4InCidr, parseCidr } from '../net.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { LinuxCommNetwork, type DhcpServer } from './linux.js';
 import type { CommNetwork } from './network.js';
@@ -15,8 +15,14 @@ import { writeFileDurable } from '../persist.js';
 import { mkdir } from 'node:fs/promises';
 
 export function commSettings(cfg: Readonly<Config>): CommSettings {
-  const range = parseCidr(cfg.guest.commRange);
-  const bits = Number(cfg.guest.commRange.split('/')[1]);
+  // The most specific comm range holding the metadata address: the taps' prefix and the DHCP range
+  // (check-config refuses a routed config without one).
+  const cidr =
+    cfg.guest.commRange
+      .filter((c) => ipv4InCidr(METADATA_IPV4, parseCidr(c)))
+      .sort((a, b) => Number(b.split('/')[1]) - Number(a.split('/')[1]))[0] ?? '169.254.0.0/16';
+  const range = parseCidr(cidr);
+  const bits = Number(cidr.split('/')[1]);
   const base = [24, 16, 8, 0].map((sh) => (range.base >>> sh) & 255).join('.');
   const door = cfg.guest.listen.find((l) => l.host === METADATA_IPV4)?.port ?? 80;
   return {
