@@ -159,11 +159,10 @@ def read_instance_data_v1(paths):
 
 def datasource_cfg(args):
     """The datasource settings both crawls pass: our URL, short timeouts, retries if asked."""
-    cfg = {
-        "metadata_urls": [args.url],
-        "timeout": args.timeout,
-        "max_wait": args.max_wait,
-    }
+    cfg = {"timeout": args.timeout, "max_wait": args.max_wait}
+    # default: cloud-init's own metadata_urls (http://169.254.169.254 first).
+    if args.url != "default":
+        cfg["metadata_urls"] = [args.url]
     if args.retries is not None:
         cfg["retries"] = args.retries
     return cfg
@@ -333,7 +332,11 @@ def crawl_openstack(args, tmp, patches):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kind", choices=("ec2", "openstack"))
-    ap.add_argument("url", help="base URL, e.g. http://127.0.0.1:8080")
+    ap.add_argument(
+        "url",
+        help="base URL, e.g. http://127.0.0.1:8080, or 'default' for cloud-init's own "
+        "metadata_urls (only inside a network namespace: a comm-network test's guest)",
+    )
     ap.add_argument(
         "--v1",
         action="store_true",
@@ -371,7 +374,10 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
 
-    if not is_loopback_url(args.url):
+    if args.url == "default":
+        if args.kind != "ec2" or args.allow_host_netns or not in_own_netns():
+            die(2, "'default' (cloud-init's own URLs) is for an ec2 crawl inside a network namespace only")
+    elif not is_loopback_url(args.url):
         die(2, "refusing non-loopback URL %r" % args.url)
     if not in_own_netns() and not args.allow_host_netns:
         die(

@@ -17,7 +17,7 @@ import type { ChildProcess } from 'node:child_process';
 import { canUseNetns } from '../support/netns.js';
 import { hasCommand, skipOrFail } from '../support/env.js';
 import { request, type Reply } from '../support/daemon.js';
-import { CLI, cleanEnv } from '../conformance/harness.js';
+import { CLI, CRAWL_PY, cleanEnv, cloudInitMissing } from '../conformance/harness.js';
 import { childPids, createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
 
 const MD = '169.254.169.254';
@@ -196,6 +196,18 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       });
       assert.equal(body, spec.id);
     }
+  });
+
+  await t.test("cloud-init 22.4's EC2 datasource, with its default URLs, reads the guest's own metadata", async (st) => {
+    if (skipOrFail(st, cloudInitMissing())) return;
+    const r = await ga.run(PY, [CRAWL_PY, 'ec2', 'default', '--timeout', '2', '--max-wait', '20'], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    const out = JSON.parse(r.stdout) as { mode: string; instance_id: string; metadata_address: string; metadata: Record<string, unknown> };
+    assert.equal(out.metadata_address, 'http://169.254.169.254');
+    assert.equal(out.mode, 'v2');
+    assert.equal(out.instance_id, 'i-alpha');
+    assert.equal(out.metadata['local-ipv4'], GUESTS[0].ipv4);
+    assert.equal(out.metadata['mac'], GUESTS[0].mac);
   });
 
   await t.test('replies leave the taps with TTL 1 (hop limit on by default)', async () => {
