@@ -263,6 +263,33 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     }
   }
 
+  await t.test('nic up on a new tap: DHCP and a first read work at once (time reported, not asserted)', async (st) => {
+    const delta = await topo.addGuest('mtap4', '02:00:00:00:01:0d');
+    const reg = await metad!.admin('PUT', '/v1/instances/delta', {
+      name: 'delta',
+      uuid: '00000000-0000-4000-8000-000000000004',
+      comm: { mac: '02:00:00:00:01:0d', ipv4: '169.254.1.13' },
+      ec2: { instanceId: 'i-delta' },
+    });
+    assert.equal(reg.status, 201, reg.text);
+    assert.equal(await handshake(delta), false, 'no tap registered yet: the guest has no address and no route');
+    const t0 = performance.now();
+    const up = await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
+    assert.equal(up.status, 200, up.text);
+    const st0 = up.json as { route: boolean; rules: boolean; addresses: boolean; dhcp: boolean };
+    assert.deepEqual([st0.route, st0.rules, st0.addresses, st0.dhcp], [true, true, true, true]);
+    assert.equal(await dhcp(delta, script), '169.254.1.13');
+    assert.equal((await curl(delta)).body, 'i-delta');
+    st.diagnostic(`nic up -> lease -> first read: ${Math.round(performance.now() - t0)} ms`);
+    const again = await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
+    assert.equal(again.status, 200);
+    assert.equal((await hv.ip('-4', 'route', 'show', 'proto', '171')).split('169.254.1.13 ').length - 1, 1, 'a repeated nic up duplicated the route');
+    assert.equal((await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'down' })).status, 204);
+    assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.13 /);
+    assert.equal(await handshake(delta), false, 'after nic down the guest has no route back');
+    assert.equal((await metad!.admin('DELETE', '/v1/instances/delta')).status, 204);
+  });
+
   await t.test('removing an instance removes its route, set elements, tap addresses and DHCP host', async () => {
     assert.equal((await metad!.admin('DELETE', '/v1/instances/bravo')).status, 204);
     // One reconcile does it all; wait for its last step (dnsmasq's hosts file), then check each piece.
