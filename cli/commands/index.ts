@@ -8,5 +8,6 @@ import { instanceCommands } from './instances.js';
 import { paramsCommands } from './params.js';
 import { passwordCommands } from './password.js';
 import { pipeCommands } from './pipe.js';
+import { nicCommands } from './nic.js';
 
-export const COMMAND_GROUPS: readonly CommandGroup[] = [instanceCommands, paramsCommands, pipeCommands, passwordCommands, daemonCommands];
+export const COMMAND_GROUPS: readonly CommandGroup[] = [instanceCommands, paramsCommands, pipeCommands, passwordCommands, nicCommands, daemonCommands];

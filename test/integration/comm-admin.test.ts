@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { PassThrough, Readable } from 'node:stream';
+import { main } from '../../cli/metadctl.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +23,7 @@ function tapOf(r: Reply): string | undefined {
   return (r.json as { instance: { comm: { tap?: string } } }).instance.comm.tap;
 }
 
-async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Promise<Reply>, net: FakeCommNetwork) => Promise<void>): Promise<void> {
+async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Promise<Reply>, net: FakeCommNetwork, socket: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-nic-'));
   const net = new FakeCommNetwork();
   const { log } = sinkLogger();
@@ -38,7 +40,7 @@ async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Prom
     return request({ socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, payload);
   };
   try {
-    await fn(admin, net);
+    await fn(admin, net, socket);
   } finally {
     await new Promise<void>((r) => server.close(() => r()));
     await d.stop();
@@ -94,4 +96,40 @@ test('with network.mode off the nic routes answer 409', async () => {
   } finally {
     await d.close();
   }
+});
+
+async function ctl(socket: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let o = '';
+  let e = '';
+  out.on('data', (c: Buffer) => (o += c.toString('utf8')));
+  err.on('data', (c: Buffer) => (e += c.toString('utf8')));
+  const code = await main(['--socket', socket, ...args], { stdout: out, stderr: err, stdin: Readable.from(['']), env: {} });
+  return { code, out: o, err: e };
+}
+
+test('metadctl nic up | down | list drive the admin API; a missing tap is exit 1 with the reason', async () => {
+  await withAdmin(async (admin, net, socket) => {
+    assert.equal((await admin('PUT', '/v1/instances/vm5', sampleInstance(5))).status, 201);
+    net.links.add('gnt.com.5');
+    let r = await ctl(socket, ['nic', 'up', '--instance', 'vm5', '--tap', 'gnt.com.5']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /nic up: vm5 on gnt\.com\.5/);
+    r = await ctl(socket, ['nic', 'list']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^INSTANCE\s+TAP\s+IPV4\s+MAC\s+TAP-UP\s+ADDRESSES\s+ROUTE\s+RULES\s+DHCP\n/);
+    assert.match(r.out, /vm5\s+gnt\.com\.5\s+127\.0\.0\.6\s+\S+\s+yes\s+yes\s+yes\s+yes\s+yes/);
+    r = await ctl(socket, ['--json', 'nic', 'list']);
+    assert.equal((JSON.parse(r.out) as { nics: NicStatus[] }).nics[0]?.tap, 'gnt.com.5');
+    r = await ctl(socket, ['nic', 'down', '--instance', 'vm5', '--tap', 'gnt.com.5']);
+    assert.equal(r.code, 0, r.err);
+    r = await ctl(socket, ['nic', 'list']);
+    assert.match(r.out, /no comm NICs/);
+    r = await ctl(socket, ['nic', 'up', '--instance', 'vm5', '--tap', 'missing0']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /tap does not exist/);
+    r = await ctl(socket, ['nic', 'up', '--instance', 'vm5']);
+    assert.equal(r.code, 2, 'a missing --tap is a usage error');
+  });
 });
