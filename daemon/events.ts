@@ -47,6 +47,7 @@ export const EVENTS = {
   commLinkDoorFailed: { msg: 'comm network: cannot listen on a tap (retried on the next reconcile)', level: 'warn', fields: 'tap, code' },
   nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
   nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
+  dhcpOrphanKilled: { msg: 'dnsmasq left by an earlier metad killed', level: 'warn', fields: 'pid' },
   dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },
   dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },

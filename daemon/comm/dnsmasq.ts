@@ -35,6 +35,7 @@ export class DnsmasqSupervisor implements DhcpServer {
   private hosts = '';
   private macs = new Set<string>();
   private stopping = false;
+  private reaped = false;
   private failures = 0;
   private readonly abort = new AbortController();
   private exited: Promise<void> = Promise.resolve();
@@ -72,7 +73,51 @@ export class DnsmasqSupervisor implements DhcpServer {
   private async restart(): Promise<void> {
     await this.kill();
     if (this.stopping) return;
+    if (!this.reaped) {
+      this.reaped = true;
+      await this.reapOrphan();
+    }
     this.launch();
+  }
+
+  get pidFile(): string {
+    return join(this.o.dir, 'dnsmasq.pid');
+  }
+
+  /**
+   * A metad that was killed (SIGKILL, OOM) leaves its dnsmasq running, holding the DHCP port: the
+   * new one could never bind. Kill it, but only if it is really ours (its command line names our
+   * config file).
+   */
+  private async reapOrphan(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number((await readFile(this.pidFile, 'utf8')).trim());
+    } catch {
+      return;
+    }
+    if (!Number.isInteger(pid) || pid <= 1) return;
+    let cmdline: string;
+    try {
+      cmdline = await readFile(`/proc/${String(pid)}/cmdline`, 'utf8');
+    } catch {
+      return; // gone
+    }
+    if (!cmdline.split('\0').includes(`--conf-file=${this.confFile}`)) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 50; i++) {
+      try {
+        await readFile(`/proc/${String(pid)}/cmdline`);
+      } catch {
+        break;
+      }
+      await this.o.clock.sleep(20);
+    }
+    this.o.log.warn({ pid }, EV.dhcpOrphanKilled);
   }
 
   private launch(): void {
@@ -98,6 +143,7 @@ export class DnsmasqSupervisor implements DhcpServer {
         void this.respawn();
       });
     });
+    if (child.pid !== undefined) void writeFileDurable(this.o.dir, 'dnsmasq.pid', `${String(child.pid)}\n`, 0o644).catch(() => undefined);
     this.o.log.info({ pid: child.pid }, EV.dhcpStarted);
   }
 

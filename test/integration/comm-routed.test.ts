@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -336,5 +336,20 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.ok(second);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.match(metad!.out(), /"dnsmasq exited; restarting it"/);
+  });
+
+  await t.test('a metad killed outright leaves its dnsmasq; the next start kills that one and runs exactly one', async () => {
+    const old = metad!.child.pid!;
+    metad!.child.kill('SIGKILL');
+    await metad!.stop();
+    const orphan = Number(readFileSync(join(dir, 'run', 'dnsmasq.pid'), 'utf8'));
+    assert.ok(existsSync(`/proc/${String(orphan)}`), 'the dnsmasq outlived its metad');
+    metad = await startMetad(hv, dir);
+    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    assert.equal(existsSync(`/proc/${String(orphan)}`) && readFileSync(`/proc/${String(orphan)}/cmdline`, 'utf8').includes('dnsmasq'), false, 'the orphan still runs');
+    assert.notEqual(metad.child.pid, old);
+    assert.equal(childPids(metad.child.pid!, 'dnsmasq').length, 1);
+    assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
+    assert.match(metad.out(), /"dnsmasq left by an earlier metad killed"/);
   });
 });
