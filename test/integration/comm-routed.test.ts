@@ -307,11 +307,18 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
   });
 
   await t.test('a restart leaves exactly one table, one route per guest and one address per tap', async () => {
+    // Things metad does not own, some looking much like its own: they must survive.
+    await hv.ip('link', 'add', 'other0', 'type', 'veth', 'peer', 'name', 'other1');
+    await hv.ip('link', 'set', 'other0', 'up');
+    await hv.ip('addr', 'add', '169.254.169.254/16', 'dev', 'other0', 'noprefixroute');
+    await hv.ip('route', 'add', '169.254.77.7/32', 'dev', 'other0', 'proto', 'static');
+    await hv.ip('route', 'add', '10.9.9.9/32', 'dev', 'metad0', 'proto', 'boot');
+    await hv.run('nft', ['add', 'table', 'inet', 'foreign']);
     await metad!.stop();
     metad = await startMetad(hv, dir);
     await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
-    assert.deepEqual(tables.trim().split('\n'), ['table inet metad']);
+    assert.deepEqual(tables.trim().split('\n').sort(), ['table inet foreign', 'table inet metad']);
     const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');
     assert.deepEqual(routes.map((r) => r.split(' ').slice(0, 3).join(' ')).sort(), ['169.254.1.10 dev mtap1', '169.254.1.12 dev mtap3']);
     for (const tap of ['mtap1', 'mtap3', 'metad0']) {
@@ -320,6 +327,15 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     }
     assert.equal((await curl(ga)).body, 'i-alpha');
     assert.equal((await curl(gc)).body, 'i-carol');
+    await metad.admin('PUT', '/v1/instances/bravo', { name: 'bravo', uuid: '00000000-0000-4000-8000-000000000002', comm: { mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, tap: 'other9' } });
+    const hostsFile = join(dir, 'run', 'dhcp-hosts');
+    await until('bravo in the DHCP hosts (reconciled)', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? true : undefined));
+    await metad.admin('DELETE', '/v1/instances/bravo');
+    await until('bravo gone from the DHCP hosts (reconciled)', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true));
+    assert.match(await hv.ip('addr', 'show', 'dev', 'other0'), /169\.254\.169\.254\/16/);
+    assert.match(await hv.ip('route', 'show', 'proto', 'static'), /169\.254\.77\.7 dev other0/);
+    assert.match(await hv.ip('route', 'show', 'proto', 'boot'), /10\.9\.9\.9 dev metad0/);
+    assert.match((await hv.run('nft', ['list', 'tables'])).stdout, /table inet foreign/);
   });
 
   await t.test('a killed dnsmasq is restarted and serves leases again', async () => {
