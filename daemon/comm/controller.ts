@@ -11,7 +11,7 @@ import type { InstanceInput, StoredInstance } from '../model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
 import { commNics, tapNameProblem } from './plan.js';
-import type { CommNetwork, NicStatus, ReconcileReport } from './network.js';
+import type { CommNetwork, LiveTap, NicStatus, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */
 function inputOf(i: StoredInstance): InstanceInput {
@@ -21,10 +21,10 @@ function inputOf(i: StoredInstance): InstanceInput {
   return doc;
 }
 
-/** Event: 'reconciled' (liveTaps: string[]) after each successful reconcile. */
+/** Event: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile. */
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
-  liveTaps: readonly string[] = [];
+  liveTaps: readonly LiveTap[] = [];
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
   private readonly onChange = (): void => {

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { EV } from '../events.js';
 import type { CommController } from './controller.js';
 import { METADATA_IPV6 } from './plan.js';
+import type { LiveTap } from './network.js';
 
 export interface LinkDoors {
   /** Taps with an open listener. */
@@ -38,34 +39,36 @@ export function linkLocalDoors(comm: CommController, makeServer: () => http.Serv
   const open = new Map<string, http.Server>();
   let chain = Promise.resolve();
   let closed = false;
-  const sync = async (live: readonly string[]): Promise<void> => {
-    const want = new Set(live);
-    for (const [tap, server] of open) {
-      if (want.has(tap) && !closed) continue;
-      open.delete(tap);
+  // Keyed by tap and ifindex: a tap deleted and created again under its name is a new link, and a
+  // socket bound to the old one would never see its traffic.
+  const sync = async (live: readonly LiveTap[]): Promise<void> => {
+    const want = new Map(live.map((l) => [`${l.tap}#${String(l.ifindex)}`, l.tap]));
+    for (const [key, server] of open) {
+      if (want.has(key) && !closed) continue;
+      open.delete(key);
       await closeServer(server);
     }
     if (closed) return;
-    for (const tap of want) {
-      if (open.has(tap)) continue;
+    for (const [key, tap] of want) {
+      if (open.has(key)) continue;
       const server = makeServer();
       try {
         await listen(server, `${METADATA_IPV6}%${tap}`, port);
-        open.set(tap, server);
+        open.set(key, server);
       } catch (err) {
         // The tap went meanwhile, or IPv6 is off on it: the next reconcile tries again.
         log.warn({ tap, code: (err as NodeJS.ErrnoException).code }, EV.commLinkDoorFailed);
       }
     }
   };
-  const onReconciled = (live: readonly string[]): void => {
+  const onReconciled = (live: readonly LiveTap[]): void => {
     chain = chain.then(() => sync(live)).catch(() => undefined);
   };
   comm.on('reconciled', onReconciled);
   onReconciled(comm.liveTaps);
   return {
     get taps() {
-      return new Set(open.keys());
+      return new Set([...open.keys()].map((k) => k.slice(0, k.lastIndexOf('#'))));
     },
     async close() {
       closed = true;

@@ -29,6 +29,7 @@ export interface LinuxCommOptions {
 
 interface IpLink {
   ifname: string;
+  ifindex?: number;
   flags?: string[];
 }
 interface IpAddr extends IpLink {
@@ -132,7 +133,7 @@ export class LinuxCommNetwork implements CommNetwork {
     for (const t of wanted) this.configured.add(t);
 
     await this.o.dhcp?.update(nics);
-    const report: ReconcileReport = { nics: nics.length, missingTaps, liveTaps: [...wanted], routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
+    const report: ReconcileReport = { nics: nics.length, missingTaps, liveTaps: [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 })), routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
     this.o.log.info({ nics: report.nics, missingTaps: missingTaps.length, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: report.ms }, EV.commReconciled);
     return report;
   }

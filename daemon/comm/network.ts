@@ -7,6 +7,11 @@
  */
 import type { CommNic } from './plan.js';
 
+export interface LiveTap {
+  readonly tap: string;
+  readonly ifindex: number;
+}
+
 export interface ReconcileReport {
   /** NICs in the registry with a tap. */
   readonly nics: number;
@@ -14,8 +19,9 @@ export interface ReconcileReport {
   readonly missingTaps: readonly string[];
   readonly routesAdded: number;
   readonly routesDeleted: number;
-  /** Taps that exist and now hold the metadata addresses (the IPv6 doors follow these). */
-  readonly liveTaps: readonly string[];
+  /** Taps that exist and now hold the metadata addresses, with their ifindex (a tap deleted and
+   * created again under the same name is another link: the IPv6 doors follow these). */
+  readonly liveTaps: readonly LiveTap[];
   /** Taps that lost metad's addresses (no longer registered). */
   readonly tapsReleased: number;
   readonly ms: number;

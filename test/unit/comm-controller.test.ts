@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonError } from '../../daemon/errors.js';
+import type { LiveTap } from '../../daemon/comm/network.js';
 
 async function withDaemon(fn: (d: Awaited<ReturnType<typeof createDaemon>>, net: FakeCommNetwork) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-comm-unit-'));
@@ -132,13 +133,13 @@ test('a link-local IPv6 caller is identified by the tap it arrived on, never by 
 test('the controller remembers and announces the live taps after each reconcile', async () => {
   await withDaemon(async (d, net) => {
     const comm = d.services.comm!;
-    const seen: (readonly string[])[] = [];
-    comm.on('reconciled', (taps: readonly string[]) => seen.push(taps));
+    const seen: (readonly LiveTap[])[] = [];
+    comm.on('reconciled', (taps: readonly LiveTap[]) => seen.push(taps));
     net.links.add('mtap8');
     await d.services.store.put(sampleInstance(8, { comm: { mac: '02:00:00:00:00:08', ipv4: '127.0.0.9', tap: 'mtap8' } }) as never, true);
     await d.services.store.put(sampleInstance(9, { comm: { mac: '02:00:00:00:00:09', ipv4: '127.0.0.10', tap: 'mtap9' } }) as never, true);
     await comm.reconcile();
-    assert.deepEqual(comm.liveTaps, ['mtap8']);
-    assert.deepEqual(seen.at(-1), ['mtap8']);
+    assert.deepEqual(comm.liveTaps, [{ tap: 'mtap8', ifindex: 1 }]);
+    assert.deepEqual(seen.at(-1), [{ tap: 'mtap8', ifindex: 1 }]);
   });
 });
