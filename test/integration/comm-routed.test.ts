@@ -198,6 +198,22 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     }
   });
 
+  await t.test('a tap deleted and created again under its name (guest restart) works again after nic up, IPv4 and IPv6', async () => {
+    await hv.ip('link', 'del', 'mtap1');
+    await hv.ip('link', 'add', 'mtap1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ga.name);
+    await ga.ip('link', 'set', 'eth0', 'address', GUESTS[0].mac);
+    await ga.ip('link', 'set', 'eth0', 'up');
+    const up = await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
+    assert.equal(up.status, 200, up.text);
+    assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
+    assert.equal((await curl(ga)).body, 'i-alpha');
+    const body = await until('alpha over IPv6 on the new link', async () => {
+      const r = await ga.run('curl', ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'], { timeoutMs: 10_000 });
+      return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
+    });
+    assert.equal(body, 'i-alpha');
+  });
+
   await t.test("cloud-init 22.4's EC2 datasource, with its default URLs, reads the guest's own metadata", async (st) => {
     if (skipOrFail(st, cloudInitMissing())) return;
     const r = await ga.run(PY, [CRAWL_PY, 'ec2', 'default', '--timeout', '2', '--max-wait', '20'], { timeoutMs: 120_000 });
