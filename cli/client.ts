@@ -195,6 +195,16 @@ export class AdminClient {
     return empty(await this.expect('DELETE', instancePath(name, 'password'), [200, 204]));
   }
 
+  /** The comm network: the instance's tap came up or goes down (POST /v1/instances/{name}/nic). */
+  async nic(name: string, tap: string, state: 'up' | 'down'): Promise<AdminReply> {
+    return this.expect('POST', instancePath(name, 'nic'), [200, 204], { body: JSON.stringify({ tap, state }) });
+  }
+
+  /** Each comm NIC as the host holds it (GET /v1/nics). */
+  async nics(): Promise<AdminReply> {
+    return this.expect('GET', '/v1/nics', [200]);
+  }
+
   /** The PEM public key of the identity signatures (text, not JSON). */
   async identityKey(): Promise<Answer<string>> {
     const res = await this.expect('GET', '/v1/identity/public-key', [200]);

@@ -4,7 +4,6 @@
  * (POST /v1/instances/{name}/nic, GET /v1/nics of docs/admin-api.md; network.mode routed).
  */
 import { examples, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
-import { instancePath } from '../client.js';
 
 interface NicStatus {
   instance: string;
@@ -29,7 +28,7 @@ function table(nics: readonly NicStatus[]): string {
 }
 
 async function setState(ctx: Ctx, name: string, tap: string, state: 'up' | 'down'): Promise<void> {
-  const res = await ctx.client.expect('POST', instancePath(name, 'nic'), [200, 204], { body: JSON.stringify({ tap, state }) });
+  const res = await ctx.client.nic(name, tap, state);
   if (ctx.json) writeRaw(ctx.io.stdout, res.body);
   else line(ctx, `nic ${state}: ${name} on ${tap}`);
 }
@@ -58,7 +57,7 @@ export const nicCommands: CommandGroup = (program, act) => {
     .description("each instance's tap, address, route, rules and DHCP host as the host holds them (GET /v1/nics)")
     .action(
       act(async (ctx) => {
-        const res = await ctx.client.expect('GET', '/v1/nics', [200]);
+        const res = await ctx.client.nics();
         if (ctx.json) {
           writeRaw(ctx.io.stdout, res.body);
           return;
