@@ -14,13 +14,15 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { canUseNetns } from '../support/netns.js';
 import { hasCommand, skipOrFail } from '../support/env.js';
 import { request, type Reply } from '../support/daemon.js';
-import { CLI, CRAWL_PY, cleanEnv, cloudInitMissing } from '../conformance/harness.js';
+import { CRAWL_PY, cleanEnv, cloudInitMissing } from '../conformance/harness.js';
 import { childPids, createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
 
 const MD = '169.254.169.254';
+const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 const PY = '/usr/bin/python3';
 const GUESTS = [
   { name: 'alpha', tap: 'mtap1', mac: '02:00:00:00:01:0a', ipv4: '169.254.1.10', id: 'i-alpha' },
