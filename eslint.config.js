@@ -35,17 +35,4 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },
-  {
-    files: ['test/integration/admin.test.ts', 'test/integration/adversarial.test.ts'],
-    rules: {
-      // These two read answers through Reply.json (`any`, test/support/daemon.ts) at a hundred
-      // places; a wrong shape still fails the assertion that reads it. Everywhere else the answer
-      // is cast to its view type (cli/api-types.ts) instead; convert these the same way, then drop this.
-      '@typescript-eslint/no-unsafe-member-access': 'off',
-      '@typescript-eslint/no-unsafe-assignment': 'off',
-      '@typescript-eslint/no-unsafe-call': 'off',
-      '@typescript-eslint/no-unsafe-argument': 'off',
-      '@typescript-eslint/no-unsafe-return': 'off',
-    },
-  },
 );

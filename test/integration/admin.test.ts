@@ -7,9 +7,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import http from 'node:http';
-import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import type { InstanceList, InstanceView, ParamsView } from '../../cli/api-types.js';
+import type { InstanceInput } from '../../daemon/model.js';
+import type { DaemonError } from '../../daemon/errors.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { until, settled } from '../support/wait.js';
+
+/** An admin answer read as what the admin door sends (cli/api-types.ts, daemon/errors.ts). */
+function asView(r: Reply): InstanceView {
+  return r.json as InstanceView;
+}
+function asList(r: Reply): InstanceList {
+  return r.json as InstanceList;
+}
+function asParams(r: Reply): ParamsView {
+  return r.json as ParamsView;
+}
+function asError(r: Reply): ReturnType<DaemonError['toJSON']> {
+  return r.json as ReturnType<DaemonError['toJSON']>;
+}
 
 test('admin door: instance lifecycle', async (t) => {
   const d = await startTestDaemon();
@@ -17,29 +34,29 @@ test('admin door: instance lifecycle', async (t) => {
 
   let r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
   assert.equal(r.status, 201);
-  assert.equal(r.json.instance.name, 'vm1');
-  assert.equal(r.json.status.generation, 1);
+  assert.equal(asView(r).instance.name, 'vm1');
+  assert.equal(asView(r).status.generation, 1);
 
   r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { hostname: 'renamed' }));
   assert.equal(r.status, 200, 'a second PUT replaces');
-  assert.equal(r.json.instance.hostname, 'renamed');
-  assert.equal(r.json.status.generation, 2);
+  assert.equal(asView(r).instance.hostname, 'renamed');
+  assert.equal(asView(r).status.generation, 2);
 
   r = await d.admin('PATCH', '/v1/instances/vm1', { hostname: null, os: { name: 'debian' } }, { 'content-type': 'application/merge-patch+json' });
   assert.equal(r.status, 200);
-  assert.equal(r.json.instance.hostname, undefined, 'null removes a member (RFC 7396)');
-  assert.deepEqual(r.json.instance.os, { name: 'debian' });
+  assert.equal(asView(r).instance.hostname, undefined, 'null removes a member (RFC 7396)');
+  assert.deepEqual(asView(r).instance.os, { name: 'debian' });
 
   await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
   r = await d.admin('GET', '/v1/instances');
-  assert.deepEqual(r.json.instances.map((i: { name: string }) => i.name), ['vm1', 'vm2']);
-  assert.equal(r.json.instances[1].commIpv4, '127.0.0.3');
+  assert.deepEqual(asList(r).instances.map((i: { name: string }) => i.name), ['vm1', 'vm2']);
+  assert.equal(asList(r).instances[1]!.commIpv4, '127.0.0.3');
 
   r = await d.admin('DELETE', '/v1/instances/vm1');
   assert.equal(r.status, 204);
   r = await d.admin('GET', '/v1/instances/vm1');
   assert.equal(r.status, 404);
-  assert.equal(r.json.code, 'NotFound');
+  assert.equal(asError(r).code, 'NotFound');
   r = await d.admin('GET', '/v1/health');
   assert.deepEqual(r.json, { status: 'ok', instances: 1, limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 } });
 });
@@ -58,22 +75,22 @@ test('admin door: bad input gets a JSON error that never echoes the value', asyn
 
   let r = await d.admin('PUT', '/v1/instances/vm1', '{"name": "vm1", ');
   assert.equal(r.status, 400);
-  assert.equal(r.json.code, 'InvalidInput');
-  assert.match(r.json.message, /malformed JSON/);
+  assert.equal(asError(r).code, 'InvalidInput');
+  assert.match(asError(r).message, /malformed JSON/);
 
   r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), bogus: canary });
   assert.equal(r.status, 400);
-  assert.deepEqual(r.json.details, [{ path: '/bogus', message: 'unknown field' }]);
+  assert.deepEqual(asError(r).details, [{ path: '/bogus', message: 'unknown field' }]);
 
   r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), hostname: canary, comm: { mac: canary, ipv4: 'x' } });
   assert.equal(r.status, 400);
-  const paths = r.json.details.map((x: { path: string }) => x.path).sort();
+  const paths = asError(r).details.map((x: { path: string }) => x.path).sort();
   assert.deepEqual(paths, ['/comm/ipv4', '/comm/mac', '/hostname']);
   assert.ok(!r.text.includes(canary), 'error must not echo submitted values');
 
   r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), userData: 'A'.repeat(5000) });
   assert.equal(r.status, 413);
-  assert.equal(r.json.code, 'PayloadTooLarge');
+  assert.equal(asError(r).code, 'PayloadTooLarge');
 
   r = await d.admin('PUT', '/v1/instances/vm1', 'name=vm1', { 'content-type': 'text/plain' });
   assert.equal(r.status, 415);
@@ -83,23 +100,23 @@ test('admin door: bad input gets a JSON error that never echoes the value', asyn
 
   r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), comm: { mac: '52:54:00:00:00:01', ipv4: '10.0.0.1' } });
   assert.equal(r.status, 409, 'comm IPv4 outside the comm range');
-  assert.equal(r.json.details[0].path, '/comm/ipv4');
+  assert.equal(asError(r).details[0]!.path, '/comm/ipv4');
 
   for (const bad of ['..%2F..%2Fetc%2Fpasswd', '..', 'a%2Fb', 'UPPER', '%00x']) {
     r = await d.admin('GET', `/v1/instances/${bad}`);
     assert.ok(r.status === 400 || r.status === 404, `traversal name ${bad} -> ${r.status}`);
-    assert.equal(typeof r.json.code, 'string');
+    assert.equal(typeof asError(r).code, 'string');
   }
 
   r = await d.admin('POST', '/v1/instances/vm1');
   assert.equal(r.status, 405);
-  assert.equal(r.json.code, 'MethodNotAllowed');
+  assert.equal(asError(r).code, 'MethodNotAllowed');
   assert.match(String(r.headers.allow), /PUT/);
   assert.match(String(r.headers.allow), /DELETE/);
 
   r = await d.admin('GET', '/v1/nothing-here');
   assert.equal(r.status, 404);
-  assert.equal(r.json.code, 'NotFound');
+  assert.equal(asError(r).code, 'NotFound');
 
   // The daemon keeps serving after all of that.
   r = await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
@@ -110,23 +127,23 @@ test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
-  const sameIp = { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, ipv4: '127.0.0.2' } };
+  const sameIp = { ...sampleInstance(2), comm: { ...(sampleInstance(2) as InstanceInput).comm, ipv4: '127.0.0.2' } };
   let r = await d.admin('PUT', '/v1/instances/vm2', sameIp);
   assert.equal(r.status, 409);
-  assert.equal(r.json.details[0].path, '/comm/ipv4');
-  const sameMac = { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, mac: sampleInstance(1).comm.mac } };
+  assert.equal(asError(r).details[0]!.path, '/comm/ipv4');
+  const sameMac = { ...sampleInstance(2), comm: { ...(sampleInstance(2) as InstanceInput).comm, mac: (sampleInstance(1) as InstanceInput).comm.mac } };
   r = await d.admin('PUT', '/v1/instances/vm2', sameMac);
   assert.equal(r.status, 409);
-  assert.equal(r.json.details[0].path, '/comm/mac');
-  const sameTap = (n: number) => ({ ...sampleInstance(n), comm: { ...sampleInstance(n).comm, tap: 'mdt7' } });
+  assert.equal(asError(r).details[0]!.path, '/comm/mac');
+  const sameTap = (n: number) => ({ ...sampleInstance(n), comm: { ...(sampleInstance(n) as InstanceInput).comm, tap: 'mdt7' } });
   assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { comm: { tap: 'mdt7' } })).status, 200);
   r = await d.admin('PUT', '/v1/instances/vm2', sameTap(2));
   assert.equal(r.status, 409, 'a tap belongs to one instance');
-  assert.equal(r.json.details[0].path, '/comm/tap');
+  assert.equal(asError(r).details[0]!.path, '/comm/tap');
   await d.admin('PATCH', '/v1/instances/vm1', { comm: { tap: null } });
   // Moving vm1 to a new address frees the old one.
   await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.50' } });
-  r = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { ...sampleInstance(2).comm, ipv4: '127.0.0.2' } });
+  r = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { ...(sampleInstance(2) as InstanceInput).comm, ipv4: '127.0.0.2' } });
   assert.equal(r.status, 201);
 });
 
@@ -137,14 +154,14 @@ test('admin door: params per visibility', async (t) => {
 
   let r = await d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { b: '2', a: null } });
   assert.equal(r.status, 200);
-  assert.deepEqual(r.json.public, { b: '2' });
-  assert.deepEqual(r.json.private, ['p']);
+  assert.deepEqual(asParams(r).public, { b: '2' });
+  assert.deepEqual(asParams(r).private, ['p']);
 
   r = await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { s1: 'x', s2: 'y' }, ttlSec: 60, claimOnce: true });
   assert.equal(r.status, 200);
-  assert.deepEqual(r.json.secret.map((s: { name: string }) => s.name), ['s1', 's2']);
-  assert.equal(r.json.secret[0].claimOnce, true);
-  assert.equal(r.json.secret[0].state, 'live');
+  assert.deepEqual(asParams(r).secret.map((s: { name: string }) => s.name), ['s1', 's2']);
+  assert.equal(asParams(r).secret[0]!.claimOnce, true);
+  assert.equal(asParams(r).secret[0]!.state, 'live');
 
   r = await d.admin('PUT', '/v1/instances/vm1/params/public', { values: { a: '1' }, ttlSec: 5 });
   assert.equal(r.status, 400, 'ttlSec is for secrets only');
@@ -160,16 +177,16 @@ test('admin door: params per visibility', async (t) => {
   r = await d.admin('DELETE', '/v1/instances/vm1/params/private');
   assert.equal(r.status, 204);
   r = await d.admin('GET', '/v1/instances/vm1/params');
-  assert.deepEqual(r.json.private, []);
-  assert.deepEqual(r.json.secret.map((s: { name: string }) => s.name), ['s2']);
+  assert.deepEqual(asParams(r).private, []);
+  assert.deepEqual(asParams(r).secret.map((s: { name: string }) => s.name), ['s2']);
 
   // A GET-edit-PUT round trip keeps private values (they cannot be read back).
   await d.admin('PUT', '/v1/instances/vm1/params/private', { values: { keep: 'me' } });
-  const view = (await d.admin('GET', '/v1/instances/vm1')).json;
+  const view = asView(await d.admin('GET', '/v1/instances/vm1'));
   r = await d.admin('PUT', '/v1/instances/vm1', { ...view.instance, hostname: 'edited' });
   assert.equal(r.status, 200);
-  assert.deepEqual(r.json.status.params.private, ['keep']);
-  assert.deepEqual(r.json.status.params.secret.map((s: { name: string }) => s.name), ['s2']);
+  assert.deepEqual(asView(r).status.params.private, ['keep']);
+  assert.deepEqual(asView(r).status.params.secret.map((s: { name: string }) => s.name), ['s2']);
 });
 
 test('admin door: pipe host side and password', async (t) => {
@@ -179,10 +196,10 @@ test('admin door: pipe host side and password', async (t) => {
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
   let r = await d.admin('POST', '/v1/instances/vm1/pipe', 'hello', { 'content-type': 'application/octet-stream' });
   assert.equal(r.status, 202);
-  assert.equal(r.json.queuedBytes, 5);
+  assert.equal((r.json as { queuedBytes: number }).queuedBytes, 5);
   r = await d.admin('POST', '/v1/instances/vm1/pipe', 'this is too long', { 'content-type': 'application/octet-stream' });
   assert.equal(r.status, 413, 'a write that does not fit is refused whole');
-  assert.equal((await d.admin('GET', '/v1/instances/vm1')).json.status.pipe.toGuestBytes, 5);
+  assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe.toGuestBytes, 5);
 
   d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('progress 50%'));
   r = await d.admin('GET', '/v1/instances/vm1/pipe');
@@ -220,8 +237,8 @@ test('admin door: concurrent patches and param merges never lose an update', asy
   await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1', { openstack: { meta: { [k]: 'v' } } })));
   await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { [k]: 'v' } })));
   await Promise.all(keys.map((k) => d.admin('PATCH', '/v1/instances/vm1/params/private', { values: { [k]: 'v' } })));
-  const v = (await d.admin('GET', '/v1/instances/vm1')).json;
-  assert.deepEqual(Object.keys(v.instance.openstack.meta).sort(), [...keys].sort());
+  const v = asView(await d.admin('GET', '/v1/instances/vm1'));
+  assert.deepEqual(Object.keys(v.instance.openstack!.meta!).sort(), [...keys].sort());
   assert.deepEqual(v.status.params.public, [...keys].sort());
   assert.deepEqual(v.status.params.private, [...keys].sort());
   assert.equal(v.status.generation, 61);

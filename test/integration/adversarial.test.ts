@@ -9,7 +9,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startTestDaemon, sampleInstance, type TestDaemon } from '../support/daemon.js';
+import { startTestDaemon, sampleInstance, type Reply, type TestDaemon } from '../support/daemon.js';
+import type { InstanceView, ParamsView } from '../../cli/api-types.js';
+import type { InstanceInput } from '../../daemon/model.js';
+import type { OsParameters } from '../../routes/render/ganeti.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { until, settled } from '../support/wait.js';
 
@@ -216,6 +219,21 @@ async function slowAdmin(d: TestDaemon, method: string, path: string, type: stri
 // =============================================================================================
 // Isolation: request targets, Host and proxy headers
 
+/** An admin answer read as an instance view (GET /v1/instances/{name}). */
+function asView(r: Reply): InstanceView {
+  return r.json as InstanceView;
+}
+
+/** An admin answer read as a params view (GET /v1/instances/{name}/params). */
+function asParams(r: Reply): ParamsView {
+  return r.json as ParamsView;
+}
+
+/** The uuid field of a JSON document (EC2 identity, OpenStack or Ganeti meta_data.json). */
+function uuidIn(text: string): string {
+  return (JSON.parse(text) as { uuid: string }).uuid;
+}
+
 test('adversarial: no request-target trick reaches another instance (.., %2e%2e, //, backslashes, absolute-form, *)', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
@@ -324,10 +342,10 @@ test('adversarial: Host and proxy headers never change who is asking, on every d
   const reads: [string, (body: string) => void][] = [
     ['/latest/meta-data/hostname', (b) => assert.equal(b, 'vm2')],
     ['//latest/meta-data/local-ipv4', (b) => assert.equal(b, VM2)],
-    ['/latest/dynamic/instance-identity/document', (b) => assert.equal(JSON.parse(b).privateIp, VM2)],
-    ['/openstack/latest/meta_data.json', (b) => assert.equal(JSON.parse(b).uuid, UUID2)],
+    ['/latest/dynamic/instance-identity/document', (b) => assert.equal((JSON.parse(b) as { privateIp: string }).privateIp, VM2)],
+    ['/openstack/latest/meta_data.json', (b) => assert.equal(uuidIn(b), UUID2)],
     ['/openstack/latest/password', (b) => assert.equal(b, '')],
-    ['/ganeti/latest/meta_data.json', (b) => assert.equal(JSON.parse(b).uuid, UUID2)],
+    ['/ganeti/latest/meta_data.json', (b) => assert.equal(uuidIn(b), UUID2)],
     ['/ganeti/latest/os/parameters.json', (b) => assert.deepEqual(JSON.parse(b), { k2: ['vm2-private', 'private'] })],
     ['/ganeti/latest/read', (b) => assert.equal(b, '')],
   ];
@@ -379,7 +397,7 @@ test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
   let rs = parseResponses(r.data);
   assert.equal(rs.length, 2);
   assert.equal(rs[0]!.body.toString(), 'vm2');
-  assert.equal(JSON.parse(rs[1]!.body.toString()).uuid, UUID2);
+  assert.equal(uuidIn(rs[1]!.body.toString()), UUID2);
   assertNoVictimData(r, 'pipelined pair');
 
   r = await raw(port, VM2, [
@@ -406,7 +424,7 @@ test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
   rs.forEach((x, i) => {
     assert.equal(x.status, 200);
     if (i % 3 === 0) assert.equal(x.body.toString(), 'vm2');
-    else assert.equal(JSON.parse(x.body.toString()).uuid, UUID2);
+    else assert.equal(uuidIn(x.body.toString()), UUID2);
   });
   assertNoVictimData(r, 'thirty pipelined');
   await alive(d, 'after pipelining');
@@ -444,7 +462,7 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
   await setup(d);
   // vm2 has a claim-once secret: if a hidden request for parameters.json ever ran, it would be claimed.
   await d.admin('PUT', '/v1/instances/vm2/params/secret', { values: { once2: 'vm2-once' }, claimOnce: true });
-  const secretState = async () => (await d.admin('GET', '/v1/instances/vm2/params')).json.secret.find((s: { name: string }) => s.name === 'once2').state;
+  const secretState = async () => asParams(await d.admin('GET', '/v1/instances/vm2/params')).secret.find((s) => s.name === 'once2')!.state;
   const hidden = request('GET', '/ganeti/latest/os/parameters.json', { Host: 'x' });
   const chunkedThenHidden = `0\r\n\r\n${hidden}`;
   const cl = String(Buffer.byteLength(chunkedThenHidden));
@@ -493,7 +511,7 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
   }
   // The pipe got nothing from the refused requests' bodies; the secret is still there, once.
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, '');
-  assert.deepEqual((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json.once2, ['vm2-once', 'secret']);
+  assert.deepEqual(((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json as OsParameters)['once2'], ['vm2-once', 'secret']);
   await alive(d, 'after smuggling');
 });
 
@@ -660,7 +678,7 @@ test('adversarial: a guest cannot set another instance\'s password or touch its 
   await raw(d.guestPort, VM2, request('POST', 'http://127.0.0.2/openstack/latest/password', { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' }, 'evil-2'));
   await raw(d.guestPort, VM2, request('POST', '//openstack//latest/password', { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' }, 'evil-3'));
   assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: null }, "vm1's password is untouched");
-  assert.equal((await d.admin('GET', '/v1/instances/vm2/password')).json.password, 'evil-1', 'vm2 only set its own');
+  assert.equal(((await d.admin('GET', '/v1/instances/vm2/password')).json as { password: string }).password, 'evil-1', 'vm2 only set its own');
   // Pipe: vm2 writes and reads only its own queues.
   await d.guest(VM2, 'POST', '/ganeti/latest/write', { 'X-Forwarded-For': VM1, Host: '127.0.0.2' }, 'evil-pipe');
   await raw(d.guestPort, VM2, request('POST', 'http://127.0.0.2/ganeti/latest/write', { Host: '127.0.0.2', 'Content-Length': '4', Connection: 'close' }, 'evil'));
@@ -676,7 +694,7 @@ test('adversarial: a guest cannot set another instance\'s password or touch its 
   assert.equal(codes.filter((c) => c === 200).length, 1, `exactly one POST sets the password: ${codes.join(',')}`);
   assert.equal(codes.filter((c) => c === 409).length, 19);
   const winner = posts.findIndex((p) => p.status === 200);
-  assert.equal((await d.admin('GET', '/v1/instances/vm1/password')).json.password, `pw-${winner}`);
+  assert.equal(((await d.admin('GET', '/v1/instances/vm1/password')).json as { password: string }).password, `pw-${winner}`);
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/password')).text, `pw-${winner}`);
   await alive(d, 'after parallel password POSTs');
 });
@@ -697,7 +715,7 @@ test('adversarial: a password POST in flight across DELETE + re-registration doe
   s.write('POST /openstack/latest/password HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\nOLD-TENANT');
   await sleep(150);
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
-  const reborn = sampleInstance(1, { uuid: NEW_UUID });
+  const reborn = sampleInstance(1, { uuid: NEW_UUID }) as InstanceInput;
   reborn.comm.ipv4 = '127.0.0.5';
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', reborn)).status, 201);
   s.write('-PW!!!');
@@ -733,7 +751,7 @@ test('adversarial: a guest pipe write/read in flight across DELETE + re-registra
   w.write('0123456789');
   await sleep(200);
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', "the old guest's bytes are not in the new instance's pipe");
-  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1')).json.status.pipe, { toGuestBytes: 0, toHostBytes: 0 });
+  assert.deepEqual(asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe, { toGuestBytes: 0, toHostBytes: 0 });
   await alive(d, 'after the pipe race');
 });
 
@@ -873,12 +891,12 @@ test('adversarial: after a PATCH (or DELETE + re-registration) every cached path
   for (const p of hostnamePaths) assert.equal((await d.guest(VM1, 'GET', p)).text, 'patched-host', `${p} right after the PATCH`);
   for (const p of ['/latest/user-data', '//latest/user-data', '/openstack/latest/user_data']) assert.deepEqual((await d.guest(VM1, 'GET', p)).body, newUserData, p);
   for (const p of ['/openstack/latest/meta_data.json', '//openstack/latest/meta_data.json', '/openstack//latest//meta_data.json', '/ganeti/latest/meta_data.json', '//ganeti//latest/meta_data.json']) {
-    assert.equal((await d.guest(VM1, 'GET', p)).json.hostname, 'patched-host', p);
+    assert.equal(((await d.guest(VM1, 'GET', p)).json as { hostname: string }).hostname, 'patched-host', p);
   }
   assert.deepEqual((await d.guest(VM1, 'GET', '/openstack/latest/vendor_data.json')).json, { v: 'patched' });
   // Params routes bump the generation too.
   await d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { pa: 'public-patched' } });
-  assert.deepEqual((await d.guest(VM1, 'GET', '//ganeti/latest/os/parameters.json')).json.pa, ['public-patched', 'public']);
+  assert.deepEqual(((await d.guest(VM1, 'GET', '//ganeti/latest/os/parameters.json')).json as OsParameters)['pa'], ['public-patched', 'public']);
   // Switching to imdsV2 required applies to cached answers at once.
   await warm();
   assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { ec2: { imdsV2: 'required' } })).status, 200);
@@ -897,7 +915,7 @@ test('adversarial: after a PATCH (or DELETE + re-registration) every cached path
   for (const p of hostnamePaths) assert.equal((await d.guest(VM1, 'GET', p)).text, 'vm1', p);
   assert.equal(oldId, `i-${UUID1.replaceAll('-', '').slice(0, 17)}`);
   assert.equal((await d.guest(VM1, 'GET', '//latest/meta-data/instance-id')).text, `i-${NEW_UUID.replaceAll('-', '').slice(0, 17)}`);
-  assert.equal((await d.guest(VM1, 'GET', '//openstack/latest/meta_data.json')).json.uuid, NEW_UUID);
+  assert.equal(((await d.guest(VM1, 'GET', '//openstack/latest/meta_data.json')).json as { uuid: string }).uuid, NEW_UUID);
   assert.equal((await d.guest(VM1, 'GET', '/latest/user-data')).status, 404);
   await alive(d, 'after cache invalidation');
 });
@@ -917,8 +935,8 @@ test('adversarial: a claim-once secret read by 20 parallel requests is handed ou
     assert.ok(replies.every((r) => r.status === 200), replies.map((r) => r.status).join(','));
     const holders = replies.filter((r) => r.text.includes(value));
     assert.equal(holders.length, 1, `round ${round}: handed out ${holders.length} times`);
-    assert.deepEqual(holders[0]!.json.once, [value, 'secret']);
-    const info = (await d.admin('GET', '/v1/instances/vm1/params')).json.secret.find((s: { name: string }) => s.name === 'once');
+    assert.deepEqual((holders[0]!.json as OsParameters)['once'], [value, 'secret']);
+    const info = asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret.find((s) => s.name === 'once')!;
     assert.equal(info.state, 'claimed');
     assert.ok(!(await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json')).text.includes(value));
     // vm2 asking at the same time never sees it.
@@ -953,7 +971,7 @@ test('adversarial: an expired secret never appears (exact boundary, claim-once, 
     const text = (await d.guest(VM1, 'GET', path)).text;
     assert.ok(!text.includes('ttl-5') && !text.includes('claim-5'), `${path}: expired secret shown: ${text}`);
   }
-  const info = (await d.admin('GET', '/v1/instances/vm1/params')).json.secret as { name: string; state: string; claimedAt: string | null }[];
+  const info = asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret as { name: string; state: string; claimedAt: string | null }[];
   // A guest read zeroes expired values; the admin still sees 'expired' (a secret is live,
   // claimed or expired, nothing else).
   assert.equal(info.find((s) => s.name === 'c5')?.state, 'expired');
@@ -988,7 +1006,7 @@ test('adversarial: after DELETE + re-registration, old secrets, private values, 
   assert.deepEqual((await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json')).json, {});
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/password')).text, '');
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/iam/info')).status, 404);
-  const view = (await d.admin('GET', '/v1/instances/vm1')).json;
+  const view = asView(await d.admin('GET', '/v1/instances/vm1'));
   assert.deepEqual(view.status.params, { public: [], private: [], secret: [] });
   assert.equal(view.status.iamRole, null);
   assert.equal(view.status.password, false);
@@ -1012,7 +1030,7 @@ test('adversarial: a secret write in flight across DELETE does not survive into 
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   const answer = (await slow.finish())[0];
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
-  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/params')).json.secret, [], `the re-registered instance inherited a secret (the late PUT was answered ${answer?.status})`);
+  assert.deepEqual(asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret, [], `the re-registered instance inherited a secret (the late PUT was answered ${answer?.status})`);
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json');
   assert.ok(!CANARY.test(r.text), `the new guest received the old instance's secret: ${r.text}`);
   await alive(d, 'after the secret race');
@@ -1030,7 +1048,7 @@ test('adversarial: an admin pipe send in flight across DELETE does not survive i
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   const answer = (await slow.finish())[0];
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
-  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1')).json.status.pipe, { toGuestBytes: 0, toHostBytes: 0 }, `the re-registered instance inherited pipe bytes (the late POST was answered ${answer?.status})`);
+  assert.deepEqual(asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe, { toGuestBytes: 0, toHostBytes: 0 }, `the re-registered instance inherited pipe bytes (the late POST was answered ${answer?.status})`);
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/read');
   assert.equal(r.text, '', 'the new guest read the old instance\'s pipe data');
   await alive(d, 'after the pipe-send race');
@@ -1101,7 +1119,7 @@ test('adversarial: parameters named __proto__, constructor or prototype are refu
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
-  const before = (await d.admin('GET', '/v1/instances/vm2/params')).json;
+  const before = asParams(await d.admin('GET', '/v1/instances/vm2/params'));
   for (const [method, path, body] of [
     ['PUT', '/v1/instances/vm2/params/public', '{"values":{"constructor":"pub-c","ok":"1"}}'],
     ['PATCH', '/v1/instances/vm2/params/private', '{"values":{"ok":"1","__proto__":"p"}}'],
@@ -1109,9 +1127,9 @@ test('adversarial: parameters named __proto__, constructor or prototype are refu
   ] as const) {
     const r = await d.admin(method, path, body);
     assert.equal(r.status, 400, `${method} ${path}`);
-    assert.equal(r.json.code, 'InvalidInput');
+    assert.equal((r.json as { code: string }).code, 'InvalidInput');
   }
-  assert.deepEqual((await d.admin('GET', '/v1/instances/vm2/params')).json, before, 'nothing of a refused body was stored');
+  assert.deepEqual(asParams(await d.admin('GET', '/v1/instances/vm2/params')), before, 'nothing of a refused body was stored');
   assert.equal(polluted(), false);
   await alive(d, 'after __proto__ parameters');
 });
@@ -1125,7 +1143,7 @@ test('adversarial: a merge patch with a __proto__/constructor member is refused 
   await setup(d);
   const revoke = await d.admin('PATCH', '/v1/instances/vm1', '{"ec2":{"constructor":null,"iam":null}}');
   const iamServed = (await d.guest(VM1, 'GET', '/latest/meta-data/iam/security-credentials/role-a')).status === 200;
-  const role = (await d.admin('GET', '/v1/instances/vm1')).json.status.iamRole;
+  const role = asView(await d.admin('GET', '/v1/instances/vm1')).status.iamRole;
   if (revoke.status < 300) {
     assert.equal(role, null, `PATCH answered ${revoke.status} but the IAM credentials were not removed`);
     assert.equal(iamServed, false, 'the guest is still served the revoked credentials');
@@ -1146,7 +1164,7 @@ test('adversarial: deeply nested JSON (10,000+ levels) answers 400/413 and the d
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
-  const before = (await d.admin('GET', '/v1/instances/vm1')).json.status.generation;
+  const before = asView(await d.admin('GET', '/v1/instances/vm1')).status.generation;
   const arr = (n: number) => '['.repeat(n) + ']'.repeat(n);
   const obj = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
   const doc = JSON.stringify(sampleInstance(1)).slice(0, -1);
@@ -1167,10 +1185,10 @@ test('adversarial: deeply nested JSON (10,000+ levels) answers 400/413 and the d
   const problems: string[] = [];
   for (const [method, path, body] of attacks) {
     const r = await d.admin(method, path, body);
-    if (![400, 413].includes(r.status)) problems.push(`${method} ${path} (${body.length} bytes, starts ${body.slice(0, 40)}): ${r.status} ${r.json?.code ?? ''}`);
+    if (![400, 413].includes(r.status)) problems.push(`${method} ${path} (${body.length} bytes, starts ${body.slice(0, 40)}): ${r.status} ${(r.json as { code?: string } | undefined)?.code ?? ''}`);
     await alive(d, `${method} ${path} deep`);
   }
-  assert.equal((await d.admin('GET', '/v1/instances/vm1')).json.status.generation, before, 'the instance is unchanged');
+  assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).status.generation, before, 'the instance is unchanged');
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'canary-a-host');
   // A normal write to the same instance still works (nothing stayed claimed).
   assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { hostname: 'still-writable' })).status, 200);
@@ -1204,5 +1222,5 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
   for (const s of slows) s.socket.destroy();
   await sleep(200);
   await alive(d, 'after slow admin bodies hung up');
-  assert.equal((await d.admin('GET', '/v1/instances/vm1')).json.instance.hostname, 'fast-patch', 'no half body was applied');
+  assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).instance.hostname, 'fast-patch', 'no half body was applied');
 });
