@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { CommError } from './network.js';
 
-export interface ExecResult {
+interface ExecResult {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
@@ -14,7 +14,7 @@ export interface ExecResult {
 export type Exec = (file: string, args: readonly string[], input?: string) => Promise<ExecResult>;
 
 /** Which Debian package ships each tool metad runs. */
-export const PACKAGE_OF: Readonly<Record<string, string>> = { ip: 'iproute2', nft: 'nftables', dnsmasq: 'dnsmasq-base' };
+const PACKAGE_OF: Readonly<Record<string, string>> = { ip: 'iproute2', nft: 'nftables', dnsmasq: 'dnsmasq-base' };
 
 export function packageHint(file: string): string {
   const base = file.split('/').pop() ?? file;

@@ -32,14 +32,12 @@ export interface CommSettings {
   readonly routeProto: number;
 }
 
-export const DEFAULT_TABLE = 'metad';
-export const DEFAULT_ANCHOR = 'metad0';
 export const METADATA_IPV4 = '169.254.169.254';
 export const METADATA_IPV6 = 'fe80::a9fe:a9fe';
 /** Unassigned in iproute2's rt_protos; `ip route show proto 171` lists what metad added. */
 export const ROUTE_PROTO = 171;
 /** libvirt creates taps with these prefixes itself (and may reuse them): never ours to name. */
-export const RESERVED_TAP_PREFIXES = ['vnet', 'vif', 'macvtap'] as const;
+const RESERVED_TAP_PREFIXES = ['vnet', 'vif', 'macvtap'] as const;
 const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Why a tap name is unusable (undefined when fine). Never echoes the name. */

@@ -14,7 +14,7 @@ import { buildDhcpHosts, METADATA_IPV4, METADATA_IPV6, ROUTE_PROTO, type CommNic
 import { writeFileDurable } from '../persist.js';
 import { mkdir } from 'node:fs/promises';
 
-export function commSettings(cfg: Readonly<Config>): CommSettings {
+function commSettings(cfg: Readonly<Config>): CommSettings {
   // The most specific comm range holding the metadata address: the taps' prefix and the DHCP range
   // (check-config refuses a routed config without one).
   const cidr =

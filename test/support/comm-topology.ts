@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { cleanupStaleNetns, listNetns, type RunResult } from './netns.js';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
-export const IP = '/usr/sbin/ip';
+const IP = '/usr/sbin/ip';
 const PREFIX = 'metadc';
 
 function run(file: string, args: readonly string[], input?: string, timeoutMs = 30_000): Promise<RunResult> {
