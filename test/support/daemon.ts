@@ -21,8 +21,8 @@ export interface Reply {
   headers: http.IncomingHttpHeaders;
   body: Buffer;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests index freely into JSON answers and assert on what they find
-  json: any;
+  /** The body parsed as JSON (undefined when it is not JSON): read it as the type the route sends. */
+  json: unknown;
 }
 
 function reply(status: number, headers: http.IncomingHttpHeaders, body: Buffer): Reply {
@@ -131,8 +131,7 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
 }
 
 /** A valid instance document; `n` picks the comm address 127.0.0.(n+1). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests override and read nested fields freely
-export function sampleInstance(n: number, extra: Record<string, unknown> = {}): Record<string, any> {
+export function sampleInstance(n: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const hex = n.toString(16).padStart(12, '0');
   return {
     name: `vm${n}`,
