@@ -85,7 +85,7 @@ export const configSchema = {
       type: 'object', additionalProperties: false, default: {},
       description: 'Secret OS parameters (kept in memory only, never on disk).',
       properties: {
-        defaultTtlSec: { type: 'integer', minimum: 1, maximum: 604800, default: 5400, description: 'Lifetime of a secret value when the request gives no ttlSec.' },
+        defaultTtlSec: { type: 'integer', minimum: 1, maximum: 604800, default: 7200, description: 'Lifetime of a secret value when the request gives no ttlSec; no shorter than /appliance/installTimeoutMs (the default install deadline), so a secret cannot expire in the middle of an install.' },
       },
     },
     pipe: {
@@ -140,10 +140,15 @@ export const configSchema = {
     },
     appliance: {
       type: 'object', additionalProperties: false, default: {},
-      description: 'Install appliances (reserved: accepted and validated, not used yet).',
+      description: 'Install appliances and their jobs (`metadctl install`).',
       properties: {
-        bootTimeoutMs: { type: 'integer', minimum: 1, default: 300000, description: 'How long an appliance may take to boot.' },
-        installTimeoutMs: { type: 'integer', minimum: 1, default: 7200000, description: 'How long an install may take.' },
+        bootTimeoutMs: { type: 'integer', minimum: 1, default: 300000, description: 'How long an appliance may take to boot (reserved: validated, not used yet).' },
+        installTimeoutMs: { type: 'integer', minimum: 1000, default: 7200000, description: 'The cluster-wide hard deadline of an install job, counted from the moment it leaves the queue; guest traffic never extends it.' },
+        maxTimeoutMs: { type: 'integer', minimum: 1000, default: 14400000, description: 'Largest per-job deadline an install request may ask for (timeoutSec); at least installTimeoutMs.' },
+        maxConcurrent: { type: 'integer', minimum: 1, maximum: 256, default: 2, description: 'Install jobs running at once; further ones wait in the queue (state queued).' },
+        claimDeadlineMs: { type: 'integer', minimum: 1000, default: 300000, description: 'The appliance must read its secret parameters within this time of its start; otherwise the job is stuck and its domain destroyed.' },
+        pollMs: { type: 'integer', minimum: 10, maximum: 10000, default: 250, description: 'How often a running job checks its domain and progress (deadlines are exact, not rounded to this).' },
+        libvirtUri: { type: 'string', minLength: 1, default: 'qemu:///system', description: 'libvirt connection URI of the install appliances.' },
         shutdownGraceMs: { type: 'integer', minimum: 0, default: 10000, description: 'Grace time for an appliance to shut down before it is stopped.' },
       },
     },
@@ -243,7 +248,7 @@ function keyName(key: string): string {
  * when the schema found errors (so one report has everything), hence the type guards.
  */
 function crossFieldProblems(cfg: unknown): string[] {
-  const out: string[] = [];
+  const out: string[] = applianceProblems(cfg);
   const guest = (cfg as { guest?: unknown } | null)?.guest;
   if (!guest || typeof guest !== 'object') return out;
   const g = guest as Record<string, unknown>;
@@ -275,6 +280,20 @@ function crossFieldProblems(cfg: unknown): string[] {
       else out.push(`/guest/listen/${String(i)}: same host and port as /guest/listen/${String(first)}`);
     });
   }
+  return out;
+}
+
+/** Deadlines: a secret outlives the default install deadline, the default fits the maximum. */
+function applianceProblems(cfg: unknown): string[] {
+  const c = (cfg ?? {}) as { secrets?: { defaultTtlSec?: unknown }; appliance?: { installTimeoutMs?: unknown; maxTimeoutMs?: unknown } };
+  const out: string[] = [];
+  const ttl = c.secrets?.defaultTtlSec;
+  const install = c.appliance?.installTimeoutMs;
+  const max = c.appliance?.maxTimeoutMs;
+  if (typeof ttl === 'number' && typeof install === 'number' && ttl * 1000 < install) {
+    out.push('/secrets/defaultTtlSec: must not be shorter than /appliance/installTimeoutMs (a secret would expire in the middle of an install)');
+  }
+  if (typeof install === 'number' && typeof max === 'number' && install > max) out.push('/appliance/installTimeoutMs: must not exceed /appliance/maxTimeoutMs');
   return out;
 }
 

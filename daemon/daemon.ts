@@ -24,12 +24,18 @@ import { EV } from './events.js';
 import { CommController } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
+import { JobManager, type JobDeps } from './jobs/manager.js';
+import { JobRecordFiles } from './jobs/record.js';
+import { defaultHypervisor, unpreparedAppliance } from './jobs/wiring.js';
 
 export interface DaemonDeps {
   log: Logger;
   clock?: Clock;
   /** The comm network (tests inject a fake); default: the real one when network.mode is not off. */
   commNetwork?: CommNetwork;
+  /** Install jobs: the hypervisor and the per-run preparation (tests pass the fakes). */
+  hypervisor?: JobDeps['hypervisor'];
+  prepare?: JobDeps['prepare'];
 }
 
 export interface Daemon {
@@ -65,9 +71,22 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const pipes = new PipeRegistry(config.pipe.maxBytes);
   const commNet = deps.commNetwork ?? (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock));
   const comm = commNet ? new CommController(store, commNet, log) : undefined;
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm };
-  // Whatever removes an instance, its secrets and its pipe go with it.
+  const a = config.appliance;
+  const jobs = new JobManager({
+    clock,
+    log,
+    vault,
+    pipes,
+    files: new JobRecordFiles(join(config.stateDir, 'jobs')),
+    settings: { defaultTimeoutMs: a.installTimeoutMs, maxTimeoutMs: a.maxTimeoutMs, maxConcurrent: a.maxConcurrent, claimDeadlineMs: a.claimDeadlineMs, pollMs: a.pollMs },
+    hypervisor: deps.hypervisor ?? defaultHypervisor(a.libvirtUri),
+    prepare: deps.prepare ?? unpreparedAppliance,
+  });
+  await jobs.init();
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
+  // Whatever removes an instance, its install job, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {
+    if (jobs.status(name) && !jobs.status(name)?.outcome) jobs.abort(name, 'instance removed');
     vault.wipe(name);
     pipes.drop(name);
   });
@@ -92,6 +111,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     },
     async stop() {
       clearInterval(sweeper);
+      await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
       vault.wipeAll();
       await comm?.stop();
     },

@@ -51,6 +51,9 @@ export const EVENTS = {
   dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },
   dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },
+  jobRequested: { msg: 'install job requested', level: 'info', fields: 'instance, domain, timeoutSec' },
+  jobEnded: { msg: 'install job ended', level: 'info', fields: 'instance, domain, outcome, reason' },
+  jobRecordWriteFailed: { msg: 'install job record write failed', level: 'error', fields: 'instance, code' },
   guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
 } as const;
 

@@ -2,7 +2,7 @@
  * The host<->guest pipe: per instance two bounded byte queues, `toGuest` (host writes, guest
  * GET .../read consumes) and `toHost` (guest POST .../write appends, admin reads consume).
  * A write that does not fit is refused whole (nothing partial stored). Readers may wait for
- * data with a timeout driven by the injected clock.
+ * data with a timeout driven by the injected clock. Taps observe guest writes without consuming.
  */
 import type { Clock } from './clock.js';
 import { DaemonError } from './errors.js';
@@ -25,7 +25,11 @@ class ByteQueue {
   private chunks: Buffer[] = [];
   private bytes = 0;
   private waiters = new Set<() => void>();
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    /** Sees every chunk stored (a copy of its bytes); consumes nothing. */
+    private readonly observe?: (data: Buffer) => void,
+  ) {}
 
   get size(): number {
     return this.bytes;
@@ -39,6 +43,7 @@ class ByteQueue {
     if (data.length === 0) return;
     this.chunks.push(Buffer.from(data));
     this.bytes += data.length;
+    this.observe?.(Buffer.from(data));
     for (const w of this.waiters) w();
     this.waiters.clear();
   }
@@ -81,14 +86,32 @@ export interface Pipe {
   toHost: ByteQueue;
 }
 
+export type PipeTap = (instance: string, data: Buffer) => void;
+
 export class PipeRegistry {
   private readonly pipes = new Map<string, Pipe>();
+  private readonly taps = new Set<PipeTap>();
   constructor(private readonly maxBytes: number) {}
 
   get(instance: string): Pipe {
     let p = this.pipes.get(instance);
-    if (!p) this.pipes.set(instance, (p = { toGuest: new ByteQueue(this.maxBytes), toHost: new ByteQueue(this.maxBytes) }));
+    if (!p) {
+      const observe = (data: Buffer): void => {
+        for (const t of this.taps) t(instance, data);
+      };
+      this.pipes.set(instance, (p = { toGuest: new ByteQueue(this.maxBytes), toHost: new ByteQueue(this.maxBytes, observe) }));
+    }
     return p;
+  }
+
+  /**
+   * Observe what guests write (toHost), e.g. the install agent's progress lines for the job
+   * record: the tap gets a copy of every stored chunk and takes nothing from the pipe, so
+   * scripts and `metadctl pipe read` still read every byte. Returns the unsubscribe.
+   */
+  tap(fn: PipeTap): () => void {
+    this.taps.add(fn);
+    return () => this.taps.delete(fn);
   }
 
   sizes(instance: string): { toGuestBytes: number; toHostBytes: number } {

@@ -6,10 +6,19 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { IdentitySigner } from './identity.js';
+import type { JobManager } from './jobs/manager.js';
 import type { PipeRegistry } from './pipes.js';
 import type { InstanceStore } from './store.js';
 import type { SecretVault } from './vault.js';
 import type { CommController } from './comm/controller.js';
+
+/** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
+export interface SecretsGate {
+  /** True while an install job of the instance is live: only then are its secrets served. */
+  secretsOpen(instance: string): boolean;
+  /** The appliance read its secret parameters (the job's claim deadline is met). */
+  noteClaim(instance: string): void;
+}
 
 export interface Services {
   readonly config: Readonly<Config>;
@@ -21,4 +30,6 @@ export interface Services {
   readonly identity: IdentitySigner;
   /** The comm network (undefined when network.mode is off and none was injected). */
   readonly comm?: CommController | undefined;
+  /** Install jobs (admin routes) and the secrets gate (guest door). */
+  readonly jobs: JobManager;
 }

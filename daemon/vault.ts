@@ -1,10 +1,11 @@
 /**
  * Secret OS parameters: in memory only, never on disk, never logged, never read back.
- * Each value expires (default 90 min), may be claim-once (the first guest read consumes it and
- * records the claim time: the provisioner's "it is alive" signal), and is wiped (buffer zeroed,
- * reference dropped) when it is replaced or removed, when its instance is removed, and at
- * shutdown. Nothing gates secrets on an install job yet: live values are served (see
- * docs/design-notes.md, "secrets visibility").
+ * Each value expires (default 120 min: no shorter than the default install deadline), may be
+ * claim-once (the first guest read consumes it and records the claim time: the provisioner's
+ * "it is alive" signal), and is wiped (buffer zeroed, reference dropped) when it is replaced or
+ * removed, when its instance is removed, when its install job ends, and at shutdown. The guest
+ * door serves them only while an install job of the instance is live (daemon/jobs/manager.ts,
+ * `secretsOpen`); the vault itself does not know about jobs.
  */
 import type { Clock } from './clock.js';
 

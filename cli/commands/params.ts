@@ -31,7 +31,7 @@ export const paramsCommands: CommandGroup = (program, act) => {
       'after',
       `
 Public values can be read back; private and secret values never are (only their names, and
-for secrets the expiry and claim state). Secrets expire (default 5400 s) and may be claim-once:
+for secrets the expiry and claim state). Secrets expire (default 7200 s) and may be claim-once:
 consumed by the guest's first read of os/parameters.json.
 ${examples(
   'metadctl params show web1',
@@ -61,7 +61,7 @@ ${examples(
     .argument('<name>', 'instance name')
     .argument('<assignments...>', 'KEY=VALUE, KEY=@FILE or KEY=- (see below)')
     .addOption(visibilityOption())
-    .option('--ttl <seconds>', 'secret only: expire the values after SECONDS (1..604800; default 5400)', intOption(1, 604800))
+    .option('--ttl <seconds>', 'secret only: expire the values after SECONDS (1..604800; default 7200)', intOption(1, 604800))
     .option('--claim-once', "secret only: the guest's first read of os/parameters.json consumes the values")
     .option('--replace', 'replace all values of that visibility instead of merging into them')
     .option('--keep-newline', 'keep the trailing newline of values read from a file or stdin')

@@ -11,6 +11,7 @@ import { invalid } from '../../daemon/errors.js';
 import { EV } from '../../daemon/events.js';
 import { isInstanceName } from '../../daemon/model.js';
 import { instanceRoutes } from './instances.js';
+import { jobRoutes } from './jobs.js';
 import { paramRoutes } from './params.js';
 import { pipeRoutes } from './pipe.js';
 import { healthOf } from './views.js';
@@ -36,6 +37,7 @@ export function createAdminApp(s: Services): Koa {
   paramRoutes(router, s);
   pipeRoutes(router, s);
   nicRoutes(router, s);
+  jobRoutes(router, s);
 
   app.use(async (ctx, next) => {
     const t0 = performance.now();

@@ -1,6 +1,8 @@
 /**
  * Build the GuestView a renderer gets from a stored instance. Secret values are included only
- * when asked for (os/parameters.json); `consume` then hands out claim-once values this once.
+ * when asked for (os/parameters.json) AND while an install job of the instance is live (the
+ * jobs' secrets gate); `consume` then hands out claim-once values this once and tells the job
+ * that the appliance claimed its secrets.
  * The comm NIC's prefix comes from the configured comm ranges.
  */
 import type { StoredInstance } from '../../daemon/model.js';
@@ -17,11 +19,14 @@ function commRanges(s: Pick<Services, 'config'>): Ipv4Ranges {
   return r;
 }
 
-export function guestViewOf(s: Pick<Services, 'vault' | 'config'>, inst: StoredInstance, withSecrets: boolean, consume = false): GuestView {
+export function guestViewOf(s: Pick<Services, 'vault' | 'config' | 'jobs'>, inst: StoredInstance, withSecrets: boolean, consume = false): GuestView {
+  const name = inst.doc.name;
+  const serveSecrets = withSecrets && s.jobs.secretsOpen(name);
+  if (serveSecrets && consume) s.jobs.noteClaim(name);
   const view: GuestView = {
     doc: inst.doc,
     privateParams: inst.sensitive.private,
-    secretParams: withSecrets ? s.vault.liveValues(inst.doc.name, consume) : {},
+    secretParams: serveSecrets ? s.vault.liveValues(name, consume) : {},
     generation: inst.generation,
     createdAt: inst.createdAt,
     commPrefix: commRanges(s).prefixOf(inst.doc.comm.ipv4) ?? 32,

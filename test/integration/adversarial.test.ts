@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startTestDaemon, sampleInstance, type Reply, type TestDaemon } from '../support/daemon.js';
+import { startInstall, startTestDaemon, sampleInstance, type Reply, type TestDaemon } from '../support/daemon.js';
 import type { InstanceView, ParamsView } from '../../cli/api-types.js';
 import type { InstanceInput } from '../../daemon/model.js';
 import type { OsParameters } from '../../routes/render/ganeti.js';
@@ -463,6 +463,7 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
   // vm2 has a claim-once secret: if a hidden request for parameters.json ever ran, it would be claimed.
   await d.admin('PUT', '/v1/instances/vm2/params/secret', { values: { once2: 'vm2-once' }, claimOnce: true });
   const secretState = async () => asParams(await d.admin('GET', '/v1/instances/vm2/params')).secret.find((s) => s.name === 'once2')!.state;
+  await startInstall(d, 'vm2'); // secrets are served only during an install job
   const hidden = request('GET', '/ganeti/latest/os/parameters.json', { Host: 'x' });
   const chunkedThenHidden = `0\r\n\r\n${hidden}`;
   const cl = String(Buffer.byteLength(chunkedThenHidden));
@@ -927,6 +928,7 @@ test('adversarial: a claim-once secret read by 20 parallel requests is handed ou
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
+  await startInstall(d, 'vm1', 600); // longer than the test's clock runs: the secrets' TTLs decide // secrets are served only during an install job
   for (let round = 0; round < 3; round++) {
     const value = `claim-once-${round}`;
     assert.equal((await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { once: value }, claimOnce: true })).status, 200);
@@ -952,9 +954,10 @@ test('adversarial: a claim-once secret read by 20 parallel requests is handed ou
 
 test('adversarial: an expired secret never appears (exact boundary, claim-once, instance-document secrets)', async (t) => {
   const clock = new FakeClock();
-  const d = await startTestDaemon({ clock, config: { secrets: { defaultTtlSec: 60 } } });
+  const d = await startTestDaemon({ clock, config: { secrets: { defaultTtlSec: 60 }, appliance: { installTimeoutMs: 60_000 } } });
   t.after(() => d.close());
   await setup(d);
+  await startInstall(d, 'vm1', 600); // longer than the test's clock runs: the secrets' TTLs decide
   await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { s5: 'ttl-5' }, ttlSec: 5 });
   await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { c5: 'claim-5' }, ttlSec: 5, claimOnce: true });
   await d.admin('PATCH', '/v1/instances/vm1', { params: { secret: { doc: 'doc-default-ttl' } } });

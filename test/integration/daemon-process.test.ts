@@ -74,7 +74,7 @@ test('metad check-config: lists every problem and exits 2; prints the effective 
     assert.match(res.out, /\/nope: unknown key/);
     const good = writeConfig(dir);
     const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString()) as { secrets: { defaultTtlSec: number } };
-    assert.equal(effective.secrets.defaultTtlSec, 5400);
+    assert.equal(effective.secrets.defaultTtlSec, 7200);
     const help = execFileSync(process.execPath, [CLI, 'serve', '--help']).toString();
     assert.match(help, /--config/);
     assert.match(help, /METAD_STATE_DIR/);

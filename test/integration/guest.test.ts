@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import { startInstall, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { ParamsView } from '../../cli/api-types.js';
 import type { InstanceInput } from '../../daemon/model.js';
 import type { GanetiMetaData } from '../../routes/render/ganeti.js';
@@ -157,7 +157,7 @@ test('guest door: OpenStack listing, random seed and password', async (t) => {
   assert.equal((await d.guest(VM1, 'POST', '/openstack/latest/password', {}, 'new')).status, 200);
 });
 
-test('guest door: Ganeti parameters (secret live only, claim-once) and OS scripts', async (t) => {
+test('guest door: Ganeti parameters (secret only during an install job, live only, claim-once) and OS scripts', async (t) => {
   const clock = new FakeClock();
   const d = await startTestDaemon({ clock });
   t.after(() => d.close());
@@ -174,6 +174,8 @@ test('guest door: Ganeti parameters (secret live only, claim-once) and OS script
   await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { short: 'S' }, ttlSec: 10 });
 
   const params = () => d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json').then((r): unknown => r.json);
+  assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'] }, 'no install job: no secrets, none consumed');
+  await startInstall(d, 'vm1');
   assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'], once: ['O', 'secret'], short: ['S', 'secret'] });
   assert.deepEqual(await params(), { a: ['1', 'public'], b: ['2', 'private'], short: ['S', 'secret'] }, 'claim-once consumed');
   const info = ((await d.admin('GET', '/v1/instances/vm1/params')).json as ParamsView).secret;
@@ -195,6 +197,34 @@ test('guest door: Ganeti parameters (secret live only, claim-once) and OS script
   const meta = (await d.guest(VM1, 'GET', '/ganeti/latest/meta_data.json')).json as GanetiMetaData;
   assert.equal(meta.os!.name, 'debootstrap');
   assert.equal(JSON.stringify(meta).includes(osdir), false, 'no host path in meta_data.json');
+});
+
+test('guest door: secrets only while the install job runs; its end wipes them; progress reaches the job, the pipe keeps it', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { pw: 'hunter2' } });
+  const params = () => d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json').then((r) => r.json);
+  assert.deepEqual(await params(), {}, 'no job running: nothing');
+  await startInstall(d, 'vm1');
+  assert.deepEqual(await params(), { pw: ['hunter2', 'secret'] });
+  const generation = (await d.admin('GET', '/v1/instances/vm1')).json.status.generation as number;
+  const line = 'metad-progress v1 step=create status=started\n';
+  assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, line)).status, 204);
+  const jobs = d.daemon.services.jobs;
+  while (jobs.status('vm1')?.lines.length === 0) await new Promise((r) => jobs.once('change', r));
+  const aborted = await d.admin('POST', '/v1/instances/vm1/install/abort');
+  assert.equal(aborted.status, 200);
+  await d.daemon.services.jobs.settled('vm1');
+  const rec = (await d.admin('GET', '/v1/instances/vm1/install')).json;
+  assert.equal(rec.outcome, 'aborted');
+  assert.deepEqual(rec.lines, [line.trim()], 'the progress line reached the job record');
+  assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, line, 'and the pipe still holds every byte');
+  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/params')).json.secret, [], 'the job end wiped the secret');
+  assert.deepEqual(d.hv.running(), []);
+  assert.equal((await d.admin('GET', '/v1/instances/vm1')).json.status.generation, generation, 'the job never touched the instance document');
+  await startInstall(d, 'vm1');
+  assert.deepEqual(await params(), {}, 'a new job does not bring it back');
 });
 
 test('guest door: the pipe both ways', async (t) => {

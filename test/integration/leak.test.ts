@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import { startInstall, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { InstanceView, ParamsView } from '../../cli/api-types.js';
 import type { OsParameters } from '../../routes/render/ganeti.js';
 import { createLogger } from '../../daemon/logger.js';
@@ -60,6 +60,7 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
   for (const p of ['/v1/instances', '/v1/instances/vm1', '/v1/instances/vm1/params', '/v1/health']) await a('GET', p);
 
   // The guest may read its own private and secret values; that must not put them in the log.
+  await startInstall(d, 'vm1'); // secrets are served only during an install job
   const params = await d.guest('127.0.0.2', 'GET', '/ganeti/latest/os/parameters.json');
   const osParams = params.json as OsParameters;
   assert.equal(osParams['p']?.[0], priv, `the guest sees its private value: ${params.text.slice(0, 300)}`);
@@ -67,6 +68,9 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
   await d.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1');
   await d.guest('127.0.0.2', 'GET', '/openstack/latest/password');
   await d.guest('127.0.0.3', 'GET', '/ganeti/latest/os/parameters.json'); // an unknown guest
+  await a('POST', '/v1/instances/vm1/install/abort');
+  await d.daemon.services.jobs.settled('vm1');
+  for (const p of ['/v1/instances/vm1/install', '/v1/jobs']) await a('GET', p); // job records: no values
   const view = answers.filter((r) => (r.json as Partial<InstanceView> | undefined)?.status?.params).at(-1)!.json as InstanceView;
   assert.deepEqual(view.status.params.private.sort(), ['p', 'p2', 'p3'], 'names are shown');
   assert.equal(view.status.iamRole, 'role1');

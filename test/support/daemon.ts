@@ -10,11 +10,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildConfig, type Config } from '../../daemon/config.js';
-import { createDaemon, type Daemon } from '../../daemon/daemon.js';
+import { createDaemon, type Daemon, type DaemonDeps } from '../../daemon/daemon.js';
 import { createGuestServer } from '../../daemon/main.js';
 import type { Clock } from '../../daemon/clock.js';
 import { AdminClient } from '../../cli/client.js';
 import { sinkLogger, type LogSink } from './sink.js';
+import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 
 export interface Reply {
   status: number;
@@ -77,10 +78,29 @@ export interface TestDaemon {
   /** The admin client on this daemon's socket (typed methods, typed errors). */
   client: AdminClient;
   /** Any admin request, any status: JSON-encodes a non-string body and sends it as application/json unless `headers` say otherwise. */
+  /** The fake hypervisor the daemon's install jobs run on. */
+  hv: FakeHypervisor;
   admin(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
   /** A guest request from source address `from` (127.0.0.x). */
   guest(from: string, method: string, path: string, headers?: Record<string, string>, body?: string | Buffer): Promise<Reply>;
   close(): Promise<void>;
+}
+
+/**
+ * Install jobs in test daemons run on the strict fake hypervisor (test/fakes/fake-hypervisor.ts)
+ * with a stand-in preparation (the domain XML names the domain; nothing to clean up).
+ */
+function fakeJobDeps(hv: FakeHypervisor): Pick<DaemonDeps, 'hypervisor' | 'prepare'> {
+  return {
+    hypervisor: () => Promise.resolve(hv),
+    prepare: (_instance, domain) => Promise.resolve({ xml: `<domain><name>${domain}</name></domain>`, cleanup: () => Promise.resolve() }),
+  };
+}
+
+/** Start an install job of `name` (the guest door serves its secrets only while one runs). */
+export async function startInstall(d: Pick<TestDaemon, 'admin'>, name: string, timeoutSec?: number): Promise<void> {
+  const r = await d.admin('POST', `/v1/instances/${name}/install`, timeoutSec === undefined ? undefined : { timeoutSec });
+  if (r.status !== 202) throw new Error(`install of ${name}: ${String(r.status)} ${r.text}`);
 }
 
 export async function startTestDaemon(opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string } = {}): Promise<TestDaemon> {
@@ -92,7 +112,8 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
   };
   const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
   const { sink, log } = sinkLogger();
-  const daemon = await createDaemon(config, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const hv = new FakeHypervisor();
+  const daemon = await createDaemon(config, { log, ...fakeJobDeps(hv), ...(opts.clock ? { clock: opts.clock } : {}) });
   const adminHandler = daemon.adminApp.callback();
   const adminServer = http.createServer((req, res) => void adminHandler(req, res));
   await new Promise<void>((r) => adminServer.listen(config.admin.socket, r));
@@ -105,6 +126,7 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
     dir,
     config,
     daemon,
+    hv,
     sink,
     guestPort,
     client,

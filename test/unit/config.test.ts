@@ -24,7 +24,7 @@ test('config: defaults', () => {
   assert.equal(c.admin.socketMode, '0660');
   assert.deepEqual(c.guest.listen, [{ host: '169.254.169.254', port: 80 }]);
   assert.deepEqual(c.guest.commRange, ['169.254.0.0/16']);
-  assert.equal(c.secrets.defaultTtlSec, 5400);
+  assert.equal(c.secrets.defaultTtlSec, 7200);
   assert.equal(c.pipe.maxBytes, 1048576);
   assert.ok(Object.isFrozen(c.guest.listen[0]));
 });
@@ -110,4 +110,13 @@ test('config: loadConfig reads the file, applies the environment, validates (ser
 test('config: an environment override into a section of the wrong type is reported, not a crash', () => {
   assert.deepEqual(problems(applyEnv({ admin: 5 }, { METAD_ADMIN_SOCKET: '/y' })), ['/admin: must be object']);
   assert.deepEqual(problems(applyEnv([1], { METAD_STATE_DIR: '/x' })), ['/: must be object']);
+});
+
+test('config: a secret TTL shorter than the install deadline is refused; the deadline fits the maximum', () => {
+  assert.ok(buildConfig({}).secrets.defaultTtlSec * 1000 >= buildConfig({}).appliance.installTimeoutMs, 'the defaults agree');
+  assert.deepEqual(problems({ secrets: { defaultTtlSec: 5400 } }), [
+    '/secrets/defaultTtlSec: must not be shorter than /appliance/installTimeoutMs (a secret would expire in the middle of an install)',
+  ]);
+  assert.deepEqual(problems({ secrets: { defaultTtlSec: 60 }, appliance: { installTimeoutMs: 60_000 } }), []);
+  assert.deepEqual(problems({ appliance: { installTimeoutMs: 20_000_000 }, secrets: { defaultTtlSec: 20_000 } }), ['/appliance/installTimeoutMs: must not exceed /appliance/maxTimeoutMs']);
 });

@@ -1,0 +1,262 @@
+/**
+ * Install jobs: at most one per instance, run by appliance/runner.ts over an injected
+ * Hypervisor and Clock. The JobManager keeps the records (daemon/jobs/record.ts), the queue
+ * (maxConcurrent running, the rest `queued`), the hard deadlines (absolute, set when a job leaves
+ * the queue; guest traffic never moves them), the progress tap on the pipe, and the secrets gate:
+ * the guest door serves an instance's secret parameters only while its job is live (pending,
+ * booting, running), and every job end wipes them. Abort, instance removal and daemon stop end a
+ * job the same way: the runner destroys the domain, then the cleanup (overlay, tap, secrets).
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Hypervisor } from '../../appliance/hypervisor.js';
+import { runAppliance, type RunRecord } from '../../appliance/runner.js';
+import type { Clock } from '../clock.js';
+import { DaemonError, notFound } from '../errors.js';
+import { EV } from '../events.js';
+import type { PipeRegistry } from '../pipes.js';
+import type { SecretsGate } from '../services.js';
+import type { SecretVault } from '../vault.js';
+import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.js';
+
+export const DOMAIN_PREFIX = 'metad-install-';
+const MAX_TAP_BYTES = 65_536;
+
+export interface JobSettings {
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  maxConcurrent: number;
+  /** The appliance must read its secrets within this time of its start, else the job is stuck. */
+  claimDeadlineMs: number;
+  pollMs: number;
+}
+
+/** What one run needs besides the hypervisor: the domain XML and what to remove afterwards. */
+export interface Prepared {
+  xml: string;
+  cleanup: () => Promise<void>;
+}
+
+export interface JobDeps {
+  clock: Clock;
+  log: Logger;
+  files: JobRecordFiles;
+  vault: SecretVault;
+  pipes: PipeRegistry;
+  settings: JobSettings;
+  /** The hypervisor; rejects with HypervisorUnavailable (naming the packages) when it cannot be used. */
+  hypervisor: () => Promise<Hypervisor>;
+  /** Overlay, tap, domain XML for one run of `instance` as domain `domain`. */
+  prepare: (instance: string, domain: string) => Promise<Prepared>;
+}
+
+interface Live {
+  rec: JobRecord;
+  ac: AbortController;
+  abortReason?: string;
+  tap: string;
+  claimed: boolean;
+  done?: Promise<void>;
+}
+
+export class JobManager extends EventEmitter implements SecretsGate {
+  private readonly jobs = new Map<string, Live>();
+  private readonly ended = new Map<string, JobRecord>();
+  private readonly queue: string[] = [];
+  private running = 0;
+  private writes = Promise.resolve();
+  private readonly untap: () => void;
+  private stopping = false;
+
+  constructor(private readonly d: JobDeps) {
+    super();
+    this.untap = d.pipes.tap((instance, data) => {
+      const j = this.jobs.get(instance);
+      if (!j || !this.isLive(j.rec)) return;
+      j.tap = (j.tap + data.toString('utf8')).slice(-MAX_TAP_BYTES);
+    });
+  }
+
+  /** Loads the records of earlier jobs (status and list show them). */
+  async init(): Promise<JobRecord[]> {
+    await this.d.files.init();
+    const { records } = await this.d.files.loadAll();
+    for (const r of records) this.ended.set(r.instance, r);
+    return records;
+  }
+
+  private isLive(r: JobRecord): boolean {
+    return r.state === 'pending' || r.state === 'booting' || r.state === 'running';
+  }
+
+  /** The secrets gate: true while the instance's install job is live (not queued, not ended). */
+  secretsOpen(instance: string): boolean {
+    const j = this.jobs.get(instance);
+    return j !== undefined && this.isLive(j.rec);
+  }
+
+  /** The guest door handed the appliance its secret parameters: the claim deadline is met. */
+  noteClaim(instance: string): void {
+    const j = this.jobs.get(instance);
+    if (!j || j.claimed || !this.isLive(j.rec)) return;
+    j.claimed = true;
+    this.update(j, { ...j.rec, claimedAt: new Date(this.d.clock.now()).toISOString() });
+  }
+
+  status(instance: string): JobRecord | undefined {
+    return this.jobs.get(instance)?.rec ?? this.ended.get(instance);
+  }
+
+  list(): JobRecord[] {
+    const all = new Map(this.ended);
+    for (const [n, j] of this.jobs) all.set(n, j.rec);
+    return [...all.values()].sort((a, b) => a.instance.localeCompare(b.instance));
+  }
+
+  /** Starts (or queues) an install of `instance`. timeoutSec: up to the configured maximum. */
+  async start(instance: string, opts: { timeoutSec?: number | undefined } = {}): Promise<JobRecord> {
+    if (this.stopping) throw new DaemonError('Unavailable', 'the daemon is stopping');
+    const s = this.d.settings;
+    const timeoutMs = opts.timeoutSec === undefined ? s.defaultTimeoutMs : opts.timeoutSec * 1000;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1000 || timeoutMs > s.maxTimeoutMs) {
+      throw new DaemonError('InvalidInput', `timeoutSec must be an integer from 1 to ${String(Math.floor(s.maxTimeoutMs / 1000))}`);
+    }
+    if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
+    await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
+    if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
+    const now = this.d.clock.now();
+    const rec: JobRecord = {
+      v: 1,
+      instance,
+      domain: `${DOMAIN_PREFIX}${now.toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+      state: 'queued',
+      timeoutSec: Math.floor(timeoutMs / 1000),
+      requestedAt: new Date(now).toISOString(),
+      lines: [],
+    };
+    const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false };
+    this.jobs.set(instance, j);
+    this.ended.delete(instance);
+    this.update(j, rec);
+    this.d.log.info({ instance, domain: rec.domain, timeoutSec: rec.timeoutSec }, EV.jobRequested);
+    this.queue.push(instance);
+    this.pump();
+    return j.rec;
+  }
+
+  /** Ends the instance's job: a queued one at once, a live one through the runner. */
+  abort(instance: string, reason = 'aborted'): JobRecord {
+    const j = this.jobs.get(instance);
+    if (!j) throw notFound('no install job is queued or running for this instance');
+    j.abortReason = reason;
+    const qi = this.queue.indexOf(instance);
+    if (qi >= 0) {
+      this.queue.splice(qi, 1);
+      const at = new Date(this.d.clock.now()).toISOString();
+      this.finish(j, { ...j.rec, state: 'aborted', outcome: 'aborted', reason, endedAt: at });
+    } else {
+      j.ac.abort();
+    }
+    return j.rec;
+  }
+
+  /** Resolves when the instance's job (if any) has ended and its record is written. */
+  async settled(instance?: string): Promise<void> {
+    const live = instance === undefined ? [...this.jobs.values()] : [this.jobs.get(instance)].filter((j) => j !== undefined);
+    await Promise.all(live.map((j) => j.done ?? Promise.resolve()));
+    await this.writes;
+  }
+
+  /** Daemon stop: every job ends (aborted), domains destroyed, cleanup run, records written. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const name of [...this.jobs.keys()]) this.abort(name, 'daemon stopped');
+    await this.settled();
+    this.untap();
+  }
+
+  private pump(): void {
+    while (this.running < this.d.settings.maxConcurrent && this.queue.length > 0) {
+      const instance = this.queue.shift() ?? '';
+      const j = this.jobs.get(instance);
+      if (!j) continue;
+      this.running++;
+      j.done = this.run(j).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async run(j: Live): Promise<void> {
+    const { clock, settings } = this.d;
+    const now = clock.now();
+    const deadlineAt = now + j.rec.timeoutSec * 1000;
+    const claimDeadlineAt = now + settings.claimDeadlineMs;
+    this.update(j, {
+      ...j.rec,
+      state: 'pending',
+      startedAt: new Date(now).toISOString(),
+      deadlineAt: new Date(deadlineAt).toISOString(),
+      claimDeadlineAt: new Date(claimDeadlineAt).toISOString(),
+    });
+    const instance = j.rec.instance;
+    const secrets = (): string[] => Object.values(this.d.vault.liveValues(instance, false));
+    let final: RunRecord | undefined;
+    try {
+      const hv = await this.d.hypervisor();
+      const prepared = await this.d.prepare(instance, j.rec.domain);
+      final = await runAppliance(
+        { name: j.rec.domain, xml: prepared.xml, deadlineAt, claimDeadlineAt },
+        {
+          hv,
+          clock,
+          pollMs: settings.pollMs,
+          signal: j.ac.signal,
+          takeProgress: () => {
+            const t = j.tap;
+            j.tap = '';
+            return t;
+          },
+          claimed: () => j.claimed,
+          onChange: (r) => {
+            this.update(j, withRun(j.rec, r, secrets()));
+          },
+          cleanup: async () => {
+            this.d.vault.wipe(instance); // secrets live only as long as the job
+            await prepared.cleanup();
+          },
+        },
+      );
+    } catch (e) {
+      // prepare or the hypervisor failed before the runner started: nothing was created.
+      this.d.vault.wipe(instance);
+      const at = clock.now();
+      final = { state: 'failed', lines: [], startedAt: now, endedAt: at, reason: e instanceof Error ? e.message : 'cannot start' };
+    }
+    let rec = withRun(j.rec, final);
+    if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
+    this.finish(j, rec);
+  }
+
+  private finish(j: Live, rec: JobRecord): void {
+    this.d.vault.wipe(rec.instance);
+    this.update(j, rec);
+    this.jobs.delete(rec.instance);
+    this.ended.set(rec.instance, rec);
+    this.d.log.info({ instance: rec.instance, domain: rec.domain, outcome: rec.outcome, reason: rec.reason }, EV.jobEnded);
+  }
+
+  /** New record state: kept, persisted (writes in order), and told to watchers ('change'). */
+  private update(j: Live, rec: JobRecord): void {
+    j.rec = rec;
+    const files = this.d.files;
+    this.writes = this.writes
+      .then(() => files.save(rec))
+      .catch((e: unknown) => {
+        this.d.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
+      });
+    this.emit('change', rec);
+    if (isEnded(rec)) this.emit('ended', rec);
+  }
+}

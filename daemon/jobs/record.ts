@@ -1,0 +1,105 @@
+/**
+ * Install job records: what `metadctl install status` shows and what survives a restart.
+ * Kept apart from the instance document (<stateDir>/jobs/<instance>.json): a progress line
+ * rewrites this small file only, so it never bumps the instance's generation nor flushes the
+ * guest answers cached for it. Times are absolute ISO strings (a deadline survives a restart).
+ * No secret values: the record holds states, times, reasons and the agent's progress lines,
+ * and a progress line that contains a live secret value of the instance is redacted.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import type { RunRecord, RunState } from '../../appliance/runner.js';
+import { isInstanceName } from '../model.js';
+import { mkdirs } from '../mkdirs.js';
+import { removeFileDurable, writeFileDurable } from '../persist.js';
+
+export type JobState = 'queued' | RunState;
+export type Outcome = 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
+export const OUTCOMES: readonly JobState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
+
+export interface JobRecord {
+  v: 1;
+  instance: string;
+  /** The transient domain's name (the runner's prefix + a short id): also the job's id. */
+  domain: string;
+  state: JobState;
+  outcome?: Outcome;
+  reason?: string;
+  timeoutSec: number;
+  requestedAt: string;
+  /** Set when the job leaves the queue; the hard deadline counts from then. */
+  startedAt?: string;
+  deadlineAt?: string;
+  claimDeadlineAt?: string;
+  createdAt?: string;
+  firstReportAt?: string;
+  claimedAt?: string;
+  endedAt?: string;
+  /** The last progress lines (at most MAX_LINES of the runner). */
+  lines: string[];
+  /** Something may be left behind (destroy or cleanup failed). */
+  destroyError?: string;
+  cleanupError?: string;
+}
+
+export const REDACTED = '[redacted: contained a secret value]';
+const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+export function isEnded(r: Pick<JobRecord, 'state'>): boolean {
+  return OUTCOMES.includes(r.state);
+}
+
+/** Lines that contain any of `secrets` (non-empty values) are replaced whole. Pure. */
+export function redactLines(lines: readonly string[], secrets: readonly string[]): string[] {
+  const vals = secrets.filter((v) => v.length > 0);
+  return lines.map((l) => (vals.some((v) => l.includes(v)) ? REDACTED : l));
+}
+
+/** The job record after a runner state change. Pure. */
+export function withRun(job: JobRecord, run: RunRecord, secrets: readonly string[] = []): JobRecord {
+  const next: JobRecord = { ...job, state: run.state, lines: redactLines(run.lines, secrets) };
+  const set = <K extends keyof JobRecord>(k: K, v: JobRecord[K] | undefined): void => {
+    if (v !== undefined) next[k] = v;
+  };
+  set('createdAt', iso(run.createdAt));
+  set('firstReportAt', iso(run.firstReportAt));
+  set('endedAt', iso(run.endedAt));
+  set('reason', run.reason);
+  set('destroyError', run.destroyError);
+  set('cleanupError', run.cleanupError);
+  if (isEnded(next)) next.outcome = next.state as Outcome;
+  return next;
+}
+
+/** Durable storage of the records, one file per instance (its latest job). */
+export class JobRecordFiles {
+  constructor(readonly dir: string) {}
+
+  async init(): Promise<void> {
+    await mkdirs(this.dir, 0o700);
+  }
+
+  save(r: JobRecord): Promise<void> {
+    return writeFileDurable(this.dir, `${r.instance}.json`, JSON.stringify(r, null, 1) + '\n');
+  }
+
+  remove(instance: string): Promise<void> {
+    return removeFileDurable(this.dir, `${instance}.json`);
+  }
+
+  /** Every readable record; unreadable files are skipped (reported in `bad`). */
+  async loadAll(): Promise<{ records: JobRecord[]; bad: string[] }> {
+    const records: JobRecord[] = [];
+    const bad: string[] = [];
+    for (const f of (await readdir(this.dir)).sort()) {
+      if (!f.endsWith('.json')) continue;
+      try {
+        const r = JSON.parse(await readFile(`${this.dir}/${f}`, 'utf8')) as Partial<JobRecord>;
+        if (r.v !== 1 || typeof r.instance !== 'string' || !isInstanceName(r.instance) || `${r.instance}.json` !== f) throw new Error('not a job record');
+        records.push(r as JobRecord);
+      } catch {
+        bad.push(f);
+      }
+    }
+    return { records, bad };
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Install jobs on the admin door (docs/admin-api.md, "Install jobs"): start, status, abort,
+ * list, and a watch stream (NDJSON: the record now, then every change, closed once it ended).
+ * The record never holds a secret value (daemon/jobs/record.ts).
+ */
+import { PassThrough } from 'node:stream';
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Services } from '../../daemon/services.js';
+import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import { DaemonError, invalid, notFound } from '../../daemon/errors.js';
+import { isEnded, type JobRecord } from '../../daemon/jobs/record.js';
+import { readJson } from './body.js';
+
+/** `{}` or `{"timeoutSec": N}`; an empty body is `{}`. */
+async function timeoutOf(ctx: Context, limit: number): Promise<number | undefined> {
+  if (!ctx.request.type && !ctx.request.length) return undefined;
+  const body = await readJson(ctx, limit);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('body must be a JSON object');
+  const extra = Object.keys(body).filter((k) => k !== 'timeoutSec');
+  if (extra.length > 0) throw invalid('unknown field in body', [{ path: '/', message: 'only timeoutSec is allowed' }]);
+  const t = (body as { timeoutSec?: unknown }).timeoutSec;
+  if (t === undefined) return undefined;
+  if (typeof t !== 'number' || !Number.isInteger(t) || t < 1) throw invalid('timeoutSec must be a positive integer', [{ path: '/timeoutSec', message: 'positive integer' }]);
+  return t;
+}
+
+export function jobRoutes(router: Router, s: Services): void {
+  const mustJob = (name: string): JobRecord => {
+    const r = s.jobs.status(name);
+    if (!r) throw notFound('no install job for this instance');
+    return r;
+  };
+
+  router.post('/instances/:name/install', async (ctx) => {
+    const name = ctx.params.name ?? '';
+    const timeoutSec = await timeoutOf(ctx, s.config.admin.maxBodyBytes);
+    s.store.mustGet(name);
+    try {
+      ctx.body = await s.jobs.start(name, { timeoutSec });
+    } catch (e) {
+      // Our own text (the packages to install, or the libvirt URI of the config): no user input.
+      if (e instanceof HypervisorUnavailable) throw new DaemonError('Unavailable', e.message);
+      throw e;
+    }
+    ctx.status = 202;
+  });
+
+  router.get('/instances/:name/install', (ctx) => {
+    ctx.body = mustJob(ctx.params.name ?? '');
+  });
+
+  const abort = (ctx: Context & { params: Record<string, string | undefined> }): void => {
+    const name = ctx.params.name ?? '';
+    const r = mustJob(name);
+    ctx.body = isEnded(r) ? r : s.jobs.abort(name);
+  };
+  router.post('/instances/:name/install/abort', abort);
+  router.delete('/instances/:name/install', abort);
+
+  router.get('/jobs', (ctx) => {
+    ctx.body = { jobs: s.jobs.list() };
+  });
+
+  router.get('/instances/:name/install/watch', (ctx) => {
+    const name = ctx.params.name ?? '';
+    const first = mustJob(name);
+    const out = new PassThrough();
+    const send = (r: JobRecord): void => {
+      out.write(JSON.stringify(r) + '\n');
+      if (isEnded(r)) finish();
+    };
+    const onChange = (r: JobRecord): void => {
+      if (r.instance === name) send(r);
+    };
+    const finish = (): void => {
+      s.jobs.off('change', onChange);
+      out.end();
+    };
+    ctx.req.once('close', finish);
+    ctx.type = 'application/x-ndjson';
+    ctx.body = out;
+    s.jobs.on('change', onChange);
+    send(first);
+  });
+}
