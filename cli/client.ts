@@ -9,7 +9,8 @@
  */
 import http from 'node:http';
 import { isInstanceName, MAX_NAME_CHARS, type Visibility } from '../daemon/model.js';
-import type { Health, InstanceList, InstanceView, ParamsView, ParamsWrite } from './api-types.js';
+import type { Health, InstanceList, InstanceView, JobRecord, ParamsView, ParamsWrite } from './api-types.js';
+import { streamNdjson } from './ndjson.js';
 import { ApiError, CliError, ConnectError, EXIT, TooLargeError, UsageError, type ErrorDetail } from './errors.js';
 
 export const DEFAULT_SOCKET = '/run/metad/admin.sock';
@@ -185,6 +186,31 @@ export class AdminClient {
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     return { status: res.status, body: res.body, raw: res.body };
+  }
+
+  /** Start (or queue) an install job; timeoutSec up to the daemon's appliance.maxTimeoutMs. */
+  install(name: string, timeoutSec?: number): Promise<Answer<JobRecord>> {
+    const body = timeoutSec === undefined ? {} : { timeoutSec };
+    return this.#json('POST', instancePath(name, 'install'), [202], { body: JSON.stringify(body) });
+  }
+
+  installStatus(name: string): Promise<Answer<JobRecord>> {
+    return this.#json('GET', instancePath(name, 'install'), [200]);
+  }
+
+  abortInstall(name: string): Promise<Answer<JobRecord>> {
+    return this.#json('POST', instancePath(name, 'install', 'abort'), [200]);
+  }
+
+  jobs(): Promise<Answer<{ jobs: JobRecord[] }>> {
+    return this.#json('GET', '/v1/jobs', [200]);
+  }
+
+  /** Streams the job record after every change until it has an outcome (or `signal` aborts). */
+  async watchInstall(name: string, onRecord: (r: JobRecord) => void, signal?: AbortSignal): Promise<void> {
+    const path = instancePath(name, 'install', 'watch');
+    await this.expect('GET', instancePath(name, 'install'), [200]); // no job: 404 (ApiError) as for status
+    await streamNdjson(this.socketPath, path, (v) => onRecord(v as JobRecord), { userAgent: this.#userAgent, ...(signal ? { signal } : {}) });
   }
 
   password(name: string): Promise<Answer<{ password: string | null }>> {

@@ -4,10 +4,11 @@
  */
 import type { CommandGroup } from '../command.js';
 import { daemonCommands } from './daemon.js';
+import { installCommands } from './install.js';
 import { instanceCommands } from './instances.js';
 import { paramsCommands } from './params.js';
 import { passwordCommands } from './password.js';
 import { pipeCommands } from './pipe.js';
 import { nicCommands } from './nic.js';
 
-export const COMMAND_GROUPS: readonly CommandGroup[] = [instanceCommands, paramsCommands, pipeCommands, passwordCommands, nicCommands, daemonCommands];
+export const COMMAND_GROUPS: readonly CommandGroup[] = [instanceCommands, paramsCommands, pipeCommands, passwordCommands, nicCommands, installCommands, daemonCommands];

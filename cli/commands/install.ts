@@ -1,0 +1,110 @@
+/**
+ * metadctl install NAME | install status|watch|abort NAME | install jobs | jobs: install
+ * appliance jobs (docs/admin-api.md, "Install jobs"). `watch` shows one updating status line on
+ * a terminal and plain lines (every state change and progress line) otherwise.
+ */
+import type { JobRecord } from '../api-types.js';
+import { examples, intOption, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
+import { EXIT } from '../errors.js';
+
+const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
+
+/** One line about a job: `web1  running  deadline 2026-…  create ok`. Pure. */
+export function jobLine(r: JobRecord): string {
+  const last = r.lines.at(-1)?.replace(/^metad-progress v1 /, '') ?? '';
+  const when = r.outcome ? `ended ${r.endedAt ?? '?'}` : r.deadlineAt ? `deadline ${r.deadlineAt}` : `requested ${r.requestedAt}`;
+  return [r.instance, r.state, when, r.reason ?? '', last].filter((x) => x !== '').join('  ');
+}
+
+/** What `watch` prints for a new record, given the previous one (plain mode). Pure. */
+export function watchLines(prev: JobRecord | undefined, r: JobRecord): string[] {
+  const out: string[] = [];
+  if (prev?.state !== r.state) out.push(`state ${r.state}${r.reason && r.outcome ? ` (${r.reason})` : ''}`);
+  const seen = prev?.lines ?? [];
+  // The record keeps the last lines: new ones are those after the previous last line.
+  const lastSeen = seen.at(-1);
+  const from = lastSeen === undefined ? 0 : r.lines.lastIndexOf(lastSeen) + 1;
+  for (const l of r.lines.slice(from)) out.push(l);
+  return out;
+}
+
+const exitOf = (r: JobRecord): number => (r.outcome === 'succeeded' ? EXIT.OK : EXIT.API);
+
+function show(ctx: Ctx, raw: Buffer, r: JobRecord): void {
+  if (ctx.json) writeRaw(ctx.io.stdout, raw);
+  else line(ctx, jobLine(r));
+}
+
+async function watch(ctx: Ctx, name: string): Promise<number> {
+  const tty = (ctx.io.stdout as { isTTY?: boolean }).isTTY === true && !ctx.json;
+  let prev: JobRecord | undefined;
+  const spin = ['|', '/', '-', '\\'];
+  let n = 0;
+  await ctx.client.watchInstall(
+    name,
+    (r) => {
+      if (ctx.json) ctx.io.stdout.write(`${JSON.stringify(r)}\n`);
+      else if (tty) ctx.io.stdout.write(`\r\x1b[K${r.outcome ? '' : `${spin[n++ % spin.length] ?? ''} `}${jobLine(r)}${r.outcome ? '\n' : ''}`);
+      else for (const l of watchLines(prev, r)) line(ctx, l);
+      prev = r;
+    },
+    ctx.io.signal,
+  );
+  return prev ? exitOf(prev) : EXIT.API;
+}
+
+export const installCommands: CommandGroup = (program, act) => {
+  const install = program
+    .command('install')
+    .description('install appliance jobs: start, status, watch, abort, list')
+    .addHelpText('after', examples('metadctl install web1 --timeout 3600', 'metadctl install watch web1', 'metadctl install abort web1', 'metadctl jobs'));
+
+  install
+    .command('start', { isDefault: true })
+    .description('boot an install appliance for the instance (POST /v1/instances/{name}/install); `metadctl install NAME` is short for this')
+    .argument('<name>', 'instance name')
+    .option('--timeout <seconds>', 'hard deadline of this job (default: the daemon\'s appliance.installTimeoutMs; at most appliance.maxTimeoutMs)', intOption(1, MAX_TIMEOUT_SEC))
+    .action(
+      act(async (ctx, name: string, opts: { timeout?: number }) => {
+        const res = await ctx.client.install(name, opts.timeout);
+        show(ctx, res.raw, res.body);
+      }),
+    );
+
+  install
+    .command('status')
+    .description('the instance\'s latest install job (GET /v1/instances/{name}/install); exit 0 unless it ended other than succeeded')
+    .argument('<name>', 'instance name')
+    .action(
+      act(async (ctx, name: string) => {
+        const res = await ctx.client.installStatus(name);
+        show(ctx, res.raw, res.body);
+        return res.body.outcome && res.body.outcome !== 'succeeded' ? EXIT.API : EXIT.OK;
+      }),
+    );
+
+  install
+    .command('watch')
+    .description('follow the job until it ends (progress indicator on a terminal, plain lines otherwise); exit 0 when it succeeded')
+    .argument('<name>', 'instance name')
+    .action(act((ctx, name: string) => watch(ctx, name)));
+
+  install
+    .command('abort')
+    .description('end the job now: the domain is destroyed and the outcome recorded as aborted')
+    .argument('<name>', 'instance name')
+    .action(
+      act(async (ctx, name: string) => {
+        const res = await ctx.client.abortInstall(name);
+        show(ctx, res.raw, res.body);
+      }),
+    );
+
+  const list = async (ctx: Ctx): Promise<void> => {
+    const res = await ctx.client.jobs();
+    if (ctx.json) writeRaw(ctx.io.stdout, res.raw);
+    else for (const r of res.body.jobs) line(ctx, jobLine(r));
+  };
+  install.command('jobs').description('every instance\'s latest install job (GET /v1/jobs)').action(act(list));
+  program.command('jobs').description('every instance\'s latest install job (same as `install jobs`)').action(act(list));
+};
