@@ -103,7 +103,7 @@ export async function startInstall(d: Pick<TestDaemon, 'admin'>, name: string, t
   if (r.status !== 202) throw new Error(`install of ${name}: ${String(r.status)} ${r.text}`);
 }
 
-export async function startTestDaemon(opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string; hypervisor?: DaemonDeps['hypervisor'] } = {}): Promise<TestDaemon> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'metad-test-'));
   const base = {
     stateDir: join(dir, 'state'),
@@ -113,7 +113,7 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
   const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
   const { sink, log } = sinkLogger();
   const hv = new FakeHypervisor();
-  const daemon = await createDaemon(config, { log, ...fakeJobDeps(hv), ...(opts.clock ? { clock: opts.clock } : {}) });
+  const daemon = await createDaemon(config, { log, ...fakeJobDeps(hv), ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
   const adminHandler = daemon.adminApp.callback();
   const adminServer = http.createServer((req, res) => void adminHandler(req, res));
   await new Promise<void>((r) => adminServer.listen(config.admin.socket, r));
