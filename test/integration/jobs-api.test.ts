@@ -15,7 +15,7 @@ test('install without the libvirt binding: 503 whose message names the Debian pa
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
   const r = await d.admin('POST', '/v1/instances/vm1/install');
   assert.equal(r.status, 503);
-  assert.match(r.json.message as string, /libvirt-dev pkg-config g\+\+ make/);
+  assert.match((r.json as { message: string }).message, /libvirt-dev pkg-config g\+\+ make/);
   assert.equal((await d.admin('GET', '/v1/instances/vm1/install')).status, 404);
 });
 
@@ -29,8 +29,8 @@ test('removing the instance ends its job: domain destroyed, outcome recorded, se
   while (d.hv.running().length === 0) await new Promise((res) => jobs.once('change', res));
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   await jobs.settled('vm1');
-  const rec = (await d.admin('GET', '/v1/jobs')).json.jobs[0] as { outcome: string; reason: string };
-  assert.deepEqual([rec.outcome, rec.reason], ['aborted', 'instance removed']);
+  const rec = ((await d.admin('GET', '/v1/jobs')).json as { jobs: { outcome: string; reason: string }[] }).jobs[0];
+  assert.deepEqual([rec?.outcome, rec?.reason], ['aborted', 'instance removed']);
   assert.deepEqual(d.hv.running(), []);
   assert.equal(d.daemon.services.vault.info('vm1').length, 0);
 });
