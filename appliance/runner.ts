@@ -93,6 +93,8 @@ export interface RunSpec {
   deadlineAt: number;
   /** Absolute time by which the appliance must have claimed its secrets (omit: no check). */
   claimDeadlineAt?: number;
+  /** The domain already exists (found again after a daemon restart): supervise it, do not create it. */
+  adopt?: boolean;
 }
 
 export interface RunDeps {
@@ -153,6 +155,11 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
   try {
     if (deps.signal?.aborted) {
       apply({ type: 'abort', at: clock.now() });
+      created = spec.adopt === true;
+    } else if (spec.adopt) {
+      created = true;
+      apply({ type: 'created', at: clock.now() });
+      await watch();
     } else {
       try {
         await hv.createTransient(spec.name, spec.xml);

@@ -83,6 +83,9 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     prepare: deps.prepare ?? unpreparedAppliance,
   });
   await jobs.init();
+  // Jobs of an earlier process (kill -9, crash): adopted or ended. Not awaited: a slow libvirt
+  // must not hold up the doors; stop() waits for it.
+  const recovering = jobs.recover().catch(() => undefined);
   const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
   // Whatever removes an instance, its install job, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {
@@ -111,6 +114,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     },
     async stop() {
       clearInterval(sweeper);
+      await recovering;
       await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
       vault.wipeAll();
       await comm?.stop();

@@ -53,6 +53,8 @@ export const EVENTS = {
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },
   jobRequested: { msg: 'install job requested', level: 'info', fields: 'instance, domain, timeoutSec' },
   jobEnded: { msg: 'install job ended', level: 'info', fields: 'instance, domain, outcome, reason' },
+  jobsRecovered: { msg: 'install jobs recovered after a restart', level: 'info', fields: 'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed)' },
+  jobRecoveryDeferred: { msg: 'install jobs not recovered: hypervisor unavailable', level: 'warn', fields: 'jobs, err' },
   jobRecordWriteFailed: { msg: 'install job record write failed', level: 'error', fields: 'instance, code' },
   guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
 } as const;

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
-import { runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
 import type { Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
@@ -48,6 +48,8 @@ export interface JobDeps {
   hypervisor: () => Promise<Hypervisor>;
   /** Overlay, tap, domain XML for one run of `instance` as domain `domain`. */
   prepare: (instance: string, domain: string) => Promise<Prepared>;
+  /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
+  release?: (instance: string, domain: string) => Promise<void>;
 }
 
 interface Live {
@@ -189,10 +191,9 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   private async run(j: Live): Promise<void> {
-    const { clock, settings } = this.d;
-    const now = clock.now();
+    const now = this.d.clock.now();
     const deadlineAt = now + j.rec.timeoutSec * 1000;
-    const claimDeadlineAt = now + settings.claimDeadlineMs;
+    const claimDeadlineAt = now + this.d.settings.claimDeadlineMs;
     this.update(j, {
       ...j.rec,
       state: 'pending',
@@ -200,27 +201,38 @@ export class JobManager extends EventEmitter implements SecretsGate {
       deadlineAt: new Date(deadlineAt).toISOString(),
       claimDeadlineAt: new Date(claimDeadlineAt).toISOString(),
     });
+    await this.supervise(j, { deadlineAt, claimDeadlineAt, adopt: false });
+  }
+
+  /** Runs (or, after a restart, adopts) the job's domain to its end; never rejects. */
+  private async supervise(j: Live, t: { deadlineAt: number; claimDeadlineAt: number; adopt: boolean }): Promise<void> {
+    const { clock, settings } = this.d;
     const instance = j.rec.instance;
+    const startedAt = clock.now();
+    const before = t.adopt ? j.rec.lines : [];
     const secrets = (): string[] => Object.values(this.d.vault.liveValues(instance, false));
     let final: RunRecord | undefined;
     try {
       const hv = await this.d.hypervisor();
-      const prepared = await this.d.prepare(instance, j.rec.domain);
+      const prepared: Prepared = t.adopt
+        ? { xml: '', cleanup: () => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve() }
+        : await this.d.prepare(instance, j.rec.domain);
+      const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
-        { name: j.rec.domain, xml: prepared.xml, deadlineAt, claimDeadlineAt },
+        { name: j.rec.domain, xml: prepared.xml, deadlineAt: t.deadlineAt, claimDeadlineAt: t.claimDeadlineAt, adopt: t.adopt },
         {
           hv,
           clock,
           pollMs: settings.pollMs,
           signal: j.ac.signal,
           takeProgress: () => {
-            const t = j.tap;
+            const text = j.tap;
             j.tap = '';
-            return t;
+            return text;
           },
           claimed: () => j.claimed,
           onChange: (r) => {
-            this.update(j, withRun(j.rec, r, secrets()));
+            this.update(j, withRun(j.rec, keep(r), secrets()));
           },
           cleanup: async () => {
             this.d.vault.wipe(instance); // secrets live only as long as the job
@@ -228,15 +240,74 @@ export class JobManager extends EventEmitter implements SecretsGate {
           },
         },
       );
+      final = keep(final);
     } catch (e) {
       // prepare or the hypervisor failed before the runner started: nothing was created.
       this.d.vault.wipe(instance);
-      const at = clock.now();
-      final = { state: 'failed', lines: [], startedAt: now, endedAt: at, reason: e instanceof Error ? e.message : 'cannot start' };
+      final = { state: 'failed', lines: before, startedAt, endedAt: clock.now(), reason: e instanceof Error ? e.message : 'cannot start' };
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
     this.finish(j, rec);
+  }
+
+  /**
+   * After a daemon restart (kill -9 included): the records of unfinished jobs against the
+   * domains that exist. A live job whose domain still runs is adopted with its recorded
+   * deadlines (one that already passed ends it at once, timed-out); a live job whose domain is
+   * gone failed (its final report is lost); a queued job is aborted (its secrets died with the
+   * old process); a domain with our prefix that no live record names is destroyed (orphan), and
+   * `release` removes what was made for it. Without a usable hypervisor nothing is touched.
+   */
+  async recover(): Promise<{ adopted: string[]; orphans: string[] }> {
+    const open = [...this.ended.values()].filter((r) => !isEnded(r));
+    // Every domain we create has a record first (written when queued): no open record, nothing to find.
+    if (open.length === 0) return { adopted: [], orphans: [] };
+    let hv: Hypervisor;
+    let domains: string[];
+    try {
+      hv = await this.d.hypervisor();
+      domains = await hv.list(DOMAIN_PREFIX);
+    } catch (e) {
+      this.d.log.warn({ jobs: open.length, err: e instanceof Error ? e.message : 'error' }, EV.jobRecoveryDeferred);
+      return { adopted: [], orphans: [] };
+    }
+    const adopted: string[] = [];
+    const at = new Date(this.d.clock.now()).toISOString();
+    for (const r of open) {
+      if (this.jobs.has(r.instance)) continue;
+      const running = r.state !== 'queued' && r.deadlineAt !== undefined && domains.includes(r.domain);
+      if (!running) {
+        const rec: JobRecord =
+          r.state === 'queued'
+            ? { ...r, state: 'aborted', outcome: 'aborted', reason: 'daemon restarted', endedAt: at }
+            : { ...r, state: 'failed', outcome: 'failed', reason: 'domain gone across a daemon restart', endedAt: at };
+        await this.d.release?.(r.instance, r.domain).catch(() => undefined);
+        const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false };
+        this.finish(j, rec);
+        continue;
+      }
+      const j: Live = { rec: r, ac: new AbortController(), tap: '', claimed: r.claimedAt !== undefined };
+      this.jobs.set(r.instance, j);
+      this.ended.delete(r.instance);
+      this.running++;
+      adopted.push(r.instance);
+      const deadlineAt = Date.parse(r.deadlineAt ?? '');
+      const claimDeadlineAt = Date.parse(r.claimDeadlineAt ?? r.deadlineAt ?? '');
+      j.done = this.supervise(j, { deadlineAt, claimDeadlineAt, adopt: true }).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+    const named = new Set(adopted.map((n) => this.jobs.get(n)?.rec.domain));
+    const orphans = domains.filter((dom) => !named.has(dom));
+    for (const dom of orphans) {
+      await hv.destroy(dom).catch(() => undefined);
+      const owner = open.find((r) => r.domain === dom)?.instance;
+      if (owner !== undefined) await this.d.release?.(owner, dom).catch(() => undefined);
+    }
+    if (adopted.length + orphans.length > 0) this.d.log.info({ adopted: adopted.length, orphans: orphans.length }, EV.jobsRecovered);
+    return { adopted, orphans };
   }
 
   private finish(j: Live, rec: JobRecord): void {

@@ -184,3 +184,66 @@ test('without the hypervisor binding an install request is refused with its erro
 test('a progress line that contains a live secret value is redacted', () => {
   assert.deepEqual(redactLines(['a', `x ${SECRET} y`, 'b'], [SECRET, '']), ['a', REDACTED, 'b']);
 });
+
+test('restart recovery: adopted with the recorded deadline, past-deadline destroyed, gone failed, queued aborted, orphans destroyed', async () => {
+  const h = harness();
+  await h.files.init();
+  const t0 = h.clock.now();
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  const live = (instance: string, domain: string, deadlineAt: number): JobRecord => ({
+    v: 1,
+    instance,
+    domain,
+    state: 'running',
+    timeoutSec: 60,
+    requestedAt: iso(t0 - 1000),
+    startedAt: iso(t0 - 1000),
+    deadlineAt: iso(deadlineAt),
+    claimDeadlineAt: iso(t0),
+    claimedAt: iso(t0 - 500),
+    lines: ['metad-progress v1 step=net status=ok'],
+  });
+  const xml = (d: string): string => `<domain><name>${d}</name></domain>`;
+  for (const d of ['metad-install-a', 'metad-install-b', 'metad-install-orphan', 'metad-install-s']) await h.hv.createTransient(d, xml(d));
+  await h.files.save(live('a', 'metad-install-a', t0 + 30_000));
+  await h.files.save(live('b', 'metad-install-b', t0 - 1));
+  await h.files.save(live('c', 'metad-install-c', t0 + 30_000)); // its domain is gone
+  await h.files.save({ ...live('q', 'metad-install-q', t0), state: 'queued' });
+  await h.files.save(live('s', 'metad-install-s', t0 + 30_000));
+  await h.files.save({ ...live('done', 'metad-install-done', t0), state: 'succeeded', outcome: 'succeeded' });
+  const released: string[] = [];
+  const jm = new JobManager({
+    ...(h.jm as unknown as { d: ConstructorParameters<typeof JobManager>[0] }).d,
+    release: (_i, domain) => {
+      released.push(domain);
+      return Promise.resolve();
+    },
+  });
+  await jm.init();
+  const { adopted, orphans } = await jm.recover();
+  assert.deepEqual(adopted.sort(), ['a', 'b', 's']);
+  assert.deepEqual(orphans, ['metad-install-orphan']);
+  await h.clock.advance(0); // the runner's zero-length wait before its first check
+  await jm.settled('b');
+  assert.equal(jm.status('b')?.outcome, 'timed-out', 'a deadline that passed while the daemon was down ends the job at once');
+  assert.equal(jm.status('c')?.outcome, 'failed');
+  assert.deepEqual([jm.status('q')?.outcome, jm.status('q')?.reason], ['aborted', 'daemon restarted']);
+  assert.equal(jm.status('done')?.outcome, 'succeeded', 'ended jobs are left alone');
+  assert.equal(jm.secretsOpen('a'), true, 'an adopted job is live again');
+  // s: the agent finishes after the restart; its earlier lines are kept.
+  h.pipes.get('s').toHost.push(progress('final', 'succeeded'));
+  await h.clock.advance(250);
+  h.hv.powerOff('metad-install-s');
+  await h.clock.advance(250);
+  await jm.settled('s');
+  assert.equal(jm.status('s')?.outcome, 'succeeded');
+  assert.deepEqual(jm.status('s')?.lines, ['metad-progress v1 step=net status=ok', 'metad-progress v1 step=final status=succeeded']);
+  // a: destroyed exactly at its recorded deadline.
+  await h.clock.advance(30_000 - 500);
+  await jm.settled('a');
+  assert.equal(jm.status('a')?.outcome, 'timed-out');
+  assert.equal(jm.status('a')?.endedAt, iso(t0 + 30_000));
+  assert.deepEqual(h.hv.running(), [], 'no domain left');
+  assert.deepEqual(released.sort(), ['metad-install-a', 'metad-install-b', 'metad-install-c', 'metad-install-q', 'metad-install-s']);
+  h.done();
+});
