@@ -10,7 +10,7 @@ import { EXIT } from '../errors.js';
 const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
 
 /** One line about a job: `web1  running  deadline 2026-…  create ok`. Pure. */
-export function jobLine(r: JobRecord): string {
+function jobLine(r: JobRecord): string {
   const last = r.lines.at(-1)?.replace(/^metad-progress v1 /, '') ?? '';
   const when = r.outcome ? `ended ${r.endedAt ?? '?'}` : r.deadlineAt ? `deadline ${r.deadlineAt}` : `requested ${r.requestedAt}`;
   return [r.instance, r.state, when, r.reason ?? '', last].filter((x) => x !== '').join('  ');

@@ -19,7 +19,7 @@ import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../vault.js';
 import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.js';
 
-export const DOMAIN_PREFIX = 'metad-install-';
+const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
 
 export interface JobSettings {

@@ -12,9 +12,9 @@ import { isInstanceName } from '../model.js';
 import { mkdirs } from '../mkdirs.js';
 import { removeFileDurable, writeFileDurable } from '../persist.js';
 
-export type JobState = 'queued' | RunState;
-export type Outcome = 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
-export const OUTCOMES: readonly JobState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
+type JobState = 'queued' | RunState;
+type Outcome = 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
+const OUTCOMES: readonly JobState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
 
 export interface JobRecord {
   v: 1;

@@ -77,7 +77,7 @@ export function jobRoutes(router: Router, s: Services): void {
       s.jobs.off('change', onChange);
       out.end();
     };
-    ctx.req.once('close', finish);
+    ctx.res.once('close', finish); // the client went away (or the answer ended)
     ctx.type = 'application/x-ndjson';
     ctx.body = out;
     s.jobs.on('change', onChange);

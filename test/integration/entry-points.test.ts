@@ -19,7 +19,7 @@ test('metad --version and metadctl --version print the version in package.json',
   // A copy of the built program next to a package.json of another version.
   const dir = mkdtempSync(join(tmpdir(), 'metad-version-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  for (const sub of ['daemon', 'routes', 'cli']) cpSync(join(DIST, sub), join(dir, 'dist', sub), { recursive: true });
+  for (const sub of ['daemon', 'routes', 'cli', 'appliance']) cpSync(join(DIST, sub), join(dir, 'dist', sub), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'metad', version: '9.8.7-test', type: 'module' }));
   for (const cli of ['dist/daemon/cli.js', 'dist/cli/metadctl.js']) {
