@@ -18,9 +18,10 @@ export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
 }
 
 /**
- * Until the comm network creates and registers an instance's tap (issue 7), the daemon cannot
- * give an appliance the instance's comm NIC: a run fails here, before anything is created.
+ * The daemon does not yet assemble a run (appliance image from config, the instance's comm tap
+ * from the comm network, disks, domain XML): a run fails here, before anything is created, and
+ * the job ends `failed` with this reason. Tests and the boot test inject their own `prepare`.
  */
 export function unpreparedAppliance(): Promise<Prepared> {
-  return Promise.reject(new DaemonError('Unavailable', 'install appliances need the comm network tap of the instance, which this daemon does not create yet'));
+  return Promise.reject(new DaemonError('Unavailable', 'this daemon cannot assemble install appliances yet (appliance image and comm tap wiring are not built)'));
 }
