@@ -62,7 +62,15 @@ function check(spec: DomainSpec): void {
   if (!/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(spec.nic.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(spec.nic.mac)) throw new Error('bad MAC address');
   if (spec.disks.length + (spec.overlay ? 1 : 0) > MAX_DISKS) throw new Error(`at most ${MAX_DISKS} disks`);
-  for (const p of [spec.kernel, spec.initrd, spec.firmware, spec.consoleLog, spec.emulator, ...spec.disks.map((d) => d.path), spec.overlay ?? '/']) {
+  for (const p of [
+    spec.kernel,
+    spec.initrd,
+    spec.firmware,
+    spec.consoleLog,
+    spec.emulator,
+    ...spec.disks.map((d) => d.path),
+    spec.overlay ?? '/',
+  ]) {
     if (!p.startsWith('/')) throw new Error('paths must be absolute');
   }
 }

@@ -12,7 +12,16 @@
 /** libvirt's virDomainState, plus 'gone' for a domain that no longer exists. */
 export type DomainState = 'nostate' | 'running' | 'blocked' | 'paused' | 'shutdown' | 'shutoff' | 'crashed' | 'pmsuspended' | 'gone';
 
-export const DOMAIN_STATES: readonly DomainState[] = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
+export const DOMAIN_STATES: readonly DomainState[] = [
+  'nostate',
+  'running',
+  'blocked',
+  'paused',
+  'shutdown',
+  'shutoff',
+  'crashed',
+  'pmsuspended',
+];
 
 export interface Hypervisor {
   /** Creates and starts a transient domain from its XML (whose <name> must be `name`). */

@@ -75,7 +75,9 @@ export function reduce(r: RunRecord, ev: RunEvent): RunRecord {
       return p.step === 'final' ? { ...next, final: p.status } : next;
     }
     case 'gone':
-      return r.final === 'succeeded' ? end('succeeded') : end('failed', r.final === undefined ? 'powered off without a final report' : 'the agent reported failure');
+      return r.final === 'succeeded'
+        ? end('succeeded')
+        : end('failed', r.final === undefined ? 'powered off without a final report' : 'the agent reported failure');
     case 'deadline':
       return end('timed-out', 'hard deadline');
     case 'claim-deadline':

@@ -26,6 +26,5 @@ export interface ParamsWrite {
   claimOnce?: boolean;
 }
 
-
 /** An install job record (POST/GET /v1/instances/{name}/install, GET /v1/jobs, the watch stream). */
 export type { JobRecord } from '../daemon/jobs/record.js';

@@ -99,7 +99,14 @@ export class AdminClient {
         fn();
       };
       const fail = (err: unknown): void => settle(() => reject(this.#translate(err, opts, timeoutMs)));
-      const req = http.request({ socketPath: this.socketPath, method, path, headers, agent: this.#agent, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const req = http.request({
+        socketPath: this.socketPath,
+        method,
+        path,
+        headers,
+        agent: this.#agent,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
       const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
       let res: http.IncomingMessage | undefined;
       req.on('response', (r) => {
@@ -162,7 +169,13 @@ export class AdminClient {
 
   /** Merge into (PATCH) or, with `replace`, replace (PUT) the values of one visibility. */
   setParams(name: string, visibility: Visibility, body: ParamsWrite, replace = false): Promise<Answer<ParamsView>> {
-    return this.#upload(replace ? 'PUT' : 'PATCH', instancePath(name, 'params', visibility), [200], JSON.stringify(body), 'application/json');
+    return this.#upload(
+      replace ? 'PUT' : 'PATCH',
+      instancePath(name, 'params', visibility),
+      [200],
+      JSON.stringify(body),
+      'application/json',
+    );
   }
 
   async unsetParam(name: string, visibility: Visibility, key: string): Promise<Answer<undefined>> {
@@ -210,7 +223,10 @@ export class AdminClient {
   async watchInstall(name: string, onRecord: (r: JobRecord) => void, signal?: AbortSignal): Promise<void> {
     const path = instancePath(name, 'install', 'watch');
     await this.expect('GET', instancePath(name, 'install'), [200]); // no job: 404 (ApiError) as for status
-    await streamNdjson(this.socketPath, path, (v) => onRecord(v as JobRecord), { userAgent: this.#userAgent, ...(signal ? { signal } : {}) });
+    await streamNdjson(this.socketPath, path, (v) => onRecord(v as JobRecord), {
+      userAgent: this.#userAgent,
+      ...(signal ? { signal } : {}),
+    });
   }
 
   password(name: string): Promise<Answer<{ password: string | null }>> {
@@ -278,7 +294,8 @@ export class AdminClient {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     const reason = CONNECT_ERRORS[code];
     if (reason !== undefined) return new ConnectError(this.socketPath, reason);
-    if (code === 'ETIMEDOUT') return new CliError(`no answer from the daemon on ${this.socketPath} within ${Math.round(timeoutMs / 1000)} s`, EXIT.API);
+    if (code === 'ETIMEDOUT')
+      return new CliError(`no answer from the daemon on ${this.socketPath} within ${Math.round(timeoutMs / 1000)} s`, EXIT.API);
     // Node's messages for these name the syscall and code only ("write EPIPE"), never data.
     return new CliError(`request to ${this.socketPath} failed: ${code || 'connection error'}`, EXIT.API);
   }
@@ -334,7 +351,9 @@ function apiError(res: AdminReply): ApiError {
  */
 function instancePath(name: string, ...rest: string[]): string {
   if (!isInstanceName(name)) {
-    throw new UsageError('invalid instance name', [`names are DNS names: lower-case letters, digits and '-', dot-separated labels, at most ${MAX_NAME_CHARS} characters`]);
+    throw new UsageError('invalid instance name', [
+      `names are DNS names: lower-case letters, digits and '-', dot-separated labels, at most ${MAX_NAME_CHARS} characters`,
+    ]);
   }
   for (const seg of rest) {
     if (seg === '' || seg === '.' || seg === '..') throw new UsageError('invalid name: names cannot be empty, "." or ".."');

@@ -62,7 +62,9 @@ export class TooLargeError extends UsageError {
     readonly limit: number | undefined,
   ) {
     super(
-      limit === undefined ? `document larger than the daemon accepts (${bytes} bytes)` : `document larger than ${limit} bytes (${bytes} bytes)`,
+      limit === undefined
+        ? `document larger than the daemon accepts (${bytes} bytes)`
+        : `document larger than ${limit} bytes (${bytes} bytes)`,
       ['the limit is the daemon setting admin.maxBodyBytes'],
     );
     this.name = 'TooLargeError';

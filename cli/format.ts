@@ -12,7 +12,8 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|^\s|\s$/;
 /** A string as it may be shown on a terminal: quoted JSON-style when it holds control characters or edge blanks. */
 function display(value: unknown): string {
   if (value === undefined || value === null || value === '') return '-';
-  const s = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
+  const s =
+    typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
   return UNSAFE.test(s) ? JSON.stringify(s) : s;
 }
 
@@ -30,7 +31,14 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 export function formatList(instances: readonly InstanceSummary[]): string {
   return table(
     ['NAME', 'UUID', 'COMM IPV4', 'MAC', 'TAP', 'GEN'],
-    instances.map((s) => [display(s.name), display(s.uuid), display(s.commIpv4), display(s.commMac), display(s.tap), display(s.generation)]),
+    instances.map((s) => [
+      display(s.name),
+      display(s.uuid),
+      display(s.commIpv4),
+      display(s.commMac),
+      display(s.tap),
+      display(s.generation),
+    ]),
   );
 }
 
@@ -84,7 +92,12 @@ export function formatView(view: InstanceView, now = Date.now()): string {
   out += field('public', publicLines(doc.params?.public, st.params.public), P, '  ');
   const priv = st.params.private.map(display);
   out += field('private', priv.length ? [`${priv.join(', ')}  (values not shown)`] : [], P, '  ');
-  out += field('secret', st.params.secret.map((s) => formatSecretInfo(s, now)), P, '  ');
+  out += field(
+    'secret',
+    st.params.secret.map((s) => formatSecretInfo(s, now)),
+    P,
+    '  ',
+  );
   out += field('IAM role', [st.iamRole ? display(st.iamRole) : 'none'], W);
   out += field('Password set', [st.password ? 'yes' : 'no'], W);
   out += field('Pipe', [`${bytes(st.pipe.toGuestBytes)} to guest, ${bytes(st.pipe.toHostBytes)} to host`], W);
@@ -97,6 +110,10 @@ export function formatParams(p: ParamsView, now = Date.now()): string {
   const W = 9;
   out += field('public', publicLines(p.public, undefined), W);
   out += field('private', p.private.map(display), W);
-  out += field('secret', p.secret.map((s) => formatSecretInfo(s, now)), W);
+  out += field(
+    'secret',
+    p.secret.map((s) => formatSecretInfo(s, now)),
+    W,
+  );
   return out;
 }

@@ -83,7 +83,9 @@ export async function readObject(file: string, io: InputIo): Promise<Record<stri
   if (text.trim() === '') throw new UsageError(`${what} is empty`);
   const value = parseStructured(text, what, /\.json$/i.test(file));
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new UsageError(`${what} must hold an object (a mapping), not ${Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value}`);
+    throw new UsageError(
+      `${what} must hold an object (a mapping), not ${Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }

@@ -25,7 +25,6 @@ interface GlobalOpts {
   json?: boolean;
 }
 
-
 /** The admin socket: --socket, else $METAD_ADMIN_SOCKET (as for metad), else the deprecated $METAD_SOCKET, else the default. */
 export function socketFrom(option: string | undefined, env: Record<string, string | undefined>): string {
   return option ?? (env.METAD_ADMIN_SOCKET || env.METAD_SOCKET || DEFAULT_SOCKET);
@@ -75,14 +74,18 @@ function buildProgram(io: CliIo, state: { code: number; json: boolean }): Comman
   const act: Act =
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- commander hands the parsed arguments over untyped; A names them for the action body
     <A extends unknown[]>(fn: (ctx: Ctx, ...args: A) => Promise<unknown>) =>
-    async (...args: unknown[]): Promise<void> => {
-      const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals<GlobalOpts>();
-      state.json = g.json === true;
-      const ctx: Ctx = { io, json: state.json, client: new AdminClient(socketFrom(g.socket, io.env), { userAgent: `metadctl/${VERSION}` }) };
-      const code = await fn(ctx, ...(args.slice(0, -1) as A));
-      state.code = typeof code === 'number' ? code : EXIT.OK;
-    };
+      async (...args: unknown[]): Promise<void> => {
+        const cmd = args[args.length - 1] as Command;
+        const g = cmd.optsWithGlobals<GlobalOpts>();
+        state.json = g.json === true;
+        const ctx: Ctx = {
+          io,
+          json: state.json,
+          client: new AdminClient(socketFrom(g.socket, io.env), { userAgent: `metadctl/${VERSION}` }),
+        };
+        const code = await fn(ctx, ...(args.slice(0, -1) as A));
+        state.code = typeof code === 'number' ? code : EXIT.OK;
+      };
 
   const program = new Command('metadctl')
     .description('Administer metad, the instance metadata daemon, through its admin socket.')
@@ -117,7 +120,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     // The stack is for a bug report; the message is left out, it could quote input.
     const frames = err instanceof Error ? (err.stack ?? '').split('\n').filter((l) => l.startsWith('    at ')) : [];
-    io.stderr.write(`metadctl: unexpected error (${err instanceof Error ? err.name : typeof err}); please report it\n${frames.map((f) => `${f}\n`).join('')}`);
+    io.stderr.write(
+      `metadctl: unexpected error (${err instanceof Error ? err.name : typeof err}); please report it\n${frames.map((f) => `${f}\n`).join('')}`,
+    );
     return EXIT.API;
   }
 }
@@ -138,7 +143,9 @@ if (isEntryPoint()) {
     if (err.code === 'EPIPE') process.exit(EXIT.OK); // `metadctl list | head`
     throw err;
   });
-  void main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }).then((code) => {
-    process.stdout.write('', () => process.exit(code));
-  });
+  void main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }).then(
+    (code) => {
+      process.stdout.write('', () => process.exit(code));
+    },
+  );
 }

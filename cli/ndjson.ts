@@ -5,7 +5,12 @@
 import http from 'node:http';
 import { CliError, EXIT } from './errors.js';
 
-export function streamNdjson(socketPath: string, path: string, onValue: (v: unknown) => void, opts: { userAgent: string; signal?: AbortSignal }): Promise<number> {
+export function streamNdjson(
+  socketPath: string,
+  path: string,
+  onValue: (v: unknown) => void,
+  opts: { userAgent: string; signal?: AbortSignal },
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       socketPath,

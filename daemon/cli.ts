@@ -40,7 +40,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
     .option('--demo', 'quick start: loopback guest door, temp state dir, a sample instance')
     .option('--port <port>', 'guest port for --demo (0: any free port)', '8169')
-    .addHelpText('after', '\nEnvironment: METAD_CONFIG, METAD_STATE_DIR, METAD_KEY_FILE, METAD_ADMIN_SOCKET, METAD_LOG_LEVEL\n\nExamples:\n  metad serve --config /etc/metad/config.yaml\n  metad serve --demo')
+    .addHelpText(
+      'after',
+      '\nEnvironment: METAD_CONFIG, METAD_STATE_DIR, METAD_KEY_FILE, METAD_ADMIN_SOCKET, METAD_LOG_LEVEL\n\nExamples:\n  metad serve --config /etc/metad/config.yaml\n  metad serve --demo',
+    )
     .action(async (opts: { config?: string; demo?: boolean; port: string }) => {
       code = await serve(opts);
     });
@@ -121,13 +124,15 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
 
 /** What to do about the usual start failures (said once, on stderr). */
 function startHint(err: unknown): string {
-  if (err instanceof MkdirError) return '\n  hint: stateDir (and the admin socket\'s directory) must be creatable on a writable file system';
+  if (err instanceof MkdirError) return "\n  hint: stateDir (and the admin socket's directory) must be creatable on a writable file system";
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
   switch (e.code) {
     case 'EADDRNOTAVAIL':
       return `\n  hint: ${e.address ?? 'the guest address'} is not on any interface here; the comm network must add it (or set guest.listen)`;
     case 'EACCES':
-      return e.port !== undefined && e.port < 1024 ? `\n  hint: port ${e.port} needs root or CAP_NET_BIND_SERVICE (the systemd unit grants it)` : '\n  hint: check the permissions of the state dir and the socket directory';
+      return e.port !== undefined && e.port < 1024
+        ? `\n  hint: port ${e.port} needs root or CAP_NET_BIND_SERVICE (the systemd unit grants it)`
+        : '\n  hint: check the permissions of the state dir and the socket directory';
     case 'EADDRINUSE':
       return `\n  hint: something else already listens on ${e.address ?? ''}${e.port === undefined ? '' : `:${e.port}`}`;
     default:

@@ -45,7 +45,10 @@ function typeText(n: Node, required: boolean): string {
   const parts: string[] = [];
   if (n.format) parts.push(FORMATS[n.format] ?? n.format);
   else if (n.enum) parts.push(`one of ${n.enum.map((v) => `\`${v}\``).join(', ')}`);
-  else if (n.type === 'array') parts.push(`list of ${n.items?.type === 'object' ? 'objects' : `${(n.items?.format && FORMATS[n.items.format]) ?? n.items?.type ?? 'value'}s`}`);
+  else if (n.type === 'array')
+    parts.push(
+      `list of ${n.items?.type === 'object' ? 'objects' : `${(n.items?.format && FORMATS[n.items.format]) ?? n.items?.type ?? 'value'}s`}`,
+    );
   else parts.push(n.type ?? 'any');
   if (n.minimum !== undefined && n.maximum !== undefined) parts.push(`${String(n.minimum)}–${String(n.maximum)}`);
   else if (n.minimum !== undefined) parts.push(`≥ ${String(n.minimum)}`);
@@ -71,7 +74,10 @@ const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\
 
 export function configReference(): string {
   const envRows = ENV_OVERRIDES.map((o) => `| \`${o.env}\` | \`${o.key.join('.')}\` |`);
-  const keyRows = configKeys().map(({ key, node, required }) => `| \`${key}\` | ${cell(typeText(node, required))} | ${cell(defaultText(node))} | ${reloadText(key, node)} | ${cell(node.description ?? '')} |`);
+  const keyRows = configKeys().map(
+    ({ key, node, required }) =>
+      `| \`${key}\` | ${cell(typeText(node, required))} | ${cell(defaultText(node))} | ${reloadText(key, node)} | ${cell(node.description ?? '')} |`,
+  );
   return [
     '# metad configuration reference',
     '',

@@ -78,7 +78,13 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     vault,
     pipes,
     files: new JobRecordFiles(join(config.stateDir, 'jobs')),
-    settings: { defaultTimeoutMs: a.installTimeoutMs, maxTimeoutMs: a.maxTimeoutMs, maxConcurrent: a.maxConcurrent, claimDeadlineMs: a.claimDeadlineMs, pollMs: a.pollMs },
+    settings: {
+      defaultTimeoutMs: a.installTimeoutMs,
+      maxTimeoutMs: a.maxTimeoutMs,
+      maxConcurrent: a.maxConcurrent,
+      claimDeadlineMs: a.claimDeadlineMs,
+      pollMs: a.pollMs,
+    },
     hypervisor: deps.hypervisor ?? defaultHypervisor(a.libvirtUri),
     prepare: deps.prepare ?? unpreparedAppliance,
   });

@@ -17,7 +17,8 @@ export class IdentitySigner {
     let pem: string;
     try {
       const mode = statSync(path).mode & 0o777;
-      if ((mode & 0o077) !== 0) throw new Error(`identity key ${path} is accessible by group or others (mode ${mode.toString(8)}); chmod 600 it`);
+      if ((mode & 0o077) !== 0)
+        throw new Error(`identity key ${path} is accessible by group or others (mode ${mode.toString(8)}); chmod 600 it`);
       pem = readFileSync(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

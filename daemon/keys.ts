@@ -61,7 +61,8 @@ class KeyFileError extends Error {
 export function loadMasterKey(path: string, create: boolean): Buffer {
   try {
     const st = statSync(path);
-    if ((st.mode & 0o077) !== 0) throw new KeyFileError(`key file ${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
+    if ((st.mode & 0o077) !== 0)
+      throw new KeyFileError(`key file ${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
     const key = readFileSync(path);
     if (key.length !== 32) throw new KeyFileError(`key file ${path} must hold exactly 32 bytes (has ${key.length})`);
     return key;

@@ -7,12 +7,27 @@ import pino, { type Logger, type DestinationStream } from 'pino';
 
 /** Fixed in code, never built from input. A leading `*` matches one level only. */
 const REDACT_PATHS = [
-  'params.private', '*.params.private', 'params.secret', '*.params.secret',
-  'privateParams', '*.privateParams', 'secretParams', '*.secretParams',
-  'iam', '*.iam', 'ec2.iam', '*.ec2.iam', 'password', '*.password',
-  'token', '*.token',
-  'req.headers["x-aws-ec2-metadata-token"]', 'req.headers.authorization', 'req.headers.cookie',
-  'headers["x-aws-ec2-metadata-token"]', 'headers.authorization',
+  'params.private',
+  '*.params.private',
+  'params.secret',
+  '*.params.secret',
+  'privateParams',
+  '*.privateParams',
+  'secretParams',
+  '*.secretParams',
+  'iam',
+  '*.iam',
+  'ec2.iam',
+  '*.ec2.iam',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'req.headers["x-aws-ec2-metadata-token"]',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers["x-aws-ec2-metadata-token"]',
+  'headers.authorization',
 ];
 
 export interface LoggerOptions {

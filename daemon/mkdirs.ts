@@ -19,7 +19,9 @@ export class MkdirError extends Error {
 
 /** Create `path` and any missing parents (mode `mode`); an existing directory is fine. */
 export async function mkdirs(path: string, mode: number): Promise<void> {
-  const parts = resolve(path).split(sep).filter((p) => p !== '');
+  const parts = resolve(path)
+    .split(sep)
+    .filter((p) => p !== '');
   let at = '';
   for (const part of parts) {
     at = `${at}${sep}${part}`;

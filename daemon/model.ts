@@ -107,10 +107,18 @@ export const instanceSchema = {
   additionalProperties: false,
   required: ['name', 'uuid', 'comm'],
   properties: {
-    name: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_NAME_CHARS, description: 'Unique name; also the state file name (<name>.json), hence at most 250 characters.' },
+    name: {
+      type: 'string',
+      pattern: NAME_PATTERN,
+      maxLength: MAX_NAME_CHARS,
+      description: 'Unique name; also the state file name (<name>.json), hence at most 250 characters.',
+    },
     uuid: { type: 'string', format: 'uuid' },
     displayName: {
-      type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f]*$',
+      type: 'string',
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[^\\u0000-\\u001f\\u007f]*$',
       description: 'Free-form display name (no control characters): OpenStack meta_data.json `name`. Default: the instance name.',
     },
     hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_HOSTNAME_CHARS },
@@ -129,7 +137,8 @@ export const instanceSchema = {
       type: 'array',
       maxItems: MAX_NICS,
       items: nicSchema,
-      description: "The guest's NICs besides the comm NIC, in device order (EC2 device-number 1, 2, …), rendered into EC2 network/interfaces/macs/ and OpenStack network_data.json.",
+      description:
+        "The guest's NICs besides the comm NIC, in device order (EC2 device-number 1, 2, …), rendered into EC2 network/interfaces/macs/ and OpenStack network_data.json.",
     },
     nameservers: {
       type: 'array',
@@ -205,7 +214,12 @@ export const instanceSchema = {
       additionalProperties: false,
       properties: {
         name: shortString,
-        definition: { type: 'string', pattern: '^/', maxLength: 4096, description: 'Absolute path of the OS definition directory on the host.' },
+        definition: {
+          type: 'string',
+          pattern: '^/',
+          maxLength: 4096,
+          description: 'Absolute path of the OS definition directory on the host.',
+        },
         variant: shortString,
       },
     },
@@ -293,7 +307,12 @@ export function sameIncarnation(a: StoredInstance, b: StoredInstance): boolean {
 }
 
 /** Split an input document into its public part and the sensitive parts. */
-export function splitInput(input: InstanceInput): { doc: PublicDoc; priv?: ParamValues; secret?: ParamValues; iam?: IamCredentials | null } {
+export function splitInput(input: InstanceInput): {
+  doc: PublicDoc;
+  priv?: ParamValues;
+  secret?: ParamValues;
+  iam?: IamCredentials | null;
+} {
   const { params, ec2, ...rest } = input;
   const doc: PublicDoc = { ...rest };
   if (params?.public) doc.params = { public: { ...params.public } };

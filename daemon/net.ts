@@ -20,7 +20,7 @@ export function parseCidr(cidr: string): { base: number; mask: number } {
 
 /** @public Is `ip` inside `range` (from parseCidr)? (knip: the comm network, daemon/comm, imports it.) */
 export function ipv4InCidr(ip: string, range: { base: number; mask: number }): boolean {
-  return isIPv4(ip) && ((ipv4ToInt(ip) & range.mask) >>> 0) === range.base;
+  return isIPv4(ip) && (ipv4ToInt(ip) & range.mask) >>> 0 === range.base;
 }
 
 /**

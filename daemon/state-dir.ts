@@ -59,7 +59,13 @@ function readStateFile(dir: string, f: string, keyring: Keyring): StoredInstance
  * Move a bad file aside (never delete evidence). If even that fails (EXDEV, EROFS, …), the file
  * stays where it is and is not loaded: one bad file must not keep every other instance down.
  */
-export async function quarantineFile(dirs: { from: string; to: string }, f: string, reason: string, now: number, log: Logger): Promise<void> {
+export async function quarantineFile(
+  dirs: { from: string; to: string },
+  f: string,
+  reason: string,
+  now: number,
+  log: Logger,
+): Promise<void> {
   // '<file>.<ms>.<hex>', the file part cut so that the whole fits NAME_MAX (the log keeps it whole).
   const suffix = `.${now}.${randomBytes(3).toString('hex')}`;
   const dest = `${f.slice(0, FILE_NAME_MAX - suffix.length)}${suffix}`;

@@ -13,7 +13,16 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Keyring } from './keys.js';
 import { writeFileDurable, removeFileDurable, removeStaleTemps, DirSyncError } from './persist.js';
-import { splitInput, type InstanceInput, type PublicDoc, type Sensitive, type StoredInstance, type ParamValues, type IamCredentials, sameIncarnation } from './model.js';
+import {
+  splitInput,
+  type InstanceInput,
+  type PublicDoc,
+  type Sensitive,
+  type StoredInstance,
+  type ParamValues,
+  type IamCredentials,
+  sameIncarnation,
+} from './model.js';
 import { DaemonError, notFound } from './errors.js';
 import { CommIndex, type CommProblem } from './comm-index.js';
 import { encodeStateFile } from './state-file.js';
@@ -70,7 +79,8 @@ export class InstanceStore extends EventEmitter {
         continue;
       }
       // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
-      if (!this.ranges.has(inst.doc.comm.ipv4)) this.o.log.warn({ instance: inst.doc.name, commRange: this.ranges.cidrs }, EV.outsideCommRange);
+      if (!this.ranges.has(inst.doc.comm.ipv4))
+        this.o.log.warn({ instance: inst.doc.name, commRange: this.ranges.cidrs }, EV.outsideCommRange);
       this.index(inst);
     }
     const dirs = { from: this.instancesDir, to: this.quarantineDir };
@@ -125,7 +135,8 @@ export class InstanceStore extends EventEmitter {
   update(name: string, make: (prev: StoredInstance) => InstanceInput, after?: (r: PutResult) => void): Promise<PutResult> {
     return this.serialized(name, async () => {
       const input = make(this.mustGet(name));
-      if (input.name !== name) throw new DaemonError('InvalidInput', 'an update cannot rename an instance', [{ path: '/name', message: 'must stay the same' }]);
+      if (input.name !== name)
+        throw new DaemonError('InvalidInput', 'an update cannot rename an instance', [{ path: '/name', message: 'must stay the same' }]);
       const r = await this.putNow(input, false);
       after?.(r);
       return r;

@@ -83,7 +83,11 @@ function nicProblems(doc: InstanceInput): ErrorDetail[] {
     macs.add(nic.mac);
     (nic.addresses ?? []).forEach((text, j) => {
       const a = parseAddressCidr(text);
-      if (!a) out.push({ path: `/nics/${String(i)}/addresses/${String(j)}`, message: 'must be an IPv4 or IPv6 address with a prefix length (≤ 32 / ≤ 128)' });
+      if (!a)
+        out.push({
+          path: `/nics/${String(i)}/addresses/${String(j)}`,
+          message: 'must be an IPv4 or IPv6 address with a prefix length (≤ 32 / ≤ 128)',
+        });
       else if (addresses.has(a.address)) out.push({ path: `/nics/${String(i)}/addresses/${String(j)}`, message: 'duplicate address' });
       else addresses.add(a.address);
     });

@@ -39,7 +39,11 @@ function fromHttpError(err: HttpLikeError): { error: DaemonError; headers: Recor
 }
 
 /** Normalise anything thrown into a DaemonError; unknown errors become Internal with an incident id. */
-function toDaemonError(err: unknown, log: Logger, bindings: Record<string, unknown>): { error: DaemonError; headers?: Record<string, string>; incidentId?: string } {
+function toDaemonError(
+  err: unknown,
+  log: Logger,
+  bindings: Record<string, unknown>,
+): { error: DaemonError; headers?: Record<string, string>; incidentId?: string } {
   if (err instanceof DaemonError) return { error: err };
   const mapped = typeof err === 'object' && err !== null ? fromHttpError(err) : undefined;
   if (mapped) return mapped;
@@ -57,7 +61,8 @@ export function adminErrors(log: Logger) {
       if (ctx.body === undefined && ctx.status === 404) throw notFound('no such route');
       // 501: a method @koa/router does not know at all (PROPFIND); same answer as 405. The
       // router has set the Allow header already; it stays on the answer.
-      if (ctx.body === undefined && (ctx.status === 405 || ctx.status === 501)) throw new DaemonError('MethodNotAllowed', 'method not allowed');
+      if (ctx.body === undefined && (ctx.status === 405 || ctx.status === 501))
+        throw new DaemonError('MethodNotAllowed', 'method not allowed');
     } catch (err) {
       const { error, headers, incidentId } = toDaemonError(err, log, { method: ctx.method, route: ctx.path });
       ctx.status = HTTP_STATUS[error.code];

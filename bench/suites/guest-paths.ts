@@ -14,14 +14,25 @@ import type { Suite, SuiteContext } from '../support/suite.js';
 import { LUA_STATIC } from '../support/wrk.js';
 
 const suite: Suite = {
-  description: 'guest door: each path of the cloud-init/SDK mix alone, as a ratio to a bare node:http server (wrk, 64 keep-alive connections, 1 s each)',
+  description:
+    'guest door: each path of the cloud-init/SDK mix alone, as a ratio to a bare node:http server (wrk, 64 keep-alive connections, 1 s each)',
   async run(ctx: SuiteContext) {
     const mix = mixPaths(guestInstance().comm.mac);
-    const t = await startGuestTargets(ctx, 'guest-paths', mix.map((m) => ({ method: 'GET' as const, path: m.path, token: m.token })));
+    const t = await startGuestTargets(
+      ctx,
+      'guest-paths',
+      mix.map((m) => ({ method: 'GET' as const, path: m.path, token: m.token })),
+    );
     ctx.log(`${t.pinNote}; wrk -t1 -c64, 1 run of 1 s per path and target`);
     let first = true;
     for (const [i, m] of mix.entries()) {
-      const s: Scenario = { key: `path${i}`, label: `${m.path} (${m.why})`, path: m.path, headers: m.token ? [`${TOKEN_HEADER}: ${t.token}`] : [], lua: LUA_STATIC };
+      const s: Scenario = {
+        key: `path${i}`,
+        label: `${m.path} (${m.why})`,
+        path: m.path,
+        headers: m.token ? [`${TOKEN_HEADER}: ${t.token}`] : [],
+        lua: LUA_STATIC,
+      };
       await measureScenario(ctx, t, s, { runs: 1, seconds: 1, warmupSeconds: first ? 1 : 0, connections: 64 }, { p99: false });
       first = false;
     }

@@ -50,7 +50,8 @@ function sdkScenario(key: string, label: string, token: string, close: boolean):
 }
 
 const suite: Suite = {
-  description: 'guest door req/s and latency (wrk, 64 connections) vs a bare node:http server with the same bytes: one token reused, the AWS SDK token-per-GET, a 21-path mix',
+  description:
+    'guest door req/s and latency (wrk, 64 connections) vs a bare node:http server with the same bytes: one token reused, the AWS SDK token-per-GET, a 21-path mix',
   async run(ctx: SuiteContext) {
     const timing = { runs: ctx.quick ? 1 : 3, seconds: ctx.quick ? 2 : 5, warmupSeconds: ctx.quick ? 1 : 2, connections: CONNECTIONS };
     const mix = mixPaths(guestInstance().comm.mac);
@@ -74,7 +75,9 @@ const suite: Suite = {
         note: 'paths round robin, one token reused (cloud-init)',
       },
     ];
-    ctx.log(`${t.pinNote}; wrk -t1 -c${CONNECTIONS}, warm-up ${timing.warmupSeconds} s, ${timing.runs} x ${timing.seconds} s per target, interleaved`);
+    ctx.log(
+      `${t.pinNote}; wrk -t1 -c${CONNECTIONS}, warm-up ${timing.warmupSeconds} s, ${timing.runs} x ${timing.seconds} s per target, interleaved`,
+    );
     for (const s of scenarios) await measureScenario(ctx, t, s, timing);
   },
 };

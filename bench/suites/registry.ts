@@ -48,11 +48,28 @@ async function registrations(ctx: SuiteContext): Promise<void> {
   const rawInstances = join(rawDir, 'instances');
   await mkdir(rawInstances, { mode: 0o700 });
   for (let i = 0; i < WARMUP; i++) await writeFileDurable(rawInstances, `w${i}.json`, payload);
-  const raw1 = await closedLoop({ concurrency: 1, count: N, stopOnError: true }, (i) => writeFileDurable(rawInstances, `a${i}.json`, payload));
-  const raw16 = await closedLoop({ concurrency: 16, count: N, stopOnError: true }, (i) => writeFileDurable(rawInstances, `b${i}.json`, payload));
+  const raw1 = await closedLoop({ concurrency: 1, count: N, stopOnError: true }, (i) =>
+    writeFileDurable(rawInstances, `a${i}.json`, payload),
+  );
+  const raw16 = await closedLoop({ concurrency: 16, count: N, stopOnError: true }, (i) =>
+    writeFileDurable(rawInstances, `b${i}.json`, payload),
+  );
   removeTempDir(rawDir);
-  ctx.record({ name: 'raw writeFileDurable c=1', value: raw1.opsPerSec, unit: 'writes/s', stats: latencyStats(raw1), note: `${payload.length} B` });
-  ctx.record({ name: 'raw writeFileDurable c=16', value: raw16.opsPerSec, unit: 'writes/s', stats: latencyStats(raw16), baseline: 'raw writeFileDurable c=1', note: 'info: what parallel fsync allows' });
+  ctx.record({
+    name: 'raw writeFileDurable c=1',
+    value: raw1.opsPerSec,
+    unit: 'writes/s',
+    stats: latencyStats(raw1),
+    note: `${payload.length} B`,
+  });
+  ctx.record({
+    name: 'raw writeFileDurable c=16',
+    value: raw16.opsPerSec,
+    unit: 'writes/s',
+    stats: latencyStats(raw16),
+    baseline: 'raw writeFileDurable c=1',
+    note: 'info: what parallel fsync allows',
+  });
 
   // The daemon.
   const d = await spawnDaemon({ adminSockets: 16 });
@@ -78,7 +95,13 @@ async function registrations(ctx: SuiteContext): Promise<void> {
     stats: { 'PUT mean ms': c1.latency.mean, 'raw write mean ms': raw1.latency.mean },
     note: 'mean PUT latency minus mean raw durable write',
   });
-  ctx.record({ name: 'daemon RSS after registrations', value: proc.rssKiB / 1024, unit: 'MiB', stats: { 'peak MiB': proc.hwmKiB / 1024, instances: WARMUP + 2 * N }, note: 'info' });
+  ctx.record({
+    name: 'daemon RSS after registrations',
+    value: proc.rssKiB / 1024,
+    unit: 'MiB',
+    stats: { 'peak MiB': proc.hwmKiB / 1024, instances: WARMUP + 2 * N },
+    note: 'info',
+  });
 }
 
 async function startAndRss(ctx: SuiteContext): Promise<void> {
@@ -122,10 +145,20 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
 
   const s = (runs: Run[], k: keyof Run) => summarize(runs.map((r) => r[k]));
   const startStats = (runs: Run[]) => ({ 'min ms': s(runs, 'startMs').min, 'max ms': s(runs, 'startMs').max, runs: runs.length });
-  const rssStats = (runs: Run[]) => ({ 'min MiB': s(runs, 'rssKiB').min / 1024, 'max MiB': s(runs, 'rssKiB').max / 1024, 'peak MiB': s(runs, 'hwmKiB').max / 1024 });
+  const rssStats = (runs: Run[]) => ({
+    'min MiB': s(runs, 'rssKiB').min / 1024,
+    'max MiB': s(runs, 'rssKiB').max / 1024,
+    'peak MiB': s(runs, 'hwmKiB').max / 1024,
+  });
 
   ctx.record({ name: 'node -e 0 (spawn to exit)', value: median(nodeRuns), unit: 'ms', note: 'info: floor under any start' });
-  ctx.record({ name: 'start, 0 instances', value: median(empty.map((r) => r.startMs)), unit: 'ms', stats: startStats(empty), note: 'median; spawn until /v1/health answers' });
+  ctx.record({
+    name: 'start, 0 instances',
+    value: median(empty.map((r) => r.startMs)),
+    unit: 'ms',
+    stats: startStats(empty),
+    note: 'median; spawn until /v1/health answers',
+  });
   ctx.record({
     name: `start, ${label} instances`,
     value: median(full.map((r) => r.startMs)),
@@ -135,7 +168,13 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
     target: { op: '<=', value: 1000 },
     note: 'median',
   });
-  ctx.record({ name: 'RSS, 0 instances', value: median(empty.map((r) => r.rssKiB)) / 1024, unit: 'MiB', stats: rssStats(empty), note: 'VmRSS when ready, median' });
+  ctx.record({
+    name: 'RSS, 0 instances',
+    value: median(empty.map((r) => r.rssKiB)) / 1024,
+    unit: 'MiB',
+    stats: rssStats(empty),
+    note: 'VmRSS when ready, median',
+  });
   ctx.record({
     name: `RSS, ${label} instances`,
     value: median(full.map((r) => r.rssKiB)) / 1024,

@@ -61,7 +61,9 @@ function readSys(path: string): string {
 function tcpCounters(): Record<string, number> {
   const want = ['ListenOverflows', 'ListenDrops', 'TCPSynRetrans'];
   try {
-    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const lines = readFileSync('/proc/net/netstat', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('TcpExt:'));
     const names = (lines[0] ?? '').split(/\s+/);
     const values = (lines[1] ?? '').split(/\s+/);
     return Object.fromEntries(want.map((k) => [k, Number(values[names.indexOf(k)] ?? NaN)]));
@@ -116,17 +118,23 @@ async function storm(guests: Guest[], o: StormOptions): Promise<StormResult> {
   for (const slice of slices) {
     const child = trackChild(fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     procs.push(child);
-    ready.push(new Promise((resolve, reject) => {
-      child.once('message', (m: { type: string }) => (m.type === 'ready' ? resolve() : reject(new Error(`worker: ${JSON.stringify(m)}`))));
-      child.once('exit', (code) => reject(new Error(`storm worker exited (${code}) before ready`)));
-    }));
-    results.push(new Promise((resolve, reject) => {
-      child.on('message', (m: { type: string; error?: string }) => {
-        if (m.type === 'result') resolve(m as WorkerResult);
-        else if (m.type === 'failed') reject(new Error(`storm worker failed: ${m.error}`));
-      });
-      child.once('exit', (code) => reject(new Error(`storm worker exited (${code}) without a result`)));
-    }));
+    ready.push(
+      new Promise((resolve, reject) => {
+        child.once('message', (m: { type: string }) =>
+          m.type === 'ready' ? resolve() : reject(new Error(`worker: ${JSON.stringify(m)}`)),
+        );
+        child.once('exit', (code) => reject(new Error(`storm worker exited (${code}) before ready`)));
+      }),
+    );
+    results.push(
+      new Promise((resolve, reject) => {
+        child.on('message', (m: { type: string; error?: string }) => {
+          if (m.type === 'result') resolve(m as WorkerResult);
+          else if (m.type === 'failed') reject(new Error(`storm worker failed: ${m.error}`));
+        });
+        child.once('exit', (code) => reject(new Error(`storm worker exited (${code}) without a result`)));
+      }),
+    );
     child.send({
       type: 'init',
       port: o.port,
@@ -183,7 +191,9 @@ function record(ctx: SuiteContext, label: string, r: StormResult, guests: number
   const lat = summarize(r.latencies);
   const crawl = summarize(r.crawls);
   const rpg = summarize(r.requestsPerGuest);
-  const statusText = Object.entries(r.status).map(([k, v]) => `${k}: ${v}`).join(', ');
+  const statusText = Object.entries(r.status)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
   const vs = (what: string): { baseline?: string } => (base ? { baseline: `${base}: ${what}` } : {});
   ctx.log(
     `${label}: ${guests} guests, ${r.requests} requests (${rpg.min === rpg.max ? rpg.min : `${rpg.min}-${rpg.max}`} per guest) in ${fmt(r.wallMs)} ms; ` +
@@ -207,10 +217,35 @@ function record(ctx: SuiteContext, label: string, r: StormResult, guests: number
     ...(base ? { target: { op: '<=' as const, value: 5 } } : {}),
     note: 'first connect to last byte over every guest',
   });
-  ctx.record({ name: `${label}: throughput`, value: (r.requests / r.wallMs) * 1000, unit: 'req/s', ...vs('throughput'), note: 'requests / wall time; a new TCP connection per request' });
-  ctx.record({ name: `${label}: request latency p50`, value: lat.p50, unit: 'ms', ...vs('request latency p50'), stats: { 'p90 ms': lat.p90, 'max ms': lat.max }, note: 'connect to last byte' });
-  ctx.record({ name: `${label}: request latency p99`, value: lat.p99, unit: 'ms', ...vs('request latency p99'), stats: { 'requests > 900 ms': r.latencies.filter((x) => x > 900).length } });
-  ctx.record({ name: `${label}: guest crawl p50`, value: crawl.p50, unit: 'ms', ...vs('guest crawl p50'), stats: { 'min ms': crawl.min, 'p90 ms': crawl.p90 } });
+  ctx.record({
+    name: `${label}: throughput`,
+    value: (r.requests / r.wallMs) * 1000,
+    unit: 'req/s',
+    ...vs('throughput'),
+    note: 'requests / wall time; a new TCP connection per request',
+  });
+  ctx.record({
+    name: `${label}: request latency p50`,
+    value: lat.p50,
+    unit: 'ms',
+    ...vs('request latency p50'),
+    stats: { 'p90 ms': lat.p90, 'max ms': lat.max },
+    note: 'connect to last byte',
+  });
+  ctx.record({
+    name: `${label}: request latency p99`,
+    value: lat.p99,
+    unit: 'ms',
+    ...vs('request latency p99'),
+    stats: { 'requests > 900 ms': r.latencies.filter((x) => x > 900).length },
+  });
+  ctx.record({
+    name: `${label}: guest crawl p50`,
+    value: crawl.p50,
+    unit: 'ms',
+    ...vs('guest crawl p50'),
+    stats: { 'min ms': crawl.min, 'p90 ms': crawl.p90 },
+  });
   ctx.record({ name: `${label}: guest crawl p99`, value: crawl.p99, unit: 'ms', ...vs('guest crawl p99'), stats: { 'max ms': crawl.max } });
   ctx.record({
     name: `${label}: ${server} CPU per request`,
@@ -230,7 +265,8 @@ function record(ctx: SuiteContext, label: string, r: StormResult, guests: number
 }
 
 const suite: Suite = {
-  description: 'boot storm: 1,000 guests at once doing cloud-init 22.4\'s EC2 IMDSv2 crawl, each from its own 127.0.x.y, a new connection per request (cold, warm, bare node:http baseline)',
+  description:
+    "boot storm: 1,000 guests at once doing cloud-init 22.4's EC2 IMDSv2 crawl, each from its own 127.0.x.y, a new connection per request (cold, warm, bare node:http baseline)",
   async run(ctx: SuiteContext) {
     const N = ctx.quick ? 200 : 1000;
     const WORKERS = Math.max(1, Number(process.env.BENCH_STORM_WORKERS ?? 2) || 2);
@@ -248,7 +284,14 @@ const suite: Suite = {
 
     const port = await freePort();
     // Default guest config on purpose: rate limit 100/s burst 200, maxConnectionsPerSource 64.
-    const d = await spawnDaemon({ cli: process.env.BENCH_CLI, nodeArgs: profArgs('storm', ctx), dir: makeTempDir('metad-bench-storm-d-'), stateDir, guestPort: port, expectInstances: N });
+    const d = await spawnDaemon({
+      cli: process.env.BENCH_CLI,
+      nodeArgs: profArgs('storm', ctx),
+      dir: makeTempDir('metad-bench-storm-d-'),
+      stateDir,
+      guestPort: port,
+      expectInstances: N,
+    });
     ctx.defer(() => d.stop());
     const nofile = openFileLimit(d.pid);
     const somaxconn = readSys('/proc/sys/net/core/somaxconn');
@@ -258,8 +301,11 @@ const suite: Suite = {
         `open files soft ${nofile.soft} hard ${nofile.hard} (need > ${N} + a few dozen: ${nofile.soft > N + 64 ? 'ok' : 'TOO LOW, raise ulimit -n'}); ` +
         `net.core.somaxconn ${somaxconn}, tcp_max_syn_backlog ${synBacklog}; node's listen backlog 511`,
     );
-    if (nofile.soft <= N + 64) throw new Error(`daemon open-file limit ${nofile.soft} is too low for ${N} parallel connections: raise ulimit -n`);
-    ctx.log(`clients: ${WORKERS} worker processes (BENCH_STORM_WORKERS), ${Math.ceil(N / WORKERS)} guests each; ${os.cpus().length} CPUs, nothing pinned`);
+    if (nofile.soft <= N + 64)
+      throw new Error(`daemon open-file limit ${nofile.soft} is too low for ${N} parallel connections: raise ulimit -n`);
+    ctx.log(
+      `clients: ${WORKERS} worker processes (BENCH_STORM_WORKERS), ${Math.ceil(N / WORKERS)} guests each; ${os.cpus().length} CPUs, nothing pinned`,
+    );
 
     const target = { port, pid: d.pid, workers: WORKERS, checkInstanceId: true };
     const cold = await storm(guests, target);
@@ -271,7 +317,12 @@ const suite: Suite = {
     // answers by path (same bytes, statuses, the 301 and its Location), same listen backlog (511).
     const routes: Record<string, BareRoute> = {};
     for (const c of warm.captured) {
-      routes[c.path] = { type: c.type, body: Buffer.from(c.body, 'base64'), status: c.status, ...(c.location ? { headers: { Location: c.location } } : {}) };
+      routes[c.path] = {
+        type: c.type,
+        body: Buffer.from(c.body, 'base64'),
+        status: c.status,
+        ...(c.location ? { headers: { Location: c.location } } : {}),
+      };
     }
     if (Object.keys(routes).length < 10) throw new Error(`captured only ${Object.keys(routes).length} answers for the baseline`);
     const bare = await startBare(root, routes);
@@ -281,7 +332,13 @@ const suite: Suite = {
     record(ctx, 'bare', base, N, WORKERS, 'bare');
     record(ctx, 'cold', cold, N, WORKERS, 'metad', 'bare');
     record(ctx, 'warm', warm, N, WORKERS, 'metad', 'bare');
-    ctx.record({ name: 'daemon RSS after the storms', value: p.rssKiB / 1024, unit: 'MiB', stats: { 'peak MiB': p.hwmKiB / 1024 }, note: 'info' });
+    ctx.record({
+      name: 'daemon RSS after the storms',
+      value: p.rssKiB / 1024,
+      unit: 'MiB',
+      stats: { 'peak MiB': p.hwmKiB / 1024 },
+      note: 'info',
+    });
   },
 };
 export default suite;

@@ -24,7 +24,10 @@ const spec = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Spec;
 const routes = new Map(
   Object.entries(spec.routes).map(([path, r]) => {
     const body = Buffer.from(r.body, 'base64');
-    return [path, { status: r.status ?? 200, body, headers: { ...(r.headers ?? {}), 'Content-Type': r.type, 'Content-Length': String(body.length) } }] as const;
+    return [
+      path,
+      { status: r.status ?? 200, body, headers: { ...(r.headers ?? {}), 'Content-Type': r.type, 'Content-Length': String(body.length) } },
+    ] as const;
   }),
 );
 const NOT_FOUND = Buffer.from('Not Found');

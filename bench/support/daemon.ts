@@ -27,7 +27,12 @@ const DAEMON_CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url)
 function shebangNodeFlags(cli: string): string[] {
   const first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!.*?\bnode\b(.*)$/.exec(first);
-  return m ? m[1]!.trim().split(/\s+/).filter((f) => f.startsWith('--')) : [];
+  return m
+    ? m[1]!
+        .trim()
+        .split(/\s+/)
+        .filter((f) => f.startsWith('--'))
+    : [];
 }
 
 /** A TCP port that was free a moment ago on `host` (listen on 0, read, close). */
@@ -107,7 +112,13 @@ function writeConfig(dir: string, stateDir: string, socket: string, opts: SpawnO
 }
 
 /** Poll the socket with one-shot connections until /v1/health answers (with `expect` instances). */
-async function waitHealthy(socket: string, child: ChildProcess, output: () => string, expect: number | undefined, deadline: number): Promise<void> {
+async function waitHealthy(
+  socket: string,
+  child: ChildProcess,
+  output: () => string,
+  expect: number | undefined,
+  deadline: number,
+): Promise<void> {
   const probe = new AdminClient(socket, { userAgent: 'metad-bench' });
   try {
     for (;;) {

@@ -12,7 +12,9 @@ export function fmt(n: number): string {
 /** Print an aligned table (numeric columns right-aligned) to stdout, or through `out`. */
 export function printTable(headers: string[], rows: string[][], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): void {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => /^[-+]?[\d,.]+( |x|$)/.test(r[i] ?? '') || (r[i] ?? '') === ''));
+  const numeric = headers.map(
+    (_, i) => rows.length > 0 && rows.every((r) => /^[-+]?[\d,.]+( |x|$)/.test(r[i] ?? '') || (r[i] ?? '') === ''),
+  );
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))

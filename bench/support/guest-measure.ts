@@ -62,7 +62,15 @@ async function measure(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timi
   const luaPath = join(t.dir, `${s.key}.lua`);
   writeFileSync(luaPath, s.lua);
   const run = (target: Target, seconds: number): Promise<WrkResult> =>
-    runWrk({ url: `http://127.0.0.1:${target.port}${s.path}`, seconds, connections: tm.connections, headers: s.headers, luaPath, cpu: t.loadCpu, serverPid: target.pid });
+    runWrk({
+      url: `http://127.0.0.1:${target.port}${s.path}`,
+      seconds,
+      connections: tm.connections,
+      headers: s.headers,
+      luaPath,
+      cpu: t.loadCpu,
+      serverPid: target.pid,
+    });
   const targets = [t.bare, t.metad];
   if (tm.warmupSeconds > 0) {
     for (const target of targets) {
@@ -79,7 +87,10 @@ async function measure(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timi
         `${s.key} ${target.key} run ${i + 1}: ${fmt(w.rps)} req/s, p50 ${fmt(w.p50Us / 1000)} ms, p99 ${fmt(w.p99Us / 1000)} ms, ` +
           `server CPU ${fmt(w.serverCpuPct)} % (${fmt(w.cpuUsPerReq)} µs/req), errors ${errorCount(w)}`,
       );
-      if (errorCount(w) > 0) ctx.log(`  WARNING ${s.key} ${target.key}: errors ${JSON.stringify(w.errors)} (status = answers >= 400; a 429 would mean the rate limit throttled)`);
+      if (errorCount(w) > 0)
+        ctx.log(
+          `  WARNING ${s.key} ${target.key}: errors ${JSON.stringify(w.errors)} (status = answers >= 400; a 429 would mean the rate limit throttled)`,
+        );
       runs[target.key].push(w);
     }
   }
@@ -88,15 +99,29 @@ async function measure(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timi
 }
 
 const unsaturated = (x: Agg, who: string): string =>
-  x.stats['server cpu %']! < 85 ? `; ${who} not CPU-bound (${fmt(x.stats['server cpu %']!)} % of a core): wrk or another process limited it, compare CPU per request` : '';
+  x.stats['server cpu %']! < 85
+    ? `; ${who} not CPU-bound (${fmt(x.stats['server cpu %']!)} % of a core): wrk or another process limited it, compare CPU per request`
+    : '';
 
 /** Measure `s` on both targets and record: bare, metad (ratio to bare, target ≥ 0.8), CPU per request, p99 (unless `p99: false`). */
-export async function measureScenario(ctx: SuiteContext, t: GuestTargets, s: Scenario, tm: Timing, opts: { p99: boolean } = { p99: true }): Promise<void> {
+export async function measureScenario(
+  ctx: SuiteContext,
+  t: GuestTargets,
+  s: Scenario,
+  tm: Timing,
+  opts: { p99: boolean } = { p99: true },
+): Promise<void> {
   const { bare: b, metad: m } = await measure(ctx, t, s, tm);
   const unit = s.unit ?? 'req/s';
   const bareName = `bare node:http, ${s.label}`;
   const extra = s.note ? `; ${s.note}` : '';
-  ctx.record({ name: bareName, value: b.value, unit, stats: b.stats, note: `median of ${tm.runs}; same bytes; ${t.pinNote}${unsaturated(b, 'bare')}` });
+  ctx.record({
+    name: bareName,
+    value: b.value,
+    unit,
+    stats: b.stats,
+    note: `median of ${tm.runs}; same bytes; ${t.pinNote}${unsaturated(b, 'bare')}`,
+  });
   ctx.record({
     name: `metad, ${s.label}`,
     value: m.value,

@@ -54,12 +54,15 @@ interface Answer {
 /** One request on a fresh connection (Connection: close), so nothing lingers against the per-source cap. */
 function oneShot(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, headers: { Connection: 'close', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path, agent: false, headers: { Connection: 'close', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      },
+    );
     req.setTimeout(5000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
     req.end();
@@ -78,16 +81,26 @@ function asRoute(a: Answer): BareRoute {
 
 /** Start the daemon and the bare server; every probe must answer 200 or 301 (the bare server then replays it). */
 export async function startGuestTargets(ctx: SuiteContext, suiteName: string, probes: readonly Probe[]): Promise<GuestTargets> {
-  if (!have('wrk')) throw new Error(`wrk not found: install it with \`apt-get install -y wrk\` (it is in .ci/install-deps.sh), then rerun \`npm run bench -- ${suiteName}\``);
+  if (!have('wrk'))
+    throw new Error(
+      `wrk not found: install it with \`apt-get install -y wrk\` (it is in .ci/install-deps.sh), then rerun \`npm run bench -- ${suiteName}\``,
+    );
   const dir = makeTempDir(`metad-bench-${suiteName}-`);
   const rate = { ratePerSec: 1e9, burst: 1e9 };
   const port = await freePort();
-  const d = await spawnDaemon({ cli: process.env.BENCH_CLI, nodeArgs: profArgs(suiteName, ctx), guestPort: port, config: { guest: { rateLimit: rate, maxConnectionsPerSource: 256 } } });
+  const d = await spawnDaemon({
+    cli: process.env.BENCH_CLI,
+    nodeArgs: profArgs(suiteName, ctx),
+    guestPort: port,
+    config: { guest: { rateLimit: rate, maxConnectionsPerSource: 256 } },
+  });
   ctx.defer(() => d.stop());
   const doc = guestInstance();
   const reg = await d.admin.register(doc);
   if (reg.status !== 201) throw new Error(`register ${doc.name}: HTTP ${reg.status}, expected 201`);
-  ctx.log(`bench config: guest.rateLimit raised to ${rate.ratePerSec}/s burst ${rate.burst} (default 100/s burst 200) so the benchmark is not throttled; guest.maxConnectionsPerSource 256 (default 64)`);
+  ctx.log(
+    `bench config: guest.rateLimit raised to ${rate.ratePerSec}/s burst ${rate.burst} (default 100/s burst 200) so the benchmark is not throttled; guest.maxConnectionsPerSource 256 (default 64)`,
+  );
 
   const tok = await oneShot(port, 'PUT', TOKEN_PATH, { [TTL_HEADER]: SDK_TTL });
   if (tok.status !== 200 || tok.body.length === 0) throw new Error(`token PUT: HTTP ${tok.status}`);
@@ -96,7 +109,8 @@ export async function startGuestTargets(ctx: SuiteContext, suiteName: string, pr
   for (const p of probes) {
     if (p.path === TOKEN_PATH) continue;
     const a = await oneShot(port, p.method, p.path, p.token ? { [TOKEN_HEADER]: token } : {});
-    if (a.status !== 200 && a.status !== 301) throw new Error(`${p.method} ${p.path}: HTTP ${a.status} ${a.body.toString('utf8').slice(0, 200)}`);
+    if (a.status !== 200 && a.status !== 301)
+      throw new Error(`${p.method} ${p.path}: HTTP ${a.status} ${a.body.toString('utf8').slice(0, 200)}`);
     routes[p.path] = asRoute(a);
   }
   // A wrong token must be refused: the token check really runs on every request wrk sends.
@@ -115,6 +129,15 @@ export async function startGuestTargets(ctx: SuiteContext, suiteName: string, pr
     pinned = pin(d.pid, 0) && pin(bare.pid, 0);
     if (!pinned) ctx.log('taskset could not pin the servers; running unpinned');
   }
-  const pinNote = pinned ? 'servers pinned to CPU 0 (all threads), wrk to CPU 1' : `unpinned (${cpus} CPUs${process.env.BENCH_PIN === '0' ? ', BENCH_PIN=0' : ''})`;
-  return { dir, bare: { key: 'bare', ...bare }, metad: { key: 'metad', port, pid: d.pid }, token, loadCpu: pinned ? 1 : undefined, pinNote };
+  const pinNote = pinned
+    ? 'servers pinned to CPU 0 (all threads), wrk to CPU 1'
+    : `unpinned (${cpus} CPUs${process.env.BENCH_PIN === '0' ? ', BENCH_PIN=0' : ''})`;
+  return {
+    dir,
+    bare: { key: 'bare', ...bare },
+    metad: { key: 'metad', port, pid: d.pid },
+    token,
+    loadCpu: pinned ? 1 : undefined,
+    pinNote,
+  };
 }

@@ -28,7 +28,9 @@ export async function closedLoop(
   const t0 = performance.now();
   const deadline = opts.durationMs === undefined ? Infinity : t0 + opts.durationMs;
   const more = (): boolean =>
-    (opts.count === undefined || next < opts.count) && performance.now() < deadline && !(opts.stopOnError === true && firstError !== undefined);
+    (opts.count === undefined || next < opts.count) &&
+    performance.now() < deadline &&
+    !(opts.stopOnError === true && firstError !== undefined);
   const worker = async (): Promise<void> => {
     while (more()) {
       const i = next++;

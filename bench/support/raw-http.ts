@@ -61,7 +61,12 @@ function parse(buf: Buffer, ended: boolean): Resp | undefined {
   return ended ? { status, headers, body: rest } : undefined;
 }
 
-export function request(opts: { port: number; localAddress: string; head: string; timeoutMs: number }): Promise<{ resp: Resp; ms: number }> {
+export function request(opts: {
+  port: number;
+  localAddress: string;
+  head: string;
+  timeoutMs: number;
+}): Promise<{ resp: Resp; ms: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let buf: Buffer = Buffer.alloc(0);

@@ -29,7 +29,13 @@ export function benchInstance(n: number): BenchInstance {
   return sampleInstance(n, {
     userData: Buffer.from(`#cloud-config\nhostname: vm${n}\npackages: [nginx, htop]\nruncmd:\n  - echo booted vm${n}\n`).toString('base64'),
     publicKeys: [{ name: 'ops', key: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${id}${'A'.repeat(26)} ops@bench`, type: 'ssh' }],
-    ec2: { instanceId: `i-${id}`, instanceType: 't3.small', availabilityZone: 'bench-1a', region: 'bench-1', tags: { team: 'bench', n: String(n) } },
+    ec2: {
+      instanceId: `i-${id}`,
+      instanceType: 't3.small',
+      availabilityZone: 'bench-1a',
+      region: 'bench-1',
+      tags: { team: 'bench', n: String(n) },
+    },
     openstack: { availabilityZone: 'nova', projectId: 'bench', meta: { role: 'web' } },
     os: { name: 'debian', variant: 'bookworm' },
     params: { public: { locale: 'en_US.UTF-8', timezone: 'UTC' }, private: { rootPasswordHash: `$6$bench${n}$notarealhash` } },

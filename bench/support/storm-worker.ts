@@ -135,11 +135,23 @@ async function main(init: Init): Promise<WorkerResult> {
       const hdrs = [...extra];
       if (token) hdrs.push(`X-aws-ec2-metadata-token: ${token}`);
       requests++;
-      const { resp, ms } = await request({ port: init.port, localAddress: g.ip, head: head(method, path, host, ua, hdrs), timeoutMs: init.requestTimeoutMs });
+      const { resp, ms } = await request({
+        port: init.port,
+        localAddress: g.ip,
+        head: head(method, path, host, ua, hdrs),
+        timeoutMs: init.requestTimeoutMs,
+      });
       latencies.push(ms);
       if (init.capture && index === 0) {
         const location = resp.headers.get('location');
-        captured.push({ method, path, status: resp.status, type: resp.headers.get('content-type') ?? '', ...(location ? { location } : {}), body: resp.body.toString('base64') });
+        captured.push({
+          method,
+          path,
+          status: resp.status,
+          type: resp.headers.get('content-type') ?? '',
+          ...(location ? { location } : {}),
+          body: resp.body.toString('base64'),
+        });
       }
       status[resp.status] = (status[resp.status] ?? 0) + 1;
       if (resp.status === 429) tooMany++;
@@ -165,7 +177,8 @@ async function main(init: Init): Promise<WorkerResult> {
       if (!token) throw new HttpError('empty token');
       const v = `/${init.version}`;
       const id = (await get(`${v}/meta-data/instance-id`, UA_CI)).body.toString('utf8');
-      if (init.checkInstanceId && id !== g.instanceId) throw new HttpError(`instance-id ${JSON.stringify(id)} from ${g.ip}, expected ${g.instanceId}`);
+      if (init.checkInstanceId && id !== g.instanceId)
+        throw new HttpError(`instance-id ${JSON.stringify(id)} from ${g.ip}, expected ${g.instanceId}`);
       await get(`${v}/user-data`, UA_PR, [200, 404]);
       const mdBase = `${v}/meta-data/`;
       await materialize((await get(mdBase)).body.toString('utf8'), mdBase);
@@ -216,7 +229,9 @@ if (process.send) {
       main(init).then(
         (res) => process.send!(res, () => process.disconnect()),
         (err: unknown) => {
-          process.send!({ type: 'failed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) }, () => process.disconnect());
+          process.send!({ type: 'failed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) }, () =>
+            process.disconnect(),
+          );
         },
       );
     }

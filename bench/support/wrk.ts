@@ -45,7 +45,10 @@ const luaStr = (s: string): string => {
   if (!/^[\x20-\x7e]*$/.test(s)) throw new Error('wrk Lua: only printable ASCII in request strings');
   return JSON.stringify(s);
 };
-const luaHeaders = (h: Record<string, string>): string => `{${Object.entries(h).map(([k, v]) => `[${luaStr(k)}]=${luaStr(v)}`).join(', ')}}`;
+const luaHeaders = (h: Record<string, string>): string =>
+  `{${Object.entries(h)
+    .map(([k, v]) => `[${luaStr(k)}]=${luaStr(v)}`)
+    .join(', ')}}`;
 const luaFormat = (r: WrkRequest): string => `wrk.format(${luaStr(r.method)}, ${luaStr(r.path)}, ${luaHeaders(r.headers)})`;
 
 /** A script sending `reqs` in order, round robin over every connection of the thread. */
@@ -133,7 +136,17 @@ export interface WrkRun {
 }
 
 export async function runWrk(o: WrkRun): Promise<WrkResult> {
-  const wrkArgs = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--timeout', '5s', '-s', o.luaPath, ...o.headers.flatMap((h) => ['-H', h]), o.url];
+  const wrkArgs = [
+    '-t1',
+    `-c${o.connections}`,
+    `-d${o.seconds}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    o.luaPath,
+    ...o.headers.flatMap((h) => ['-H', h]),
+    o.url,
+  ];
   const [cmd, args]: [string, string[]] = o.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(o.cpu), 'wrk', ...wrkArgs]];
   const cpu0 = cpuMs(o.serverPid);
   const child = trackChild(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -147,5 +160,10 @@ export async function runWrk(o: WrkRun): Promise<WrkResult> {
   const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
   if (code !== 0 || !line) throw new Error(`wrk exited ${code}:\n${out}`);
   const r = JSON.parse(line.slice('WRK_JSON '.length)) as Omit<WrkResult, 'rps' | 'serverCpuPct' | 'cpuUsPerReq'>;
-  return { ...r, rps: r.requests / (r.durationUs / 1e6), serverCpuPct: (serverCpu / (r.durationUs / 1000)) * 100, cpuUsPerReq: (serverCpu * 1000) / r.requests };
+  return {
+    ...r,
+    rps: r.requests / (r.durationUs / 1e6),
+    serverCpuPct: (serverCpu / (r.durationUs / 1000)) * 100,
+    cpuUsPerReq: (serverCpu * 1000) / r.requests,
+  };
 }

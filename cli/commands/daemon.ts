@@ -45,7 +45,14 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
     .description('check that the daemon answers (GET /v1/health)')
     .option('--wait', 'wait until it answers: retry while the socket is missing or refuses (a daemon still starting)')
     .option('--timeout <seconds>', `with --wait: give up after SECONDS (1..3600, default ${WAIT_DEFAULT_SEC}), exit 3`, intOption(1, 3600))
-    .addHelpText('after', examples('metadctl health', 'metadctl health >/dev/null && echo up', 'metadctl health --wait --timeout 60 && metadctl register web1.yaml'))
+    .addHelpText(
+      'after',
+      examples(
+        'metadctl health',
+        'metadctl health >/dev/null && echo up',
+        'metadctl health --wait --timeout 60 && metadctl register web1.yaml',
+      ),
+    )
     .action(
       act(async (ctx, opts: { wait?: boolean; timeout?: number }) => {
         if (opts.timeout !== undefined && opts.wait !== true) throw new UsageError('--timeout needs --wait');
@@ -55,7 +62,10 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
           return;
         }
         const h = res.body as { status?: unknown; instances?: unknown };
-        line(ctx, `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}`);
+        line(
+          ctx,
+          `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}`,
+        );
       }),
     );
 };

@@ -11,4 +11,12 @@ import { passwordCommands } from './password.js';
 import { pipeCommands } from './pipe.js';
 import { nicCommands } from './nic.js';
 
-export const COMMAND_GROUPS: readonly CommandGroup[] = [instanceCommands, paramsCommands, pipeCommands, passwordCommands, nicCommands, installCommands, daemonCommands];
+export const COMMAND_GROUPS: readonly CommandGroup[] = [
+  instanceCommands,
+  paramsCommands,
+  pipeCommands,
+  passwordCommands,
+  nicCommands,
+  installCommands,
+  daemonCommands,
+];

@@ -44,7 +44,8 @@ async function watch(ctx: Ctx, name: string): Promise<number> {
     name,
     (r) => {
       if (ctx.json) ctx.io.stdout.write(`${JSON.stringify(r)}\n`);
-      else if (tty) ctx.io.stdout.write(`\r\x1b[K${r.outcome ? '' : `${spin[n++ % spin.length] ?? ''} `}${jobLine(r)}${r.outcome ? '\n' : ''}`);
+      else if (tty)
+        ctx.io.stdout.write(`\r\x1b[K${r.outcome ? '' : `${spin[n++ % spin.length] ?? ''} `}${jobLine(r)}${r.outcome ? '\n' : ''}`);
       else for (const l of watchLines(prev, r)) line(ctx, l);
       prev = r;
     },
@@ -57,13 +58,22 @@ export const installCommands: CommandGroup = (program, act) => {
   const install = program
     .command('install')
     .description('install appliance jobs: start, status, watch, abort, list')
-    .addHelpText('after', examples('metadctl install web1 --timeout 3600', 'metadctl install watch web1', 'metadctl install abort web1', 'metadctl jobs'));
+    .addHelpText(
+      'after',
+      examples('metadctl install web1 --timeout 3600', 'metadctl install watch web1', 'metadctl install abort web1', 'metadctl jobs'),
+    );
 
   install
     .command('start', { isDefault: true })
-    .description('boot an install appliance for the instance (POST /v1/instances/{name}/install); `metadctl install NAME` is short for this')
+    .description(
+      'boot an install appliance for the instance (POST /v1/instances/{name}/install); `metadctl install NAME` is short for this',
+    )
     .argument('<name>', 'instance name')
-    .option('--timeout <seconds>', 'hard deadline of this job (default: the daemon\'s appliance.installTimeoutMs; at most appliance.maxTimeoutMs)', intOption(1, MAX_TIMEOUT_SEC))
+    .option(
+      '--timeout <seconds>',
+      "hard deadline of this job (default: the daemon's appliance.installTimeoutMs; at most appliance.maxTimeoutMs)",
+      intOption(1, MAX_TIMEOUT_SEC),
+    )
     .action(
       act(async (ctx, name: string, opts: { timeout?: number }) => {
         const res = await ctx.client.install(name, opts.timeout);
@@ -73,7 +83,7 @@ export const installCommands: CommandGroup = (program, act) => {
 
   install
     .command('status')
-    .description('the instance\'s latest install job (GET /v1/instances/{name}/install); exit 0 unless it ended other than succeeded')
+    .description("the instance's latest install job (GET /v1/instances/{name}/install); exit 0 unless it ended other than succeeded")
     .argument('<name>', 'instance name')
     .action(
       act(async (ctx, name: string) => {
@@ -105,6 +115,6 @@ export const installCommands: CommandGroup = (program, act) => {
     if (ctx.json) writeRaw(ctx.io.stdout, res.raw);
     else for (const r of res.body.jobs) line(ctx, jobLine(r));
   };
-  install.command('jobs').description('every instance\'s latest install job (GET /v1/jobs)').action(act(list));
-  program.command('jobs').description('every instance\'s latest install job (same as `install jobs`)').action(act(list));
+  install.command('jobs').description("every instance's latest install job (GET /v1/jobs)").action(act(list));
+  program.command('jobs').description("every instance's latest install job (same as `install jobs`)").action(act(list));
 };

@@ -56,7 +56,10 @@ ${examples('metadctl show web1', 'metadctl --json show web1 | jq .instance')}`,
     .command('list')
     .alias('ls')
     .description('list the registered instances (GET /v1/instances)')
-    .addHelpText('after', `\nColumns: NAME, UUID, COMM IPV4, MAC, TAP, GEN (generation).\n${examples('metadctl list', "metadctl --json list | jq -r '.instances[].name'")}`)
+    .addHelpText(
+      'after',
+      `\nColumns: NAME, UUID, COMM IPV4, MAC, TAP, GEN (generation).\n${examples('metadctl list', "metadctl --json list | jq -r '.instances[].name'")}`,
+    )
     .action(
       act(async (ctx) => {
         const res = await ctx.client.list();

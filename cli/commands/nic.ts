@@ -22,9 +22,27 @@ const yes = (b: boolean): string => (b ? 'yes' : 'NO');
 
 function table(nics: readonly NicStatus[]): string {
   const rows = [['INSTANCE', 'TAP', 'IPV4', 'MAC', 'TAP-UP', 'ADDRESSES', 'ROUTE', 'RULES', 'DHCP']];
-  for (const n of nics) rows.push([n.instance, n.tap, n.ipv4, n.mac, n.tapExists ? yes(n.tapUp) : 'missing', yes(n.addresses), yes(n.route), yes(n.rules), yes(n.dhcp)]);
+  for (const n of nics)
+    rows.push([
+      n.instance,
+      n.tap,
+      n.ipv4,
+      n.mac,
+      n.tapExists ? yes(n.tapUp) : 'missing',
+      yes(n.addresses),
+      yes(n.route),
+      yes(n.rules),
+      yes(n.dhcp),
+    ]);
   const widths = rows.reduce<number[]>((w, r) => r.map((c, i) => Math.max(w[i] ?? 0, c.length)), []);
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 async function setState(ctx: Ctx, name: string, tap: string, state: 'up' | 'down'): Promise<void> {
@@ -37,7 +55,10 @@ export const nicCommands: CommandGroup = (program, act) => {
   const nic = program
     .command('nic')
     .description("the comm network: an instance's tap came up or went down; what the host holds (network.mode routed)")
-    .addHelpText('after', examples('metadctl nic up --instance web1 --tap gnt.com.7', 'metadctl nic down --instance web1 --tap gnt.com.7', 'metadctl nic list'));
+    .addHelpText(
+      'after',
+      examples('metadctl nic up --instance web1 --tap gnt.com.7', 'metadctl nic down --instance web1 --tap gnt.com.7', 'metadctl nic list'),
+    );
 
   for (const state of ['up', 'down'] as const) {
     nic

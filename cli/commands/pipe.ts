@@ -72,7 +72,10 @@ ${examples('metadctl pipe send web1 "reboot-now"', 'metadctl pipe send web1 < pa
           return;
         }
         const q = (res.body as { queuedBytes?: unknown }).queuedBytes;
-        line(ctx, `sent ${plural(body.length, 'byte')} to ${name}${typeof q === 'number' ? ` (${plural(q, 'byte')} queued for the guest)` : ''}`);
+        line(
+          ctx,
+          `sent ${plural(body.length, 'byte')} to ${name}${typeof q === 'number' ? ` (${plural(q, 'byte')} queued for the guest)` : ''}`,
+        );
       }),
     );
 

@@ -77,7 +77,11 @@ export class CommController extends EventEmitter {
     if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
     this.store.mustGet(instance);
     if (!(await this.net.linkExists(tap))) {
-      throw new DaemonError('Conflict', 'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)', [{ path: '/tap', message: 'no such network device' }]);
+      throw new DaemonError(
+        'Conflict',
+        'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)',
+        [{ path: '/tap', message: 'no such network device' }],
+      );
     }
     if (this.store.mustGet(instance).doc.comm.tap !== tap) {
       await this.store.update(instance, (prev) => {

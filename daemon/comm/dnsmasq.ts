@@ -121,7 +121,13 @@ export class DnsmasqSupervisor implements DhcpServer {
   }
 
   private launch(): void {
-    const args = ['--keep-in-foreground', `--conf-file=${this.confFile}`, '--pid-file=', '--log-facility=-', `--user=${userInfo().username}`];
+    const args = [
+      '--keep-in-foreground',
+      `--conf-file=${this.confFile}`,
+      '--pid-file=',
+      '--log-facility=-',
+      `--user=${userInfo().username}`,
+    ];
     const child = (this.o.spawnChild ?? ((f, a) => spawn(f, [...a], { stdio: ['ignore', 'ignore', 'pipe'] })))(this.o.path, args);
     this.child = child;
     const startedAt = this.o.clock.now();

@@ -29,9 +29,13 @@ export const execFile: Exec = (file, args, input) =>
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.once('error', (e: NodeJS.ErrnoException) => {
-      reject(e.code === 'ENOENT' ? new CommError(`${file} not found: install ${packageHint(file)} (or set its path in the network config)`) : e);
+      reject(
+        e.code === 'ENOENT' ? new CommError(`${file} not found: install ${packageHint(file)} (or set its path in the network config)`) : e,
+      );
     });
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.once('close', (code) =>
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+    );
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
@@ -43,5 +47,7 @@ export async function mustExec(exec: Exec, file: string, args: readonly string[]
   const first = r.stderr.trim().split('\n')[0] ?? '';
   const perm = /Operation not permitted|Permission denied/i.test(r.stderr);
   const base = file.split('/').pop() ?? file;
-  throw new CommError(`${base} ${args.slice(0, 2).join(' ')} failed: ${first.slice(0, 200)}${perm ? ' (needs CAP_NET_ADMIN: run as root or with the systemd unit)' : ''}`);
+  throw new CommError(
+    `${base} ${args.slice(0, 2).join(' ')} failed: ${first.slice(0, 200)}${perm ? ' (needs CAP_NET_ADMIN: run as root or with the systemd unit)' : ''}`,
+  );
 }

@@ -6,7 +6,17 @@
  */
 import type { Logger } from 'pino';
 import { CommError, type CommNetwork, type NicStatus, type ReconcileReport } from './network.js';
-import { anchorAddresses, buildLinkPlan, buildRuleset, diffRoutes, tapAddresses, type AddressSpec, type CommNic, type CommSettings, type RouteSpec } from './plan.js';
+import {
+  anchorAddresses,
+  buildLinkPlan,
+  buildRuleset,
+  diffRoutes,
+  tapAddresses,
+  type AddressSpec,
+  type CommNic,
+  type CommSettings,
+  type RouteSpec,
+} from './plan.js';
 import { execFile, mustExec, type Exec } from './exec.js';
 import { EV } from '../events.js';
 
@@ -112,9 +122,11 @@ export class LinuxCommNetwork implements CommNetwork {
     }
     for (const a of plan.addresses) if (!have.has(addrKey(a.dev, a.cidr))) batch.push(addrCommand('replace', a));
 
-    const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map(
-      (r): RouteSpec => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`, dev: r.dev, src: r.prefsrc ?? '' }),
-    );
+    const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r): RouteSpec => ({
+      dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`,
+      dev: r.dev,
+      src: r.prefsrc ?? '',
+    }));
     const { add, del } = diffRoutes(current, plan.routes);
     for (const r of del) batch.push(`route del ${r.dst} dev ${r.dev} proto ${s.routeProto}`);
     for (const r of add) batch.push(`route replace ${r.dst} dev ${r.dev} proto ${s.routeProto} scope link src ${r.src}`);
@@ -133,8 +145,26 @@ export class LinuxCommNetwork implements CommNetwork {
     for (const t of wanted) this.configured.add(t);
 
     await this.o.dhcp?.update(nics);
-    const report: ReconcileReport = { nics: nics.length, missingTaps, liveTaps: [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 })), routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: Math.round(performance.now() - t0) };
-    this.o.log.info({ nics: report.nics, missingTaps: missingTaps.length, routesAdded: add.length, routesDeleted: del.length, tapsReleased, ms: report.ms }, EV.commReconciled);
+    const report: ReconcileReport = {
+      nics: nics.length,
+      missingTaps,
+      liveTaps: [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 })),
+      routesAdded: add.length,
+      routesDeleted: del.length,
+      tapsReleased,
+      ms: Math.round(performance.now() - t0),
+    };
+    this.o.log.info(
+      {
+        nics: report.nics,
+        missingTaps: missingTaps.length,
+        routesAdded: add.length,
+        routesDeleted: del.length,
+        tapsReleased,
+        ms: report.ms,
+      },
+      EV.commReconciled,
+    );
     return report;
   }
 
@@ -145,7 +175,8 @@ export class LinuxCommNetwork implements CommNetwork {
       // Lines that failed (a tap removed meanwhile, an address already gone) do not stop the rest;
       // the next reconcile tries again. Report the first failure's kind only.
       const first = r.stderr.trim().split('\n')[0] ?? '';
-      if (/Operation not permitted/i.test(first)) throw new CommError('ip failed: operation not permitted (needs CAP_NET_ADMIN: run as root or with the systemd unit)');
+      if (/Operation not permitted/i.test(first))
+        throw new CommError('ip failed: operation not permitted (needs CAP_NET_ADMIN: run as root or with the systemd unit)');
       this.o.log.warn({ failed: r.stderr.trim().split('\n').length }, EV.commPartial);
     }
   }
@@ -155,7 +186,9 @@ export class LinuxCommNetwork implements CommNetwork {
     const addrs = await this.json<IpAddr>(['addr', 'show']);
     const byName = new Map(addrs.map((l) => [l.ifname, l]));
     const routes = new Set(
-      (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r) => `${r.dst.includes('/') ? r.dst : `${r.dst}/32`} ${r.dev}`),
+      (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map(
+        (r) => `${r.dst.includes('/') ? r.dst : `${r.dst}/32`} ${r.dev}`,
+      ),
     );
     const elems = await this.setElements('nic4');
     const macs = await this.setElements('nicmac');

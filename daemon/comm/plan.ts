@@ -44,7 +44,8 @@ const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 export function tapNameProblem(name: string): string | undefined {
   if (!TAP_RE.test(name)) return 'must be 1-15 characters of A-Z a-z 0-9 _ . -';
   if (name === '.' || name === '..') return 'must not be . or ..';
-  if (RESERVED_TAP_PREFIXES.some((p) => name.startsWith(p))) return `must not start with ${RESERVED_TAP_PREFIXES.join(', ')} (reserved by libvirt)`;
+  if (RESERVED_TAP_PREFIXES.some((p) => name.startsWith(p)))
+    return `must not start with ${RESERVED_TAP_PREFIXES.join(', ')} (reserved by libvirt)`;
   return undefined;
 }
 

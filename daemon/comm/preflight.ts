@@ -30,7 +30,10 @@ export function effectiveCaps(status?: string): bigint | undefined {
   return m?.[1] === undefined ? undefined : BigInt(`0x${m[1]}`);
 }
 
-export function networkPreflight(cfg: Readonly<Config>, opts: { caps?: bigint | undefined; exists?: (p: string) => boolean } = {}): string[] {
+export function networkPreflight(
+  cfg: Readonly<Config>,
+  opts: { caps?: bigint | undefined; exists?: (p: string) => boolean } = {},
+): string[] {
   const n = cfg.network;
   if (n.mode === 'off') return [];
   const exists = opts.exists ?? executable;
@@ -41,7 +44,8 @@ export function networkPreflight(cfg: Readonly<Config>, opts: { caps?: bigint | 
   ];
   if (n.dhcp.mode === 'managed') tools.push(['/network/dhcp/dnsmasqPath', n.dhcp.dnsmasqPath]);
   for (const [key, path] of tools) {
-    if (!exists(path)) out.push(`${key}: ${path} is not an executable file: install the Debian package ${packageHint(path)} (or set ${key})`);
+    if (!exists(path))
+      out.push(`${key}: ${path} is not an executable file: install the Debian package ${packageHint(path)} (or set ${key})`);
   }
   const caps = 'caps' in opts ? opts.caps : effectiveCaps();
   if (caps !== undefined && (caps & (1n << BigInt(CAP_NET_ADMIN))) === 0n) {

@@ -64,4 +64,3 @@ export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clo
       : new ExternalDhcp(n.runDir);
   return new LinuxCommNetwork({ settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log });
 }
-

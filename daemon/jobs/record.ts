@@ -94,7 +94,8 @@ export class JobRecordFiles {
       if (!f.endsWith('.json')) continue;
       try {
         const r = JSON.parse(await readFile(`${this.dir}/${f}`, 'utf8')) as Partial<JobRecord>;
-        if (r.v !== 1 || typeof r.instance !== 'string' || !isInstanceName(r.instance) || `${r.instance}.json` !== f) throw new Error('not a job record');
+        if (r.v !== 1 || typeof r.instance !== 'string' || !isInstanceName(r.instance) || `${r.instance}.json` !== f)
+          throw new Error('not a job record');
         records.push(r as JobRecord);
       } catch {
         bad.push(f);

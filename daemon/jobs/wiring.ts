@@ -23,5 +23,10 @@ export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
  * the job ends `failed` with this reason. Tests and the boot test inject their own `prepare`.
  */
 export function unpreparedAppliance(): Promise<Prepared> {
-  return Promise.reject(new DaemonError('Unavailable', 'this daemon cannot assemble install appliances yet (appliance image and comm tap wiring are not built)'));
+  return Promise.reject(
+    new DaemonError(
+      'Unavailable',
+      'this daemon cannot assemble install appliances yet (appliance image and comm tap wiring are not built)',
+    ),
+  );
 }

@@ -21,7 +21,8 @@ function checkJsonShape(value: unknown): void {
   for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
     const { v, path, depth } = top;
     if (typeof v !== 'object' || v === null) continue;
-    if (depth >= MAX_JSON_DEPTH) throw invalid(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`, [{ path: path || '/', message: 'too deep' }]);
+    if (depth >= MAX_JSON_DEPTH)
+      throw invalid(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`, [{ path: path || '/', message: 'too deep' }]);
     for (const [k, child] of Object.entries(v)) {
       const childPath = `${path}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}`;
       if (RESERVED_KEYS.has(k)) throw invalid('reserved key in body', [{ path: childPath, message: 'reserved name' }]);

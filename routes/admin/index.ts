@@ -45,7 +45,10 @@ export function createAdminApp(s: Services): Koa {
       await next();
     } finally {
       // ctx.path is ours to log: names and route shapes, never bodies or query values.
-      s.log.debug({ method: ctx.method, route: ctx.path.slice(0, 256), status: ctx.status, ms: Math.round((performance.now() - t0) * 10) / 10 }, EV.adminRequest);
+      s.log.debug(
+        { method: ctx.method, route: ctx.path.slice(0, 256), status: ctx.status, ms: Math.round((performance.now() - t0) * 10) / 10 },
+        EV.adminRequest,
+      );
     }
   });
   app.use(adminErrors(s.log));

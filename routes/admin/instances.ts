@@ -37,7 +37,8 @@ export function instanceRoutes(router: Router, s: Services): void {
   router.put('/instances/:name', async (ctx) => {
     const name = pathParam(ctx, 'name');
     const input = validateInstance(await readJson(ctx, limit));
-    if (input.name !== name) throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
+    if (input.name !== name)
+      throw invalid('name in the body differs from the path', [{ path: '/name', message: 'must equal the name in the path' }]);
     const secret = input.params?.secret;
     const { created, instance } = await s.store.put(input, true, () => {
       if (secret) s.vault.replace(name, secret);
@@ -64,7 +65,8 @@ export function instanceRoutes(router: Router, s: Services): void {
       name,
       (prev) => {
         const input = validateInstance(jsonMergePatch.apply(fullInputOf(prev), structuredClone(patch)));
-        if (input.name !== name) throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
+        if (input.name !== name)
+          throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
         return input;
       },
       () => {

@@ -21,7 +21,8 @@ async function timeoutOf(ctx: Context, limit: number): Promise<number | undefine
   if (extra.length > 0) throw invalid('unknown field in body', [{ path: '/', message: 'only timeoutSec is allowed' }]);
   const t = (body as { timeoutSec?: unknown }).timeoutSec;
   if (t === undefined) return undefined;
-  if (typeof t !== 'number' || !Number.isInteger(t) || t < 1) throw invalid('timeoutSec must be a positive integer', [{ path: '/timeoutSec', message: 'positive integer' }]);
+  if (typeof t !== 'number' || !Number.isInteger(t) || t < 1)
+    throw invalid('timeoutSec must be a positive integer', [{ path: '/timeoutSec', message: 'positive integer' }]);
   return t;
 }
 

@@ -22,7 +22,8 @@ function parseNicBody(body: unknown): { tap: string; state: 'up' | 'down' } {
   const extra = Object.keys(b).filter((k) => k !== 'tap' && k !== 'state');
   if (extra.length > 0) throw invalid('unknown key in body', [{ path: '/', message: 'only tap and state are allowed' }]);
   if (typeof b.tap !== 'string') throw invalid('tap is required', [{ path: '/tap', message: 'must be a string' }]);
-  if (b.state !== 'up' && b.state !== 'down') throw invalid('state must be up or down', [{ path: '/state', message: 'must be up or down' }]);
+  if (b.state !== 'up' && b.state !== 'down')
+    throw invalid('state must be up or down', [{ path: '/state', message: 'must be up or down' }]);
   return { tap: b.tap, state: b.state };
 }
 

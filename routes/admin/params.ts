@@ -37,35 +37,37 @@ export function paramRoutes(router: Router, s: Services): void {
     ctx.body = paramsOf(s, s.store.mustGet(pathParam(ctx, 'name')));
   });
 
-  const write = (mode: 'replace' | 'merge') => async (ctx: RouterContext): Promise<void> => {
-    const name = pathParam(ctx, 'name');
-    const vis = visibilityOf(ctx);
-    s.store.mustGet(name);
-    const raw = await readJson(ctx, limit);
-    const body = mode === 'replace' ? validateParamsBody(raw) : validateParamsPatch(raw);
-    if (vis !== 'secret' && (body.ttlSec !== undefined || body.claimOnce !== undefined)) {
-      throw invalid('ttlSec and claimOnce apply to secret parameters only', [{ path: '/ttlSec', message: 'only for visibility secret' }]);
-    }
-    const opts = { ttlSec: body.ttlSec, claimOnce: body.claimOnce };
-    if (vis === 'secret') {
-      // In the instance's queue: ordered with PUT/PATCH secrets, and never for a removed instance.
-      await s.store.exclusive(name, () => {
-        if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
-        else s.vault.merge(name, body.values, opts);
-      });
-    } else {
-      await store(s, name, vis, (old) => {
-        const next = new Map(Object.entries(mode === 'replace' ? {} : old));
-        for (const [k, v] of Object.entries(body.values)) {
-          if (v === null) next.delete(k);
-          else next.set(k, v);
-        }
-        return Object.fromEntries(next);
-      });
-    }
-    s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, EV.paramsUpdated);
-    ctx.body = paramsOf(s, s.store.mustGet(name));
-  };
+  const write =
+    (mode: 'replace' | 'merge') =>
+    async (ctx: RouterContext): Promise<void> => {
+      const name = pathParam(ctx, 'name');
+      const vis = visibilityOf(ctx);
+      s.store.mustGet(name);
+      const raw = await readJson(ctx, limit);
+      const body = mode === 'replace' ? validateParamsBody(raw) : validateParamsPatch(raw);
+      if (vis !== 'secret' && (body.ttlSec !== undefined || body.claimOnce !== undefined)) {
+        throw invalid('ttlSec and claimOnce apply to secret parameters only', [{ path: '/ttlSec', message: 'only for visibility secret' }]);
+      }
+      const opts = { ttlSec: body.ttlSec, claimOnce: body.claimOnce };
+      if (vis === 'secret') {
+        // In the instance's queue: ordered with PUT/PATCH secrets, and never for a removed instance.
+        await s.store.exclusive(name, () => {
+          if (mode === 'replace') s.vault.replace(name, body.values as ParamValues, opts);
+          else s.vault.merge(name, body.values, opts);
+        });
+      } else {
+        await store(s, name, vis, (old) => {
+          const next = new Map(Object.entries(mode === 'replace' ? {} : old));
+          for (const [k, v] of Object.entries(body.values)) {
+            if (v === null) next.delete(k);
+            else next.set(k, v);
+          }
+          return Object.fromEntries(next);
+        });
+      }
+      s.log.info({ instance: name, visibility: vis, mode, count: Object.keys(body.values).length }, EV.paramsUpdated);
+      ctx.body = paramsOf(s, s.store.mustGet(name));
+    };
   router.put(`${base}/:visibility`, write('replace'));
   router.patch(`${base}/:visibility`, write('merge'));
 

@@ -64,7 +64,12 @@ const TEXT = 'text/plain; charset=utf-8';
 export const text = (body: string, status = 200): Answer => ({ status, type: TEXT, body });
 export const bytes = (body: Buffer): Answer => ({ status: 200, type: 'application/octet-stream', body });
 export const json = (value: unknown): Answer => ({ status: 200, type: 'application/json', body: JSON.stringify(value) });
-export const redirect = (location: string): Answer => ({ status: 301, type: TEXT, body: 'Moved Permanently', headers: { Location: location } });
+export const redirect = (location: string): Answer => ({
+  status: 301,
+  type: TEXT,
+  body: 'Moved Permanently',
+  headers: { Location: location },
+});
 export const empty = (status: number): Answer => ({ status });
 export const cached = (a: Answer, how: 'static' | 'seeded' = 'static'): Answer => ({ ...a, cache: how });
 
@@ -130,6 +135,7 @@ export function prepare(a: Answer): Prepared {
 /** Write a prepared answer. Seeded answers get RANDOM_SEED_BYTES fresh random bytes from the pool. */
 export function send(res: ServerResponse, p: Prepared, seeds: SeedPool): void {
   res.writeHead(p.status, p.head);
-  if (p.seeded) res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(RANDOM_SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
+  if (p.seeded)
+    res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(RANDOM_SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
   else res.end(p.body);
 }

@@ -7,7 +7,19 @@
  */
 import { EC2_VERSIONS, isEc2Version, renderEc2 } from '../render/ec2.js';
 import { isDir, listing, lookup } from '../render/tree.js';
-import { type Answer, type GuestRequest, bytes, cached, fail, header, isRead, methodNotAllowed, notFound, redirect, text } from './answer.js';
+import {
+  type Answer,
+  type GuestRequest,
+  bytes,
+  cached,
+  fail,
+  header,
+  isRead,
+  methodNotAllowed,
+  notFound,
+  redirect,
+  text,
+} from './answer.js';
 import { parseTtl, TTL_HEADER } from './tokens.js';
 import { guestViewOf } from './view.js';
 import { EV } from '../../daemon/events.js';
@@ -42,7 +54,11 @@ export function ec2(r: GuestRequest): Answer {
   if (!isEc2Version(version)) return notFound();
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
   const tree = r.d.cache.value(r.inst.doc.name, r.inst.generation, `ec2:${version}`, () =>
-    renderEc2(guestViewOf(r.d, r.inst, false), version, { now: r.d.clock.now(), randomSeed: Buffer.alloc(0), sign: (doc) => r.d.identity.sign(doc) }),
+    renderEc2(guestViewOf(r.d, r.inst, false), version, {
+      now: r.d.clock.now(),
+      randomSeed: Buffer.alloc(0),
+      sign: (doc) => r.d.identity.sign(doc),
+    }),
   );
   const node = lookup(tree, rest);
   if (node === undefined) return notFound();

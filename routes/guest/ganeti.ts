@@ -7,7 +7,20 @@
  * (413 and nothing stored when it does not fit).
  */
 import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
-import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, json, methodNotAllowed, notFound, queryParam, text } from './answer.js';
+import {
+  type Answer,
+  type GuestRequest,
+  bytes,
+  cached,
+  empty,
+  fail,
+  isRead,
+  json,
+  methodNotAllowed,
+  notFound,
+  queryParam,
+  text,
+} from './answer.js';
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
 import { listOsScripts, readOsScript } from './scripts.js';

@@ -43,7 +43,12 @@ const NOT_FOUND = prepare(fail(404));
 const UNAUTHORIZED = prepare(fail(401));
 
 export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
-  const d: GuestDeps = { ...s, cache: new AnswerCache(s.config.guest.cacheInstances), tokens: opts.tokens ?? new TokenIssuer(), seeds: new SeedPool() };
+  const d: GuestDeps = {
+    ...s,
+    cache: new AnswerCache(s.config.guest.cacheInstances),
+    tokens: opts.tokens ?? new TokenIssuer(),
+    seeds: new SeedPool(),
+  };
   const limiter = opts.limiter ?? new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const children = new Map<string, Logger>();
   const unknownSampler = new LogSampler(UNKNOWN_LOG_INTERVAL_MS);
@@ -93,7 +98,14 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
   };
 
   /** Cache misses and everything stateful: the dialects decide, cacheable answers are kept. */
-  const slow = async (req: IncomingMessage, res: ServerResponse, inst: StoredInstance, path: string, query: string, dialect: Dialect): Promise<void> => {
+  const slow = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    inst: StoredInstance,
+    path: string,
+    query: string,
+    dialect: Dialect,
+  ): Promise<void> => {
     const name = inst.doc.name;
     const method = req.method ?? 'GET';
     const r: GuestRequest = {

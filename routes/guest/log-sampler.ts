@@ -33,7 +33,8 @@ export class LogSampler {
       last.suppressed++;
       return undefined;
     }
-    if (last) this.seen.delete(key); // re-inserted below: the map stays ordered by `at`
+    if (last)
+      this.seen.delete(key); // re-inserted below: the map stays ordered by `at`
     else if (this.seen.size >= this.maxKeys && !this.evictExpired(now)) {
       this.overflowed++;
       return undefined;

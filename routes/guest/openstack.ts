@@ -48,5 +48,8 @@ export async function openstack(r: GuestRequest): Promise<Answer> {
   if (file.kind === 'bytes') return cached(bytes(file.value));
   const body = JSON.stringify(file.value);
   if (name !== 'meta_data.json') return cached({ status: 200, type: 'application/json', body });
-  return { ...cached({ status: 200, type: 'application/json', body }, 'seeded'), seedPlaceholder: `"${placeholderSeed.toString('base64')}"` };
+  return {
+    ...cached({ status: 200, type: 'application/json', body }, 'seeded'),
+    seedPlaceholder: `"${placeholderSeed.toString('base64')}"`,
+  };
 }

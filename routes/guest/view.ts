@@ -19,7 +19,12 @@ function commRanges(s: Pick<Services, 'config'>): Ipv4Ranges {
   return r;
 }
 
-export function guestViewOf(s: Pick<Services, 'vault' | 'config' | 'jobs'>, inst: StoredInstance, withSecrets: boolean, consume = false): GuestView {
+export function guestViewOf(
+  s: Pick<Services, 'vault' | 'config' | 'jobs'>,
+  inst: StoredInstance,
+  withSecrets: boolean,
+  consume = false,
+): GuestView {
   const name = inst.doc.name;
   const serveSecrets = withSecrets && s.jobs.secretsOpen(name);
   if (serveSecrets && consume) s.jobs.noteClaim(name);

@@ -5,20 +5,41 @@
  * Pure: no I/O, no clock, no randomness; the identity signature comes from `ctx.sign`.
  */
 import { dir, LazyText, type Dir, type Tree } from './tree.js';
-import {
-  availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf,
-  type GuestView, type RenderCtx,
-} from './view.js';
+import { availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf, type GuestView, type RenderCtx } from './view.js';
 import { TAG_KEY_PATTERN, type IamCredentials, type PublicDoc } from '../../daemon/model.js';
 import { subnetOf } from '../../daemon/net.js';
 import { nicsOf, type NicFacts } from './nics.js';
 
 /** What `GET /` lists, oldest first, `latest` last (AWS's list as of 2022-09-24). */
 export const EC2_VERSIONS = [
-  '1.0', '2007-01-19', '2007-03-01', '2007-08-29', '2007-10-10', '2007-12-15', '2008-02-01',
-  '2008-09-01', '2009-04-04', '2011-01-01', '2011-05-01', '2012-01-12', '2014-02-25', '2014-11-05',
-  '2015-10-20', '2016-04-19', '2016-06-30', '2016-09-02', '2018-03-28', '2018-08-17', '2018-09-24',
-  '2019-10-01', '2020-10-27', '2021-01-03', '2021-03-23', '2021-07-15', '2022-09-24', 'latest',
+  '1.0',
+  '2007-01-19',
+  '2007-03-01',
+  '2007-08-29',
+  '2007-10-10',
+  '2007-12-15',
+  '2008-02-01',
+  '2008-09-01',
+  '2009-04-04',
+  '2011-01-01',
+  '2011-05-01',
+  '2012-01-12',
+  '2014-02-25',
+  '2014-11-05',
+  '2015-10-20',
+  '2016-04-19',
+  '2016-06-30',
+  '2016-09-02',
+  '2018-03-28',
+  '2018-08-17',
+  '2018-09-24',
+  '2019-10-01',
+  '2020-10-27',
+  '2021-01-03',
+  '2021-03-23',
+  '2021-07-15',
+  '2022-09-24',
+  'latest',
 ] as const;
 export type Ec2Version = (typeof EC2_VERSIONS)[number];
 
@@ -62,9 +83,19 @@ export const EC2_DEFAULTS = {
 
 /** The EC2 facts of one instance after defaults, computed once per render. */
 interface Ec2Facts {
-  instanceId: string; amiId: string; instanceType: string; hostname: string; localIpv4: string;
-  mac: string; az: string; region: string; accountId: string; architecture: string;
-  reservationId: string; securityGroups: string[]; kernelId: string | undefined;
+  instanceId: string;
+  amiId: string;
+  instanceType: string;
+  hostname: string;
+  localIpv4: string;
+  mac: string;
+  az: string;
+  region: string;
+  accountId: string;
+  architecture: string;
+  reservationId: string;
+  securityGroups: string[];
+  kernelId: string | undefined;
 }
 
 /** The uuid as 32 lowercase hex digits: '6f1c2a9e-…' → '6f1c2a9e…'. */

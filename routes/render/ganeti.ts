@@ -66,12 +66,14 @@ export function renderGanetiMetaData(view: GuestView, version: GanetiVersion): G
     name: doc.name,
     hostname: hostnameOf(doc),
     ...(Object.keys(os).length > 0 ? { os } : {}),
-    ...(hw ? {
-      hardware: {
-        ...pick(hw, ['memoryMiB', 'vcpus']),
-        ...(hw.disks ? { disks: hw.disks.map((d, index) => ({ index, ...pick(d, ['format', 'sizeGiB']) })) } : {}),
-      },
-    } : {}),
+    ...(hw
+      ? {
+          hardware: {
+            ...pick(hw, ['memoryMiB', 'vcpus']),
+            ...(hw.disks ? { disks: hw.disks.map((d, index) => ({ index, ...pick(d, ['format', 'sizeGiB']) })) } : {}),
+          },
+        }
+      : {}),
     comm: { mac: doc.comm.mac, ipv4: doc.comm.ipv4 },
     ...(doc.nics && doc.nics.length > 0 ? { nics: structuredClone(doc.nics) } : {}),
     ...(doc.nameservers && doc.nameservers.length > 0 ? { nameservers: [...doc.nameservers] } : {}),

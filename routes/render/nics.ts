@@ -31,7 +31,14 @@ export interface NicFacts {
 export function nicsOf(view: GuestView): NicFacts[] {
   const { comm, nics = [] } = view.doc;
   const out: NicFacts[] = [
-    { device: 0, comm: true, mac: comm.mac, ipv4: [{ family: 4, address: comm.ipv4, prefix: view.commPrefix }], ipv6: [], mtu: DEFAULT_MTU },
+    {
+      device: 0,
+      comm: true,
+      mac: comm.mac,
+      ipv4: [{ family: 4, address: comm.ipv4, prefix: view.commPrefix }],
+      ipv6: [],
+      mtu: DEFAULT_MTU,
+    },
   ];
   nics.forEach((n, i) => {
     const addresses = (n.addresses ?? []).map(parseAddressCidr).filter((a): a is AddressCidr => a !== undefined);

@@ -6,12 +6,30 @@
  */
 import { netmaskOf } from '../../daemon/net.js';
 import { nicsOf, type NicFacts } from './nics.js';
-import { availabilityZoneOf, hostnameOf, launchIndexOf, publicKeysOf, since, sshKeysOf, userDataOf, type GuestView, type RenderCtx } from './view.js';
+import {
+  availabilityZoneOf,
+  hostnameOf,
+  launchIndexOf,
+  publicKeysOf,
+  since,
+  sshKeysOf,
+  userDataOf,
+  type GuestView,
+  type RenderCtx,
+} from './view.js';
 
 /** What `GET /openstack` lists, oldest first, `latest` last (Nova's list). */
 export const OPENSTACK_VERSIONS = [
-  '2012-08-10', '2013-04-04', '2013-10-17', '2015-10-15', '2016-06-30', '2016-10-06',
-  '2017-02-22', '2018-08-27', '2020-10-14', 'latest',
+  '2012-08-10',
+  '2013-04-04',
+  '2013-10-17',
+  '2015-10-15',
+  '2016-06-30',
+  '2016-10-06',
+  '2017-02-22',
+  '2018-08-27',
+  '2020-10-14',
+  'latest',
 ] as const;
 export type OpenstackVersion = (typeof OPENSTACK_VERSIONS)[number];
 
@@ -36,7 +54,7 @@ const OPENSTACK_SINCE = {
 export const RANDOM_SEED_BYTES = 512;
 
 export type OpenstackFileName =
-  | 'meta_data.json' | 'user_data' | 'password' | 'vendor_data.json' | 'network_data.json' | 'vendor_data2.json';
+  'meta_data.json' | 'user_data' | 'password' | 'vendor_data.json' | 'network_data.json' | 'vendor_data2.json';
 
 /**
  * What `GET /openstack/<version>/` lists, in Nova's order. For an instance with user data:
@@ -94,10 +112,12 @@ export function renderMetaData(view: GuestView, version: OpenstackVersion, ctx: 
   return {
     uuid: doc.uuid,
     ...(meta ? { meta } : {}),
-    ...(all.length > 0 ? {
-      public_keys: Object.fromEntries(sshKeysOf(doc).map((k) => [k.name, k.key])),
-      keys: all.map((k) => ({ name: k.name, type: k.type, data: k.key })),
-    } : {}),
+    ...(all.length > 0
+      ? {
+          public_keys: Object.fromEntries(sshKeysOf(doc).map((k) => [k.name, k.key])),
+          keys: all.map((k) => ({ name: k.name, type: k.type, data: k.key })),
+        }
+      : {}),
     hostname: hostnameOf(doc),
     name: doc.displayName ?? doc.name,
     launch_index: launchIndexOf(doc, 'openstack'),
@@ -181,10 +201,7 @@ export function renderVendorData(view: GuestView, which: 1 | 2 = 1): Record<stri
 }
 
 /** One file under `/openstack/<version>/`, ready for the route to serialise. */
-export type OpenstackFile =
-  | { kind: 'json'; value: unknown }
-  | { kind: 'bytes'; value: Buffer }
-  | { kind: 'password' };
+export type OpenstackFile = { kind: 'json'; value: unknown } | { kind: 'bytes'; value: Buffer } | { kind: 'password' };
 
 /**
  * The file `name` under `/openstack/<version>/`, or undefined (a 404) when that version does not
@@ -195,11 +212,17 @@ export function renderOpenstackFile(view: GuestView, version: OpenstackVersion, 
   const listed = openstackListing(view, version) as string[];
   if (!listed.includes(name)) return undefined;
   switch (name as OpenstackFileName) {
-    case 'meta_data.json': return { kind: 'json', value: renderMetaData(view, version, ctx) };
-    case 'user_data': return { kind: 'bytes', value: userDataOf(view) ?? Buffer.alloc(0) };
-    case 'password': return { kind: 'password' };
-    case 'vendor_data.json': return { kind: 'json', value: renderVendorData(view, 1) };
-    case 'network_data.json': return { kind: 'json', value: renderNetworkData(view) };
-    case 'vendor_data2.json': return { kind: 'json', value: renderVendorData(view, 2) };
+    case 'meta_data.json':
+      return { kind: 'json', value: renderMetaData(view, version, ctx) };
+    case 'user_data':
+      return { kind: 'bytes', value: userDataOf(view) ?? Buffer.alloc(0) };
+    case 'password':
+      return { kind: 'password' };
+    case 'vendor_data.json':
+      return { kind: 'json', value: renderVendorData(view, 1) };
+    case 'network_data.json':
+      return { kind: 'json', value: renderNetworkData(view) };
+    case 'vendor_data2.json':
+      return { kind: 'json', value: renderVendorData(view, 2) };
   }
 }

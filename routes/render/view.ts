@@ -67,14 +67,14 @@ export type Dialect = 'ec2' | 'openstack';
 export function availabilityZoneOf(doc: PublicDoc, dialect: Dialect): string {
   const ec2 = doc.ec2?.availabilityZone;
   const os = doc.openstack?.availabilityZone;
-  return (dialect === 'ec2' ? ec2 ?? os : os ?? ec2) ?? DEFAULT_AVAILABILITY_ZONE;
+  return (dialect === 'ec2' ? (ec2 ?? os) : (os ?? ec2)) ?? DEFAULT_AVAILABILITY_ZONE;
 }
 
 /** The launch index: `ec2.amiLaunchIndex` / `openstack.launchIndex` (own dialect first), else 0. */
 export function launchIndexOf(doc: PublicDoc, dialect: Dialect): number {
   const ec2 = doc.ec2?.amiLaunchIndex;
   const os = doc.openstack?.launchIndex;
-  return (dialect === 'ec2' ? ec2 ?? os : os ?? ec2) ?? 0;
+  return (dialect === 'ec2' ? (ec2 ?? os) : (os ?? ec2)) ?? 0;
 }
 
 /**

@@ -69,7 +69,13 @@ async function main(): Promise<void> {
     const token = req.getHeader('x-aws-ec2-metadata-token');
     if (typeof token === 'string') tokens.add(token);
     const ttl = req.getHeader('x-aws-ec2-metadata-token-ttl-seconds');
-    requests.push({ method: req.method, path: req.path, host: String(req.getHeader('host') ?? req.host), token: token !== undefined, ttl: ttl === undefined ? null : String(ttl) });
+    requests.push({
+      method: req.method,
+      path: req.path,
+      host: String(req.getHeader('host') ?? req.host),
+      token: token !== undefined,
+      ttl: ttl === undefined ? null : String(ttl),
+    });
   });
 
   const steps: Record<string, StepResult> = {};
@@ -111,7 +117,12 @@ async function main(): Promise<void> {
 
   const creds = async (p: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }>) => {
     const c = await p();
-    return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken ?? null, expiration: c.expiration?.toISOString() ?? null };
+    return {
+      accessKeyId: c.accessKeyId,
+      secretAccessKey: c.secretAccessKey,
+      sessionToken: c.sessionToken ?? null,
+      expiration: c.expiration?.toISOString() ?? null,
+    };
   };
   await step('creds', () => creds(fromInstanceMetadata({ timeout: 3000, maxRetries: 0 })));
   await step('credsNoV1', () => creds(fromInstanceMetadata({ timeout: 3000, maxRetries: 0, ec2MetadataV1Disabled: true })));

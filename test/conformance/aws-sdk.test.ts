@@ -43,7 +43,8 @@ function assertV2Works(o: ClientOutput, port: number): void {
   assert.equal(value(o, 'ms.publicKey0'), A.publicKeys[0]!.key);
   assert.equal(value(o, 'ms.tagName'), A.ec2.tags.Name);
   const listing = String(value(o, 'ms.metaDataListing')).split('\n');
-  for (const name of ['instance-id', 'local-ipv4', 'placement/', 'public-keys/', 'iam/', 'tags/']) assert.ok(listing.includes(name), `meta-data/ lists ${name}`);
+  for (const name of ['instance-id', 'local-ipv4', 'placement/', 'public-keys/', 'iam/', 'tags/'])
+    assert.ok(listing.includes(name), `meta-data/ lists ${name}`);
   const id = JSON.parse(String(value(o, 'ms.identity'))) as Record<string, unknown>;
   assert.equal(id['instanceId'], A.ec2.instanceId);
   assert.equal(id['accountId'], A.ec2.accountId);
@@ -76,14 +77,20 @@ function assertV2Works(o: ClientOutput, port: number): void {
   for (const p of ['/latest/meta-data/iam/security-credentials/', `/latest/meta-data/iam/security-credentials/${A.ec2.iam.role}`]) {
     const seen = o.requests.filter((r) => r.method === 'GET' && r.path === p);
     assert.ok(seen.length >= 3, `${p}: ${seen.length} requests`);
-    assert.ok(seen.every((r) => r.token), `${p} sent without a token`);
+    assert.ok(
+      seen.every((r) => r.token),
+      `${p} sent without a token`,
+    );
   }
   assert.ok(o.tokens.length >= 10, 'tokens were used');
 }
 
 test('AWS SDK for JavaScript v3 (MetadataService, fromInstanceMetadata) against metad in a tripwired netns', async (t) => {
   const can = canUseNetns();
-  if (!can.ok) { skipOrFail(t, can.why ?? 'netns unavailable'); return; }
+  if (!can.ok) {
+    skipOrFail(t, can.why ?? 'netns unavailable');
+    return;
+  }
 
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;
@@ -129,7 +136,10 @@ test('AWS SDK for JavaScript v3 (MetadataService, fromInstanceMetadata) against 
         assert.match(String(v1.error), /IMDSv1 is disabled/);
       } else {
         assert.equal(value(o, 'msV1.instanceId'), A.ec2.instanceId, 'IMDSv1 (no token) works on an optional instance');
-        assert.ok(o.requests.some((r) => r.method === 'GET' && r.path === '//latest/meta-data/instance-id' && !r.token), 'a token-less GET was made');
+        assert.ok(
+          o.requests.some((r) => r.method === 'GET' && r.path === '//latest/meta-data/instance-id' && !r.token),
+          'a token-less GET was made',
+        );
       }
     });
   }

@@ -10,7 +10,18 @@ import { test } from 'node:test';
 import type { InstanceView } from '../../cli/api-types.js';
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
 import { ALPHA, BRAVO, MULTI_NICS, bravoTraces } from './instances.js';
-import { assertRan, cleanEnv, cloudInitMissing, CRAWL_PY, probe, PY, startDaemonInNetns, teardown, walkListings, type NsDaemon } from './harness.js';
+import {
+  assertRan,
+  cleanEnv,
+  cloudInitMissing,
+  CRAWL_PY,
+  probe,
+  PY,
+  startDaemonInNetns,
+  teardown,
+  walkListings,
+  type NsDaemon,
+} from './harness.js';
 
 interface Ec2Crawl {
   mode: 'v1' | 'v2';
@@ -87,7 +98,12 @@ function assertEc2Tree(md: Record<string, unknown> | undefined, what: string): v
   // iam/info is JSON-decoded by cloud-init; security-credentials/ is never walked.
   assert.deepEqual(
     at(md, 'iam', 'info'),
-    { Code: 'Success', LastUpdated: A.ec2.iam.lastUpdated, InstanceProfileArn: A.ec2.iam.instanceProfileArn, InstanceProfileId: A.ec2.iam.instanceProfileId },
+    {
+      Code: 'Success',
+      LastUpdated: A.ec2.iam.lastUpdated,
+      InstanceProfileArn: A.ec2.iam.instanceProfileArn,
+      InstanceProfileId: A.ec2.iam.instanceProfileId,
+    },
     `${what}: iam/info`,
   );
   assert.equal(at(md, 'iam', 'security-credentials'), undefined, `${what}: cloud-init must not read security-credentials`);
@@ -95,14 +111,21 @@ function assertEc2Tree(md: Record<string, unknown> | undefined, what: string): v
 
 function assertClean(stdout: string, what: string): void {
   assert.deepEqual(bravoTraces(stdout), [], `${what}: the other instance's data leaked into the crawl`);
-  for (const secret of [A.ec2.iam.secretAccessKey, A.ec2.iam.token]) assert.ok(!stdout.includes(secret), `${what}: IAM secret in the crawl`);
+  for (const secret of [A.ec2.iam.secretAccessKey, A.ec2.iam.token])
+    assert.ok(!stdout.includes(secret), `${what}: IAM secret in the crawl`);
 }
 
 test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwired netns', async (t) => {
   const can = canUseNetns();
-  if (!can.ok) { skipOrFail(t, can.why ?? 'netns unavailable'); return; }
+  if (!can.ok) {
+    skipOrFail(t, can.why ?? 'netns unavailable');
+    return;
+  }
   const missing = cloudInitMissing();
-  if (missing) { skipOrFail(t, missing); return; }
+  if (missing) {
+    skipOrFail(t, missing);
+    return;
+  }
 
   let ns: Netns | undefined;
   let d: NsDaemon | undefined;
@@ -227,7 +250,9 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
 
   let myToken = '';
   await t.test('a token from our own PUT works, is bound to its instance, and a bad one is 401', async () => {
-    const [put] = await probe(net, daemon.port, [{ method: 'PUT', path: '/latest/api/token', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '300' } }]);
+    const [put] = await probe(net, daemon.port, [
+      { method: 'PUT', path: '/latest/api/token', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '300' } },
+    ]);
     assert.equal(put!.status, 200);
     assert.equal(put!.headers['x-aws-ec2-metadata-token-ttl-seconds'], '300');
     myToken = put!.text;
@@ -260,7 +285,10 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
 
     // cloud-init on a non-AWS cloud never asks for a token: its readiness probe gets 401s
     // until max_wait runs out and the datasource finds nothing (exit 1).
-    const v1 = await net.run(PY, [CRAWL_PY, 'ec2', daemon.url, '--v1', '--max-wait', '2', '--timeout', '1'], { timeoutMs: 60_000, env: cleanEnv() });
+    const v1 = await net.run(PY, [CRAWL_PY, 'ec2', daemon.url, '--v1', '--max-wait', '2', '--timeout', '1'], {
+      timeoutMs: 60_000,
+      env: cleanEnv(),
+    });
     assert.equal(v1.code, 1, `the v1 crawl should fail against imdsV2: required: ${v1.stdout}`);
     assert.equal(v1.stdout, '');
   });
@@ -282,31 +310,83 @@ test('cloud-init 22.4 (EC2 v2, EC2 v1, OpenStack) crawls metad inside a tripwire
     // What Debian's cloud-init writes to /etc/network/interfaces.d/50-cloud-init: every NIC
     // statically with its own prefix (the comm NIC's from commRange 127.0.0.0/8), gateways as
     // default routes, the DHCP NIC by DHCP, the nameservers.
-    assert.equal(os.network_eni, [
-      'auto lo', 'iface lo inet loopback', '    dns-nameservers 10.0.0.53 2001:db8::53', '',
-      'auto eth0', 'iface eth0 inet static', '    address 127.0.0.1/8', '    mtu 1500', '',
-      'auto eth1', 'iface eth1 inet static', '    address 10.0.0.17/24', '    mtu 9000',
-      '    post-up route add default gw 10.0.0.1 || true', '    pre-down route del default gw 10.0.0.1 || true', '',
-      '# control-alias eth1', 'iface eth1 inet static', '    address 10.0.0.18/24', '',
-      '# control-alias eth1', 'iface eth1 inet6 static', '    address 2001:db8:0:1::17/64',
-      '    post-up route add -A inet6 default gw 2001:db8:0:1::1 || true', '    pre-down route del -A inet6 default gw 2001:db8:0:1::1 || true', '',
-      'auto eth2', 'iface eth2 inet static', '    address 192.168.50.3/28', '    mtu 1500', '',
-      'auto eth3', 'iface eth3 inet dhcp', '    mtu 1500', '',
-    ].join('\n'));
+    assert.equal(
+      os.network_eni,
+      [
+        'auto lo',
+        'iface lo inet loopback',
+        '    dns-nameservers 10.0.0.53 2001:db8::53',
+        '',
+        'auto eth0',
+        'iface eth0 inet static',
+        '    address 127.0.0.1/8',
+        '    mtu 1500',
+        '',
+        'auto eth1',
+        'iface eth1 inet static',
+        '    address 10.0.0.17/24',
+        '    mtu 9000',
+        '    post-up route add default gw 10.0.0.1 || true',
+        '    pre-down route del default gw 10.0.0.1 || true',
+        '',
+        '# control-alias eth1',
+        'iface eth1 inet static',
+        '    address 10.0.0.18/24',
+        '',
+        '# control-alias eth1',
+        'iface eth1 inet6 static',
+        '    address 2001:db8:0:1::17/64',
+        '    post-up route add -A inet6 default gw 2001:db8:0:1::1 || true',
+        '    pre-down route del -A inet6 default gw 2001:db8:0:1::1 || true',
+        '',
+        'auto eth2',
+        'iface eth2 inet static',
+        '    address 192.168.50.3/28',
+        '    mtu 1500',
+        '',
+        'auto eth3',
+        'iface eth3 inet dhcp',
+        '    mtu 1500',
+        '',
+      ].join('\n'),
+    );
     assert.deepEqual(os.warnings, []);
 
     const ec2 = (await crawl(['ec2', daemon.url, '--guest-macs', macs], 'ec2 nics')).json as Ec2Crawl & NetworkOutputs;
     // EC2 semantics: every listed NIC by DHCP, metric by device-number, IPv6 by DHCPv6 where the
     // NIC has IPv6 addresses, second and later addresses statically with the subnet's prefix.
-    assert.equal(ec2.network_eni, [
-      'auto lo', 'iface lo inet loopback', '',
-      'auto eth0', 'iface eth0 inet dhcp', '    metric 100', '',
-      'auto eth1', 'iface eth1 inet dhcp', '    metric 200', '',
-      '# control-alias eth1', 'iface eth1 inet6 dhcp', '    metric 200', '',
-      '# control-alias eth1', 'iface eth1 inet static', '    address 10.0.0.18/24', '',
-      'auto eth2', 'iface eth2 inet dhcp', '    metric 300', '',
-      'auto eth3', 'iface eth3 inet dhcp', '    metric 400', '',
-    ].join('\n'));
+    assert.equal(
+      ec2.network_eni,
+      [
+        'auto lo',
+        'iface lo inet loopback',
+        '',
+        'auto eth0',
+        'iface eth0 inet dhcp',
+        '    metric 100',
+        '',
+        'auto eth1',
+        'iface eth1 inet dhcp',
+        '    metric 200',
+        '',
+        '# control-alias eth1',
+        'iface eth1 inet6 dhcp',
+        '    metric 200',
+        '',
+        '# control-alias eth1',
+        'iface eth1 inet static',
+        '    address 10.0.0.18/24',
+        '',
+        'auto eth2',
+        'iface eth2 inet dhcp',
+        '    metric 300',
+        '',
+        'auto eth3',
+        'iface eth3 inet dhcp',
+        '    metric 400',
+        '',
+      ].join('\n'),
+    );
     assert.deepEqual(ec2.warnings, []);
   });
 

@@ -128,7 +128,8 @@ export async function teardown(ns: Netns | undefined, d: NsDaemon | undefined, o
 /** Can this machine run cloud-init's datasources? */
 export function cloudInitMissing(): string | undefined {
   if (!existsSync(PY)) return `${PY} not installed (.ci/install-deps.sh)`;
-  if (!existsSync('/usr/lib/python3/dist-packages/cloudinit/sources/DataSourceEc2.py')) return 'cloud-init not installed (.ci/install-deps.sh)';
+  if (!existsSync('/usr/lib/python3/dist-packages/cloudinit/sources/DataSourceEc2.py'))
+    return 'cloud-init not installed (.ci/install-deps.sh)';
   return undefined;
 }
 
@@ -250,10 +251,14 @@ export async function walkListings(
   openstackVersions: string[],
   headers: Record<string, string> = {},
 ): Promise<{ fetched: number; bad: [string, number][] }> {
-  const res = await ns.run(PY, ['-c', WALK_PY, String(port), JSON.stringify(ec2Roots), JSON.stringify(openstackVersions), JSON.stringify(headers)], {
-    timeoutMs: 120_000,
-    env: cleanEnv(),
-  });
+  const res = await ns.run(
+    PY,
+    ['-c', WALK_PY, String(port), JSON.stringify(ec2Roots), JSON.stringify(openstackVersions), JSON.stringify(headers)],
+    {
+      timeoutMs: 120_000,
+      env: cleanEnv(),
+    },
+  );
   assert.equal(res.code, 0, `walker failed: ${res.stderr}`);
   return JSON.parse(res.stdout) as { fetched: number; bad: [string, number][] };
 }

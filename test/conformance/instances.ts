@@ -64,7 +64,14 @@ export const ALPHA = {
 
 /** NICs ALPHA gets late in the cloud-init test, to check the network config cloud-init derives. */
 export const MULTI_NICS = [
-  { mac: '52:54:00:aa:01:01', network: 'public', addresses: ['10.0.0.17/24', '10.0.0.18/24', '2001:db8:0:1::17/64'], gateway4: '10.0.0.1', gateway6: '2001:db8:0:1::1', mtu: 9000 },
+  {
+    mac: '52:54:00:aa:01:01',
+    network: 'public',
+    addresses: ['10.0.0.17/24', '10.0.0.18/24', '2001:db8:0:1::17/64'],
+    gateway4: '10.0.0.1',
+    gateway6: '2001:db8:0:1::1',
+    mtu: 9000,
+  },
   { mac: '52:54:00:aa:01:02', network: 'storage', addresses: ['192.168.50.3/28'] },
   { mac: '52:54:00:aa:01:03' },
 ];

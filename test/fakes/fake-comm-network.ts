@@ -32,7 +32,10 @@ export class FakeCommNetwork implements CommNetwork {
     }
     this.nics = [...nics];
     const missingTaps = nics.filter((n) => !this.links.has(n.tap)).map((n) => n.tap);
-    const liveTaps = [...new Set(nics.filter((n) => this.links.has(n.tap)).map((n) => n.tap))].map((tap) => ({ tap, ifindex: [...this.links].indexOf(tap) + 1 }));
+    const liveTaps = [...new Set(nics.filter((n) => this.links.has(n.tap)).map((n) => n.tap))].map((tap) => ({
+      tap,
+      ifindex: [...this.links].indexOf(tap) + 1,
+    }));
     return Promise.resolve({ nics: nics.length, missingTaps, liveTaps, routesAdded: 0, routesDeleted: 0, tapsReleased: 0, ms: 0 });
   }
 

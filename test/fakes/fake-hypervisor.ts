@@ -102,7 +102,10 @@ export class FakeHypervisor implements Hypervisor {
 
   /** Names that exist right now (not gone), sorted. */
   running(): string[] {
-    return [...this.domains].filter(([, d]) => d.state !== 'gone').map(([n]) => n).sort();
+    return [...this.domains]
+      .filter(([, d]) => d.state !== 'gone')
+      .map(([n]) => n)
+      .sort();
   }
 
   xmlOf(name: string): string {

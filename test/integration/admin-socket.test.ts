@@ -65,7 +65,7 @@ test('admin socket: created 0660 under umask 000 without any chmod (no window fo
   assert.equal(lstatSync(join(dir, 'run')).mode & 0o777, 0o750);
 });
 
-test('admin socket: a live daemon\'s socket is never stolen', async (t) => {
+test("admin socket: a live daemon's socket is never stolen", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-sock-'));
   const sock = join(dir, 'admin.sock');
   const first = http.createServer();
@@ -80,12 +80,20 @@ test('admin socket: a live daemon\'s socket is never stolen', async (t) => {
 });
 
 test('admin socket: a local user retrying connect() all through a start under umask 000 never gets in', async (t) => {
-  if (skipOrFail(t, isRoot() && hasCommand('setpriv') && existsSync(PY) ? undefined : `needs root, setpriv (util-linux) and ${PY} (package python3)`)) return;
+  if (
+    skipOrFail(
+      t,
+      isRoot() && hasCommand('setpriv') && existsSync(PY) ? undefined : `needs root, setpriv (util-linux) and ${PY} (package python3)`,
+    )
+  )
+    return;
   const dir = mkdtempSync(join(tmpdir(), 'metad-sockrace-'));
   chmodSync(dir, 0o755); // the attacker may reach the socket file; only its mode keeps them out
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const sock = join(dir, 'admin.sock');
-  const attacker = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', PY, '-c', ATTACKER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const attacker = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', PY, '-c', ATTACKER, sock], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   t.after(() => attacker.kill('SIGKILL'));
   let said = '';
   attacker.stdout.on('data', (c: Buffer) => (said += c.toString()));

@@ -42,14 +42,22 @@ test('admin door: instance lifecycle', async (t) => {
   assert.equal(asView(r).instance.hostname, 'renamed');
   assert.equal(asView(r).status.generation, 2);
 
-  r = await d.admin('PATCH', '/v1/instances/vm1', { hostname: null, os: { name: 'debian' } }, { 'content-type': 'application/merge-patch+json' });
+  r = await d.admin(
+    'PATCH',
+    '/v1/instances/vm1',
+    { hostname: null, os: { name: 'debian' } },
+    { 'content-type': 'application/merge-patch+json' },
+  );
   assert.equal(r.status, 200);
   assert.equal(asView(r).instance.hostname, undefined, 'null removes a member (RFC 7396)');
   assert.deepEqual(asView(r).instance.os, { name: 'debian' });
 
   await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
   r = await d.admin('GET', '/v1/instances');
-  assert.deepEqual(asList(r).instances.map((i: { name: string }) => i.name), ['vm1', 'vm2']);
+  assert.deepEqual(
+    asList(r).instances.map((i: { name: string }) => i.name),
+    ['vm1', 'vm2'],
+  );
   assert.equal(asList(r).instances[1]!.commIpv4, '127.0.0.3');
 
   r = await d.admin('DELETE', '/v1/instances/vm1');
@@ -84,7 +92,9 @@ test('admin door: bad input gets a JSON error that never echoes the value', asyn
 
   r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), hostname: canary, comm: { mac: canary, ipv4: 'x' } });
   assert.equal(r.status, 400);
-  const paths = asError(r).details.map((x: { path: string }) => x.path).sort();
+  const paths = asError(r)
+    .details.map((x: { path: string }) => x.path)
+    .sort();
   assert.deepEqual(paths, ['/comm/ipv4', '/comm/mac', '/hostname']);
   assert.ok(!r.text.includes(canary), 'error must not echo submitted values');
 
@@ -131,7 +141,10 @@ test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
   let r = await d.admin('PUT', '/v1/instances/vm2', sameIp);
   assert.equal(r.status, 409);
   assert.equal(asError(r).details[0]!.path, '/comm/ipv4');
-  const sameMac = { ...sampleInstance(2), comm: { ...(sampleInstance(2) as InstanceInput).comm, mac: (sampleInstance(1) as InstanceInput).comm.mac } };
+  const sameMac = {
+    ...sampleInstance(2),
+    comm: { ...(sampleInstance(2) as InstanceInput).comm, mac: (sampleInstance(1) as InstanceInput).comm.mac },
+  };
   r = await d.admin('PUT', '/v1/instances/vm2', sameMac);
   assert.equal(r.status, 409);
   assert.equal(asError(r).details[0]!.path, '/comm/mac');
@@ -143,7 +156,10 @@ test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
   await d.admin('PATCH', '/v1/instances/vm1', { comm: { tap: null } });
   // Moving vm1 to a new address frees the old one.
   await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.50' } });
-  r = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { ...(sampleInstance(2) as InstanceInput).comm, ipv4: '127.0.0.2' } });
+  r = await d.admin('PUT', '/v1/instances/vm2', {
+    ...sampleInstance(2),
+    comm: { ...(sampleInstance(2) as InstanceInput).comm, ipv4: '127.0.0.2' },
+  });
   assert.equal(r.status, 201);
 });
 
@@ -159,7 +175,10 @@ test('admin door: params per visibility', async (t) => {
 
   r = await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { s1: 'x', s2: 'y' }, ttlSec: 60, claimOnce: true });
   assert.equal(r.status, 200);
-  assert.deepEqual(asParams(r).secret.map((s: { name: string }) => s.name), ['s1', 's2']);
+  assert.deepEqual(
+    asParams(r).secret.map((s: { name: string }) => s.name),
+    ['s1', 's2'],
+  );
   assert.equal(asParams(r).secret[0]!.claimOnce, true);
   assert.equal(asParams(r).secret[0]!.state, 'live');
 
@@ -178,7 +197,10 @@ test('admin door: params per visibility', async (t) => {
   assert.equal(r.status, 204);
   r = await d.admin('GET', '/v1/instances/vm1/params');
   assert.deepEqual(asParams(r).private, []);
-  assert.deepEqual(asParams(r).secret.map((s: { name: string }) => s.name), ['s2']);
+  assert.deepEqual(
+    asParams(r).secret.map((s: { name: string }) => s.name),
+    ['s2'],
+  );
 
   // A GET-edit-PUT round trip keeps private values (they cannot be read back).
   await d.admin('PUT', '/v1/instances/vm1/params/private', { values: { keep: 'me' } });
@@ -186,7 +208,10 @@ test('admin door: params per visibility', async (t) => {
   r = await d.admin('PUT', '/v1/instances/vm1', { ...view.instance, hostname: 'edited' });
   assert.equal(r.status, 200);
   assert.deepEqual(asView(r).status.params.private, ['keep']);
-  assert.deepEqual(asView(r).status.params.secret.map((s: { name: string }) => s.name), ['s2']);
+  assert.deepEqual(
+    asView(r).status.params.secret.map((s: { name: string }) => s.name),
+    ['s2'],
+  );
 });
 
 test('admin door: pipe host side and password', async (t) => {
@@ -246,7 +271,12 @@ test('admin door: concurrent patches and param merges never lose an update', asy
 
 /** Send headers and part of a body now; `finish()` sends the rest and resolves with the reply. */
 function slowRequest(sock: string, method: string, path: string, body: string, type = 'application/json') {
-  const req = http.request({ socketPath: sock, method, path, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } });
+  const req = http.request({
+    socketPath: sock,
+    method,
+    path,
+    headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) },
+  });
   const reply = new Promise<number>((resolve, reject) => {
     req.on('response', (res) => {
       res.resume();

@@ -39,7 +39,13 @@ function victim(extra: Record<string, unknown> = {}): ReturnType<typeof sampleIn
     ec2: {
       exposeTags: true,
       tags: { t: 'CANARY-A-TAG' },
-      iam: { role: 'role-a', accessKeyId: 'AKIA-CANARY-A', secretAccessKey: 'CANARY-A-IAM', token: 'CANARY-A-IAMTOKEN', expiration: '2030-01-01T00:00:00Z' },
+      iam: {
+        role: 'role-a',
+        accessKeyId: 'AKIA-CANARY-A',
+        secretAccessKey: 'CANARY-A-IAM',
+        token: 'CANARY-A-IAMTOKEN',
+        expiration: '2030-01-01T00:00:00Z',
+      },
     },
     openstack: { meta: { m: 'CANARY-A-META' }, vendorData: { v: 'CANARY-A-VENDOR' } },
     params: { public: { pa: 'CANARY-A-PUB' }, private: { pk: 'CANARY-A-PRIV' } },
@@ -51,7 +57,10 @@ function victim(extra: Record<string, unknown> = {}): ReturnType<typeof sampleIn
 async function setup(d: TestDaemon, vm2Extra: Record<string, unknown> = {}): Promise<void> {
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', victim())).status, 201);
   assert.equal((await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { sa: 'CANARY-A-SECRET' } })).status, 200);
-  assert.equal((await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2, { params: { private: { k2: 'vm2-private' } }, ...vm2Extra }))).status, 201);
+  assert.equal(
+    (await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2, { params: { private: { k2: 'vm2-private' } }, ...vm2Extra }))).status,
+    201,
+  );
   assert.equal((await d.admin('PUT', '/v1/instances/vm9', sampleInstance(9))).status, 201);
   await d.daemon.services.store.setPassword('vm1', 'CANARY-A-PASSWORD', true);
   assert.equal((await d.admin('POST', '/v1/instances/vm1/pipe', 'CANARY-A-PIPE', OCTET)).status, 202);
@@ -184,8 +193,16 @@ function parseResponses(buf: Buffer): Resp[] {
   return out;
 }
 
-function request(method: string, target: string, headers: Record<string, string> = { Host: '169.254.169.254' }, body = '', version = 'HTTP/1.1'): string {
-  const h = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+function request(
+  method: string,
+  target: string,
+  headers: Record<string, string> = { Host: '169.254.169.254' },
+  body = '',
+  version = 'HTTP/1.1',
+): string {
+  const h = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   return `${method} ${target} ${version}\r\n${h}\r\n${body}`;
 }
 
@@ -203,7 +220,9 @@ async function slowAdmin(d: TestDaemon, method: string, path: string, type: stri
   s.on('data', (c: Buffer) => chunks.push(c));
   s.on('error', () => undefined);
   await new Promise((r) => s.once('connect', r));
-  s.write(`${method} ${path} HTTP/1.1\r\nHost: metad\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, firstBytes)}`);
+  s.write(
+    `${method} ${path} HTTP/1.1\r\nHost: metad\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, firstBytes)}`,
+  );
   await sleep(100); // the daemon is now parked reading the body
   return {
     socket: s,
@@ -287,7 +306,8 @@ test('adversarial: no request-target trick reaches another instance (.., %2e%2e,
     '/ganeti/latest/read',
   ];
   // The victim reads every target first, so anything cacheable is in vm1's cache.
-  for (const target of targets) await raw(port, VM1, request('GET', target, { Host: '169.254.169.254', Connection: 'close' }), { idleMs: 200 });
+  for (const target of targets)
+    await raw(port, VM1, request('GET', target, { Host: '169.254.169.254', Connection: 'close' }), { idleMs: 200 });
   // vm1 consumed its pipe above; queue the canary again for the "not consumed" check below.
   await d.admin('POST', '/v1/instances/vm1/pipe', 'CANARY-A-PIPE', OCTET);
 
@@ -297,7 +317,8 @@ test('adversarial: no request-target trick reaches another instance (.., %2e%2e,
         const r = await raw(port, from, request(method, target, { Host: '127.0.0.2', Connection: 'close' }), { idleMs: 200 });
         assertNoVictimData(r, `${method} ${target} from ${from}`);
         if (from === UNKNOWN) {
-          for (const resp of parseResponses(r.data)) assert.ok([400, 404].includes(resp.status), `${method} ${target} from an unknown source: ${resp.status}`);
+          for (const resp of parseResponses(r.data))
+            assert.ok([400, 404].includes(resp.status), `${method} ${target} from an unknown source: ${resp.status}`);
         }
       }
     }
@@ -377,7 +398,11 @@ test('adversarial: Host and proxy headers never change who is asking, on every d
     const r = await d.guest(VM2, 'PUT', '/latest/api/token', { [TTL]: '60', ...h });
     assert.ok([200, 403].includes(r.status), `token PUT with ${JSON.stringify(h)}: ${r.status}`);
     if (r.status !== 200) continue;
-    assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: r.text })).status, 401, `a token asked with ${JSON.stringify(h)} is not vm1's`);
+    assert.equal(
+      (await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: r.text })).status,
+      401,
+      `a token asked with ${JSON.stringify(h)} is not vm1's`,
+    );
     assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { [TOKEN]: r.text })).text, 'vm2');
   }
   await alive(d, 'after token PUTs with proxy headers');
@@ -386,7 +411,7 @@ test('adversarial: Host and proxy headers never change who is asking, on every d
 // =============================================================================================
 // Connection-level tricks: pipelining, HTTP/1.0, bodies, smuggling, huge headers
 
-test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connection\'s own instance', async (t) => {
+test("adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connection's own instance", async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
@@ -408,7 +433,10 @@ test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
     request('GET', '/latest/meta-data/hostname', { Host: '127.0.0.2', Connection: 'close' }),
   ]);
   rs = parseResponses(r.data);
-  assert.deepEqual(rs.map((x) => x.status), [200, 200, 200, 404, 200]);
+  assert.deepEqual(
+    rs.map((x) => x.status),
+    [200, 200, 200, 404, 200],
+  );
   assert.equal(rs[0]!.body.toString(), 'vm2');
   const pipelinedToken = rs[1]!.body.toString();
   assert.deepEqual(JSON.parse(rs[2]!.body.toString()), { k2: ['vm2-private', 'private'] });
@@ -417,7 +445,9 @@ test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: pipelinedToken })).status, 401);
 
   // Many pipelined requests alternating dialects: order and identity hold.
-  const many = Array.from({ length: 30 }, (_, i) => request('GET', ['/latest/meta-data/hostname', '/ganeti/latest/meta_data.json', '/openstack/latest/meta_data.json'][i % 3]!));
+  const many = Array.from({ length: 30 }, (_, i) =>
+    request('GET', ['/latest/meta-data/hostname', '/ganeti/latest/meta_data.json', '/openstack/latest/meta_data.json'][i % 3]!),
+  );
   r = await raw(port, VM2, many.join(''), { idleMs: 600 });
   rs = parseResponses(r.data);
   assert.equal(rs.length, 30);
@@ -441,13 +471,27 @@ test('adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
   r = await raw(port, VM2, request('GET', '/ganeti/latest/os/parameters.json', {}, '', 'HTTP/1.0'));
   assert.deepEqual(JSON.parse(parseResponses(r.data)[0]!.body.toString()), { k2: ['vm2-private', 'private'] });
   // HTTP/0.9-style and lowercase methods are refused, never answered as someone else.
-  for (const junk of ['GET /latest/meta-data/hostname\r\n\r\n', 'get /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /latest/meta-data/hostname HTTP/2.0\r\nHost: x\r\n\r\n', 'GET /latest/meta-data/hostname HTTP/1.1\nHost: x\n\n']) {
+  for (const junk of [
+    'GET /latest/meta-data/hostname\r\n\r\n',
+    'get /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\n\r\n',
+    'GET /latest/meta-data/hostname HTTP/2.0\r\nHost: x\r\n\r\n',
+    'GET /latest/meta-data/hostname HTTP/1.1\nHost: x\n\n',
+  ]) {
     r = await raw(port, VM2, junk);
     assertNoVictimData(r, JSON.stringify(junk));
     for (const resp of parseResponses(r.data)) assert.ok(resp.status >= 400 || resp.body.toString() === 'vm2', JSON.stringify(junk));
   }
   // Upgrade and Expect do not change anything either.
-  r = await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', Connection: 'Upgrade', Upgrade: 'h2c', 'HTTP2-Settings': 'AAMAAABkAARAAAAAAAIAAAAA' }));
+  r = await raw(
+    port,
+    VM2,
+    request('GET', '/latest/meta-data/hostname', {
+      Host: 'x',
+      Connection: 'Upgrade',
+      Upgrade: 'h2c',
+      'HTTP2-Settings': 'AAMAAABkAARAAAAAAAIAAAAA',
+    }),
+  );
   assertNoVictimData(r, 'upgrade');
   r = await raw(port, VM2, request('POST', '/ganeti/latest/write', { Host: 'x', Expect: '100-continue', 'Content-Length': '4' }, 'ping'));
   assertNoVictimData(r, 'expect');
@@ -497,7 +541,11 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
     await alive(d, name);
   }
   // A GET with a body that looks like a request: the body is a body.
-  const r = await raw(d.guestPort, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', 'Content-Length': String(Buffer.byteLength(hidden)) }, hidden));
+  const r = await raw(
+    d.guestPort,
+    VM2,
+    request('GET', '/latest/meta-data/hostname', { Host: 'x', 'Content-Length': String(Buffer.byteLength(hidden)) }, hidden),
+  );
   const rs = parseResponses(r.data);
   assert.equal(rs.length, 1);
   assert.equal(rs[0]!.body.toString(), 'vm2');
@@ -512,7 +560,10 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
   }
   // The pipe got nothing from the refused requests' bodies; the secret is still there, once.
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, '');
-  assert.deepEqual(((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json as OsParameters)['once2'], ['vm2-once', 'secret']);
+  assert.deepEqual(((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json as OsParameters)['once2'], [
+    'vm2-once',
+    'secret',
+  ]);
   await alive(d, 'after smuggling');
 });
 
@@ -527,7 +578,10 @@ test('adversarial: huge headers, huge URLs and huge token headers are refused wi
     if (rs.length > 0) assert.ok([400, 413, 414, 431].includes(rs[0]!.status), `${what}: answered ${rs[0]!.status}`);
     assert.ok(r.closed, `${what}: the connection is closed`);
   };
-  refusedOrClosed(await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', 'X-Big': 'a'.repeat(20_000) })), '20 KB header');
+  refusedOrClosed(
+    await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', 'X-Big': 'a'.repeat(20_000) })),
+    '20 KB header',
+  );
   await alive(d, '20 KB header');
   refusedOrClosed(await raw(port, VM2, request('GET', `/latest/meta-data/${'a'.repeat(20_000)}`, { Host: 'x' })), '20 KB URL');
   await alive(d, '20 KB URL');
@@ -542,7 +596,11 @@ test('adversarial: huge headers, huge URLs and huge token headers are refused wi
   refusedOrClosed(await raw(port, VM2, pieces, { maxMs: 8000 }), '1 MiB header');
   await alive(d, '1 MiB header');
   // Just under the cap is an ordinary request.
-  const ok = await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', 'X-Pad': 'c'.repeat(12_000), Connection: 'close' }));
+  const ok = await raw(
+    port,
+    VM2,
+    request('GET', '/latest/meta-data/hostname', { Host: 'x', 'X-Pad': 'c'.repeat(12_000), Connection: 'close' }),
+  );
   assert.equal(parseResponses(ok.data)[0]?.body.toString(), 'vm2');
 
   // Token headers: long ones are 401, very long ones are refused at the parser.
@@ -552,7 +610,10 @@ test('adversarial: huge headers, huge URLs and huge token headers are refused wi
     const r = await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { [TOKEN]: tok });
     assert.equal(r.status, 401, `a ${tok.length}-character token`);
   }
-  refusedOrClosed(await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', [TOKEN]: 'T'.repeat(40_000) })), '40 KB token header');
+  refusedOrClosed(
+    await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', [TOKEN]: 'T'.repeat(40_000) })),
+    '40 KB token header',
+  );
   refusedOrClosed(await raw(port, VM2, request('PUT', '/latest/api/token', { Host: 'x', [TTL]: '6'.repeat(30_000) })), '30 KB TTL header');
   assert.equal((await d.guest(VM2, 'PUT', '/latest/api/token', { [TTL]: '6'.repeat(5000) })).status, 400);
   assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { [TOKEN]: good })).text, 'vm2');
@@ -581,32 +642,59 @@ test('adversarial: tokens — replay by another instance, forged expiry, truncat
   await d.admin('PUT', '/v1/instances/vm3', sampleInstance(3)); // optional mode
   const VM3 = '127.0.0.4';
   const put = (from: string, ttl = '60') => d.guest(from, 'PUT', '/latest/api/token', { [TTL]: ttl });
-  const get = (from: string, token: string | undefined, path = '/latest/meta-data/hostname') => d.guest(from, 'GET', path, token === undefined ? {} : { [TOKEN]: token });
+  const get = (from: string, token: string | undefined, path = '/latest/meta-data/hostname') =>
+    d.guest(from, 'GET', path, token === undefined ? {} : { [TOKEN]: token });
 
   const tA = (await put(VM1)).text;
   const tB = (await put(VM2)).text;
   assert.equal((await get(VM1, tA)).text, 'canary-a-host', "vm1's token is hot in the last-token cache");
   // Replays: the hot token of vm1 presented by vm2 (required) and vm3 (optional), on every path form.
-  for (const path of ['/latest/meta-data/hostname', '//latest/meta-data/hostname', '/latest//meta-data/iam/security-credentials/role-a', '/latest/user-data']) {
+  for (const path of [
+    '/latest/meta-data/hostname',
+    '//latest/meta-data/hostname',
+    '/latest//meta-data/iam/security-credentials/role-a',
+    '/latest/user-data',
+  ]) {
     for (const from of [VM2, VM3]) {
       const r = await get(from, tA, path);
       assert.equal(r.status, 401, `vm1's token replayed from ${from} on ${path}`);
       assert.ok(!CANARY.test(r.text));
     }
   }
-  const abs = await raw(d.guestPort, VM2, request('GET', 'http://127.0.0.2/latest/meta-data/hostname', { Host: '127.0.0.2', [TOKEN]: tA, Connection: 'close' }));
+  const abs = await raw(
+    d.guestPort,
+    VM2,
+    request('GET', 'http://127.0.0.2/latest/meta-data/hostname', { Host: '127.0.0.2', [TOKEN]: tA, Connection: 'close' }),
+  );
   assertNoVictimData(abs, 'absolute-form replay');
   assert.equal((await get(VM2, `${tA}, ${tB}`)).status, 401, 'both tokens in one header');
   assert.equal((await get(VM2, `${tB}, ${tA}`)).status, 401);
-  const dup = await raw(d.guestPort, VM2, `GET /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\n${TOKEN}: ${tA}\r\n${TOKEN}: ${tB}\r\nConnection: close\r\n\r\n`);
+  const dup = await raw(
+    d.guestPort,
+    VM2,
+    `GET /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\n${TOKEN}: ${tA}\r\n${TOKEN}: ${tB}\r\nConnection: close\r\n\r\n`,
+  );
   assertNoVictimData(dup, 'two token headers');
   assert.equal(parseResponses(dup.data)[0]?.status, 401, "vm1's token next to vm2's is not accepted");
   // vm2 requires IMDSv2: vm1's token is refused on every dialect, and a path that merely ends in
   // /api/token (fragment, matrix, dot segments) gets no token exemption that reveals anything.
-  for (const path of ['/openstack/latest/meta_data.json', '/ganeti/latest/os/parameters.json', '/ganeti/latest/meta_data.json', '/openstack/latest/user_data']) {
+  for (const path of [
+    '/openstack/latest/meta_data.json',
+    '/ganeti/latest/os/parameters.json',
+    '/ganeti/latest/meta_data.json',
+    '/openstack/latest/user_data',
+  ]) {
     assert.equal((await get(VM2, tA, path)).status, 401, `vm1's token on ${path}`);
   }
-  for (const target of ['/latest/meta-data/hostname#/api/token', '/ganeti/latest/os/parameters.json#/api/token', '/openstack/latest/meta_data.json;/api/token', '/ganeti/latest/os/parameters.json/../api/token', '/openstack/latest/meta_data.json/%2e%2e/api/token', '/latest/meta-data/../api/token', '/ganeti/latest/read#/api/token']) {
+  for (const target of [
+    '/latest/meta-data/hostname#/api/token',
+    '/ganeti/latest/os/parameters.json#/api/token',
+    '/openstack/latest/meta_data.json;/api/token',
+    '/ganeti/latest/os/parameters.json/../api/token',
+    '/openstack/latest/meta_data.json/%2e%2e/api/token',
+    '/latest/meta-data/../api/token',
+    '/ganeti/latest/read#/api/token',
+  ]) {
     const rr = await raw(d.guestPort, VM2, request('GET', target, { Host: 'x', Connection: 'close' }));
     const resp = parseResponses(rr.data)[0];
     // The path ends in /api/token, so the token check lets it through: to a plain 404.
@@ -641,7 +729,11 @@ test('adversarial: tokens — replay by another instance, forged expiry, truncat
   assert.equal((await get(VM2, short)).status, 200);
   await clock.advance(1000);
   assert.equal((await get(VM2, short)).status, 401, 'expired');
-  assert.equal((await get(VM2, withExpiry(short, BigInt(clock.now()) + 600_000n))).status, 401, 'an expired token cannot be revived by editing its expiry');
+  assert.equal(
+    (await get(VM2, withExpiry(short, BigInt(clock.now()) + 600_000n))).status,
+    401,
+    'an expired token cannot be revived by editing its expiry',
+  );
   assert.equal((await get(VM2, tB)).text, 'vm2', 'the real token still works');
   await alive(d, 'after forged tokens');
 });
@@ -661,28 +753,56 @@ test('adversarial: a token issued before DELETE + re-registration (new uuid, sam
   const fresh = (await d.guest(VM1, 'PUT', '/latest/api/token', { [TTL]: '60' })).text;
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: fresh })).text, 'vm1');
   // A PUT that replaces the document with another uuid (no DELETE) kills the tokens too.
-  assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: '22222222-2222-4222-8222-222222222222' }))).status, 200);
-  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: fresh })).status, 401, 'a hot token of the previous uuid');
+  assert.equal(
+    (await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: '22222222-2222-4222-8222-222222222222' }))).status,
+    200,
+  );
+  assert.equal(
+    (await d.guest(VM1, 'GET', '/latest/meta-data/hostname', { [TOKEN]: fresh })).status,
+    401,
+    'a hot token of the previous uuid',
+  );
   await alive(d, 'after token re-registration');
 });
 
 // =============================================================================================
 // Writes: password and pipe belong to the asker; starvation
 
-test('adversarial: a guest cannot set another instance\'s password or touch its pipe; parallel password POSTs set it once', async (t) => {
+test("adversarial: a guest cannot set another instance's password or touch its pipe; parallel password POSTs set it once", async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
   await d.admin('DELETE', '/v1/instances/vm1/password');
   // vm2 tries every way it can think of to post "vm1's" password.
   await d.guest(VM2, 'POST', '/openstack/latest/password', { 'X-Forwarded-For': VM1, Host: '127.0.0.2' }, 'evil-1');
-  await raw(d.guestPort, VM2, request('POST', 'http://127.0.0.2/openstack/latest/password', { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' }, 'evil-2'));
-  await raw(d.guestPort, VM2, request('POST', '//openstack//latest/password', { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' }, 'evil-3'));
+  await raw(
+    d.guestPort,
+    VM2,
+    request(
+      'POST',
+      'http://127.0.0.2/openstack/latest/password',
+      { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' },
+      'evil-2',
+    ),
+  );
+  await raw(
+    d.guestPort,
+    VM2,
+    request('POST', '//openstack//latest/password', { Host: '127.0.0.2', 'Content-Length': '6', Connection: 'close' }, 'evil-3'),
+  );
   assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: null }, "vm1's password is untouched");
-  assert.equal(((await d.admin('GET', '/v1/instances/vm2/password')).json as { password: string }).password, 'evil-1', 'vm2 only set its own');
+  assert.equal(
+    ((await d.admin('GET', '/v1/instances/vm2/password')).json as { password: string }).password,
+    'evil-1',
+    'vm2 only set its own',
+  );
   // Pipe: vm2 writes and reads only its own queues.
   await d.guest(VM2, 'POST', '/ganeti/latest/write', { 'X-Forwarded-For': VM1, Host: '127.0.0.2' }, 'evil-pipe');
-  await raw(d.guestPort, VM2, request('POST', 'http://127.0.0.2/ganeti/latest/write', { Host: '127.0.0.2', 'Content-Length': '4', Connection: 'close' }, 'evil'));
+  await raw(
+    d.guestPort,
+    VM2,
+    request('POST', 'http://127.0.0.2/ganeti/latest/write', { Host: '127.0.0.2', 'Content-Length': '4', Connection: 'close' }, 'evil'),
+  );
   await raw(d.guestPort, VM2, request('GET', '/ganeti/latest/read', { Host: '127.0.0.2', 'X-Real-IP': VM1, Connection: 'close' }));
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', "nothing in vm1's guest->host queue");
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, 'evil-pipe');
@@ -722,9 +842,17 @@ test('adversarial: a password POST in flight across DELETE + re-registration doe
   s.write('-PW!!!');
   for (let i = 0; i < 50 && got.length === 0; i++) await sleep(20);
   const answer = parseResponses(Buffer.concat(got))[0];
-  assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: null }, "the old guest's in-flight POST set the re-registered instance's password");
+  assert.deepEqual(
+    (await d.admin('GET', '/v1/instances/vm1/password')).json,
+    { password: null },
+    "the old guest's in-flight POST set the re-registered instance's password",
+  );
   assert.equal(answer?.status, 404, 'the old guest is not told its password was stored: its instance is gone');
-  assert.equal((await d.guest('127.0.0.5', 'POST', '/openstack/latest/password', {}, 'mine')).status, 200, 'the new guest can post its own');
+  assert.equal(
+    (await d.guest('127.0.0.5', 'POST', '/openstack/latest/password', {}, 'mine')).status,
+    200,
+    'the new guest can post its own',
+  );
   await alive(d, 'after the password race');
 });
 
@@ -763,7 +891,9 @@ test('adversarial: one instance cannot starve another — rate limits are per in
   t.after(() => d.close());
   await setup(d);
   // vm1 burns through its bucket with 30 pipelined requests, some claiming to be vm2.
-  const reqs = Array.from({ length: 30 }, (_, i) => request('GET', '/latest/meta-data/instance-id', i % 2 ? { Host: 'x', 'X-Forwarded-For': VM2 } : { Host: 'x' }));
+  const reqs = Array.from({ length: 30 }, (_, i) =>
+    request('GET', '/latest/meta-data/instance-id', i % 2 ? { Host: 'x', 'X-Forwarded-For': VM2 } : { Host: 'x' }),
+  );
   const r = await raw(d.guestPort, VM1, reqs.join(''), { idleMs: 600 });
   const codes = parseResponses(r.data).map((x) => x.status);
   assert.equal(codes.length, 30);
@@ -798,18 +928,32 @@ test('adversarial: one source cannot starve another — connection caps and pipe
   await sleep(200);
   const extra = [await open(), await open()];
   await sleep(300);
-  assert.ok(extra.every((s) => s.destroyed || s.readableEnded), "vm1's connections over its cap are closed");
+  assert.ok(
+    extra.every((s) => s.destroyed || s.readableEnded),
+    "vm1's connections over its cap are closed",
+  );
   // vm2 is served at once, several connections in parallel.
   // (Blocked behind vm1's 30 s long-polls, settled() would fail long before they end.)
-  const replies = await settled(Promise.all(Array.from({ length: 4 }, () => d.guest(VM2, 'GET', '/latest/meta-data/hostname'))), 'vm2 is served while vm1 holds its cap');
+  const replies = await settled(
+    Promise.all(Array.from({ length: 4 }, () => d.guest(VM2, 'GET', '/latest/meta-data/hostname'))),
+    'vm2 is served while vm1 holds its cap',
+  );
   assert.ok(replies.every((x) => x.text === 'vm2'));
   await alive(d, 'while vm1 holds its connection cap');
   // vm1 fills its own guest->host pipe; vm2's is unaffected.
   for (const s of held) s.destroy();
   await sleep(300);
-  assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x'.repeat(64))).status, 204, 'vm1 is served again once its connections close');
+  assert.equal(
+    (await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x'.repeat(64))).status,
+    204,
+    'vm1 is served again once its connections close',
+  );
   assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x')).status, 413);
-  assert.equal((await d.guest(VM2, 'POST', '/ganeti/latest/write', {}, 'y'.repeat(64))).status, 204, "vm1's full pipe does not block vm2's");
+  assert.equal(
+    (await d.guest(VM2, 'POST', '/ganeti/latest/write', {}, 'y'.repeat(64))).status,
+    204,
+    "vm1's full pipe does not block vm2's",
+  );
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, 'y'.repeat(64));
   await alive(d, 'after connection caps');
 });
@@ -862,7 +1006,10 @@ test('adversarial: a cached answer for one instance is never served to another (
   assert.equal((await d.guest(VM2, 'GET', '//latest/meta-data/hostname')).text, 'vm2');
   // vm1 moves to another address; vm3 takes over vm1's old address.
   assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.20' } })).status, 200);
-  assert.equal((await d.admin('PUT', '/v1/instances/vm3', { ...sampleInstance(3), comm: { mac: '52:54:00:00:00:33', ipv4: VM1 } })).status, 201);
+  assert.equal(
+    (await d.admin('PUT', '/v1/instances/vm3', { ...sampleInstance(3), comm: { mac: '52:54:00:00:00:33', ipv4: VM1 } })).status,
+    201,
+  );
   for (const p of CACHE_PATHS) {
     const r = await d.guest(VM1, 'GET', p);
     assert.ok(!CANARY.test(r.text) && !r.text.includes(UUID1), `${p} from vm1's old address (now vm3): ${r.text.slice(0, 200)}`);
@@ -888,16 +1035,35 @@ test('adversarial: after a PATCH (or DELETE + re-registration) every cached path
   for (const p of hostnamePaths) assert.equal((await d.guest(VM1, 'GET', p)).text, 'canary-a-host', p);
 
   const newUserData = Buffer.from('#!/bin/sh\necho patched\n');
-  assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { hostname: 'patched-host', userData: newUserData.toString('base64'), openstack: { vendorData: { v: 'patched' } } })).status, 200);
+  assert.equal(
+    (
+      await d.admin('PATCH', '/v1/instances/vm1', {
+        hostname: 'patched-host',
+        userData: newUserData.toString('base64'),
+        openstack: { vendorData: { v: 'patched' } },
+      })
+    ).status,
+    200,
+  );
   for (const p of hostnamePaths) assert.equal((await d.guest(VM1, 'GET', p)).text, 'patched-host', `${p} right after the PATCH`);
-  for (const p of ['/latest/user-data', '//latest/user-data', '/openstack/latest/user_data']) assert.deepEqual((await d.guest(VM1, 'GET', p)).body, newUserData, p);
-  for (const p of ['/openstack/latest/meta_data.json', '//openstack/latest/meta_data.json', '/openstack//latest//meta_data.json', '/ganeti/latest/meta_data.json', '//ganeti//latest/meta_data.json']) {
+  for (const p of ['/latest/user-data', '//latest/user-data', '/openstack/latest/user_data'])
+    assert.deepEqual((await d.guest(VM1, 'GET', p)).body, newUserData, p);
+  for (const p of [
+    '/openstack/latest/meta_data.json',
+    '//openstack/latest/meta_data.json',
+    '/openstack//latest//meta_data.json',
+    '/ganeti/latest/meta_data.json',
+    '//ganeti//latest/meta_data.json',
+  ]) {
     assert.equal(((await d.guest(VM1, 'GET', p)).json as { hostname: string }).hostname, 'patched-host', p);
   }
   assert.deepEqual((await d.guest(VM1, 'GET', '/openstack/latest/vendor_data.json')).json, { v: 'patched' });
   // Params routes bump the generation too.
   await d.admin('PATCH', '/v1/instances/vm1/params/public', { values: { pa: 'public-patched' } });
-  assert.deepEqual(((await d.guest(VM1, 'GET', '//ganeti/latest/os/parameters.json')).json as OsParameters)['pa'], ['public-patched', 'public']);
+  assert.deepEqual(((await d.guest(VM1, 'GET', '//ganeti/latest/os/parameters.json')).json as OsParameters)['pa'], [
+    'public-patched',
+    'public',
+  ]);
   // Switching to imdsV2 required applies to cached answers at once.
   await warm();
   assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { ec2: { imdsV2: 'required' } })).status, 200);
@@ -932,9 +1098,17 @@ test('adversarial: a claim-once secret read by 20 parallel requests is handed ou
   for (let round = 0; round < 3; round++) {
     const value = `claim-once-${round}`;
     assert.equal((await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { once: value }, claimOnce: true })).status, 200);
-    const paths = ['/ganeti/latest/os/parameters.json', '//ganeti//latest/os/parameters.json', '/ganeti/2014-07-01/os/parameters.json', '/ganeti/latest/os/parameters.json?x=1'];
+    const paths = [
+      '/ganeti/latest/os/parameters.json',
+      '//ganeti//latest/os/parameters.json',
+      '/ganeti/2014-07-01/os/parameters.json',
+      '/ganeti/latest/os/parameters.json?x=1',
+    ];
     const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => d.guest(VM1, 'GET', paths[i % paths.length]!)));
-    assert.ok(replies.every((r) => r.status === 200), replies.map((r) => r.status).join(','));
+    assert.ok(
+      replies.every((r) => r.status === 200),
+      replies.map((r) => r.status).join(','),
+    );
     const holders = replies.filter((r) => r.text.includes(value));
     assert.equal(holders.length, 1, `round ${round}: handed out ${holders.length} times`);
     assert.deepEqual((holders[0]!.json as OsParameters)['once'], [value, 'secret']);
@@ -974,7 +1148,11 @@ test('adversarial: an expired secret never appears (exact boundary, claim-once, 
     const text = (await d.guest(VM1, 'GET', path)).text;
     assert.ok(!text.includes('ttl-5') && !text.includes('claim-5'), `${path}: expired secret shown: ${text}`);
   }
-  const info = asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret as { name: string; state: string; claimedAt: string | null }[];
+  const info = asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret as {
+    name: string;
+    state: string;
+    claimedAt: string | null;
+  }[];
   // A guest read zeroes expired values; the admin still sees 'expired' (a secret is live,
   // claimed or expired, nothing else).
   assert.equal(info.find((s) => s.name === 'c5')?.state, 'expired');
@@ -1002,7 +1180,18 @@ test('adversarial: after DELETE + re-registration, old secrets, private values, 
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json')).status, 404);
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
 
-  for (const p of ['/ganeti/latest/os/parameters.json', '/openstack/latest/password', '/ganeti/latest/read', '/latest/meta-data/iam/info', '/latest/meta-data/iam/security-credentials/role-a', '/latest/user-data', '/openstack/latest/meta_data.json', '/openstack/latest/vendor_data.json', '/latest/meta-data/public-keys/', '/latest/meta-data/tags/instance/t']) {
+  for (const p of [
+    '/ganeti/latest/os/parameters.json',
+    '/openstack/latest/password',
+    '/ganeti/latest/read',
+    '/latest/meta-data/iam/info',
+    '/latest/meta-data/iam/security-credentials/role-a',
+    '/latest/user-data',
+    '/openstack/latest/meta_data.json',
+    '/openstack/latest/vendor_data.json',
+    '/latest/meta-data/public-keys/',
+    '/latest/meta-data/tags/instance/t',
+  ]) {
     const r = await d.guest(VM1, 'GET', p);
     assert.ok(!CANARY.test(r.text), `${p} after re-registration: ${r.text.slice(0, 200)}`);
   }
@@ -1016,7 +1205,11 @@ test('adversarial: after DELETE + re-registration, old secrets, private values, 
   assert.deepEqual(view.status.pipe, { toGuestBytes: 0, toHostBytes: 0 });
   assert.deepEqual((await d.admin('GET', '/v1/instances/vm1/password')).json, { password: null });
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '');
-  assert.equal((await d.guest(VM1, 'POST', '/openstack/latest/password', {}, 'new-pw')).status, 200, 'the new instance may post its password');
+  assert.equal(
+    (await d.guest(VM1, 'POST', '/openstack/latest/password', {}, 'new-pw')).status,
+    200,
+    'the new instance may post its password',
+  );
   assert.ok(!CANARY.test(JSON.stringify(d.daemon.services.vault.liveValues('vm1', false))));
   await alive(d, 'after re-registration');
 });
@@ -1028,12 +1221,23 @@ test('adversarial: a secret write in flight across DELETE does not survive into 
   const d = await startTestDaemon();
   t.after(() => d.close());
   await setup(d);
-  const slow = await slowAdmin(d, 'PUT', '/v1/instances/vm1/params/secret', 'application/json', JSON.stringify({ values: { late: 'CANARY-A-LATE-SECRET' } }), 12);
+  const slow = await slowAdmin(
+    d,
+    'PUT',
+    '/v1/instances/vm1/params/secret',
+    'application/json',
+    JSON.stringify({ values: { late: 'CANARY-A-LATE-SECRET' } }),
+    12,
+  );
   t.after(() => slow.socket.destroy());
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   const answer = (await slow.finish())[0];
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
-  assert.deepEqual(asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret, [], `the re-registered instance inherited a secret (the late PUT was answered ${answer?.status})`);
+  assert.deepEqual(
+    asParams(await d.admin('GET', '/v1/instances/vm1/params')).secret,
+    [],
+    `the re-registered instance inherited a secret (the late PUT was answered ${answer?.status})`,
+  );
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json');
   assert.ok(!CANARY.test(r.text), `the new guest received the old instance's secret: ${r.text}`);
   await alive(d, 'after the secret race');
@@ -1051,9 +1255,13 @@ test('adversarial: an admin pipe send in flight across DELETE does not survive i
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   const answer = (await slow.finish())[0];
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
-  assert.deepEqual(asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe, { toGuestBytes: 0, toHostBytes: 0 }, `the re-registered instance inherited pipe bytes (the late POST was answered ${answer?.status})`);
+  assert.deepEqual(
+    asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe,
+    { toGuestBytes: 0, toHostBytes: 0 },
+    `the re-registered instance inherited pipe bytes (the late POST was answered ${answer?.status})`,
+  );
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/read');
-  assert.equal(r.text, '', 'the new guest read the old instance\'s pipe data');
+  assert.equal(r.text, '', "the new guest read the old instance's pipe data");
   await alive(d, 'after the pipe-send race');
 });
 
@@ -1062,7 +1270,12 @@ test('adversarial: an admin pipe send in flight across DELETE does not survive i
 
 function polluted(): boolean {
   const o = {} as Record<string, unknown>;
-  return o.polluted !== undefined || Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted') || ([] as unknown as Record<string, unknown>).polluted !== undefined || Object.getPrototypeOf(o) !== Object.prototype;
+  return (
+    o.polluted !== undefined ||
+    Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted') ||
+    ([] as unknown as Record<string, unknown>).polluted !== undefined ||
+    Object.getPrototypeOf(o) !== Object.prototype
+  );
 }
 
 test('adversarial: __proto__ / constructor keys in admin bodies pollute nothing', async (t) => {
@@ -1075,8 +1288,26 @@ test('adversarial: __proto__ / constructor keys in admin bodies pollute nothing'
     ['PUT', '/v1/instances/vm1', `{"__proto__":{"polluted":1},${base.slice(1)}}`],
     ['PUT', '/v1/instances/vm1', `{"constructor":{"prototype":{"polluted":1}},${base.slice(1)}}`],
     ['PUT', '/v1/instances/vm1', docWith('"install":{"__proto__":{"polluted":1}}')],
-    ['PUT', '/v1/instances/vm1', JSON.stringify(victim({ openstack: JSON.parse('{"vendorData":{"__proto__":{"polluted":1}},"networkData":{"constructor":{"prototype":{"polluted":1}}},"devices":[{"__proto__":{"polluted":1}}],"meta":{"__proto__":"x","constructor":"y"}}') }))],
-    ['PUT', '/v1/instances/vm1', JSON.stringify(victim({ params: JSON.parse('{"public":{"__proto__":"x","constructor":"y"},"private":{"__proto__":"x"},"secret":{"__proto__":"x"}}') }))],
+    [
+      'PUT',
+      '/v1/instances/vm1',
+      JSON.stringify(
+        victim({
+          openstack: JSON.parse(
+            '{"vendorData":{"__proto__":{"polluted":1}},"networkData":{"constructor":{"prototype":{"polluted":1}}},"devices":[{"__proto__":{"polluted":1}}],"meta":{"__proto__":"x","constructor":"y"}}',
+          ),
+        }),
+      ),
+    ],
+    [
+      'PUT',
+      '/v1/instances/vm1',
+      JSON.stringify(
+        victim({
+          params: JSON.parse('{"public":{"__proto__":"x","constructor":"y"},"private":{"__proto__":"x"},"secret":{"__proto__":"x"}}'),
+        }),
+      ),
+    ],
     ['PATCH', '/v1/instances/vm1', '{"__proto__":{"polluted":1}}'],
     ['PATCH', '/v1/instances/vm1', '{"constructor":{"prototype":{"polluted":1}}}'],
     ['PATCH', '/v1/instances/vm1', '{"hostname":"p1","__proto__":{"polluted":1}}'],
@@ -1102,18 +1333,29 @@ test('adversarial: __proto__ / constructor keys in admin bodies pollute nothing'
     ['POST', '/v1/instances/vm1/pipe', '{"__proto__":{"polluted":1}}'],
   ];
   for (const [method, path, body] of attacks) {
-    const r = await d.admin(method, path, body === '' ? undefined : body, body === '' ? {} : { 'content-type': method === 'POST' ? 'application/octet-stream' : 'application/json' });
+    const r = await d.admin(
+      method,
+      path,
+      body === '' ? undefined : body,
+      body === '' ? {} : { 'content-type': method === 'POST' ? 'application/octet-stream' : 'application/json' },
+    );
     assert.ok(r.status < 500, `${method} ${path} ${body}: answered ${r.status} ${r.text.slice(0, 200)}`);
     assert.equal(polluted(), false, `${method} ${path} ${body} polluted Object.prototype`);
     // The guest renderers touch these documents too.
-    for (const p of ['/openstack/latest/meta_data.json', '/openstack/latest/vendor_data.json', '/openstack/latest/network_data.json', '/ganeti/latest/os/parameters.json', '/latest/meta-data/tags/instance/']) {
+    for (const p of [
+      '/openstack/latest/meta_data.json',
+      '/openstack/latest/vendor_data.json',
+      '/openstack/latest/network_data.json',
+      '/ganeti/latest/os/parameters.json',
+      '/latest/meta-data/tags/instance/',
+    ]) {
       const g = await d.guest(VM1, 'GET', p);
       assert.ok(g.status < 500, `guest ${p} after ${method} ${path}: ${g.status}`);
     }
     assert.equal(polluted(), false, `guest reads after ${method} ${path} polluted Object.prototype`);
     await alive(d, `${method} ${path} ${body.slice(0, 60)}`);
   }
-  assert.equal((({}) as Record<string, unknown>).polluted, undefined);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
 
 // Was a bug: "__proto__" passed PARAM_NAME_PATTERN and was then silently dropped by plain-object
@@ -1188,7 +1430,10 @@ test('adversarial: deeply nested JSON (10,000+ levels) answers 400/413 and the d
   const problems: string[] = [];
   for (const [method, path, body] of attacks) {
     const r = await d.admin(method, path, body);
-    if (![400, 413].includes(r.status)) problems.push(`${method} ${path} (${body.length} bytes, starts ${body.slice(0, 40)}): ${r.status} ${(r.json as { code?: string } | undefined)?.code ?? ''}`);
+    if (![400, 413].includes(r.status))
+      problems.push(
+        `${method} ${path} (${body.length} bytes, starts ${body.slice(0, 40)}): ${r.status} ${(r.json as { code?: string } | undefined)?.code ?? ''}`,
+      );
     await alive(d, `${method} ${path} deep`);
   }
   assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).status.generation, before, 'the instance is unchanged');
@@ -1203,7 +1448,14 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
   t.after(() => d.close());
   await setup(d);
   const slows = [
-    await slowAdmin(d, 'PUT', '/v1/instances/vm1', 'application/json', JSON.stringify(victim({ hostname: 'slow-put' })) + ' '.repeat(100_000), 50),
+    await slowAdmin(
+      d,
+      'PUT',
+      '/v1/instances/vm1',
+      'application/json',
+      JSON.stringify(victim({ hostname: 'slow-put' })) + ' '.repeat(100_000),
+      50,
+    ),
     await slowAdmin(d, 'PATCH', '/v1/instances/vm1', 'application/json', '{"hostname":"slow-patch"}' + ' '.repeat(100_000), 10),
     await slowAdmin(d, 'PUT', '/v1/instances/vm1/params/private', 'application/json', '{"values":{"a":"b"}}' + ' '.repeat(100_000), 5),
     await slowAdmin(d, 'POST', '/v1/instances/vm1/pipe', 'application/octet-stream', 'x'.repeat(100_000), 5),
@@ -1214,10 +1466,16 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
   const timed = <T>(p: Promise<T>, what: string): Promise<T> => settled(p, `${what} is not blocked by the slow bodies`);
   assert.equal((await timed(d.admin('GET', '/v1/health'), 'health')).status, 200);
   assert.equal((await timed(d.admin('PATCH', '/v1/instances/vm1', { hostname: 'fast-patch' }), 'PATCH of the same instance')).status, 200);
-  assert.equal((await timed(d.admin('PUT', '/v1/instances/vm1/params/private', { values: { fast: '1' } }), 'params PUT of the same instance')).status, 200);
+  assert.equal(
+    (await timed(d.admin('PUT', '/v1/instances/vm1/params/private', { values: { fast: '1' } }), 'params PUT of the same instance')).status,
+    200,
+  );
   assert.equal((await timed(d.admin('POST', '/v1/instances/vm1/pipe', 'fast', OCTET), 'pipe send of the same instance')).status, 202);
   assert.equal((await timed(d.admin('PUT', '/v1/instances/vm3', sampleInstance(3)), 'PUT of another instance')).status, 201);
-  assert.equal((await timed(d.admin('PATCH', '/v1/instances/vm2', { hostname: 'vm2-fast' }), 'PATCH of the instance a slow PUT targets')).status, 200);
+  assert.equal(
+    (await timed(d.admin('PATCH', '/v1/instances/vm2', { hostname: 'vm2-fast' }), 'PATCH of the instance a slow PUT targets')).status,
+    200,
+  );
   assert.equal((await timed(d.admin('DELETE', '/v1/instances/vm3'), 'DELETE')).status, 204);
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'fast-patch');
   await alive(d, 'with slow admin bodies pending');

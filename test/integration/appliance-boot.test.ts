@@ -58,12 +58,15 @@ exec sleep 100000
 async function startMetad(ns: Netns, dir: string): Promise<{ child: ChildProcess; sock: string; out: () => string }> {
   const sock = join(dir, 'admin.sock');
   const cfg = join(dir, 'config.json');
-  await writeFile(cfg, JSON.stringify({
-    stateDir: join(dir, 'state'),
-    admin: { socket: sock },
-    guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: '169.254.0.0/16' },
-    log: { level: 'info' },
-  }));
+  await writeFile(
+    cfg,
+    JSON.stringify({
+      stateDir: join(dir, 'state'),
+      admin: { socket: sock },
+      guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: '169.254.0.0/16' },
+      log: { level: 'info' },
+    }),
+  );
   const child = ns.exec(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
@@ -121,7 +124,10 @@ function pipePoller(sock: string, instance: string): { take: () => string; all: 
 }
 
 test('appliances boot under libvirt (TCG): one runs create with the Ganeti environment and succeeds, a hung one is destroyed at its deadline; nothing is left', async (t) => {
-  const binding = await loadBinding().then(() => undefined, () => MISSING_BINDING);
+  const binding = await loadBinding().then(
+    () => undefined,
+    () => MISSING_BINDING,
+  );
   if (skipOrFail(t, canUseNetns().why ?? applianceMissing() ?? libvirtdMissing() ?? binding)) return;
   const img: ApplianceImage = await testAppliance();
   const dir = await mkdtemp(join(tmpdir(), 'metad-appliance-boot-'));
@@ -141,8 +147,22 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
     assert.equal(r.code, 0, `ip ${args.join(' ')}: ${r.stderr}`);
   };
   const guests: Guest[] = [
-    { name: 'web1', ip: '169.254.77.2', mac: '52:54:00:4d:77:02', tap: `mdt${id}a`, domain: `${prefix}web1`, disk: join(dir, 'web1-disk0.raw') },
-    { name: 'hang1', ip: '169.254.77.3', mac: '52:54:00:4d:77:03', tap: `mdt${id}b`, domain: `${prefix}hang1`, disk: join(dir, 'hang1-disk0.raw') },
+    {
+      name: 'web1',
+      ip: '169.254.77.2',
+      mac: '52:54:00:4d:77:02',
+      tap: `mdt${id}a`,
+      domain: `${prefix}web1`,
+      disk: join(dir, 'web1-disk0.raw'),
+    },
+    {
+      name: 'hang1',
+      ip: '169.254.77.3',
+      mac: '52:54:00:4d:77:03',
+      tap: `mdt${id}b`,
+      domain: `${prefix}hang1`,
+      disk: join(dir, 'hang1-disk0.raw'),
+    },
   ];
   // The stand-in comm links: a tap per appliance holding the metadata address, a host route to
   // the guest. The tripwire drops everything else that tries to leave the namespace.
@@ -196,7 +216,10 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
   const baseBefore = await readFile(base);
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
 
-  const boot = async (g: Guest, deadlineMs: number): Promise<{ rec: RunRecord; pipe: string; console: string; deadlineAt: number; doneAt: number }> => {
+  const boot = async (
+    g: Guest,
+    deadlineMs: number,
+  ): Promise<{ rec: RunRecord; pipe: string; console: string; deadlineAt: number; doneAt: number }> => {
     const disks: DomainDisk[] = [{ path: g.disk, format: 'raw' }];
     const consoleLog = join(dir, `${g.name}-console.log`);
     const xml = domainXml({
@@ -258,27 +281,36 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
   // serve the secret (served only during a job), so the appliance sees 3 parameters, not 4.
   assert.ok(lines[2]!.endsWith('count=3'), lines[2]);
   assert.ok(!ok.pipe.includes('tok-S3cret'), 'no parameter value in progress lines');
-  assert.ok(!(await readFile(guests[0]!.disk)).toString('latin1').includes('tok-S3cret'), 'no job, no secret: it never reached the appliance');
+  assert.ok(
+    !(await readFile(guests[0]!.disk)).toString('latin1').includes('tok-S3cret'),
+    'no job, no secret: it never reached the appliance',
+  );
   const onDisk = (await readFile(guests[0]!.disk)).toString('latin1');
   const start = onDisk.indexOf('METAD-TEST-BEGIN\n');
   const end = onDisk.indexOf('METAD-TEST-END\n');
   assert.ok(start === 0 && end > start, 'the create script wrote its report to DISK_0_PATH');
-  assert.deepEqual(onDisk.slice(start + 'METAD-TEST-BEGIN\n'.length, end).trim().split('\n'), [
-    'DISK_0_ACCESS=rw',
-    'DISK_0_PATH=/dev/vda',
-    'DISK_COUNT=1',
-    'INSTANCE_BE_maxmem=256',
-    'INSTANCE_BE_vcpus=1',
-    'INSTANCE_HOSTNAME=web1.example.org',
-    'INSTANCE_NAME=web1',
-    'INSTANCE_OS=testos',
-    'NIC_COUNT=0',
-    'OSP_IMAGE=debian-12',
-    'OSP_MIRROR_URL=http://deb.example/debian',
-    "OSP_ROOT_HASH=it's a value",
-    'OS_API_VERSION=20',
-    'OS_VARIANT=default',
-  ]);
+  assert.deepEqual(
+    onDisk
+      .slice(start + 'METAD-TEST-BEGIN\n'.length, end)
+      .trim()
+      .split('\n'),
+    [
+      'DISK_0_ACCESS=rw',
+      'DISK_0_PATH=/dev/vda',
+      'DISK_COUNT=1',
+      'INSTANCE_BE_maxmem=256',
+      'INSTANCE_BE_vcpus=1',
+      'INSTANCE_HOSTNAME=web1.example.org',
+      'INSTANCE_NAME=web1',
+      'INSTANCE_OS=testos',
+      'NIC_COUNT=0',
+      'OSP_IMAGE=debian-12',
+      'OSP_MIRROR_URL=http://deb.example/debian',
+      "OSP_ROOT_HASH=it's a value",
+      'OS_API_VERSION=20',
+      'OS_VARIANT=default',
+    ],
+  );
 
   // hang1: destroyed by the runner at its deadline (not before), while its create still ran.
   assert.equal(hung.rec.state, 'timed-out', `hang1: ${JSON.stringify(hung.rec)}\nconsole:\n${hung.console.slice(-3000)}`);

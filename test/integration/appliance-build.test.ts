@@ -17,7 +17,11 @@ const fixtures = join(applianceSourceDir(), '..', 'test', 'fixtures', 'golden', 
 const awk = join(applianceSourceDir(), 'agent', 'json.awk');
 
 /** Feeds `json` to json.awk in `mode`, evals the output in busybox sh, returns the environment. */
-async function parse(busybox: string, mode: string, json: string): Promise<{ code: number | null; env: Record<string, string>; out: string }> {
+async function parse(
+  busybox: string,
+  mode: string,
+  json: string,
+): Promise<{ code: number | null; env: Record<string, string>; out: string }> {
   const script = `out=$(${busybox} awk -v mode=${mode} -f ${awk}) || exit 3; eval "$out" && exec ${process.execPath} -e 'process.stdout.write(JSON.stringify(process.env))'`;
   const child = spawn(busybox, ['sh', '-c', script], { env: { PATH: '/usr/bin:/bin' }, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(json);
@@ -114,7 +118,14 @@ test('json.awk keeps hostile values intact and refuses malformed input', async (
   assert.equal(r.code, 0);
   assert.deepEqual(pick(r.env, /^OSP_/), { OSP_A_B_C: nasty.replace('\ud800', '\ufffd'), OSP_PLAIN: '', OSP_N: 'x'.repeat(20000) });
 
-  for (const bad of ['{"a":["x"', '{"a":["\\u0000","public"]}', '{"a":["x","public"]} junk', '{"a":["\\q","public"]}', '{"a b":["x","public"]}', 'nope']) {
+  for (const bad of [
+    '{"a":["x"',
+    '{"a":["\\u0000","public"]}',
+    '{"a":["x","public"]} junk',
+    '{"a":["\\q","public"]}',
+    '{"a b":["x","public"]}',
+    'nope',
+  ]) {
     const b = await parse(busybox, 'params', bad);
     assert.equal(b.code, 3, `refused: ${bad}`);
   }

@@ -26,12 +26,23 @@ test('bench guest machinery: the mix answers on both targets; the SDK script use
   try {
     const mix = mixPaths(guestInstance().comm.mac);
     assert.ok(mix.length >= 20);
-    const targets = await startGuestTargets(ctx, 'bench-smoke', mix.map((m) => ({ method: 'GET' as const, path: m.path, token: m.token })));
+    const targets = await startGuestTargets(
+      ctx,
+      'bench-smoke',
+      mix.map((m) => ({ method: 'GET' as const, path: m.path, token: m.token })),
+    );
     const connections = 4;
     const wrk = async (name: string, lua: string) => {
       const luaPath = join(targets.dir, `${name}.lua`);
       writeFileSync(luaPath, lua);
-      return runWrk({ url: `http://127.0.0.1:${targets.metad.port}/`, seconds: 1, connections, headers: [], luaPath, serverPid: targets.metad.pid });
+      return runWrk({
+        url: `http://127.0.0.1:${targets.metad.port}/`,
+        seconds: 1,
+        connections,
+        headers: [],
+        luaPath,
+        serverPid: targets.metad.pid,
+      });
     };
 
     const reqs = mix.map((m): WrkRequest => ({ method: 'GET', path: m.path, headers: m.token ? { [TOKEN_HEADER]: targets.token } : {} }));

@@ -23,12 +23,18 @@ function tapOf(r: Reply): string | undefined {
   return (r.json as { instance: { comm: { tap?: string } } }).instance.comm.tap;
 }
 
-async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Promise<Reply>, net: FakeCommNetwork, socket: string) => Promise<void>): Promise<void> {
+async function withAdmin(
+  fn: (admin: (m: string, p: string, b?: unknown) => Promise<Reply>, net: FakeCommNetwork, socket: string) => Promise<void>,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-nic-'));
   const net = new FakeCommNetwork();
   const { log } = sinkLogger();
   const socket = join(dir, 'a.sock');
-  const config = buildConfig({ stateDir: join(dir, 'state'), admin: { socket }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } });
+  const config = buildConfig({
+    stateDir: join(dir, 'state'),
+    admin: { socket },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+  });
   const d = await createDaemon(config, { log, commNetwork: net });
   const handle = d.adminApp.callback();
   const server = http.createServer((req, res) => {
@@ -37,7 +43,10 @@ async function withAdmin(fn: (admin: (m: string, p: string, b?: unknown) => Prom
   await new Promise<void>((r) => server.listen(socket, () => r()));
   const admin = (method: string, path: string, body?: unknown): Promise<Reply> => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    return request({ socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, payload);
+    return request(
+      { socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
+      payload,
+    );
   };
   try {
     await fn(admin, net, socket);
@@ -60,7 +69,10 @@ test('nic up / down / list through the admin API', async () => {
     assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'up' })).status, 200);
     assert.equal(tapOf(await admin('GET', '/v1/instances/vm1')), 'mtap1');
     const list = (await admin('GET', '/v1/nics')).json as { nics: NicStatus[] };
-    assert.deepEqual(list.nics.map((n) => [n.instance, n.tap]), [['vm1', 'mtap1']]);
+    assert.deepEqual(
+      list.nics.map((n) => [n.instance, n.tap]),
+      [['vm1', 'mtap1']],
+    );
     assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal(tapOf(await admin('GET', '/v1/instances/vm1')), undefined);

@@ -48,7 +48,11 @@ const DHCP_SCRIPT = `#!/bin/sh
 function missing(): string | undefined {
   const can = canUseNetns();
   if (!can.ok) return can.why;
-  for (const [cmd, pkg] of [['dnsmasq', 'dnsmasq-base'], ['busybox', 'busybox'], ['curl', 'curl']] as const) {
+  for (const [cmd, pkg] of [
+    ['dnsmasq', 'dnsmasq-base'],
+    ['busybox', 'busybox'],
+    ['curl', 'curl'],
+  ] as const) {
     if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
   }
   return undefined;
@@ -93,7 +97,10 @@ function startMetad(hv: Ns, dir: string): Promise<Metad> {
     out: () => out,
     admin(method, path, body) {
       const payload = body === undefined ? undefined : JSON.stringify(body);
-      return request({ socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, payload);
+      return request(
+        { socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
+        payload,
+      );
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -111,12 +118,16 @@ function startMetad(hv: Ns, dir: string): Promise<Metad> {
 }
 
 async function dhcp(g: Ns, script: string): Promise<string | undefined> {
-  const r = await g.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1', '-s', script], { timeoutMs: 20_000 });
+  const r = await g.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1', '-s', script], {
+    timeoutMs: 20_000,
+  });
   return r.code === 0 ? /lease of (\S+) obtained/.exec(r.stdout + r.stderr)?.[1] : undefined;
 }
 
 async function curl(g: Ns, path = '/latest/meta-data/instance-id'): Promise<{ code: number | null; body: string }> {
-  const r = await g.run('curl', ['-s', '--noproxy', '*', '--connect-timeout', '1', '--max-time', '3', `http://${MD}${path}`], { timeoutMs: 10_000 });
+  const r = await g.run('curl', ['-s', '--noproxy', '*', '--connect-timeout', '1', '--max-time', '3', `http://${MD}${path}`], {
+    timeoutMs: 10_000,
+  });
   return { code: r.code, body: r.stdout };
 }
 
@@ -182,7 +193,11 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
   });
 
   await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
-    for (const [g, spec] of [[ga, GUESTS[0]], [gb, GUESTS[1]], [gc, GUESTS[2]]] as const) {
+    for (const [g, spec] of [
+      [ga, GUESTS[0]],
+      [gb, GUESTS[1]],
+      [gc, GUESTS[2]],
+    ] as const) {
       assert.equal(await dhcp(g, script), spec.ipv4, `${spec.name} lease`);
       const r = await curl(g);
       assert.equal(r.code, 0, `${spec.name} curl failed`);
@@ -191,9 +206,16 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
   });
 
   await t.test('IPv6: fe80::a9fe:a9fe answers on each tap, and a link-local caller is identified by its tap', async () => {
-    for (const [g, spec] of [[ga, GUESTS[0]], [gc, GUESTS[2]]] as const) {
+    for (const [g, spec] of [
+      [ga, GUESTS[0]],
+      [gc, GUESTS[2]],
+    ] as const) {
       const body = await until(`${spec.name} over IPv6`, async () => {
-        const r = await g.run('curl', ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'], { timeoutMs: 10_000 });
+        const r = await g.run(
+          'curl',
+          ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'],
+          { timeoutMs: 10_000 },
+        );
         return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
       });
       assert.equal(body, spec.id);
@@ -210,7 +232,11 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.equal((await curl(ga)).body, 'i-alpha');
     const body = await until('alpha over IPv6 on the new link', async () => {
-      const r = await ga.run('curl', ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'], { timeoutMs: 10_000 });
+      const r = await ga.run(
+        'curl',
+        ['-s', '-g', '--noproxy', '*', '--max-time', '3', 'http://[fe80::a9fe:a9fe%eth0]/latest/meta-data/instance-id'],
+        { timeoutMs: 10_000 },
+      );
       return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
     });
     assert.equal(body, 'i-alpha');
@@ -276,7 +302,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
         }
         // Controls: the attacker's own identity still works, and so does the victim.
         assert.equal((await curl(gc)).body, 'i-carol');
-        assert.equal((await until('bravo back', async () => ((await curl(gb)).body === 'i-bravo' ? true : undefined))), true);
+        assert.equal(await until('bravo back', async () => ((await curl(gb)).body === 'i-bravo' ? true : undefined)), true);
       });
     }
   }
@@ -301,7 +327,11 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     st.diagnostic(`nic up -> lease -> first read: ${Math.round(performance.now() - t0)} ms`);
     const again = await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
     assert.equal(again.status, 200);
-    assert.equal((await hv.ip('-4', 'route', 'show', 'proto', '171')).split('169.254.1.13 ').length - 1, 1, 'a repeated nic up duplicated the route');
+    assert.equal(
+      (await hv.ip('-4', 'route', 'show', 'proto', '171')).split('169.254.1.13 ').length - 1,
+      1,
+      'a repeated nic up duplicated the route',
+    );
     assert.equal((await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'down' })).status, 204);
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.13 /);
     assert.equal(await handshake(delta), false, 'after nic down the guest has no route back');
@@ -318,7 +348,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.doesNotMatch(sets, /mtap2/);
     assert.match(sets, /"mtap1" \. 169\.254\.1\.10/);
     assert.doesNotMatch(await hv.ip('addr', 'show', 'dev', 'mtap2'), /169\.254\.169\.254|fe80::a9fe:a9fe/);
-    
+
     assert.equal(await dhcp(gb, script), undefined, 'a removed instance still got a lease');
     assert.equal(await handshake(gb), false);
     assert.equal((await curl(ga)).body, 'i-alpha');
@@ -345,11 +375,17 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     }
     assert.equal((await curl(ga)).body, 'i-alpha');
     assert.equal((await curl(gc)).body, 'i-carol');
-    await metad.admin('PUT', '/v1/instances/bravo', { name: 'bravo', uuid: '00000000-0000-4000-8000-000000000002', comm: { mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, tap: 'other9' } });
+    await metad.admin('PUT', '/v1/instances/bravo', {
+      name: 'bravo',
+      uuid: '00000000-0000-4000-8000-000000000002',
+      comm: { mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, tap: 'other9' },
+    });
     const hostsFile = join(dir, 'run', 'dhcp-hosts');
     await until('bravo in the DHCP hosts (reconciled)', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? true : undefined));
     await metad.admin('DELETE', '/v1/instances/bravo');
-    await until('bravo gone from the DHCP hosts (reconciled)', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true));
+    await until('bravo gone from the DHCP hosts (reconciled)', () =>
+      readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true,
+    );
     assert.match(await hv.ip('addr', 'show', 'dev', 'other0'), /169\.254\.169\.254\/16/);
     assert.match(await hv.ip('route', 'show', 'proto', 'static'), /169\.254\.77\.7 dev other0/);
     assert.match(await hv.ip('route', 'show', 'proto', 'boot'), /10\.9\.9\.9 dev metad0/);
@@ -380,7 +416,11 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.ok(existsSync(`/proc/${String(orphan)}`), 'the dnsmasq outlived its metad');
     metad = await startMetad(hv, dir);
     await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
-    assert.equal(existsSync(`/proc/${String(orphan)}`) && readFileSync(`/proc/${String(orphan)}/cmdline`, 'utf8').includes('dnsmasq'), false, 'the orphan still runs');
+    assert.equal(
+      existsSync(`/proc/${String(orphan)}`) && readFileSync(`/proc/${String(orphan)}/cmdline`, 'utf8').includes('dnsmasq'),
+      false,
+      'the orphan still runs',
+    );
     assert.notEqual(metad.child.pid, old);
     assert.equal(childPids(metad.child.pid!, 'dnsmasq').length, 1);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);

@@ -58,7 +58,10 @@ test('check-config accepts what serve accepts and prints the effective configura
   const check = metad('check-config', file);
   assert.equal(check.status, 0, check.stderr);
   const effective = JSON.parse(check.stdout) as { guest: { listen: unknown[] } };
-  assert.deepEqual(effective.guest.listen, [{ host: '::1', port: 0 }, { host: '127.0.0.1', port: 80 }]);
+  assert.deepEqual(effective.guest.listen, [
+    { host: '::1', port: 0 },
+    { host: '127.0.0.1', port: 80 },
+  ]);
 });
 
 test('metad config-reference prints docs/configuration.md', () => {

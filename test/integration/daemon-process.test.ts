@@ -73,7 +73,9 @@ test('metad check-config: lists every problem and exits 2; prints the effective 
     assert.match(res.out, /\/guest\/commRange/);
     assert.match(res.out, /\/nope: unknown key/);
     const good = writeConfig(dir);
-    const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString()) as { secrets: { defaultTtlSec: number } };
+    const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString()) as {
+      secrets: { defaultTtlSec: number };
+    };
     assert.equal(effective.secrets.defaultTtlSec, 7200);
     const help = execFileSync(process.execPath, [CLI, 'serve', '--help']).toString();
     assert.match(help, /--config/);
@@ -105,7 +107,12 @@ test('state dir full (ENOSPC) or read-only: 503, nothing lost, nothing partial, 
   const acked: string[] = [];
   let full = null;
   for (let i = 0; i < 200 && !full; i++) {
-    const r = await admin(sock, 'PUT', `/v1/instances/vm${i}`, sampleInstance(i, { params: { public: { a: filler, b: filler, c: filler } } }));
+    const r = await admin(
+      sock,
+      'PUT',
+      `/v1/instances/vm${i}`,
+      sampleInstance(i, { params: { public: { a: filler, b: filler, c: filler } } }),
+    );
     if (r.status === 201) acked.push(`vm${i}`);
     else full = r;
   }
@@ -153,7 +160,14 @@ test('metad serve: a guest address that is not on this machine fails with a hint
   try {
     const cfg = join(dir, 'config.json');
     // 192.0.2.1 is TEST-NET-1: never configured here, and binding sends no traffic.
-    writeFileSync(cfg, JSON.stringify({ stateDir: join(dir, 'state'), admin: { socket: join(dir, 'a.sock') }, guest: { listen: [{ host: '192.0.2.1', port: 8080 }], commRange: '127.0.0.0/8' } }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        stateDir: join(dir, 'state'),
+        admin: { socket: join(dir, 'a.sock') },
+        guest: { listen: [{ host: '192.0.2.1', port: 8080 }], commRange: '127.0.0.0/8' },
+      }),
+    );
     let res = { status: 0, err: '' };
     try {
       execFileSync(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: 'pipe', timeout: 10_000 });

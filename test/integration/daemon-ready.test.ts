@@ -40,7 +40,10 @@ while True:
 `;
 
 test('metad serve: READY=1 reaches NOTIFY_SOCKET once the doors listen (Type=notify)', async (t) => {
-  if (skipOrFail(t, hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify (package systemd) and python3')) return;
+  if (
+    skipOrFail(t, hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify (package systemd) and python3')
+  )
+    return;
   const dir = mkdtempSync(join(tmpdir(), 'metad-ready-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const notifySocket = join(dir, 'notify.sock');

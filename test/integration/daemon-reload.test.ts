@@ -16,14 +16,30 @@ import { sinkLogger } from '../support/sink.js';
 test('reload: guest listeners take new timeouts and caps; the per-source cap applies to new connections', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-reload-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const base = { stateDir: join(dir, 'state'), admin: { socket: join(dir, 'admin.sock') }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } };
+  const base = {
+    stateDir: join(dir, 'state'),
+    admin: { socket: join(dir, 'admin.sock') },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+  };
   const { log } = sinkLogger();
   const r = await runDaemon(buildConfig(base), log);
   t.after(() => r.close());
   const server = r.guestServers[0]!;
   assert.equal(server.headersTimeout, 5000);
 
-  const plan = r.reload(buildConfig({ ...base, guest: { ...base.guest, headersTimeoutMs: 700, requestTimeoutMs: 900, keepAliveTimeoutMs: 300, maxConnections: 100, maxConnectionsPerSource: 2 } }));
+  const plan = r.reload(
+    buildConfig({
+      ...base,
+      guest: {
+        ...base.guest,
+        headersTimeoutMs: 700,
+        requestTimeoutMs: 900,
+        keepAliveTimeoutMs: 300,
+        maxConnections: 100,
+        maxConnectionsPerSource: 2,
+      },
+    }),
+  );
   assert.deepEqual(plan.needsRestart, []);
   assert.equal(server.headersTimeout, 700);
   assert.equal(server.requestTimeout, 900);
@@ -32,11 +48,15 @@ test('reload: guest listeners take new timeouts and caps; the per-source cap app
 
   const port = r.guestAddresses[0]!.port;
   const socks = await Promise.all(
-    Array.from({ length: 4 }, () => new Promise<net.Socket>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.9' }, () => resolve(s));
-      s.on('error', () => undefined);
-      s.resume();
-    })),
+    Array.from(
+      { length: 4 },
+      () =>
+        new Promise<net.Socket>((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.9' }, () => resolve(s));
+          s.on('error', () => undefined);
+          s.resume();
+        }),
+    ),
   );
   t.after(() => socks.forEach((s) => s.destroy()));
   for (let i = 0; i < 200 && socks.filter((s) => s.destroyed || s.readableEnded).length < 2; i++) await delay(25);

@@ -73,9 +73,14 @@ test('SIGHUP reloads the configuration: live keys change, others are reported, a
   const p = await startProcess(cfg, sock);
   t.after(() => p.child.kill('SIGKILL'));
   await admin(sock, 'PUT', '/v1/instances/vm1', sampleInstance(1));
-  const guest = async (): Promise<number> => (await request({ host: '127.0.0.1', port: p.guestPort, localAddress: '127.0.0.2', path: '/latest/meta-data/hostname' })).status;
+  const guest = async (): Promise<number> =>
+    (await request({ host: '127.0.0.1', port: p.guestPort, localAddress: '127.0.0.2', path: '/latest/meta-data/hostname' })).status;
   assert.deepEqual([await guest(), await guest(), await guest()], [200, 200, 200]);
-  const reloads = (): number => p.out().split('\n').filter((l) => l.includes('"msg":"configuration reload')).length;
+  const reloads = (): number =>
+    p
+      .out()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"configuration reload')).length;
   const hup = async (): Promise<void> => {
     const n = reloads();
     process.kill(p.child.pid!, 'SIGHUP');
@@ -83,9 +88,15 @@ test('SIGHUP reloads the configuration: live keys change, others are reported, a
   };
 
   // A tight rate limit, debug logging and a new state dir (which needs a restart).
-  writeConfig(dir, join(dir, 'elsewhere'), { log: { level: 'debug' }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8', rateLimit: { ratePerSec: 0.1, burst: 1 } } });
+  writeConfig(dir, join(dir, 'elsewhere'), {
+    log: { level: 'debug' },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8', rateLimit: { ratePerSec: 0.1, burst: 1 } },
+  });
   await hup();
-  assert.match(p.out(), /"applied":\["guest\.rateLimit\.burst","guest\.rateLimit\.ratePerSec","log\.level"\],"needsRestart":\["stateDir"\].*"msg":"configuration reloaded"/);
+  assert.match(
+    p.out(),
+    /"applied":\["guest\.rateLimit\.burst","guest\.rateLimit\.ratePerSec","log\.level"\],"needsRestart":\["stateDir"\].*"msg":"configuration reloaded"/,
+  );
   // Logged right after the reload line, possibly in a later write: wait for it too.
   for (let i = 0; i < 200 && !p.out().includes('"msg":"configuration change needs a restart"'); i++) await delay(25);
   assert.match(p.out(), /"keys":\["stateDir"\].*"msg":"configuration change needs a restart"/);

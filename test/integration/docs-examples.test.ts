@@ -23,7 +23,12 @@ import { hasCommand } from '../support/env.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
-const PAGES = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const PAGES = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const examplesOf = (page: string): Example[] => parseExamples(readFileSync(join(ROOT, page), 'utf8'));
 
 test('every fenced block of README.md and docs/ is annotated for the example runner', () => {
@@ -33,14 +38,18 @@ test('every fenced block of README.md and docs/ is annotated for the example run
       const why = annotationProblem(ex);
       if (why) problems.push(`${page}:${String(ex.line)}: ${why}`);
       // A reader runs these from the host: nothing aimed at the link-local metadata address there.
-      if (isScript(ex) && ex.body.includes('169.254.169.254')) problems.push(`${page}:${String(ex.line)}: a run example aims at 169.254.169.254`);
+      if (isScript(ex) && ex.body.includes('169.254.169.254'))
+        problems.push(`${page}:${String(ex.line)}: a run example aims at 169.254.169.254`);
     }
   }
   assert.deepEqual(problems, []);
 });
 
 test('the README quick start shows a second guest, and that example is run', () => {
-  const run = examplesOf('README.md').filter(isScript).map((e) => e.body).join('\n');
+  const run = examplesOf('README.md')
+    .filter(isScript)
+    .map((e) => e.body)
+    .join('\n');
   assert.match(run, /metadctl register guest2\.yaml/);
   assert.match(run, /curl [^\n]*--interface 127\.0\.0\.5 /);
   const noRun = PAGES.flatMap((p) => examplesOf(p).filter((e) => e.flags.has('no-run')));
@@ -62,7 +71,8 @@ async function startDaemon(ns: Netns, args: string[], env: NodeJS.ProcessEnv): P
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let i = 0; i < 400 && !out.includes('"metad started"') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
   // The demo registers demo1 right after the started line and then prints its banner.
-  for (let i = 0; i < 200 && args.includes('--demo') && !out.includes('admin door:') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 200 && args.includes('--demo') && !out.includes('admin door:') && child.exitCode === null; i++)
+    await new Promise((r) => setTimeout(r, 25));
   if (!out.includes('"metad started"')) {
     child.kill('SIGKILL');
     throw new Error(`metad did not start inside ${ns.name}: ${out}`);
@@ -89,7 +99,10 @@ test('every example of README.md and docs/ works as written', async (t) => {
   t.after(() => rmSync(base, { recursive: true, force: true }));
   const bin = join(base, 'bin');
   mkdirSync(bin);
-  for (const [name, js] of [['metad', 'daemon/cli.js'], ['metadctl', 'cli/metadctl.js']] as const) {
+  for (const [name, js] of [
+    ['metad', 'daemon/cli.js'],
+    ['metadctl', 'cli/metadctl.js'],
+  ] as const) {
     writeFileSync(join(bin, name), `#!/bin/sh\nexec '${process.execPath}' '${join(DIST, js)}' "$@"\n`);
     chmodSync(join(bin, name), 0o755);
   }
@@ -131,7 +144,11 @@ test('every example of README.md and docs/ works as written', async (t) => {
           if (!isScript(ex)) continue;
           for (const { command, expect } of commandsOf(ex)) {
             const r = await ns.run('bash', ['-c', `set -eo pipefail\n${command}`], { env, cwd: work, timeoutMs: 60_000 });
-            assert.equal(r.code, 0, `${where}: exit ${String(r.code)} from\n${command}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\ndaemon: ${daemon.out().slice(-2000)}`);
+            assert.equal(
+              r.code,
+              0,
+              `${where}: exit ${String(r.code)} from\n${command}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\ndaemon: ${daemon.out().slice(-2000)}`,
+            );
             if (expect !== undefined) assert.equal(r.stdout.replace(/\n$/, ''), expect, `${where}: output of ${command}`);
           }
         }

@@ -23,14 +23,23 @@ test('metad --version and metadctl --version print the version in package.json',
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'metad', version: '9.8.7-test', type: 'module' }));
   for (const cli of ['dist/daemon/cli.js', 'dist/cli/metadctl.js']) {
-    assert.equal(execFileSync(process.execPath, [join(dir, cli), '--version'], { cwd: dir }).toString().trim(), '9.8.7-test', cli);
+    assert.equal(
+      execFileSync(process.execPath, [join(dir, cli), '--version'], { cwd: dir })
+        .toString()
+        .trim(),
+      '9.8.7-test',
+      cli,
+    );
   }
 });
 
 test('quick start: the banner prints a metadctl command that works from anywhere, and the demo logs its instance', async (t) => {
   const elsewhere = mkdtempSync(join(tmpdir(), 'metad-elsewhere-'));
   t.after(() => rmSync(elsewhere, { recursive: true, force: true }));
-  const child = spawn(process.execPath, [join(DIST, 'daemon', 'cli.js'), 'serve', '--demo', '--port', '0'], { cwd: elsewhere, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(DIST, 'daemon', 'cli.js'), 'serve', '--demo', '--port', '0'], {
+    cwd: elsewhere,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.after(() => child.kill('SIGKILL'));
   let out = '';
   let err = '';
@@ -49,7 +58,11 @@ test('quick start: the banner prints a metadctl command that works from anywhere
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .find((e) => e.msg === 'instance registered');
-  assert.deepEqual(registered && { instance: registered.instance, created: registered.created }, { instance: 'demo1', created: true }, 'the demo logs the instance it registers');
+  assert.deepEqual(
+    registered && { instance: registered.instance, created: registered.created },
+    { instance: 'demo1', created: true },
+    'the demo logs the instance it registers',
+  );
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
 });

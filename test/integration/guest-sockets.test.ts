@@ -42,7 +42,17 @@ test('guest door: clients that never read cannot hold sockets past the timeout (
   const d = await startTestDaemon();
   t.after(() => d.close());
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
-  const cfg = { ...d.config, guest: { ...d.config.guest, headersTimeoutMs: 200, requestTimeoutMs: 400, keepAliveTimeoutMs: 200, maxConnections: 40, maxConnectionsPerSource: 8 } };
+  const cfg = {
+    ...d.config,
+    guest: {
+      ...d.config.guest,
+      headersTimeoutMs: 200,
+      requestTimeoutMs: 400,
+      keepAliveTimeoutMs: 200,
+      maxConnections: 40,
+      maxConnectionsPerSource: 8,
+    },
+  };
   const server = createGuestServer(d.daemon, cfg, d.daemon.services.log);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => {
@@ -53,12 +63,15 @@ test('guest door: clients that never read cannot hold sockets past the timeout (
   const attackers: net.Socket[] = [];
   t.after(() => attackers.forEach((s) => s.destroy()));
   // 40 sockets (the whole maxConnections) from 5 unregistered sources, half a request each.
-  for (let i = 0; i < 40; i++) attackers.push(await idleClient(port, `127.0.0.${100 + (i % 5)}`, 'GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n'));
+  for (let i = 0; i < 40; i++)
+    attackers.push(await idleClient(port, `127.0.0.${100 + (i % 5)}`, 'GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n'));
   assert.equal(await connections(server), 40, 'the attack holds every slot at first');
   // Timeout (200-400 ms) + grace (1 s) + guard interval: 10 s is far beyond; the old code never let go.
   assert.equal(await waitForCount(server, 0, 10_000), 0, 'every timed-out socket is destroyed, though its client never reads or closes');
   const r = await new Promise<string>((resolve, reject) => {
-    const c = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () => c.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    const c = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () =>
+      c.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    );
     let out = '';
     c.on('data', (b: Buffer) => (out += b.toString()));
     c.on('end', () => resolve(out));

@@ -27,7 +27,11 @@ function osMeta(r: Reply): OpenstackMetaData {
 test('guest door: each guest sees its own instance only; unknown sources get a fast 404', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
-  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { userData: Buffer.from('#!/bin/sh\necho vm1\n').toString('base64'), params: { private: { k: 'vm1-private' } } }));
+  await d.admin(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, { userData: Buffer.from('#!/bin/sh\necho vm1\n').toString('base64'), params: { private: { k: 'vm1-private' } } }),
+  );
   await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2, { params: { private: { k: 'vm2-private' } } }));
 
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'vm1');
@@ -36,7 +40,11 @@ test('guest door: each guest sees its own instance only; unknown sources get a f
   assert.equal(osMeta(await d.guest(VM2, 'GET', '/openstack/latest/meta_data.json')).name, 'vm2');
   assert.deepEqual((await d.guest(VM2, 'GET', '/ganeti/latest/os/parameters.json')).json, { k: ['vm2-private', 'private'] });
   // Proxy headers never change who is asking.
-  const spoof = await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { 'X-Forwarded-For': VM1, 'X-Real-IP': VM1, Forwarded: `for=${VM1}` });
+  const spoof = await d.guest(VM2, 'GET', '/latest/meta-data/hostname', {
+    'X-Forwarded-For': VM1,
+    'X-Real-IP': VM1,
+    Forwarded: `for=${VM1}`,
+  });
   assert.equal(spoof.text, 'vm2');
 
   const r = await settled(d.guest('127.0.0.99', 'GET', '/latest/meta-data/hostname'), 'an unknown source is answered, never left hanging');
@@ -119,7 +127,8 @@ test('guest door: IMDSv2 tokens', async (t) => {
   assert.equal(r.status, 405);
   assert.equal(r.headers.allow, 'PUT');
 
-  const get = (from: string, token?: string) => d.guest(from, 'GET', '/latest/meta-data/instance-id', token ? { 'X-aws-ec2-metadata-token': token } : {});
+  const get = (from: string, token?: string) =>
+    d.guest(from, 'GET', '/latest/meta-data/instance-id', token ? { 'X-aws-ec2-metadata-token': token } : {});
   assert.equal((await get(VM1, t1)).status, 200);
   assert.equal((await get(VM1)).status, 200, 'optional mode: v1 reads work');
   assert.equal((await get(VM1, 'garbage')).status, 401);
@@ -169,7 +178,11 @@ test('guest door: Ganeti parameters (secret only during an install job, live onl
   writeFileSync(join(d.dir, 'outside'), 'host secret file');
   symlinkSync(join(d.dir, 'outside'), join(osdir, 'escape'));
   symlinkSync(join(osdir, 'export'), join(osdir, 'rename'));
-  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { os: { name: 'debootstrap', definition: osdir }, params: { public: { a: '1' }, private: { b: '2' } } }));
+  await d.admin(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, { os: { name: 'debootstrap', definition: osdir }, params: { public: { a: '1' }, private: { b: '2' } } }),
+  );
   await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { once: 'O' }, claimOnce: true, ttlSec: 100 });
   await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { short: 'S' }, ttlSec: 10 });
 
@@ -290,12 +303,16 @@ test('guest door: slow headers are cut off and one source cannot hog connections
   await settled(new Promise((r) => slow.once('close', r)), 'a slowloris connection is closed');
 
   const socks = await Promise.all(
-    Array.from({ length: 8 }, () => new Promise<net.Socket>((res) => {
-      const s = net.connect({ host: '127.0.0.1', port: d.guestPort, localAddress: VM1 });
-      s.resume();
-      s.on('error', () => undefined);
-      s.once('connect', () => res(s));
-    })),
+    Array.from(
+      { length: 8 },
+      () =>
+        new Promise<net.Socket>((res) => {
+          const s = net.connect({ host: '127.0.0.1', port: d.guestPort, localAddress: VM1 });
+          s.resume();
+          s.on('error', () => undefined);
+          s.once('connect', () => res(s));
+        }),
+    ),
   );
   t.after(() => socks.forEach((s) => s.destroy()));
   await new Promise((r) => setTimeout(r, 200));
@@ -316,7 +333,8 @@ test('guest door: an internal failure is a plain 500 without detail; the stack g
   assert.equal(r.status, 500);
   assert.equal(r.text, 'Internal Server Error');
   assert.match(String(r.headers['content-type']), /text\/plain/);
-  const logged = d.sink.records().find((l) => l.msg === 'guest request failed') as { err?: { stack?: string }; instance?: string } | undefined;
+  const logged = d.sink.records().find((l) => l.msg === 'guest request failed') as
+    { err?: { stack?: string }; instance?: string } | undefined;
   assert.ok(logged?.err?.stack?.includes('signer exploded'), 'the stack is logged');
   assert.equal(logged?.instance, 'vm1');
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/meta_data.json')).status, 200, 'other answers still work');
@@ -326,8 +344,21 @@ test('guest door: an internal failure is a plain 500 without detail; the stack g
 test('guest door: imdsV2 required covers every dialect; HEAD never consumes the pipe', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
-  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { ec2: { imdsV2: 'required' }, userData: Buffer.from('#cloud-config').toString('base64'), params: { private: { k: 'v' } } }));
-  for (const p of ['/openstack/latest/user_data', '/openstack/latest/meta_data.json', '/ganeti/latest/os/parameters.json', '/ganeti/latest/read']) {
+  await d.admin(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, {
+      ec2: { imdsV2: 'required' },
+      userData: Buffer.from('#cloud-config').toString('base64'),
+      params: { private: { k: 'v' } },
+    }),
+  );
+  for (const p of [
+    '/openstack/latest/user_data',
+    '/openstack/latest/meta_data.json',
+    '/ganeti/latest/os/parameters.json',
+    '/ganeti/latest/read',
+  ]) {
     assert.equal((await d.guest(VM1, 'GET', p)).status, 401, `${p} needs a token when IMDSv2 is required`);
   }
   const token = (await d.guest(VM1, 'PUT', '/latest/api/token', { 'X-aws-ec2-metadata-token-ttl-seconds': '60' })).text;

@@ -43,7 +43,11 @@ test('install requests: unknown instance 404, bad bodies 400, no job 404 for sta
   for (const body of [{ timeoutSec: 61 }, { timeoutSec: 0 }, { timeoutSec: '5' }, { other: 1 }, []]) {
     assert.equal((await d.admin('POST', '/v1/instances/vm1/install', body)).status, 400, JSON.stringify(body));
   }
-  for (const [m, p] of [['GET', '/v1/instances/vm1/install'], ['POST', '/v1/instances/vm1/install/abort'], ['GET', '/v1/instances/vm1/install/watch']] as const) {
+  for (const [m, p] of [
+    ['GET', '/v1/instances/vm1/install'],
+    ['POST', '/v1/instances/vm1/install/abort'],
+    ['GET', '/v1/instances/vm1/install/watch'],
+  ] as const) {
     assert.equal((await d.admin(m, p)).status, 404, `${m} ${p}`);
   }
   assert.deepEqual((await d.admin('GET', '/v1/jobs')).json, { jobs: [] });

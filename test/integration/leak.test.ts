@@ -43,10 +43,14 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
     return r;
   };
 
-  await a('PUT', '/v1/instances/vm1', sampleInstance(1, {
-    params: { public: { pub: 'ok' }, private: { p: priv }, secret: { s: secret } },
-    ec2: { iam: { role: 'role1', accessKeyId: 'AKIA', secretAccessKey: iamKey, token: iamKey, expiration: '2030-01-01T00:00:00Z' } },
-  }));
+  await a(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, {
+      params: { public: { pub: 'ok' }, private: { p: priv }, secret: { s: secret } },
+      ec2: { iam: { role: 'role1', accessKeyId: 'AKIA', secretAccessKey: iamKey, token: iamKey, expiration: '2030-01-01T00:00:00Z' } },
+    }),
+  );
   await a('PATCH', '/v1/instances/vm1', { params: { private: { p2: priv2 }, secret: { s2: secret2 } } });
   await a('PUT', '/v1/instances/vm1/params/secret', { values: { s3: secret }, claimOnce: true });
   await a('PATCH', '/v1/instances/vm1/params/private', { values: { p3: priv } });
@@ -76,12 +80,15 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
   assert.equal(view.status.iamRole, 'role1');
 
   for (const r of answers) {
-    for (const v of [priv, priv2, secret, secret2, iamKey, pw]) assert.ok(!r.text.includes(v), `admin answer leaked ${v.slice(0, 10)}: ${r.text.slice(0, 200)}`);
+    for (const v of [priv, priv2, secret, secret2, iamKey, pw])
+      assert.ok(!r.text.includes(v), `admin answer leaked ${v.slice(0, 10)}: ${r.text.slice(0, 200)}`);
   }
   assert.ok(d.sink.lines.length > 3, 'the daemon logged something');
   for (const v of [priv, priv2, secret, secret2, iamKey, pw]) assert.ok(!d.sink.text.includes(v), `log leaked ${v.slice(0, 10)}`);
 
-  const disk = allFiles(d.config.stateDir).map((f) => readFileSync(f).toString('latin1')).join('\n');
+  const disk = allFiles(d.config.stateDir)
+    .map((f) => readFileSync(f).toString('latin1'))
+    .join('\n');
   for (const v of [secret, secret2]) assert.ok(!disk.includes(v), 'secret value on disk');
   for (const v of [priv, priv2, iamKey, pw]) assert.ok(!disk.includes(v), 'private value on disk in plaintext');
   // ...and they are really there (sealed): a restart on the same state dir and key brings the
@@ -98,7 +105,9 @@ test('no private or secret value reaches logs, admin answers, errors or (secret)
     'private and public params came back; no secret did',
   );
   assert.equal((after.json as OsParameters)['p']![0], priv);
-  const creds = JSON.parse((await d2.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1')).text) as { SecretAccessKey: string };
+  const creds = JSON.parse((await d2.guest('127.0.0.2', 'GET', '/latest/meta-data/iam/security-credentials/role1')).text) as {
+    SecretAccessKey: string;
+  };
   assert.equal(creds.SecretAccessKey, iamKey);
   assert.equal((await d2.guest('127.0.0.2', 'GET', '/openstack/latest/password')).text, pw);
   const restarted = await d2.admin('GET', '/v1/instances/vm1/params');

@@ -62,7 +62,10 @@ test('a 250-character name: register, patch, guest read, private write, restart,
   assert.ok(q, 'the damaged file was quarantined');
   assert.equal(typeof q.quarantinedAs, 'string', `moved aside, not left in place: ${JSON.stringify(q)}`);
   assert.ok(existsSync(String(q.quarantinedAs)));
-  assert.ok(String(q.quarantinedAs).split('/').pop()!.startsWith(long2.slice(0, 200)), 'the quarantined copy keeps (the start of) its name');
+  assert.ok(
+    String(q.quarantinedAs).split('/').pop()!.startsWith(long2.slice(0, 200)),
+    'the quarantined copy keeps (the start of) its name',
+  );
   assert.equal((await d.admin('GET', `/v1/instances/${long2}`)).status, 404);
 
   assert.equal((await d.admin('DELETE', `/v1/instances/${long}`)).status, 204);

@@ -39,7 +39,10 @@ test('metadctl install, status, watch (plain lines), abort, jobs', async (t) => 
 
   const watching = ctl(sock, ['install', 'watch', 'vm1']);
   // Whenever the stream opens, its first record holds every line so far: nothing to wait for.
-  assert.equal((await d.guest('127.0.0.2', 'POST', '/ganeti/latest/write', {}, 'metad-progress v1 step=create status=start\n')).status, 204);
+  assert.equal(
+    (await d.guest('127.0.0.2', 'POST', '/ganeti/latest/write', {}, 'metad-progress v1 step=create status=start\n')).status,
+    204,
+  );
   const jobs = d.daemon.services.jobs;
   while (jobs.status('vm1')?.lines.length === 0) await new Promise((res) => jobs.once('change', res));
   r = await ctl(sock, ['install', 'abort', 'vm1']);

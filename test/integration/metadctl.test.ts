@@ -27,14 +27,17 @@ test('metadctl drives the real daemon', async (t) => {
   t.after(() => d.close());
   const sock = d.config.admin.socket;
   const yaml = join(d.dir, 'vm1.yaml');
-  writeFileSync(yaml, [
-    'name: vm1',
-    'uuid: 3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11',
-    'hostname: vm1',
-    'comm: { mac: "52:54:00:aa:bb:01", ipv4: 127.0.0.2 }',
-    'params:',
-    '  public: { locale: C.UTF-8 }',
-  ].join('\n'));
+  writeFileSync(
+    yaml,
+    [
+      'name: vm1',
+      'uuid: 3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11',
+      'hostname: vm1',
+      'comm: { mac: "52:54:00:aa:bb:01", ipv4: 127.0.0.2 }',
+      'params:',
+      '  public: { locale: C.UTF-8 }',
+    ].join('\n'),
+  );
 
   let r = await ctl(sock, ['register', yaml]);
   assert.equal(r.code, 0, r.err);
@@ -89,14 +92,22 @@ test('metadctl: an empty or dot key is a usage error, never "clear everything"',
   const d = await startTestDaemon();
   t.after(() => d.close());
   const sock = d.config.admin.socket;
-  await d.admin('PUT', '/v1/instances/vm1', { name: 'vm1', uuid: '3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11', comm: { mac: '52:54:00:aa:bb:01', ipv4: '127.0.0.2' } });
+  await d.admin('PUT', '/v1/instances/vm1', {
+    name: 'vm1',
+    uuid: '3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11',
+    comm: { mac: '52:54:00:aa:bb:01', ipv4: '127.0.0.2' },
+  });
   await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { A: '1', B: '2' } });
   for (const key of ['', '.', '..']) {
     const r = await ctl(sock, ['params', 'unset', 'vm1', '--visibility', 'secret', key]);
     assert.equal(r.code, 2, `key ${JSON.stringify(key)}: ${r.err}`);
   }
   assert.equal((await ctl(sock, ['show', ''])).code, 2);
-  assert.deepEqual(d.daemon.services.vault.info('vm1').map((s) => s.name), ['A', 'B'], 'nothing was cleared');
+  assert.deepEqual(
+    d.daemon.services.vault.info('vm1').map((s) => s.name),
+    ['A', 'B'],
+    'nothing was cleared',
+  );
   // The API itself: a trailing slash does not match the clear-all route.
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1/params/secret/')).status, 404);
   assert.equal(d.daemon.services.vault.info('vm1').length, 2);
@@ -116,7 +127,10 @@ test('metadctl: an oversize register or patch always says "document larger than 
   const bigPatch = join(d.dir, 'big-patch.json');
   writeFileSync(bigPatch, JSON.stringify({ hostname: 'y'.repeat(limit) }));
   for (let i = 0; i < 30; i++) {
-    for (const args of [['register', big], ['patch', 'vm1', bigPatch]]) {
+    for (const args of [
+      ['register', big],
+      ['patch', 'vm1', bigPatch],
+    ]) {
       const r = await ctl(sock, args);
       assert.equal(r.code, 2, `${args[0]} #${i}: ${r.err}`);
       assert.match(r.err, new RegExp(`^metadctl: document larger than ${limit} bytes \\(\\d+ bytes\\)\\n`), `${args[0]} #${i}`);
@@ -134,6 +148,10 @@ test('admin client: a raw oversize request (no size check in the client) reads t
   for (let i = 0; i < 30; i++) {
     // The daemon answers 413 and closes while the client may still be writing: the answer counts.
     assert.equal((await d.client.request('PUT', '/v1/instances/vm1', { body: doc })).status, 413, `PUT #${i}`);
-    assert.equal((await d.client.request('POST', '/v1/instances/vm1/pipe', { body: data, contentType: 'application/octet-stream' })).status, 413, `POST pipe #${i}`);
+    assert.equal(
+      (await d.client.request('POST', '/v1/instances/vm1/pipe', { body: data, contentType: 'application/octet-stream' })).status,
+      413,
+      `POST pipe #${i}`,
+    );
   }
 });

@@ -18,17 +18,34 @@ test('guest door: comm ranges as a list give the comm NIC its prefix; NICs reach
   r = await d.admin('PUT', '/v1/instances/vm300', sampleInstance(300));
   assert.equal(r.status, 201, r.text);
 
-  const nd = (await d.guest('127.0.0.2', 'GET', '/openstack/latest/network_data.json')).json as { networks: { link: string; netmask?: string; ip_address?: string }[] };
-  assert.deepEqual(nd.networks.map((n) => [n.link, n.ip_address, n.netmask]), [['comm0', '127.0.0.2', '255.255.255.0'], ['nic1', '10.0.0.5', '255.255.255.0']]);
+  const nd = (await d.guest('127.0.0.2', 'GET', '/openstack/latest/network_data.json')).json as {
+    networks: { link: string; netmask?: string; ip_address?: string }[];
+  };
+  assert.deepEqual(
+    nd.networks.map((n) => [n.link, n.ip_address, n.netmask]),
+    [
+      ['comm0', '127.0.0.2', '255.255.255.0'],
+      ['nic1', '10.0.0.5', '255.255.255.0'],
+    ],
+  );
   const other = (await d.guest('127.0.1.45', 'GET', '/openstack/latest/network_data.json')).json as { networks: { netmask: string }[] };
   assert.equal(other.networks[0]?.netmask, '255.0.0.0', '127.0.1.45 is only in 127.0.0.0/8');
   const md = (await d.guest('127.0.0.2', 'GET', '/openstack/latest/meta_data.json')).json as { name: string };
   assert.equal(md.name, 'Web front (A)');
   assert.equal((await d.guest('127.0.0.2', 'GET', '/latest/meta-data/network/interfaces/macs/')).text, `${commMac}/\n52:54:00:fe:00:01/`);
-  assert.equal((await d.guest('127.0.0.2', 'GET', `/latest/meta-data/network/interfaces/macs/${commMac}/subnet-ipv4-cidr-block`)).text, '127.0.0.0/24');
-  assert.equal((await d.guest('127.0.0.2', 'GET', '/latest/meta-data/network/interfaces/macs/52:54:00:fe:00:01/local-ipv4s')).text, '10.0.0.5');
+  assert.equal(
+    (await d.guest('127.0.0.2', 'GET', `/latest/meta-data/network/interfaces/macs/${commMac}/subnet-ipv4-cidr-block`)).text,
+    '127.0.0.0/24',
+  );
+  assert.equal(
+    (await d.guest('127.0.0.2', 'GET', '/latest/meta-data/network/interfaces/macs/52:54:00:fe:00:01/local-ipv4s')).text,
+    '10.0.0.5',
+  );
 
-  const outside = await d.admin('PUT', '/v1/instances/vm2', { ...sampleInstance(2), comm: { mac: '52:54:00:fe:00:09', ipv4: '192.0.2.9' } });
+  const outside = await d.admin('PUT', '/v1/instances/vm2', {
+    ...sampleInstance(2),
+    comm: { mac: '52:54:00:fe:00:09', ipv4: '192.0.2.9' },
+  });
   assert.equal(outside.status, 409, outside.text);
   assert.match(outside.text, /must lie in a comm range \(127\.0\.0\.0\/8, 127\.0\.0\.0\/24, 10\.99\.0\.0\/16\)/);
 });

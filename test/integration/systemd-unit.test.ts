@@ -19,14 +19,31 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 test('systemd unit: hardened as documented', () => {
   const lines = readFileSync(UNIT, 'utf8').split('\n');
   for (const line of [
-    'User=metad', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'StateDirectory=metad', 'RuntimeDirectory=metad',
-    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_ADMIN', 'PrivateTmp=yes',
-    'LimitCORE=0', 'MemorySwapMax=0',
-    'ProtectProc=invisible', 'ProcSubset=pid', 'PrivateMounts=yes', 'RemoveIPC=yes', 'DevicePolicy=closed', 'SocketBindDeny=tcp:9229',
+    'User=metad',
+    'NoNewPrivileges=yes',
+    'ProtectSystem=strict',
+    'StateDirectory=metad',
+    'RuntimeDirectory=metad',
+    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN',
+    'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_ADMIN',
+    'PrivateTmp=yes',
+    'LimitCORE=0',
+    'MemorySwapMax=0',
+    'ProtectProc=invisible',
+    'ProcSubset=pid',
+    'PrivateMounts=yes',
+    'RemoveIPC=yes',
+    'DevicePolicy=closed',
+    'SocketBindDeny=tcp:9229',
     // Any unexpected exit restarts (SIGHUP used to end the daemon "cleanly" and stay down) but a bad config (exit 2).
-    'Restart=always', 'RestartPreventExitStatus=2', 'ExecReload=/bin/kill -HUP $MAINPID',
-    'Type=notify', 'NotifyAccess=all', 'EnvironmentFile=-/etc/default/metad',
-  ]) assert.ok(lines.includes(line), `missing ${line}`);
+    'Restart=always',
+    'RestartPreventExitStatus=2',
+    'ExecReload=/bin/kill -HUP $MAINPID',
+    'Type=notify',
+    'NotifyAccess=all',
+    'EnvironmentFile=-/etc/default/metad',
+  ])
+    assert.ok(lines.includes(line), `missing ${line}`);
   // A group that may not exist on the host stops the unit from starting; nothing needs libvirt yet.
   assert.ok(!lines.some((l) => l.startsWith('SupplementaryGroups=')), 'no SupplementaryGroups');
 });

@@ -55,8 +55,25 @@ export const VIEW = {
   },
 };
 const SUMMARIES = [
-  { name: 'db1', uuid: '00000000-0000-4000-8000-000000000001', hostname: 'db1', commIpv4: '10.0.0.10', commMac: '52:54:00:00:00:10', generation: 12, updatedAt: '2025-01-01T00:00:00.000Z' },
-  { name: 'web1', uuid: UUID, hostname: 'web1', commIpv4: '10.0.0.5', commMac: '52:54:00:12:34:56', tap: 'tap-web1', generation: 7, updatedAt: '2025-01-02T00:00:00.000Z' },
+  {
+    name: 'db1',
+    uuid: '00000000-0000-4000-8000-000000000001',
+    hostname: 'db1',
+    commIpv4: '10.0.0.10',
+    commMac: '52:54:00:00:00:10',
+    generation: 12,
+    updatedAt: '2025-01-01T00:00:00.000Z',
+  },
+  {
+    name: 'web1',
+    uuid: UUID,
+    hostname: 'web1',
+    commIpv4: '10.0.0.5',
+    commMac: '52:54:00:12:34:56',
+    tap: 'tap-web1',
+    generation: 7,
+    updatedAt: '2025-01-02T00:00:00.000Z',
+  },
 ];
 const PARAMS = {
   public: { MODE: 'prod' },
@@ -91,7 +108,10 @@ function defaultRoutes(): Map<string, Route> {
     ['PATCH /v1/instances/web1/params/private', { status: 200, json: PARAMS }],
     ['DELETE /v1/instances/web1/params/secret', { status: 204 }],
     ['DELETE /v1/instances/web1/params/public/MODE', { status: 204 }],
-    ['DELETE /v1/instances/web1/params/public/GONE', { status: 404, json: { code: 'NotFound', message: 'no public parameter GONE', details: [] } }],
+    [
+      'DELETE /v1/instances/web1/params/public/GONE',
+      { status: 404, json: { code: 'NotFound', message: 'no public parameter GONE', details: [] } },
+    ],
     ['DELETE /v1/instances/web1/params/public/REGION', { status: 204 }],
     ['POST /v1/instances/web1/pipe', (req) => ({ status: 202, json: { queuedBytes: req.body.length } })],
     ['GET /v1/instances/web1/pipe', { status: 200, body: Buffer.from([0x68, 0x69, 0x00, 0xff]), type: 'application/octet-stream' }],
@@ -110,7 +130,12 @@ export function useAdminStub(): void {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const rec: Recorded = { method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'], body: Buffer.concat(chunks) };
+        const rec: Recorded = {
+          method: req.method ?? '',
+          url: req.url ?? '',
+          contentType: req.headers['content-type'],
+          body: Buffer.concat(chunks),
+        };
         stub.requests.push(rec);
         const key = `${rec.method} ${rec.url.split('?')[0]}`;
         const route = stub.routes.get(key) ?? { status: 404, json: { code: 'NotFound', message: `no route ${key}`, details: [] } };
@@ -188,4 +213,3 @@ export async function file(name: string, content: string): Promise<string> {
   await writeFile(p, content);
   return p;
 }
-

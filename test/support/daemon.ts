@@ -103,7 +103,9 @@ export async function startInstall(d: Pick<TestDaemon, 'admin'>, name: string, t
   if (r.status !== 202) throw new Error(`install of ${name}: ${String(r.status)} ${r.text}`);
 }
 
-export async function startTestDaemon(opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string; hypervisor?: DaemonDeps['hypervisor'] } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(
+  opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string; hypervisor?: DaemonDeps['hypervisor'] } = {},
+): Promise<TestDaemon> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'metad-test-'));
   const base = {
     stateDir: join(dir, 'state'),
@@ -113,7 +115,12 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
   const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
   const { sink, log } = sinkLogger();
   const hv = new FakeHypervisor();
-  const daemon = await createDaemon(config, { log, ...fakeJobDeps(hv), ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
+  const daemon = await createDaemon(config, {
+    log,
+    ...fakeJobDeps(hv),
+    ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   const adminHandler = daemon.adminApp.callback();
   const adminServer = http.createServer((req, res) => void adminHandler(req, res));
   await new Promise<void>((r) => adminServer.listen(config.admin.socket, r));
@@ -134,7 +141,10 @@ export async function startTestDaemon(opts: { config?: Record<string, unknown>; 
       return adminRequest(client, method, path, body, headers);
     },
     guest(from, method, path, headers = {}, body) {
-      return request({ host: from === '::1' ? '::1' : '127.0.0.1', port: guestPort, localAddress: from, method, path, headers, agent }, body);
+      return request(
+        { host: from === '::1' ? '::1' : '127.0.0.1', port: guestPort, localAddress: from, method, path, headers, agent },
+        body,
+      );
     },
     async close() {
       client.close();
@@ -159,7 +169,10 @@ export function sampleInstance(n: number, extra: Record<string, unknown> = {}): 
     name: `vm${n}`,
     uuid: `00000000-0000-4000-8000-${hex}`,
     hostname: `vm${n}`,
-    comm: { mac: `52:54:00:${hex.slice(6, 8)}:${hex.slice(8, 10)}:${hex.slice(10, 12)}`, ipv4: `127.0.${Math.floor((n + 1) / 256)}.${(n + 1) % 256}` },
+    comm: {
+      mac: `52:54:00:${hex.slice(6, 8)}:${hex.slice(8, 10)}:${hex.slice(10, 12)}`,
+      ipv4: `127.0.${Math.floor((n + 1) / 256)}.${(n + 1) % 256}`,
+    },
     ...extra,
   };
 }

@@ -77,7 +77,10 @@ function exited(child: ChildProcess): Promise<void> {
 
 /** Processes in namespace `name` (asked from outside it, so the asking `ip` is not one). */
 export async function netnsPids(name: string): Promise<number[]> {
-  const out = await run('ip', ['netns', 'pids', name]).then((r) => r.stdout, () => '');
+  const out = await run('ip', ['netns', 'pids', name]).then(
+    (r) => r.stdout,
+    () => '',
+  );
   return out.split('\n').filter(Boolean).map(Number);
 }
 
@@ -92,9 +95,20 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   await writeFile(join(dir, 'etc', 'qemu.conf'), QEMU_CONF);
   await writeFile(join(dir, 'etc', 'libvirtd.conf'), LIBVIRTD_CONF);
   const binds = MOUNTS.map(([sub, target]) => `mount --bind '${sub === 'cache' ? cache : join(dir, sub)}' '${target}'`).join(' && ');
-  const child = ns.exec('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd --pid-file '${join(dir, 'libvirtd.pid')}'`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = ns.exec(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `${binds} && exec tini -s -g -- libvirtd --pid-file '${join(dir, 'libvirtd.pid')}'`,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const socket = join(dir, 'run', 'libvirt-sock');

@@ -34,7 +34,12 @@ export interface DaemonProcess {
 }
 
 /** Spawn `metad serve --config FILE` and wait (at most ~20 s on a busy machine) for "metad started". */
-export async function startProcess(config: string, sock: string, opts: SpawnOptions = {}, onSpawn?: (child: ChildProcess) => void | Promise<void>): Promise<DaemonProcess> {
+export async function startProcess(
+  config: string,
+  sock: string,
+  opts: SpawnOptions = {},
+  onSpawn?: (child: ChildProcess) => void | Promise<void>,
+): Promise<DaemonProcess> {
   const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));

@@ -20,7 +20,10 @@ export async function until(cond: () => boolean, what: string): Promise<void> {
 export async function settled<T>(p: Promise<T>, what: string): Promise<T> {
   const ac = new AbortController();
   try {
-    return await Promise.race([p, delay(BOUND_MS, undefined, { signal: ac.signal }).then(() => Promise.reject(new Error(`never settled: ${what}`)))]);
+    return await Promise.race([
+      p,
+      delay(BOUND_MS, undefined, { signal: ac.signal }).then(() => Promise.reject(new Error(`never settled: ${what}`))),
+    ]);
   } finally {
     ac.abort();
   }

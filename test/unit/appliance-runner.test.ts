@@ -239,9 +239,24 @@ test('reduce: terminal states are final; only progress lines count; lines are ca
 });
 
 test('progress lines: parse and split', () => {
-  assert.deepEqual(parseProgress('metad-progress v1 step=create status=failed exit=3'), { step: 'create', status: 'failed', fields: { exit: '3' } });
-  assert.deepEqual(parseProgress('metad-progress v1 step=net status=ok ip=169.254.0.2'), { step: 'net', status: 'ok', fields: { ip: '169.254.0.2' } });
-  for (const bad of ['metad-progress v2 step=a status=b', 'step=a status=b', 'metad-progress v1 status=b', 'metad-progress v1 step=a status=b step=c', 'metad-progress v1 step=a status=b x=<y>', 'metad-progress v1 step=a status=b __proto__=1']) {
+  assert.deepEqual(parseProgress('metad-progress v1 step=create status=failed exit=3'), {
+    step: 'create',
+    status: 'failed',
+    fields: { exit: '3' },
+  });
+  assert.deepEqual(parseProgress('metad-progress v1 step=net status=ok ip=169.254.0.2'), {
+    step: 'net',
+    status: 'ok',
+    fields: { ip: '169.254.0.2' },
+  });
+  for (const bad of [
+    'metad-progress v2 step=a status=b',
+    'step=a status=b',
+    'metad-progress v1 status=b',
+    'metad-progress v1 step=a status=b step=c',
+    'metad-progress v1 step=a status=b x=<y>',
+    'metad-progress v1 step=a status=b __proto__=1',
+  ]) {
     assert.equal(parseProgress(bad), undefined, bad);
   }
   assert.deepEqual(splitLines('ab', 'c\r\nd\n\ne'), { lines: ['abc', 'd'], rest: 'e' });

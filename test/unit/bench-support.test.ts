@@ -24,7 +24,14 @@ test('bench format: about three significant digits; numeric columns right-aligne
   assert.equal(fmt(12.345), '12.3');
   assert.equal(fmt(123.4), '123');
   const lines: string[] = [];
-  printTable(['bench', 'value'], [['a', '1,234'], ['longer name', '5']], (l) => lines.push(l));
+  printTable(
+    ['bench', 'value'],
+    [
+      ['a', '1,234'],
+      ['longer name', '5'],
+    ],
+    (l) => lines.push(l),
+  );
   assert.deepEqual(lines, ['bench        value', '-----------  -----', 'a            1,234', 'longer name      5']);
 });
 
@@ -40,7 +47,10 @@ test('bench closedLoop: exactly `count` ops at the given concurrency; errors cou
     inFlight--;
     if (i % 5 === 0) throw new Error(`op ${i}`);
   });
-  assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    [...seen].sort((a, b) => a - b),
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   assert.equal(peak, 4);
   assert.equal(r.errors, 4);
   assert.equal(r.ops, 16);
@@ -50,5 +60,8 @@ test('bench closedLoop: exactly `count` ops at the given concurrency; errors cou
     closedLoop({ concurrency: 2, count: 10, stopOnError: true }, (i) => (i === 3 ? Promise.reject(new Error('boom')) : Promise.resolve())),
     /boom/,
   );
-  await assert.rejects(closedLoop({ concurrency: 1 }, () => Promise.resolve()), /give count or durationMs/);
+  await assert.rejects(
+    closedLoop({ concurrency: 1 }, () => Promise.resolve()),
+    /give count or durationMs/,
+  );
 });

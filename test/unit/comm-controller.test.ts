@@ -20,7 +20,11 @@ async function withDaemon(fn: (d: Awaited<ReturnType<typeof createDaemon>>, net:
   const dir = mkdtempSync(join(tmpdir(), 'metad-comm-unit-'));
   const net = new FakeCommNetwork();
   const { log } = sinkLogger();
-  const config = buildConfig({ stateDir: join(dir, 'state'), admin: { socket: join(dir, 'a.sock') }, guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } });
+  const config = buildConfig({
+    stateDir: join(dir, 'state'),
+    admin: { socket: join(dir, 'a.sock') },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+  });
   const d = await createDaemon(config, { log, commNetwork: net });
   try {
     await fn(d, net);
@@ -51,7 +55,10 @@ test('registering, changing and removing instances reaches the network', async (
     await store.put(sampleInstance(1, { comm: { mac: '02:00:00:00:00:01', ipv4: '127.0.0.2', tap: 'mtap1' } }) as never, true);
     await store.put(sampleInstance(2) as never, true); // no tap: nothing to set up
     await settled(net, d);
-    assert.deepEqual(net.nics.map((n) => [n.instance, n.tap, n.ipv4]), [['vm1', 'mtap1', '127.0.0.2']]);
+    assert.deepEqual(
+      net.nics.map((n) => [n.instance, n.tap, n.ipv4]),
+      [['vm1', 'mtap1', '127.0.0.2']],
+    );
     await store.put(sampleInstance(1, { comm: { mac: '02:00:00:00:00:01', ipv4: '127.0.0.9', tap: 'mtap1' } }) as never, true);
     await settled(net, d);
     assert.equal(net.nics[0]?.ipv4, '127.0.0.9');
@@ -89,7 +96,10 @@ test('nic up refuses a reserved or overlong tap name and a tap that does not exi
     for (const bad of ['vnet0', 'macvtap1', 'x'.repeat(16)]) {
       await assert.rejects(comm!.attach('vm4', bad), (e: unknown) => e instanceof DaemonError && e.code === 'InvalidInput');
     }
-    await assert.rejects(comm!.attach('vm4', 'nosuchtap'), (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && !e.message.includes('nosuchtap'));
+    await assert.rejects(
+      comm!.attach('vm4', 'nosuchtap'),
+      (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && !e.message.includes('nosuchtap'),
+    );
     await assert.rejects(comm!.attach('nobody', 'mtap4'), (e: unknown) => e instanceof DaemonError && e.code === 'NotFound');
     assert.equal(store.get('vm4')?.doc.comm.tap, undefined);
     assert.equal(net.links.size, 0);

@@ -47,7 +47,12 @@ function files(nics: readonly CommNic[], s: CommSettings): Map<string, string> {
 }
 
 function nic(i: number): CommNic {
-  return { instance: `vm-${i}`, tap: `mt${i}`, ipv4: `169.254.${(i >> 8) & 255}.${i & 255}`, mac: `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` };
+  return {
+    instance: `vm-${i}`,
+    tap: `mt${i}`,
+    ipv4: `169.254.${(i >> 8) & 255}.${i & 255}`,
+    mac: `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+  };
 }
 
 /** Rule lines: inside a chain, not its type/policy line. */
@@ -72,14 +77,19 @@ test('golden: no NICs yet (anchor only), hop limit off, extra port', () => {
 
 test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', () => {
   const one = buildRuleset([nic(1)], SETTINGS);
-  const many = buildRuleset(Array.from({ length: 1000 }, (_, i) => nic(i + 1)), SETTINGS);
+  const many = buildRuleset(
+    Array.from({ length: 1000 }, (_, i) => nic(i + 1)),
+    SETTINGS,
+  );
   assert.deepEqual(ruleLines(many), ruleLines(one));
   assert.equal(ruleLines(one).length, 15);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
 });
 
 test('the table is replaced whole in one transaction: add, delete, define', () => {
-  const lines = buildRuleset(NICS, SETTINGS).split('\n').filter((l) => l.startsWith('table') || l.startsWith('delete'));
+  const lines = buildRuleset(NICS, SETTINGS)
+    .split('\n')
+    .filter((l) => l.startsWith('table') || l.startsWith('delete'));
   assert.deepEqual(lines, ['table inet metad', 'delete table inet metad', 'table inet metad {']);
 });
 
@@ -95,7 +105,13 @@ test('commNics: instances without a tap are skipped; MACs lowercased; sorted by 
     { doc: { name: 'none', comm: { ipv4: '169.254.0.3', mac: '02:00:00:00:00:03' } } },
     { doc: { name: 'a', comm: { tap: 'ta', ipv4: '169.254.0.1', mac: '02:00:00:00:00:01' } } },
   ]);
-  assert.deepEqual(got.map((n) => [n.instance, n.tap, n.mac]), [['a', 'ta', '02:00:00:00:00:01'], ['b', 'tb', '02:aa:00:00:00:02']]);
+  assert.deepEqual(
+    got.map((n) => [n.instance, n.tap, n.mac]),
+    [
+      ['a', 'ta', '02:00:00:00:00:01'],
+      ['b', 'tb', '02:aa:00:00:00:02'],
+    ],
+  );
 });
 
 test('tap names: at most 15 characters, no libvirt prefixes, no odd characters', () => {

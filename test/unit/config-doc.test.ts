@@ -16,17 +16,27 @@ test('docs/configuration.md is the generated reference (`node dist/daemon/cli.js
 
 test('every config key has a description, and the reference shows the defaults the daemon applies', () => {
   const keys = configKeys();
-  assert.deepEqual(keys.filter((k) => !k.node.description).map((k) => k.key), []);
+  assert.deepEqual(
+    keys.filter((k) => !k.node.description).map((k) => k.key),
+    [],
+  );
   const effective = buildConfig({}) as unknown as Record<string, unknown>;
-  const at = (path: string): unknown => path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], effective);
+  const at = (path: string): unknown =>
+    path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], effective);
   for (const { key, node } of keys.filter((k) => !k.key.includes('[]') && k.node.type !== 'object')) {
     assert.deepEqual(at(key), node.default, key);
   }
   // Every key of the effective configuration is in the reference.
   const listed = new Set(keys.map((k) => k.key));
   const walk = (o: Record<string, unknown>, prefix: string): string[] =>
-    Object.entries(o).flatMap(([k, v]) => [`${prefix}${k}`, ...(v && typeof v === 'object' && !Array.isArray(v) ? walk(v as Record<string, unknown>, `${prefix}${k}.`) : [])]);
-  assert.deepEqual(walk(effective, '').filter((k) => !listed.has(k)), []);
+    Object.entries(o).flatMap(([k, v]) => [
+      `${prefix}${k}`,
+      ...(v && typeof v === 'object' && !Array.isArray(v) ? walk(v as Record<string, unknown>, `${prefix}${k}.`) : []),
+    ]);
+  assert.deepEqual(
+    walk(effective, '').filter((k) => !listed.has(k)),
+    [],
+  );
 });
 
 test('operations.md links the configuration reference, not a source file', () => {
@@ -37,7 +47,10 @@ test('operations.md links the configuration reference, not a source file', () =>
 
 test('every key a reload applies live is a key of the schema, and the reference marks it live', () => {
   const keys = new Set(configKeys().map((k) => k.key));
-  assert.deepEqual(LIVE_KEYS.filter((k) => !keys.has(k)), []);
+  assert.deepEqual(
+    LIVE_KEYS.filter((k) => !keys.has(k)),
+    [],
+  );
   const doc = configReference();
   for (const k of LIVE_KEYS) assert.match(doc, new RegExp(`^\\| \`${k.replaceAll('.', '\\.')}\` \\|[^\n]*\\| live \\|`, 'm'), k);
   assert.match(doc, /^\| `stateDir` \|[^\n]*\| restart \|/m);

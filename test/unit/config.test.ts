@@ -44,7 +44,9 @@ test('config: every problem is listed', () => {
 });
 
 test('config: environment overrides win over the file', () => {
-  const c = buildConfig(applyEnv({ stateDir: '/a', admin: { socket: '/b' } }, { METAD_STATE_DIR: '/x', METAD_ADMIN_SOCKET: '/y', METAD_LOG_LEVEL: 'debug' }));
+  const c = buildConfig(
+    applyEnv({ stateDir: '/a', admin: { socket: '/b' } }, { METAD_STATE_DIR: '/x', METAD_ADMIN_SOCKET: '/y', METAD_LOG_LEVEL: 'debug' }),
+  );
   assert.equal(c.stateDir, '/x');
   assert.equal(c.admin.socket, '/y');
   assert.equal(c.log.level, 'debug');
@@ -77,7 +79,18 @@ test('config: an unknown key is named with its path, at any depth', () => {
 });
 
 test('config: type errors and cross-field errors come in one report', () => {
-  const p = problems({ stateDir: 5, log: { level: 'loud' }, guest: { headersTimeoutMs: 20000, requestTimeoutMs: 10000, listen: [{ host: '127.0.0.1', port: 81 }, { host: '127.0.0.1', port: 81 }] } });
+  const p = problems({
+    stateDir: 5,
+    log: { level: 'loud' },
+    guest: {
+      headersTimeoutMs: 20000,
+      requestTimeoutMs: 10000,
+      listen: [
+        { host: '127.0.0.1', port: 81 },
+        { host: '127.0.0.1', port: 81 },
+      ],
+    },
+  });
   assert.deepEqual(p.sort(), [
     '/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs',
     '/guest/listen/1: same host and port as /guest/listen/0',
@@ -99,7 +112,10 @@ test('config: loadConfig reads the file, applies the environment, validates (ser
     assert.equal(loadConfig({ file: empty }, { METAD_STATE_DIR: '/s' }).stateDir, '/s');
     const scalar = join(dir, 'scalar.yaml');
     writeFileSync(scalar, 'hello\n');
-    assert.throws(() => loadConfig({ file: scalar }, { METAD_STATE_DIR: '/s' }), (e: unknown) => e instanceof ConfigError && e.problems.join() === '/: must be object');
+    assert.throws(
+      () => loadConfig({ file: scalar }, { METAD_STATE_DIR: '/s' }),
+      (e: unknown) => e instanceof ConfigError && e.problems.join() === '/: must be object',
+    );
     assert.equal(loadConfig({ raw: { stateDir: '/r' } }, {}).stateDir, '/r');
     assert.equal(loadConfig({}, {}).stateDir, '/var/lib/metad');
   } finally {
@@ -118,5 +134,7 @@ test('config: a secret TTL shorter than the install deadline is refused; the dea
     '/secrets/defaultTtlSec: must not be shorter than /appliance/installTimeoutMs (a secret would expire in the middle of an install)',
   ]);
   assert.deepEqual(problems({ secrets: { defaultTtlSec: 60 }, appliance: { installTimeoutMs: 60_000 } }), []);
-  assert.deepEqual(problems({ appliance: { installTimeoutMs: 20_000_000 }, secrets: { defaultTtlSec: 20_000 } }), ['/appliance/installTimeoutMs: must not exceed /appliance/maxTimeoutMs']);
+  assert.deepEqual(problems({ appliance: { installTimeoutMs: 20_000_000 }, secrets: { defaultTtlSec: 20_000 } }), [
+    '/appliance/installTimeoutMs: must not exceed /appliance/maxTimeoutMs',
+  ]);
 });

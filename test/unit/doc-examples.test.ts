@@ -31,15 +31,18 @@ const page = [
 
 test('examples: fences, languages, annotations', () => {
   const ex = parseExamples(page);
-  assert.deepEqual(ex.map((e) => [e.line, e.lang, [...e.flags].join(' '), e.file ?? '']), [
-    [2, 'sh', '', ''],
-    [5, 'yaml', '', 'web1.yaml'],
-    [8, 'console', 'output', ''],
-    [13, '', '', ''],
-    [16, 'json', '', ''],
-    [19, 'sh', 'no-run', ''],
-    [22, 'sh', 'mystery', ''],
-  ]);
+  assert.deepEqual(
+    ex.map((e) => [e.line, e.lang, [...e.flags].join(' '), e.file ?? '']),
+    [
+      [2, 'sh', '', ''],
+      [5, 'yaml', '', 'web1.yaml'],
+      [8, 'console', 'output', ''],
+      [13, '', '', ''],
+      [16, 'json', '', ''],
+      [19, 'sh', 'no-run', ''],
+      [22, 'sh', 'mystery', ''],
+    ],
+  );
   assert.deepEqual(ex.map(annotationProblem), [
     undefined,
     undefined,

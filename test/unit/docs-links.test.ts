@@ -23,7 +23,13 @@ function markdownFiles(dir: string): string[] {
 function anchors(markdown: string): Set<string> {
   const out = new Set<string>();
   for (const m of markdown.matchAll(/^#{1,6} +(.+)$/gm)) {
-    out.add((m[1] ?? '').trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replaceAll(' ', '-'));
+    out.add(
+      (m[1] ?? '')
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, '')
+        .replaceAll(' ', '-'),
+    );
   }
   return out;
 }
@@ -41,7 +47,8 @@ function problems(file: string): string[] {
     const [path = '', anchor] = target.split('#');
     const abs = path === '' ? file : resolve(dirname(file), path);
     if (!inside(abs) || !existsSync(abs)) out.push(`${here}: link to ${target} does not resolve inside the repository`);
-    else if (anchor !== undefined && abs.endsWith('.md') && !anchors(readFileSync(abs, 'utf8')).has(anchor)) out.push(`${here}: no heading #${anchor} in ${relative(ROOT, abs)}`);
+    else if (anchor !== undefined && abs.endsWith('.md') && !anchors(readFileSync(abs, 'utf8')).has(anchor))
+      out.push(`${here}: no heading #${anchor} in ${relative(ROOT, abs)}`);
   }
   for (const m of text.matchAll(/(?<![\w/.])(?:\.\.\/)+[\w.-]+(?:\/[\w.-]+)*/g)) {
     if (!inside(resolve(dirname(file), m[0]))) out.push(`${here}: ${m[0]} points outside the repository`);

@@ -13,8 +13,5 @@ test('docs/admin-api.md lists every error code with its status, and nothing else
   const doc = readFileSync(new URL('../../../docs/admin-api.md', import.meta.url), 'utf8');
   const rows = [...doc.matchAll(/^\| ([A-Z][A-Za-z]+) \| (\d{3}) \|/gm)].map((m) => [m[1], Number(m[2])]);
   const codes = Object.keys(ERROR_CODES) as ErrorCode[];
-  assert.deepEqual(
-    rows.sort(),
-    codes.map((c) => [c, HTTP_STATUS[c]]).sort(),
-  );
+  assert.deepEqual(rows.sort(), codes.map((c) => [c, HTTP_STATUS[c]]).sort());
 });

@@ -49,7 +49,11 @@ test('guest-api.md: every schema field has a row (itself or an ancestor), every 
   const leaves = schemaPaths(instanceSchema as unknown as SchemaNode);
   const all = schemaPaths(instanceSchema as unknown as SchemaNode, '', true);
   const listed = new Set(tableFields());
-  const ancestors = (p: string): string[] => p.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.')).flatMap((a) => [a, a.replace(/\[\]$/, '')]);
+  const ancestors = (p: string): string[] =>
+    p
+      .split('.')
+      .map((_, i, parts) => parts.slice(0, i + 1).join('.'))
+      .flatMap((a) => [a, a.replace(/\[\]$/, '')]);
   const missing = leaves.filter((p) => !ancestors(p).some((a) => listed.has(a)));
   assert.deepEqual(missing, [], 'schema fields without a row in docs/guest-api.md');
   const unknown = [...listed].filter((f) => !all.includes(f));
@@ -58,7 +62,18 @@ test('guest-api.md: every schema field has a row (itself or an ancestor), every 
 
 test('guest-api.md: the defaults the renderers invent are written with their values', () => {
   const section = DOC.slice(DOC.indexOf('## Field by field'));
-  const values = [...Object.values(EC2_DEFAULTS), DEFAULT_AVAILABILITY_ZONE, String(DEFAULT_MTU), COMM_LINK_ID, String(RANDOM_SEED_BYTES), 'i-', 'r-', 'AIPA', 'arn:aws:iam::<accountId>:instance-profile/<role>', '2017-09-30'];
+  const values = [
+    ...Object.values(EC2_DEFAULTS),
+    DEFAULT_AVAILABILITY_ZONE,
+    String(DEFAULT_MTU),
+    COMM_LINK_ID,
+    String(RANDOM_SEED_BYTES),
+    'i-',
+    'r-',
+    'AIPA',
+    'arn:aws:iam::<accountId>:instance-profile/<role>',
+    '2017-09-30',
+  ];
   const absent = values.filter((v) => !section.includes(v));
   assert.deepEqual(absent, []);
 });

@@ -19,17 +19,33 @@ test('answer cache: a new generation drops old answers; bounds hold', () => {
   assert.equal(c.instances, 2, 'at most 2 instances');
   assert.equal(c.answer('a', 2, '/y'), undefined, 'the least recently rendered instance went first');
   let made = 0;
-  assert.equal(c.value('c', 1, 'k', () => ++made), 1);
-  assert.equal(c.value('c', 1, 'k', () => ++made), 1, 'made once');
+  assert.equal(
+    c.value('c', 1, 'k', () => ++made),
+    1,
+  );
+  assert.equal(
+    c.value('c', 1, 'k', () => ++made),
+    1,
+    'made once',
+  );
   c.drop('c');
-  assert.equal(c.value('c', 1, 'k', () => ++made), 2);
+  assert.equal(
+    c.value('c', 1, 'k', () => ++made),
+    2,
+  );
 });
 
 test('prepare: content length in bytes; seeded answers keep a fixed length', () => {
   const p = prepare(text('héllo'));
   assert.deepEqual(p.head, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', '6']);
   const placeholder = `"${Buffer.alloc(512).toString('base64')}"`;
-  const s = prepare({ status: 200, type: 'application/json', body: `{"a":1,"random_seed":${placeholder},"b":2}`, cache: 'seeded', seedPlaceholder: placeholder });
+  const s = prepare({
+    status: 200,
+    type: 'application/json',
+    body: `{"a":1,"random_seed":${placeholder},"b":2}`,
+    cache: 'seeded',
+    seedPlaceholder: placeholder,
+  });
   assert.ok(s.seeded);
   const len = Number(s.head[s.head.indexOf('Content-Length') + 1]);
   const pool = new SeedPool(2048);

@@ -70,7 +70,11 @@ test('success: progress reaches the record through a tap; the pipe keeps every b
   await h.clock.advance(250);
   await h.settle();
   assert.equal(h.jm.status('vm1')?.state, 'running');
-  assert.equal(h.pipes.get('vm1').toHost.take().toString(), progress('create', 'started').toString() + progress('final', 'succeeded').toString(), 'the tap consumed nothing');
+  assert.equal(
+    h.pipes.get('vm1').toHost.take().toString(),
+    progress('create', 'started').toString() + progress('final', 'succeeded').toString(),
+    'the tap consumed nothing',
+  );
   h.hv.powerOff(domain);
   await h.clock.advance(250);
   await h.jm.settled('vm1');
@@ -138,7 +142,10 @@ test('concurrency limit: the third job waits queued (secrets gate shut) until on
   await h.jm.start('c');
   await h.jm.start('d');
   await h.settle();
-  assert.deepEqual(h.jm.list().map((r) => r.state), ['booting', 'booting', 'queued', 'queued']);
+  assert.deepEqual(
+    h.jm.list().map((r) => r.state),
+    ['booting', 'booting', 'queued', 'queued'],
+  );
   assert.equal(h.hv.running().length, 2);
   assert.equal(h.jm.secretsOpen('c'), false);
   assert.equal(h.jm.abort('d').state, 'aborted');
@@ -149,12 +156,15 @@ test('concurrency limit: the third job waits queued (secrets gate shut) until on
   assert.equal(h.jm.status('c')?.state, 'booting');
   assert.equal(h.jm.status('c')?.startedAt, new Date(h.clock.now()).toISOString(), 'the deadline counts from leaving the queue');
   await h.jm.stop();
-  assert.deepEqual(h.jm.list().map((r) => [r.instance, r.outcome, r.reason]), [
-    ['a', 'aborted', 'aborted'],
-    ['b', 'aborted', 'daemon stopped'],
-    ['c', 'aborted', 'daemon stopped'],
-    ['d', 'aborted', 'aborted'],
-  ]);
+  assert.deepEqual(
+    h.jm.list().map((r) => [r.instance, r.outcome, r.reason]),
+    [
+      ['a', 'aborted', 'aborted'],
+      ['b', 'aborted', 'daemon stopped'],
+      ['c', 'aborted', 'daemon stopped'],
+      ['d', 'aborted', 'aborted'],
+    ],
+  );
   assert.deepEqual(h.hv.running(), [], 'stop destroyed every domain');
   h.done();
 });

@@ -35,7 +35,13 @@ function target(file: string, spec: string): string {
 }
 
 test('importsOf sees every import form', () => {
-  const text = ["import { a } from '../routes/x.js';", "import type {\n  B,\n} from 'koa';", "export { c } from './c.js';", "import './side.js';", "await import('../routes/y.js');"].join('\n');
+  const text = [
+    "import { a } from '../routes/x.js';",
+    "import type {\n  B,\n} from 'koa';",
+    "export { c } from './c.js';",
+    "import './side.js';",
+    "await import('../routes/y.js');",
+  ].join('\n');
   assert.deepEqual(importsOf(text).sort(), ['../routes/x.js', '../routes/y.js', './c.js', './side.js', 'koa'].sort());
 });
 

@@ -39,7 +39,8 @@ test('log sampler: more keys than it can track stay quiet, are counted, and neve
   assert.equal(s.overflow(clock.now()), undefined, 'reported once');
   assert.equal(s.take('10.0.0.200', clock.now()), undefined);
   assert.equal(s.overflow(clock.now()), undefined, 'at most one summary per interval');
-  for (let i = 0; i < 100; i++) assert.equal(s.take(`10.0.0.${i}`, clock.now()), undefined, 'a tracked address never logs twice within the interval');
+  for (let i = 0; i < 100; i++)
+    assert.equal(s.take(`10.0.0.${i}`, clock.now()), undefined, 'a tracked address never logs twice within the interval');
 
   await clock.advance(10_000);
   assert.equal(s.take('10.0.0.200', clock.now()), 0, 'once the interval passed, expired keys make room');
@@ -61,11 +62,16 @@ test('guest door: 20,400 requests from 10,200 rotating unknown sources log at mo
     for (let i = 0; i < 10_200; i++) request(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
   }
   assert.equal(unknownLines(), 10_000, 'one line per tracked address, nothing for the rest');
-  const summaries = (): Record<string, unknown>[] => d.sink.records().filter((r) => r.msg === 'guest requests from unknown source addresses not logged');
+  const summaries = (): Record<string, unknown>[] =>
+    d.sink.records().filter((r) => r.msg === 'guest requests from unknown source addresses not logged');
   assert.equal(summaries().length, 1, 'one summary line in the interval');
   await clock.advance(10_000);
   request('10.99.0.1');
   assert.equal(unknownLines(), 10_001, 'after the interval, a new address is logged again');
   assert.equal(summaries().length, 2);
-  assert.equal(summaries().reduce((n, r) => n + Number(r.suppressed), 0), 400, 'the 200 untracked addresses, twice each, are all counted');
+  assert.equal(
+    summaries().reduce((n, r) => n + Number(r.suppressed), 0),
+    400,
+    'the 200 untracked addresses, twice each, are all counted',
+  );
 });

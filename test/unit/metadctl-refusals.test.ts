@@ -51,8 +51,14 @@ describe('metadctl: documents larger than the daemon accepts', () => {
   const big = { ...VIEW.instance, hostname: 'x'.repeat(3000) };
 
   it('are refused before sending when the daemon announces its limit (GET /v1/health)', async () => {
-    stub.routes.set('GET /v1/health', { status: 200, json: { status: 'ok', instances: 2, limits: { maxBodyBytes: 2048, pipeMaxBytes: 1024 } } });
-    for (const args of [['register', await file('big.json', JSON.stringify(big))], ['patch', 'web1', await file('big-patch.json', JSON.stringify({ hostname: big.hostname }))]]) {
+    stub.routes.set('GET /v1/health', {
+      status: 200,
+      json: { status: 'ok', instances: 2, limits: { maxBodyBytes: 2048, pipeMaxBytes: 1024 } },
+    });
+    for (const args of [
+      ['register', await file('big.json', JSON.stringify(big))],
+      ['patch', 'web1', await file('big-patch.json', JSON.stringify({ hostname: big.hostname }))],
+    ]) {
       const r = await run(args);
       assert.equal(r.code, 2, r.err);
       assert.match(r.err, /^metadctl: document larger than 2048 bytes \(\d+ bytes\)\n/);
@@ -65,7 +71,10 @@ describe('metadctl: documents larger than the daemon accepts', () => {
   });
 
   it("give the same message and exit code on the daemon's 413 when it does not announce a limit", async () => {
-    stub.routes.set('PUT /v1/instances/web1', { status: 413, json: { code: 'PayloadTooLarge', message: 'body larger than 2048 bytes', details: [] } });
+    stub.routes.set('PUT /v1/instances/web1', {
+      status: 413,
+      json: { code: 'PayloadTooLarge', message: 'body larger than 2048 bytes', details: [] },
+    });
     const r = await run(['register', await file('big2.json', JSON.stringify(big))]);
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /^metadctl: document larger than the daemon accepts \(\d+ bytes\)\n/);
@@ -93,16 +102,31 @@ describe('metadctl: no user-supplied value reaches stderr (positions and field p
 
   it('malformed JSON and YAML documents: line and column, never the text', async () => {
     const cases: [string, string, RegExp][] = [
-      ['bad.json', `{"name":"web1","params":{"secret":{"PASSWORD":${SECRET}}}}`, /bad\.json is not valid JSON: line 1, column 47: invalid symbol\n/],
+      [
+        'bad.json',
+        `{"name":"web1","params":{"secret":{"PASSWORD":${SECRET}}}}`,
+        /bad\.json is not valid JSON: line 1, column 47: invalid symbol\n/,
+      ],
       ['bad2.json', `{\n  "name": "web1",\n  "params": {"secret": {"PASSWORD": "${SECRET}`, /line 3, column \d+: unexpected end of string/],
       ['bad3.json', `{"params": {"secret": {"PASSWORD": "${SECRET}"}}}}}`, /line 1, column \d+: end of file expected/],
-      ['bad4.yaml', `{"params": {"secret": {"PASSWORD": "${SECRET}"}}}}}`, /not valid JSON or YAML\n {2}as JSON: line 1, column \d+: end of file expected\n {2}as YAML: line 1, column \d+: /],
-      ['bad5.yaml', `name: web1\nparams:\n  secret:\n    PASSWORD: ${SECRET}\n   - ${SECRET}\n`, /not valid JSON or YAML\n {2}as YAML: line \d+, column \d+: [a-z ]+\n/],
+      [
+        'bad4.yaml',
+        `{"params": {"secret": {"PASSWORD": "${SECRET}"}}}}}`,
+        /not valid JSON or YAML\n {2}as JSON: line 1, column \d+: end of file expected\n {2}as YAML: line 1, column \d+: /,
+      ],
+      [
+        'bad5.yaml',
+        `name: web1\nparams:\n  secret:\n    PASSWORD: ${SECRET}\n   - ${SECRET}\n`,
+        /not valid JSON or YAML\n {2}as YAML: line \d+, column \d+: [a-z ]+\n/,
+      ],
       ['bad6.yaml', `name: web1\nparams: {secret: {PASSWORD: *${SECRET}}}\n`, /metadctl: /],
       ['bad7.yaml', `name: web1\nparams: {secret: {PASSWORD: "${SECRET}\n`, /as YAML: line \d+, column \d+/],
     ];
     for (const [name, text, want] of cases) {
-      for (const args of [['register', await file(name, text)], ['patch', 'web1', await file(name, text)]]) {
+      for (const args of [
+        ['register', await file(name, text)],
+        ['patch', 'web1', await file(name, text)],
+      ]) {
         const r = await run(args);
         assert.equal(r.code, 2, `${name}: ${r.err}`);
         assert.match(r.err, want, name);

@@ -74,7 +74,10 @@ describe('metadctl connection and usage errors', () => {
     const r = await run(['health'], { noSocket: true, env: { METAD_ADMIN_SOCKET: stub.socket } });
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, 'ok (2 instances)\n');
-    const both = await run(['health'], { noSocket: true, env: { METAD_ADMIN_SOCKET: stub.socket, METAD_SOCKET: join(stub.dir, 'old.sock') } });
+    const both = await run(['health'], {
+      noSocket: true,
+      env: { METAD_ADMIN_SOCKET: stub.socket, METAD_SOCKET: join(stub.dir, 'old.sock') },
+    });
     assert.equal(both.code, 0, 'METAD_ADMIN_SOCKET wins over the alias');
     const alias = await run(['health'], { noSocket: true, env: { METAD_SOCKET: stub.socket } });
     assert.equal(alias.code, 0, alias.err);
@@ -83,7 +86,15 @@ describe('metadctl connection and usage errors', () => {
   });
 
   it('exits 2 on unknown commands, missing arguments and bad option values', async () => {
-    for (const args of [['frobnicate'], ['show'], ['params', 'set', 'web1', 'A=1'], ['params', 'set', 'web1', '--visibility', 'hidden', 'A=1'], ['pipe', 'read', 'web1', '--wait', '61'], ['show', 'a', 'b'], []]) {
+    for (const args of [
+      ['frobnicate'],
+      ['show'],
+      ['params', 'set', 'web1', 'A=1'],
+      ['params', 'set', 'web1', '--visibility', 'hidden', 'A=1'],
+      ['pipe', 'read', 'web1', '--wait', '61'],
+      ['show', 'a', 'b'],
+      [],
+    ]) {
       const r = await run(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     }
@@ -122,14 +133,20 @@ describe('metadctl connection and usage errors', () => {
     stub.routes.set('PATCH /v1/instances/web1', { status: 400, json: err });
     const r = await run(['patch', 'web1', '-'], { stdin: '{"comm": {"mac": "x"}}' });
     assert.equal(r.code, 1);
-    assert.equal(r.err, 'metadctl: invalid instance document\n  /comm/mac: must match pattern\n  (document): must have required property uuid\n');
+    assert.equal(
+      r.err,
+      'metadctl: invalid instance document\n  /comm/mac: must match pattern\n  (document): must have required property uuid\n',
+    );
     const j = await run(['--json', 'patch', 'web1', '-'], { stdin: '{}' });
     assert.equal(j.code, 1);
     assert.deepEqual(JSON.parse(j.out), err);
   });
 
   it('prints the incident id of a 500', async () => {
-    stub.routes.set('GET /v1/health', { status: 500, json: { code: 'Internal', message: 'internal error', details: [], incidentId: 'inc-42' } });
+    stub.routes.set('GET /v1/health', {
+      status: 500,
+      json: { code: 'Internal', message: 'internal error', details: [], incidentId: 'inc-42' },
+    });
     const r = await run(['health']);
     assert.equal(r.code, 1);
     assert.match(r.err, /inc-42/);
@@ -248,9 +265,12 @@ describe('metadctl params', () => {
 
   it('set reads KEY=@file and KEY=- (one trailing newline dropped), with --ttl and --claim-once', async () => {
     const secretFile = await file('db-password', 's3cr3t\n');
-    const r = await run(['params', 'set', 'web1', '--visibility', 'secret', `DB_PASSWORD=@${secretFile}`, 'TOKEN=-', '--ttl', '3600', '--claim-once'], {
-      stdin: 'tok\n\n',
-    });
+    const r = await run(
+      ['params', 'set', 'web1', '--visibility', 'secret', `DB_PASSWORD=@${secretFile}`, 'TOKEN=-', '--ttl', '3600', '--claim-once'],
+      {
+        stdin: 'tok\n\n',
+      },
+    );
     assert.equal(r.code, 0, r.err);
     const req = only();
     assert.equal(req.url, '/v1/instances/web1/params/secret');
@@ -286,7 +306,11 @@ describe('metadctl params', () => {
     const r = await run(['params', 'unset', 'web1', '--visibility', 'public', 'MODE', 'GONE', 'REGION']);
     assert.deepEqual(
       stub.requests.map((q) => `${q.method} ${q.url}`),
-      ['DELETE /v1/instances/web1/params/public/MODE', 'DELETE /v1/instances/web1/params/public/GONE', 'DELETE /v1/instances/web1/params/public/REGION'],
+      [
+        'DELETE /v1/instances/web1/params/public/MODE',
+        'DELETE /v1/instances/web1/params/public/GONE',
+        'DELETE /v1/instances/web1/params/public/REGION',
+      ],
     );
     assert.equal(r.code, 4);
     assert.equal(r.out, 'removed public parameter MODE from web1\nremoved public parameter REGION from web1\n');
@@ -310,7 +334,10 @@ describe('metadctl pipe, password, identity-key, health', () => {
     assert.equal(only().contentType, 'application/octet-stream');
     assert.equal(only().body.toString(), 'hello');
     assert.equal(a.out, 'sent 5 bytes to web1 (5 bytes queued for the guest)\n');
-    for (const args of [['pipe', 'send', 'web1', '-'], ['pipe', 'send', 'web1']]) {
+    for (const args of [
+      ['pipe', 'send', 'web1', '-'],
+      ['pipe', 'send', 'web1'],
+    ]) {
       stub.requests = [];
       const r = await run(args, { stdin: Buffer.from([0, 1, 2, 0xff]) });
       assert.equal(r.code, 0, r.err);
@@ -319,7 +346,10 @@ describe('metadctl pipe, password, identity-key, health', () => {
   });
 
   it('pipe send: 413 exits 1', async () => {
-    stub.routes.set('POST /v1/instances/web1/pipe', { status: 413, json: { code: 'PayloadTooLarge', message: 'pipe buffer full', details: [] } });
+    stub.routes.set('POST /v1/instances/web1/pipe', {
+      status: 413,
+      json: { code: 'PayloadTooLarge', message: 'pipe buffer full', details: [] },
+    });
     const r = await run(['pipe', 'send', 'web1', 'x']);
     assert.equal(r.code, 1);
     assert.equal(r.err, 'metadctl: pipe buffer full\n');

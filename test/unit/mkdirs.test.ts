@@ -15,10 +15,19 @@ test('mkdirs: creates missing parents with the mode; an existing directory is fi
   assert.equal(statSync(join(dir, 'a')).mode & 0o777, 0o700);
   await mkdirs(deep, 0o700);
   writeFileSync(join(dir, 'file'), '');
-  await assert.rejects(mkdirs(join(dir, 'file', 'x'), 0o700), (err: unknown) => err instanceof MkdirError && err.code === 'ENOTDIR' && err.path === join(dir, 'file'));
+  await assert.rejects(
+    mkdirs(join(dir, 'file', 'x'), 0o700),
+    (err: unknown) => err instanceof MkdirError && err.code === 'ENOTDIR' && err.path === join(dir, 'file'),
+  );
 });
 
 test('mkdirs: under /proc (mkdir answers ENOENT though the parent exists) it fails at once instead of looping', async () => {
   // node's own mkdir({ recursive: true }) spins forever on this path.
-  await assert.rejects(mkdirs('/proc/metad-test-nonexistent/state', 0o700), (err: unknown) => err instanceof MkdirError && err.path === '/proc/metad-test-nonexistent' && /cannot create directory \/proc\/metad-test-nonexistent \(E[A-Z]+\)/.test(err.message));
+  await assert.rejects(
+    mkdirs('/proc/metad-test-nonexistent/state', 0o700),
+    (err: unknown) =>
+      err instanceof MkdirError &&
+      err.path === '/proc/metad-test-nonexistent' &&
+      /cannot create directory \/proc\/metad-test-nonexistent \(E[A-Z]+\)/.test(err.message),
+  );
 });

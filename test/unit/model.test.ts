@@ -31,6 +31,12 @@ test('schema: tag keys follow EC2 metadata rules and never look like a public-ke
 });
 
 test('schema: public key names must be unique', () => {
-  const keys = [{ name: 'k', key: 'ssh-ed25519 A' }, { name: 'k', key: 'ssh-ed25519 B' }];
-  assert.throws(() => validateInstance({ ...sampleInstance(1), publicKeys: keys }), (e: { details?: { path: string }[] }) => e.details?.[0]?.path === '/publicKeys/1/name');
+  const keys = [
+    { name: 'k', key: 'ssh-ed25519 A' },
+    { name: 'k', key: 'ssh-ed25519 B' },
+  ];
+  assert.throws(
+    () => validateInstance({ ...sampleInstance(1), publicKeys: keys }),
+    (e: { details?: { path: string }[] }) => e.details?.[0]?.path === '/publicKeys/1/name',
+  );
 });

@@ -34,7 +34,10 @@ test('the random_seed size is defined once (RANDOM_SEED_BYTES), not again in the
   assert.equal('SEED_BYTES' in answer, false);
   const code = (line: string) => !/^\s*(\/\/|\*|\/\*\*)/.test(line);
   const hits = sources('routes').flatMap((f) =>
-    readFileSync(f, 'utf8').split('\n').filter((line) => code(line) && /\b512\b/.test(line)).map((line) => `${relative(ROOT, f)}: ${line.trim()}`),
+    readFileSync(f, 'utf8')
+      .split('\n')
+      .filter((line) => code(line) && /\b512\b/.test(line))
+      .map((line) => `${relative(ROOT, f)}: ${line.trim()}`),
   );
   assert.deepEqual(hits, ['routes/render/openstack.ts: export const RANDOM_SEED_BYTES = 512;']);
 });
@@ -43,13 +46,23 @@ test('each dialect version list is defined once (routes use isEc2Version & co., 
   const defs = sources('routes').flatMap((f) =>
     [...readFileSync(f, 'utf8').matchAll(/^(?:export )?const (\w*VERSIONS\w*) =/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
   );
-  assert.deepEqual(defs.sort(), ['routes/render/ec2.ts:EC2_VERSIONS', 'routes/render/ganeti.ts:GANETI_VERSIONS', 'routes/render/openstack.ts:OPENSTACK_VERSIONS']);
+  assert.deepEqual(defs.sort(), [
+    'routes/render/ec2.ts:EC2_VERSIONS',
+    'routes/render/ganeti.ts:GANETI_VERSIONS',
+    'routes/render/openstack.ts:OPENSTACK_VERSIONS',
+  ]);
 });
 
 test('every scripts/<file> a source comment names exists', () => {
   // `os/scripts/<name>` is a guest path, not a file of this repository.
   const named = sources('daemon', 'routes', 'cli').flatMap((f) =>
-    [...readFileSync(f, 'utf8').matchAll(/(?<!os\/)\bscripts\/(\w[\w.-]*)/g)].map((m) => ({ file: relative(ROOT, f), script: `scripts/${m[1]}` })),
+    [...readFileSync(f, 'utf8').matchAll(/(?<!os\/)\bscripts\/(\w[\w.-]*)/g)].map((m) => ({
+      file: relative(ROOT, f),
+      script: `scripts/${m[1]}`,
+    })),
   );
-  assert.deepEqual(named.filter((n) => !existsSync(join(ROOT, n.script))), []);
+  assert.deepEqual(
+    named.filter((n) => !existsSync(join(ROOT, n.script))),
+    [],
+  );
 });

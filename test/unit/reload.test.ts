@@ -12,7 +12,13 @@ test('reload plan: live keys apply, the others are listed and keep their running
     ...base,
     stateDir: '/tmp/y',
     log: { level: 'debug' },
-    guest: { ...base.guest, listen: [{ host: '127.0.0.2', port: 8169 }], rateLimit: { burst: 5 }, headersTimeoutMs: 1000, maxConnectionsPerSource: 8 },
+    guest: {
+      ...base.guest,
+      listen: [{ host: '127.0.0.2', port: 8169 }],
+      rateLimit: { burst: 5 },
+      headersTimeoutMs: 1000,
+      maxConnectionsPerSource: 8,
+    },
     secrets: { defaultTtlSec: 9000 },
   });
   const plan = planReload(running, next);

@@ -55,10 +55,20 @@ test('EC2_VERSIONS: ascending, the probed versions present, latest last', () => 
 test('gating: 1.0 has the original categories only', () => {
   const t = render(loadView('full'), '1.0');
   assert.equal(text(t, ''), 'meta-data\nuser-data');
-  assert.equal(text(t, 'meta-data'), [
-    'ami-id', 'ami-launch-index', 'ami-manifest-path', 'hostname', 'instance-id', 'local-ipv4',
-    'public-keys/', 'reservation-id', 'security-groups',
-  ].join('\n'));
+  assert.equal(
+    text(t, 'meta-data'),
+    [
+      'ami-id',
+      'ami-launch-index',
+      'ami-manifest-path',
+      'hostname',
+      'instance-id',
+      'local-ipv4',
+      'public-keys/',
+      'reservation-id',
+      'security-groups',
+    ].join('\n'),
+  );
   assert.equal(text(t, 'meta-data/local-hostname'), undefined);
 });
 
@@ -126,8 +136,13 @@ test('iam: info and credentials as JSON, only when the view has credentials', ()
   assert.deepEqual(Object.keys(info), ['Code', 'LastUpdated', 'InstanceProfileArn', 'InstanceProfileId']);
   const cred = JSON.parse(text(t, 'meta-data/iam/security-credentials/web-role') ?? '') as Record<string, string>;
   assert.deepEqual(cred, {
-    Code: 'Success', LastUpdated: '2024-05-01T10:00:00Z', Type: 'AWS-HMAC', AccessKeyId: 'ASIAFIXTUREKEY000001',
-    SecretAccessKey: 'fixture-secret-access-key-FULL', Token: 'fixture-session-token-FULL', Expiration: '2024-05-01T16:00:00Z',
+    Code: 'Success',
+    LastUpdated: '2024-05-01T10:00:00Z',
+    Type: 'AWS-HMAC',
+    AccessKeyId: 'ASIAFIXTUREKEY000001',
+    SecretAccessKey: 'fixture-secret-access-key-FULL',
+    Token: 'fixture-session-token-FULL',
+    Expiration: '2024-05-01T16:00:00Z',
   });
   assert.equal(text(render({ ...view, iam: undefined }, 'latest'), 'meta-data/iam'), undefined);
 });
@@ -137,7 +152,13 @@ test('tags: only with exposeTags, sorted, keys EC2 would refuse left out', () =>
   assert.equal(text(render(loadView('edge'), 'latest'), 'meta-data/tags/instance/hasOwnProperty'), 'proto-tag');
   // Registration refuses such keys; a document stored before that rule is filtered, not mangled.
   const edge = loadView('edge');
-  const legacy: GuestView = { ...edge, doc: { ...edge.doc, ec2: { ...edge.doc.ec2, tags: { ...edge.doc.ec2!.tags, 'a b': 'x', '..': 'x', 'role/x': 'x', '0=k': 'x', _index: 'x' } } } };
+  const legacy: GuestView = {
+    ...edge,
+    doc: {
+      ...edge.doc,
+      ec2: { ...edge.doc.ec2, tags: { ...edge.doc.ec2!.tags, 'a b': 'x', '..': 'x', 'role/x': 'x', '0=k': 'x', _index: 'x' } },
+    },
+  };
   assert.equal(text(render(legacy, 'latest'), 'meta-data/tags/instance'), 'Name\nhasOwnProperty\nz:last');
   const full = loadView('full');
   assert.equal(text(render(full, 'latest'), 'meta-data/tags/instance/env'), 'prod');
@@ -173,10 +194,21 @@ test('identity document: the documented fields, the leaf the caller signs', () =
   const doc = text(t, 'dynamic/instance-identity/document');
   assert.equal(doc, identityDocument(view));
   assert.deepEqual(JSON.parse(doc), {
-    accountId: '123456789012', architecture: 'x86_64', availabilityZone: 'eu-west-1b', billingProducts: null,
-    devpayProductCodes: null, marketplaceProductCodes: null, imageId: 'ami-0a1b2c3d4e5f67890',
-    instanceId: 'i-0abc1234def567890', instanceType: 't3.medium', kernelId: 'aki-12345678',
-    pendingTime: '2024-05-01T10:00:00Z', privateIp: '10.0.0.17', ramdiskId: null, region: 'eu-west-1', version: '2017-09-30',
+    accountId: '123456789012',
+    architecture: 'x86_64',
+    availabilityZone: 'eu-west-1b',
+    billingProducts: null,
+    devpayProductCodes: null,
+    marketplaceProductCodes: null,
+    imageId: 'ami-0a1b2c3d4e5f67890',
+    instanceId: 'i-0abc1234def567890',
+    instanceType: 't3.medium',
+    kernelId: 'aki-12345678',
+    pendingTime: '2024-05-01T10:00:00Z',
+    privateIp: '10.0.0.17',
+    ramdiskId: null,
+    region: 'eu-west-1',
+    version: '2017-09-30',
   });
   assert.equal(text(t, 'dynamic/instance-identity'), 'document\nsignature');
   assert.equal(text(t, 'dynamic/instance-identity/signature'), fakeSign(identityDocument(view)));

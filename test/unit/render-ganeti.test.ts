@@ -11,10 +11,13 @@ import { assertGoldenDir, INSTANCES, jsonText, loadView, readFixture } from '../
 for (const name of INSTANCES) {
   test(`golden: ganeti latest ${name}`, () => {
     const view = loadView(name);
-    assertGoldenDir(`ganeti/latest/${name}`, new Map([
-      ['meta_data.json', jsonText(renderGanetiMetaData(view, 'latest'))],
-      ['os/parameters.json', jsonText(renderOsParameters(view))],
-    ]));
+    assertGoldenDir(
+      `ganeti/latest/${name}`,
+      new Map([
+        ['meta_data.json', jsonText(renderGanetiMetaData(view, 'latest'))],
+        ['os/parameters.json', jsonText(renderOsParameters(view))],
+      ]),
+    );
   });
 }
 
@@ -30,11 +33,9 @@ test('meta_data.json carries no host detail: no disk path, no OS definition, no 
   for (const name of INSTANCES) {
     const input = readFixture(name).instance;
     const body = JSON.stringify(renderGanetiMetaData(loadView(name), 'latest'));
-    const hostDetails = [
-      ...(input.hardware?.disks ?? []).map((d) => d.path),
-      input.os?.definition,
-      input.comm.tap,
-    ].filter((s): s is string => s !== undefined);
+    const hostDetails = [...(input.hardware?.disks ?? []).map((d) => d.path), input.os?.definition, input.comm.tap].filter(
+      (s): s is string => s !== undefined,
+    );
     for (const detail of hostDetails) assert.ok(!body.includes(detail), `${name}: ${detail} leaked`);
     assert.ok(!body.includes('"path"') && !body.includes('definition') && !body.includes('"tap"'), name);
   }
@@ -49,12 +50,17 @@ test('meta_data.json: identity, OS, hardware with disk index, comm NIC', () => {
     hardware: {
       memoryMiB: 2048,
       vcpus: 2,
-      disks: [{ index: 0, format: 'raw', sizeGiB: 20 }, { index: 1, format: 'qcow2', sizeGiB: 100 }],
+      disks: [
+        { index: 0, format: 'raw', sizeGiB: 20 },
+        { index: 1, format: 'qcow2', sizeGiB: 100 },
+      ],
     },
     comm: { mac: '52:54:00:12:34:56', ipv4: '169.254.10.7' },
   });
   assert.deepEqual(renderGanetiMetaData(loadView('minimal'), 'latest'), {
-    uuid: '0b9e7c6d-5a43-4f21-8e0d-c1b2a3f4e5d6', name: 'minimal', hostname: 'minimal',
+    uuid: '0b9e7c6d-5a43-4f21-8e0d-c1b2a3f4e5d6',
+    name: 'minimal',
+    hostname: 'minimal',
     comm: { mac: '52:54:00:00:00:01', ipv4: '169.254.0.2' },
   });
 });

@@ -6,8 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  OPENSTACK_VERSIONS, isOpenstackVersion, openstackListing, renderMetaData, renderNetworkData,
-  renderOpenstackFile, renderVendorData, type OpenstackVersion,
+  OPENSTACK_VERSIONS,
+  isOpenstackVersion,
+  openstackListing,
+  renderMetaData,
+  renderNetworkData,
+  renderOpenstackFile,
+  renderVendorData,
+  type OpenstackVersion,
 } from '../../routes/render/openstack.js';
 import { userDataOf } from '../../routes/render/view.js';
 import { assertGoldenDir, fixedCtx, INSTANCES, jsonText, loadView, type InstanceName } from '../support/render-golden.js';
@@ -42,9 +48,11 @@ test('golden: the version list', () => {
   assertGoldenDir('openstack/_root', new Map([['_listing.txt', OPENSTACK_VERSIONS.join('\n')]]));
 });
 
-test('OPENSTACK_VERSIONS: Nova\'s list, latest last', () => {
-  assert.equal(OPENSTACK_VERSIONS.join(' '),
-    '2012-08-10 2013-04-04 2013-10-17 2015-10-15 2016-06-30 2016-10-06 2017-02-22 2018-08-27 2020-10-14 latest');
+test("OPENSTACK_VERSIONS: Nova's list, latest last", () => {
+  assert.equal(
+    OPENSTACK_VERSIONS.join(' '),
+    '2012-08-10 2013-04-04 2013-10-17 2015-10-15 2016-06-30 2016-10-06 2017-02-22 2018-08-27 2020-10-14 latest',
+  );
   assert.ok(isOpenstackVersion('2018-08-27'));
   assert.equal(isOpenstackVersion('2019-01-01'), false);
 });
@@ -57,8 +65,10 @@ test('listing: each file from its own version on; user_data only when there is s
   assert.equal(at('2013-10-17'), 'meta_data.json user_data password vendor_data.json');
   assert.equal(at('2015-10-15'), 'meta_data.json user_data password vendor_data.json network_data.json');
   assert.equal(at('2016-10-06'), 'meta_data.json user_data password vendor_data.json network_data.json vendor_data2.json');
-  assert.equal(openstackListing(loadView('minimal'), 'latest').join(' '),
-    'meta_data.json password vendor_data.json network_data.json vendor_data2.json');
+  assert.equal(
+    openstackListing(loadView('minimal'), 'latest').join(' '),
+    'meta_data.json password vendor_data.json network_data.json vendor_data2.json',
+  );
 });
 
 test('renderOpenstackFile: undefined (404) for a file the version does not list', () => {
@@ -70,7 +80,7 @@ test('renderOpenstackFile: undefined (404) for a file the version does not list'
   assert.deepEqual(renderOpenstackFile(full, 'latest', 'user_data', fixedCtx()), { kind: 'bytes', value: userDataOf(full) });
 });
 
-test('meta_data.json: random_seed is the first 512 bytes of the caller\'s seed, from 2013-04-04', () => {
+test("meta_data.json: random_seed is the first 512 bytes of the caller's seed, from 2013-04-04", () => {
   const ctx = fixedCtx();
   const md = renderMetaData(loadView('minimal'), 'latest', ctx);
   assert.equal(Buffer.from(md.random_seed ?? '', 'base64').length, 512);
@@ -93,12 +103,15 @@ test('meta_data.json: project_id from 2015-10-15 when set, devices from 2016-06-
 test('meta_data.json: public_keys holds OpenSSH keys only, keys holds every key with its type', () => {
   const md = renderMetaData(loadView('edge'), 'latest', fixedCtx());
   assert.deepEqual(Object.keys(md.public_keys ?? {}), ['alice', 'bob']);
-  assert.deepEqual(md.keys?.map((k) => `${k.name}:${k.type}`), ['alice:ssh', 'ca:x509', 'bob:ssh']);
+  assert.deepEqual(
+    md.keys?.map((k) => `${k.name}:${k.type}`),
+    ['alice:ssh', 'ca:x509', 'bob:ssh'],
+  );
   const none = renderMetaData(loadView('minimal'), 'latest', fixedCtx());
   assert.equal('public_keys' in none || 'keys' in none, false);
 });
 
-test('meta_data.json: identity fields and the dialect\'s own availability zone and launch index', () => {
+test("meta_data.json: identity fields and the dialect's own availability zone and launch index", () => {
   const md = renderMetaData(loadView('full'), 'latest', fixedCtx());
   assert.equal(md.uuid, '6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c14');
   assert.equal(md.name, 'web1');
@@ -116,7 +129,7 @@ test('meta_data.json: a meta key named toString is kept as data', () => {
   assert.equal(Object.getPrototypeOf(md.meta), Object.prototype);
 });
 
-test('network_data.json: the admin\'s document verbatim, else the comm NIC without a gateway', () => {
+test("network_data.json: the admin's document verbatim, else the comm NIC without a gateway", () => {
   const full = loadView('full');
   assert.deepEqual(renderNetworkData(full), full.doc.openstack?.networkData);
   assert.notEqual(renderNetworkData(full), full.doc.openstack?.networkData, 'a copy, not the stored object');
@@ -127,7 +140,7 @@ test('network_data.json: the admin\'s document verbatim, else the comm NIC witho
   });
 });
 
-test('vendor data: the admin\'s objects, else {}', () => {
+test("vendor data: the admin's objects, else {}", () => {
   assert.deepEqual(renderVendorData(loadView('full'), 1), { 'cloud-init': '#cloud-config\npackages: [nginx]\n' });
   assert.deepEqual(renderVendorData(loadView('full'), 2), { static: { motd: 'managed by metad' } });
   assert.deepEqual(renderVendorData(loadView('minimal')), {});

@@ -49,7 +49,10 @@ test('comm index: held and claimed addresses collide in ipv4, mac, tap order; ow
   idx.add(a);
   assert.equal(idx.nameAt(a.comm.ipv4), 'vm1');
   assert.equal(idx.problem(a), undefined, 'an instance may keep its own addresses');
-  assert.deepEqual(idx.problem(docOf(2, { ipv4: a.comm.ipv4, mac: a.comm.mac })), { path: '/comm/ipv4', message: 'already used by another instance' });
+  assert.deepEqual(idx.problem(docOf(2, { ipv4: a.comm.ipv4, mac: a.comm.mac })), {
+    path: '/comm/ipv4',
+    message: 'already used by another instance',
+  });
   assert.equal(idx.problem(docOf(2, { mac: a.comm.mac }))?.path, '/comm/mac');
   assert.equal(idx.problem(docOf(2, { tap: 'tap1' }))?.path, '/comm/tap');
   const b = docOf(3);

@@ -20,7 +20,14 @@ import { sampleInstance } from '../support/daemon.js';
 
 function makeStore(dir: string, key = randomBytes(32)) {
   const { sink, log } = sinkLogger();
-  const store = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536 });
+  const store = new InstanceStore({
+    dir,
+    keyring: new Keyring(key),
+    clock: new FakeClock(),
+    log,
+    commRange: '127.0.0.0/8',
+    maxDocumentBytes: 65536,
+  });
   return { store, sink, key };
 }
 
@@ -85,11 +92,17 @@ test('store: tampered, truncated and foreign files are quarantined; the others l
   const { store: again, sink } = makeStore(dir, key);
   const r = await again.start();
   assert.deepEqual(r, { loaded: 2, quarantined: 3 });
-  assert.deepEqual(again.list().map((i) => i.doc.name), ['vm4', 'vm5']);
+  assert.deepEqual(
+    again.list().map((i) => i.doc.name),
+    ['vm4', 'vm5'],
+  );
   const q = readdirSync(join(dir, 'quarantine'));
   assert.equal(q.length, 3);
   assert.ok(!readdirSync(join(dir, 'instances')).some((f) => f.startsWith('.tmp-')), 'temp files cleaned');
-  const reasons = sink.records().filter((l) => l.msg === 'state file quarantined').map((l) => l.reason);
+  const reasons = sink
+    .records()
+    .filter((l) => l.msg === 'state file quarantined')
+    .map((l) => l.reason);
   assert.ok(reasons.some((x) => /integrity/.test(String(x))));
   assert.ok(reasons.some((x) => /not JSON/.test(String(x))));
   assert.ok(reasons.some((x) => /version 99/.test(String(x))));
@@ -117,7 +130,10 @@ test('store: a document over the stored size cap is PayloadTooLarge and nothing 
   const { store } = makeStore(dir);
   await store.start();
   const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'x'.repeat(1000)]));
-  await assert.rejects(store.put(validateInstance(sampleInstance(1, { params: { public: big } })), true), (e: { code?: string }) => e.code === 'PayloadTooLarge');
+  await assert.rejects(
+    store.put(validateInstance(sampleInstance(1, { params: { public: big } })), true),
+    (e: { code?: string }) => e.code === 'PayloadTooLarge',
+  );
   assert.equal(store.size, 0);
   assert.deepEqual(readdirSync(join(dir, 'instances')), []);
 });
@@ -126,7 +142,8 @@ test('store: concurrent writes of different instances cannot claim the same comm
   const dir = tmp(t);
   const { store } = makeStore(dir);
   await store.start();
-  const clash = (n: number) => validateInstance({ ...sampleInstance(n), comm: { mac: `52:54:00:00:10:${String(n).padStart(2, '0')}`, ipv4: '127.0.9.9' } });
+  const clash = (n: number) =>
+    validateInstance({ ...sampleInstance(n), comm: { mac: `52:54:00:00:10:${String(n).padStart(2, '0')}`, ipv4: '127.0.9.9' } });
   const results = await Promise.allSettled([1, 2, 3, 4, 5, 6, 7, 8].map((n) => store.put(clash(n), true)));
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one wins the address');
   assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r.reason as DaemonError).code === 'Conflict'));
@@ -172,11 +189,22 @@ test('store: a failed directory sync after the rename keeps memory equal to the 
   };
   const { sink, log } = sinkLogger();
   const key = randomBytes(32);
-  const store = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536, files });
+  const store = new InstanceStore({
+    dir,
+    keyring: new Keyring(key),
+    clock: new FakeClock(),
+    log,
+    commRange: '127.0.0.0/8',
+    maxDocumentBytes: 65536,
+    files,
+  });
   await store.start();
   await store.put(validateInstance(sampleInstance(1, { hostname: 'old' })), true);
   failSync = true;
-  await assert.rejects(store.put(validateInstance(sampleInstance(1, { hostname: 'new' })), true), (e: { code?: string; message: string }) => e.code === 'Unavailable' && /in effect/.test(e.message));
+  await assert.rejects(
+    store.put(validateInstance(sampleInstance(1, { hostname: 'new' })), true),
+    (e: { code?: string; message: string }) => e.code === 'Unavailable' && /in effect/.test(e.message),
+  );
   assert.equal(store.get('vm1')!.doc.hostname, 'new', 'memory follows the disk');
   assert.ok(sink.records().some((l) => l.msg === 'state change not confirmed durable'));
   await assert.rejects(store.remove('vm1'), (e: { code?: string }) => e.code === 'Unavailable');
@@ -204,10 +232,21 @@ test('store: narrowing the comm range loads existing instances with a warning in
   await store.start();
   await store.put(validateInstance(sampleInstance(300)), true); // 127.0.1.45
   const { log, sink } = sinkLogger();
-  const narrow = new InstanceStore({ dir, keyring: new Keyring(key), clock: new FakeClock(), log, commRange: '127.0.0.0/24', maxDocumentBytes: 65536 });
+  const narrow = new InstanceStore({
+    dir,
+    keyring: new Keyring(key),
+    clock: new FakeClock(),
+    log,
+    commRange: '127.0.0.0/24',
+    maxDocumentBytes: 65536,
+  });
   assert.deepEqual(await narrow.start(), { loaded: 1, quarantined: 0 });
   assert.ok(sink.records().some((l) => l.msg === 'instance outside the comm range' && l.instance === 'vm300'));
-  await assert.rejects(narrow.put(validateInstance(sampleInstance(301)), true), (e: { code?: string }) => e.code === 'Conflict', 'new writes must be in range');
+  await assert.rejects(
+    narrow.put(validateInstance(sampleInstance(301)), true),
+    (e: { code?: string }) => e.code === 'Conflict',
+    'new writes must be in range',
+  );
 });
 
 test('store: two state files claiming one comm address: the newer one loads, the older is quarantined', async (t) => {
@@ -216,7 +255,8 @@ test('store: two state files claiming one comm address: the newer one loads, the
   // Write two valid files with the same address through two stores that do not see each other.
   const clockA = new FakeClock(Date.UTC(2026, 0, 1));
   const clockB = new FakeClock(Date.UTC(2026, 0, 2));
-  const mk = (clock: FakeClock) => new InstanceStore({ dir, keyring: new Keyring(key), clock, log: sinkLogger().log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536 });
+  const mk = (clock: FakeClock) =>
+    new InstanceStore({ dir, keyring: new Keyring(key), clock, log: sinkLogger().log, commRange: '127.0.0.0/8', maxDocumentBytes: 65536 });
   const a = mk(clockA);
   await a.start();
   const b = mk(clockB);

@@ -6,7 +6,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describeJsonError, jsonError, lineColumn } from '../../cli/syntax-error.js';
 
-const VALID = ['{}', '[]', ' 0 ', '-1.5e+3', '"a\\u00e9\\n"', 'true', 'null', '{"a": [1, {"b": null}], "c": "\\""}', '[[[[[]]]]]', '{"": ""}', `${'['.repeat(5000)}${']'.repeat(5000)}`];
+const VALID = [
+  '{}',
+  '[]',
+  ' 0 ',
+  '-1.5e+3',
+  '"a\\u00e9\\n"',
+  'true',
+  'null',
+  '{"a": [1, {"b": null}], "c": "\\""}',
+  '[[[[[]]]]]',
+  '{"": ""}',
+  `${'['.repeat(5000)}${']'.repeat(5000)}`,
+];
 /** text, offset, code: a fault inside a string or number is placed at the token's start. */
 const INVALID: [string, number, string][] = [
   ['', 0, 'ValueExpected'],

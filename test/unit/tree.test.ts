@@ -56,7 +56,11 @@ test('dir drops undefined entries and keeps insertion order', () => {
 });
 
 test('names such as __proto__ and constructor are plain entries', () => {
-  const d = dir([['__proto__', 'p'], ['constructor', 'c'], ['toString', 't']]);
+  const d = dir([
+    ['__proto__', 'p'],
+    ['constructor', 'c'],
+    ['toString', 't'],
+  ]);
   assert.equal(listing(d), '__proto__\nconstructor\ntoString');
   assert.equal(lookup(d, ['__proto__']), 'p');
   assert.equal(lookup(dir({}), ['constructor']), undefined);
@@ -66,7 +70,13 @@ test('names such as __proto__ and constructor are plain entries', () => {
 test('walk visits every node in pre-order with its path', () => {
   const paths = [...walk(root)].map(([p]) => p.join('/'));
   assert.deepEqual(paths, [
-    '', 'ami-id', 'placement', 'placement/availability-zone',
-    'public-keys', 'public-keys/0', 'public-keys/0/openssh-key', 'user-data',
+    '',
+    'ami-id',
+    'placement',
+    'placement/availability-zone',
+    'public-keys',
+    'public-keys/0',
+    'public-keys/0/openssh-key',
+    'user-data',
   ]);
 });

@@ -36,7 +36,13 @@ test('vault: claim-once values are handed out once and the claim time is recorde
   const v = new SecretVault(clock, 5400);
   v.replace('vm1', { token: 'T', keep: 'K' });
   v.merge('vm1', { token: 'T' }, { claimOnce: true });
-  assert.deepEqual(v.info('vm1').map((i) => [i.name, i.state, i.claimOnce]), [['keep', 'live', false], ['token', 'live', true]]);
+  assert.deepEqual(
+    v.info('vm1').map((i) => [i.name, i.state, i.claimOnce]),
+    [
+      ['keep', 'live', false],
+      ['token', 'live', true],
+    ],
+  );
   assert.deepEqual(v.liveValues('vm1', false), { token: 'T', keep: 'K' }, 'a peek does not consume');
   await clock.advance(1000);
   assert.deepEqual(v.liveValues('vm1', true), { token: 'T', keep: 'K' });
