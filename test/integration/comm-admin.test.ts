@@ -7,8 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { PassThrough, Readable } from 'node:stream';
-import { main } from '../../cli/metadctl.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +16,7 @@ import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { request, sampleInstance, startTestDaemon, type Reply } from '../support/daemon.js';
 import { sinkLogger } from '../support/sink.js';
 import type { NicStatus } from '../../daemon/comm/network.js';
+import { ctlAt } from '../support/metadctl-run.js';
 
 function tapOf(r: Reply): string | undefined {
   return (r.json as { instance: { comm: { tap?: string } } }).instance.comm.tap;
@@ -110,16 +109,7 @@ test('with network.mode off the nic routes answer 409', async () => {
   }
 });
 
-async function ctl(socket: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (c: Buffer) => (o += c.toString('utf8')));
-  err.on('data', (c: Buffer) => (e += c.toString('utf8')));
-  const code = await main(['--socket', socket, ...args], { stdout: out, stderr: err, stdin: Readable.from(['']), env: {} });
-  return { code, out: o, err: e };
-}
+const ctl = ctlAt;
 
 test('metadctl nic up | down | list drive the admin API; a missing tap is exit 1 with the reason', async () => {
   await withAdmin(async (admin, net, socket) => {

@@ -14,19 +14,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { request } from '../support/daemon.js';
 import { hasCommand, skipOrFail } from '../support/env.js';
 import { startProcess, writeConfig } from '../support/process.js';
-import { PassThrough, Readable } from 'node:stream';
-import { main as metadctl } from '../../cli/metadctl.js';
+import { runMetadctl } from '../support/metadctl-run.js';
 
-async function ctl(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (c: Buffer) => (o += c.toString()));
-  err.on('data', (c: Buffer) => (e += c.toString()));
-  const code = await metadctl(args, { stdout: out, stderr: err, stdin: Readable.from(['']), env: {} });
-  return { code, out: o, err: e };
-}
+const ctl = runMetadctl;
 
 // recv() without room for ancillary data: the kernel closes the barrier fd systemd-notify passes,
 // which is how systemd acknowledges (systemd-notify then exits 0).

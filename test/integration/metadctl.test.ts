@@ -4,23 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough, Readable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceList } from '../../cli/api-types.js';
-import { main } from '../../cli/metadctl.js';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
+import { ctlAt } from '../support/metadctl-run.js';
 
-async function ctl(socket: string, args: string[], stdin = '') {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (c: Buffer) => (o += c.toString('utf8')));
-  err.on('data', (c: Buffer) => (e += c.toString('utf8')));
-  const code = await main(['--socket', socket, ...args], { stdout: out, stderr: err, stdin: Readable.from([stdin]), env: {} });
-  return { code, out: o, err: e };
-}
+const ctl = ctlAt;
 
 test('metadctl drives the real daemon', async (t) => {
   const d = await startTestDaemon();
