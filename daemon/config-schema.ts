@@ -1,0 +1,323 @@
+/**
+ * The daemon's configuration schema: every key with its type, default and meaning (the
+ * `description`s feed docs/configuration.md through daemon/config-doc.ts). Pure data; loading,
+ * validation and cross-field checks live in daemon/config.ts.
+ */
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    stateDir: {
+      type: 'string',
+      default: '/var/lib/metad',
+      description:
+        'Directory of the durable state: `instances/` (one sealed file per instance), `private.key`, `identity-key.pem`, `quarantine/`. Created 0700 if missing.',
+    },
+    keyFile: {
+      type: 'string',
+      description:
+        'The 32-byte master key that seals private values and authenticates state files. Unset: `<stateDir>/private.key`, created 0600 on first start. When set, the file must exist (mode 0600 or stricter).',
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Logging: pino JSON lines on stdout (docs/logging.md lists every message).',
+      properties: {
+        level: {
+          type: 'string',
+          enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+          default: 'info',
+          description: 'Least severe level written.',
+        },
+      },
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The admin door: HTTP over a unix socket (docs/admin-api.md).',
+      properties: {
+        socket: {
+          type: 'string',
+          default: '/run/metad/admin.sock',
+          description: 'Path of the admin socket; its directory is created (0750) if missing, a stale socket is replaced.',
+        },
+        socketMode: {
+          type: 'string',
+          pattern: '^0?[0-7]{3}$',
+          default: '0660',
+          description: 'Octal permission bits of the admin socket: whoever can connect is an admin.',
+        },
+        maxBodyBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 16777216,
+          default: 262144,
+          description: 'Largest admin request body (instance documents, patches, params); larger ones get 413.',
+        },
+      },
+    },
+    guest: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The guest door: the metadata service guests reach on the comm network (docs/guest-api.md).',
+      properties: {
+        listen: {
+          type: 'array',
+          minItems: 1,
+          default: [{ host: '169.254.169.254', port: 80 }],
+          description:
+            'Addresses the guest door listens on (the address must already be on an interface; two entries may not share host and port).',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['host'],
+            description: 'One listening address.',
+            properties: {
+              host: { type: 'string', format: 'ip', description: 'IPv4 or IPv6 address (not a host name).' },
+              port: {
+                type: 'integer',
+                minimum: 0,
+                maximum: 65535,
+                default: 80,
+                description: 'TCP port; 0 picks a free one (tests). Ports below 1024 need CAP_NET_BIND_SERVICE.',
+              },
+            },
+          },
+        },
+        commRange: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 64,
+          items: { type: 'string', format: 'ipv4-cidr' },
+          default: ['169.254.0.0/16'],
+          description:
+            "Comm IPv4 ranges: a registered instance's comm address must lie in one of them, and its comm NIC gets the prefix of the most specific one (OpenStack netmask, EC2 subnet). A single string is read as a one-element list.",
+        },
+        rateLimit: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Per-instance token bucket on guest requests; over it a guest gets 429 with Retry-After.',
+          properties: {
+            ratePerSec: { type: 'number', minimum: 0.1, default: 100, description: 'Requests per second refilled.' },
+            burst: { type: 'integer', minimum: 1, default: 200, description: 'Bucket size: requests allowed at once.' },
+          },
+        },
+        headersTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          default: 5000,
+          description: "A request's headers must arrive within this time (no more than requestTimeoutMs).",
+        },
+        requestTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          default: 10000,
+          description: 'A whole request (headers and body) must arrive within this time.',
+        },
+        keepAliveTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          default: 5000,
+          description: 'An idle keep-alive connection is closed after this time.',
+        },
+        maxConnections: {
+          type: 'integer',
+          minimum: 1,
+          default: 4096,
+          description: 'Open guest connections in all; further ones are closed at once.',
+        },
+        maxConnectionsPerSource: {
+          type: 'integer',
+          minimum: 1,
+          default: 64,
+          description: 'Open guest connections per source address; further ones are closed at once.',
+        },
+        cacheInstances: {
+          type: 'integer',
+          minimum: 1,
+          default: 2048,
+          description: 'Instances whose rendered answers are kept (least recently rendered dropped first); ~25 KiB each.',
+        },
+      },
+    },
+    secrets: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Secret OS parameters (kept in memory only, never on disk).',
+      properties: {
+        defaultTtlSec: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 604800,
+          default: 7200,
+          description:
+            'Lifetime of a secret value when the request gives no ttlSec; no shorter than /appliance/installTimeoutMs (the default install deadline), so a secret cannot expire in the middle of an install.',
+        },
+      },
+    },
+    pipe: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The host↔guest pipe (Ganeti `read`/`write`, admin `pipe`).',
+      properties: {
+        maxBytes: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 67108864,
+          default: 1048576,
+          description: 'Bytes each direction holds; a write that does not fit is refused whole (413).',
+        },
+      },
+    },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The instance registry on disk.',
+      properties: {
+        maxDocumentBytes: {
+          type: 'integer',
+          minimum: 1024,
+          default: 262144,
+          description: 'Largest stored instance document (after a patch or param change); larger ones get 413.',
+        },
+      },
+    },
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The host-only comm network metad sets up itself (docs/deployment.md).',
+      properties: {
+        mode: {
+          type: 'string',
+          enum: ['off', 'routed'],
+          default: 'off',
+          description:
+            'off: the operator wires the comm network (and the loopback quick start needs no root); routed: one tap per guest, /32 routes, nftables and static DHCP set up by metad (needs CAP_NET_ADMIN).',
+        },
+        anchor: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9_.-]{1,14}$',
+          default: 'metad0',
+          description:
+            'Device that holds 169.254.169.254 from start, before any tap exists (a dummy, or a veth pair NAMEp where the kernel has no dummy driver).',
+        },
+        table: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9_]{1,32}$',
+          default: 'metad',
+          description: 'The nftables table (family inet) metad owns and replaces whole.',
+        },
+        hopLimit: {
+          type: 'boolean',
+          default: true,
+          description:
+            'Send metadata replies on the taps with IP TTL / hop limit 1, so containers behind a guest cannot reach the metadata service.',
+        },
+        openTcpPorts: {
+          type: 'array',
+          default: [],
+          uniqueItems: true,
+          maxItems: 16,
+          items: { type: 'integer', minimum: 1, maximum: 65535 },
+          description: 'TCP ports on 169.254.169.254 guests may reach besides the guest door port.',
+        },
+        ipPath: { type: 'string', default: '/usr/sbin/ip', description: 'iproute2 `ip` binary.' },
+        nftPath: { type: 'string', default: '/usr/sbin/nft', description: 'nftables `nft` binary.' },
+        runDir: { type: 'string', default: '/run/metad/comm', description: "Runtime dir for dnsmasq's generated config and hosts file." },
+        dhcp: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Static DHCP (MAC -> comm IPv4 from the registry) on the comm taps.',
+          properties: {
+            mode: {
+              type: 'string',
+              enum: ['managed', 'external'],
+              default: 'managed',
+              description:
+                'managed: metad runs and supervises dnsmasq; external: an operator-run DHCP server (metad still writes <runDir>/dhcp-hosts).',
+            },
+            dnsmasqPath: { type: 'string', default: '/usr/sbin/dnsmasq', description: 'dnsmasq binary (Debian package dnsmasq-base).' },
+            leaseTimeSec: {
+              type: 'integer',
+              minimum: 120,
+              maximum: 31536000,
+              default: 3600,
+              description: 'DHCP lease time offered to guests.',
+            },
+          },
+        },
+      },
+    },
+    appliance: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Install appliances and their jobs (`metadctl install`).',
+      properties: {
+        bootTimeoutMs: {
+          type: 'integer',
+          minimum: 1,
+          default: 300000,
+          description: 'How long an appliance may take to boot (reserved: validated, not used yet).',
+        },
+        installTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          default: 7200000,
+          description:
+            'The cluster-wide hard deadline of an install job, counted from the moment it leaves the queue; guest traffic never extends it.',
+        },
+        maxTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          default: 14400000,
+          description: 'Largest per-job deadline an install request may ask for (timeoutSec); at least installTimeoutMs.',
+        },
+        maxConcurrent: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 256,
+          default: 2,
+          description: 'Install jobs running at once; further ones wait in the queue (state queued).',
+        },
+        claimDeadlineMs: {
+          type: 'integer',
+          minimum: 1000,
+          default: 300000,
+          description:
+            'The appliance must read its secret parameters within this time of its start; otherwise the job is stuck and its domain destroyed.',
+        },
+        pollMs: {
+          type: 'integer',
+          minimum: 10,
+          maximum: 10000,
+          default: 250,
+          description: 'How often a running job checks its domain and progress (deadlines are exact, not rounded to this).',
+        },
+        libvirtUri: {
+          type: 'string',
+          minLength: 1,
+          default: 'qemu:///system',
+          description: 'libvirt connection URI of the install appliances.',
+        },
+        shutdownGraceMs: {
+          type: 'integer',
+          minimum: 0,
+          default: 10000,
+          description: 'Grace time for an appliance to shut down before it is stopped.',
+        },
+      },
+    },
+  },
+} as const;
