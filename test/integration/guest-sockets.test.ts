@@ -4,12 +4,12 @@
  * requests) and never read must not keep their fds, per-source slots and maxConnections slots,
  * so a registered guest is served again and the server's connection count drops to zero.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { startTestDaemon, sampleInstance, type TestDaemon } from '../support/daemon.js';
 import { createGuestServer } from '../../daemon/main.js';
 
 const connections = (s: http.Server): Promise<number> =>
@@ -23,6 +23,17 @@ async function waitForCount(s: http.Server, want: number, withinMs: number): Pro
     n = await connections(s);
   }
   return n;
+}
+
+/** A guest door with `cfg` on 127.0.0.1:<any port>, closed (with its sockets) after the test. */
+async function listenGuest(t: TestContext, d: TestDaemon, cfg: TestDaemon['config']): Promise<{ server: http.Server; port: number }> {
+  const server = createGuestServer(d.daemon, cfg, d.daemon.services.log);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.close();
+    server.closeAllConnections();
+  });
+  return { server, port: (server.address() as net.AddressInfo).port };
 }
 
 function idleClient(port: number, from: string, send: string | ((s: net.Socket) => void)): Promise<net.Socket> {
@@ -53,13 +64,7 @@ test('guest door: clients that never read cannot hold sockets past the timeout (
       maxConnectionsPerSource: 8,
     },
   };
-  const server = createGuestServer(d.daemon, cfg, d.daemon.services.log);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => {
-    server.close();
-    server.closeAllConnections();
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const { server, port } = await listenGuest(t, d, cfg);
   const attackers: net.Socket[] = [];
   t.after(() => attackers.forEach((s) => s.destroy()));
   // 40 sockets (the whole maxConnections) from 5 unregistered sources, half a request each.
@@ -88,13 +93,7 @@ test('guest door: a guest pipelining requests without reading the answers is cut
   const userData = Buffer.alloc(64 * 1024, 'x').toString('base64');
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { userData }))).status, 201);
   const cfg = { ...d.config, guest: { ...d.config.guest, headersTimeoutMs: 200, requestTimeoutMs: 400, keepAliveTimeoutMs: 200 } };
-  const server = createGuestServer(d.daemon, cfg, d.daemon.services.log);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => {
-    server.close();
-    server.closeAllConnections();
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const { server, port } = await listenGuest(t, d, cfg);
   const s = await idleClient(port, '127.0.0.2', 'GET /latest/user-data HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(400));
   t.after(() => s.destroy());
   assert.equal(await connections(server), 1);

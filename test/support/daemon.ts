@@ -77,9 +77,9 @@ export interface TestDaemon {
   guestPort: number;
   /** The admin client on this daemon's socket (typed methods, typed errors). */
   client: AdminClient;
-  /** Any admin request, any status: JSON-encodes a non-string body and sends it as application/json unless `headers` say otherwise. */
   /** The fake hypervisor the daemon's install jobs run on. */
   hv: FakeHypervisor;
+  /** Any admin request, any status: JSON-encodes a non-string body and sends it as application/json unless `headers` say otherwise. */
   admin(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
   /** A guest request from source address `from` (127.0.0.x). */
   guest(from: string, method: string, path: string, headers?: Record<string, string>, body?: string | Buffer): Promise<Reply>;

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync, statSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { InstanceStore } from '../../daemon/store.js';
+import { InstanceStore, type StoreOptions } from '../../daemon/store.js';
 import type { DaemonError } from '../../daemon/errors.js';
 import { STATE_FORMAT, STATE_VERSION } from '../../daemon/state-file.js';
 import { Keyring, loadMasterKey } from '../../daemon/keys.js';
@@ -18,7 +18,7 @@ import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { sampleInstance } from '../support/daemon.js';
 
-function makeStore(dir: string, key = randomBytes(32)) {
+function makeStore(dir: string, key = randomBytes(32), files?: StoreOptions['files']) {
   const { sink, log } = sinkLogger();
   const store = new InstanceStore({
     dir,
@@ -27,6 +27,7 @@ function makeStore(dir: string, key = randomBytes(32)) {
     log,
     commRange: '127.0.0.0/8',
     maxDocumentBytes: 65536,
+    ...(files ? { files } : {}),
   });
   return { store, sink, key };
 }
@@ -187,17 +188,7 @@ test('store: a failed directory sync after the rename keeps memory equal to the 
       throw new DirSyncError(eio);
     },
   };
-  const { sink, log } = sinkLogger();
-  const key = randomBytes(32);
-  const store = new InstanceStore({
-    dir,
-    keyring: new Keyring(key),
-    clock: new FakeClock(),
-    log,
-    commRange: '127.0.0.0/8',
-    maxDocumentBytes: 65536,
-    files,
-  });
+  const { store, sink } = makeStore(dir, randomBytes(32), files);
   await store.start();
   await store.put(validateInstance(sampleInstance(1, { hostname: 'old' })), true);
   failSync = true;
