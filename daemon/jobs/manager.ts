@@ -67,6 +67,8 @@ export class JobManager extends EventEmitter implements SecretsGate {
   private readonly queue: string[] = [];
   private running = 0;
   private writes = Promise.resolve();
+  /** Records changed since their last write was queued (see update). */
+  private readonly unsaved = new Map<string, JobRecord>();
   private readonly untap: () => void;
   private stopping = false;
 
@@ -318,15 +320,28 @@ export class JobManager extends EventEmitter implements SecretsGate {
     this.d.log.info({ instance: rec.instance, domain: rec.domain, outcome: rec.outcome, reason: rec.reason }, EV.jobEnded);
   }
 
-  /** New record state: kept, persisted (writes in order), and told to watchers ('change'). */
+  /**
+   * New record state: kept, persisted, and told to watchers ('change'). Writes are coalesced:
+   * per instance at most one write waits behind the one in flight, and it saves the newest
+   * record when its turn comes. A guest that floods the pipe with progress lines (the create
+   * script is untrusted) causes one durable write per write time, not one per line.
+   */
   private update(j: Live, rec: JobRecord): void {
     j.rec = rec;
-    const files = this.d.files;
-    this.writes = this.writes
-      .then(() => files.save(rec))
-      .catch((e: unknown) => {
-        this.d.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
-      });
+    const waiting = this.unsaved.has(rec.instance);
+    this.unsaved.set(rec.instance, rec);
+    if (!waiting) {
+      const files = this.d.files;
+      this.writes = this.writes
+        .then(() => {
+          const newest = this.unsaved.get(rec.instance) ?? rec;
+          this.unsaved.delete(rec.instance);
+          return files.save(newest);
+        })
+        .catch((e: unknown) => {
+          this.d.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
+        });
+    }
     this.emit('change', rec);
     if (isEnded(rec)) this.emit('ended', rec);
   }

@@ -89,6 +89,43 @@ test('success: progress reaches the record through a tap; the pipe keeps every b
   h.done();
 });
 
+test('a flood of progress lines is coalesced into a few record writes; the newest record is on disk', async () => {
+  const h = harness();
+  await h.jm.init();
+  let saves = 0;
+  let last = Promise.resolve();
+  const save = h.files.save.bind(h.files);
+  h.files.save = (r: JobRecord): Promise<void> => {
+    saves++;
+    last = save(r);
+    return last;
+  };
+  const quiet = async (): Promise<void> => {
+    for (let n = -1; n !== saves;) {
+      n = saves;
+      await h.settle();
+      await last;
+      await h.settle();
+    }
+  };
+  const r = await h.jm.start('vm1');
+  await quiet();
+  const before = saves;
+  const flood = Array.from({ length: 2000 }, (_, i) => `metad-progress v1 step=s${String(i)} status=started\n`).join('');
+  h.pipes.get('vm1').toHost.push(Buffer.from(flood));
+  await h.clock.advance(250);
+  await quiet();
+  const written = saves - before;
+  assert.ok(written >= 1 && written <= 3, `2000 progress lines took ${String(written)} record writes`);
+  assert.equal(h.onDisk('vm1').lines.at(-1), 'metad-progress v1 step=s1999 status=started', 'the newest record was written');
+  assert.equal(h.jm.status('vm1')?.lines.length, 50);
+  h.jm.abort('vm1');
+  await h.jm.settled('vm1');
+  assert.equal(h.onDisk('vm1').outcome, 'aborted');
+  assert.equal(r.instance, 'vm1');
+  h.done();
+});
+
 test('hard deadline: guest traffic does not extend it; destroyed at the deadline, timed-out, secrets wiped', async () => {
   const h = harness();
   await h.jm.init();
