@@ -5,7 +5,8 @@
  * the pipeline collapsed the leading slashes before we get here. Token checks on reads happen in
  * the pipeline (routes/guest/index.ts), before the cache, so cached answers are checked too.
  */
-import { EC2_VERSIONS, isEc2Version, renderEc2 } from '../render/ec2.js';
+import { renderEc2 } from '../render/ec2.js';
+import { EC2_VERSIONS, isEc2Version } from '../render/ec2-catalog.js';
 import { isDir, listing, lookup } from '../render/tree.js';
 import {
   type Answer,

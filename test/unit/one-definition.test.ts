@@ -47,7 +47,7 @@ test('each dialect version list is defined once (routes use isEc2Version & co., 
     [...readFileSync(f, 'utf8').matchAll(/^(?:export )?const (\w*VERSIONS\w*) =/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
   );
   assert.deepEqual(defs.sort(), [
-    'routes/render/ec2.ts:EC2_VERSIONS',
+    'routes/render/ec2-catalog.ts:EC2_VERSIONS',
     'routes/render/ganeti.ts:GANETI_VERSIONS',
     'routes/render/openstack.ts:OPENSTACK_VERSIONS',
   ]);

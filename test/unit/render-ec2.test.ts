@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EC2_VERSIONS, identityDocument, isEc2Version, regionOf, renderEc2, type Ec2Version } from '../../routes/render/ec2.js';
+import { identityDocument, regionOf, renderEc2 } from '../../routes/render/ec2.js';
+import { EC2_VERSIONS, isEc2Version, type Ec2Version } from '../../routes/render/ec2-catalog.js';
 import { isDir, listing, lookup, walk, type Tree } from '../../routes/render/tree.js';
 import type { GuestView } from '../../routes/render/view.js';
 import { assertGoldenDir, fakeSign, fixedCtx, INSTANCES, loadView, treeFiles, type InstanceName } from '../support/render-golden.js';
