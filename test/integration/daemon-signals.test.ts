@@ -28,6 +28,29 @@ async function servesGuest(p: DaemonProcess, sock: string): Promise<void> {
   assert.equal(r.text, 'vm1');
 }
 
+/**
+ * Starts metad with `signal` sent every 5 ms from the moment the process catches it (SigCgt;
+ * before that the default action would end any process) until "metad started".
+ */
+async function startUnderSignalStorm(
+  t: { after(fn: () => void): void },
+  signal: 'SIGUSR1' | 'SIGHUP',
+): Promise<{ p: DaemonProcess; sock: string }> {
+  const dir = tempDir(t);
+  const sock = join(dir, 'admin.sock');
+  const signo = signal === 'SIGUSR1' ? SIGUSR1 : SIGHUP;
+  let sender: NodeJS.Timeout | undefined;
+  t.after(() => clearInterval(sender));
+  const p = await startProcess(writeConfig(dir), sock, {}, async (child) => {
+    const pid = child.pid!;
+    for (let i = 0; i < 20_000 && child.exitCode === null && !catchesSignal(pid, signo); i++) if (i % 100 === 99) await delay(1);
+    sender = setInterval(() => child.kill(signal), 5);
+  });
+  clearInterval(sender);
+  t.after(() => p.child.kill('SIGKILL'));
+  return { p, sock };
+}
+
 test('SIGUSR1 opens no inspector: no new listener, logged, still serving', async (t) => {
   const dir = tempDir(t);
   const sock = join(dir, 'admin.sock');
@@ -46,20 +69,9 @@ test('SIGUSR1 opens no inspector: no new listener, logged, still serving', async
 });
 
 test('SIGUSR1 all through the start: the inspector is closed before the daemon serves', async (t) => {
-  const dir = tempDir(t);
-  const sock = join(dir, 'admin.sock');
-  // From the moment node has installed its own handler (SigCgt; before that SIGUSR1 would kill
-  // any process) until "metad started", a SIGUSR1 every 5 ms: the early ones reach node before
-  // metad's entry module runs (on node 20 they open the inspector), the later ones metad itself.
-  let sender: NodeJS.Timeout | undefined;
-  t.after(() => clearInterval(sender));
-  const p = await startProcess(writeConfig(dir), sock, {}, async (child) => {
-    const pid = child.pid!;
-    for (let i = 0; i < 20_000 && !catchesSignal(pid, SIGUSR1); i++) if (i % 100 === 99) await delay(1);
-    sender = setInterval(() => child.kill('SIGUSR1'), 5);
-  });
-  clearInterval(sender);
-  t.after(() => p.child.kill('SIGKILL'));
+  // The early signals reach node before metad's entry module runs (on node 20 they open the
+  // inspector), the later ones metad itself.
+  const { p, sock } = await startUnderSignalStorm(t, 'SIGUSR1');
   await delay(200); // a pending inspector start (if any) would show by now
   assert.deepEqual(listeningTcpPorts(p.child.pid!), [p.guestPort], 'no inspector port');
   assert.equal(p.child.exitCode, null);
@@ -128,20 +140,8 @@ test('SIGHUP in the demo: the same temp dir, nothing needs a restart', async (t)
 });
 
 test('SIGHUP all through the start never ends the daemon', async (t) => {
-  const dir = tempDir(t);
-  const sock = join(dir, 'admin.sock');
-  // From the moment metad's entry handles SIGHUP (SigCgt; before that node's default would end
-  // any process) until "metad started", a SIGHUP every 5 ms: the reload handler exists only once
-  // the daemon runs, the early ones used to kill it.
-  let sender: NodeJS.Timeout | undefined;
-  t.after(() => clearInterval(sender));
-  const p = await startProcess(writeConfig(dir), sock, {}, async (child) => {
-    const pid = child.pid!;
-    for (let i = 0; i < 20_000 && child.exitCode === null && !catchesSignal(pid, SIGHUP); i++) if (i % 100 === 99) await delay(1);
-    sender = setInterval(() => child.kill('SIGHUP'), 5);
-  });
-  clearInterval(sender);
-  t.after(() => p.child.kill('SIGKILL'));
+  // The reload handler exists only once the daemon runs; the early signals used to kill it.
+  const { p, sock } = await startUnderSignalStorm(t, 'SIGHUP');
   assert.equal(p.child.signalCode, null);
   await servesGuest(p, sock);
 });
