@@ -199,10 +199,23 @@ export const configSchema = {
       properties: {
         mode: {
           type: 'string',
-          enum: ['off', 'routed'],
+          enum: ['off', 'routed', 'bridged'],
           default: 'off',
           description:
-            'off: the operator wires the comm network (and the loopback quick start needs no root); routed: one tap per guest, /32 routes, nftables and static DHCP set up by metad (needs CAP_NET_ADMIN).',
+            'off: the operator wires the comm network (and the loopback quick start needs no root); routed: one tap per guest, /32 routes, nftables and static DHCP set up by metad (needs CAP_NET_ADMIN); bridged: the taps are isolated ports of one comm bridge metad owns, filtered per port (no IPv6: docs/deployment.md).',
+        },
+        bridge: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9_.-]{1,15}$',
+          default: 'metadbr0',
+          description: 'bridged mode: the comm bridge metad creates and owns (it holds 169.254.169.254).',
+        },
+        bridgeMac: {
+          type: 'string',
+          pattern: '^[0-9A-Fa-f][02468aceACE](:[0-9A-Fa-f]{2}){5}$',
+          default: '02:00:a9:fe:a9:fe',
+          description:
+            "bridged mode: the bridge's fixed unicast MAC (without one a bridge takes a port's MAC and changes it as taps come and go).",
         },
         anchor: {
           type: 'string',

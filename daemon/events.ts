@@ -76,7 +76,7 @@ export const EVENTS = {
   guestPasswordSet: { msg: 'guest set its password', level: 'info', fields: 'instance' },
   guestPipeFull: { msg: 'guest pipe write refused: buffer full', level: 'warn', fields: 'instance, bytes, queued' },
   guestScriptRefused: { msg: 'guest asked for a missing or refused OS script', level: 'warn', fields: 'instance, script' },
-  commAnchorReady: { msg: 'comm network: anchor ready', level: 'info', fields: 'anchor, kind (dummy | veth | existing)' },
+  commAnchorReady: { msg: 'comm network: anchor ready', level: 'info', fields: 'anchor, kind (dummy | veth | existing | bridge)' },
   commReconciled: {
     msg: 'comm network reconciled',
     level: 'info',

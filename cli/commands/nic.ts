@@ -1,7 +1,7 @@
 /**
  * metadctl nic up | down | list: tell metad that an instance's comm tap appeared or went (for
  * ifup scripts, Ganeti's kvm-ifup, libvirt's qemu hook), and show each NIC as the host holds it
- * (POST /v1/instances/{name}/nic, GET /v1/nics of docs/admin-api.md; network.mode routed).
+ * (POST /v1/instances/{name}/nic, GET /v1/nics of docs/admin-api.md; network.mode routed or bridged).
  */
 import { examples, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
 
@@ -16,12 +16,19 @@ interface NicStatus {
   route: boolean;
   rules: boolean;
   dhcp: boolean;
+  /** Bridged mode only. */
+  bridge?: string;
+  isolated?: boolean;
 }
 
 const yes = (b: boolean): string => (b ? 'yes' : 'NO');
 
+/** Bridged mode: the bridge the tap is a port of, and whether that port is isolated. */
+const port = (n: NicStatus): string => (n.bridge ? `${n.bridge}${n.isolated === true ? ' isolated' : ' NOT-ISOLATED'}` : 'NO');
+
 function table(nics: readonly NicStatus[]): string {
-  const rows = [['INSTANCE', 'TAP', 'IPV4', 'MAC', 'TAP-UP', 'ADDRESSES', 'ROUTE', 'RULES', 'DHCP']];
+  const bridged = nics.some((n) => n.bridge !== undefined);
+  const rows = [['INSTANCE', 'TAP', 'IPV4', 'MAC', 'TAP-UP', ...(bridged ? ['BRIDGE'] : []), 'ADDRESSES', 'ROUTE', 'RULES', 'DHCP']];
   for (const n of nics)
     rows.push([
       n.instance,
@@ -29,6 +36,7 @@ function table(nics: readonly NicStatus[]): string {
       n.ipv4,
       n.mac,
       n.tapExists ? yes(n.tapUp) : 'missing',
+      ...(bridged ? [port(n)] : []),
       yes(n.addresses),
       yes(n.route),
       yes(n.rules),
@@ -54,7 +62,7 @@ async function setState(ctx: Ctx, name: string, tap: string, state: 'up' | 'down
 export const nicCommands: CommandGroup = (program, act) => {
   const nic = program
     .command('nic')
-    .description("the comm network: an instance's tap came up or went down; what the host holds (network.mode routed)")
+    .description("the comm network: an instance's tap came up or went down; what the host holds (network.mode routed or bridged)")
     .addHelpText(
       'after',
       examples('metadctl nic up --instance web1 --tap gnt.com.7', 'metadctl nic down --instance web1 --tap gnt.com.7', 'metadctl nic list'),

@@ -37,15 +37,15 @@ export interface LinuxCommOptions {
   readonly exec?: Exec;
 }
 
-interface IpLink {
+export interface IpLink {
   ifname: string;
   ifindex?: number;
   flags?: string[];
 }
-interface IpAddr extends IpLink {
+export interface IpAddr extends IpLink {
   addr_info?: { family: string; local: string; prefixlen: number; noprefixroute?: boolean }[];
 }
-interface IpRoute {
+export interface IpRoute {
   dst: string;
   dev: string;
   prefsrc?: string;
@@ -54,12 +54,12 @@ interface IpRoute {
 const addrKey = (dev: string, cidr: string): string => `${dev} ${cidr}`;
 
 export class LinuxCommNetwork implements CommNetwork {
-  private readonly exec: Exec;
+  protected readonly exec: Exec;
   /** Taps this process gave addresses to: released when they leave the registry. */
   private readonly configured = new Set<string>();
   private anchorKind: 'dummy' | 'veth' | 'existing' | undefined;
 
-  constructor(private readonly o: LinuxCommOptions) {
+  constructor(protected readonly o: LinuxCommOptions) {
     this.exec = o.exec ?? execFile;
   }
 
@@ -67,11 +67,11 @@ export class LinuxCommNetwork implements CommNetwork {
     return this.anchorKind;
   }
 
-  private ip(args: readonly string[], input?: string): Promise<string> {
+  protected ip(args: readonly string[], input?: string): Promise<string> {
     return mustExec(this.exec, this.o.ipPath, args, input);
   }
 
-  private async json<T>(args: readonly string[]): Promise<T[]> {
+  protected async json<T>(args: readonly string[]): Promise<T[]> {
     const out = await this.ip(['-j', ...args]);
     return out.trim() === '' ? [] : (JSON.parse(out) as T[]);
   }
@@ -99,6 +99,7 @@ export class LinuxCommNetwork implements CommNetwork {
     for (const dev of ends) await this.exec(this.o.ipPath, ['link', 'set', 'dev', dev, 'addrgenmode', 'none']);
     for (const dev of ends.slice().reverse()) await this.ip(['link', 'set', 'dev', dev, 'up']);
     for (const a of anchorAddresses(this.o.settings)) await this.ip(['addr', 'replace', a.cidr, 'dev', a.dev]);
+    await this.dropTable('bridge'); // left by a bridged-mode run (daemon/comm/bridged.ts)
     this.o.log.info({ anchor: name, kind: this.anchorKind }, EV.commAnchorReady);
   }
 
@@ -169,7 +170,7 @@ export class LinuxCommNetwork implements CommNetwork {
   }
 
   /** One `ip -batch` for many changes: 1,000 taps cost one process, not thousands. */
-  private async ipBatch(lines: readonly string[]): Promise<void> {
+  protected async ipBatch(lines: readonly string[]): Promise<void> {
     const r = await this.exec(this.o.ipPath, ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
     if (r.code !== 0) {
       // Lines that failed (a tap removed meanwhile, an address already gone) do not stop the rest;
@@ -209,8 +210,8 @@ export class LinuxCommNetwork implements CommNetwork {
   }
 
   /** Elements of one of our sets as `tap . value` strings (empty when the table is absent). */
-  private async setElements(set: string): Promise<Set<string>> {
-    const r = await this.exec(this.o.nftPath, ['-j', 'list', 'set', 'inet', this.o.settings.table, set]);
+  protected async setElements(set: string, family: 'inet' | 'bridge' = 'inet'): Promise<Set<string>> {
+    const r = await this.exec(this.o.nftPath, ['-j', 'list', 'set', family, this.o.settings.table, set]);
     const out = new Set<string>();
     if (r.code !== 0) return out;
     const doc = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
@@ -223,6 +224,13 @@ export class LinuxCommNetwork implements CommNetwork {
     return out;
   }
 
+  /** Delete our table of this family if it exists (a no-op, and no error, when it does not). */
+  protected async dropTable(family: 'inet' | 'bridge'): Promise<void> {
+    const t = this.o.settings.table;
+    if ((await this.exec(this.o.nftPath, ['list', 'table', family, t])).code === 0)
+      await mustExec(this.exec, this.o.nftPath, ['delete', 'table', family, t]);
+  }
+
   async linkExists(name: string): Promise<boolean> {
     const r = await this.exec(this.o.ipPath, ['link', 'show', 'dev', name]);
     return r.code === 0;
@@ -233,7 +241,7 @@ export class LinuxCommNetwork implements CommNetwork {
   }
 }
 
-function addrCommand(verb: 'replace' | 'del', a: AddressSpec): string {
+export function addrCommand(verb: 'replace' | 'del', a: AddressSpec): string {
   // ip infers the family from the address (batch lines take no -4/-6).
   const v6 = a.cidr.includes(':');
   const flags = verb === 'replace' ? [...(a.noprefixroute ? ['noprefixroute'] : []), ...(v6 ? ['nodad'] : [])] : [];

@@ -43,6 +43,10 @@ export interface NicStatus {
   readonly rules: boolean;
   /** Its MAC -> IPv4 line is in dnsmasq's hosts file (and dnsmasq runs, when managed). */
   readonly dhcp: boolean;
+  /** Bridged mode only: the bridge the tap is a port of ('' when none). */
+  readonly bridge?: string;
+  /** Bridged mode only: the port is isolated and does not flood unknown unicast. */
+  readonly isolated?: boolean;
 }
 
 export interface CommNetwork {

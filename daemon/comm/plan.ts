@@ -30,6 +30,8 @@ export interface CommSettings {
   readonly hopLimit: boolean;
   /** Routes metad adds carry this `proto` number; only those are ever deleted. */
   readonly routeProto: number;
+  /** Bridged mode (daemon/comm/bridge-plan.ts): the comm bridge metad owns, with its fixed MAC. */
+  readonly bridge?: { readonly name: string; readonly mac: string };
 }
 
 export const METADATA_IPV4 = '169.254.169.254';
@@ -145,8 +147,8 @@ export function buildDnsmasqConf(nics: readonly CommNic[], s: CommSettings, host
     'port=0',
     'bind-dynamic',
     'except-interface=lo',
-    `interface=${s.anchor}`,
-    ...[...new Set(nics.map((n) => n.tap))].map((t) => `interface=${t}`),
+    // Bridged: the bridge only (its ports are not IP interfaces); routed: the anchor and the taps.
+    ...(s.bridge ? [s.bridge.name] : [s.anchor, ...new Set(nics.map((n) => n.tap))]).map((i) => `interface=${i}`),
     'no-resolv',
     'no-hosts',
     'leasefile-ro',

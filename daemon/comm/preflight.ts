@@ -3,7 +3,8 @@
  * runs exist and are executable (naming the Debian package), and the process may change the
  * network (root or CAP_NET_ADMIN). Reads the filesystem and /proc only; changes nothing.
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import type { Config } from '../config.js';
 import { packageHint } from './exec.js';
 
@@ -30,9 +31,14 @@ export function effectiveCaps(status?: string): bigint | undefined {
   return m?.[1] === undefined ? undefined : BigInt(`0x${m[1]}`);
 }
 
+/** The kernel's bridge driver is loaded or built in, or can be loaded (a module file exists). */
+function bridgeDriver(): boolean {
+  return existsSync('/sys/module/bridge') || existsSync(`/lib/modules/${release()}/kernel/net/bridge`);
+}
+
 export function networkPreflight(
   cfg: Readonly<Config>,
-  opts: { caps?: bigint | undefined; exists?: (p: string) => boolean } = {},
+  opts: { caps?: bigint | undefined; exists?: (p: string) => boolean; bridgeDriver?: () => boolean } = {},
 ): string[] {
   const n = cfg.network;
   if (n.mode === 'off') return [];
@@ -47,9 +53,11 @@ export function networkPreflight(
     if (!exists(path))
       out.push(`${key}: ${path} is not an executable file: install the Debian package ${packageHint(path)} (or set ${key})`);
   }
+  if (n.mode === 'bridged' && !(opts.bridgeDriver ?? bridgeDriver)())
+    out.push('/network/mode: bridged needs the kernel bridge driver (modprobe bridge), or use routed mode');
   const caps = 'caps' in opts ? opts.caps : effectiveCaps();
   if (caps !== undefined && (caps & (1n << BigInt(CAP_NET_ADMIN))) === 0n) {
-    out.push('/network/mode: routed needs CAP_NET_ADMIN (run as root, or use the systemd unit, which grants it)');
+    out.push(`/network/mode: ${n.mode} needs CAP_NET_ADMIN (run as root, or use the systemd unit, which grants it)`);
   }
   return out;
 }

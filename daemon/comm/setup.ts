@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { ipv4InCidr, parseCidr } from '../net.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { LinuxCommNetwork, type DhcpServer } from './linux.js';
+import { BridgedCommNetwork } from './bridged.js';
 import type { CommNetwork } from './network.js';
 import { buildDhcpHosts, METADATA_IPV4, METADATA_IPV6, ROUTE_PROTO, type CommNic, type CommSettings } from './plan.js';
 import { writeFileDurable } from '../persist.js';
@@ -35,6 +36,7 @@ function commSettings(cfg: Readonly<Config>): CommSettings {
     tcpPorts: [door, ...cfg.network.openTcpPorts],
     hopLimit: cfg.network.hopLimit,
     routeProto: ROUTE_PROTO,
+    ...(cfg.network.mode === 'bridged' ? { bridge: { name: cfg.network.bridge, mac: cfg.network.bridgeMac.toLowerCase() } } : {}),
   };
 }
 
@@ -62,5 +64,6 @@ export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clo
     n.dhcp.mode === 'managed'
       ? new DnsmasqSupervisor({ path: n.dhcp.dnsmasqPath, dir: n.runDir, settings, leaseTimeSec: n.dhcp.leaseTimeSec, log, clock })
       : new ExternalDhcp(n.runDir);
-  return new LinuxCommNetwork({ settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log });
+  const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log };
+  return n.mode === 'bridged' ? new BridgedCommNetwork(opts) : new LinuxCommNetwork(opts);
 }

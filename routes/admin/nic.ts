@@ -12,7 +12,7 @@ import { EV } from '../../daemon/events.js';
 import { readJson } from './body.js';
 
 function commOf(s: Services): CommController {
-  if (!s.comm) throw new DaemonError('Conflict', 'the comm network is off (set network.mode: routed)');
+  if (!s.comm) throw new DaemonError('Conflict', 'the comm network is off (set network.mode: routed or bridged)');
   return s.comm;
 }
 

@@ -15,6 +15,8 @@ export class FakeCommNetwork implements CommNetwork {
   started = false;
   stopped = false;
   failNext: Error | undefined;
+  /** Set: status reports each existing tap as an isolated port of this bridge (bridged mode). */
+  bridge: string | undefined;
 
   start(): Promise<void> {
     this.calls.push('start');
@@ -45,7 +47,8 @@ export class FakeCommNetwork implements CommNetwork {
       nics.map((n) => {
         const exists = this.links.has(n.tap);
         const ok = applied.has(`${n.tap} ${n.ipv4} ${n.mac}`);
-        return { ...n, tapExists: exists, tapUp: exists, addresses: exists && ok, route: exists && ok, rules: ok, dhcp: ok };
+        const port = this.bridge === undefined ? {} : { bridge: exists ? this.bridge : '', isolated: exists };
+        return { ...n, tapExists: exists, tapUp: exists, addresses: exists && ok, route: exists && ok, rules: ok, dhcp: ok, ...port };
       }),
     );
   }

@@ -135,3 +135,20 @@ test('metadctl nic up | down | list drive the admin API; a missing tap is exit 1
     assert.equal(r.code, 2, 'a missing --tap is a usage error');
   });
 });
+
+test('metadctl nic list shows the bridge membership in bridged mode (a BRIDGE column)', async () => {
+  await withAdmin(async (admin, net, socket) => {
+    net.bridge = 'metadbr0';
+    for (const i of [5, 6]) assert.equal((await admin('PUT', `/v1/instances/vm${String(i)}`, sampleInstance(i))).status, 201);
+    net.links.add('gnt.com.5');
+    assert.equal((await ctl(socket, ['nic', 'up', '--instance', 'vm5', '--tap', 'gnt.com.5'])).code, 0);
+    net.links.add('gnt.com.6');
+    assert.equal((await ctl(socket, ['nic', 'up', '--instance', 'vm6', '--tap', 'gnt.com.6'])).code, 0);
+    net.links.delete('gnt.com.6');
+    const r = await ctl(socket, ['nic', 'list']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^INSTANCE\s+TAP\s+IPV4\s+MAC\s+TAP-UP\s+BRIDGE\s+ADDRESSES\s+ROUTE\s+RULES\s+DHCP\n/);
+    assert.match(r.out, /vm5\s+gnt\.com\.5\s+\S+\s+\S+\s+yes\s+metadbr0 isolated\s+yes/);
+    assert.match(r.out, /vm6\s+gnt\.com\.6\s+\S+\s+\S+\s+missing\s+NO\s+NO/);
+  });
+});

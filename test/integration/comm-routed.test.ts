@@ -4,159 +4,39 @@
  * taps (veth ends), routes, nftables table and dnsmasq; three guest namespaces get their IPv4
  * from metad's dnsmasq with busybox udhcpc and read their metadata at 169.254.169.254 with curl.
  * Proves: each guest sees only its own instance-id; a guest that takes another's IPv4, MAC, both,
- * or announces them by gratuitous ARP (victim up and victim down) gets no handshake and no data;
+ * or announces them by gratuitous ARP (arping -U, -A, a raw frame; victim up and victim down) gets
+ * no handshake and no data (the matrix is shared with comm-bridged.test.ts: test/support/comm-harness.ts);
  * removing an instance removes its route, set elements and DHCP host; a restart leaves exactly
  * one table and one copy of each route/address; a killed dnsmasq comes back.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { canUseNetns } from '../support/netns.js';
-import { hasCommand, skipOrFail } from '../support/env.js';
-import { request, type Reply } from '../support/daemon.js';
-import { CRAWL_PY, cleanEnv, cloudInitMissing } from '../conformance/harness.js';
+import { skipOrFail } from '../support/env.js';
+import { CRAWL_PY, cloudInitMissing } from '../conformance/harness.js';
 import { childPids, createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
+import {
+  GUESTS,
+  PY,
+  commMissing,
+  counter,
+  curl,
+  dhcp,
+  handshake,
+  registerGuests,
+  spoofMatrix,
+  startMetad as startIn,
+  until,
+  writeDhcpScript,
+  type Metad,
+} from '../support/comm-harness.js';
 
-const MD = '169.254.169.254';
-const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
-const PY = '/usr/bin/python3';
-const GUESTS = [
-  { name: 'alpha', tap: 'mtap1', mac: '02:00:00:00:01:0a', ipv4: '169.254.1.10', id: 'i-alpha' },
-  { name: 'bravo', tap: 'mtap2', mac: '02:00:00:00:01:0b', ipv4: '169.254.1.11', id: 'i-bravo' },
-  { name: 'carol', tap: 'mtap3', mac: '02:00:00:00:01:0c', ipv4: '169.254.1.12', id: 'i-carol' },
-] as const;
-
-const CONNECT_PY = `
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], 80), timeout=float(sys.argv[2])).close()
-    print("connected")
-except OSError as e:
-    print("refused", type(e).__name__)
-`;
-
-const DHCP_SCRIPT = `#!/bin/sh
-[ "$1" = bound ] || [ "$1" = renew ] || exit 0
-/usr/sbin/ip -4 addr flush dev "$interface"
-/usr/sbin/ip addr add "$ip/\${mask:-16}" dev "$interface"
-`;
-
-function missing(): string | undefined {
-  const can = canUseNetns();
-  if (!can.ok) return can.why;
-  for (const [cmd, pkg] of [
-    ['dnsmasq', 'dnsmasq-base'],
-    ['busybox', 'busybox'],
-    ['curl', 'curl'],
-  ] as const) {
-    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
-  }
-  return undefined;
-}
-
-interface Metad {
-  child: ChildProcess;
-  out(): string;
-  admin(method: string, path: string, body?: unknown): Promise<Reply>;
-  stop(): Promise<void>;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function startMetad(hv: Ns, dir: string): Promise<Metad> {
-  const socket = join(dir, 'admin.sock');
-  const config = join(dir, 'config.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      admin: { socket },
-      log: { level: 'info' },
-      network: { mode: 'routed', runDir: join(dir, 'run') },
-    }),
-  );
-  const child = hv.spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const m: Metad = {
-    child,
-    out: () => out,
-    admin(method, path, body) {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      return request(
-        { socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
-        payload,
-      );
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(t);
-      }
-    },
-  };
-  return until('metad started', () => {
-    if (child.exitCode !== null) throw new Error(`metad exited: ${out}`);
-    return out.includes('"metad started"') ? m : undefined;
-  });
-}
-
-async function dhcp(g: Ns, script: string): Promise<string | undefined> {
-  const r = await g.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1', '-s', script], {
-    timeoutMs: 20_000,
-  });
-  return r.code === 0 ? /lease of (\S+) obtained/.exec(r.stdout + r.stderr)?.[1] : undefined;
-}
-
-async function curl(g: Ns, path = '/latest/meta-data/instance-id'): Promise<{ code: number | null; body: string }> {
-  const r = await g.run('curl', ['-s', '--noproxy', '*', '--connect-timeout', '1', '--max-time', '3', `http://${MD}${path}`], {
-    timeoutMs: 10_000,
-  });
-  return { code: r.code, body: r.stdout };
-}
-
-async function handshake(g: Ns): Promise<boolean> {
-  const r = await g.run(PY, ['-c', CONNECT_PY, MD, '1'], { timeoutMs: 10_000 });
-  return r.stdout.startsWith('connected');
-}
-
-async function counter(n: Ns, table: string, name: string): Promise<number> {
-  const r = await n.run('nft', ['list', 'counter', 'inet', table, name]);
-  const m = /packets (\d+)/.exec(r.stdout);
-  if (!m) throw new Error(`no counter ${table}/${name}: ${r.stderr}`);
-  return Number(m[1]);
-}
-
-async function setIdentity(g: Guest, mac: string, ipv4: string): Promise<void> {
-  await g.ip('link', 'set', 'eth0', 'down');
-  await g.ip('link', 'set', 'eth0', 'address', mac);
-  await g.ip('-4', 'addr', 'flush', 'dev', 'eth0');
-  await g.ip('addr', 'add', `${ipv4}/16`, 'dev', 'eth0');
-  await g.ip('link', 'set', 'eth0', 'up');
-}
-
-async function garp(g: Ns, ipv4: string): Promise<void> {
-  await g.run('busybox', ['arping', '-U', '-c', '3', '-w', '3', '-I', 'eth0', '-s', ipv4, ipv4], { timeoutMs: 10_000 });
-}
+const startMetad = (hv: Ns, dir: string): Promise<Metad> => startIn(hv, dir, { mode: 'routed' });
 
 test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, reconcile, restart, dnsmasq supervision', async (t) => {
-  if (skipOrFail(t, missing())) return;
+  if (skipOrFail(t, commMissing())) return;
   const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
   const dir = mkdtempSync(join(tmpdir(), 'metad-comm-'));
   let metad: Metad | undefined;
@@ -166,8 +46,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     rmSync(dir, { recursive: true, force: true });
   });
   chmodSync(dir, 0o755);
-  const script = join(dir, 'udhcpc.sh');
-  writeFileSync(script, DHCP_SCRIPT, { mode: 0o755 });
+  const script = writeDhcpScript(dir);
   const { hv } = topo;
   const [ga, gb, gc] = topo.guests as [Guest, Guest, Guest];
   metad = await startMetad(hv, dir);
@@ -178,15 +57,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.deepEqual(tables.trim().split('\n'), ['table inet metad']);
   });
 
-  for (const g of GUESTS) {
-    const r = await metad.admin('PUT', `/v1/instances/${g.name}`, {
-      name: g.name,
-      uuid: `00000000-0000-4000-8000-00000000000${GUESTS.indexOf(g) + 1}`,
-      comm: { mac: g.mac, ipv4: g.ipv4, tap: g.tap },
-      ec2: { instanceId: g.id },
-    });
-    assert.equal(r.status, 201, r.text);
-  }
+  await registerGuests(metad);
   await until('routes for all three guests', async () => {
     const routes = await hv.ip('-4', 'route', 'show', 'proto', '171');
     return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`)) ? true : undefined;
@@ -270,42 +141,11 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       ].join('\n'),
     });
     assert.equal((await curl(ga)).body, 'i-alpha');
-    assert.ok((await counter(ga, 'probe', 'ttl1')) > 0, 'no reply arrived with TTL 1');
-    assert.equal(await counter(ga, 'probe', 'other'), 0, 'a reply arrived with TTL > 1');
+    assert.ok((await counter(ga, 'inet', 'probe', 'ttl1')) > 0, 'no reply arrived with TTL 1');
+    assert.equal(await counter(ga, 'inet', 'probe', 'other'), 0, 'a reply arrived with TTL > 1');
   });
 
-  const attacks: { what: string; mac: string; ipv4: string; garp: boolean }[] = [
-    { what: "bravo's IPv4", mac: GUESTS[2].mac, ipv4: GUESTS[1].ipv4, garp: false },
-    { what: "bravo's MAC", mac: GUESTS[1].mac, ipv4: GUESTS[2].ipv4, garp: false },
-    { what: "bravo's IPv4 and MAC", mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, garp: false },
-    { what: "bravo's IPv4 announced by gratuitous ARP", mac: GUESTS[2].mac, ipv4: GUESTS[1].ipv4, garp: true },
-    { what: "bravo's IPv4 and MAC announced by gratuitous ARP", mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, garp: true },
-  ];
-  for (const victimDown of [false, true]) {
-    for (const a of attacks) {
-      await t.test(`carol takes ${a.what}, victim ${victimDown ? 'down' : 'up'}: no handshake, no data`, async () => {
-        if (victimDown) await gb.ip('link', 'set', 'eth0', 'down');
-        try {
-          await setIdentity(gc, a.mac, a.ipv4);
-          if (a.garp) await garp(gc, a.ipv4);
-          const before = await counter(hv, 'metad', 'spoofed');
-          assert.equal(await handshake(gc), false, 'the spoofer completed a TCP handshake');
-          const r = await curl(gc);
-          assert.notEqual(r.code, 0);
-          assert.equal(r.body, '');
-          // Dropped by metad's rules on the way in (not merely unanswered).
-          assert.ok((await counter(hv, 'metad', 'spoofed')) > before, 'the spoofed packets were not counted as dropped');
-        } finally {
-          await setIdentity(gc, GUESTS[2].mac, GUESTS[2].ipv4);
-          await garp(gc, GUESTS[2].ipv4);
-          if (victimDown) await gb.ip('link', 'set', 'eth0', 'up');
-        }
-        // Controls: the attacker's own identity still works, and so does the victim.
-        assert.equal((await curl(gc)).body, 'i-carol');
-        assert.equal(await until('bravo back', async () => ((await curl(gb)).body === 'i-bravo' ? true : undefined)), true);
-      });
-    }
-  }
+  await spoofMatrix(t, { hv, attacker: gc, attackerSpec: GUESTS[2], victim: gb, victimSpec: GUESTS[1], family: 'inet' });
 
   await t.test('nic up on a new tap: DHCP and a first read work at once (time reported, not asserted)', async (st) => {
     const delta = await topo.addGuest('mtap4', '02:00:00:00:01:0d');
