@@ -212,7 +212,7 @@ export const configSchema = {
         },
         bridgeMac: {
           type: 'string',
-          pattern: '^[0-9A-Fa-f][02468aceACE](:[0-9A-Fa-f]{2}){5}$',
+          pattern: '^[0-9A-Fa-f][02468aceACE]:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}$',
           default: '02:00:a9:fe:a9:fe',
           description:
             "bridged mode: the bridge's fixed unicast MAC (without one a bridge takes a port's MAC and changes it as taps come and go).",

@@ -6,7 +6,7 @@
  * metadata at 169.254.169.254 with curl and cloud-init's EC2 datasource.
  * Proves: the bridge has its fixed MAC and no IPv6; every tap is an isolated, non-flooding port
  * and `nic list` shows it; each guest sees only its own data and cannot reach another guest; the
- * spoof matrix shared with comm-routed.test.ts (IPv4, MAC, both, arping -U/-A, a raw ARP frame;
+ * replies carry TTL 1; the spoof matrix shared with comm-routed.test.ts (IPv4, MAC, both, arping -U/-A, a raw ARP frame;
  * victim up and down) yields no handshake and no data; IPv6 gets no answer; nic down releases
  * the port; removing an instance removes its port, route, set elements and DHCP host; a restart
  * leaves exactly one set of tables, routes and addresses and touches no other bridge.
@@ -22,6 +22,7 @@ import { createTopology, type Guest, type Ns, type Topology } from '../support/c
 import {
   GUESTS,
   PY,
+  assertRepliesTtl1,
   commMissing,
   counter,
   curl,
@@ -142,6 +143,10 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     assert.equal(out.instance_id, 'i-bravo');
     assert.equal(out.metadata['local-ipv4'], GUESTS[1].ipv4);
     assert.equal(out.metadata['mac'], GUESTS[1].mac);
+  });
+
+  await t.test('replies leave the bridge with TTL 1 (hop limit on by default)', async () => {
+    await assertRepliesTtl1(gb, 'i-bravo');
   });
 
   await spoofMatrix(t, { hv, attacker: gc, attackerSpec: GUESTS[2], victim: gb, victimSpec: GUESTS[1], family: 'bridge' });

@@ -177,6 +177,27 @@ export async function counter(n: Ns, family: 'inet' | 'bridge', table: string, n
   return Number(m[1]);
 }
 
+/** The guest reads its instance-id; every reply packet from the metadata port arrived with TTL 1. */
+export async function assertRepliesTtl1(g: Ns, id: string): Promise<void> {
+  await g.run('nft', ['-f', '-'], {
+    input: [
+      'table inet probe {',
+      '  counter ttl1 { }',
+      '  counter other { }',
+      '  chain c {',
+      '    type filter hook input priority 0; policy accept;',
+      `    ip saddr ${MD} tcp sport 80 ip ttl 1 counter name ttl1`,
+      `    ip saddr ${MD} tcp sport 80 ip ttl != 1 counter name other`,
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  });
+  assert.equal((await curl(g)).body, id);
+  assert.ok((await counter(g, 'inet', 'probe', 'ttl1')) > 0, 'no reply arrived with TTL 1');
+  assert.equal(await counter(g, 'inet', 'probe', 'other'), 0, 'a reply arrived with TTL > 1');
+}
+
 async function setIdentity(g: Guest, mac: string, ipv4: string): Promise<void> {
   await g.ip('link', 'set', 'eth0', 'down');
   await g.ip('link', 'set', 'eth0', 'address', mac);
