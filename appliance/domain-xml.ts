@@ -34,7 +34,8 @@ export interface DomainSpec {
   disks: readonly DomainDisk[];
   /** A disk-based appliance's per-run qcow2 overlay (attached after the instance's disks). */
   overlay?: string;
-  nic: { tap: string; mac: string };
+  /** The comm NIC on its tap; omitted only for the KVM trial boot (daemon/jobs/virt-type.ts). */
+  nic?: { tap: string; mac: string };
   /** File that receives the serial console. */
   consoleLog: string;
   emulator: string;
@@ -59,8 +60,8 @@ function check(spec: DomainSpec): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(spec.name)) throw new Error('domain name must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) throw new Error('memoryMiB must be an integer >= 64');
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64) throw new Error('vcpus must be an integer in 1..64');
-  if (!/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(spec.nic.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
-  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(spec.nic.mac)) throw new Error('bad MAC address');
+  if (spec.nic && !/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(spec.nic.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
+  if (spec.nic && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(spec.nic.mac)) throw new Error('bad MAC address');
   if (spec.disks.length + (spec.overlay ? 1 : 0) > MAX_DISKS) throw new Error(`at most ${MAX_DISKS} disks`);
   for (const p of [
     spec.kernel,
@@ -116,11 +117,15 @@ export function domainXml(spec: DomainSpec): string {
     `  <devices>`,
     `    <emulator>${e(spec.emulator)}</emulator>`,
     ...disks,
-    `    <interface type='ethernet'>`,
-    `      <mac address='${spec.nic.mac.toLowerCase()}'/>`,
-    `      <target dev='${e(spec.nic.tap)}' managed='no'/>`,
-    `      <model type='virtio'/>`,
-    `    </interface>`,
+    ...(spec.nic
+      ? [
+          `    <interface type='ethernet'>`,
+          `      <mac address='${spec.nic.mac.toLowerCase()}'/>`,
+          `      <target dev='${e(spec.nic.tap)}' managed='no'/>`,
+          `      <model type='virtio'/>`,
+          `    </interface>`,
+        ]
+      : []),
     `    <serial type='file'>`,
     `      <source path='${e(spec.consoleLog)}'/>`,
     `      <target port='0'/>`,

@@ -26,6 +26,8 @@ import { instanceSchema } from './model.js';
 import { EV, loggingDoc } from './events.js';
 import { configReference } from './config-doc.js';
 import { networkPreflight } from './comm/preflight.js';
+import { appliancePreflight } from './jobs/preflight.js';
+import { buildCurrentAppliance } from './jobs/image-cache.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
@@ -56,11 +58,36 @@ export async function main(argv: string[]): Promise<number> {
         const cfg = loadConfig({ file }, process.env);
         const network = networkPreflight(cfg); // tools and CAP_NET_ADMIN when network.mode is on
         if (network.length > 0) throw new ConfigError(network);
+        // Install appliances: warnings (metadata still works without them; installs would fail).
+        for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         process.stderr.write(`metad: ${err.message}\n`);
         code = 2;
+      }
+    });
+  program
+    .command('appliance')
+    .description('install appliances')
+    .command('build')
+    .description('build the install appliance into /appliance/cacheDir and make it the current one (appliance/build.sh)')
+    .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
+    .action(async (opts: { config?: string }) => {
+      let cfg;
+      try {
+        cfg = loadConfig({ file: opts.config ?? (process.env.METAD_CONFIG || undefined) }, process.env);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`metad: ${err.message}\n`);
+        code = 2;
+        return;
+      }
+      try {
+        process.stdout.write(`${await buildCurrentAppliance(cfg.appliance.cacheDir)}\n`);
+      } catch (err) {
+        process.stderr.write(`metad: ${(err as Error).message}\n`);
+        code = 1;
       }
     });
   program

@@ -324,6 +324,76 @@ export const configSchema = {
           default: 'qemu:///system',
           description: 'libvirt connection URI of the install appliances.',
         },
+        cacheDir: {
+          type: 'string',
+          default: '/var/cache/metad/appliance',
+          description:
+            '`metad appliance build` builds the appliance here (appliance/build.sh: one read-only `<stamp>/` per kernel, busybox and agent) and points `current` at the newest build.',
+        },
+        imageDir: {
+          type: 'string',
+          description:
+            'A finished appliance build (`vmlinux`, `initrd.cpio`, `manifest.json`). Unset: `<cacheDir>/current`. Read at each job start, so a new build takes effect for the next job.',
+        },
+        virtType: {
+          type: 'string',
+          enum: ['auto', 'kvm', 'qemu'],
+          default: 'auto',
+          description:
+            'kvm: hardware acceleration; qemu: TCG emulation (works anywhere, slower); auto: a trial boot of KVM once per daemon life, TCG when it fails (a `/dev/kvm` that exists need not work).',
+        },
+        memoryMiB: {
+          type: 'integer',
+          minimum: 128,
+          maximum: 1048576,
+          default: 256,
+          description: "The appliance's memory when the instance has no `hardware.memoryMiB`, and the least it gets (it boots from RAM).",
+        },
+        vcpus: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 64,
+          default: 1,
+          description: "The appliance's vCPUs when the instance has no `hardware.vcpus` (at most 64).",
+        },
+        runDir: {
+          type: 'string',
+          default: '/run/metad/jobs',
+          description:
+            "Runtime dir (keep it on a tmpfs) of the appliances' serial console logs: the create script's output may print parameter values. A log is deleted when its job ends.",
+        },
+        baseDisk: {
+          type: 'string',
+          description:
+            "A disk-based appliance: a read-only qcow2 base image; each run gets a fresh qcow2 overlay over it in overlayDir (deleted afterwards), attached after the instance's disks. Unset (the busybox appliance): no appliance disk.",
+        },
+        overlayDir: {
+          type: 'string',
+          default: '/var/lib/metad/overlays',
+          description: 'Where the per-run overlays of baseDisk live while their job runs.',
+        },
+        qemuImgPath: {
+          type: 'string',
+          default: '/usr/bin/qemu-img',
+          description: '`qemu-img` (Debian package qemu-utils), for the overlays.',
+        },
+        emulator: {
+          type: 'string',
+          default: '/usr/bin/qemu-system-x86_64',
+          description: 'QEMU binary of the appliance domains (Debian package qemu-system-x86).',
+        },
+        firmware: {
+          type: 'string',
+          default: '/usr/share/qemu/qboot.rom',
+          description: 'Firmware ROM (qboot boots the PVH kernel directly; Debian package qemu-system-data).',
+        },
+        agentTimeoutSec: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 600,
+          default: 10,
+          description: "Timeout of each of the appliance agent's network calls (kernel command line `metad.timeout`).",
+        },
         shutdownGraceMs: {
           type: 'integer',
           minimum: 0,

@@ -26,7 +26,7 @@ import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
-import { defaultHypervisor, unpreparedAppliance } from './jobs/wiring.js';
+import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -72,6 +72,9 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const commNet = deps.commNetwork ?? (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock));
   const comm = commNet ? new CommController(store, commNet, log) : undefined;
   const a = config.appliance;
+  const hypervisor = deps.hypervisor ?? defaultHypervisor(a.libvirtUri);
+  // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
+  const appliance = deps.prepare ? { prepare: deps.prepare } : productionAppliance({ config, store, comm, hypervisor, clock, log });
   const jobs = new JobManager({
     clock,
     log,
@@ -85,8 +88,8 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       claimDeadlineMs: a.claimDeadlineMs,
       pollMs: a.pollMs,
     },
-    hypervisor: deps.hypervisor ?? defaultHypervisor(a.libvirtUri),
-    prepare: deps.prepare ?? unpreparedAppliance,
+    hypervisor,
+    ...appliance,
   });
   await jobs.init();
   // Jobs of an earlier process (kill -9, crash): adopted or ended. Not awaited: a slow libvirt

@@ -92,6 +92,11 @@ export const EVENTS = {
   dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },
   jobRequested: { msg: 'install job requested', level: 'info', fields: 'instance, domain, timeoutSec' },
+  jobVirtType: {
+    msg: 'install appliance virtualization chosen',
+    level: 'info',
+    fields: 'virtType (kvm or qemu: appliance.virtType auto, decided by a KVM trial boot once per daemon life)',
+  },
   jobEnded: { msg: 'install job ended', level: 'info', fields: 'instance, domain, outcome, reason' },
   jobsRecovered: {
     msg: 'install jobs recovered after a restart',

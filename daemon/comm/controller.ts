@@ -10,7 +10,7 @@ import type { InstanceStore } from '../store.js';
 import type { InstanceInput, StoredInstance } from '../model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
-import { commNics, tapNameProblem } from './plan.js';
+import { commNics, tapNameProblem, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */
@@ -25,6 +25,8 @@ function inputOf(i: StoredInstance): InstanceInput {
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
   liveTaps: readonly LiveTap[] = [];
+  /** Install appliances' comm NICs by instance: each stands in for its instance's registered NIC. */
+  private readonly jobNics = new Map<string, CommNic>();
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
   private readonly onChange = (): void => {
@@ -51,7 +53,7 @@ export class CommController extends EventEmitter {
   reconcile(): Promise<ReconcileReport> {
     if (!this.running) {
       this.running = this.net
-        .reconcile(commNics(this.store.list()))
+        .reconcile(this.nics())
         .then((r) => {
           this.liveTaps = r.liveTaps;
           this.emit('reconciled', r.liveTaps);
@@ -69,6 +71,33 @@ export class CommController extends EventEmitter {
         return this.reconcile();
       });
     return this.again;
+  }
+
+  /**
+   * What the host should hold: the registry's NICs, except that an instance with an install
+   * appliance running has the appliance's NIC (its tap, the instance's IPv4 and MAC) instead of
+   * its registered one. The registered tap stays in the document untouched.
+   */
+  private nics(): CommNic[] {
+    const out = commNics(this.store.list()).filter((n) => !this.jobNics.has(n.instance));
+    for (const n of this.jobNics.values()) if (this.store.get(n.instance)) out.push(n);
+    return out.sort((a, b) => (a.tap < b.tap ? -1 : a.tap > b.tap ? 1 : 0));
+  }
+
+  /**
+   * An install appliance's tap (created by `createTap`) carries the instance's comm identity
+   * until `releaseJobTap`: addresses, /32 route, rules and DHCP come from the same reconcile.
+   */
+  async useJobTap(instance: string, tap: string): Promise<ReconcileReport> {
+    const doc = this.store.mustGet(instance).doc;
+    this.jobNics.set(instance, { instance, tap, ipv4: doc.comm.ipv4, mac: doc.comm.mac.toLowerCase() });
+    return this.reconcile();
+  }
+
+  /** The appliance's NIC is forgotten (if it is still this tap) and its rules dropped. */
+  async releaseJobTap(instance: string, tap: string): Promise<ReconcileReport> {
+    if (this.jobNics.get(instance)?.tap === tap) this.jobNics.delete(instance);
+    return this.reconcile();
   }
 
   /** `nic up`: the tap must exist; record it on the instance, then reconcile. Idempotent. */
@@ -112,7 +141,7 @@ export class CommController extends EventEmitter {
   }
 
   list(): Promise<NicStatus[]> {
-    return this.net.status(commNics(this.store.list()));
+    return this.net.status(this.nics());
   }
 
   private async statusOf(instance: string): Promise<NicStatus> {

@@ -236,6 +236,18 @@ export class LinuxCommNetwork implements CommNetwork {
     return r.code === 0;
   }
 
+  async createTap(name: string): Promise<void> {
+    // No IPv6 link-local address of its own until reconcile gives it metad's: nothing to announce.
+    await this.ip(['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+    await this.exec(this.o.ipPath, ['link', 'set', 'dev', name, 'addrgenmode', 'none']);
+  }
+
+  async deleteTap(name: string): Promise<void> {
+    if (!(await this.linkExists(name))) return;
+    const r = await this.exec(this.o.ipPath, ['link', 'del', 'dev', name]);
+    if (r.code !== 0 && (await this.linkExists(name))) throw new CommError('ip link del failed for an appliance tap');
+  }
+
   async stop(): Promise<void> {
     await this.o.dhcp?.stop();
   }

@@ -57,6 +57,10 @@ export interface CommNetwork {
   status(nics: readonly CommNic[]): Promise<NicStatus[]>;
   /** Does this network device exist on the host (a tap named in `nic up`)? */
   linkExists(name: string): Promise<boolean>;
+  /** Create a tap (an install appliance's comm NIC); reconcile then gives it addresses, route, rules. */
+  createTap(name: string): Promise<void>;
+  /** Delete a tap metad created (no error when it is already gone). */
+  deleteTap(name: string): Promise<void>;
   /** Stop the DHCP child. Rules, routes and addresses stay: guests keep working across a restart. */
   stop(): Promise<void>;
 }

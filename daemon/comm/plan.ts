@@ -110,6 +110,13 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string 
     `    iifname @taps counter name refused drop`,
     `    oifname @taps counter name refused drop`,
     `  }`,
+    // A guest whose tap (and /32 route) went while a connection was open: the door's FIN
+    // retransmits would follow the default route off the host. Metadata traffic stays on taps.
+    // Before anything else in the output path (raw is -300: conntrack and other tables come later).
+    `  chain door_out {`,
+    `    type filter hook output priority raw - 10; policy accept;`,
+    `    meta nfproto ipv4 ip saddr ${m4} oifname != { "lo", ${JSON.stringify(s.anchor)} } oifname != @taps counter name refused drop`,
+    `  }`,
   ];
   if (s.hopLimit) {
     lines.push(

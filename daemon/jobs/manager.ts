@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
-import { MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
 import type { Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
@@ -19,7 +19,8 @@ import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../vault.js';
 import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.js';
 
-const DOMAIN_PREFIX = 'metad-install-';
+/** Every appliance domain's name starts with this (restart recovery lists by it). */
+export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
 
 export interface JobSettings {
@@ -50,6 +51,10 @@ export interface JobDeps {
   prepare: (instance: string, domain: string) => Promise<Prepared>;
   /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
   release?: (instance: string, domain: string) => Promise<void>;
+  /** At the request: rejects (a DaemonError) when `instance` cannot be installed now. */
+  admit?: (instance: string) => Promise<void>;
+  /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
+  adopt?: (instance: string, domain: string) => Promise<Prepared>;
 }
 
 interface Live {
@@ -127,6 +132,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
     }
     if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
     await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
+    await this.d.admit?.(instance); // no comm network, no image, the instance's VM runs: refuse now
     if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
     const now = this.d.clock.now();
     const rec: JobRecord = {
@@ -214,10 +220,12 @@ export class JobManager extends EventEmitter implements SecretsGate {
     const before = t.adopt ? j.rec.lines : [];
     const secrets = (): string[] => Object.values(this.d.vault.liveValues(instance, false));
     let final: RunRecord | undefined;
+    let destroyedAt: number | undefined;
     try {
       const hv = await this.d.hypervisor();
+      const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
       const prepared: Prepared = t.adopt
-        ? { xml: '', cleanup: () => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve() }
+        ? ((await this.d.adopt?.(instance, j.rec.domain).catch(() => undefined)) ?? { xml: '', cleanup: release })
         : await this.d.prepare(instance, j.rec.domain);
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -234,9 +242,12 @@ export class JobManager extends EventEmitter implements SecretsGate {
           },
           claimed: () => j.claimed,
           onChange: (r) => {
-            this.update(j, withRun(j.rec, keep(r), secrets()));
+            // The outcome is recorded by finish(), once the domain is destroyed and the cleanup
+            // (secrets, tap, overlay) done: whoever sees an outcome sees nothing left behind.
+            if (!isTerminal(r.state)) this.update(j, withRun(j.rec, keep(r), secrets()));
           },
           cleanup: async () => {
+            destroyedAt = clock.now(); // the runner cleans up once the domain is gone
             this.d.vault.wipe(instance); // secrets live only as long as the job
             await prepared.cleanup();
           },
@@ -250,6 +261,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
+    if (destroyedAt !== undefined) rec = { ...rec, destroyedAt: new Date(destroyedAt).toISOString() };
     this.finish(j, rec);
   }
 

@@ -34,6 +34,8 @@ export interface JobRecord {
   firstReportAt?: string;
   claimedAt?: string;
   endedAt?: string;
+  /** When the domain was gone (destroyed, or found powered off) and the cleanup began. */
+  destroyedAt?: string;
   /** The last progress lines (at most MAX_LINES of the runner). */
   lines: string[];
   /** Something may be left behind (destroy or cleanup failed). */

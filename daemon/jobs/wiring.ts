@@ -1,11 +1,27 @@
 /**
  * The production edges of the install jobs: the libvirt hypervisor (loaded lazily; without the
- * binding an install request fails with the Debian packages named) and the per-run preparation.
+ * binding an install request fails with the Debian packages named) and the per-run preparation:
+ * the appliance image from config, KVM or TCG, the appliance's own comm tap (created here and
+ * given the instance's comm identity by the comm network's reconcile), the instance's disks,
+ * the optional overlay, the domain XML. Everything a run creates is named after its domain
+ * (daemon/jobs/prepare.ts), so `release` finds it again after a restart.
  */
+import { execFile } from 'node:child_process';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { domainXml } from '../../appliance/domain-xml.js';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
+import { readAppliance, type ApplianceImage } from '../../appliance/image.js';
 import { LibvirtHypervisor, loadBinding } from '../../appliance/libvirt.js';
+import type { Clock } from '../clock.js';
+import type { CommController } from '../comm/controller.js';
+import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
-import type { Prepared } from './manager.js';
+import type { InstanceStore } from '../store.js';
+import type { JobDeps, Prepared } from './manager.js';
+import { imageDirOf, metadataUrl, runNames, runSpec } from './prepare.js';
+import { kvmWorks, virtTypeChooser } from './virt-type.js';
 
 /** One connection for the daemon's life, opened on first use. */
 export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
@@ -17,16 +33,134 @@ export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
   };
 }
 
-/**
- * The daemon does not yet assemble a run (appliance image from config, the instance's comm tap
- * from the comm network, disks, domain XML): a run fails here, before anything is created, and
- * the job ends `failed` with this reason. Tests and the boot test inject their own `prepare`.
- */
-export function unpreparedAppliance(): Promise<Prepared> {
-  return Promise.reject(
-    new DaemonError(
-      'Unavailable',
-      'this daemon cannot assemble install appliances yet (appliance image and comm tap wiring are not built)',
-    ),
+export interface WiringDeps {
+  config: Readonly<Config>;
+  store: InstanceStore;
+  /** The comm network (undefined when network.mode is off: then no install can run). */
+  comm: CommController | undefined;
+  hypervisor: () => Promise<Hypervisor>;
+  clock: Clock;
+  log: Logger;
+  /** Makes a qcow2 overlay over `base` at `path` (default: qemu-img). */
+  makeOverlay?: (base: string, path: string) => Promise<void>;
+}
+
+const run = promisify(execFile);
+
+function unavailable(message: string): DaemonError {
+  return new DaemonError('Unavailable', message);
+}
+
+/** The production `admit`, `prepare`, `release` and `adopt` of the job manager. */
+export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> {
+  const a = d.config.appliance;
+  const makeOverlay =
+    d.makeOverlay ??
+    (async (base: string, path: string): Promise<void> => {
+      await run(a.qemuImgPath, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', path]);
+    });
+
+  const comm = (): CommController => {
+    if (d.config.network.mode !== 'routed' || !d.comm) {
+      throw unavailable('install appliances need the comm network: set /network/mode to routed');
+    }
+    return d.comm;
+  };
+
+  const image = async (): Promise<ApplianceImage> => {
+    try {
+      return await readAppliance(imageDirOf(a));
+    } catch {
+      throw unavailable('no appliance image at /appliance/imageDir (default <cacheDir>/current): run `metad appliance build`');
+    }
+  };
+
+  const runDir = async (): Promise<string> => {
+    await mkdir(a.runDir, { recursive: true, mode: 0o700 });
+    return a.runDir;
+  };
+
+  const virtType = virtTypeChooser(
+    a.virtType,
+    async () =>
+      kvmWorks({
+        hv: await d.hypervisor(),
+        clock: d.clock,
+        image: await image(),
+        runDir: await runDir(),
+        firmware: a.firmware,
+        emulator: a.emulator,
+      }),
+    d.log,
   );
+
+  /** Can `instance` be installed now? Checked at the request (409/503) and again when it leaves the queue. */
+  const admit = async (instance: string): Promise<void> => {
+    const c = comm();
+    const doc = d.store.mustGet(instance).doc;
+    if (doc.comm.tap !== undefined && (await c.net.linkExists(doc.comm.tap))) {
+      throw new DaemonError('Conflict', "the instance's own comm tap exists (its VM runs): stop the VM before installing onto its disks", [
+        { path: '/comm/tap', message: 'the tap exists' },
+      ]);
+    }
+    // Files only, and only "does not exist": libvirt's QEMU opens the disks, not this process
+    // (which may not see /dev under the unit's PrivateDevices, nor have the files' rights).
+    for (const [i, disk] of (doc.hardware?.disks ?? []).entries()) {
+      if (disk.path.startsWith('/dev/')) continue;
+      const gone = await stat(disk.path).then(
+        () => false,
+        (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT',
+      );
+      if (gone) {
+        throw new DaemonError('Conflict', 'an instance disk does not exist', [
+          { path: `/hardware/disks/${String(i)}/path`, message: 'no such file' },
+        ]);
+      }
+    }
+    await image();
+  };
+
+  const release = async (instance: string, domain: string): Promise<void> => {
+    const names = runNames(domain, a);
+    const problems: string[] = [];
+    if (d.comm) {
+      await d.comm.releaseJobTap(instance, names.tap).catch(() => problems.push('reconcile'));
+      await d.comm.net.deleteTap(names.tap).catch(() => problems.push('tap'));
+    }
+    await rm(names.consoleLog, { force: true }).catch(() => problems.push('console log'));
+    await rm(names.overlay, { force: true }).catch(() => problems.push('overlay'));
+    if (problems.length > 0) throw new Error(`cleanup left: ${problems.join(', ')}`);
+  };
+
+  const prepare = async (instance: string, domain: string): Promise<Prepared> => {
+    await admit(instance);
+    const c = comm();
+    const img = await image();
+    const type = await virtType();
+    const names = runNames(domain, a);
+    const doc = d.store.mustGet(instance).doc;
+    const xml = domainXml(runSpec({ domain, doc, image: img, type, names, appliance: a, url: metadataUrl(d.config.guest.listen) }));
+    try {
+      await runDir();
+      if (a.baseDisk !== undefined) {
+        await mkdir(a.overlayDir, { recursive: true, mode: 0o700 });
+        await makeOverlay(a.baseDisk, names.overlay);
+      }
+      await c.net.createTap(names.tap);
+      await c.useJobTap(instance, names.tap);
+    } catch (e) {
+      await release(instance, domain).catch(() => undefined);
+      throw e;
+    }
+    return { xml, cleanup: () => release(instance, domain) };
+  };
+
+  /** After a restart: the running appliance's tap gets its instance's identity back. */
+  const adopt = async (instance: string, domain: string): Promise<Prepared> => {
+    const tap = runNames(domain, a).tap;
+    if (d.comm && d.store.get(instance) && (await d.comm.net.linkExists(tap))) await d.comm.useJobTap(instance, tap);
+    return { xml: '', cleanup: () => release(instance, domain) };
+  };
+
+  return { admit, prepare, release, adopt };
 }

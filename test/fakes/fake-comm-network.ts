@@ -57,6 +57,19 @@ export class FakeCommNetwork implements CommNetwork {
     return Promise.resolve(this.links.has(name));
   }
 
+  createTap(name: string): Promise<void> {
+    this.calls.push(`createTap ${name}`);
+    if (this.links.has(name)) return Promise.reject(new Error(`FakeCommNetwork: ${name} exists`));
+    this.links.add(name);
+    return Promise.resolve();
+  }
+
+  deleteTap(name: string): Promise<void> {
+    this.calls.push(`deleteTap ${name}`);
+    this.links.delete(name);
+    return Promise.resolve();
+  }
+
   stop(): Promise<void> {
     this.calls.push('stop');
     this.stopped = true;

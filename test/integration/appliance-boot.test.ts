@@ -14,19 +14,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { skipOrFail } from '../support/env.js';
-import { canUseNetns, createNetns, netnsExists, TRIP_TABLE, type Netns } from '../support/netns.js';
+import { canUseNetns, createNetns, netnsExists, TRIP_TABLE } from '../support/netns.js';
 import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
-import { request } from '../support/daemon.js';
+import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import { applianceCmdline, domainXml, QBOOT_ROM, QEMU_X86, type DomainDisk } from '../../appliance/domain-xml.js';
 import { runAppliance, type RunRecord } from '../../appliance/runner.js';
@@ -34,7 +33,6 @@ import { systemClock } from '../../daemon/clock.js';
 import type { ApplianceImage } from '../../appliance/image.js';
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 const METADATA_IP = '169.254.169.254';
 
 const CREATE = `#!/bin/sh
@@ -55,35 +53,6 @@ echo "test create: hanging"
 exec sleep 100000
 `;
 
-async function startMetad(ns: Netns, dir: string): Promise<{ child: ChildProcess; sock: string; out: () => string }> {
-  const sock = join(dir, 'admin.sock');
-  const cfg = join(dir, 'config.json');
-  await writeFile(
-    cfg,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      admin: { socket: sock },
-      guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: '169.254.0.0/16' },
-      log: { level: 'info' },
-    }),
-  );
-  const child = ns.exec(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  for (let i = 0; i < 400 && child.exitCode === null; i++) {
-    if (out.includes('metad started')) return { child, sock, out: () => out };
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`metad did not start in the namespace: ${out}`);
-}
-
-function admin(sock: string, method: string, path: string, body?: unknown): ReturnType<typeof request> {
-  const json = body === undefined ? undefined : JSON.stringify(body);
-  return request({ socketPath: sock, method, path, headers: json === undefined ? {} : { 'content-type': 'application/json' } }, json);
-}
-
 interface Guest {
   name: string;
   ip: string;
@@ -94,13 +63,13 @@ interface Guest {
 }
 
 /** Long-polls the instance's pipe (admin door) into a buffer the runner takes from. */
-function pipePoller(sock: string, instance: string): { take: () => string; all: () => string; stop: () => Promise<void> } {
+function pipePoller(metad: NsMetad, instance: string): { take: () => string; all: () => string; stop: () => Promise<void> } {
   let buf = '';
   let all = '';
   const ctl = { stopped: false };
   const loop = (async () => {
     while (!ctl.stopped) {
-      const r = await admin(sock, 'GET', `/v1/instances/${instance}/pipe?wait=1`).catch(() => undefined);
+      const r = await metad.admin('GET', `/v1/instances/${instance}/pipe?wait=1`).catch(() => undefined);
       if (r?.status === 200 && r.text !== '') {
         buf += r.text;
         all += r.text;
@@ -117,7 +86,7 @@ function pipePoller(sock: string, instance: string): { take: () => string; all: 
     stop: async () => {
       ctl.stopped = true;
       await loop;
-      const last = await admin(sock, 'GET', `/v1/instances/${instance}/pipe`).catch(() => undefined);
+      const last = await metad.admin('GET', `/v1/instances/${instance}/pipe`).catch(() => undefined);
       all += last?.text ?? '';
     },
   };
@@ -176,9 +145,11 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
 
   let libvirtd: TestLibvirtd | undefined = await startLibvirtd(ns);
   cleanups.push(async () => libvirtd?.stop());
-  const metad = await startMetad(ns, dir);
+  const metad = await startNsMetad((cmd, args, opts) => ns.exec(cmd, args, opts), dir, {
+    guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: '169.254.0.0/16' },
+  });
   cleanups.push(async () => {
-    metad.child.kill('SIGKILL');
+    metad.kill();
     await Promise.resolve();
   });
   const hv = new LibvirtHypervisor(libvirtd.uri);
@@ -194,7 +165,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
     const osdir = join(dir, `os-${g.name}`);
     await mkdir(join(osdir, 'untrusted'), { recursive: true });
     await writeFile(join(osdir, 'untrusted', 'create'), g.name === 'web1' ? CREATE : HANG);
-    const put = await admin(metad.sock, 'PUT', `/v1/instances/${g.name}`, {
+    const put = await metad.admin('PUT', `/v1/instances/${g.name}`, {
       name: g.name,
       uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${g.name === 'web1' ? '01' : '02'}`,
       hostname: `${g.name}.example.org`,
@@ -204,7 +175,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
       hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: g.disk, format: 'raw', sizeGiB: 1 }] },
     });
     assert.equal(put.status, 201, `register ${g.name}: ${put.text}`);
-    const sec = await admin(metad.sock, 'PUT', `/v1/instances/${g.name}/params/secret`, { values: { api_token: 'tok-S3cret' } });
+    const sec = await metad.admin('PUT', `/v1/instances/${g.name}/params/secret`, { values: { api_token: 'tok-S3cret' } });
     assert.equal(sec.status, 200, sec.text);
   }
 
@@ -237,7 +208,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
       consoleLog,
       emulator: QEMU_X86,
     });
-    const poller = pipePoller(metad.sock, g.name);
+    const poller = pipePoller(metad, g.name);
     const deadlineAt = Date.now() + deadlineMs;
     const rec = await runAppliance(
       { name: g.domain, xml, deadlineAt },
@@ -326,8 +297,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
   for (const g of guests) assert.notEqual((await ns.run('ip', ['link', 'show', g.tap])).code, 0, `${g.tap} gone`);
   assert.equal(await ns.tripCount(), 0, `nothing left the namespace but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
   await hv.close();
-  metad.child.kill('SIGTERM');
-  await new Promise((r) => (metad.child.exitCode !== null ? r(null) : metad.child.once('exit', r)));
+  await metad.stop();
   await libvirtd.stop();
   libvirtd = undefined;
   assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');

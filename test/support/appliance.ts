@@ -10,7 +10,8 @@ import { hasCommand } from './env.js';
 
 let built: Promise<ApplianceImage> | undefined;
 
-function applianceCacheDir(): string {
+/** The shared build cache (a `metad appliance build` there reuses the tests' build). */
+export function applianceCacheDir(): string {
   return process.env['METAD_APPLIANCE_CACHE'] ?? join(tmpdir(), 'metad-appliance-cache');
 }
 

@@ -82,7 +82,7 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   assert.deepEqual(ruleLines(many), ruleLines(one));
-  assert.equal(ruleLines(one).length, 15);
+  assert.equal(ruleLines(one).length, 16);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
 });
 

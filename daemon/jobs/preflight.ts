@@ -1,0 +1,45 @@
+/**
+ * What `metad check-config` says about install appliances when the comm network is routed (the
+ * only mode in which installs run): the image, QEMU, the firmware and the overlay tools exist.
+ * Warnings, not errors: without them the daemon still serves metadata; installs then fail with
+ * the same reason. Reads the filesystem only; changes nothing.
+ */
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import { imageDirOf } from './prepare.js';
+
+function can(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface PreflightFs {
+  readable: (p: string) => boolean;
+  executable: (p: string) => boolean;
+}
+
+const realFs: PreflightFs = { readable: (p) => can(p, constants.R_OK), executable: (p) => can(p, constants.X_OK) };
+
+export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = realFs): string[] {
+  if (cfg.network.mode !== 'routed') return [];
+  const a = cfg.appliance;
+  const out: string[] = [];
+  const dir = imageDirOf(a);
+  if (!['vmlinux', 'initrd.cpio', 'manifest.json'].every((f) => fs.readable(join(dir, f)))) {
+    out.push(`/appliance/imageDir: no readable appliance image at ${dir}: run \`metad appliance build\` (or set /appliance/imageDir)`);
+  }
+  if (!fs.executable(a.emulator))
+    out.push(`/appliance/emulator: ${a.emulator} is not executable: install the Debian package qemu-system-x86`);
+  if (!fs.readable(a.firmware)) out.push(`/appliance/firmware: ${a.firmware} is not readable: install the Debian package qemu-system-data`);
+  if (a.baseDisk !== undefined) {
+    if (!fs.readable(a.baseDisk)) out.push(`/appliance/baseDisk: ${a.baseDisk} is not readable`);
+    if (!fs.executable(a.qemuImgPath))
+      out.push(`/appliance/qemuImgPath: ${a.qemuImgPath} is not executable: install the Debian package qemu-utils`);
+  }
+  return out;
+}

@@ -1,0 +1,91 @@
+/**
+ * One install run as data (pure, no I/O): the names of what a run creates, all derived from the
+ * job's domain name so that a restarted daemon finds them again (`release`), and the domain
+ * spec from the instance document, the appliance image and the appliance settings.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { applianceCmdline, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
+import type { Config } from '../config.js';
+import type { PublicDoc } from '../model.js';
+import { METADATA_IPV4, tapNameProblem } from '../comm/plan.js';
+
+type ApplianceConfig = Config['appliance'];
+
+/** What a run creates besides the domain, by name. */
+export interface RunNames {
+  /** The appliance's comm tap (15 characters: `mdi` + 12 hex digits of the domain's hash). */
+  tap: string;
+  /** The serial console log on the runtime dir (tmpfs). */
+  consoleLog: string;
+  /** The per-run qcow2 overlay (used only with a disk-based appliance, `baseDisk`). */
+  overlay: string;
+}
+
+const TAP_PREFIX = 'mdi';
+
+/**
+ * The appliance tap's name from the domain name: short enough for the kernel (15), never one
+ * of libvirt's reserved prefixes, and the same after a restart.
+ */
+export function applianceTap(domain: string): string {
+  const tap = TAP_PREFIX + createHash('sha256').update(domain).digest('hex').slice(0, 12);
+  const problem = tapNameProblem(tap);
+  if (problem) throw new Error(`derived tap name ${problem}`); // cannot happen: prefix and charset are fixed
+  return tap;
+}
+
+export function runNames(domain: string, a: Pick<ApplianceConfig, 'runDir' | 'overlayDir'>): RunNames {
+  return {
+    tap: applianceTap(domain),
+    consoleLog: join(a.runDir, `${domain}.console.log`),
+    overlay: join(a.overlayDir, `${domain}.qcow2`),
+  };
+}
+
+/** Where the image is: `imageDir`, or the `current` build in the cache dir. */
+export function imageDirOf(a: Pick<ApplianceConfig, 'imageDir' | 'cacheDir'>): string {
+  return a.imageDir ?? join(a.cacheDir, 'current');
+}
+
+/** The guest door URL the agent uses (its default, port 80, needs no kernel argument). */
+export function metadataUrl(listen: readonly { host: string; port?: number }[]): string | undefined {
+  const port = listen.find((l) => l.host === METADATA_IPV4)?.port ?? 80;
+  return port === 80 ? undefined : `http://${METADATA_IPV4}:${String(port)}`;
+}
+
+export interface SpecInputs {
+  domain: string;
+  doc: PublicDoc;
+  image: { kernel: string; initrd: string };
+  type: VirtType;
+  names: RunNames;
+  appliance: ApplianceConfig;
+  url?: string | undefined;
+}
+
+/**
+ * The domain of one run: the instance's memory (at least the configured appliance memory,
+ * which is also the default) and vCPUs (default from config, at most 64), its disks in index
+ * order, the comm NIC on the appliance tap with the instance's MAC, the agent's command line
+ * with the instance's comm IPv4, and the overlay when the appliance is disk-based.
+ */
+export function runSpec(i: SpecInputs): DomainSpec {
+  const a = i.appliance;
+  const hw = i.doc.hardware ?? {};
+  return {
+    name: i.domain,
+    type: i.type,
+    memoryMiB: Math.max(hw.memoryMiB ?? a.memoryMiB, a.memoryMiB),
+    vcpus: Math.min(hw.vcpus ?? a.vcpus, 64),
+    kernel: i.image.kernel,
+    initrd: i.image.initrd,
+    cmdline: applianceCmdline({ ipv4: i.doc.comm.ipv4, timeoutSec: a.agentTimeoutSec, ...(i.url ? { url: i.url } : {}) }),
+    firmware: a.firmware,
+    disks: (hw.disks ?? []).map((d) => ({ path: d.path, format: d.format ?? 'raw' })),
+    ...(a.baseDisk !== undefined ? { overlay: i.names.overlay } : {}),
+    nic: { tap: i.names.tap, mac: i.doc.comm.mac.toLowerCase() },
+    consoleLog: i.names.consoleLog,
+    emulator: a.emulator,
+  };
+}

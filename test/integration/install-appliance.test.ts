@@ -1,0 +1,319 @@
+/**
+ * Install jobs through the real daemon, end to end: `metad serve` with network.mode routed in a
+ * test network namespace (its anchor, nftables table and dnsmasq there), a private libvirtd in
+ * the same namespace, the real appliance under QEMU (TCG here; virtType auto decides by a KVM
+ * trial boot), and the real `metadctl` (in-process) on the admin socket. metad assembles every
+ * run itself: the appliance tap (created, given the instance's addresses/route/rules by the comm
+ * reconcile, deleted after), the instance's disk, a per-run qcow2 overlay over a read-only base
+ * (baseDisk), the serial console log on the runtime dir. The image is where `metad appliance
+ * build` put it (<cacheDir>/current, the default imageDir).
+ *  1. claimDeadlineMs 1000: an appliance that has not claimed its secrets in time -> stuck.
+ *  2. after a restart (claim deadline 60 s), three jobs at once:
+ *     - web1: the OS's create mounts the instance's ext4 disk and writes its environment there
+ *       (read back with debugfs): the secret parameter was served during the job; succeeded;
+ *       the secret is wiped afterwards;
+ *     - hang1: create never returns; `--timeout 20`: timed-out, the domain destroyed within 1 s
+ *       of the deadline (the record's deadlineAt and destroyedAt), the secret wiped;
+ *     - abrt1: `metadctl install abort` once it runs: aborted;
+ *     - an instance whose own tap exists (its VM runs) is refused with 409.
+ * Afterwards no domain, tap, overlay, console log, nftables element or process is left, and the
+ * tripwire saw nothing leave the namespace except through the appliance taps.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import { hasCommand, skipOrFail } from '../support/env.js';
+import { canUseNetns, createNetns, netnsExists, TRIP_TABLE, type Netns } from '../support/netns.js';
+import { applianceCacheDir, applianceMissing, testAppliance } from '../support/appliance.js';
+import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
+import { METAD_CLI, startNsMetad, type NsMetad } from '../support/ns-metad.js';
+import { ctlAt } from '../support/metadctl-run.js';
+import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
+import type { JobRecord } from '../../daemon/jobs/record.js';
+
+const run = promisify(execFile);
+const MD = '169.254.169.254';
+const SECRET = 'tok-S3cret-install';
+
+const CREATE = `#!/bin/sh
+# Test OS create script: records the Ganeti OS environment in a file on the instance's ext4 disk.
+set -e
+mkdir -p /mnt/disk0
+mount -t ext4 "$DISK_0_PATH" /mnt/disk0
+env | grep -E '^(OSP_|INSTANCE_|DISK_|OS_|NIC_)' | sort >/mnt/disk0/metad-env.txt
+umount /mnt/disk0
+echo "test create: done"
+`;
+
+const HANG = `#!/bin/sh
+echo "test create: hanging"
+exec sleep 100000
+`;
+
+function missing(): string | undefined {
+  for (const [cmd, pkg] of [
+    ['dnsmasq', 'dnsmasq-base'],
+    ['debugfs', 'e2fsprogs'],
+    ['mkfs.ext4', 'e2fsprogs'],
+  ] as const) {
+    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
+  }
+  return undefined;
+}
+
+interface Inst {
+  name: string;
+  ip: string;
+  mac: string;
+  create: string;
+  disk?: string;
+  tap?: string;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('install jobs through the real daemon: stuck, succeeded (marker on the ext4 disk), timed-out, aborted, refused while the VM runs; nothing left', async (t) => {
+  const binding = await loadBinding().then(
+    () => undefined,
+    () => MISSING_BINDING,
+  );
+  if (skipOrFail(t, canUseNetns().why ?? applianceMissing() ?? libvirtdMissing() ?? missing() ?? binding)) return;
+  const img = await testAppliance();
+  const dir = await mkdtemp(join(tmpdir(), 'metad-install-'));
+  // The operator's path: `metad appliance build` into the cache dir (the tests' build: reused)
+  // points <cacheDir>/current at it, and the daemon's default imageDir is that link.
+  const cacheDir = applianceCacheDir();
+  await writeFile(join(dir, 'build.json'), JSON.stringify({ appliance: { cacheDir } }));
+  const built = await run(process.execPath, [METAD_CLI, 'appliance', 'build', '--config', join(dir, 'build.json')]);
+  assert.equal(built.stdout.trim(), img.dir);
+  assert.equal(await readlink(join(cacheDir, 'current')), basename(img.dir));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  t.after(async () => {
+    for (const f of cleanups.splice(0).reverse()) await f().catch(() => undefined);
+  });
+  const ns: Netns = await createNetns('metadti');
+  cleanups.push(() => ns.destroy());
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  // Replies to the appliances leave through their taps (mdi…), IPv6 neighbour discovery through
+  // vm1's tap (metad's comm taps); anything else trips the wire.
+  for (const tap of ['mdi*', 'vmtap1']) {
+    assert.equal((await ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', tap, 'accept'])).code, 0);
+  }
+  let libvirtd: TestLibvirtd | undefined = await startLibvirtd(ns);
+  cleanups.push(async () => libvirtd?.stop());
+  const uri = libvirtd.uri;
+  const hv = new LibvirtHypervisor(uri);
+  cleanups.push(async () => {
+    for (const n of await hv.list('metad-install-')) await hv.destroy(n);
+    await hv.close();
+  });
+
+  const base = join(dir, 'base.qcow2');
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M']);
+  await chmod(base, 0o444);
+  const baseBefore = await readFile(base);
+  const jobsDir = join(dir, 'jobs');
+  const overlays = join(dir, 'overlays');
+  const config = (claimDeadlineMs: number): Record<string, unknown> => ({
+    guest: { listen: [{ host: MD, port: 80 }], commRange: ['169.254.0.0/16'] },
+    network: { mode: 'routed', runDir: join(dir, 'comm') },
+    appliance: {
+      cacheDir,
+      virtType: 'auto',
+      libvirtUri: uri,
+      runDir: jobsDir,
+      overlayDir: overlays,
+      baseDisk: base,
+      maxConcurrent: 4,
+      claimDeadlineMs,
+      pollMs: 100,
+    },
+  });
+  let metad: NsMetad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, config(1000));
+  cleanups.push(() => metad.stop());
+  const ctl = (...args: string[]): ReturnType<typeof ctlAt> => ctlAt(metad.socket, args);
+  const status = async (name: string): Promise<JobRecord> => {
+    const r = await ctl('--json', 'install', 'status', name);
+    return JSON.parse(r.out) as JobRecord;
+  };
+
+  const register = async (g: Inst): Promise<void> => {
+    const osdir = join(dir, `os-${g.name}`);
+    await mkdir(join(osdir, 'untrusted'), { recursive: true });
+    await writeFile(join(osdir, 'untrusted', 'create'), g.create);
+    if (g.disk) {
+      await writeFile(g.disk, Buffer.alloc(0));
+      await run('truncate', ['-s', '8M', g.disk]);
+      await run('mkfs.ext4', ['-q', '-F', g.disk]);
+    }
+    const put = await metad.admin('PUT', `/v1/instances/${g.name}`, {
+      name: g.name,
+      uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${g.mac.slice(-2)}`,
+      hostname: `${g.name}.example.org`,
+      comm: { mac: g.mac, ipv4: g.ip, ...(g.tap ? { tap: g.tap } : {}) },
+      os: { name: 'testos', definition: osdir, variant: 'default' },
+      params: { public: { image: 'debian-12' } },
+      hardware: { memoryMiB: 256, vcpus: 1, disks: g.disk ? [{ path: g.disk, format: 'raw' }] : [] },
+    });
+    assert.equal(put.status, 201, `register ${g.name}: ${put.text}`);
+    const sec = await metad.admin('PUT', `/v1/instances/${g.name}/params/secret`, { values: { api_token: SECRET } });
+    assert.equal(sec.status, 200, sec.text);
+  };
+  const secretNames = async (name: string): Promise<unknown[]> =>
+    ((await metad.admin('GET', `/v1/instances/${name}/params`)).json as { secret: unknown[] }).secret;
+  const watchEnd = async (name: string): Promise<JobRecord> => {
+    await ctl('install', 'watch', name);
+    return status(name);
+  };
+
+  // 1. stuck: the claim deadline (1 s) passes before the appliance reads its parameters.
+  await register({ name: 'stuck1', ip: '169.254.80.5', mac: '52:54:00:50:80:05', create: CREATE });
+  const s1 = await ctl('install', 'stuck1');
+  assert.equal(s1.code, 0, s1.err);
+  const stuck = await watchEnd('stuck1');
+  assert.equal(stuck.outcome, 'stuck', JSON.stringify(stuck));
+  assert.equal(stuck.claimedAt, undefined);
+  assert.deepEqual(await secretNames('stuck1'), [], 'the job end wiped the secret');
+  const virt =
+    /"install appliance virtualization chosen"[^\n]*"virtType":"(\w+)"|"virtType":"(\w+)"[^\n]*"install appliance virtualization chosen"/.exec(
+      metad.out(),
+    );
+  assert.ok(virt, 'virtType auto decided once');
+  // These machines' /dev/kvm is a nested PVM hypervisor on which KVM guests do not run.
+  if (existsSync('/sys/module/kvm_pvm')) assert.equal(virt[1] ?? virt[2], 'qemu');
+
+  // 2. a restart with a claim deadline the appliances meet; three jobs at once.
+  await metad.stop();
+  metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, config(60_000));
+  const web1: Inst = { name: 'web1', ip: '169.254.80.2', mac: '52:54:00:50:80:02', create: CREATE, disk: join(dir, 'web1.ext4') };
+  const hang1: Inst = { name: 'hang1', ip: '169.254.80.3', mac: '52:54:00:50:80:03', create: HANG, disk: join(dir, 'hang1.ext4') };
+  const abrt1: Inst = { name: 'abrt1', ip: '169.254.80.4', mac: '52:54:00:50:80:04', create: HANG };
+  const vm1: Inst = { name: 'vm1', ip: '169.254.80.6', mac: '52:54:00:50:80:06', create: CREATE, tap: 'vmtap1' };
+  for (const g of [web1, hang1, abrt1, vm1]) await register(g);
+
+  // The instance's own VM runs (its registered tap exists): refused, nothing started.
+  assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', 'vmtap1', 'mode', 'tap'])).code, 0);
+  const refused = await ctl('install', 'vm1');
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /own comm tap exists/);
+  assert.equal((await metad.admin('GET', '/v1/instances/vm1/install')).status, 404, 'no job was recorded');
+
+  for (const [g, timeout] of [
+    [web1, '240'],
+    [hang1, '20'],
+    [abrt1, '240'],
+  ] as const) {
+    const r = await ctl('install', g.name, '--timeout', timeout);
+    assert.equal(r.code, 0, `${g.name}: ${r.err}`);
+  }
+  const aborted = (async () => {
+    await until('abrt1 running', async () => ((await status('abrt1')).state === 'running' ? true : undefined));
+    const r = await ctl('install', 'abort', 'abrt1');
+    assert.equal(r.code, 0, r.err);
+    return watchEnd('abrt1');
+  })();
+  // While web1's job runs its appliance tap carries web1's identity (route, set elements).
+  const live = await until('web1 running', async () => ((await status('web1')).state === 'running' ? true : undefined)).then(() =>
+    ns.run('ip', ['-4', 'route', 'show', 'proto', '171']),
+  );
+  assert.match(live.stdout, /169\.254\.80\.2 dev mdi[0-9a-f]{12}/);
+  const [ok, hung, ab] = await Promise.all([watchEnd('web1'), watchEnd('hang1'), aborted]);
+
+  // web1: succeeded, every step reported; the create script saw the secret (served during the job).
+  assert.equal(ok.outcome, 'succeeded', JSON.stringify(ok));
+  assert.ok(ok.claimedAt !== undefined);
+  assert.deepEqual(
+    ok.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
+    [
+      'step=net status=ok',
+      'step=metadata status=ok',
+      'step=parameters status=ok',
+      'step=script status=ok',
+      'step=create status=start',
+      'step=create status=ok',
+      'step=final status=succeeded',
+    ],
+  );
+  const env = (await run('debugfs', ['-R', 'cat /metad-env.txt', web1.disk ?? ''])).stdout.trim().split('\n');
+  assert.deepEqual(env, [
+    'DISK_0_ACCESS=rw',
+    'DISK_0_PATH=/dev/vda',
+    'DISK_COUNT=1',
+    'INSTANCE_BE_maxmem=256',
+    'INSTANCE_BE_vcpus=1',
+    'INSTANCE_HOSTNAME=web1.example.org',
+    'INSTANCE_NAME=web1',
+    'INSTANCE_OS=testos',
+    'NIC_COUNT=0',
+    `OSP_API_TOKEN=${SECRET}`,
+    'OSP_IMAGE=debian-12',
+    'OS_API_VERSION=20',
+    'OS_VARIANT=default',
+  ]);
+  assert.ok(!JSON.stringify(ok).includes(SECRET), 'no secret in the record');
+
+  // hang1: timed-out at its deadline, not before; the domain gone within 1 s of it.
+  assert.equal(hung.outcome, 'timed-out', JSON.stringify(hung));
+  assert.ok(
+    hung.lines.some((l) => l.includes('step=create status=start')),
+    'it hung in create',
+  );
+  const deadline = Date.parse(hung.deadlineAt ?? '');
+  const destroyed = Date.parse(hung.destroyedAt ?? '');
+  assert.ok(Date.parse(hung.endedAt ?? '') >= deadline);
+  assert.ok(destroyed - deadline <= 1000, `destroyed ${String(destroyed - deadline)} ms after the deadline`);
+
+  assert.equal(ab.outcome, 'aborted', JSON.stringify(ab));
+  for (const g of [web1, hang1, abrt1]) assert.deepEqual(await secretNames(g.name), [], `${g.name}: secret wiped`);
+
+  // Nothing left: domains, taps, routes, set elements, DHCP hosts, overlays, console logs.
+  assert.deepEqual(await hv.list('metad-install-'), []);
+  const links = (await ns.run('ip', ['-o', 'link', 'show'])).stdout;
+  assert.doesNotMatch(links, /mdi[0-9a-f]{12}/);
+  // Only vm1's own tap (its "VM" is up) keeps its route.
+  assert.equal((await ns.run('ip', ['-4', 'route', 'show', 'proto', '171'])).stdout.trim().split('\n').length, 1);
+  const sets = (await ns.run('nft', ['list', 'table', 'inet', 'metad'])).stdout;
+  assert.doesNotMatch(sets, /mdi[0-9a-f]{12}/);
+  assert.deepEqual(await readdir(overlays), []);
+  assert.deepEqual(await readdir(jobsDir), []);
+  assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
+  // With the appliances' taps and routes gone, metadata-sourced traffic to them (the door's late
+  // retransmissions) would take the default route: metad's table drops it before it leaves.
+  const late = await ns.run(process.execPath, [
+    '-e',
+    `const s = require('node:net').connect({ host: '${web1.ip}', port: 80, localAddress: '${MD}' });
+     s.on('error', (e) => { console.log(e.code); process.exit(0); }); s.on('connect', () => { console.log('connected'); process.exit(0); });
+     setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);`,
+  ]);
+  assert.notEqual(late.stdout.trim(), 'connected');
+  // (the tripwire below would count it, had metad's table not dropped it first)
+  assert.equal(await ns.tripCount(), 0, `nothing left but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
+
+  await metad.stop();
+  await hv.close();
+  await libvirtd.stop();
+  libvirtd = undefined;
+  await ns.run('ip', ['link', 'del', 'vmtap1']);
+  assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');
+  const nsName = ns.name;
+  await ns.destroy();
+  assert.ok(!netnsExists(nsName));
+  t.diagnostic(
+    `virtType ${virt[1] ?? virt[2] ?? '?'}; web1: requested -> created ${String(Date.parse(ok.createdAt ?? '') - Date.parse(ok.requestedAt))} ms, ` +
+      `-> first report ${String(Date.parse(ok.firstReportAt ?? '') - Date.parse(ok.requestedAt))} ms, -> ended ${String(Date.parse(ok.endedAt ?? '') - Date.parse(ok.requestedAt))} ms; ` +
+      `hang1: deadline -> destroyed ${String(destroyed - deadline)} ms; stuck1: ${String(Date.parse(stuck.endedAt ?? '') - Date.parse(stuck.startedAt ?? ''))} ms after its start`,
+  );
+});

@@ -1,0 +1,388 @@
+/**
+ * The production preparation of install runs (daemon/jobs/wiring.ts, prepare.ts, virt-type.ts)
+ * in the real daemon graph with the fakes: FakeCommNetwork (taps and reconciles recorded),
+ * FakeHypervisor, FakeClock, an image directory of empty files. Pure parts (names, spec) alone.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
+import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
+import { FakeClock } from '../fakes/fake-clock.js';
+import { sinkLogger } from '../support/sink.js';
+import { sampleInstance } from '../support/daemon.js';
+import { createDaemon, type Daemon } from '../../daemon/daemon.js';
+import { buildConfig, type Config } from '../../daemon/config.js';
+import { DaemonError } from '../../daemon/errors.js';
+import { tapNameProblem } from '../../daemon/comm/plan.js';
+import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
+import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
+import { productionAppliance } from '../../daemon/jobs/wiring.js';
+import { appliancePreflight } from '../../daemon/jobs/preflight.js';
+import type { PublicDoc } from '../../daemon/model.js';
+
+/** Until the job's domain runs (prepare does real file I/O: more than a few turns of the loop). */
+async function created(hv: FakeHypervisor): Promise<void> {
+  for (let i = 0; i < 500 && hv.running().length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  assert.equal(hv.running().length, 1);
+}
+
+function routedConfig(
+  dir: string,
+  appliance: Record<string, unknown> = {},
+  network: Record<string, unknown> = { mode: 'routed' },
+): Readonly<Config> {
+  return buildConfig({
+    stateDir: join(dir, 'state'),
+    admin: { socket: join(dir, 'a.sock') },
+    guest: { listen: [{ host: '169.254.169.254', port: 0 }], commRange: '169.254.0.0/16' },
+    network,
+    appliance: { imageDir: join(dir, 'img'), runDir: join(dir, 'run'), overlayDir: join(dir, 'ovl'), virtType: 'qemu', ...appliance },
+  });
+}
+
+function fakeImage(dir: string): void {
+  mkdirSync(join(dir, 'img'), { recursive: true });
+  for (const f of ['vmlinux', 'initrd.cpio']) writeFileSync(join(dir, 'img', f), '');
+  writeFileSync(join(dir, 'img', 'manifest.json'), '{"stamp":"test"}');
+}
+
+interface H {
+  dir: string;
+  d: Daemon;
+  net: FakeCommNetwork;
+  hv: FakeHypervisor;
+  clock: FakeClock;
+  disk: string;
+  logs: () => string;
+}
+
+async function withDaemon(
+  fn: (h: H) => Promise<void>,
+  opts: { appliance?: Record<string, unknown>; network?: Record<string, unknown>; image?: boolean; hv?: FakeHypervisor } = {},
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-wiring-'));
+  if (opts.image !== false) fakeImage(dir);
+  const disk = join(dir, 'disk0.raw');
+  writeFileSync(disk, '');
+  const net = new FakeCommNetwork();
+  const hv = opts.hv ?? new FakeHypervisor();
+  const clock = new FakeClock(1_000_000);
+  const { sink, log } = sinkLogger();
+  const config = routedConfig(dir, opts.appliance, opts.network);
+  const d = await createDaemon(config, {
+    log,
+    clock,
+    hypervisor: () => Promise.resolve(hv),
+    ...(config.network.mode === 'routed' ? { commNetwork: net } : {}),
+  });
+  await d.services.store.put(
+    sampleInstance(1, {
+      comm: { mac: '52:54:00:00:00:01', ipv4: '169.254.10.2', tap: 'vmtap1' },
+      hardware: { memoryMiB: 512, vcpus: 2, disks: [{ path: disk, format: 'raw' }] },
+    }) as never,
+    true,
+  );
+  try {
+    await fn({ dir, d, net, hv, clock, disk, logs: () => sink.text });
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const doc = (extra: Record<string, unknown> = {}): PublicDoc =>
+  sampleInstance(1, { comm: { mac: '52:54:00:AA:00:01', ipv4: '169.254.10.2', tap: 'vmtap1' }, ...extra }) as unknown as PublicDoc;
+
+test('names: the appliance tap is derived from the domain (stable, 15 characters, a valid tap name); files by domain', () => {
+  const a = applianceTap('metad-install-abc-123456');
+  assert.equal(a, applianceTap('metad-install-abc-123456'));
+  assert.notEqual(a, applianceTap('metad-install-abc-123457'));
+  assert.match(a, /^mdi[0-9a-f]{12}$/);
+  assert.equal(tapNameProblem(a), undefined);
+  assert.deepEqual(runNames('metad-install-x', { runDir: '/run/metad/jobs', overlayDir: '/var/lib/o' }), {
+    tap: applianceTap('metad-install-x'),
+    consoleLog: '/run/metad/jobs/metad-install-x.console.log',
+    overlay: '/var/lib/o/metad-install-x.qcow2',
+  });
+  assert.equal(imageDirOf({ cacheDir: '/c', imageDir: undefined }), '/c/current');
+  assert.equal(imageDirOf({ cacheDir: '/c', imageDir: '/i' }), '/i');
+  assert.equal(metadataUrl([{ host: '169.254.169.254', port: 80 }]), undefined);
+  assert.equal(
+    metadataUrl([
+      { host: '127.0.0.1', port: 81 },
+      { host: '169.254.169.254', port: 8080 },
+    ]),
+    'http://169.254.169.254:8080',
+  );
+});
+
+test('spec: memory, vCPUs and disks from the instance, defaults from config; overlay only with a base disk', () => {
+  const a = routedConfig('/tmp/x').appliance;
+  const names = runNames('metad-install-x', a);
+  const image = { kernel: '/i/vmlinux', initrd: '/i/initrd.cpio' };
+  const withHw = runSpec({
+    domain: 'metad-install-x',
+    doc: doc({ hardware: { memoryMiB: 1024, vcpus: 100, disks: [{ path: '/dev/vg/d0' }, { path: '/srv/d1.qcow2', format: 'qcow2' }] } }),
+    image,
+    type: 'qemu',
+    names,
+    appliance: a,
+  });
+  assert.equal(withHw.memoryMiB, 1024);
+  assert.equal(withHw.vcpus, 64, 'capped at 64');
+  assert.deepEqual(withHw.disks, [
+    { path: '/dev/vg/d0', format: 'raw' },
+    { path: '/srv/d1.qcow2', format: 'qcow2' },
+  ]);
+  assert.deepEqual(withHw.nic, { tap: names.tap, mac: '52:54:00:aa:00:01' });
+  assert.match(withHw.cmdline, /metad\.ip=169\.254\.10\.2 /);
+  assert.match(withHw.cmdline, /metad\.timeout=10$/);
+  assert.equal(withHw.overlay, undefined);
+  assert.equal(withHw.consoleLog, names.consoleLog);
+
+  const bare = runSpec({
+    domain: 'metad-install-x',
+    doc: doc({ hardware: { memoryMiB: 32 } }),
+    image,
+    type: 'kvm',
+    names,
+    appliance: { ...a, baseDisk: '/b.qcow2' },
+    url: 'http://169.254.169.254:8080',
+  });
+  assert.equal(bare.memoryMiB, 256, 'never less than the appliance needs');
+  assert.equal(bare.vcpus, 1);
+  assert.deepEqual(bare.disks, []);
+  assert.equal(bare.overlay, names.overlay);
+  assert.match(bare.cmdline, /metad\.url=http:\/\/169\.254\.169\.254:8080/);
+});
+
+test('a run: the appliance tap is created and stands in for the instance NIC (registered tap untouched); the end removes tap, rules and console log', async () => {
+  await withDaemon(async (h) => {
+    const jobs = h.d.services.jobs;
+    const rec = await jobs.start('vm1');
+    await created(h.hv);
+    const tap = applianceTap(rec.domain);
+    assert.ok(h.net.links.has(tap), 'tap created');
+    assert.deepEqual(
+      h.net.nics.map((n) => [n.instance, n.tap, n.ipv4, n.mac]),
+      [['vm1', tap, '169.254.10.2', '52:54:00:00:00:01']],
+    );
+    assert.equal(h.d.services.store.mustGet('vm1').doc.comm.tap, 'vmtap1', "the instance's own tap stays registered");
+    const create = h.hv.calls.find((c) => c.op === 'createTransient');
+    assert.ok(create?.op === 'createTransient');
+    for (const piece of [
+      `<domain type='qemu'>`,
+      `<memory unit='MiB'>512</memory>`,
+      `<vcpu>2</vcpu>`,
+      `<source file='${h.disk}'/>`,
+      `<target dev='${tap}' managed='no'/>`,
+      `<mac address='52:54:00:00:00:01'/>`,
+      `<source path='${join(h.dir, 'run', `${rec.domain}.console.log`)}'/>`,
+      `<kernel>${join(h.dir, 'img', 'vmlinux')}</kernel>`,
+    ])
+      assert.ok(create.xml.includes(piece), piece);
+    writeFileSync(join(h.dir, 'run', `${rec.domain}.console.log`), 'console');
+    (await h.d.services.comm?.list())?.forEach((n) => assert.equal(n.tap, tap));
+
+    h.hv.powerOff(rec.domain);
+    await h.clock.advance(1000);
+    await jobs.settled('vm1');
+    assert.equal(jobs.status('vm1')?.outcome, 'failed');
+    assert.ok(jobs.status('vm1')?.destroyedAt !== undefined);
+    assert.ok(!h.net.links.has(tap), 'tap deleted');
+    assert.deepEqual(
+      h.net.nics.map((n) => n.tap),
+      ['vmtap1'],
+      'the instance has its registered NIC again',
+    );
+    assert.ok(!existsSync(join(h.dir, 'run', `${rec.domain}.console.log`)), 'console log deleted');
+  });
+});
+
+test("refused at the request: the instance's own tap exists (409), no image (503), a missing disk (409); nothing recorded", async () => {
+  await withDaemon(async (h) => {
+    const jobs = h.d.services.jobs;
+    h.net.links.add('vmtap1');
+    await assert.rejects(
+      jobs.start('vm1'),
+      (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && /own comm tap exists/.test(e.message),
+    );
+    h.net.links.delete('vmtap1');
+    rmSync(h.disk);
+    await assert.rejects(
+      jobs.start('vm1'),
+      (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && e.details[0]?.path === '/hardware/disks/0/path',
+    );
+    assert.equal(jobs.status('vm1'), undefined);
+    assert.equal(h.hv.calls.filter((c) => c.op === 'createTransient').length, 0);
+  });
+  await withDaemon(
+    async (h) => {
+      await assert.rejects(
+        h.d.services.jobs.start('vm1'),
+        (e: unknown) => e instanceof DaemonError && e.code === 'Unavailable' && e.message.includes('/appliance/imageDir'),
+      );
+    },
+    { image: false },
+  );
+});
+
+test('without network mode routed an install is refused naming /network/mode', async () => {
+  await withDaemon(
+    async (h) => {
+      await assert.rejects(
+        h.d.services.jobs.start('vm1'),
+        (e: unknown) => e instanceof DaemonError && e.code === 'Unavailable' && e.message.includes('set /network/mode to routed'),
+      );
+      assert.equal(h.d.services.jobs.status('vm1'), undefined);
+    },
+    { network: { mode: 'off' } },
+  );
+});
+
+test('release after a restart removes the leftovers found by name: tap, rules, console log, overlay', async () => {
+  await withDaemon(async (h) => {
+    const cfg = h.d.services.config;
+    const w = productionAppliance({
+      config: cfg,
+      store: h.d.services.store,
+      comm: h.d.services.comm,
+      hypervisor: () => Promise.resolve(h.hv),
+      clock: h.clock,
+      log: sinkLogger().log,
+    });
+    const domain = 'metad-install-old-abcdef';
+    const names = runNames(domain, cfg.appliance);
+    await h.net.createTap(names.tap);
+    await h.d.services.comm?.useJobTap('vm1', names.tap);
+    assert.deepEqual(
+      h.net.nics.map((n) => n.tap),
+      [names.tap],
+    );
+    mkdirSync(cfg.appliance.runDir, { recursive: true });
+    mkdirSync(cfg.appliance.overlayDir, { recursive: true });
+    writeFileSync(names.consoleLog, 'x');
+    writeFileSync(names.overlay, 'x');
+    await w.release('vm1', domain);
+    assert.ok(!h.net.links.has(names.tap));
+    assert.deepEqual(
+      h.net.nics.map((n) => n.tap),
+      ['vmtap1'],
+    );
+    assert.ok(!existsSync(names.consoleLog) && !existsSync(names.overlay));
+    await w.release('vm1', domain); // idempotent
+  });
+});
+
+test('a disk-based appliance gets a per-run overlay over the base, deleted when the run ends', async () => {
+  await withDaemon(async (h) => {
+    const cfg = buildConfig({
+      ...JSON.parse(JSON.stringify(h.d.services.config)),
+      appliance: { ...h.d.services.config.appliance, baseDisk: join(h.dir, 'base.qcow2') },
+    });
+    const made: string[][] = [];
+    const w = productionAppliance({
+      config: cfg,
+      store: h.d.services.store,
+      comm: h.d.services.comm,
+      hypervisor: () => Promise.resolve(h.hv),
+      clock: h.clock,
+      log: sinkLogger().log,
+      makeOverlay: (base, path) => {
+        made.push([base, path]);
+        writeFileSync(path, 'overlay');
+        return Promise.resolve();
+      },
+    });
+    const domain = 'metad-install-disk-abcdef';
+    const names = runNames(domain, cfg.appliance);
+    const p = await w.prepare('vm1', domain);
+    assert.deepEqual(made, [[join(h.dir, 'base.qcow2'), names.overlay]]);
+    assert.ok(p.xml.includes(`<source file='${names.overlay}'/>`) && p.xml.includes(`<target dev='vdb' bus='virtio'/>`));
+    assert.ok(existsSync(names.overlay));
+    await p.cleanup();
+    assert.ok(!existsSync(names.overlay) && !h.net.links.has(names.tap));
+  });
+});
+
+test('virtType auto: one KVM trial per daemon life; a KVM that fails to start means TCG', async () => {
+  const hv = new FakeHypervisor();
+  const real = hv.createTransient.bind(hv);
+  let trials = 0;
+  hv.createTransient = (name, xml) => {
+    if (xml.includes(`<domain type='kvm'>`)) {
+      trials++;
+      return Promise.reject(new Error('internal error: qemu unexpectedly closed the monitor: failed to set MSR 0x10a'));
+    }
+    return real(name, xml);
+  };
+  await withDaemon(
+    async (h) => {
+      const jobs = h.d.services.jobs;
+      for (let i = 0; i < 2; i++) {
+        const rec = await jobs.start('vm1');
+        await created(h.hv);
+        const create = h.hv.calls.filter((c) => c.op === 'createTransient').at(-1);
+        assert.ok(create?.op === 'createTransient' && create.xml.startsWith(`<domain type='qemu'>`));
+        h.hv.powerOff(rec.domain);
+        await h.clock.advance(1000);
+        await jobs.settled('vm1');
+      }
+      assert.equal(trials, 1);
+      assert.match(h.logs(), /"virtType":"qemu"/);
+    },
+    { appliance: { virtType: 'auto' }, hv },
+  );
+});
+
+test('kvmWorks: the kernel banner on the console means KVM runs; a domain that vanishes does not; no domain or file left', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-kvmtrial-'));
+  try {
+    for (const banner of [true, false]) {
+      const hv = new FakeHypervisor();
+      const real = hv.createTransient.bind(hv);
+      hv.createTransient = async (name, xml) => {
+        await real(name, xml);
+        const log = /<source path='([^']+)'\/>/.exec(xml)?.[1] ?? '';
+        if (banner) writeFileSync(log, '[    0.000000] Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org)\n');
+        else hv.powerOff(name);
+      };
+      const ok = await kvmWorks({
+        hv,
+        clock: new FakeClock(),
+        image: { kernel: '/k', initrd: '/i' },
+        runDir: dir,
+        firmware: '/f',
+        emulator: '/e',
+      });
+      assert.equal(ok, banner);
+      assert.deepEqual(hv.running(), []);
+      assert.ok(hv.calls.some((c) => c.op === 'createTransient' && c.xml.includes(`<domain type='kvm'>`) && !c.xml.includes('<interface')));
+    }
+    const chooser = virtTypeChooser('kvm', () => Promise.reject(new Error('not called')), sinkLogger().log);
+    assert.equal(await chooser(), 'kvm');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('check-config: with network routed, a missing image, QEMU or firmware is named with its key and package', () => {
+  const cfg = routedConfig('/nonexistent', { baseDisk: '/nonexistent/base.qcow2' });
+  const none = { readable: () => false, executable: () => false };
+  const w = appliancePreflight(cfg, none);
+  assert.equal(w.length, 5);
+  assert.match(w[0] ?? '', /^\/appliance\/imageDir: .*metad appliance build/);
+  assert.match(w[1] ?? '', /^\/appliance\/emulator: .*qemu-system-x86$/);
+  assert.match(w[2] ?? '', /^\/appliance\/firmware: .*qemu-system-data$/);
+  assert.match(w[3] ?? '', /^\/appliance\/baseDisk: /);
+  assert.match(w[4] ?? '', /^\/appliance\/qemuImgPath: .*qemu-utils$/);
+  assert.deepEqual(appliancePreflight(cfg, { readable: () => true, executable: () => true }), []);
+  assert.deepEqual(
+    appliancePreflight(routedConfig('/x', {}, { mode: 'off' }), none),
+    [],
+    'installs need routed: nothing to check otherwise',
+  );
+});
