@@ -35,7 +35,10 @@ export interface Hypervisor {
   close(): Promise<void>;
 }
 
-/** The hypervisor cannot be used at all (binding missing, daemon unreachable): say what to do. */
+/**
+ * The hypervisor cannot be used at all (binding missing, daemon unreachable): say what to do.
+ * A call that rejects with it never reached the hypervisor (nothing was created).
+ */
 export class HypervisorUnavailable extends Error {
   override name = 'HypervisorUnavailable';
 }

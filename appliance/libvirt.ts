@@ -6,7 +6,7 @@
  *
  * The binding has no event API and its errors carry only a message, so state is polled by the
  * caller and errors are classified by their text ("Domain not found" = gone; "client socket is
- * closed" / "Broken pipe" = the connection died, e.g. libvirtd restarted: reconnect once).
+ * closed" / "Broken pipe" = the connection died, e.g. libvirtd restarted: close it, reconnect once).
  */
 import { DOMAIN_STATES, HypervisorUnavailable, type DomainState, type Hypervisor } from './hypervisor.js';
 
@@ -68,6 +68,7 @@ export function stateName(n: number): DomainState {
 
 export class LibvirtHypervisor implements Hypervisor {
   private conn: Promise<NativeHypervisor> | undefined;
+  private dropped = 0;
 
   /** `uri`: e.g. qemu:///system, qemu:///system?socket=/path/libvirt-sock, test:///default. */
   constructor(
@@ -76,7 +77,8 @@ export class LibvirtHypervisor implements Hypervisor {
   ) {}
 
   private connect(): Promise<NativeHypervisor> {
-    this.conn ??= (async () => {
+    if (this.conn) return this.conn;
+    const p = (async () => {
       const lib = await loadBinding(this.specifier);
       const h = new lib.Hypervisor({ uri: this.uri });
       try {
@@ -85,27 +87,46 @@ export class LibvirtHypervisor implements Hypervisor {
         throw new HypervisorUnavailable(`cannot connect to libvirt at ${this.uri}: ${messageOf(e)}`, { cause: e });
       }
       return h;
-    })().catch((e: unknown) => {
-      this.conn = undefined;
-      throw e;
+    })();
+    this.conn = p;
+    p.catch(() => {
+      if (this.conn === p) this.conn = undefined; // the next call tries again
     });
-    return this.conn;
+    return p;
   }
 
   /**
-   * Runs `op` on the connection. A lost connection is dropped (the next call reconnects) and an
-   * idempotent `op` is retried once on a new one; a create is not (it may have happened).
+   * Runs `op` on the connection. A lost connection (libvirtd restarted or killed) is dropped and
+   * its handle closed (not leaked), and an idempotent `op` is retried once on a new connection; a
+   * create is not (it may have happened). The retry is bounded: one reconnect per call. When the
+   * reconnect fails too (libvirtd still down) the call rejects with HypervisorUnavailable at once,
+   * and the next call tries again: callers poll (the runner's loop, its destroy retries).
+   * Concurrent calls that all hit the dead connection share one new connection.
    */
   private async withConn<T>(op: (h: NativeHypervisor) => Promise<T>, idempotent = true): Promise<T> {
-    const h = await this.connect();
+    const c = this.connect();
+    const h = await c;
     try {
       return await op(h);
     } catch (e) {
       if (!isConnectionLost(e)) throw e;
-      this.conn = undefined;
+      this.drop(c, h);
       if (!idempotent) throw e;
       return op(await this.connect());
     }
+  }
+
+  /** Forgets a dead connection (unless another call already replaced it) and frees its handle. */
+  private drop(c: Promise<NativeHypervisor>, h: NativeHypervisor): void {
+    if (this.conn !== c) return;
+    this.conn = undefined;
+    this.dropped++;
+    void h.connectClose().catch(() => undefined); // a dead socket: closing it cannot fail usefully
+  }
+
+  /** How many dead connections were dropped (each reopened by the next call). */
+  get reconnects(): number {
+    return this.dropped;
   }
 
   async createTransient(name: string, xml: string): Promise<void> {

@@ -12,12 +12,15 @@
  *   run is timed-out. A run whose appliance has not claimed its secrets by the claim deadline
  *   is stuck. An abort (signal) ends it as aborted.
  * - Whatever the outcome, the domain is destroyed in `finally` (destroy of a gone domain is a
- *   no-op), then `cleanup` runs (overlay, tap, secrets: the caller's).
+ *   no-op), then `cleanup` runs (overlay, tap, secrets: the caller's). A hypervisor that cannot
+ *   be reached (libvirtd restarting) does not stop the clock: a failing `state` is a hiccup and
+ *   the deadlines still end the run; the final destroy is retried a bounded number of times
+ *   (DESTROY_RETRY_MS), and if it still fails the record says so (`destroyError`).
  * Within one poll, lines are taken first, then the domain state, then the deadlines: a domain
  * found gone at the deadline's poll powered off before it was seen, and counts as finished.
  */
 import type { Clock } from '../daemon/clock.js';
-import type { Hypervisor } from './hypervisor.js';
+import { HypervisorUnavailable, type Hypervisor } from './hypervisor.js';
 import { parseProgress, splitLines } from './progress.js';
 
 export type RunState = 'pending' | 'booting' | 'running' | 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
@@ -49,6 +52,9 @@ export interface RunRecord {
 }
 
 export const MAX_LINES = 50;
+
+/** Waits (ms) between attempts of the final destroy while the hypervisor cannot be reached: 7.75 s in all. */
+export const DESTROY_RETRY_MS: readonly number[] = [250, 500, 1000, 2000, 4000];
 
 export function isTerminal(s: RunState): boolean {
   return TERMINAL.includes(s);
@@ -113,6 +119,24 @@ export interface RunDeps {
   /** Runs after the domain is destroyed, whatever happened (overlay, tap, secrets). */
   cleanup?: () => Promise<void>;
   signal?: AbortSignal;
+  /** Waits between attempts of the final destroy (default DESTROY_RETRY_MS). */
+  destroyRetryMs?: readonly number[];
+}
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Destroys `name`, retrying after each wait while it fails; the last error, or undefined once done. */
+async function destroyWithRetry(hv: Hypervisor, name: string, clock: Clock, waits: readonly number[]): Promise<string | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await hv.destroy(name);
+      return undefined;
+    } catch (e) {
+      const wait = waits[attempt];
+      if (wait === undefined) return messageOf(e);
+      await clock.sleep(wait);
+    }
+  }
 }
 
 /** Runs one appliance to a terminal state. Never rejects for guest or hypervisor trouble. */
@@ -168,23 +192,19 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
         created = true;
         apply({ type: 'created', at: clock.now() });
       } catch (e) {
-        apply({ type: 'create-failed', at: clock.now(), reason: e instanceof Error ? e.message : String(e) });
+        apply({ type: 'create-failed', at: clock.now(), reason: messageOf(e) });
         // The create may have happened before the error (e.g. the connection died on the way
-        // back): a domain of that name is destroyed below, not left running unsupervised.
-        created = (await hv.list(spec.name).catch(() => [spec.name])).includes(spec.name);
+        // back): a domain of that name is destroyed below, not left running unsupervised. An
+        // unreachable hypervisor (HypervisorUnavailable) never got the request.
+        created = !(e instanceof HypervisorUnavailable) && (await hv.list(spec.name).catch(() => [spec.name])).includes(spec.name);
       }
       if (rec.state === 'booting') await watch();
     }
   } finally {
-    if (created) {
-      try {
-        await hv.destroy(spec.name);
-      } catch (e) {
-        rec = { ...rec, destroyError: e instanceof Error ? e.message : String(e) };
-      }
-    }
+    const destroyError = created ? await destroyWithRetry(hv, spec.name, clock, deps.destroyRetryMs ?? DESTROY_RETRY_MS) : undefined;
+    if (destroyError !== undefined) rec = { ...rec, destroyError };
     await deps.cleanup?.().catch((e: unknown) => {
-      rec = { ...rec, cleanupError: e instanceof Error ? e.message : String(e) };
+      rec = { ...rec, cleanupError: messageOf(e) };
     });
   }
   return rec;

@@ -22,6 +22,15 @@ export interface TestLibvirtd {
   dir: string;
   /** The libvirtd log (for failure messages). */
   log(): Promise<string>;
+  /**
+   * Stops libvirtd alone (SIGTERM: a clean shutdown, SIGKILL: killed) and waits until it is gone;
+   * its qemu processes live on (own session), as with a real libvirtd restart.
+   */
+  down(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts libvirtd again on the same directories (it re-attaches to the running qemus). */
+  up(): Promise<void>;
+  /** down(signal) then up(). */
+  restart(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** SIGTERM libvirtd (SIGKILL after 5 s), then kill whatever else is left in the namespace. */
   stop(): Promise<void>;
 }
@@ -95,32 +104,37 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   await writeFile(join(dir, 'etc', 'qemu.conf'), QEMU_CONF);
   await writeFile(join(dir, 'etc', 'libvirtd.conf'), LIBVIRTD_CONF);
   const binds = MOUNTS.map(([sub, target]) => `mount --bind '${sub === 'cache' ? cache : join(dir, sub)}' '${target}'`).join(' && ');
-  const child = ns.exec(
-    'unshare',
-    [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      `${binds} && exec tini -s -g -- libvirtd --pid-file '${join(dir, 'libvirtd.pid')}'`,
-    ],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  const pidFile = join(dir, 'libvirtd.pid');
   let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let child: ChildProcess | undefined;
+  const spawnDaemon = (): ChildProcess => {
+    const c = ns.exec(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd --pid-file '${pidFile}'`],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    c.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    return c;
+  };
   const socket = join(dir, 'run', 'libvirt-sock');
   const log = async (): Promise<string> => `${stderr}${await readFile(join(dir, 'log', 'libvirtd.log'), 'utf8').catch(() => '')}`;
+  const running = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
 
+  const down = async (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
+    const c = child;
+    if (!running(c)) return;
+    // tini's child is libvirtd (from its pid file); tini exits with it.
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid > 0) process.kill(pid, signal);
+    else c.kill(signal);
+    const killer = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await exited(c);
+    clearTimeout(killer);
+  };
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited(child);
-      clearTimeout(killer);
-    }
+    await down('SIGTERM');
     // qemu outlives libvirtd (own session): nothing the test started may survive it.
     for (const pid of await netnsPids(ns.name)) {
       try {
@@ -131,13 +145,34 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
     }
     await rm(dir, { recursive: true, force: true });
   };
+  const up = async (): Promise<void> => {
+    if (running(child)) return;
+    const c = spawnDaemon();
+    child = c;
+    for (let i = 0; i < 200; i++) {
+      if (c.exitCode !== null) break;
+      if (await canConnect(socket)) return;
+      await delay(50);
+    }
+    throw new Error(`libvirtd did not start: ${(await log()).slice(-2000)}`);
+  };
 
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) break;
-    if (await canConnect(socket)) return { uri: `qemu:///system?socket=${socket}`, dir, log, stop };
-    await delay(50);
+  try {
+    await up();
+  } catch (e) {
+    await stop();
+    throw e;
   }
-  const why = await log();
-  await stop();
-  throw new Error(`libvirtd did not start: ${why.slice(-2000)}`);
+  return {
+    uri: `qemu:///system?socket=${socket}`,
+    dir,
+    log,
+    down,
+    up,
+    restart: async (signal) => {
+      await down(signal);
+      await up();
+    },
+    stop,
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * The Hypervisor contract, on the strict fake and on libvirt's in-process `test:///default`
- * driver through appliance/libvirt.ts (the real binding; skipped or failed without it).
+ * driver through appliance/libvirt.ts (the real binding; skipped or failed without it), and a lost
+ * connection (libvirtd restarted, killed, down) through a stand-in binding (test/fakes).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +9,7 @@ import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING, isConnectionLost, isNotFound, stateName } from '../../appliance/libvirt.js';
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
 import { skipOrFail } from '../support/env.js';
+import { daemon } from '../fakes/fake-libvirt-binding.js';
 
 const xmlFor = (name: string): string =>
   `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>` +
@@ -88,4 +90,74 @@ test('libvirt binding against test:///default: create, state, list by prefix, de
     for (const n of await h.list(prefix)) await h.destroy(n);
     await h.close();
   }
+});
+
+// ------------------------------------------------------------ a lost connection (fake binding)
+
+const FAKE_BINDING = new URL('../fakes/fake-libvirt-binding.js', import.meta.url).href;
+const fakeXml = (name: string): string => `<domain><name>${name}</name></domain>`;
+
+test('libvirtd restarted: the next call reconnects and succeeds; the dead handle is closed, not leaked', async () => {
+  daemon.reset();
+  const h = new LibvirtHypervisor('qemu:///fake', FAKE_BINDING);
+  await h.createTransient('m-a', fakeXml('m-a'));
+  assert.equal(daemon.open.size, 1);
+  for (let i = 1; i <= 3; i++) {
+    daemon.restart();
+    assert.equal(await h.state('m-a'), 'running', `after restart ${String(i)}`);
+    assert.equal(h.reconnects, i);
+    assert.equal(daemon.opened, i + 1);
+    assert.equal(daemon.open.size, 1, 'only the live connection is open');
+  }
+  daemon.restart();
+  assert.deepEqual(await h.list('m-'), ['m-a']);
+  daemon.restart();
+  assert.equal(await h.destroy('m-a'), 'destroyed');
+  assert.equal(daemon.open.size, 1);
+  await h.close();
+  assert.equal(daemon.open.size, 0);
+});
+
+test('calls racing on a dead connection share one new connection', async () => {
+  daemon.reset();
+  const h = new LibvirtHypervisor('qemu:///fake', FAKE_BINDING);
+  await h.createTransient('m-a', fakeXml('m-a'));
+  daemon.restart();
+  const states = await Promise.all([1, 2, 3, 4, 5].map(() => h.state('m-a')));
+  assert.deepEqual(states, ['running', 'running', 'running', 'running', 'running']);
+  assert.equal(daemon.opened, 2, 'one reconnect for all five');
+  assert.equal(daemon.open.size, 1);
+  assert.equal(h.reconnects, 1);
+  await h.close();
+});
+
+test('libvirtd down: calls fail at once (one connect attempt each), nothing leaks; back up: the next call works', async () => {
+  daemon.reset();
+  const h = new LibvirtHypervisor('qemu:///fake', FAKE_BINDING);
+  await h.createTransient('m-a', fakeXml('m-a'));
+  daemon.stop();
+  await assert.rejects(h.state('m-a'), HypervisorUnavailable);
+  await assert.rejects(h.destroy('m-a'), (e: unknown) => e instanceof HypervisorUnavailable && /Connection refused/.test(e.message));
+  await assert.rejects(h.list('m-'), HypervisorUnavailable);
+  assert.equal(daemon.open.size, 0, 'the dead handle was closed; no half-open one is kept');
+  assert.equal(daemon.opened, 1);
+  daemon.start();
+  assert.equal(await h.destroy('m-a'), 'destroyed');
+  assert.equal(await h.state('m-a'), 'gone');
+  assert.equal(daemon.open.size, 1);
+  await h.close();
+});
+
+test('a create on a dead connection is not retried (it may have happened); the next call reconnects', async () => {
+  daemon.reset();
+  const h = new LibvirtHypervisor('qemu:///fake', FAKE_BINDING);
+  await h.list('');
+  daemon.restart();
+  await assert.rejects(h.createTransient('m-a', fakeXml('m-a')), /Broken pipe/);
+  assert.equal(daemon.creates, 0);
+  assert.equal(daemon.open.size, 0, 'the dead handle was closed');
+  await h.createTransient('m-a', fakeXml('m-a'));
+  assert.equal(daemon.creates, 1);
+  assert.equal(daemon.open.size, 1);
+  await h.close();
 });

@@ -6,7 +6,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { FakeClock } from '../fakes/fake-clock.js';
-import { reduce, initialRecord, runAppliance, MAX_LINES, type RunRecord, type RunDeps, type RunSpec } from '../../appliance/runner.js';
+import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import {
+  reduce,
+  initialRecord,
+  runAppliance,
+  DESTROY_RETRY_MS,
+  MAX_LINES,
+  type RunRecord,
+  type RunDeps,
+  type RunSpec,
+} from '../../appliance/runner.js';
 import { parseProgress, splitLines } from '../../appliance/progress.js';
 
 const NAME = 'metad-run-a1';
@@ -214,15 +224,76 @@ test('a create that failed after the domain came up (lost connection) still dest
   assert.deepEqual(hv.opsOf('destroy'), [NAME]);
 });
 
-test('a failed destroy is recorded, not hidden', async () => {
+test('a destroy that keeps failing is retried a bounded number of times, then recorded, not hidden', async () => {
   const hv = new FakeHypervisor();
-  hv.destroy = () => Promise.reject(new Error('Cannot write data: Broken pipe'));
+  hv.destroy = (n) => {
+    hv.calls.push({ op: 'destroy', name: n });
+    return Promise.reject(new Error('Cannot write data: Broken pipe'));
+  };
   const h = start({ deadlineAt: 1_000_000 + 250 }, { hv });
   await h.settle();
   await h.clock.advance(250);
+  for (const wait of DESTROY_RETRY_MS) {
+    await h.settle();
+    assert.equal(h.cleaned, 0, 'cleanup waits for the destroy attempts');
+    await h.clock.advance(wait);
+  }
   const r = await h.done;
   assert.equal(r.state, 'timed-out');
   assert.equal(r.destroyError, 'Cannot write data: Broken pipe');
+  assert.equal(hv.opsOf('destroy').length, DESTROY_RETRY_MS.length + 1);
+  assert.equal(h.cleaned, 1);
+});
+
+test('libvirtd down across the deadline: the run still ends at the deadline, and the domain is destroyed once libvirtd is back', async () => {
+  const hv = new FakeHypervisor();
+  let down = false;
+  const unreachable = (): Promise<never> => Promise.reject(new HypervisorUnavailable('cannot connect to libvirt: Connection refused'));
+  const state = hv.state.bind(hv);
+  const destroy = hv.destroy.bind(hv);
+  hv.state = (n) => (down ? unreachable() : state(n));
+  hv.destroy = (n) => {
+    if (!down) return destroy(n);
+    hv.calls.push({ op: 'destroy', name: `${n} (down)` });
+    return unreachable();
+  };
+  const h = start({ deadlineAt: 1_000_000 + 1_000 }, { hv });
+  await h.settle();
+  await h.clock.advance(250);
+  await h.settle();
+  down = true; // libvirtd killed; qemu (the domain) lives on
+  await h.clock.advance(250);
+  await h.settle();
+  await h.clock.advance(500); // the deadline, libvirtd still down
+  await h.settle();
+  assert.equal(h.states.at(-1), 'timed-out', 'the record says timed-out at the deadline');
+  assert.deepEqual(hv.running(), [NAME], 'not destroyed yet: libvirtd is down');
+  await h.clock.advance(DESTROY_RETRY_MS[0]!);
+  await h.settle();
+  down = false; // libvirtd is back
+  await h.clock.advance(DESTROY_RETRY_MS[1]!);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.endedAt, 1_001_000);
+  assert.equal(r.destroyError, undefined);
+  assert.deepEqual(hv.running(), [], 'destroyed once libvirtd came back');
+  assert.deepEqual(hv.opsOf('destroy'), [`${NAME} (down)`, `${NAME} (down)`, NAME]);
+  assert.equal(h.cleaned, 1);
+});
+
+test('a create that never reached the hypervisor (unreachable) leaves nothing to find or destroy', async () => {
+  const hv = new FakeHypervisor();
+  hv.createTransient = (n, x) => {
+    hv.calls.push({ op: 'createTransient', name: n, xml: x });
+    return Promise.reject(new HypervisorUnavailable('cannot connect to libvirt: Connection refused'));
+  };
+  const h = start({}, { hv });
+  const r = await h.done;
+  assert.equal(r.state, 'failed');
+  assert.match(r.reason ?? '', /Connection refused/);
+  assert.deepEqual(hv.opsOf('list'), []);
+  assert.deepEqual(hv.opsOf('destroy'), []);
+  assert.equal(h.cleaned, 1);
 });
 
 test('reduce: terminal states are final; only progress lines count; lines are capped', () => {

@@ -1,0 +1,167 @@
+/**
+ * A lost libvirt connection, for real: a private libvirtd in a test namespace
+ * (test/support/libvirtd.ts) restarted (SIGTERM), killed (SIGKILL) and kept down under a live
+ * LibvirtHypervisor and under the appliance runner. The domain is a bare QEMU guest with nothing
+ * to boot (the firmware idles): what is tested is the connection, not the appliance.
+ *  - the hypervisor reconnects on the next call after each restart and finds the domain again
+ *    (qemu outlives libvirtd, the new libvirtd re-attaches); while libvirtd is down a call fails
+ *    at once with HypervisorUnavailable, and works again once it is back;
+ *  - the runner keeps supervising across a restart (a domain that vanishes afterwards is seen);
+ *  - a deadline that passes while libvirtd is down still ends the run (timed-out), and the
+ *    domain is destroyed once libvirtd is back: no domain, no qemu left.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { skipOrFail } from '../support/env.js';
+import { canUseNetns, createNetns } from '../support/netns.js';
+import { libvirtdMissing, netnsPids, startLibvirtd } from '../support/libvirtd.js';
+import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
+import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import { QEMU_X86 } from '../../appliance/domain-xml.js';
+import { runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { systemClock } from '../../daemon/clock.js';
+
+const bareXml = (name: string): string =>
+  `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
+  `<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>${QEMU_X86}</emulator></devices>` +
+  `<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash></domain>`;
+
+/** The live qemu processes in the namespace (a killed qemu may wait a while for its reaper: a zombie is not live). */
+async function qemus(ns: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of await netnsPids(ns)) {
+    const stat = await readFile(`/proc/${String(pid)}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) (\S)/.exec(stat);
+    if (m?.[1]?.startsWith('qemu') && m[2] !== 'Z') out.push(pid);
+  }
+  return out;
+}
+
+/**
+ * A qemu re-attached by a restarted libvirtd is not its child: destroying it races libvirt's
+ * own clean-up of the transient domain, and the destroy may report it gone. Either way it is.
+ */
+const DESTROYED = /^(destroyed|gone)$/;
+
+async function setup(
+  t: test.TestContext,
+): Promise<{ ns: string; lv: Awaited<ReturnType<typeof startLibvirtd>>; hv: LibvirtHypervisor } | undefined> {
+  const binding = await loadBinding().then(
+    () => undefined,
+    () => MISSING_BINDING,
+  );
+  if (skipOrFail(t, canUseNetns().why ?? libvirtdMissing() ?? binding)) return undefined;
+  const ns = await createNetns('metadtc');
+  const lv = await startLibvirtd(ns).catch(async (e: unknown) => {
+    await ns.destroy();
+    throw e;
+  });
+  const hv = new LibvirtHypervisor(lv.uri);
+  t.after(async () => {
+    await hv.close();
+    await lv.stop();
+    await ns.destroy();
+  });
+  return { ns: ns.name, lv, hv };
+}
+
+test('libvirtd restarted, killed, down: the hypervisor reconnects on the next call and finds its domain again', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  const { lv, hv } = s;
+  const name = `metadt-chaos-${String(process.pid)}-a`;
+  await hv.createTransient(name, bareXml(name));
+  assert.equal(await hv.state(name), 'running');
+  const [qemu] = await qemus(s.ns);
+  assert.ok(qemu !== undefined);
+
+  await lv.restart('SIGTERM');
+  assert.equal(await hv.state(name), 'running', 'after a clean restart');
+  assert.equal(hv.reconnects, 1);
+  await lv.restart('SIGKILL');
+  assert.deepEqual(await hv.list('metadt-chaos-'), [name], 'after libvirtd was killed');
+  assert.equal(hv.reconnects, 2);
+
+  await lv.down('SIGKILL');
+  await assert.rejects(hv.state(name), HypervisorUnavailable);
+  await assert.rejects(hv.destroy(name), HypervisorUnavailable);
+  assert.deepEqual(await qemus(s.ns), [qemu], 'the guest lives on without libvirtd');
+  await lv.up();
+  assert.equal(await hv.state(name), 'running');
+  assert.match(await hv.destroy(name), DESTROYED);
+  assert.equal(await hv.state(name), 'gone');
+  assert.deepEqual(await qemus(s.ns), []);
+});
+
+test('the runner across libvirtd restarts: it keeps watching; a deadline passed while libvirtd is down still ends the run and the domain is destroyed once it is back', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  const { lv, hv } = s;
+  const prefix = `metadt-chaos-${String(process.pid)}-`;
+  const states = (): { seen: string[]; wait: (st: string) => Promise<void>; onChange: (r: RunRecord) => void } => {
+    const seen: string[] = [];
+    const waiters: { st: string; resolve: () => void }[] = [];
+    return {
+      seen,
+      wait: (st) => (seen.includes(st) ? Promise.resolve() : new Promise((resolve) => waiters.push({ st, resolve }))),
+      onChange: (r) => {
+        seen.push(r.state);
+        for (const w of waiters.filter((x) => x.st === r.state)) w.resolve();
+      },
+    };
+  };
+
+  // 1. Restarted (and killed) mid-run: the runner still sees the domain vanish (a power-off,
+  //    played here by a second client destroying it).
+  const a = `${prefix}watch`;
+  const sa = states();
+  const runA = runAppliance(
+    { name: a, xml: bareXml(a), deadlineAt: Date.now() + 600_000 },
+    { hv, clock: systemClock, pollMs: 100, takeProgress: () => '', onChange: sa.onChange },
+  );
+  await sa.wait('booting');
+  await lv.restart('SIGTERM');
+  await lv.restart('SIGKILL');
+  const other = new LibvirtHypervisor(lv.uri);
+  assert.deepEqual(sa.seen, ['booting'], 'still watching after the restarts');
+  assert.match(await other.destroy(a), DESTROYED);
+  await other.close();
+  const ra = await runA;
+  assert.equal(ra.state, 'failed', JSON.stringify(ra));
+  assert.equal(ra.reason, 'powered off without a final report');
+  assert.ok(hv.reconnects >= 1, 'the runner reconnected');
+
+  // 2. libvirtd down across the deadline. The run's clock is real time plus a skew the test
+  //    moves past the deadline once libvirtd is down (no waiting for a real deadline).
+  const b = `${prefix}deadline`;
+  const sb = states();
+  let skew = 0;
+  const clock = { now: () => Date.now() + skew, sleep: (ms: number) => systemClock.sleep(ms) };
+  const deadlineAt = clock.now() + 600_000;
+  const runB = runAppliance(
+    { name: b, xml: bareXml(b), deadlineAt },
+    {
+      hv,
+      clock,
+      pollMs: 100,
+      takeProgress: () => '',
+      onChange: sb.onChange,
+      destroyRetryMs: [250, 500, 1000, 2000, 4000, 8000, 16_000],
+    },
+  );
+  await sb.wait('booting');
+  const [qemu] = await qemus(s.ns);
+  assert.ok(qemu !== undefined);
+  await lv.down('SIGKILL');
+  skew = 600_000;
+  await sb.wait('timed-out');
+  assert.deepEqual(await qemus(s.ns), [qemu], 'still running: nobody could destroy it');
+  await lv.up();
+  const rb = await runB;
+  assert.equal(rb.state, 'timed-out');
+  assert.equal(rb.destroyError, undefined, JSON.stringify(rb));
+  assert.ok(rb.endedAt! >= deadlineAt);
+  assert.deepEqual(await hv.list(prefix), []);
+  assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+});
