@@ -139,6 +139,16 @@ async function destroyWithRetry(hv: Hypervisor, name: string, clock: Clock, wait
   }
 }
 
+/**
+ * Progress lines that arrived after the run ended (written just before an abort or the deadline,
+ * still on their way while the domain was destroyed): kept in the record's lines, informative
+ * only; they change neither the state nor the final report. Pure.
+ */
+function withLateLines(r: RunRecord, lines: readonly string[]): RunRecord {
+  const late = lines.filter((l) => parseProgress(l) !== undefined);
+  return late.length === 0 ? r : { ...r, lines: [...r.lines, ...late].slice(-MAX_LINES) };
+}
+
 /** Runs one appliance to a terminal state. Never rejects for guest or hypervisor trouble. */
 export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRecord> {
   const { hv, clock } = deps;
@@ -165,6 +175,7 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
       try {
         await clock.sleep(Math.max(0, Math.min(deps.pollMs, spec.deadlineAt - now, claimAt - now)), deps.signal);
       } catch {
+        drain(); // what the agent wrote just before the abort still counts
         apply({ type: 'abort', at: clock.now() });
         return;
       }
@@ -203,6 +214,7 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
   } finally {
     const destroyError = created ? await destroyWithRetry(hv, spec.name, clock, deps.destroyRetryMs ?? DESTROY_RETRY_MS) : undefined;
     if (destroyError !== undefined) rec = { ...rec, destroyError };
+    if (created) rec = withLateLines(rec, splitLines(tail, deps.takeProgress()).lines);
     await deps.cleanup?.().catch((e: unknown) => {
       rec = { ...rec, cleanupError: messageOf(e) };
     });

@@ -164,6 +164,29 @@ test('abort ends the run at once: aborted, destroyed, cleaned up', async () => {
   assert.deepEqual(early.hv.opsOf('destroy'), []);
 });
 
+test('an abort keeps the progress lines the agent wrote just before it, and those that arrive while the domain is destroyed', async () => {
+  const h = start();
+  await h.settle();
+  h.pipe.push(line('net', 'ok'));
+  await h.clock.advance(250);
+  await h.settle();
+  h.pipe.push(line('create', 'start'), 'metad-progress v1 step=create status=o'); // not yet polled
+  const destroy = h.hv.destroy.bind(h.hv);
+  h.hv.destroy = (n) => {
+    h.pipe.push('k\n', line('final', 'succeeded')); // in flight while the plug is pulled
+    return destroy(n);
+  };
+  h.ac.abort();
+  const r = await h.done;
+  assert.equal(r.state, 'aborted');
+  assert.deepEqual(
+    r.lines,
+    [line('net', 'ok'), line('create', 'start'), line('create', 'ok'), line('final', 'succeeded')].map((l) => l.trim()),
+  );
+  assert.equal(r.final, undefined, 'a late line is informative: it changes neither the state nor the final report');
+  assert.deepEqual(h.hv.running(), []);
+});
+
 test('an appliance that has not claimed its secrets by the claim deadline is stuck; one that has is not', async () => {
   const h = start({ claimDeadlineAt: 1_000_000 + 300 });
   await h.settle();
