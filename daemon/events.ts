@@ -38,6 +38,12 @@ export const EVENTS = {
     level: 'warn',
     fields: 'instance, commRange (loaded anyway; new writes must be in range)',
   },
+  reservedCommAddress: {
+    msg: 'instance has a comm address no guest may have',
+    level: 'warn',
+    fields:
+      'instance, rule (loaded from an older version; re-register it with another address: the metadata address never identifies a guest)',
+  },
   notDurable: {
     msg: 'state change not confirmed durable',
     level: 'error',

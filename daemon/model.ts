@@ -129,7 +129,11 @@ export const instanceSchema = {
       required: ['mac', 'ipv4'],
       properties: {
         mac: { type: 'string', pattern: MAC_PATTERN },
-        ipv4,
+        ipv4: {
+          ...ipv4,
+          description:
+            'In a comm range (guest.commRange); never 169.254.169.254, 0.0.0.0/8, 224.0.0.0/3, nor the network or broadcast address of its comm range (docs/deployment.md).',
+        },
         tap: { type: 'string', pattern: TAP_PATTERN },
       },
     },

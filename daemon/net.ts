@@ -41,6 +41,18 @@ export class Ipv4Ranges {
     for (const r of this.ranges) if (ipv4InCidr(ip, r) && (best === undefined || r.bits > best)) best = r.bits;
     return best;
   }
+  /**
+   * Is `ip` the network or broadcast address of the most specific range holding it? Only for
+   * prefixes up to /30 (a /31 or /32 has none, RFC 3021):
+   *   ['169.254.0.0/16'].isEdge('169.254.0.0') → true; '169.254.255.255' → true; '169.254.0.1' → false.
+   */
+  isEdge(ip: string): boolean {
+    const bits = this.prefixOf(ip);
+    if (bits === undefined || bits > 30) return false;
+    const host = ~(bits === 0 ? 0 : ~0 << (32 - bits)) >>> 0;
+    const low = (ipv4ToInt(ip) & host) >>> 0;
+    return low === 0 || low === host;
+  }
   toString(): string {
     return this.cidrs.join(', ');
   }

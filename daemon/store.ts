@@ -28,6 +28,8 @@ import { CommIndex, type CommProblem } from './comm-index.js';
 import { encodeStateFile } from './state-file.js';
 import { quarantineFile, readStateFiles } from './state-dir.js';
 import { Ipv4Ranges } from './net.js';
+import { commIpv4Problem } from './validate.js';
+import { METADATA_IPV4 } from './comm/plan.js';
 import { EV } from './events.js';
 
 export interface StoreOptions {
@@ -81,6 +83,8 @@ export class InstanceStore extends EventEmitter {
       // A comm range narrowed in the config does not cost an instance: it loads, with a warning.
       if (!this.ranges.has(inst.doc.comm.ipv4))
         this.o.log.warn({ instance: inst.doc.name, commRange: this.ranges.cidrs }, EV.outsideCommRange);
+      const reserved = commIpv4Problem(inst.doc.comm.ipv4) ?? (this.ranges.isEdge(inst.doc.comm.ipv4) ? 'comm range edge' : undefined);
+      if (reserved !== undefined) this.o.log.warn({ instance: inst.doc.name, rule: reserved }, EV.reservedCommAddress);
       this.index(inst);
     }
     const dirs = { from: this.instancesDir, to: this.quarantineDir };
@@ -106,6 +110,8 @@ export class InstanceStore extends EventEmitter {
     // A link-local IPv6 source carries the interface it arrived on (`fe80::…%TAP`): the kernel
     // sets that scope, a guest cannot, so a link-local caller is identified by its tap.
     const scope = ip.indexOf('%');
+    // The metadata address is the host's own: a host process connecting from it is nobody.
+    if (ip === METADATA_IPV4) return undefined;
     const name = scope > 0 && /^fe[89ab][0-9a-f]:/i.test(ip) ? this.comm.nameOfTap(ip.slice(scope + 1)) : this.comm.nameAt(ip);
     return name === undefined ? undefined : this.byName.get(name);
   }
@@ -147,6 +153,10 @@ export class InstanceStore extends EventEmitter {
     const prev = this.byName.get(input.name);
     const { doc, priv, iam } = splitInput(input);
     // Check and claim in one synchronous step: no other write can slip in between.
+    if (this.ranges.isEdge(doc.comm.ipv4)) {
+      const message = 'must not be the network or broadcast address of its comm range';
+      throw new DaemonError('InvalidInput', message, [{ path: '/comm/ipv4', message }]);
+    }
     const problem = this.conflictOf(doc);
     if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
     const release = this.comm.claim(doc);

@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import { instanceSchema, paramValuesSchema, type InstanceInput } from './model.js';
 import { invalid, type ErrorDetail } from './errors.js';
 import { parseAddressCidr } from './net.js';
+import { METADATA_IPV4 } from './comm/plan.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -70,7 +71,24 @@ function semanticProblems(doc: InstanceInput): ErrorDetail[] {
     if (seen.has(k.name)) out.push({ path: `/publicKeys/${String(i)}/name`, message: 'duplicate key name' });
     seen.add(k.name);
   });
+  const comm = commIpv4Problem(doc.comm.ipv4);
+  if (comm !== undefined) out.push({ path: '/comm/ipv4', message: comm });
   return [...out, ...nicProblems(doc)];
+}
+
+/**
+ * Comm IPv4 addresses no guest can have, whatever the comm range (docs/instance-schema.md):
+ * the metadata address is the host's own (with it, every host process would be that guest);
+ * 0.0.0.0/8 is where DHCP clients send from before they have an address; 224.0.0.0/3 is
+ * multicast, reserved and the limited broadcast. The comm range's own network and broadcast
+ * addresses are refused by the store, which knows the ranges. Messages name the rule, not the value.
+ */
+export function commIpv4Problem(ip: string): string | undefined {
+  if (ip === METADATA_IPV4) return `must not be the metadata address ${METADATA_IPV4}`;
+  const first = Number(ip.split('.')[0]);
+  if (first === 0) return 'must not be in 0.0.0.0/8 (unspecified, "this network")';
+  if (first >= 224) return 'must not be multicast, reserved or broadcast (224.0.0.0/3)';
+  return undefined;
 }
 
 /** NICs: MACs unique (and not the comm NIC's), each address a real address with a prefix in range. */

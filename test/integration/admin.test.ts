@@ -133,6 +133,44 @@ test('admin door: bad input gets a JSON error that never echoes the value', asyn
   assert.equal(r.status, 201);
 });
 
+test('admin door: comm IPv4 addresses no guest may have are 400 with the path, never echoing the value', async (t) => {
+  const d = await startTestDaemon({ config: { guest: { commRange: ['127.0.0.0/8', '169.254.0.0/16', '10.7.0.0/30'] } } });
+  t.after(() => d.close());
+  const refused: [string, RegExp][] = [
+    ['169.254.169.254', /metadata address/],
+    ['0.0.0.0', /0\.0\.0\.0\/8/],
+    ['224.0.0.1', /224\.0\.0\.0\/3/],
+    ['255.255.255.255', /224\.0\.0\.0\/3/],
+    ['127.0.0.0', /network or broadcast address of its comm range/],
+    ['127.255.255.255', /network or broadcast address of its comm range/],
+    ['169.254.0.0', /network or broadcast address of its comm range/],
+    ['10.7.0.3', /network or broadcast address of its comm range/],
+  ];
+  for (const [ipv4, rule] of refused) {
+    const r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), comm: { mac: '52:54:00:00:00:01', ipv4 } });
+    assert.equal(r.status, 400, ipv4);
+    assert.equal(asError(r).code, 'InvalidInput');
+    assert.deepEqual(
+      asError(r).details.map((x) => x.path),
+      ['/comm/ipv4'],
+      ipv4,
+    );
+    assert.match(asError(r).details[0]!.message, rule, ipv4);
+    // (the metadata address and 0.0.0.0 are part of their rules' text)
+    if (!['169.254.169.254', '0.0.0.0'].includes(ipv4)) assert.ok(!r.text.includes(ipv4), `the value is not echoed: ${ipv4}`);
+  }
+  assert.equal(d.daemon.services.store.size, 0, 'nothing was registered');
+  // The same rules on a patch; and the addresses next to the edges are fine.
+  for (const ipv4 of ['127.0.0.1', '127.255.255.254', '169.254.0.1', '10.7.0.1']) {
+    const r = await d.admin('PUT', '/v1/instances/vm1', { ...sampleInstance(1), comm: { mac: '52:54:00:00:00:01', ipv4 } });
+    assert.ok(r.status === 201 || r.status === 200, `${ipv4}: ${r.text}`);
+  }
+  const p = await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '10.7.0.0' } });
+  assert.equal(p.status, 400);
+  assert.equal(asError(p).details[0]!.path, '/comm/ipv4');
+  assert.equal(d.daemon.services.store.get('vm1')!.doc.comm.ipv4, '10.7.0.1', 'the refused patch changed nothing');
+});
+
 test('admin door: duplicate comm IPv4 or MAC is 409', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());

@@ -145,3 +145,24 @@ test('admin client: a raw oversize request (no size check in the client) reads t
     );
   }
 });
+
+test('metadctl register: a comm IPv4 no guest may have is refused with its path and rule, never the value', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const sock = d.config.admin.socket;
+  for (const [ipv4, rule] of [
+    ['169.254.169.254', /\/comm\/ipv4: must not be the metadata address/],
+    ['127.255.255.255', /\/comm\/ipv4: must not be the network or broadcast address of its comm range/],
+  ] as const) {
+    const yaml = join(d.dir, 'bad.yaml');
+    writeFileSync(
+      yaml,
+      ['name: vm1', 'uuid: 3f1c7a52-9d7e-4c1b-8a61-2f0e5b9c4d11', `comm: { mac: "52:54:00:aa:bb:01", ipv4: ${ipv4} }`].join('\n'),
+    );
+    const r = await ctl(sock, ['register', yaml]);
+    assert.notEqual(r.code, 0, ipv4);
+    assert.match(r.err, rule);
+    if (ipv4 !== '169.254.169.254') assert.ok(!r.err.includes(ipv4), 'the value is not echoed');
+  }
+  assert.equal(d.daemon.services.store.size, 0);
+});

@@ -14,6 +14,7 @@ import type { DaemonError } from '../../daemon/errors.js';
 import { STATE_FORMAT, STATE_VERSION } from '../../daemon/state-file.js';
 import { Keyring, loadMasterKey } from '../../daemon/keys.js';
 import { validateInstance } from '../../daemon/validate.js';
+import type { InstanceInput } from '../../daemon/model.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { sampleInstance } from '../support/daemon.js';
@@ -257,4 +258,27 @@ test('store: two state files claiming one comm address: the newer one loads, the
   const { store: again } = makeStore(dir, key);
   assert.deepEqual(await again.start(), { loaded: 1, quarantined: 1 });
   assert.equal(again.byAddress('127.0.0.2')?.doc.name, 'zzz-newer');
+});
+
+test('store: an address no guest may have, stored by an older version, loads with a warning and never identifies anyone', async (t) => {
+  const dir = tmp(t);
+  const { log, sink } = sinkLogger();
+  const opts = { dir, keyring: new Keyring(randomBytes(32)), clock: new FakeClock(), maxDocumentBytes: 65536 };
+  const old = new InstanceStore({ ...opts, log, commRange: '169.254.0.0/16' });
+  await old.start();
+  // Straight into the store (no validateInstance), as a version without the address rules did.
+  await old.put(sampleInstance(1, { comm: { mac: '52:54:00:00:00:01', ipv4: '169.254.169.254' } }) as InstanceInput, true);
+  await old.put(sampleInstance(2, { comm: { mac: '52:54:00:00:00:02', ipv4: '169.254.7.0' } }) as InstanceInput, true);
+  assert.equal(old.byAddress('169.254.169.254'), undefined, 'the metadata address is the host: a host process is nobody');
+  assert.equal(old.byAddress('169.254.7.0')?.doc.name, 'vm2', 'control: an ordinary address identifies its guest');
+
+  const again = new InstanceStore({ ...opts, log, commRange: ['169.254.0.0/16', '169.254.7.0/24'] });
+  assert.deepEqual(await again.start(), { loaded: 2, quarantined: 0 });
+  const warned = sink
+    .records()
+    .filter((l) => l.msg === 'instance has a comm address no guest may have')
+    .map((l) => l.instance)
+    .sort();
+  assert.deepEqual(warned, ['vm1', 'vm2'], 'the metadata address, and the network address of the narrower range');
+  assert.equal(again.byAddress('169.254.169.254'), undefined);
 });
