@@ -236,6 +236,12 @@ export const configSchema = {
           description:
             'Send metadata replies on the taps with IP TTL / hop limit 1, so containers behind a guest cannot reach the metadata service.',
         },
+        ec2Ipv6: {
+          type: 'boolean',
+          default: false,
+          description:
+            "Routed mode only: also serve EC2's IPv6 metadata address fd00:ec2::254 (on the anchor and every tap) to guests' link-local sources, identified by their tap; other IPv6 sources stay dropped (docs/deployment.md).",
+        },
         openTcpPorts: {
           type: 'array',
           default: [],

@@ -117,7 +117,10 @@ function crossFieldProblems(cfg: unknown): string[] {
   if (typeof g.headersTimeoutMs === 'number' && typeof g.requestTimeoutMs === 'number' && g.headersTimeoutMs > g.requestTimeoutMs) {
     out.push('/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs');
   }
-  const network = (cfg as { network?: { mode?: unknown } }).network;
+  const network = (cfg as { network?: { mode?: unknown; ec2Ipv6?: unknown } }).network;
+  if (network?.ec2Ipv6 === true && network.mode !== 'routed') {
+    out.push('/network/ec2Ipv6: needs /network/mode routed (off serves no comm network, bridged no IPv6)');
+  }
   if (network && typeof network === 'object' && network.mode !== undefined && network.mode !== 'off') {
     try {
       const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];

@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import { normalizeAddress } from './net.js';
 import { EV } from './events.js';
 import { linkLocalDoors } from './comm/link-doors.js';
+import { EC2_METADATA_IPV6 } from './comm/plan.js';
 import { SocketGuard } from './socket-guard.js';
 import { listenAdminSocket } from './admin-socket.js';
 import { planReload, type ReloadPlan } from './reload.js';
@@ -106,6 +107,18 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
   return server;
 }
 
+/**
+ * The guest door's listeners: guest.listen, plus fd00:ec2::254 (on the same port as
+ * 169.254.169.254) when the comm network serves it; the anchor holds it by then.
+ */
+function guestTargets(cfg: Readonly<Config>): { host: string; port: number }[] {
+  const out = cfg.guest.listen.map((l) => ({ host: l.host, port: l.port }));
+  if (cfg.network.mode === 'routed' && cfg.network.ec2Ipv6 && !out.some((l) => l.host === EC2_METADATA_IPV6)) {
+    out.push({ host: EC2_METADATA_IPV6, port: cfg.guest.listen.find((l) => l.host === '169.254.169.254')?.port ?? 80 });
+  }
+  return out;
+}
+
 export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Running> {
   const daemon = await createDaemon(cfg, { log });
   const adminCallback = daemon.adminApp.callback();
@@ -115,7 +128,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const guestServers: http.Server[] = [];
   const guestAddresses: { host: string; port: number }[] = [];
   try {
-    for (const l of cfg.guest.listen) {
+    for (const l of guestTargets(cfg)) {
       const server = createGuestServer(daemon, cfg, log);
       await listen(server, { host: l.host, port: l.port });
       const a = server.address() as net.AddressInfo;

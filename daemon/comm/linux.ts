@@ -11,6 +11,7 @@ import {
   buildLinkPlan,
   buildRuleset,
   diffRoutes,
+  ownedAddresses,
   tapAddresses,
   type AddressSpec,
   type CommNic,
@@ -98,7 +99,12 @@ export class LinuxCommNetwork implements CommNetwork {
     // No IPv6 link-local address on the anchor: nothing there to talk to.
     for (const dev of ends) await this.exec(this.o.ipPath, ['link', 'set', 'dev', dev, 'addrgenmode', 'none']);
     for (const dev of ends.slice().reverse()) await this.ip(['link', 'set', 'dev', dev, 'up']);
-    for (const a of anchorAddresses(this.o.settings)) await this.ip(['addr', 'replace', a.cidr, 'dev', a.dev]);
+    const anchorWanted = anchorAddresses(this.o.settings);
+    for (const a of anchorWanted) await this.ip(addrCommand('replace', a).split(' '));
+    // fd00:ec2::254 from an earlier configuration that had it (absent: nothing to do, the error is ignored).
+    for (const a of ownedAddresses(name, this.o.settings)) {
+      if (!anchorWanted.some((w) => w.cidr === a.cidr)) await this.exec(this.o.ipPath, addrCommand('del', a).split(' '));
+    }
     await this.dropTable('bridge'); // left by a bridged-mode run (daemon/comm/bridged.ts)
     this.o.log.info({ anchor: name, kind: this.anchorKind }, EV.commAnchorReady);
   }
@@ -122,6 +128,13 @@ export class LinuxCommNetwork implements CommNetwork {
       if (!(present.get(tap)?.flags ?? []).includes('UP')) batch.push(`link set dev ${tap} up`);
     }
     for (const a of plan.addresses) if (!have.has(addrKey(a.dev, a.cidr))) batch.push(addrCommand('replace', a));
+    // Addresses of ours a live tap no longer needs (fd00:ec2::254 after network.ec2Ipv6 was turned off).
+    const planned = new Set(plan.addresses.map((a) => addrKey(a.dev, a.cidr)));
+    for (const tap of new Set(live.map((n) => n.tap))) {
+      for (const a of ownedAddresses(tap, s)) {
+        if (have.has(addrKey(tap, a.cidr)) && !planned.has(addrKey(tap, a.cidr))) batch.push(addrCommand('del', a));
+      }
+    }
 
     const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r): RouteSpec => ({
       dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`,
@@ -138,7 +151,7 @@ export class LinuxCommNetwork implements CommNetwork {
     let tapsReleased = 0;
     for (const tap of formerly) {
       if (wanted.has(tap) || tap === s.anchor || !present.has(tap)) continue;
-      for (const a of tapAddresses(tap, s)) if (have.has(addrKey(tap, a.cidr))) batch.push(addrCommand('del', a));
+      for (const a of ownedAddresses(tap, s)) if (have.has(addrKey(tap, a.cidr))) batch.push(addrCommand('del', a));
       tapsReleased++;
     }
     if (batch.length > 0) await this.ipBatch(batch);

@@ -11,7 +11,7 @@ import { DnsmasqSupervisor } from './dnsmasq.js';
 import { LinuxCommNetwork, type DhcpServer } from './linux.js';
 import { BridgedCommNetwork } from './bridged.js';
 import type { CommNetwork } from './network.js';
-import { buildDhcpHosts, METADATA_IPV4, METADATA_IPV6, ROUTE_PROTO, type CommNic, type CommSettings } from './plan.js';
+import { buildDhcpHosts, EC2_METADATA_IPV6, METADATA_IPV4, METADATA_IPV6, ROUTE_PROTO, type CommNic, type CommSettings } from './plan.js';
 import { writeFileDurable } from '../persist.js';
 import { mkdir } from 'node:fs/promises';
 
@@ -31,6 +31,7 @@ function commSettings(cfg: Readonly<Config>): CommSettings {
     anchor: cfg.network.anchor,
     metadataIpv4: METADATA_IPV4,
     metadataIpv6: METADATA_IPV6,
+    ...(cfg.network.ec2Ipv6 && cfg.network.mode === 'routed' ? { ec2Ipv6: EC2_METADATA_IPV6 } : {}),
     rangeBase: base,
     prefixLen: bits,
     tcpPorts: [door, ...cfg.network.openTcpPorts],

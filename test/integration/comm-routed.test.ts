@@ -22,6 +22,7 @@ import {
   PY,
   assertRepliesTtl1,
   commMissing,
+  counter,
   curl,
   dhcp,
   handshake,
@@ -33,7 +34,7 @@ import {
   type Metad,
 } from '../support/comm-harness.js';
 
-const startMetad = (hv: Ns, dir: string): Promise<Metad> => startIn(hv, dir, { mode: 'routed' });
+const startMetad = (hv: Ns, dir: string): Promise<Metad> => startIn(hv, dir, { mode: 'routed', ec2Ipv6: true });
 
 test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, reconcile, restart, dnsmasq supervision', async (t) => {
   if (skipOrFail(t, commMissing())) return;
@@ -113,6 +114,80 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal(body, 'i-alpha');
   });
 
+  await t.test('IPv6: fd00:ec2::254 (network.ec2Ipv6) answers link-local callers by their tap; a ULA source gets nothing', async () => {
+    const EC2V6 = 'fd00:ec2::254';
+    const read = (g: Ns, source?: string) =>
+      g.run(
+        'curl',
+        [
+          '-s',
+          '-g',
+          '--noproxy',
+          '*',
+          '--max-time',
+          '3',
+          ...(source ? ['--interface', source] : []),
+          `http://[${EC2V6}]/latest/meta-data/instance-id`,
+        ],
+        { timeoutMs: 10_000 },
+      );
+    const linkLocal = async (g: Ns) =>
+      /inet6 (fe80::[0-9a-f:]+)\/64/.exec(await g.ip('-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'))![1]!;
+    // A guest routes it on-link (each tap answers neighbour solicitation for it) or through fe80::a9fe:a9fe.
+    await ga.ip('-6', 'route', 'replace', `${EC2V6}/128`, 'dev', 'eth0');
+    await gc.ip('-6', 'route', 'replace', `${EC2V6}/128`, 'via', 'fe80::a9fe:a9fe', 'dev', 'eth0');
+    for (const [g, spec] of [
+      [ga, GUESTS[0]],
+      [gc, GUESTS[2]],
+    ] as const) {
+      const body = await until(`${spec.name} at fd00:ec2::254`, async () => {
+        const r = await read(g);
+        return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
+      });
+      assert.equal(body, spec.id);
+    }
+    // carol takes alpha's link-local address: the kernel still scopes it to carol's tap.
+    const own = await linkLocal(gc);
+    const alpha = await linkLocal(ga);
+    await gc.ip('-6', 'addr', 'del', `${own}/64`, 'dev', 'eth0');
+    await gc.ip('-6', 'addr', 'add', `${alpha}/64`, 'dev', 'eth0', 'nodad');
+    try {
+      assert.equal((await read(gc)).stdout, 'i-carol', "alpha's link-local address on carol's tap is carol");
+    } finally {
+      await gc.ip('-6', 'addr', 'del', `${alpha}/64`, 'dev', 'eth0');
+      await gc.ip('-6', 'addr', 'add', `${own}/64`, 'dev', 'eth0', 'nodad');
+    }
+    // A ULA source (not scoped: nothing would tie it to a tap) is dropped on the way in.
+    await gc.ip('-6', 'addr', 'add', 'fd00:99::12/64', 'dev', 'eth0', 'nodad');
+    try {
+      const before = await counter(hv, 'inet', 'metad', 'spoofed');
+      const r = await read(gc, 'fd00:99::12');
+      assert.notEqual(r.code, 0);
+      assert.equal(r.stdout, '');
+      assert.ok((await counter(hv, 'inet', 'metad', 'spoofed')) > before, 'the ULA-sourced packets were not dropped by the rules');
+    } finally {
+      await gc.ip('-6', 'addr', 'del', 'fd00:99::12/64', 'dev', 'eth0');
+    }
+    // Replies leave with hop limit 1, as for the other metadata addresses.
+    await ga.run('nft', ['-f', '-'], {
+      input: [
+        'table inet probe6 {',
+        '  counter hl1 { }',
+        '  counter other { }',
+        '  chain c {',
+        '    type filter hook input priority 0; policy accept;',
+        `    ip6 saddr ${EC2V6} tcp sport 80 ip6 hoplimit 1 counter name hl1`,
+        `    ip6 saddr ${EC2V6} tcp sport 80 ip6 hoplimit != 1 counter name other`,
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    });
+    assert.equal((await read(ga)).stdout, 'i-alpha');
+    assert.ok((await counter(ga, 'inet', 'probe6', 'hl1')) > 0, 'no reply arrived with hop limit 1');
+    assert.equal(await counter(ga, 'inet', 'probe6', 'other'), 0, 'a reply arrived with hop limit > 1');
+  });
+
   await t.test("cloud-init 22.4's EC2 datasource, with its default URLs, reads the guest's own metadata", async (st) => {
     if (skipOrFail(st, cloudInitMissing())) return;
     const r = await ga.run(PY, [CRAWL_PY, 'ec2', 'default', '--timeout', '2', '--max-wait', '20'], { timeoutMs: 120_000 });
@@ -171,7 +246,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     const sets = (await hv.run('nft', ['list', 'table', 'inet', 'metad'])).stdout;
     assert.doesNotMatch(sets, /mtap2/);
     assert.match(sets, /"mtap1" \. 169\.254\.1\.10/);
-    assert.doesNotMatch(await hv.ip('addr', 'show', 'dev', 'mtap2'), /169\.254\.169\.254|fe80::a9fe:a9fe/);
+    assert.doesNotMatch(await hv.ip('addr', 'show', 'dev', 'mtap2'), /169\.254\.169\.254|fe80::a9fe:a9fe|fd00:ec2::254/);
 
     assert.equal(await dhcp(gb, script), undefined, 'a removed instance still got a lease');
     assert.equal(await handshake(gb), false);
@@ -196,6 +271,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     for (const tap of ['mtap1', 'mtap3', 'metad0']) {
       const n = ((await hv.ip('-4', 'addr', 'show', 'dev', tap)).match(/169\.254\.169\.254/g) ?? []).length;
       assert.equal(n, 1, tap);
+      assert.equal(((await hv.ip('-6', 'addr', 'show', 'dev', tap)).match(/fd00:ec2::254/g) ?? []).length, 1, `${tap} (IPv6)`);
     }
     assert.equal((await curl(ga)).body, 'i-alpha');
     assert.equal((await curl(gc)).body, 'i-carol');

@@ -6,12 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  anchorAddresses,
   buildDhcpHosts,
   buildDnsmasqConf,
   buildLinkPlan,
   buildRuleset,
   commNics,
   diffRoutes,
+  EC2_METADATA_IPV6,
+  ownedAddresses,
   prefixToNetmask,
   tapNameProblem,
   type CommNic,
@@ -73,6 +76,34 @@ test('golden: routed, three NICs, hop limit on', () => {
 
 test('golden: no NICs yet (anchor only), hop limit off, extra port', () => {
   assertGoldenDir('comm/empty', files([], { ...SETTINGS, hopLimit: false, tcpPorts: [80, 8080] }));
+});
+
+test('golden: fd00:ec2::254 configured (network.ec2Ipv6): the same rules, one more address per tap and on the anchor', () => {
+  const s = { ...SETTINGS, ec2Ipv6: EC2_METADATA_IPV6 };
+  assertGoldenDir('comm/ec2-ipv6', files(commNics(NICS.map((n) => ({ doc: { name: n.instance, comm: n } }))), s));
+  assert.deepEqual(ruleLines(buildRuleset(NICS, s)).length, ruleLines(buildRuleset(NICS, SETTINGS)).length);
+  assert.match(buildRuleset(NICS, s), /ip6 daddr \{ fe80::a9fe:a9fe, fd00:ec2::254 \} tcp dport @guest_tcp accept/);
+  assert.match(buildRuleset(NICS, s), /ip6 saddr \{ fe80::a9fe:a9fe, fd00:ec2::254 \} tcp sport @guest_tcp ip6 hoplimit set 1/);
+  // Link-local sources only, whatever the destination: identity by tap.
+  assert.match(buildRuleset(NICS, s), /ip6 saddr != \{ ::, fe80::\/10 \} counter name spoofed drop/);
+  assert.deepEqual(
+    anchorAddresses(s).map((a) => a.cidr),
+    ['169.254.169.254/32', 'fd00:ec2::254/128'],
+  );
+  assert.doesNotMatch(buildRuleset(NICS, SETTINGS), /fd00:ec2/, 'off by default: not in the rules');
+  assert.deepEqual(
+    anchorAddresses(SETTINGS).map((a) => a.cidr),
+    ['169.254.169.254/32'],
+  );
+  // What a reconcile may release: every address metad ever puts there, whatever the setting now.
+  assert.deepEqual(
+    ownedAddresses('mtap1', SETTINGS).map((a) => a.cidr),
+    ['169.254.169.254/16', 'fe80::a9fe:a9fe/64', 'fd00:ec2::254/128'],
+  );
+  assert.deepEqual(
+    ownedAddresses('metad0', SETTINGS).map((a) => a.cidr),
+    ['169.254.169.254/32', 'fd00:ec2::254/128'],
+  );
 });
 
 test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', () => {

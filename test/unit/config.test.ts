@@ -60,6 +60,13 @@ test('config: what serve would refuse, check-config refuses too', () => {
   assert.doesNotThrow(() => buildConfig({ guest: { commRange: '127.0.0.0/8' } }));
 });
 
+test('config: network.ec2Ipv6 (fd00:ec2::254) needs routed mode', () => {
+  assert.throws(() => buildConfig({ network: { mode: 'bridged', ec2Ipv6: true } }), /\/network\/ec2Ipv6: needs \/network\/mode routed/);
+  assert.throws(() => buildConfig({ network: { ec2Ipv6: true } }), /\/network\/ec2Ipv6: needs \/network\/mode routed/);
+  assert.equal(buildConfig({ network: { mode: 'routed', ec2Ipv6: true } }).network.ec2Ipv6, true);
+  assert.equal(buildConfig({}).network.ec2Ipv6, false, 'off by default');
+});
+
 test('config: guest.listen[].host must be an IP address', () => {
   assert.deepEqual(problems({ guest: { listen: [{ host: '127.0.0.1' }, { host: 'not-an-ip', port: 8080 }] } }), [
     '/guest/listen/1/host: must be an IP address (IPv4 or IPv6)',
