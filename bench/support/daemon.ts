@@ -70,6 +70,8 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Admin client max sockets (default 16). */
   adminSockets?: number;
+  /** Run the daemon inside this network namespace (`ip netns exec` execs: the pid is the daemon's). */
+  netns?: string;
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -158,8 +160,10 @@ export async function spawnDaemon(opts: SpawnOptions = {}): Promise<DaemonHandle
     if (out.length > 65536) out = out.slice(-65536);
   };
   const t0 = performance.now();
+  const argv = [process.execPath, ...shebangNodeFlags(cli), ...(opts.nodeArgs ?? []), cli, 'serve', '--config', configPath];
+  const [file, ...args] = opts.netns === undefined ? argv : ['/usr/sbin/ip', 'netns', 'exec', opts.netns, ...argv];
   const child = trackChild(
-    spawn(process.execPath, [...shebangNodeFlags(cli), ...(opts.nodeArgs ?? []), cli, 'serve', '--config', configPath], {
+    spawn(file!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...cleanEnv(), ...(opts.env ?? {}) },
     }),

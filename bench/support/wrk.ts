@@ -133,6 +133,8 @@ export interface WrkRun {
   /** Pin wrk to this CPU (taskset). */
   cpu?: number | undefined;
   serverPid: number;
+  /** Run wrk inside this network namespace (`ip netns exec`; bench/support/comm-veth.ts). */
+  netns?: string | undefined;
 }
 
 export async function runWrk(o: WrkRun): Promise<WrkResult> {
@@ -147,9 +149,10 @@ export async function runWrk(o: WrkRun): Promise<WrkResult> {
     ...o.headers.flatMap((h) => ['-H', h]),
     o.url,
   ];
-  const [cmd, args]: [string, string[]] = o.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(o.cpu), 'wrk', ...wrkArgs]];
+  const pinned = o.cpu === undefined ? ['wrk', ...wrkArgs] : ['taskset', '-c', String(o.cpu), 'wrk', ...wrkArgs];
+  const argv = o.netns === undefined ? pinned : ['ip', 'netns', 'exec', o.netns, ...pinned];
   const cpu0 = cpuMs(o.serverPid);
-  const child = trackChild(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = trackChild(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
