@@ -165,6 +165,9 @@ export function buildDnsmasqConf(nics: readonly CommNic[], s: CommSettings, host
     'no-hosts',
     'leasefile-ro',
     'dhcp-authoritative',
+    // Static leases need no "is it in use?" ping, and without this dnsmasq refuses to start
+    // without CAP_NET_RAW, which the systemd unit does not grant (test/integration/comm-caps.test.ts).
+    'no-ping',
     `dhcp-range=${s.rangeBase},static,${prefixToNetmask(s.prefixLen)},${leaseTimeSec}s`,
     `dhcp-hostsfile=${hostsFile}`,
     'dhcp-option=option:router',
