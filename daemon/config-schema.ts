@@ -310,6 +310,13 @@ export const configSchema = {
           default: 2,
           description: 'Install jobs running at once; further ones wait in the queue (state queued).',
         },
+        maxQueueMs: {
+          type: 'integer',
+          minimum: 1000,
+          default: 3600000,
+          description:
+            'How long an install job may wait in the queue (from its request); a job still queued then ends failed ("queued too long") and its secrets are wiped.',
+        },
         claimDeadlineMs: {
           type: 'integer',
           minimum: 1000,

@@ -85,6 +85,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       defaultTimeoutMs: a.installTimeoutMs,
       maxTimeoutMs: a.maxTimeoutMs,
       maxConcurrent: a.maxConcurrent,
+      maxQueueMs: a.maxQueueMs,
       claimDeadlineMs: a.claimDeadlineMs,
       pollMs: a.pollMs,
     },

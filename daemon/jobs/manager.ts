@@ -1,7 +1,7 @@
 /**
  * Install jobs: at most one per instance, run by appliance/runner.ts over an injected
  * Hypervisor and Clock. The JobManager keeps the records (daemon/jobs/record.ts), the queue
- * (maxConcurrent running, the rest `queued`), the hard deadlines (absolute, set when a job leaves
+ * (maxConcurrent running, the rest `queued`, for at most maxQueueMs), the hard deadlines (absolute, set when a job leaves
  * the queue; guest traffic never moves them), the progress tap on the pipe, and the secrets gate:
  * the guest door serves an instance's secret parameters only while its job is live (pending,
  * booting, running), and every job end wipes them. Abort, instance removal and daemon stop end a
@@ -30,6 +30,8 @@ export interface JobSettings {
   /** The appliance must read its secrets within this time of its start, else the job is stuck. */
   claimDeadlineMs: number;
   pollMs: number;
+  /** A job still queued this long after its request ends `failed` ("queued too long"); omit: no limit. */
+  maxQueueMs?: number;
 }
 
 /** What one run needs besides the hypervisor: the domain XML and what to remove afterwards. */
@@ -64,6 +66,8 @@ interface Live {
   tap: string;
   claimed: boolean;
   done?: Promise<void>;
+  /** Cancels the queue-time limit once the job leaves the queue. */
+  queueWait?: AbortController;
 }
 
 export class JobManager extends EventEmitter implements SecretsGate {
@@ -151,6 +155,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
     this.d.log.info({ instance, domain: rec.domain, timeoutSec: rec.timeoutSec }, EV.jobRequested);
     this.queue.push(instance);
     this.pump();
+    this.limitQueueTime(j);
     return j.rec;
   }
 
@@ -159,15 +164,30 @@ export class JobManager extends EventEmitter implements SecretsGate {
     const j = this.jobs.get(instance);
     if (!j) throw notFound('no install job is queued or running for this instance');
     j.abortReason = reason;
-    const qi = this.queue.indexOf(instance);
-    if (qi >= 0) {
-      this.queue.splice(qi, 1);
-      const at = new Date(this.d.clock.now()).toISOString();
-      this.finish(j, { ...j.rec, state: 'aborted', outcome: 'aborted', reason, endedAt: at });
-    } else {
-      j.ac.abort();
-    }
+    if (!this.endQueued(j, 'aborted', reason)) j.ac.abort();
     return j.rec;
+  }
+
+  /** Ends a job that is still queued (nothing was created); false when it is not queued. */
+  private endQueued(j: Live, outcome: 'aborted' | 'failed', reason: string): boolean {
+    const qi = this.queue.indexOf(j.rec.instance);
+    if (qi < 0 || this.jobs.get(j.rec.instance) !== j) return false;
+    this.queue.splice(qi, 1);
+    j.queueWait?.abort();
+    const at = new Date(this.d.clock.now()).toISOString();
+    this.finish(j, { ...j.rec, state: outcome, outcome, reason, endedAt: at });
+    return true;
+  }
+
+  /** A queued job waits at most `maxQueueMs` from its request, then ends failed. */
+  private limitQueueTime(j: Live): void {
+    const ms = this.d.settings.maxQueueMs;
+    if (ms === undefined || !this.queue.includes(j.rec.instance)) return;
+    j.queueWait = new AbortController();
+    void this.d.clock.sleep(ms, j.queueWait.signal).then(
+      () => this.endQueued(j, 'failed', 'queued too long'),
+      () => undefined, // left the queue in time
+    );
   }
 
   /** Resolves when the instance's job (if any) has ended and its record is written. */
@@ -190,6 +210,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
       const instance = this.queue.shift() ?? '';
       const j = this.jobs.get(instance);
       if (!j) continue;
+      j.queueWait?.abort();
       this.running++;
       j.done = this.run(j).finally(() => {
         this.running--;

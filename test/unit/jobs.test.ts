@@ -206,6 +206,52 @@ test('concurrency limit: the third job waits queued (secrets gate shut) until on
   h.done();
 });
 
+test('a job queued longer than maxQueueMs ends failed (queued too long), nothing created, secrets wiped; one that left the queue in time is not affected', async () => {
+  const h = harness({ maxConcurrent: 1, maxQueueMs: 5_000, claimDeadlineMs: 600_000 });
+  await h.jm.init();
+  h.vault.replace('b', { k: SECRET });
+  const a = await h.jm.start('a');
+  await h.jm.start('b');
+  await h.clock.advance(3_000);
+  await h.jm.start('c'); // its limit counts from its own request
+  await h.clock.advance(1_999);
+  await h.settle();
+  assert.equal(h.jm.status('b')?.state, 'queued', '1 ms before its limit');
+  await h.clock.advance(1);
+  await h.jm.settled('b');
+  const b = h.onDisk('b');
+  assert.deepEqual([b.state, b.outcome, b.reason, b.endedAt], ['failed', 'failed', 'queued too long', new Date(1_005_000).toISOString()]);
+  assert.equal(b.startedAt, undefined);
+  assert.deepEqual(h.vault.info('b'), []);
+  assert.equal(h.jm.status('c')?.state, 'queued');
+  assert.deepEqual(h.hv.opsOf('createTransient'), [a.domain], 'nothing was created for b');
+  h.hv.powerOff(a.domain);
+  await h.clock.advance(250);
+  await h.jm.settled('a');
+  await h.settle();
+  assert.equal(h.jm.status('c')?.state, 'booting', 'c left the queue when a ended');
+  await h.clock.advance(10_000);
+  await h.settle();
+  assert.equal(h.jm.status('c')?.state, 'booting', 'past its queue limit: a running job is not touched');
+  await h.jm.stop();
+  assert.equal(h.jm.status('c')?.reason, 'daemon stopped');
+  h.done();
+});
+
+test('an abort keeps the progress lines the agent wrote just before it', async () => {
+  const h = harness();
+  await h.jm.init();
+  await h.jm.start('vm1');
+  await h.settle();
+  h.pipes.get('vm1').toHost.push(progress('create', 'started'));
+  h.jm.abort('vm1'); // before the next poll took the line
+  await h.jm.settled('vm1');
+  const r = h.onDisk('vm1');
+  assert.equal(r.outcome, 'aborted');
+  assert.deepEqual(r.lines, [progress('create', 'started').toString().trim()]);
+  h.done();
+});
+
 test('records survive a new manager (restart) and are apart from instance files', async () => {
   const h = harness();
   await h.jm.init();
