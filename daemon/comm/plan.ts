@@ -121,6 +121,13 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string 
     `  chain door_out {`,
     `    type filter hook output priority raw - 10; policy accept;`,
     `    meta nfproto ipv4 ip saddr ${m4} oifname != { "lo", ${JSON.stringify(s.anchor)} } oifname != @taps counter name refused drop`,
+    // fd00:ec2::254 is not scoped to a link (fe80::a9fe:a9fe is): a host on another link that
+    // routes it to this host would otherwise reach the door (and get 404). Its traffic stays on taps too.
+    ...(s.ec2Ipv6 === undefined
+      ? []
+      : [
+          `    meta nfproto ipv6 ip6 saddr ${s.ec2Ipv6} oifname != { "lo", ${JSON.stringify(s.anchor)} } oifname != @taps counter name refused drop`,
+        ]),
     `  }`,
   ];
   if (s.hopLimit) {

@@ -186,6 +186,43 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal((await read(ga)).stdout, 'i-alpha');
     assert.ok((await counter(ga, 'inet', 'probe6', 'hl1')) > 0, 'no reply arrived with hop limit 1');
     assert.equal(await counter(ga, 'inet', 'probe6', 'other'), 0, 'a reply arrived with hop limit > 1');
+    // A host on another link (a veth that is no tap) routing fd00:ec2::254 here gets no answer: its
+    // replies leave only through the taps. The host's own processes (lo) reach the door: nobody, 404.
+    const lan = await topo.addGuest('lan0', '02:00:00:00:0f:01');
+    try {
+      await hv.ip('link', 'set', 'lan0', 'up');
+      const lanLL = await until(
+        'lan0 link-local',
+        async () => /inet6 (fe80::[0-9a-f:]+)\/64/.exec(await hv.ip('-6', 'addr', 'show', 'dev', 'lan0'))?.[1],
+      );
+      await lan.ip('-6', 'route', 'add', `${EC2V6}/128`, 'via', lanLL, 'dev', 'eth0');
+      // Its own link-local address must have passed DAD, or curl has no source to send from.
+      await until("the other host's link-local address", async () => {
+        const a = await lan.ip('-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link');
+        return a.includes('fe80::') && !a.includes('tentative') ? true : undefined;
+      });
+      const before = await counter(hv, 'inet', 'metad', 'refused');
+      const r = await read(lan);
+      // It did reach the host (the next hop resolved, so the SYN went out), and the answer was dropped.
+      assert.match(await lan.ip('-6', 'neigh', 'show', lanLL, 'dev', 'eth0'), /lladdr/);
+      assert.ok((await counter(hv, 'inet', 'metad', 'refused')) > before, 'the replies were not dropped by the rules');
+      assert.notEqual(r.code, 0, 'a host on another link got an answer from fd00:ec2::254');
+      assert.equal(r.stdout, '');
+      const own = await hv.run('curl', [
+        '-s',
+        '-g',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--max-time',
+        '3',
+        `http://[${EC2V6}]/latest/meta-data/`,
+      ]);
+      assert.equal(own.stdout, '404', "the host's own process reaches the door and is nobody");
+    } finally {
+      await hv.ip('link', 'del', 'lan0');
+    }
   });
 
   await t.test("cloud-init 22.4's EC2 datasource, with its default URLs, reads the guest's own metadata", async (st) => {

@@ -78,10 +78,12 @@ test('golden: no NICs yet (anchor only), hop limit off, extra port', () => {
   assertGoldenDir('comm/empty', files([], { ...SETTINGS, hopLimit: false, tcpPorts: [80, 8080] }));
 });
 
-test('golden: fd00:ec2::254 configured (network.ec2Ipv6): the same rules, one more address per tap and on the anchor', () => {
+test('golden: fd00:ec2::254 configured (network.ec2Ipv6): one more rule (its traffic stays on the taps), one more address per tap and on the anchor', () => {
   const s = { ...SETTINGS, ec2Ipv6: EC2_METADATA_IPV6 };
   assertGoldenDir('comm/ec2-ipv6', files(commNics(NICS.map((n) => ({ doc: { name: n.instance, comm: n } }))), s));
-  assert.deepEqual(ruleLines(buildRuleset(NICS, s)).length, ruleLines(buildRuleset(NICS, SETTINGS)).length);
+  // One rule more: fd00:ec2::254's traffic leaves only through the taps (lo and the anchor for the host's own).
+  assert.deepEqual(ruleLines(buildRuleset(NICS, s)).length, ruleLines(buildRuleset(NICS, SETTINGS)).length + 1);
+  assert.match(buildRuleset(NICS, s), /ip6 saddr fd00:ec2::254 oifname != \{ "lo", "metad0" \} oifname != @taps counter name refused drop/);
   assert.match(buildRuleset(NICS, s), /ip6 daddr \{ fe80::a9fe:a9fe, fd00:ec2::254 \} tcp dport @guest_tcp accept/);
   assert.match(buildRuleset(NICS, s), /ip6 saddr \{ fe80::a9fe:a9fe, fd00:ec2::254 \} tcp sport @guest_tcp ip6 hoplimit set 1/);
   // Link-local sources only, whatever the destination: identity by tap.
