@@ -248,6 +248,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
       const prepared: Prepared = t.adopt
         ? ((await this.d.adopt?.(instance, j.rec.domain).catch(() => undefined)) ?? { xml: '', cleanup: release })
         : await this.d.prepare(instance, j.rec.domain);
+      if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
         { name: j.rec.domain, xml: prepared.xml, deadlineAt: t.deadlineAt, claimDeadlineAt: t.claimDeadlineAt, adopt: t.adopt },

@@ -30,6 +30,8 @@ export interface JobRecord {
   startedAt?: string;
   deadlineAt?: string;
   claimDeadlineAt?: string;
+  /** The run is assembled (tap, overlay, XML): the domain is created next. */
+  preparedAt?: string;
   createdAt?: string;
   firstReportAt?: string;
   claimedAt?: string;

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
@@ -385,4 +385,48 @@ test('check-config: with network routed, a missing image, QEMU or firmware is na
     [],
     'installs need routed: nothing to check otherwise',
   );
+});
+
+test('restart: a running appliance is adopted, its tap gets the instance identity back, and its end releases the tap', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-wiring-adopt-'));
+  fakeImage(dir);
+  const hv = new FakeHypervisor();
+  const config = routedConfig(dir);
+  const start = async (net: FakeCommNetwork, clock: FakeClock): Promise<Daemon> =>
+    createDaemon(config, { log: sinkLogger().log, clock, hypervisor: () => Promise.resolve(hv), commNetwork: net });
+  try {
+    const net1 = new FakeCommNetwork();
+    const d1 = await start(net1, new FakeClock(1_000_000));
+    await d1.services.store.put(sampleInstance(1, { comm: { mac: '52:54:00:00:00:01', ipv4: '169.254.10.2' } }) as never, true);
+    const rec = await d1.services.jobs.start('vm1');
+    await created(hv);
+    const tap = applianceTap(rec.domain);
+    assert.ok((d1.services.jobs.status('vm1')?.preparedAt ?? '') <= (d1.services.jobs.status('vm1')?.createdAt ?? ''));
+    const onDisk = (): string =>
+      existsSync(join(dir, 'state', 'jobs', 'vm1.json')) ? readFileSync(join(dir, 'state', 'jobs', 'vm1.json'), 'utf8') : '';
+    for (let i = 0; i < 500 && !onDisk().includes('"createdAt"'); i++) await new Promise((r) => setTimeout(r, 2));
+    // The first daemon dies (kill -9: nothing of it runs on); its tap, domain and record stay.
+    const net2 = new FakeCommNetwork();
+    net2.links.add(tap);
+    const clock2 = new FakeClock(1_010_000);
+    const d2 = await start(net2, clock2);
+    for (let i = 0; i < 500 && !net2.nics.some((n) => n.tap === tap); i++) await new Promise((r) => setTimeout(r, 2));
+    assert.deepEqual(
+      net2.nics.map((n) => [n.instance, n.tap]),
+      [['vm1', tap]],
+      'adopted: the tap carries vm1 again',
+    );
+    hv.powerOff(rec.domain);
+    for (let i = 0; i < 200 && d2.services.jobs.status('vm1')?.outcome === undefined; i++) {
+      await clock2.advance(250); // the adopted run polls on this clock
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await d2.services.jobs.settled('vm1');
+    assert.equal(d2.services.jobs.status('vm1')?.outcome, 'failed');
+    assert.ok(!net2.links.has(tap), 'released: tap deleted');
+    assert.deepEqual(net2.nics, []);
+    await d2.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
