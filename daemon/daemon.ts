@@ -74,7 +74,8 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const a = config.appliance;
   const hypervisor = deps.hypervisor ?? defaultHypervisor(a.libvirtUri);
   // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
-  const appliance = deps.prepare ? { prepare: deps.prepare } : productionAppliance({ config, store, comm, hypervisor, clock, log });
+  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log });
+  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
   const jobs = new JobManager({
     clock,
     log,
@@ -95,7 +96,14 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   await jobs.init();
   // Jobs of an earlier process (kill -9, crash): adopted or ended. Not awaited: a slow libvirt
   // must not hold up the doors; stop() waits for it.
-  const recovering = jobs.recover().catch(() => undefined);
+  const recovering = jobs
+    .recover()
+    .then(async () => {
+      if (deps.prepare) return; // tests' stand-in runs create nothing to sweep
+      const removed = await wiring.sweep(() => jobs.domainsInUse());
+      if (removed.length > 0) log.info({ removed: removed.length }, EV.jobLeftoversRemoved);
+    })
+    .catch(() => undefined);
   const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
   // Whatever removes an instance, its install job, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {

@@ -109,6 +109,11 @@ export const EVENTS = {
     level: 'info',
     fields: 'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed)',
   },
+  jobLeftoversRemoved: {
+    msg: 'install leftovers removed',
+    level: 'info',
+    fields: 'removed (appliance taps, console logs and overlays no unfinished job owns, found at start)',
+  },
   jobRecoveryDeferred: { msg: 'install jobs not recovered: hypervisor unavailable', level: 'warn', fields: 'jobs, err' },
   jobRecordWriteFailed: { msg: 'install job record write failed', level: 'error', fields: 'instance, code' },
   guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },

@@ -255,6 +255,10 @@ export class LinuxCommNetwork implements CommNetwork {
     await this.exec(this.o.ipPath, ['link', 'set', 'dev', name, 'addrgenmode', 'none']);
   }
 
+  async linksWithPrefix(prefix: string): Promise<string[]> {
+    return (await this.json<IpLink>(['link', 'show'])).map((l) => l.ifname).filter((n) => n.startsWith(prefix));
+  }
+
   async deleteTap(name: string): Promise<void> {
     if (!(await this.linkExists(name))) return;
     const r = await this.exec(this.o.ipPath, ['link', 'del', 'dev', name]);

@@ -61,6 +61,8 @@ export interface CommNetwork {
   createTap(name: string): Promise<void>;
   /** Delete a tap metad created (no error when it is already gone). */
   deleteTap(name: string): Promise<void>;
+  /** Names of the network devices whose name starts with `prefix` (leftover appliance taps). */
+  linksWithPrefix(prefix: string): Promise<string[]>;
   /** Stop the DHCP child. Rules, routes and addresses stay: guests keep working across a restart. */
   stop(): Promise<void>;
 }

@@ -116,6 +116,11 @@ export class JobManager extends EventEmitter implements SecretsGate {
     this.update(j, { ...j.rec, claimedAt: new Date(this.d.clock.now()).toISOString() });
   }
 
+  /** Domains of jobs that are live, or unfinished and not yet recovered: what a sweep must keep. */
+  domainsInUse(): string[] {
+    return [...[...this.jobs.values()].map((j) => j.rec), ...[...this.ended.values()].filter((r) => !isEnded(r))].map((r) => r.domain);
+  }
+
   status(instance: string): JobRecord | undefined {
     return this.jobs.get(instance)?.rec ?? this.ended.get(instance);
   }

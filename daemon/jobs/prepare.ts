@@ -22,7 +22,8 @@ export interface RunNames {
   overlay: string;
 }
 
-const TAP_PREFIX = 'mdi';
+/** Every appliance tap's name starts with this (a sweep at start finds leftovers by it). */
+export const TAP_PREFIX = 'mdi';
 
 /**
  * The appliance tap's name from the domain name: short enough for the kernel (15), never one

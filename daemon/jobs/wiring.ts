@@ -7,7 +7,8 @@
  * (daemon/jobs/prepare.ts), so `release` finds it again after a restart.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { domainXml } from '../../appliance/domain-xml.js';
@@ -19,8 +20,8 @@ import type { CommController } from '../comm/controller.js';
 import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../store.js';
-import type { JobDeps, Prepared } from './manager.js';
-import { imageDirOf, metadataUrl, runNames, runSpec } from './prepare.js';
+import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
+import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
 
 /** One connection for the daemon's life, opened on first use. */
@@ -52,7 +53,9 @@ function unavailable(message: string): DaemonError {
 }
 
 /** The production `admit`, `prepare`, `release` and `adopt` of the job manager. */
-export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> {
+export function productionAppliance(
+  d: WiringDeps,
+): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> & { sweep: (inUse: () => readonly string[]) => Promise<string[]> } {
   const a = d.config.appliance;
   const makeOverlay =
     d.makeOverlay ??
@@ -162,5 +165,35 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
     return { xml: '', cleanup: () => release(instance, domain) };
   };
 
-  return { admit, prepare, release, adopt };
+  /**
+   * At start, after recovery: what earlier runs left and no job in use owns: appliance taps,
+   * console logs, overlays (a run whose cleanup failed, or whose record a later job replaced).
+   * `inUse` is asked after each listing: a job registers its domain before it creates anything,
+   * so a job started meanwhile is never swept.
+   */
+  const sweep = async (inUse: () => readonly string[]): Promise<string[]> => {
+    const removed: string[] = [];
+    if (d.comm) {
+      const found = await d.comm.net.linksWithPrefix(TAP_PREFIX);
+      const taps = new Set(inUse().map((dom) => runNames(dom, a).tap));
+      for (const tap of found.filter((t) => !taps.has(t))) {
+        await d.comm.net.deleteTap(tap);
+        removed.push(tap);
+      }
+    }
+    for (const [dir, suffix] of [
+      [a.runDir, '.console.log'],
+      [a.overlayDir, '.qcow2'],
+    ] as const) {
+      const found = (await readdir(dir).catch(() => [])).filter((f) => f.startsWith(DOMAIN_PREFIX) && f.endsWith(suffix));
+      const files = new Set(inUse().map((dom) => `${dom}${suffix}`));
+      for (const f of found.filter((x) => !files.has(x))) {
+        await rm(join(dir, f), { force: true });
+        removed.push(f);
+      }
+    }
+    return removed;
+  };
+
+  return { admit, prepare, release, adopt, sweep };
 }

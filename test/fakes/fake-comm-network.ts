@@ -64,6 +64,10 @@ export class FakeCommNetwork implements CommNetwork {
     return Promise.resolve();
   }
 
+  linksWithPrefix(prefix: string): Promise<string[]> {
+    return Promise.resolve([...this.links].filter((l) => l.startsWith(prefix)));
+  }
+
   deleteTap(name: string): Promise<void> {
     this.calls.push(`deleteTap ${name}`);
     this.links.delete(name);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
@@ -61,7 +61,14 @@ interface H {
 
 async function withDaemon(
   fn: (h: H) => Promise<void>,
-  opts: { appliance?: Record<string, unknown>; network?: Record<string, unknown>; image?: boolean; hv?: FakeHypervisor } = {},
+  opts: {
+    appliance?: Record<string, unknown>;
+    network?: Record<string, unknown>;
+    image?: boolean;
+    hv?: FakeHypervisor;
+    /** Leftovers of an earlier process, made before the daemon starts. */
+    before?: (dir: string, net: FakeCommNetwork) => void;
+  } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-wiring-'));
   if (opts.image !== false) fakeImage(dir);
@@ -72,6 +79,7 @@ async function withDaemon(
   const clock = new FakeClock(1_000_000);
   const { sink, log } = sinkLogger();
   const config = routedConfig(dir, opts.appliance, opts.network);
+  opts.before?.(dir, net);
   const d = await createDaemon(config, {
     log,
     clock,
@@ -429,4 +437,28 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('at start, leftovers no unfinished job owns are swept: appliance taps, console logs, overlays; nothing else', async () => {
+  await withDaemon(
+    async (h) => {
+      for (let i = 0; i < 500 && h.net.links.has('mdi0123456789ab'); i++) await new Promise((r) => setTimeout(r, 2));
+      assert.deepEqual([...h.net.links].sort(), ['mtap7'], 'the leftover appliance tap is gone, the other tap stays');
+      assert.deepEqual(readdirSync(join(h.dir, 'run')), ['notes.txt']);
+      assert.deepEqual(readdirSync(join(h.dir, 'ovl')), ['base.qcow2']);
+      assert.match(h.logs(), /"removed":3,"msg":"install leftovers removed"/);
+    },
+    {
+      before: (dir, net) => {
+        net.links.add('mdi0123456789ab');
+        net.links.add('mtap7');
+        mkdirSync(join(dir, 'run'));
+        mkdirSync(join(dir, 'ovl'));
+        writeFileSync(join(dir, 'run', 'metad-install-old-abc.console.log'), 'x');
+        writeFileSync(join(dir, 'run', 'notes.txt'), 'x');
+        writeFileSync(join(dir, 'ovl', 'metad-install-old-abc.qcow2'), 'x');
+        writeFileSync(join(dir, 'ovl', 'base.qcow2'), 'x');
+      },
+    },
+  );
 });
