@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isRoot, skipOrFail } from '../support/env.js';
 
 const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 const metad = (...args: string[]) => {
@@ -68,4 +69,21 @@ test('metad config-reference prints docs/configuration.md', () => {
   const r = metad('config-reference');
   assert.equal(r.status, 0);
   assert.equal(r.stdout, readFileSync(fileURLToPath(new URL('../../../docs/configuration.md', import.meta.url)), 'utf8'));
+});
+
+test('check-config with routed mode warns (exit 0) about a missing appliance image, naming the key and the fix', (t) => {
+  if (skipOrFail(t, isRoot() ? undefined : 'routed mode needs CAP_NET_ADMIN for check-config (root)')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'routed.json');
+  writeFileSync(file, JSON.stringify({ network: { mode: 'routed' }, appliance: { cacheDir: join(dir, 'cache') } }));
+  const check = metad('check-config', file);
+  assert.equal(check.status, 0, check.stderr);
+  assert.ok(
+    check.stderr.includes(
+      `metad: warning: /appliance/imageDir: no readable appliance image at ${join(dir, 'cache', 'current')}: run \`metad appliance build\``,
+    ),
+    check.stderr,
+  );
+  assert.equal((JSON.parse(check.stdout) as { appliance: { virtType: string } }).appliance.virtType, 'auto');
 });
