@@ -9,7 +9,8 @@
  * replies carry TTL 1; the spoof matrix shared with comm-routed.test.ts (IPv4, MAC, both, arping -U/-A, a raw ARP frame;
  * victim up and down) yields no handshake and no data; IPv6 gets no answer; nic down releases
  * the port; removing an instance removes its port, route, set elements and DHCP host; a restart
- * leaves exactly one set of tables, routes and addresses and touches no other bridge.
+ * leaves exactly one set of tables, routes and addresses and touches no other bridge; switching to
+ * routed mode (bridge deleted by hand, as documented) leaves only routed mode's table.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -199,5 +200,20 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     assert.doesNotMatch((await hv.run('nft', ['list', 'set', 'bridge', 'metad', 'ports'])).stdout, /oth1/);
     assert.equal((await curl(ga)).body, 'i-alpha');
     assert.equal((await curl(gc)).body, 'i-carol');
+  });
+
+  await t.test('switching to routed mode as docs/deployment.md says: one table left, routes on the taps, guests read again', async () => {
+    await metad!.stop();
+    await hv.ip('link', 'del', BR); // the documented manual step: releases the ports
+    metad = await startIn(hv, dir, { mode: 'routed' });
+    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
+    assert.deepEqual(tables.trim().split('\n').sort(), ['table bridge foreign', 'table inet metad']);
+    const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');
+    assert.deepEqual(routes.map((r) => r.split(' ').slice(0, 3).join(' ')).sort(), ['169.254.1.10 dev mtap1', '169.254.1.12 dev mtap3']);
+    // The guest's ARP entry for 169.254.169.254 still names the bridge's MAC (a real guest waits it out).
+    await ga.ip('neigh', 'flush', 'dev', 'eth0');
+    const r = await curl(ga);
+    assert.equal(r.body, 'i-alpha', `${await hv.ip('addr', 'show', 'dev', 'mtap1')}\n${await ga.ip('neigh', 'show')}`);
   });
 });
