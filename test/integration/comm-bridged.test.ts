@@ -152,16 +152,18 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
 
   await spoofMatrix(t, { hv, attacker: gc, attackerSpec: GUESTS[2], victim: gb, victimSpec: GUESTS[1], family: 'bridge' });
 
-  await t.test('nic down releases the port (no route, no handshake); nic up enslaves it again', async () => {
+  await t.test('nic down releases the port (no route, no handshake); nic up enslaves it again (time reported)', async (st) => {
     assert.equal((await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal((await port(hv, 'mtap1')).master, undefined);
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.10 /);
     assert.equal(await handshake(ga), false, 'a released port still reached metad');
+    const t0 = performance.now();
     const up = await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
     assert.equal(up.status, 200, up.text);
     assert.deepEqual([(up.json as NicView).bridge, (up.json as NicView).isolated], [BR, true]);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.equal((await curl(ga)).body, 'i-alpha');
+    st.diagnostic(`nic up -> lease -> first read: ${String(Math.round(performance.now() - t0))} ms`);
   });
 
   await t.test('removing an instance releases its port and removes its route, set elements and DHCP host', async () => {
