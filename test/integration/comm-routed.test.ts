@@ -20,6 +20,7 @@ import { childPids, createTopology, type Guest, type Ns, type Topology } from '.
 import {
   GUESTS,
   PY,
+  assertOnlyMetadataPort,
   assertRepliesTtl1,
   commMissing,
   counter,
@@ -235,6 +236,10 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal(out.instance_id, 'i-alpha');
     assert.equal(out.metadata['local-ipv4'], GUESTS[0].ipv4);
     assert.equal(out.metadata['mac'], GUESTS[0].mac);
+  });
+
+  await t.test('a guest reaches only the metadata port: not port 8080, not another guest', async () => {
+    await assertOnlyMetadataPort(hv, gc, GUESTS[0].ipv4);
   });
 
   await t.test('replies leave the taps with TTL 1 (hop limit on by default)', async () => {

@@ -198,6 +198,18 @@ export async function assertRepliesTtl1(g: Ns, id: string): Promise<void> {
   assert.equal(await counter(g, 'inet', 'probe', 'other'), 0, 'a reply arrived with TTL > 1');
 }
 
+/** Another port on the metadata address and another guest are dropped by metad's `inet` rules (counter `refused`). */
+export async function assertOnlyMetadataPort(hv: Ns, g: Ns, otherGuestIpv4: string): Promise<void> {
+  const before = await counter(hv, 'inet', 'metad', 'refused');
+  const r = await g.run('curl', ['-s', '--noproxy', '*', '--connect-timeout', '1', '--max-time', '2', `http://${MD}:8080/`], {
+    timeoutMs: 10_000,
+  });
+  assert.notEqual(r.code, 0, 'port 8080 answered');
+  const ping = await g.run('busybox', ['ping', '-c', '2', '-W', '1', otherGuestIpv4], { timeoutMs: 10_000 });
+  assert.notEqual(ping.code, 0, 'the other guest answered');
+  assert.ok((await counter(hv, 'inet', 'metad', 'refused')) > before, 'nothing was dropped by the refused rule');
+}
+
 async function setIdentity(g: Guest, mac: string, ipv4: string): Promise<void> {
   await g.ip('link', 'set', 'eth0', 'down');
   await g.ip('link', 'set', 'eth0', 'address', mac);
