@@ -84,6 +84,12 @@ export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly st
     `    iifname ${q(br.name)} counter name refused drop`,
     `    oifname ${q(br.name)} counter name refused drop`,
     `  }`,
+    // As in routed mode: metadata traffic leaves only through the bridge (a FIN retransmitted after
+    // a guest's /32 route went would otherwise follow the default route off the host).
+    `  chain door_out {`,
+    `    type filter hook output priority raw - 10; policy accept;`,
+    `    meta nfproto ipv4 ip saddr ${m4} oifname != { "lo", ${q(br.name)} } counter name refused drop`,
+    `  }`,
   ];
   if (s.hopLimit) {
     lines.push(
