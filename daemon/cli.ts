@@ -55,9 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<file>', 'config file (JSON or YAML)')
     .action((file: string) => {
       try {
-        const cfg = loadConfig({ file }, process.env);
-        const network = networkPreflight(cfg); // tools and CAP_NET_ADMIN when network.mode is on
-        if (network.length > 0) throw new ConfigError(network);
+        const cfg = loadChecked({ file });
         // Install appliances: warnings (metadata still works without them; installs would fail).
         for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
@@ -117,15 +115,29 @@ export async function main(argv: string[]): Promise<number> {
   return code;
 }
 
+/**
+ * The configuration as `serve` starts with it and `check-config` judges it: the file, then what
+ * the comm network needs on this host (tools, CAP_NET_ADMIN). Both exit 2 on a problem, and exit
+ * 2 is what the unit's RestartPreventExitStatus keeps from restarting (a failing ExecStartPre
+ * check would be restarted for ever: the exemption only applies to the main process).
+ */
+function loadChecked(source: Parameters<typeof loadConfig>[0]): Readonly<Config> {
+  const cfg = loadConfig(source, process.env);
+  const network = networkPreflight(cfg);
+  if (network.length > 0) throw new ConfigError(network);
+  return cfg;
+}
+
 async function serve(opts: { config?: string; demo?: boolean; port: string }): Promise<number> {
   const port = Number(opts.port);
   const file = opts.config ?? process.env.METAD_CONFIG;
   // How the configuration is read, at start and again on SIGHUP (the demo's temp dir is made once).
   const demo = opts.demo ? demoConfig(port) : undefined;
-  const reread = (): Readonly<Config> => loadConfig(demo ? { raw: demo } : { file: file || undefined }, process.env);
+  const source = demo ? { raw: demo } : { file: file || undefined };
+  const reread = (): Readonly<Config> => loadConfig(source, process.env);
   let cfg;
   try {
-    cfg = reread();
+    cfg = loadChecked(source);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`metad: ${err.message}\n`);

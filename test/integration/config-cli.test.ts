@@ -51,6 +51,29 @@ test('check-config and serve refuse the same file with the same report', (t) => 
   }
 });
 
+test('serve refuses a routed config whose tools are missing like check-config: exit 2, which systemd does not restart', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'routed.yaml');
+  const missing = join(dir, 'not-installed', 'ip');
+  writeFileSync(
+    file,
+    [
+      `stateDir: ${join(dir, 'state')}`,
+      `admin: { socket: ${join(dir, 'admin.sock')} }`,
+      `network: { mode: routed, ipPath: ${missing}, runDir: ${join(dir, 'run')} }`,
+      '',
+    ].join('\n'),
+  );
+  const check = metad('check-config', file);
+  const serve = metad('serve', '--config', file);
+  assert.equal(check.status, 2);
+  // Before, serve got past its checks, failed later and exited 1: the unit restarted it every 2 s.
+  assert.equal(serve.status, 2, serve.stderr);
+  assert.equal(serve.stderr, check.stderr);
+  assert.match(check.stderr, /\/network\/ipPath: .* is not an executable file: install the Debian package iproute2/);
+});
+
 test('check-config accepts what serve accepts and prints the effective configuration', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -44,6 +44,8 @@ test('systemd unit: hardened as documented', () => {
     'EnvironmentFile=-/etc/default/metad',
   ])
     assert.ok(lines.includes(line), `missing ${line}`);
+  // A bad config must end in exit 2 of the main process: RestartPreventExitStatus ignores ExecStartPre.
+  assert.ok(!lines.some((l) => l.startsWith('ExecStartPre=')), 'no ExecStartPre (serve checks the config itself)');
   // A group that may not exist on the host stops the unit from starting; nothing needs libvirt yet.
   assert.ok(!lines.some((l) => l.startsWith('SupplementaryGroups=')), 'no SupplementaryGroups');
 });
