@@ -4,8 +4,8 @@
  * (test/support/comm-topology.ts), with the unit file bound in unchanged. Proves live what
  * `systemd-analyze verify` cannot: Type=notify readiness, the admin socket's group, reload,
  * Restart=always and RestartPreventExitStatus=2, the capabilities and limits the process really
- * gets, SIGUSR1, and network.mode routed (anchor, nftables, dnsmasq, a guest's lease and read)
- * under the unit's sandbox. Everything (container, cgroups, namespaces) is removed afterwards.
+ * gets, SIGUSR1, and network.mode routed then bridged (anchor or bridge, nftables, dnsmasq, a
+ * guest's lease and read) under the unit's sandbox. Everything (container, cgroups, namespaces) is removed afterwards.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -168,6 +168,15 @@ test('metad under the real systemd unit, in a container booted inside a test nam
   t.diagnostic(`container booted in ${String(Date.now() - booted)} ms`);
   const { must, show, logged, status, metadctl } = on(c);
 
+  /** The guest's DHCP lease from metad's dnsmasq, then its instance-id at 169.254.169.254. */
+  const leaseAndRead = async (): Promise<string> => {
+    const udhcpc = ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '1', '-A', '1', '-s', join(dir, 'udhcpc.sh')];
+    const lease = await guest.run('busybox', udhcpc, { timeoutMs: 30_000 });
+    assert.match(lease.stdout + lease.stderr, new RegExp(`lease of ${GUEST.ipv4.replaceAll('.', '\\.')} obtained`));
+    const url = 'http://169.254.169.254/latest/meta-data/instance-id';
+    return (await guest.run('curl', ['-s', '--noproxy', '*', '--max-time', '5', url])).stdout;
+  };
+
   await t.test('Type=notify: the unit is active only after both doors listen', async () => {
     await must('systemctl', ['start', 'metad']); // returns when READY=1 has arrived
     // No retries: both doors answer the moment `systemctl start` returns.
@@ -265,23 +274,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     assert.match((await hv.run('nft', ['list', 'tables'])).stdout, /^table inet metad$/m);
     const reg = await metadctl('metadadm', 'register', '/etc/metad/alpha.yaml');
     assert.equal(reg.code, 0, reg.stderr);
-    const lease = await guest.run(
-      'busybox',
-      ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '1', '-A', '1', '-s', join(dir, 'udhcpc.sh')],
-      {
-        timeoutMs: 30_000,
-      },
-    );
-    assert.match(lease.stdout + lease.stderr, new RegExp(`lease of ${GUEST.ipv4.replaceAll('.', '\\.')} obtained`));
-    const read = await guest.run('curl', [
-      '-s',
-      '--noproxy',
-      '*',
-      '--max-time',
-      '5',
-      'http://169.254.169.254/latest/meta-data/instance-id',
-    ]);
-    assert.equal(read.stdout, 'i-alpha');
+    assert.equal(await leaseAndRead(), 'i-alpha');
     // dnsmasq: metad's child in the unit's cgroup, as user metad, with the same two capabilities.
     const dnsmasq = (await must('pgrep', ['-u', 'metad', '-x', 'dnsmasq'])).trim();
     assert.match(await must('cat', [`/proc/${dnsmasq}/cgroup`]), /\/system\.slice\/metad\.service$/m);
@@ -293,6 +286,16 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     });
     assert.notEqual(again, dnsmasq);
     assert.equal(await show('ActiveState'), 'active');
+  });
+
+  await t.test('network.mode bridged under the unit: the bridge, both tables, the tap as a port; lease and read again', async () => {
+    config(ROUTED.replace('mode: routed', 'mode: bridged'));
+    await must('systemctl', ['restart', 'metad']);
+    assert.match(await hv.ip('-4', 'addr', 'show', 'dev', 'metadbr0'), /inet 169\.254\.169\.254\//);
+    assert.match((await hv.run('nft', ['list', 'tables'])).stdout, /^table bridge metad$/m);
+    assert.match(await hv.ip('-o', 'link', 'show', 'dev', GUEST.tap), /master metadbr0/);
+    await guest.ip('-4', 'addr', 'flush', 'dev', 'eth0');
+    assert.equal(await leaseAndRead(), 'i-alpha');
   });
 
   await t.test('afterwards nothing is left: container, cgroups, nspawn dirs, namespaces', async () => {
