@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { skipOrFail } from '../support/env.js';
 import { canUseNetns, createNetns, netnsExists, TRIP_TABLE } from '../support/netns.js';
-import { applianceMissing, testAppliance } from '../support/appliance.js';
+import { applianceMissing, ganetiEnv, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
 import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
@@ -265,22 +265,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
       .slice(start + 'METAD-TEST-BEGIN\n'.length, end)
       .trim()
       .split('\n'),
-    [
-      'DISK_0_ACCESS=rw',
-      'DISK_0_PATH=/dev/vda',
-      'DISK_COUNT=1',
-      'INSTANCE_BE_maxmem=256',
-      'INSTANCE_BE_vcpus=1',
-      'INSTANCE_HOSTNAME=web1.example.org',
-      'INSTANCE_NAME=web1',
-      'INSTANCE_OS=testos',
-      'NIC_COUNT=0',
-      'OSP_IMAGE=debian-12',
-      'OSP_MIRROR_URL=http://deb.example/debian',
-      "OSP_ROOT_HASH=it's a value",
-      'OS_API_VERSION=20',
-      'OS_VARIANT=default',
-    ],
+    ganetiEnv('web1', { image: 'debian-12', 'mirror.url': 'http://deb.example/debian', root_hash: "it's a value" }),
   );
 
   // hang1: destroyed by the runner at its deadline (not before), while its create still ran.

@@ -30,12 +30,13 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { hasCommand, skipOrFail } from '../support/env.js';
+import { missingCommand, skipOrFail } from '../support/env.js';
 import { canUseNetns, createNetns, netnsExists, TRIP_TABLE, type Netns } from '../support/netns.js';
-import { applianceCacheDir, applianceMissing, testAppliance } from '../support/appliance.js';
+import { applianceCacheDir, applianceMissing, ganetiEnv, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
 import { METAD_CLI, startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { ctlAt } from '../support/metadctl-run.js';
+import { until } from '../support/comm-harness.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
@@ -58,16 +59,12 @@ echo "test create: hanging"
 exec sleep 100000
 `;
 
-function missing(): string | undefined {
-  for (const [cmd, pkg] of [
+const missing = (): string | undefined =>
+  missingCommand([
     ['dnsmasq', 'dnsmasq-base'],
     ['debugfs', 'e2fsprogs'],
     ['mkfs.ext4', 'e2fsprogs'],
-  ] as const) {
-    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
-  }
-  return undefined;
-}
+  ]);
 
 interface Inst {
   name: string;
@@ -76,16 +73,6 @@ interface Inst {
   create: string;
   disk?: string;
   tap?: string;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('install jobs through the real daemon: stuck, succeeded (marker on the ext4 disk), timed-out, aborted, refused while the VM runs; nothing left', async (t) => {
@@ -230,13 +217,13 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
     assert.equal(r.code, 0, `${g.name}: ${r.err}`);
   }
   const aborted = (async () => {
-    await until('abrt1 running', async () => ((await status('abrt1')).state === 'running' ? true : undefined));
+    await until('abrt1 running', async () => ((await status('abrt1')).state === 'running' ? true : undefined), 120_000);
     const r = await ctl('install', 'abort', 'abrt1');
     assert.equal(r.code, 0, r.err);
     return watchEnd('abrt1');
   })();
   // While web1's job runs its appliance tap carries web1's identity (route, set elements).
-  const live = await until('web1 running', async () => ((await status('web1')).state === 'running' ? true : undefined)).then(() =>
+  const live = await until('web1 running', async () => ((await status('web1')).state === 'running' ? true : undefined), 120_000).then(() =>
     ns.run('ip', ['-4', 'route', 'show', 'proto', '171']),
   );
   assert.match(live.stdout, /169\.254\.80\.2 dev mdi[0-9a-f]{12}/);
@@ -258,21 +245,7 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
     ],
   );
   const env = (await run('debugfs', ['-R', 'cat /metad-env.txt', web1.disk ?? ''])).stdout.trim().split('\n');
-  assert.deepEqual(env, [
-    'DISK_0_ACCESS=rw',
-    'DISK_0_PATH=/dev/vda',
-    'DISK_COUNT=1',
-    'INSTANCE_BE_maxmem=256',
-    'INSTANCE_BE_vcpus=1',
-    'INSTANCE_HOSTNAME=web1.example.org',
-    'INSTANCE_NAME=web1',
-    'INSTANCE_OS=testos',
-    'NIC_COUNT=0',
-    `OSP_API_TOKEN=${SECRET}`,
-    'OSP_IMAGE=debian-12',
-    'OS_API_VERSION=20',
-    'OS_VARIANT=default',
-  ]);
+  assert.deepEqual(env, ganetiEnv('web1', { api_token: SECRET, image: 'debian-12' }));
   assert.ok(!JSON.stringify(ok).includes(SECRET), 'no secret in the record');
 
   // hang1: timed-out at its deadline, not before; the domain gone within 1 s of it.

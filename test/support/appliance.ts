@@ -27,3 +27,25 @@ export function testAppliance(): Promise<ApplianceImage> {
   built ??= buildAppliance(applianceCacheDir());
   return built;
 }
+
+/**
+ * What the test OS's `create` records (`env | grep … | sort`): Ganeti's OS environment of an
+ * instance `NAME` (hostname NAME.example.org, OS testos/default, 256 MiB, 1 vCPU, one disk) with
+ * the given OS parameters, sorted as busybox `sort` does (bytewise).
+ */
+export function ganetiEnv(name: string, osp: Record<string, string>): string[] {
+  return [
+    'DISK_0_ACCESS=rw',
+    'DISK_0_PATH=/dev/vda',
+    'DISK_COUNT=1',
+    'INSTANCE_BE_maxmem=256',
+    'INSTANCE_BE_vcpus=1',
+    `INSTANCE_HOSTNAME=${name}.example.org`,
+    `INSTANCE_NAME=${name}`,
+    'INSTANCE_OS=testos',
+    'NIC_COUNT=0',
+    'OS_API_VERSION=20',
+    'OS_VARIANT=default',
+    ...Object.entries(osp).map(([k, v]) => `OSP_${k.toUpperCase().replace(/[.-]/g, '_')}=${v}`),
+  ].sort();
+}

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns } from './netns.js';
-import { hasCommand } from './env.js';
+import { missingCommand } from './env.js';
 import { request, type Reply } from './daemon.js';
 import { cleanEnv } from '../conformance/harness.js';
 import type { Guest, Ns } from './comm-topology.js';
@@ -66,14 +66,11 @@ export function writeDhcpScript(dir: string): string {
 export function commMissing(): string | undefined {
   const can = canUseNetns();
   if (!can.ok) return can.why;
-  for (const [cmd, pkg] of [
+  return missingCommand([
     ['dnsmasq', 'dnsmasq-base'],
     ['busybox', 'busybox'],
     ['curl', 'curl'],
-  ] as const) {
-    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
-  }
-  return undefined;
+  ]);
 }
 
 export interface Metad {

@@ -25,3 +25,11 @@ export function skipOrFail(t: { skip(message?: string): void }, why: string | un
   t.skip(why);
   return true;
 }
+
+/** The first of `tools` ([command, Debian package]) not installed (also looked up in /usr/sbin), as a skip reason. */
+export function missingCommand(tools: readonly (readonly [string, string])[]): string | undefined {
+  for (const [cmd, pkg] of tools) {
+    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
+  }
+  return undefined;
+}

@@ -19,7 +19,7 @@ import { DaemonError } from '../../daemon/errors.js';
 import { tapNameProblem } from '../../daemon/comm/plan.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
-import { productionAppliance } from '../../daemon/jobs/wiring.js';
+import { productionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
 import { appliancePreflight } from '../../daemon/jobs/preflight.js';
 import type { PublicDoc } from '../../daemon/model.js';
 
@@ -99,6 +99,20 @@ async function withDaemon(
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The production wiring over the daemon's store and comm controller, with `config`. */
+function wiringOf(h: H, config: Readonly<Config>, extra: Partial<WiringDeps> = {}): ReturnType<typeof productionAppliance> {
+  const { store, comm } = h.d.services;
+  return productionAppliance({
+    config,
+    store,
+    comm,
+    hypervisor: () => Promise.resolve(h.hv),
+    clock: h.clock,
+    log: sinkLogger().log,
+    ...extra,
+  });
 }
 
 const doc = (extra: Record<string, unknown> = {}): PublicDoc =>
@@ -254,14 +268,7 @@ test('without network mode routed an install is refused naming /network/mode', a
 test('release after a restart removes the leftovers found by name: tap, rules, console log, overlay', async () => {
   await withDaemon(async (h) => {
     const cfg = h.d.services.config;
-    const w = productionAppliance({
-      config: cfg,
-      store: h.d.services.store,
-      comm: h.d.services.comm,
-      hypervisor: () => Promise.resolve(h.hv),
-      clock: h.clock,
-      log: sinkLogger().log,
-    });
+    const w = wiringOf(h, cfg);
     const domain = 'metad-install-old-abcdef';
     const names = runNames(domain, cfg.appliance);
     await h.net.createTap(names.tap);
@@ -292,13 +299,7 @@ test('a disk-based appliance gets a per-run overlay over the base, deleted when 
       appliance: { ...h.d.services.config.appliance, baseDisk: join(h.dir, 'base.qcow2') },
     });
     const made: string[][] = [];
-    const w = productionAppliance({
-      config: cfg,
-      store: h.d.services.store,
-      comm: h.d.services.comm,
-      hypervisor: () => Promise.resolve(h.hv),
-      clock: h.clock,
-      log: sinkLogger().log,
+    const w = wiringOf(h, cfg, {
       makeOverlay: (base, path) => {
         made.push([base, path]);
         writeFileSync(path, 'overlay');
