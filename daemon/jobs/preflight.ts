@@ -1,6 +1,6 @@
 /**
- * What `metad check-config` says about install appliances when the comm network is routed (the
- * only mode in which installs run): the image, QEMU, the firmware and the overlay tools exist.
+ * What `metad check-config` says about install appliances when the comm network is on (routed or
+ * bridged: the modes in which installs run): the image, QEMU, the firmware and the overlay tools exist.
  * Warnings, not errors: without them the daemon still serves metadata; installs then fail with
  * the same reason. Reads the filesystem only; changes nothing.
  */
@@ -26,7 +26,7 @@ export interface PreflightFs {
 const realFs: PreflightFs = { readable: (p) => can(p, constants.R_OK), executable: (p) => can(p, constants.X_OK) };
 
 export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = realFs): string[] {
-  if (cfg.network.mode !== 'routed') return [];
+  if (cfg.network.mode === 'off') return [];
   const a = cfg.appliance;
   const out: string[] = [];
   const dir = imageDirOf(a);

@@ -64,8 +64,8 @@ export function productionAppliance(
     });
 
   const comm = (): CommController => {
-    if (d.config.network.mode !== 'routed' || !d.comm) {
-      throw unavailable('install appliances need the comm network: set /network/mode to routed');
+    if (d.config.network.mode === 'off' || !d.comm) {
+      throw unavailable('install appliances need the comm network: set /network/mode to routed or bridged');
     }
     return d.comm;
   };

@@ -19,8 +19,11 @@
  *       of the deadline (the record's deadlineAt and destroyedAt), the secret wiped;
  *     - abrt1: `metadctl install abort` once it runs: aborted;
  *     - an instance whose own tap exists (its VM runs) is refused with 409.
+ *  3. network.mode bridged (the routed anchor removed as docs/deployment.md says): br1's
+ *     appliance tap is an isolated port of metad's bridge with the per-port checks; succeeded,
+ *     its environment on the disk, the secret wiped, the tap and its elements gone.
  * Afterwards no domain, tap, overlay, console log, nftables element or process is left, and the
- * tripwire saw nothing leave the namespace except through the appliance taps.
+ * tripwire saw nothing leave the namespace except through the appliance taps (or metad's bridge).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,7 +78,7 @@ interface Inst {
   tap?: string;
 }
 
-test('install jobs through the real daemon: stuck, succeeded (marker on the ext4 disk), timed-out, aborted, refused while the VM runs; nothing left', async (t) => {
+test('install jobs through the real daemon: stuck, succeeded (marker on the ext4 disk), timed-out, aborted, refused while the VM runs, succeeded in bridged mode; nothing left', async (t) => {
   const binding = await loadBinding().then(
     () => undefined,
     () => MISSING_BINDING,
@@ -97,9 +100,10 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
   const ns: Netns = await createNetns('metadti');
   cleanups.push(() => ns.destroy());
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  // Replies to the appliances leave through their taps (mdi…), IPv6 neighbour discovery through
-  // vm1's tap (metad's comm taps); anything else trips the wire.
-  for (const tap of ['mdi*', 'vmtap1']) {
+  // Replies to the appliances leave through their taps (mdi…; in bridged mode through metad's
+  // bridge), IPv6 neighbour discovery through vm1's tap (metad's comm taps); anything else trips
+  // the wire.
+  for (const tap of ['mdi*', 'vmtap1', 'metadbr0']) {
     assert.equal((await ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', tap, 'accept'])).code, 0);
   }
   let libvirtd: TestLibvirtd | undefined = await startLibvirtd(ns);
@@ -282,6 +286,41 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
   // (the tripwire below would count it, had metad's table not dropped it first)
   assert.equal(await ns.tripCount(), 0, `nothing left but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
 
+  // 3. bridged mode (docs/deployment.md, switching modes: the routed anchor removed by hand): the
+  // same install through an isolated, filtered port of metad's bridge.
+  await metad.stop();
+  assert.equal((await ns.run('ip', ['link', 'del', 'metad0'])).code, 0);
+  metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, {
+    ...config(60_000, 'qemu'),
+    network: { mode: 'bridged', runDir: join(dir, 'comm') },
+  });
+  const br1: Inst = { name: 'br1', ip: '169.254.80.7', mac: '52:54:00:50:80:07', create: CREATE, disk: join(dir, 'br1.ext4') };
+  await register(br1);
+  const rb = await ctl('install', 'br1', '--timeout', '240');
+  assert.equal(rb.code, 0, rb.err);
+  const portOf = async (): Promise<
+    { ifname: string; master?: string; linkinfo?: { info_slave_data?: { isolated?: boolean } } } | undefined
+  > => {
+    const links = JSON.parse((await ns.run('ip', ['-d', '-j', 'link', 'show'])).stdout) as {
+      ifname: string;
+      master?: string;
+      linkinfo?: { info_slave_data?: { isolated?: boolean } };
+    }[];
+    return links.find((l) => /^mdi[0-9a-f]{12}$/.test(l.ifname));
+  };
+  const brPort = await until('br1 running', async () => ((await status('br1')).state === 'running' ? portOf() : undefined), 120_000);
+  assert.equal(brPort.master, 'metadbr0', "the appliance's tap is a port of metad's bridge");
+  assert.equal(brPort.linkinfo?.info_slave_data?.isolated, true, 'an isolated port');
+  assert.match((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, new RegExp(brPort.ifname));
+  const br = await watchEnd('br1');
+  assert.equal(br.outcome, 'succeeded', JSON.stringify(br));
+  const brEnv = (await run('debugfs', ['-R', 'cat /metad-env.txt', br1.disk ?? ''])).stdout.trim().split('\n');
+  assert.deepEqual(brEnv, ganetiEnv('br1', { api_token: SECRET, image: 'debian-12' }));
+  assert.deepEqual(await secretNames('br1'), [], 'br1: secret wiped');
+  assert.equal(await portOf(), undefined, 'the appliance tap is gone');
+  assert.doesNotMatch((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, /mdi[0-9a-f]{12}/);
+  assert.equal(await ns.tripCount(), 0, `bridged: nothing left but through the bridge: ${(await ns.tripDestinations()).join(', ')}`);
+
   await metad.stop();
   await hv.close();
   await libvirtd.stop();
@@ -295,6 +334,7 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
     `virtType ${virt[1] ?? virt[2] ?? '?'}; web1: requested -> prepared ${String(Date.parse(ok.preparedAt ?? '') - Date.parse(ok.requestedAt))} ms ` +
       `(virtType qemu: no trial), -> created ${String(Date.parse(ok.createdAt ?? '') - Date.parse(ok.requestedAt))} ms, ` +
       `-> first report ${String(Date.parse(ok.firstReportAt ?? '') - Date.parse(ok.requestedAt))} ms, -> ended ${String(Date.parse(ok.endedAt ?? '') - Date.parse(ok.requestedAt))} ms; ` +
+      `br1 (bridged): requested -> ended ${String(Date.parse(br.endedAt ?? '') - Date.parse(br.requestedAt))} ms; ` +
       `hang1: deadline -> destroyed ${String(destroyed - deadline)} ms, reached ${hung.lines.at(-1) ?? '(no progress line)'}; stuck1: ${String(Date.parse(stuck.endedAt ?? '') - Date.parse(stuck.startedAt ?? ''))} ms after its start`,
   );
 });

@@ -252,12 +252,13 @@ test("refused at the request: the instance's own tap exists (409), no image (503
   );
 });
 
-test('without network mode routed an install is refused naming /network/mode', async () => {
+test('without a comm network (mode off) an install is refused naming /network/mode', async () => {
   await withDaemon(
     async (h) => {
       await assert.rejects(
         h.d.services.jobs.start('vm1'),
-        (e: unknown) => e instanceof DaemonError && e.code === 'Unavailable' && e.message.includes('set /network/mode to routed'),
+        (e: unknown) =>
+          e instanceof DaemonError && e.code === 'Unavailable' && e.message.includes('set /network/mode to routed or bridged'),
       );
       assert.equal(h.d.services.jobs.status('vm1'), undefined);
     },
