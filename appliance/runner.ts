@@ -28,6 +28,7 @@ export const TERMINAL: readonly RunState[] = ['succeeded', 'failed', 'timed-out'
 
 export type RunEvent =
   | { type: 'created'; at: number }
+  | { type: 'adopted'; at: number; createdAt?: number | undefined; firstReportAt?: number | undefined }
   | { type: 'create-failed'; at: number; reason: string }
   | { type: 'line'; at: number; line: string }
   | { type: 'gone'; at: number }
@@ -71,6 +72,12 @@ export function reduce(r: RunRecord, ev: RunEvent): RunRecord {
   switch (ev.type) {
     case 'created':
       return r.state === 'pending' ? { ...r, state: 'booting', createdAt: ev.at } : r;
+    case 'adopted': {
+      // Found again after a daemon restart: the run resumes where it was (running once it had reported).
+      if (r.state !== 'pending') return r;
+      const reported = ev.firstReportAt !== undefined ? { firstReportAt: ev.firstReportAt } : {};
+      return { ...r, ...reported, state: ev.firstReportAt !== undefined ? 'running' : 'booting', createdAt: ev.createdAt ?? ev.at };
+    }
     case 'create-failed':
       return end('failed', ev.reason);
     case 'line': {
@@ -103,6 +110,8 @@ export interface RunSpec {
   claimDeadlineAt?: number;
   /** The domain already exists (found again after a daemon restart): supervise it, do not create it. */
   adopt?: boolean;
+  /** With adopt: when the domain was created and first reported, as recorded before the restart. */
+  resumed?: { createdAt?: number | undefined; firstReportAt?: number | undefined };
 }
 
 export interface RunDeps {
@@ -195,7 +204,7 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
       created = spec.adopt === true;
     } else if (spec.adopt) {
       created = true;
-      apply({ type: 'created', at: clock.now() });
+      apply({ type: 'adopted', at: clock.now(), ...spec.resumed });
       await watch();
     } else {
       try {

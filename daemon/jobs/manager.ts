@@ -22,6 +22,7 @@ import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.
 /** Every appliance domain's name starts with this (restart recovery lists by it). */
 export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
+const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
 
 export interface JobSettings {
   defaultTimeoutMs: number;
@@ -256,7 +257,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
-        { name: j.rec.domain, xml: prepared.xml, deadlineAt: t.deadlineAt, claimDeadlineAt: t.claimDeadlineAt, adopt: t.adopt },
+        {
+          name: j.rec.domain,
+          xml: prepared.xml,
+          deadlineAt: t.deadlineAt,
+          claimDeadlineAt: t.claimDeadlineAt,
+          adopt: t.adopt,
+          resumed: { createdAt: msOf(j.rec.createdAt), firstReportAt: msOf(j.rec.firstReportAt) },
+        },
         {
           hv,
           clock,

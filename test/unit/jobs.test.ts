@@ -294,6 +294,8 @@ test('restart recovery: adopted with the recorded deadline, past-deadline destro
     deadlineAt: iso(deadlineAt),
     claimDeadlineAt: iso(t0),
     claimedAt: iso(t0 - 500),
+    createdAt: iso(t0 - 900),
+    firstReportAt: iso(t0 - 800),
     lines: ['metad-progress v1 step=net status=ok'],
   });
   const xml = (d: string): string => `<domain><name>${d}</name></domain>`;
@@ -323,6 +325,12 @@ test('restart recovery: adopted with the recorded deadline, past-deadline destro
   assert.deepEqual([jm.status('q')?.outcome, jm.status('q')?.reason], ['aborted', 'daemon restarted']);
   assert.equal(jm.status('done')?.outcome, 'succeeded', 'ended jobs are left alone');
   assert.equal(jm.secretsOpen('a'), true, 'an adopted job is live again');
+  const a = jm.status('a');
+  assert.deepEqual(
+    [a?.state, a?.createdAt, a?.firstReportAt],
+    ['running', iso(t0 - 900), iso(t0 - 800)],
+    'it resumes as it was (running, its times kept), not as a fresh boot',
+  );
   // s: the agent finishes after the restart; its earlier lines are kept.
   h.pipes.get('s').toHost.push(progress('final', 'succeeded'));
   await h.clock.advance(250);
