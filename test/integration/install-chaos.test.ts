@@ -1,0 +1,178 @@
+/**
+ * Install jobs through the real daemon when things break (test/support/install-env.ts: a test
+ * namespace, a private libvirtd, the real metad with network.mode routed, the real appliance
+ * under QEMU):
+ *  1. metad killed (-9) mid-job and started again: a job whose domain still runs is adopted with
+ *     its recorded deadline (unchanged) and ends timed-out at it; a job whose deadline passed
+ *     while metad was down is destroyed at the restart (timed-out); a job whose appliance powered
+ *     off while metad was down ends failed (its final report is lost) and its tap, overlay and
+ *     console log are removed;
+ *  2. libvirtd killed and restarted mid-job (twice): metad reconnects; a job still succeeds, a
+ *     hung one still ends at its deadline;
+ *  3. four installs at once with maxConcurrent 2: two run, two wait queued (their secrets not
+ *     served), then run; all succeed.
+ * After each: no domain, appliance tap, nft element, overlay, console log or qemu process is left,
+ * and nothing left the namespace except through the appliance taps.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { until } from '../support/comm-harness.js';
+import { skipOrFail } from '../support/env.js';
+import { createAfter, HANG, installEnvMissing, startInstallEnv, type InstallEnv, type InstallInstance } from '../support/install-env.js';
+import type { JobRecord } from '../../daemon/jobs/record.js';
+
+const inst = (name: string, n: number, create: string): InstallInstance => ({
+  name,
+  ip: `169.254.81.${String(n)}`,
+  mac: `52:54:00:50:81:${n.toString(16).padStart(2, '0')}`,
+  create,
+});
+
+async function env(t: test.TestContext, appliance: Record<string, unknown>): Promise<InstallEnv | undefined> {
+  if (skipOrFail(t, await installEnvMissing())) return undefined;
+  const e = await startInstallEnv(appliance);
+  t.after(() => e.close());
+  return e;
+}
+
+/** Appliances under TCG on a loaded 2-core machine: generous waits (they end the test, they are not timings). */
+const BOOT_MS = 180_000;
+const ms = (iso: string | undefined): number => Date.parse(iso ?? '');
+const reached = (r: JobRecord, step: string): boolean => r.lines.some((l) => l.includes(`step=${step} `));
+
+async function install(e: InstallEnv, name: string, timeoutSec: number): Promise<JobRecord> {
+  const r = await e.ctl('install', name, '--timeout', String(timeoutSec));
+  assert.equal(r.code, 0, `${name}: ${r.err}`);
+  return e.status(name);
+}
+
+async function nothingLeft(e: InstallEnv): Promise<void> {
+  // A destroyed qemu whose parent is PID 1 (re-attached by a restarted libvirtd) may take a moment to go.
+  await until('nothing left', async () => ((await e.leftovers()).length === 0 ? true : undefined), 15_000).catch(async () =>
+    assert.deepEqual(await e.leftovers(), []),
+  );
+  assert.equal(await e.ns.tripCount(), 0, `nothing left but through the taps: ${(await e.ns.tripDestinations()).join(', ')}`);
+}
+
+test('metad killed -9 mid-job and restarted: a running domain is adopted with its recorded deadline, one past its deadline destroyed, a powered-off one failed and released', async (t) => {
+  const e = await env(t, { maxConcurrent: 4, claimDeadlineMs: 120_000 });
+  if (!e) return;
+  const live = inst('live1', 2, HANG);
+  const late = inst('late1', 3, HANG);
+  const done = inst('done1', 4, createAfter(8));
+  for (const i of [live, late, done]) await e.register(i);
+  await install(e, live.name, 60);
+  await install(e, late.name, 30);
+  await install(e, done.name, 240);
+  // Kill once every agent is inside its create script (it has read what it needs from metad).
+  const before = new Map<string, JobRecord>();
+  await until(
+    'all three in create',
+    async () => {
+      for (const i of [live, late, done]) before.set(i.name, await e.status(i.name));
+      return [...before.values()].every((r) => reached(r, 'create')) ? true : undefined;
+    },
+    BOOT_MS,
+  );
+  const domains = [...before.values()].map((r) => r.domain).sort();
+  e.metad.kill();
+  await until('metad gone', () => (e.metad.child.exitCode !== null || e.metad.child.signalCode !== null ? true : undefined));
+
+  // While metad is down: done1 powers off, late1's deadline passes (its domain keeps running).
+  const lateDeadline = ms(before.get(late.name)?.deadlineAt);
+  const doneDomain = before.get(done.name)?.domain ?? '';
+  await until(
+    'done1 powered off and late1 past its deadline',
+    async () => (!(await e.hv.list(doneDomain)).includes(doneDomain) && Date.now() > lateDeadline ? true : undefined),
+    BOOT_MS,
+  );
+  assert.deepEqual(await e.hv.list('metad-install-'), domains.filter((d) => d !== doneDomain).sort(), 'live1 and late1 still run');
+  // What the killed metad had written of live1's record (a kill -9 may lose its newest lines).
+  const liveOnDisk = JSON.parse(await readFile(join(e.dir, 'state', 'jobs', `${live.name}.json`), 'utf8')) as JobRecord;
+  assert.ok(liveOnDisk.lines.length > 0);
+  await e.restart();
+
+  const lateRec = await e.watchEnd(late.name);
+  assert.equal(lateRec.outcome, 'timed-out', JSON.stringify(lateRec));
+  assert.equal(lateRec.deadlineAt, before.get(late.name)?.deadlineAt);
+  const doneRec = await e.watchEnd(done.name);
+  assert.equal(doneRec.outcome, 'failed', JSON.stringify(doneRec));
+  assert.match(doneRec.reason ?? '', /gone across a daemon restart/);
+
+  const liveBefore = before.get(live.name);
+  assert.equal((await e.status(live.name)).state, 'running', 'adopted: still running after the restart');
+  assert.ok(Date.now() < ms(liveBefore?.deadlineAt), 'its deadline is still ahead');
+  const liveRec = await e.watchEnd(live.name);
+  assert.equal(liveRec.outcome, 'timed-out', JSON.stringify(liveRec));
+  assert.equal(liveRec.deadlineAt, liveBefore?.deadlineAt, 'the deadline re-armed from the record, not moved');
+  assert.ok(ms(liveRec.endedAt) >= ms(liveRec.deadlineAt));
+  assert.ok(
+    ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt) <= 1000,
+    `destroyed ${String(ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt))} ms after the deadline`,
+  );
+  assert.deepEqual(
+    liveRec.lines.slice(0, liveOnDisk.lines.length),
+    liveOnDisk.lines,
+    'the progress lines recorded before the restart are kept',
+  );
+  await nothingLeft(e);
+});
+
+test('libvirtd killed and restarted mid-job: metad reconnects; a job still succeeds and a hung one still ends at its deadline', async (t) => {
+  const e = await env(t, { maxConcurrent: 4, claimDeadlineMs: 120_000 });
+  if (!e) return;
+  const ok = inst('ok2', 5, createAfter(6));
+  const hung = inst('hang2', 6, HANG);
+  for (const i of [ok, hung]) await e.register(i);
+  await install(e, ok.name, 240);
+  await install(e, hung.name, 40);
+  await until(
+    'both in create',
+    async () => (reached(await e.status(ok.name), 'create') && reached(await e.status(hung.name), 'create') ? true : undefined),
+    BOOT_MS,
+  );
+  await e.libvirtd.restart('SIGKILL');
+  await e.libvirtd.restart('SIGTERM');
+  const [okRec, hungRec] = await Promise.all([e.watchEnd(ok.name), e.watchEnd(hung.name)]);
+  assert.equal(okRec.outcome, 'succeeded', JSON.stringify(okRec));
+  assert.equal(hungRec.outcome, 'timed-out', JSON.stringify(hungRec));
+  assert.ok(ms(hungRec.endedAt) >= ms(hungRec.deadlineAt));
+  assert.equal(hungRec.destroyError, undefined);
+  // The qemu's parent is PID 1 after a libvirtd restart: destroying it takes longer here (≈1.6 s).
+  assert.ok(
+    ms(hungRec.destroyedAt) - ms(hungRec.deadlineAt) <= 5000,
+    `destroyed ${String(ms(hungRec.destroyedAt) - ms(hungRec.deadlineAt))} ms after the deadline`,
+  );
+  await nothingLeft(e);
+});
+
+test('four installs at once with maxConcurrent 2: two run, two wait queued, then run; all succeed', async (t) => {
+  const e = await env(t, { maxConcurrent: 2, claimDeadlineMs: 120_000 });
+  if (!e) return;
+  const all = [1, 2, 3, 4].map((n) => inst(`par${String(n)}`, 10 + n, createAfter(0)));
+  for (const i of all) await e.register(i);
+  const started = Date.now();
+  const first = await Promise.all(all.map((i) => install(e, i.name, 240)));
+  const states = first.map((r) => r.state);
+  assert.equal(states.filter((s) => s === 'queued').length, 2, `two wait: ${states.join(', ')}`);
+  const queued = all.filter((_, k) => states[k] === 'queued').map((i) => i.name);
+  for (const q of queued) {
+    const params = (await e.metad.admin('GET', `/v1/instances/${q}/params`)).json as { secret: unknown[] };
+    assert.equal(params.secret.length, 1, 'a queued job keeps its secret (served only once it runs)');
+  }
+  const recs = await Promise.all(all.map((i) => e.watchEnd(i.name)));
+  const took = Date.now() - started;
+  for (const r of recs) assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
+  for (const q of queued) {
+    const r = recs.find((x) => x.instance === q);
+    assert.ok(r && ms(r.startedAt) > ms(r.requestedAt), `${q} left the queue later`);
+    assert.ok(
+      recs.some((x) => !queued.includes(x.instance) && ms(x.endedAt) <= ms(r.startedAt)),
+      `${q} started when another ended`,
+    );
+  }
+  await nothingLeft(e);
+  t.diagnostic(`4 installs, maxConcurrent 2: requested -> all ended ${String(took)} ms`);
+});
