@@ -310,8 +310,10 @@ export class JobManager extends EventEmitter implements SecretsGate {
    */
   async recover(): Promise<{ adopted: string[]; orphans: string[] }> {
     const open = [...this.ended.values()].filter((r) => !isEnded(r));
-    // Every domain we create has a record first (written when queued): no open record, nothing to find.
-    if (open.length === 0) return { adopted: [], orphans: [] };
+    // Every domain we create has a record first (written when queued): no open record, and no
+    // ended one whose final destroy failed (libvirtd down too long), nothing to find.
+    const undestroyed = [...this.ended.values()].some((r) => isEnded(r) && r.destroyError !== undefined);
+    if (open.length === 0 && !undestroyed) return { adopted: [], orphans: [] };
     let hv: Hypervisor;
     let domains: string[];
     try {

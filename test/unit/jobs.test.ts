@@ -278,6 +278,31 @@ test('a progress line that contains a live secret value is redacted', () => {
   assert.deepEqual(redactLines(['a', `x ${SECRET} y`, 'b'], [SECRET, '']), ['a', REDACTED, 'b']);
 });
 
+test('restart recovery: a domain whose final destroy failed (libvirtd down too long) is destroyed at the next start', async () => {
+  const h = harness();
+  await h.files.init();
+  const at = new Date(h.clock.now()).toISOString();
+  await h.hv.createTransient('metad-install-x', '<domain><name>metad-install-x</name></domain>');
+  await h.files.save({
+    v: 1,
+    instance: 'x',
+    domain: 'metad-install-x',
+    state: 'timed-out',
+    outcome: 'timed-out',
+    timeoutSec: 60,
+    requestedAt: at,
+    endedAt: at,
+    lines: [],
+    destroyError: 'cannot connect to libvirt: Connection refused',
+  });
+  await h.jm.init();
+  const { adopted, orphans } = await h.jm.recover();
+  assert.deepEqual([adopted, orphans], [[], ['metad-install-x']]);
+  assert.deepEqual(h.hv.running(), []);
+  assert.equal(h.jm.status('x')?.outcome, 'timed-out', 'the ended record stays as it was');
+  h.done();
+});
+
 test('restart recovery: adopted with the recorded deadline, past-deadline destroyed, gone failed, queued aborted, orphans destroyed', async () => {
   const h = harness();
   await h.files.init();
