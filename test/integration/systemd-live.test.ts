@@ -92,7 +92,13 @@ function on(c: Container) {
       (await must('cat', [`/proc/${pid}/status`])).split('\n').map((l) => [l.split(':')[0], l.split(':').slice(1).join(':').trim()]),
     ) as Record<string, string>;
   const metadctl = (user: string, ...args: string[]) => c.run('/opt/metad/dist/cli/metadctl.js', args, { user });
-  return { must, show, log, logged, status, metadctl };
+  /** `kill -SIG PID` in the container, for a real PID only: `kill -SIG 0` (MainPID of a stopped
+   * unit is 0) would signal the caller's whole process group. */
+  const signal = async (sig: string, pid: string): Promise<void> => {
+    assert.match(pid, /^[1-9][0-9]*$/, `not a process id: "${pid}"`);
+    await must('kill', [`-${sig}`, pid]);
+  };
+  return { must, show, log, logged, status, metadctl, signal };
 }
 
 /** A guest-door request from a loopback source address inside the namespace. */
@@ -166,7 +172,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
   });
   undo.push(() => c.destroy());
   t.diagnostic(`container booted in ${String(Date.now() - booted)} ms`);
-  const { must, show, logged, status, metadctl } = on(c);
+  const { must, show, logged, status, metadctl, signal } = on(c);
 
   /** The guest's DHCP lease from metad's dnsmasq, then its instance-id at 169.254.169.254. */
   const leaseAndRead = async (): Promise<string> => {
@@ -220,7 +226,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
 
   await t.test('SIGUSR1 opens no inspector', async () => {
     const pid = await show('MainPID');
-    await must('kill', ['-USR1', pid]);
+    await signal('USR1', pid);
     await logged('signal ignored');
     assert.doesNotMatch((await hv.run('ss', ['-Hltn'])).stdout, /:9229\b/);
     assert.equal(await show('MainPID'), pid);
@@ -243,7 +249,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     config(OFF);
     const pid = await show('MainPID');
     const restarts = Number(await show('NRestarts'));
-    await must('kill', ['-KILL', pid]);
+    await signal('KILL', pid);
     await until('restarted and active', async () =>
       Number(await show('NRestarts')) === restarts + 1 && (await show('ActiveState')) === 'active' ? true : undefined,
     );
@@ -279,7 +285,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     const dnsmasq = (await must('pgrep', ['-u', 'metad', '-x', 'dnsmasq'])).trim();
     assert.match(await must('cat', [`/proc/${dnsmasq}/cgroup`]), /\/system\.slice\/metad\.service$/m);
     assert.equal((await status(dnsmasq))['CapEff'], CAPS);
-    await must('kill', ['-KILL', dnsmasq]);
+    await signal('KILL', dnsmasq);
     const again = await until('dnsmasq restarted', async () => {
       const r = await c.run('pgrep', ['-u', 'metad', '-x', 'dnsmasq']);
       return r.code === 0 && r.stdout.trim() !== dnsmasq ? r.stdout.trim() : undefined;

@@ -233,7 +233,19 @@ export async function cleanupStaleNetns(prefix = 'metadt'): Promise<string[]> {
   for (const name of names) {
     const m = NAME_RE.exec(name);
     if (!m || m[1] !== prefix || pidAlive(Number(m[2]))) continue;
-    if (ip && listNetns().includes(name)) await runFile(ip, ['netns', 'del', name]);
+    if (ip && listNetns().includes(name)) {
+      // Processes a killed test left running there (a libvirtd, its QEMUs, a metad) would outlive
+      // the namespace's name: end them first.
+      const pids = (await runFile(ip, ['netns', 'pids', name])).stdout.split('\n').filter((p) => /^[1-9][0-9]*$/.test(p));
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await runFile(ip, ['netns', 'del', name]);
+    }
     await rm(path.join(NETNS_ETC_DIR, name), { recursive: true, force: true });
     removed.push(name);
   }

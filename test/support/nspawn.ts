@@ -76,7 +76,10 @@ function cgroupRoots(): string[] {
 
 function run(file: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group of its own (detached): a command in the container that signals its process
+    // group (`kill -SIG 0`, e.g. with an empty or 0 PID) must not reach the test runner's group,
+    // which nsenter's child would otherwise share across the PID namespace.
+    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
