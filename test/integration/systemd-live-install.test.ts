@@ -120,6 +120,11 @@ test('an install job under the real systemd unit: the tap needs the documented d
   undo.push(() => c.destroy());
   const must = async (cmd: string, ...args: string[]): Promise<string> => {
     const r = await c.run(cmd, args);
+    if (r.code !== 0 && cmd === 'systemctl') {
+      // Why the unit failed: its journal (metad's start errors are there, not in systemctl's stderr).
+      const j = await c.run('journalctl', ['-u', 'metad', '-n', '40', '--no-pager', '-o', 'cat']);
+      assert.fail(`${cmd} ${args.join(' ')}: ${r.stderr}\n--- journal ---\n${j.stdout}`);
+    }
     assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
     return r.stdout.trim();
   };
