@@ -7,21 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildBridgedRuleset, bridgeRoutes } from '../../daemon/comm/bridge-plan.js';
-import { buildDnsmasqConf, type CommNic, type CommSettings } from '../../daemon/comm/plan.js';
+import { buildDnsmasqConf, type CommNic } from '../../daemon/comm/plan.js';
 import { assertGoldenDir } from '../support/render-golden.js';
+import { BRIDGED_SETTINGS } from '../support/comm-settings.js';
 
-const SETTINGS: CommSettings = {
-  table: 'metad',
-  anchor: 'metad0',
-  metadataIpv4: '169.254.169.254',
-  metadataIpv6: 'fe80::a9fe:a9fe',
-  rangeBase: '169.254.0.0',
-  prefixLen: 16,
-  tcpPorts: [80],
-  hopLimit: true,
-  routeProto: 171,
-  bridge: { name: 'metadbr0', mac: '02:00:a9:fe:a9:fe' },
-};
+const SETTINGS = BRIDGED_SETTINGS;
 
 const NICS: CommNic[] = [
   { instance: 'db', tap: 'gnt.com.7', ipv4: '169.254.7.1', mac: '52:54:00:12:34:56' },

@@ -8,21 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BridgedCommNetwork } from '../../daemon/comm/bridged.js';
 import type { Exec } from '../../daemon/comm/exec.js';
-import type { CommNic, CommSettings } from '../../daemon/comm/plan.js';
+import type { CommNic } from '../../daemon/comm/plan.js';
 import { sinkLogger } from '../support/sink.js';
+import { BRIDGED_SETTINGS } from '../support/comm-settings.js';
 
-const SETTINGS: CommSettings = {
-  table: 'metad',
-  anchor: 'metad0',
-  metadataIpv4: '169.254.169.254',
-  metadataIpv6: 'fe80::a9fe:a9fe',
-  rangeBase: '169.254.0.0',
-  prefixLen: 16,
-  tcpPorts: [80],
-  hopLimit: true,
-  routeProto: 171,
-  bridge: { name: 'metadbr0', mac: '02:00:a9:fe:a9:fe' },
-};
+const SETTINGS = BRIDGED_SETTINGS;
 const NIC: CommNic = { instance: 'a', tap: 'mtap1', ipv4: '169.254.1.10', mac: '02:00:00:00:01:0a' };
 const BRIDGE_OK = {
   ifname: 'metadbr0',

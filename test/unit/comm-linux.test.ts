@@ -9,18 +9,9 @@ import { LinuxCommNetwork } from '../../daemon/comm/linux.js';
 import type { Exec } from '../../daemon/comm/exec.js';
 import { EC2_METADATA_IPV6, type CommNic, type CommSettings } from '../../daemon/comm/plan.js';
 import { sinkLogger } from '../support/sink.js';
+import { ROUTED_SETTINGS } from '../support/comm-settings.js';
 
-const SETTINGS: CommSettings = {
-  table: 'metad',
-  anchor: 'metad0',
-  metadataIpv4: '169.254.169.254',
-  metadataIpv6: 'fe80::a9fe:a9fe',
-  rangeBase: '169.254.0.0',
-  prefixLen: 16,
-  tcpPorts: [80],
-  hopLimit: true,
-  routeProto: 171,
-};
+const SETTINGS = ROUTED_SETTINGS;
 const NIC: CommNic = { instance: 'a', tap: 'mtap1', ipv4: '169.254.1.10', mac: '02:00:00:00:01:0a' };
 
 /** `ip -j addr show` of a host where mtap1 holds the given addresses, and the anchor exists. */

@@ -21,18 +21,9 @@ import {
   type CommSettings,
 } from '../../daemon/comm/plan.js';
 import { assertGoldenDir } from '../support/render-golden.js';
+import { ROUTED_SETTINGS } from '../support/comm-settings.js';
 
-const SETTINGS: CommSettings = {
-  table: 'metad',
-  anchor: 'metad0',
-  metadataIpv4: '169.254.169.254',
-  metadataIpv6: 'fe80::a9fe:a9fe',
-  rangeBase: '169.254.0.0',
-  prefixLen: 16,
-  tcpPorts: [80],
-  hopLimit: true,
-  routeProto: 171,
-};
+const SETTINGS = ROUTED_SETTINGS;
 
 const NICS: CommNic[] = [
   { instance: 'web-1', tap: 'mtap1', ipv4: '169.254.1.10', mac: '02:00:00:00:01:0a' },
