@@ -101,6 +101,9 @@ test('an install job under the real systemd unit: the tap needs the documented d
   chmodSync(sock, 0o660);
 
   const unitDir = '/etc/systemd/system/metad.service.d';
+  // The drop-in runs the checkout's entry points directly: tsc writes them 0644 (npm makes its
+  // bin links executable only when dist/ exists at link time, not in a fresh clone).
+  for (const f of ['dist/daemon/cli.js', 'dist/cli/metadctl.js']) chmodSync(join(ROOT, f), 0o755);
   const c = await bootContainer({
     netnsPath: `/run/netns/${ns.name}`,
     capabilities: ['CAP_NET_ADMIN'],
