@@ -7,35 +7,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { cleanupStaleNetns, listNetns, type RunResult } from './netns.js';
+import { cleanupStaleNetns, listNetns, runFile, type RunResult } from './netns.js';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
 const IP = '/usr/sbin/ip';
 const PREFIX = 'metadc';
 
 function run(file: string, args: readonly string[], input?: string, timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), timedOut });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? '');
-  });
+  return runFile(file, args, { timeoutMs, ...(input === undefined ? {} : { input }) });
 }
 
 async function must(args: readonly string[]): Promise<string> {

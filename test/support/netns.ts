@@ -132,7 +132,8 @@ function collect(child: ChildProcess, opts: RunOptions): Promise<RunResult> {
   });
 }
 
-function runFile(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+/** Runs a program to its end (no shell): exit code, signal, output; `timeoutMs` kills it. */
+export function runFile(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const { input: _input, timeoutMs: _timeout, ...spawnOpts } = opts;
   const child = spawn(file, [...args], { ...spawnOpts, stdio: ['pipe', 'pipe', 'pipe'] });
   return collect(child, opts);

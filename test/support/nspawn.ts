@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasCommand, isRoot } from './env.js';
-import type { RunResult } from './netns.js';
+import { runFile, type RunResult } from './netns.js';
 
 const PREFIX = 'metadu';
 const NAME_RE = new RegExp(`^${PREFIX}-(\\d+)-[0-9a-f]{6}$`);
@@ -75,29 +75,10 @@ function cgroupRoots(): string[] {
 }
 
 function run(file: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    // A process group of its own (detached): a command in the container that signals its process
-    // group (`kill -SIG 0`, e.g. with an empty or 0 PID) must not reach the test runner's group,
-    // which nsenter's child would otherwise share across the PID namespace.
-    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), timedOut });
-    });
-  });
+  // A process group of its own (detached): a command in the container that signals its process
+  // group (`kill -SIG 0`, e.g. with an empty or 0 PID) must not reach the test runner's group,
+  // which nsenter's child would otherwise share across the PID namespace.
+  return runFile(file, args, { timeoutMs, detached: true });
 }
 
 function alive(pid: number): boolean {
