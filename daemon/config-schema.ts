@@ -191,6 +191,47 @@ export const configSchema = {
         },
       },
     },
+    storage: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Where instance disks may live (`hardware.disks[].path`), like Ganeti\'s file-storage paths and volume groups. Empty (the default): no install job may attach a disk. Disk paths are checked at the install request and again when the run is prepared, on the resolved path that libvirt gets (docs/deployment.md, "Instance disks").',
+      properties: {
+        fileRoots: {
+          type: 'array',
+          default: [],
+          maxItems: 64,
+          items: { type: 'string', pattern: '^/', minLength: 2, maxLength: 1024 },
+          description:
+            'Directories whose regular files may be instance disks (e.g. `/srv/ganeti/file-storage`). A disk path must lie under one of them, and so must the file it resolves to; never a FIFO, socket, device, directory or a symlink out.',
+        },
+        blockRoots: {
+          type: 'array',
+          default: [],
+          maxItems: 64,
+          items: { type: 'string', pattern: '^/dev/.', maxLength: 1024 },
+          description:
+            'Directories of block devices that may be instance disks: an LVM volume group (`/dev/vg0`: its `/dev/vg0/<lv>` links must resolve to the device-mapper device of that very logical volume) or a directory of device nodes. Whole disks of the host are never under a root unless you put them there.',
+        },
+      },
+    },
+    os: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: "OS definitions (Ganeti's OS API): found by name, never by a path an instance names.",
+      properties: {
+        searchPath: {
+          type: 'array',
+          default: ['/srv/ganeti/os', '/usr/local/lib/ganeti/os', '/usr/lib/ganeti/os', '/usr/share/ganeti/os'],
+          maxItems: 32,
+          items: { type: 'string', pattern: '^/', minLength: 2, maxLength: 1024 },
+          description:
+            "Ganeti's `os_search_path`: the directories searched, in order, for `<dir>/<os name>` (the part of `os.name` before `+`). The first directory holding it wins. Its scripts are what `os/scripts/` serves the instance.",
+        },
+      },
+    },
     network: {
       type: 'object',
       additionalProperties: false,

@@ -16,6 +16,8 @@ import { Keyring, loadMasterKey } from './keys.js';
 import { PipeRegistry } from './pipes.js';
 import type { Services } from './services.js';
 import { InstanceStore } from './store.js';
+import { DaemonError } from './errors.js';
+import { incarnationOf, installIdentityChanges, type StoredInstance } from './model.js';
 import { SecretVault } from './vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
@@ -91,6 +93,11 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       pollMs: a.pollMs,
     },
     hypervisor,
+    incarnation: (name) => {
+      const i = store.get(name);
+      return i === undefined ? undefined : incarnationOf(i);
+    },
+    quiesce: (name) => store.settled(name),
     ...appliance,
   });
   await jobs.init();
@@ -105,11 +112,24 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     })
     .catch(() => undefined);
   const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
-  // Whatever removes an instance, its install job, its secrets and its pipe go with it.
-  store.on('removed', (name: string) => {
-    if (jobs.status(name) && !jobs.status(name)?.outcome) jobs.abort(name, 'instance removed');
+  // Whatever removes an instance, its install job (aborted, then its record deleted), its
+  // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
+  store.on('removed', (name: string, prev: StoredInstance) => {
+    void jobs.forget(name, incarnationOf(prev));
     vault.wipe(name);
     pipes.drop(name);
+  });
+  // While a job holds an instance, what the appliance relies on cannot change under it.
+  store.setGuard((prev, next) => {
+    const changed = jobs.holds(prev.doc.name) ? installIdentityChanges(prev.doc, next) : [];
+    if (changed.length > 0) {
+      const message = 'cannot change while an install job of the instance is queued or running (abort it or wait for its end)';
+      throw new DaemonError(
+        'Conflict',
+        `the instance's ${changed.join(', ')} ${message}`,
+        changed.map((path) => ({ path, message })),
+      );
+    }
   });
   // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
   await comm?.start();

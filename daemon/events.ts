@@ -104,6 +104,21 @@ export const EVENTS = {
     fields: 'virtType (kvm or qemu: appliance.virtType auto, decided by a KVM trial boot once per daemon life)',
   },
   jobEnded: { msg: 'install job ended', level: 'info', fields: 'instance, domain, outcome, reason' },
+  jobStartFailed: {
+    msg: 'install job could not be prepared',
+    level: 'warn',
+    fields: "instance, domain, err (a tool's or the hypervisor's own text; the record says only that it failed)",
+  },
+  jobCreateFailed: {
+    msg: 'install domain could not be created',
+    level: 'warn',
+    fields: "instance, domain, err (the hypervisor's own text, which may name host paths; the record says only that it failed)",
+  },
+  jobLeftBehind: {
+    msg: 'install job left something behind',
+    level: 'error',
+    fields: "instance, domain, step (destroy | cleanup), err (the hypervisor's or the cleanup's own text)",
+  },
   jobsRecovered: {
     msg: 'install jobs recovered after a restart',
     level: 'info',

@@ -27,6 +27,13 @@ export function isInstanceName(name: string): boolean {
 }
 /** OS parameter names become environment variables inside the install appliance. */
 export const PARAM_NAME_PATTERN = '^(?!(__proto__|constructor|prototype)$)[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
+/**
+ * A host path as an admin may name it: absolute and normalized, without control characters (C0,
+ * DEL, C1), `.` or `..` segments, `//` or a trailing `/` (daemon/jobs/disks.ts says the same in code).
+ */
+export const HOST_PATH_PATTERN = '^(/(?!\\.{1,2}(/|$))[^/\\u0000-\\u001f\\u007f-\\u009f]+)+$';
+/** Ganeti OS names (`name` or `name+variant`): a directory name, never a path. */
+export const OS_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(\\+[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$';
 const MAC_PATTERN = '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$';
 /** Interface names are at most 15 characters (IFNAMSIZ - 1). */
 const TAP_PATTERN = '^[A-Za-z0-9_.-]{1,15}$';
@@ -217,12 +224,11 @@ export const instanceSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        name: shortString,
-        definition: {
+        name: {
           type: 'string',
-          pattern: '^/',
-          maxLength: 4096,
-          description: 'Absolute path of the OS definition directory on the host.',
+          pattern: OS_NAME_PATTERN,
+          description:
+            "Ganeti's OS name (`debootstrap`, or `debootstrap+default` with its variant): the definition is `<dir>/<name before +>` in the first directory of the configured OS search path (os.searchPath) that holds it. Never a host path.",
         },
         variant: shortString,
       },
@@ -260,7 +266,13 @@ export const instanceSchema = {
             additionalProperties: false,
             required: ['path'],
             properties: {
-              path: { type: 'string', pattern: '^/', maxLength: 4096 },
+              path: {
+                type: 'string',
+                pattern: HOST_PATH_PATTERN,
+                maxLength: 4096,
+                description:
+                  'Absolute, normalized host path (no control characters, no `.`/`..` segments, no `//`) of a regular file under storage.fileRoots or a block device under storage.blockRoots; checked at the install request and again before the run.',
+              },
               format: { type: 'string', enum: ['raw', 'qcow2'] },
               sizeGiB: { type: 'number', minimum: 0 },
             },
@@ -308,6 +320,31 @@ export interface Sensitive {
  */
 export function sameIncarnation(a: StoredInstance, b: StoredInstance): boolean {
   return a.doc.uuid === b.doc.uuid && a.createdAt === b.createdAt;
+}
+
+/** One incarnation of an instance as a string (install job records are keyed by it). */
+export function incarnationOf(i: Pick<StoredInstance, 'doc' | 'createdAt'>): string {
+  return `${i.doc.uuid}@${i.createdAt}`;
+}
+
+/**
+ * What an install job relies on not changing under it: the comm identity the appliance's tap
+ * carries, the disks it writes to, the OS whose scripts it runs. JSON of those parts.
+ */
+function installIdentity(doc: PublicDoc): Record<'/comm' | '/hardware/disks' | '/os', string> {
+  const { mac, ipv4, tap } = doc.comm;
+  return {
+    '/comm': JSON.stringify([mac.toLowerCase(), ipv4, tap ?? null]),
+    '/hardware/disks': JSON.stringify(doc.hardware?.disks ?? []),
+    '/os': JSON.stringify([doc.os?.name ?? null, doc.os?.variant ?? null]),
+  };
+}
+
+/** The parts of the install identity that differ between two versions of a document (JSON pointers). */
+export function installIdentityChanges(a: PublicDoc, b: PublicDoc): string[] {
+  const x = installIdentity(a);
+  const y = installIdentity(b);
+  return (Object.keys(x) as (keyof typeof x)[]).filter((k) => x[k] !== y[k]);
 }
 
 /** Split an input document into its public part and the sensitive parts. */

@@ -58,8 +58,20 @@ export function decodeStateFile(name: string, text: string, keyring: Keyring): S
     // The MAC held: the body is one this daemon wrote, with every field.
     const { doc, sealed, createdAt, updatedAt, generation } = body as FileBody;
     const sensitive: Sensitive = sealed ? (JSON.parse(keyring.open(sealed, name).toString('utf8')) as Sensitive) : { private: {} };
-    return { doc, sensitive, createdAt, updatedAt, generation };
+    return { doc: withoutLegacyFields(doc), sensitive, createdAt, updatedAt, generation };
   } catch {
     return 'body does not decode';
   }
+}
+
+/**
+ * Fields earlier versions stored that no longer exist: `os.definition` (a host path, before OS
+ * definitions were found by name in os.searchPath). Dropped on load, so that the next patch of
+ * the instance validates; the OS is then found by `os.name`.
+ */
+function withoutLegacyFields(doc: PublicDoc): PublicDoc {
+  const os: (NonNullable<PublicDoc['os']> & { definition?: unknown }) | undefined = doc.os;
+  if (os === undefined || !('definition' in os)) return doc;
+  const { definition: _legacy, ...rest } = os;
+  return { ...doc, os: rest };
 }

@@ -58,6 +58,7 @@ export class InstanceStore extends EventEmitter {
   private readonly ranges: Ipv4Ranges;
   private readonly files: NonNullable<StoreOptions['files']>;
   private readonly queues = new Map<string, Promise<unknown>>();
+  private guard?: (prev: StoredInstance, next: PublicDoc) => void;
 
   constructor(private readonly o: StoreOptions) {
     super();
@@ -159,6 +160,7 @@ export class InstanceStore extends EventEmitter {
     }
     const problem = this.conflictOf(doc);
     if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
+    if (prev) this.guard?.(prev, doc);
     const release = this.comm.claim(doc);
     try {
       return await this.putClaimed(doc, priv, iam, prev, keepOmittedSensitive);
@@ -220,6 +222,20 @@ export class InstanceStore extends EventEmitter {
     });
   }
 
+  /**
+   * A rule from outside the registry that every replacement of an instance must pass (it throws a
+   * DaemonError to refuse): the install jobs refuse identity changes while a job holds the instance.
+   * Runs inside the instance's write queue, before anything is written.
+   */
+  setGuard(guard: (prev: StoredInstance, next: PublicDoc) => void): void {
+    this.guard = guard;
+  }
+
+  /** Resolves once every write of `name` queued so far has finished (whatever its outcome). */
+  async settled(name: string): Promise<void> {
+    await this.serialized(name, () => undefined);
+  }
+
   remove(name: string): Promise<void> {
     return this.serialized(name, async () => {
       const prev = this.mustGet(name);
@@ -227,7 +243,7 @@ export class InstanceStore extends EventEmitter {
         () => this.files.removeFileDurable(this.instancesDir, `${name}.json`),
         () => {
           this.unindex(prev);
-          this.emit('removed', name);
+          this.emit('removed', name, prev);
         },
       );
     });

@@ -4,7 +4,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { instanceSchema, paramValuesSchema, type InstanceInput } from './model.js';
+import { HOST_PATH_PATTERN, instanceSchema, OS_NAME_PATTERN, paramValuesSchema, type InstanceInput } from './model.js';
 import { invalid, type ErrorDetail } from './errors.js';
 import { parseAddressCidr } from './net.js';
 import { METADATA_IPV4 } from './comm/plan.js';
@@ -40,6 +40,12 @@ const compiled = {
   paramsPatch: ajv.compile(paramsPatchSchema),
 };
 
+/** Patterns whose rule reads better in words than as a regular expression. */
+const PATTERN_RULES: Record<string, string> = {
+  [HOST_PATH_PATTERN]: 'must be an absolute, normalized path: no control characters, no "." or ".." segments, no "//" or trailing "/"',
+  [OS_NAME_PATTERN]: 'must be an OS name (letters, digits, "_", ".", "-"; optionally "+variant"), not a path',
+};
+
 /** A rule-only message: ajv's text, with nothing from the data. */
 function detail(e: ErrorObject): ErrorDetail {
   let path = e.instancePath || '/';
@@ -51,6 +57,10 @@ function detail(e: ErrorObject): ErrorDetail {
     return { path: `${e.instancePath}/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
   }
   if (e.keyword === 'propertyNames') return { path, message: 'has an invalid property name' };
+  if (e.keyword === 'pattern') {
+    const rule = PATTERN_RULES[(e.params as { pattern: string }).pattern];
+    if (rule !== undefined) return { path, message: rule };
+  }
   return { path, message: e.message ?? 'is invalid' };
 }
 

@@ -6,6 +6,10 @@
  * the guest door serves an instance's secret parameters only while its job is live (pending,
  * booting, running), and every job end wipes them. Abort, instance removal and daemon stop end a
  * job the same way: the runner destroys the domain, then the cleanup (overlay, tap, secrets).
+ * A job belongs to one incarnation of its instance (uuid + creation time): a removed instance's
+ * job is aborted and its record forgotten, and its end never touches a newer instance of the
+ * same name. While a job is queued or live the instance's identity (comm address, MAC, tap,
+ * disks, OS) cannot change (`holds`, the store's guard).
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -17,11 +21,12 @@ import { EV } from '../events.js';
 import type { PipeRegistry } from '../pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../vault.js';
-import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.js';
+import { CANNOT_START, CREATE_FAILED, isEnded, OWN_REASONS, scrubRecord, withRun, type JobRecord, type JobRecordFiles } from './record.js';
 
 /** Every appliance domain's name starts with this (restart recovery lists by it). */
 export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
 
 export interface JobSettings {
@@ -50,12 +55,19 @@ export interface JobDeps {
   settings: JobSettings;
   /** The hypervisor; rejects with HypervisorUnavailable (naming the packages) when it cannot be used. */
   hypervisor: () => Promise<Hypervisor>;
-  /** Overlay, tap, domain XML for one run of `instance` as domain `domain`. */
-  prepare: (instance: string, domain: string) => Promise<Prepared>;
+  /** Overlay, tap, domain XML for one run of `instance` as domain `domain` (`busy` as for admit). */
+  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<Prepared>;
   /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
   release?: (instance: string, domain: string) => Promise<void>;
-  /** At the request: rejects (a DaemonError) when `instance` cannot be installed now. */
-  admit?: (instance: string) => Promise<void>;
+  /**
+   * At the request: rejects (a DaemonError) when `instance` cannot be installed now. `busy`: the
+   * other instances whose jobs are queued or live (their disks are taken).
+   */
+  admit?: (instance: string, busy: readonly string[]) => Promise<unknown>;
+  /** The current incarnation of `instance` (daemon/model.ts incarnationOf); undefined when it is not registered. */
+  incarnation?: (instance: string) => string | undefined;
+  /** Resolves once the instance's writes queued so far have landed (the identity a job checks is final). */
+  quiesce?: (instance: string) => Promise<void>;
   /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
   adopt?: (instance: string, domain: string) => Promise<Prepared>;
 }
@@ -69,12 +81,20 @@ interface Live {
   done?: Promise<void>;
   /** Cancels the queue-time limit once the job leaves the queue. */
   queueWait?: AbortController;
+  /**
+   * Every secret value the instance held while this job did (its request, its start, each
+   * record change, each claim): what its record lines are redacted against, even after a
+   * claim-once value was consumed or the vault wiped. Memory only; emptied when the job ends.
+   */
+  secrets: Set<string>;
 }
 
 export class JobManager extends EventEmitter implements SecretsGate {
   private readonly jobs = new Map<string, Live>();
   private readonly ended = new Map<string, JobRecord>();
   private readonly queue: string[] = [];
+  /** Instances whose install request is being admitted (no record yet): they are held too. */
+  private readonly reserving = new Set<string>();
   private running = 0;
   private writes = Promise.resolve();
   /** Records changed since their last write was queued (see update). */
@@ -91,28 +111,73 @@ export class JobManager extends EventEmitter implements SecretsGate {
     });
   }
 
-  /** Loads the records of earlier jobs (status and list show them). */
+  /**
+   * Loads the records of earlier jobs (status and list show them). An ended record of an
+   * incarnation that is no longer registered (the instance was removed, or removed and
+   * registered again) is deleted; an unfinished one stays for recover().
+   */
   async init(): Promise<JobRecord[]> {
     await this.d.files.init();
     const { records } = await this.d.files.loadAll();
-    for (const r of records) this.ended.set(r.instance, r);
-    return records;
+    const kept: JobRecord[] = [];
+    for (const r of records) {
+      if (isEnded(r) && !this.current(r)) {
+        await this.d.files.remove(r.instance).catch(() => undefined);
+        continue;
+      }
+      this.ended.set(r.instance, r);
+      kept.push(r);
+    }
+    return kept;
+  }
+
+  /** The record is of the instance's current incarnation (records from before incarnations: by name). */
+  private current(r: Pick<JobRecord, 'instance' | 'incarnation'>): boolean {
+    if (!this.d.incarnation) return true;
+    const now = this.d.incarnation(r.instance);
+    return now !== undefined && (r.incarnation === undefined || r.incarnation === now);
+  }
+
+  private isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** The instance has a queued or live job (or one being admitted): its identity must not change. */
+  holds(instance: string): boolean {
+    return this.jobs.has(instance) || this.reserving.has(instance);
+  }
+
+  /** The other instances that have a queued or live job (or one being admitted). */
+  private busyBesides(instance: string): string[] {
+    return [...new Set([...this.jobs.keys(), ...this.reserving])].filter((n) => n !== instance);
+  }
+
+  private heldSecrets(j: Live): void {
+    if (!this.current(j.rec)) return;
+    for (const v of Object.values(this.d.vault.liveValues(j.rec.instance, false))) j.secrets.add(v);
+  }
+
+  /** Wipes the instance's secrets if the job's incarnation is still the registered one (never a newer one's). */
+  private wipeSecrets(j: Live): void {
+    if (this.current(j.rec)) this.d.vault.wipe(j.rec.instance);
   }
 
   private isLive(r: JobRecord): boolean {
     return r.state === 'pending' || r.state === 'booting' || r.state === 'running';
   }
 
-  /** The secrets gate: true while the instance's install job is live (not queued, not ended). */
+  /** The secrets gate: true while the instance's install job is live (not queued, not ended) and of this incarnation. */
   secretsOpen(instance: string): boolean {
     const j = this.jobs.get(instance);
-    return j !== undefined && this.isLive(j.rec);
+    return j !== undefined && this.isLive(j.rec) && this.current(j.rec);
   }
 
-  /** The guest door handed the appliance its secret parameters: the claim deadline is met. */
+  /** The guest door hands the appliance its secret parameters now: the claim deadline is met. */
   noteClaim(instance: string): void {
     const j = this.jobs.get(instance);
-    if (!j || j.claimed || !this.isLive(j.rec)) return;
+    if (!j || !this.isLive(j.rec)) return;
+    this.heldSecrets(j); // before the claim-once values are consumed
+    if (j.claimed) return;
     j.claimed = true;
     this.update(j, { ...j.rec, claimedAt: new Date(this.d.clock.now()).toISOString() });
   }
@@ -122,14 +187,37 @@ export class JobManager extends EventEmitter implements SecretsGate {
     return [...[...this.jobs.values()].map((j) => j.rec), ...[...this.ended.values()].filter((r) => !isEnded(r))].map((r) => r.domain);
   }
 
+  /** The job of the instance as registered now (a removed or re-registered instance's old job is not its). */
   status(instance: string): JobRecord | undefined {
-    return this.jobs.get(instance)?.rec ?? this.ended.get(instance);
+    const r = this.jobs.get(instance)?.rec ?? this.ended.get(instance);
+    return r !== undefined && this.current(r) ? r : undefined;
   }
 
   list(): JobRecord[] {
-    const all = new Map(this.ended);
-    for (const [n, j] of this.jobs) all.set(n, j.rec);
+    const all = new Map([...this.ended].filter(([, r]) => this.current(r)));
+    for (const [n, j] of this.jobs) if (this.current(j.rec)) all.set(n, j.rec);
     return [...all.values()].sort((a, b) => a.instance.localeCompare(b.instance));
+  }
+
+  /**
+   * The instance (this incarnation of it) was removed: its job is aborted, and once the domain is
+   * gone and the record written, the record is deleted. Resolves then (DELETE answers after it).
+   */
+  async forget(instance: string, incarnation: string | undefined): Promise<void> {
+    const j = this.jobs.get(instance);
+    const mine = (r: JobRecord | undefined): boolean => r !== undefined && (r.incarnation === undefined || r.incarnation === incarnation);
+    if (j && mine(j.rec)) {
+      j.abortReason ??= 'instance removed';
+      if (!this.endQueued(j, 'aborted', 'instance removed')) j.ac.abort();
+      await j.done;
+    }
+    await this.writes;
+    // A newer incarnation may have started a job meanwhile: its record (same file name) stays.
+    if (this.jobs.has(instance) || !mine(this.ended.get(instance))) return;
+    this.ended.delete(instance);
+    const files = this.d.files;
+    this.writes = this.writes.then(() => files.remove(instance)).catch(() => undefined);
+    await this.writes;
   }
 
   /** Starts (or queues) an install of `instance`. timeoutSec: up to the configured maximum. */
@@ -140,21 +228,36 @@ export class JobManager extends EventEmitter implements SecretsGate {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1000 || timeoutMs > s.maxTimeoutMs) {
       throw new DaemonError('InvalidInput', `timeoutSec must be an integer from 1 to ${String(Math.floor(s.maxTimeoutMs / 1000))}`);
     }
-    if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
-    await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
-    await this.d.admit?.(instance); // no comm network, no image, the instance's VM runs: refuse now
-    if (this.jobs.has(instance)) throw new DaemonError('Conflict', 'an install job for this instance is already queued or running');
+    const conflict = (): DaemonError => new DaemonError('Conflict', 'an install job for this instance is already queued or running');
+    if (this.holds(instance)) throw conflict();
+    // Held from here on: the store refuses identity changes, so what admit checks is what runs.
+    this.reserving.add(instance);
+    try {
+      await this.d.quiesce?.(instance); // a patch already in flight lands before the checks
+      await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
+      await this.d.admit?.(instance, this.busyBesides(instance)); // no comm network, no image, the VM runs, a bad disk: refuse now
+      if (this.isStopping()) throw new DaemonError('Unavailable', 'the daemon is stopping'); // stop() began while we waited
+      return this.enqueue(instance, timeoutMs);
+    } finally {
+      this.reserving.delete(instance);
+    }
+  }
+
+  private enqueue(instance: string, timeoutMs: number): JobRecord {
     const now = this.d.clock.now();
+    const incarnation = this.d.incarnation?.(instance);
     const rec: JobRecord = {
       v: 1,
       instance,
+      ...(incarnation !== undefined ? { incarnation } : {}),
       domain: `${DOMAIN_PREFIX}${now.toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
       state: 'queued',
       timeoutSec: Math.floor(timeoutMs / 1000),
       requestedAt: new Date(now).toISOString(),
       lines: [],
     };
-    const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false };
+    const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false, secrets: new Set() };
+    this.heldSecrets(j); // sent with the request (PUT/params) before the job exists
     this.jobs.set(instance, j);
     this.ended.delete(instance);
     this.update(j, rec);
@@ -229,6 +332,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
     const now = this.d.clock.now();
     const deadlineAt = now + j.rec.timeoutSec * 1000;
     const claimDeadlineAt = now + this.d.settings.claimDeadlineMs;
+    this.heldSecrets(j);
     this.update(j, {
       ...j.rec,
       state: 'pending',
@@ -245,15 +349,15 @@ export class JobManager extends EventEmitter implements SecretsGate {
     const instance = j.rec.instance;
     const startedAt = clock.now();
     const before = t.adopt ? j.rec.lines : [];
-    const secrets = (): string[] => Object.values(this.d.vault.liveValues(instance, false));
     let final: RunRecord | undefined;
     let destroyedAt: number | undefined;
+    let ran = false;
     try {
       const hv = await this.d.hypervisor();
       const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
       const prepared: Prepared = t.adopt
         ? ((await this.d.adopt?.(instance, j.rec.domain).catch(() => undefined)) ?? { xml: '', cleanup: release })
-        : await this.d.prepare(instance, j.rec.domain);
+        : await this.d.prepare(instance, j.rec.domain, this.busyBesides(instance));
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -279,20 +383,38 @@ export class JobManager extends EventEmitter implements SecretsGate {
           onChange: (r) => {
             // The outcome is recorded by finish(), once the domain is destroyed and the cleanup
             // (secrets, tap, overlay) done: whoever sees an outcome sees nothing left behind.
-            if (!isTerminal(r.state)) this.update(j, withRun(j.rec, keep(r), secrets()));
+            if (!isTerminal(r.state)) this.update(j, withRun(j.rec, keep(r)));
           },
           cleanup: async () => {
             destroyedAt = clock.now(); // the runner cleans up once the domain is gone
-            this.d.vault.wipe(instance); // secrets live only as long as the job
+            this.heldSecrets(j); // the last look before they are wiped: the final record is redacted against them
+            this.wipeSecrets(j); // secrets live only as long as the job
             await prepared.cleanup();
           },
         },
       );
       final = keep(final);
+      ran = true;
     } catch (e) {
-      // prepare or the hypervisor failed before the runner started: nothing was created.
-      this.d.vault.wipe(instance);
-      final = { state: 'failed', lines: before, startedAt, endedAt: clock.now(), reason: e instanceof Error ? e.message : 'cannot start' };
+      // prepare or the hypervisor failed before the runner started: nothing was created. Our own
+      // refusals (DaemonError) say why; anything else (a tool's or libvirt's text, with host
+      // paths) goes to the log only.
+      this.heldSecrets(j);
+      this.wipeSecrets(j);
+      const reason = e instanceof DaemonError ? e.message : CANNOT_START;
+      if (!(e instanceof DaemonError)) this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
+      final = { state: 'failed', lines: before, startedAt, endedAt: clock.now(), reason };
+    }
+    if (ran && final.reason !== undefined && !OWN_REASONS.has(final.reason)) {
+      // The runner's create-failed reason is the hypervisor's raw text: to the log, not the record.
+      this.d.log.warn({ instance, domain: j.rec.domain, err: final.reason }, EV.jobCreateFailed);
+      final = { ...final, reason: CREATE_FAILED };
+    }
+    for (const [field, text] of [
+      ['destroy', final.destroyError],
+      ['cleanup', final.cleanupError],
+    ] as const) {
+      if (text !== undefined) this.d.log.error({ instance, domain: j.rec.domain, step: field, err: text }, EV.jobLeftBehind);
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
@@ -334,11 +456,11 @@ export class JobManager extends EventEmitter implements SecretsGate {
             ? { ...r, state: 'aborted', outcome: 'aborted', reason: 'daemon restarted', endedAt: at }
             : { ...r, state: 'failed', outcome: 'failed', reason: 'domain gone across a daemon restart', endedAt: at };
         await this.d.release?.(r.instance, r.domain).catch(() => undefined);
-        const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false };
+        const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false, secrets: new Set() };
         this.finish(j, rec);
         continue;
       }
-      const j: Live = { rec: r, ac: new AbortController(), tap: '', claimed: r.claimedAt !== undefined };
+      const j: Live = { rec: r, ac: new AbortController(), tap: '', claimed: r.claimedAt !== undefined, secrets: new Set() };
       this.jobs.set(r.instance, j);
       this.ended.delete(r.instance);
       this.running++;
@@ -362,10 +484,11 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   private finish(j: Live, rec: JobRecord): void {
-    this.d.vault.wipe(rec.instance);
+    this.wipeSecrets(j);
     this.update(j, rec);
-    this.jobs.delete(rec.instance);
-    this.ended.set(rec.instance, rec);
+    j.secrets.clear(); // the final record is redacted: the values need not outlive the job
+    if (this.jobs.get(rec.instance) === j) this.jobs.delete(rec.instance);
+    this.ended.set(rec.instance, j.rec);
     this.d.log.info({ instance: rec.instance, domain: rec.domain, outcome: rec.outcome, reason: rec.reason }, EV.jobEnded);
   }
 
@@ -375,7 +498,9 @@ export class JobManager extends EventEmitter implements SecretsGate {
    * record when its turn comes. A guest that floods the pipe with progress lines (the create
    * script is untrusted) causes one durable write per write time, not one per line.
    */
-  private update(j: Live, rec: JobRecord): void {
+  private update(j: Live, next: JobRecord): void {
+    if (this.isLive(next)) this.heldSecrets(j);
+    const rec = scrubRecord(next, j.secrets); // the one place every record passes: no secret, no control character
     j.rec = rec;
     const waiting = this.unsaved.has(rec.instance);
     this.unsaved.set(rec.instance, rec);

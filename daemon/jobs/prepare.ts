@@ -58,6 +58,8 @@ export function metadataUrl(listen: readonly { host: string; port?: number }[]):
 export interface SpecInputs {
   domain: string;
   doc: PublicDoc;
+  /** The instance's disks as checked and resolved (daemon/jobs/disks.ts), in index order. */
+  disks?: readonly { real: string }[];
   image: { kernel: string; initrd: string };
   type: VirtType;
   names: RunNames;
@@ -83,7 +85,7 @@ export function runSpec(i: SpecInputs): DomainSpec {
     initrd: i.image.initrd,
     cmdline: applianceCmdline({ ipv4: i.doc.comm.ipv4, timeoutSec: a.agentTimeoutSec, ...(i.url ? { url: i.url } : {}) }),
     firmware: a.firmware,
-    disks: (hw.disks ?? []).map((d) => ({ path: d.path, format: d.format ?? 'raw' })),
+    disks: (hw.disks ?? []).map((d, n) => ({ path: i.disks?.[n]?.real ?? d.path, format: d.format ?? 'raw' })),
     ...(a.baseDisk !== undefined ? { overlay: i.names.overlay } : {}),
     nic: { tap: i.names.tap, mac: i.doc.comm.mac.toLowerCase() },
     consoleLog: i.names.consoleLog,

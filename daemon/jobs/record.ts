@@ -3,8 +3,13 @@
  * Kept apart from the instance document (<stateDir>/jobs/<instance>.json): a progress line
  * rewrites this small file only, so it never bumps the instance's generation nor flushes the
  * guest answers cached for it. Times are absolute ISO strings (a deadline survives a restart).
- * No secret values: the record holds states, times, reasons and the agent's progress lines,
- * and a progress line that contains a live secret value of the instance is redacted.
+ * No secret values: the record holds states, times, reasons and the agent's progress lines.
+ * Every record the JobManager keeps, writes or shows passes `scrubRecord`: control characters
+ * leave guest-written lines, long lines are cut, and a line that contains any secret value the
+ * job has held (snapshotted at its request and start, claim-once ones included, so a value
+ * claimed or wiped since is still known) is replaced whole. Reasons are metad's own words: a
+ * hypervisor's raw error text (which names host paths) goes to the log, never to the record.
+ * A record belongs to one incarnation of its instance (`incarnation`: uuid @ creation time).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import type { RunRecord, RunState } from '../../appliance/runner.js';
@@ -19,6 +24,8 @@ const OUTCOMES: readonly JobState[] = ['succeeded', 'failed', 'timed-out', 'abor
 export interface JobRecord {
   v: 1;
   instance: string;
+  /** The instance's incarnation (uuid@createdAt) the job was requested for; absent in records of older versions. */
+  incarnation?: string;
   /** The transient domain's name (the runner's prefix + a short id): also the job's id. */
   domain: string;
   state: JobState;
@@ -52,10 +59,54 @@ export function isEnded(r: Pick<JobRecord, 'state'>): boolean {
   return OUTCOMES.includes(r.state);
 }
 
+/** The longest progress line a record keeps (characters; longer ones are cut and end in `…`). */
+export const MAX_LINE_CHARS = 1024;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * A guest-written line fit for a record and a terminal: every control character (C0, DEL, C1:
+ * `\r`, `\v`, `\f`, ESC …) removed, at most MAX_LINE_CHARS. Pure.
+ * 'metad-progress v1 step=a status=ok\r\v' -> 'metad-progress v1 step=a status=ok'
+ */
+function cleanLine(line: string): string {
+  const clean = line.replace(CONTROL, '');
+  return clean.length > MAX_LINE_CHARS ? clean.slice(0, MAX_LINE_CHARS - 1) + '…' : clean;
+}
+
 /** Lines that contain any of `secrets` (non-empty values) are replaced whole. Pure. */
-export function redactLines(lines: readonly string[], secrets: readonly string[]): string[] {
-  const vals = secrets.filter((v) => v.length > 0);
+export function redactLines(lines: readonly string[], secrets: Iterable<string>): string[] {
+  const vals = [...secrets].filter((v) => v.length > 0);
   return lines.map((l) => (vals.some((v) => l.includes(v)) ? REDACTED : l));
+}
+
+/** The runner's and the manager's own reasons; any other reason of a run is a hypervisor's text. */
+export const OWN_REASONS: ReadonlySet<string> = new Set([
+  'aborted',
+  'hard deadline',
+  'secrets not claimed in time',
+  'powered off without a final report',
+  'the agent reported failure',
+  'queued too long',
+  'daemon stopped',
+  'daemon restarted',
+  'instance removed',
+  'domain gone across a daemon restart',
+]);
+export const CREATE_FAILED = 'the hypervisor could not create the domain (details in the daemon log)';
+export const CANNOT_START = 'the run could not be prepared (details in the daemon log)';
+const LEFT_BEHIND = 'failed (details in the daemon log)';
+
+/**
+ * The one function every record passes before it is kept, written or shown: lines cleaned
+ * (control characters, length) and then redacted against every secret the job has held;
+ * error fields that are not metad's own words replaced by a pointer to the log. Pure.
+ */
+export function scrubRecord(r: JobRecord, secrets: Iterable<string>): JobRecord {
+  const next: JobRecord = { ...r, lines: redactLines(r.lines.map(cleanLine), secrets) };
+  if (next.destroyError !== undefined) next.destroyError = LEFT_BEHIND;
+  if (next.cleanupError !== undefined && !/^cleanup left: [a-z ,]+$/.test(next.cleanupError)) next.cleanupError = LEFT_BEHIND;
+  return next;
 }
 
 /** The job record after a runner state change. Pure. */

@@ -7,7 +7,7 @@
  * (daemon/jobs/prepare.ts), so `release` finds it again after a restart.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -20,6 +20,7 @@ import type { CommController } from '../comm/controller.js';
 import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../store.js';
+import { DiskRefused, resolveDisk, type ResolvedDisk } from './disks.js';
 import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
 import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
@@ -97,30 +98,57 @@ export function productionAppliance(
     d.log,
   );
 
+  const vmRuns = async (c: CommController, tap: string | undefined): Promise<boolean> => tap !== undefined && c.net.linkExists(tap);
+
+  /**
+   * The instance's disks, each checked against the storage roots and resolved (daemon/jobs/disks.ts),
+   * and none held by another instance whose VM runs (its comm tap exists) or whose install job is
+   * queued or live (`busy`). 409 naming the disk's field; the path itself is never echoed.
+   */
+  const checkDisks = async (c: CommController, instance: string, busy: readonly string[]): Promise<ResolvedDisk[]> => {
+    const doc = d.store.mustGet(instance).doc;
+    const roots = d.config.storage;
+    const out: ResolvedDisk[] = [];
+    for (const [i, disk] of (doc.hardware?.disks ?? []).entries()) {
+      const field = `/hardware/disks/${String(i)}/path`;
+      try {
+        out.push(await resolveDisk(disk.path, roots));
+      } catch (e) {
+        if (!(e instanceof DiskRefused)) throw e;
+        throw new DaemonError('Conflict', `an instance disk cannot be used: it ${e.message}`, [{ path: field, message: e.message }]);
+      }
+    }
+    if (out.length === 0) return out;
+    const mine = new Map(out.map((r, i) => [r.key, i]));
+    for (const other of d.store.list()) {
+      if (other.doc.name === instance) continue;
+      const holds = busy.includes(other.doc.name) || (await vmRuns(c, other.doc.comm.tap));
+      if (!holds) continue;
+      for (const disk of other.doc.hardware?.disks ?? []) {
+        const theirs = await resolveDisk(disk.path, roots).catch(() => undefined);
+        const i = theirs === undefined ? undefined : mine.get(theirs.key);
+        if (i !== undefined) {
+          throw new DaemonError('Conflict', "an instance disk is in use by another instance's running VM or install job", [
+            { path: `/hardware/disks/${String(i)}/path`, message: 'in use by another instance' },
+          ]);
+        }
+      }
+    }
+    return out;
+  };
+
   /** Can `instance` be installed now? Checked at the request (409/503) and again when it leaves the queue. */
-  const admit = async (instance: string): Promise<void> => {
+  const admit = async (instance: string, busy: readonly string[] = []): Promise<ResolvedDisk[]> => {
     const c = comm();
     const doc = d.store.mustGet(instance).doc;
-    if (doc.comm.tap !== undefined && (await c.net.linkExists(doc.comm.tap))) {
+    if (await vmRuns(c, doc.comm.tap)) {
       throw new DaemonError('Conflict', "the instance's own comm tap exists (its VM runs): stop the VM before installing onto its disks", [
         { path: '/comm/tap', message: 'the tap exists' },
       ]);
     }
-    // Files only, and only "does not exist": libvirt's QEMU opens the disks, not this process
-    // (which may not see /dev under the unit's PrivateDevices, nor have the files' rights).
-    for (const [i, disk] of (doc.hardware?.disks ?? []).entries()) {
-      if (disk.path.startsWith('/dev/')) continue;
-      const gone = await stat(disk.path).then(
-        () => false,
-        (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT',
-      );
-      if (gone) {
-        throw new DaemonError('Conflict', 'an instance disk does not exist', [
-          { path: `/hardware/disks/${String(i)}/path`, message: 'no such file' },
-        ]);
-      }
-    }
+    const disks = await checkDisks(c, instance, busy);
     await image();
+    return disks;
   };
 
   const release = async (instance: string, domain: string): Promise<void> => {
@@ -135,14 +163,15 @@ export function productionAppliance(
     if (problems.length > 0) throw new Error(`cleanup left: ${problems.join(', ')}`);
   };
 
-  const prepare = async (instance: string, domain: string): Promise<Prepared> => {
-    await admit(instance);
+  const prepare = async (instance: string, domain: string, busy: readonly string[] = []): Promise<Prepared> => {
+    // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
+    const disks = await admit(instance, busy);
     const c = comm();
     const img = await image();
     const type = await virtType();
     const names = runNames(domain, a);
     const doc = d.store.mustGet(instance).doc;
-    const xml = domainXml(runSpec({ domain, doc, image: img, type, names, appliance: a, url: metadataUrl(d.config.guest.listen) }));
+    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url: metadataUrl(d.config.guest.listen) }));
     try {
       await runDir();
       if (a.baseDisk !== undefined) {

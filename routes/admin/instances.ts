@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import jsonMergePatch from 'json-merge-patch';
 import type { Services } from '../../daemon/services.js';
-import type { StoredInstance } from '../../daemon/model.js';
+import { incarnationOf, type StoredInstance } from '../../daemon/model.js';
 import { validateInstance, validateParamsPatch } from '../../daemon/validate.js';
 import { invalid } from '../../daemon/errors.js';
 import { readJson } from './body.js';
@@ -81,7 +81,10 @@ export function instanceRoutes(router: Router, s: Services): void {
   router.delete('/instances/:name', async (ctx) => {
     const name = pathParam(ctx, 'name');
     const secrets = s.vault.info(name).length;
-    await s.store.remove(name); // the 'removed' event wipes its secrets and drops its pipe
+    const prev = s.store.mustGet(name);
+    await s.store.remove(name); // the 'removed' event wipes its secrets, drops its pipe, aborts its install job
+    // Answer once its install appliance (if any) is destroyed and the job's record is gone.
+    await s.jobs.forget(name, incarnationOf(prev));
     s.log.info({ instance: name, secretsWiped: secrets }, EV.instanceRemoved);
     ctx.status = 204;
   });

@@ -23,7 +23,7 @@ import {
 } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
-import { listOsScripts, readOsScript } from './scripts.js';
+import { listOsScripts, osDefinitionDir, readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { sameIncarnation } from '../../daemon/model.js';
 import { EV } from '../../daemon/events.js';
@@ -76,7 +76,7 @@ async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
   }
   const [what, name, ...more] = rest;
   if (what !== 'scripts' || more.length > 0) return notFound();
-  const def = r.inst.doc.os?.definition;
+  const def = await osDefinitionDir(r.d.config.os.searchPath, r.inst.doc.os?.name);
   if (name === undefined) return text((def ? await listOsScripts(def) : []).join('\n'));
   const script = def ? await readOsScript(def, name) : undefined;
   if (!script) {

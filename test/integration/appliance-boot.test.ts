@@ -147,6 +147,8 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
   cleanups.push(async () => libvirtd?.stop());
   const metad = await startNsMetad((cmd, args, opts) => ns.exec(cmd, args, opts), dir, {
     guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: '169.254.0.0/16' },
+    storage: { fileRoots: [dir] },
+    os: { searchPath: [join(dir, 'os')] },
   });
   cleanups.push(async () => {
     metad.kill();
@@ -162,7 +164,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
   // environment (web1) or never returns (hang1).
   for (const g of guests) {
     await writeFile(g.disk, Buffer.alloc(4 << 20));
-    const osdir = join(dir, `os-${g.name}`);
+    const osdir = join(dir, 'os', `testos-${g.name}`);
     await mkdir(join(osdir, 'untrusted'), { recursive: true });
     await writeFile(join(osdir, 'untrusted', 'create'), g.name === 'web1' ? CREATE : HANG);
     const put = await metad.admin('PUT', `/v1/instances/${g.name}`, {
@@ -170,7 +172,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
       uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${g.name === 'web1' ? '01' : '02'}`,
       hostname: `${g.name}.example.org`,
       comm: { mac: g.mac, ipv4: g.ip, tap: g.tap },
-      os: { name: 'testos', definition: osdir, variant: 'default' },
+      os: { name: `testos-${g.name}`, variant: 'default' },
       params: { public: { image: 'debian-12', 'mirror.url': 'http://deb.example/debian' }, private: { root_hash: "it's a value" } },
       hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: g.disk, format: 'raw', sizeGiB: 1 }] },
     });

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, symlinkSync, truncateSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startTestDaemon, sampleInstance } from '../support/daemon.js';
 import { MAX_SCRIPT_BYTES } from '../../routes/guest/scripts.js';
@@ -17,7 +18,7 @@ const VM2 = '127.0.0.3';
 test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
-  const osdir = join(d.dir, 'os-debootstrap');
+  const osdir = join(d.dir, 'os', 'debootstrap');
   mkdirSync(join(osdir, 'untrusted'), { recursive: true });
   mkdirSync(join(osdir, 'subdir'));
   writeFileSync(join(osdir, 'create'), '#!/bin/sh\necho trusted\n');
@@ -30,7 +31,7 @@ test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (
   writeFileSync(join(d.dir, 'outside'), 'host secret file');
   symlinkSync(join(d.dir, 'outside'), join(osdir, 'escape'));
   symlinkSync(join(osdir, 'export'), join(osdir, 'rename'));
-  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { os: { name: 'debootstrap', definition: osdir } }));
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { os: { name: 'debootstrap+default' } }));
   await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
 
   assert.deepEqual((await d.guest(VM1, 'GET', '/ganeti/latest/os/')).text.split('\n'), ['parameters.json', 'scripts/']);
@@ -55,6 +56,27 @@ test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (
   const none = await d.guest(VM2, 'GET', '/ganeti/latest/os/scripts/');
   assert.equal(none.status, 200);
   assert.equal(none.text, '');
-  await d.admin('PATCH', '/v1/instances/vm2', { os: { definition: join(d.dir, 'no-such-dir') } });
+  await d.admin('PATCH', '/v1/instances/vm2', { os: { name: 'no-such-os' } });
   assert.equal((await d.guest(VM2, 'GET', '/ganeti/latest/os/scripts/')).text, '');
+});
+
+test('a FIFO in an OS definition never blocks the daemon: script GETs answer 404 at once, admin writes go on', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const osdir = join(d.dir, 'os', 'fifo-os');
+  mkdirSync(join(osdir, 'untrusted'), { recursive: true });
+  execFileSync('mkfifo', [join(osdir, 'untrusted', 'create')]);
+  execFileSync('mkfifo', [join(osdir, 'export')]);
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { os: { name: 'fifo-os' } }));
+  // Twice as many reads as node has file threads (4): on a blocking open every one would hang.
+  const reads = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => d.guest(VM1, 'GET', `/ganeti/latest/os/scripts/${i % 2 === 0 ? 'create' : 'export'}`)),
+  );
+  assert.deepEqual(
+    reads.map((r) => r.status),
+    Array.from({ length: 8 }, () => 404),
+  );
+  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/')).text, '', 'FIFOs are not listed');
+  const put = await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2));
+  assert.equal(put.status, 201, 'admin writes still work');
 });

@@ -170,7 +170,7 @@ test('guest door: Ganeti parameters (secret only during an install job, live onl
   const clock = new FakeClock();
   const d = await startTestDaemon({ clock });
   t.after(() => d.close());
-  const osdir = join(d.dir, 'os-debootstrap');
+  const osdir = join(d.dir, 'os', 'debootstrap');
   mkdirSync(join(osdir, 'untrusted'), { recursive: true });
   writeFileSync(join(osdir, 'create'), '#!/bin/sh\necho trusted\n');
   writeFileSync(join(osdir, 'untrusted', 'create'), '#!/bin/sh\necho untrusted\n');
@@ -181,7 +181,7 @@ test('guest door: Ganeti parameters (secret only during an install job, live onl
   await d.admin(
     'PUT',
     '/v1/instances/vm1',
-    sampleInstance(1, { os: { name: 'debootstrap', definition: osdir }, params: { public: { a: '1' }, private: { b: '2' } } }),
+    sampleInstance(1, { os: { name: 'debootstrap' }, params: { public: { a: '1' }, private: { b: '2' } } }),
   );
   await d.admin('PUT', '/v1/instances/vm1/params/secret', { values: { once: 'O' }, claimOnce: true, ttlSec: 100 });
   await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { short: 'S' }, ttlSec: 10 });

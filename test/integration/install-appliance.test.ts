@@ -124,6 +124,8 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
   const config = (claimDeadlineMs: number, virtType: string): Record<string, unknown> => ({
     guest: { listen: [{ host: MD, port: 80 }], commRange: ['169.254.0.0/16'] },
     network: { mode: 'routed', runDir: join(dir, 'comm') },
+    storage: { fileRoots: [dir] },
+    os: { searchPath: [join(dir, 'os')] },
     appliance: {
       cacheDir,
       virtType,
@@ -145,7 +147,7 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
   };
 
   const register = async (g: Inst): Promise<void> => {
-    const osdir = join(dir, `os-${g.name}`);
+    const osdir = join(dir, 'os', `testos-${g.name}`);
     await mkdir(join(osdir, 'untrusted'), { recursive: true });
     await writeFile(join(osdir, 'untrusted', 'create'), g.create);
     if (g.disk) {
@@ -158,7 +160,7 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
       uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${g.mac.slice(-2)}`,
       hostname: `${g.name}.example.org`,
       comm: { mac: g.mac, ipv4: g.ip, ...(g.tap ? { tap: g.tap } : {}) },
-      os: { name: 'testos', definition: osdir, variant: 'default' },
+      os: { name: `testos-${g.name}`, variant: 'default' },
       params: { public: { image: 'debian-12' } },
       hardware: { memoryMiB: 256, vcpus: 1, disks: g.disk ? [{ path: g.disk, format: 'raw' }] : [] },
     });

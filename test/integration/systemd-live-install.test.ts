@@ -63,15 +63,16 @@ test('an install job under the real systemd unit: the tap needs the documented d
   const share = mkdtempSync('/run/metad-live-install-');
   undo.push(() => rmSync(share, { recursive: true, force: true }));
   chmodSync(share, 0o755);
-  for (const d of ['image', 'os/untrusted', 'jobs', 'etc', 'units']) mkdirSync(join(share, d), { recursive: true, mode: 0o755 });
+  for (const d of ['image', 'os/testos/untrusted', 'jobs', 'etc', 'units']) mkdirSync(join(share, d), { recursive: true, mode: 0o755 });
   for (const f of ['vmlinux', 'initrd.cpio', 'manifest.json']) copyFileSync(join(img.dir, f), join(share, 'image', f));
-  writeFileSync(join(share, 'os/untrusted/create'), CREATE, { mode: 0o755 });
+  writeFileSync(join(share, 'os/testos/untrusted/create'), CREATE, { mode: 0o755 });
   writeFileSync(join(share, 'units/checkout.conf'), CHECKOUT);
   writeFileSync(join(share, 'units/installs.conf'), INSTALLS);
   writeFileSync(join(share, 'units/sysusers.conf'), SYSUSERS);
   const config = {
     guest: { listen: [{ host: '169.254.169.254', port: 80 }], commRange: ['169.254.0.0/16'] },
     network: { mode: 'routed' },
+    os: { searchPath: [join(share, 'os')] },
     // runDir: the test's libvirtd writes the console log on the host, so not the container's
     // /run/metad/jobs (on a real host both are the same /run/metad/jobs).
     appliance: { imageDir: join(share, 'image'), runDir: join(share, 'jobs'), virtType: 'qemu', pollMs: 100 },
@@ -87,7 +88,7 @@ test('an install job under the real systemd unit: the tap needs the documented d
         name: f,
         uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${tap}`,
         comm: { mac: `52:54:00:50:80:${tap}`, ipv4: `169.254.80.${String(Number(tap))}` },
-        os: { name: 'testos', definition: join(share, 'os'), variant: 'default' },
+        os: { name: 'testos', variant: 'default' },
       }),
     );
 

@@ -30,7 +30,7 @@ export function testAppliance(): Promise<ApplianceImage> {
 
 /**
  * What the test OS's `create` records (`env | grep … | sort`): Ganeti's OS environment of an
- * instance `NAME` (hostname NAME.example.org, OS testos/default, 256 MiB, 1 vCPU, one disk) with
+ * instance `NAME` (hostname NAME.example.org, OS testos-NAME/default, 256 MiB, 1 vCPU, one disk) with
  * the given OS parameters, sorted as busybox `sort` does (bytewise).
  */
 export function ganetiEnv(name: string, osp: Record<string, string>): string[] {
@@ -42,7 +42,7 @@ export function ganetiEnv(name: string, osp: Record<string, string>): string[] {
     'INSTANCE_BE_vcpus=1',
     `INSTANCE_HOSTNAME=${name}.example.org`,
     `INSTANCE_NAME=${name}`,
-    'INSTANCE_OS=testos',
+    `INSTANCE_OS=testos-${name}`,
     'NIC_COUNT=0',
     'OS_API_VERSION=20',
     'OS_VARIANT=default',

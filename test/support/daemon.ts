@@ -111,6 +111,8 @@ export async function startTestDaemon(
     stateDir: join(dir, 'state'),
     admin: { socket: join(dir, 'admin.sock') },
     guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+    // OS definitions of the tests: <dir>/os/<name>.
+    os: { searchPath: [join(dir, 'os')] },
   };
   const config = buildConfig(jsonMergePatch.apply(base, opts.config ?? {}));
   const { sink, log } = sinkLogger();

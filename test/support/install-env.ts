@@ -105,6 +105,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
     const config = {
       guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: ['169.254.0.0/16'] },
       network: { mode: 'routed', runDir: join(dir, 'comm') },
+      os: { searchPath: [join(dir, 'os')] },
       appliance: {
         imageDir: img.dir,
         virtType: 'qemu',
@@ -125,7 +126,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
       dir,
       ctl: (...args) => ctlAt(env.metad.socket, args),
       async register(i) {
-        const osdir = join(dir, `os-${i.name}`);
+        const osdir = join(dir, 'os', `testos-${i.name}`);
         await mkdir(join(osdir, 'untrusted'), { recursive: true });
         await writeFile(join(osdir, 'untrusted', 'create'), i.create);
         const put = await env.metad.admin('PUT', `/v1/instances/${i.name}`, {
@@ -133,7 +134,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
           uuid: `6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c${i.mac.slice(-2)}`,
           hostname: `${i.name}.example.org`,
           comm: { mac: i.mac, ipv4: i.ip },
-          os: { name: 'testos', definition: osdir, variant: 'default' },
+          os: { name: `testos-${i.name}`, variant: 'default' },
           params: { public: { image: 'debian-12' } },
           hardware: { memoryMiB: 256, vcpus: 1, disks: [] },
         });

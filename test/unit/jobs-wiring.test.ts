@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
@@ -21,6 +22,8 @@ import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
 import { productionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
 import { appliancePreflight } from '../../daemon/jobs/preflight.js';
+import { DiskRefused, lvmDmName, resolveDisk, type DiskFs } from '../../daemon/jobs/disks.js';
+import { skipOrFail } from '../support/env.js';
 import type { PublicDoc } from '../../daemon/model.js';
 
 /** Until the job's domain runs (prepare does real file I/O: more than a few turns of the loop). */
@@ -33,12 +36,14 @@ function routedConfig(
   dir: string,
   appliance: Record<string, unknown> = {},
   network: Record<string, unknown> = { mode: 'routed' },
+  storage: Record<string, unknown> = { fileRoots: [join(dir, 'disks')] },
 ): Readonly<Config> {
   return buildConfig({
     stateDir: join(dir, 'state'),
     admin: { socket: join(dir, 'a.sock') },
     guest: { listen: [{ host: '169.254.169.254', port: 0 }], commRange: '169.254.0.0/16' },
     network,
+    storage,
     appliance: { imageDir: join(dir, 'img'), runDir: join(dir, 'run'), overlayDir: join(dir, 'ovl'), virtType: 'qemu', ...appliance },
   });
 }
@@ -66,19 +71,21 @@ async function withDaemon(
     network?: Record<string, unknown>;
     image?: boolean;
     hv?: FakeHypervisor;
+    storage?: Record<string, unknown>;
     /** Leftovers of an earlier process, made before the daemon starts. */
     before?: (dir: string, net: FakeCommNetwork) => void;
   } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-wiring-'));
   if (opts.image !== false) fakeImage(dir);
-  const disk = join(dir, 'disk0.raw');
+  mkdirSync(join(dir, 'disks'));
+  const disk = join(dir, 'disks', 'disk0.raw');
   writeFileSync(disk, '');
   const net = new FakeCommNetwork();
   const hv = opts.hv ?? new FakeHypervisor();
   const clock = new FakeClock(1_000_000);
   const { sink, log } = sinkLogger();
-  const config = routedConfig(dir, opts.appliance, opts.network);
+  const config = routedConfig(dir, opts.appliance, opts.network, opts.storage ?? { fileRoots: [join(dir, 'disks')] });
   opts.before?.(dir, net);
   const d = await createDaemon(config, {
     log,
@@ -309,7 +316,7 @@ test('a disk-based appliance gets a per-run overlay over the base, deleted when 
     });
     const domain = 'metad-install-disk-abcdef';
     const names = runNames(domain, cfg.appliance);
-    const p = await w.prepare('vm1', domain);
+    const p = await w.prepare('vm1', domain, []);
     assert.deepEqual(made, [[join(h.dir, 'base.qcow2'), names.overlay]]);
     assert.ok(p.xml.includes(`<source file='${names.overlay}'/>`) && p.xml.includes(`<target dev='vdb' bus='virtio'/>`));
     assert.ok(existsSync(names.overlay));
@@ -463,4 +470,161 @@ test('at start, leftovers no unfinished job owns are swept: appliance taps, cons
       },
     },
   );
+});
+
+/** The disk of vm1 is set to `path` (through the store, as a PATCH would). */
+async function setDisk(h: H, path: string, name = 'vm1'): Promise<void> {
+  const prev = h.d.services.store.mustGet(name).doc;
+  await h.d.services.store.put({ ...prev, hardware: { ...prev.hardware, disks: [{ path, format: 'raw' }] } } as never, true);
+}
+
+/** The refusal of vm1's install: a 409 naming disk 0's field, whose text never holds `path`. */
+async function refusedDisk(h: H, path: string, rule: RegExp): Promise<void> {
+  await setDisk(h, path);
+  await assert.rejects(h.d.services.jobs.start('vm1'), (e: unknown) => {
+    assert.ok(e instanceof DaemonError && e.code === 'Conflict', String(e));
+    assert.equal(e.details[0]?.path, '/hardware/disks/0/path');
+    assert.match(e.message, rule);
+    assert.ok(!JSON.stringify({ m: e.message, d: e.details }).includes(path), 'the path is never echoed');
+    return true;
+  });
+  assert.equal(h.d.services.jobs.status('vm1'), undefined, 'nothing recorded');
+}
+
+test('disks: only regular files under storage.fileRoots and block devices under storage.blockRoots; never /etc/shadow, a symlink out, a FIFO, a directory', async () => {
+  await withDaemon(async (h) => {
+    const disks = join(h.dir, 'disks');
+    await refusedDisk(h, '/etc/shadow', /not under a storage root/);
+    symlinkSync('/etc/shadow', join(disks, 'shadow-link'));
+    await refusedDisk(h, join(disks, 'shadow-link'), /resolves outside the storage roots/);
+    execFileSync('mkfifo', [join(disks, 'fifo')]);
+    await refusedDisk(h, join(disks, 'fifo'), /must be a regular file/);
+    mkdirSync(join(disks, 'dir'));
+    await refusedDisk(h, join(disks, 'dir'), /must be a regular file/);
+    await refusedDisk(h, join(disks, 'missing.raw'), /does not exist/);
+    // A symlink that stays inside the roots is fine, and the domain gets the resolved path.
+    symlinkSync(h.disk, join(disks, 'alias.raw'));
+    await setDisk(h, join(disks, 'alias.raw'));
+    const rec = await h.d.services.jobs.start('vm1');
+    await created(h.hv);
+    const xml = h.hv.calls.find((c) => c.op === 'createTransient');
+    assert.ok(xml?.op === 'createTransient' && xml.xml.includes(`<source file='${h.disk}'/>`), 'the resolved path');
+    assert.ok(!xml.xml.includes('alias.raw'));
+    h.d.services.jobs.abort('vm1');
+    await h.clock.advance(1000);
+    await h.d.services.jobs.settled('vm1');
+    assert.equal(h.d.services.jobs.status('vm1')?.domain, rec.domain);
+  });
+  // No storage roots configured (the default): no disk at all.
+  await withDaemon(
+    async (h) => {
+      await refusedDisk(h, h.disk, /not under a storage root/);
+    },
+    { storage: {} },
+  );
+});
+
+test('disks: a block root takes block devices only (a char device is refused); an LVM root checks the device-mapper name', async (t) => {
+  const root = mkdtempSync(join('/dev/shm', 'metad-blk-'));
+  try {
+    execFileSync('mknod', [join(root, 'blk0'), 'b', '7', '250']);
+    execFileSync('mknod', [join(root, 'chr0'), 'c', '1', '3']);
+  } catch (e) {
+    rmSync(root, { recursive: true, force: true });
+    skipOrFail(t, `mknod needs root: ${String(e)}`);
+    return;
+  }
+  try {
+    await withDaemon(
+      async (h) => {
+        await refusedDisk(h, join(root, 'chr0'), /must be a block device/);
+        await setDisk(h, join(root, 'blk0'));
+        await h.d.services.jobs.start('vm1');
+        await created(h.hv);
+        const xml = h.hv.calls.find((c) => c.op === 'createTransient');
+        assert.ok(xml?.op === 'createTransient' && xml.xml.includes(join(root, 'blk0')));
+      },
+      { storage: { blockRoots: [root] } },
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  // LVM: /dev/<vg>/<lv> -> /dev/dm-N must be the device-mapper device named <vg>-<lv>.
+  const fs = (target: string, dm: string | undefined): DiskFs => ({
+    realpath: (p) => Promise.resolve(p.startsWith('/dev/vg-0/') ? target : p),
+    stat: () => Promise.resolve({ isFile: () => false, isBlockDevice: () => true, dev: 5, ino: 1, rdev: (253 << 8) | 3 }),
+    dmName: (major, minor) => Promise.resolve(major === 253 && minor === 3 ? dm : undefined),
+  });
+  const roots = { fileRoots: [], blockRoots: ['/dev/vg-0'] };
+  assert.equal(lvmDmName('vg-0', 'lv-a'), 'vg--0-lv--a');
+  assert.equal((await resolveDisk('/dev/vg-0/lv-a', roots, fs('/dev/dm-3', 'vg--0-lv--a'))).real, '/dev/dm-3');
+  await assert.rejects(resolveDisk('/dev/vg-0/lv-a', roots, fs('/dev/dm-3', 'vg--0-other')), DiskRefused, 'another volume');
+  await assert.rejects(resolveDisk('/dev/vg-0/lv-a', roots, fs('/dev/sda', undefined)), DiskRefused, 'a host disk');
+});
+
+test("disks: one held by another instance's running VM or install job is refused (409); the path is checked again when the run is prepared", async () => {
+  await withDaemon(
+    async (h) => {
+      const { store, jobs } = h.d.services;
+      const vm2 = (disk: string) =>
+        sampleInstance(2, {
+          comm: { mac: '52:54:00:00:00:02', ipv4: '169.254.10.3', tap: 'vmtap2' },
+          hardware: { disks: [{ path: disk, format: 'raw' }] },
+        }) as never;
+      await store.put(vm2(h.disk), true);
+      h.net.links.add('vmtap2'); // vm2's VM runs
+      await refusedDisk(h, h.disk, /in use by another instance/);
+      symlinkSync(h.disk, join(h.dir, 'disks', 'other-name.raw'));
+      await refusedDisk(h, join(h.dir, 'disks', 'other-name.raw'), /in use by another instance/); // the same file by another name
+      h.net.links.delete('vmtap2');
+      // vm2's install job holds its disk too.
+      const x = join(h.dir, 'disks', 'x.raw');
+      writeFileSync(x, '');
+      await store.put(vm2(x), true);
+      await jobs.start('vm2');
+      await created(h.hv);
+      await refusedDisk(h, x, /in use by another instance/);
+      // vm1 is admitted and waits in the queue; meanwhile its disk becomes a link to /etc/shadow.
+      await setDisk(h, h.disk);
+      assert.equal((await jobs.start('vm1')).state, 'queued');
+      rmSync(h.disk);
+      symlinkSync('/etc/shadow', h.disk);
+      jobs.abort('vm2');
+      await h.clock.advance(1000);
+      await jobs.settled('vm2');
+      await jobs.settled('vm1');
+      const rec = jobs.status('vm1');
+      assert.equal(rec?.outcome, 'failed');
+      assert.match(rec.reason ?? '', /resolves outside the storage roots/);
+      assert.ok(!JSON.stringify(rec).includes(h.dir), 'no host path in the record');
+      assert.equal(h.hv.calls.filter((c) => c.op === 'createTransient').length, 1, "vm1's domain was never created");
+    },
+    { appliance: { maxConcurrent: 1 } },
+  );
+});
+
+test("identity: while vm1's job is queued or live its comm address, MAC, tap, disks and OS cannot change (409); other fields can; after the end all can", async () => {
+  await withDaemon(async (h) => {
+    const { store, jobs } = h.d.services;
+    const put = (change: Record<string, unknown>) => store.put({ ...store.mustGet('vm1').doc, ...change }, true);
+    const doc = store.mustGet('vm1').doc;
+    await jobs.start('vm1');
+    await created(h.hv);
+    for (const [change, path] of [
+      [{ comm: { ...doc.comm, ipv4: '169.254.10.9' } }, '/comm'],
+      [{ comm: { ...doc.comm, mac: '52:54:00:00:00:09' } }, '/comm'],
+      [{ comm: { ...doc.comm, tap: 'vmtap9' } }, '/comm'],
+      [{ hardware: { ...doc.hardware, disks: [] } }, '/hardware/disks'],
+      [{ os: { name: 'other' } }, '/os'],
+    ] as const) {
+      await assert.rejects(put(change), (e: unknown) => e instanceof DaemonError && e.code === 'Conflict' && e.details[0]?.path === path);
+    }
+    assert.equal(store.mustGet('vm1').doc.comm.ipv4, '169.254.10.2', 'nothing changed');
+    await put({ hostname: 'renamed' }); // not part of what the job relies on
+    jobs.abort('vm1');
+    await h.clock.advance(1000);
+    await jobs.settled('vm1');
+    await put({ comm: { ...doc.comm, ipv4: '169.254.10.9' } });
+    assert.equal(store.mustGet('vm1').doc.comm.ipv4, '169.254.10.9');
+  });
 });

@@ -12,7 +12,7 @@ import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { JobManager, type JobSettings, type Prepared } from '../../daemon/jobs/manager.js';
-import { JobRecordFiles, REDACTED, redactLines, type JobRecord } from '../../daemon/jobs/record.js';
+import { JobRecordFiles, MAX_LINE_CHARS, REDACTED, redactLines, type JobRecord } from '../../daemon/jobs/record.js';
 import { SecretVault } from '../../daemon/vault.js';
 import { PipeRegistry } from '../../daemon/pipes.js';
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
@@ -371,5 +371,152 @@ test('restart recovery: adopted with the recorded deadline, past-deadline destro
   assert.equal(jm.status('a')?.endedAt, iso(t0 + 30_000));
   assert.deepEqual(h.hv.running(), [], 'no domain left');
   assert.deepEqual(released.sort(), ['metad-install-a', 'metad-install-b', 'metad-install-c', 'metad-install-q', 'metad-install-s']);
+  h.done();
+});
+
+/** A harness whose manager knows the instance's incarnation (as the daemon wires it). */
+function withIncarnations(settings: Partial<JobSettings> = {}) {
+  const h = harness(settings);
+  const incarnations = new Map<string, string>([['vm1', 'uuid-1@t1']]);
+  const jm = new JobManager({
+    clock: h.clock,
+    log: sinkLogger().log,
+    vault: h.vault,
+    pipes: h.pipes,
+    files: h.files,
+    settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250, ...settings },
+    hypervisor: () => Promise.resolve(h.hv),
+    incarnation: (n) => incarnations.get(n),
+    prepare: (_i, domain) => Promise.resolve({ xml: `<domain><name>${domain}</name></domain>`, cleanup: () => Promise.resolve() }),
+  });
+  return { ...h, jm, incarnations };
+}
+
+test('a secret printed into a progress line is redacted in every record, the final one included, claim-once and claimed ones too', async () => {
+  const h = harness();
+  await h.jm.init();
+  const ONCE = 'claim-once-value-77';
+  h.vault.replace('vm1', { root_password: SECRET });
+  h.vault.merge('vm1', { once: ONCE }, { claimOnce: true });
+  const r = await h.jm.start('vm1');
+  await h.settle();
+  // The appliance claims (the guest door: noteClaim, then the values are consumed).
+  h.jm.noteClaim('vm1');
+  assert.deepEqual(Object.keys(h.vault.liveValues('vm1', true)).sort(), ['once', 'root_password']);
+  assert.deepEqual(Object.keys(h.vault.liveValues('vm1', false)), ['root_password'], 'the claim-once value is gone from the vault');
+  const seen: JobRecord[] = [];
+  h.jm.on('change', (x: JobRecord) => seen.push(x));
+  h.pipes.get('vm1').toHost.push(Buffer.from(`metad-progress v1 step=create status=ok leak=${SECRET}\n`));
+  h.pipes.get('vm1').toHost.push(Buffer.from(`metad-progress v1 step=create status=ok once=${ONCE}\n`));
+  await h.clock.advance(250);
+  await h.settle();
+  // The final line arrives with the domain's end: the secrets are wiped before the final record is built.
+  h.pipes.get('vm1').toHost.push(Buffer.from(`metad-progress v1 step=final status=succeeded x=${SECRET}\n`));
+  h.hv.powerOff(r.domain);
+  await h.clock.advance(250);
+  await h.jm.settled('vm1');
+  assert.deepEqual(h.vault.info('vm1'), [], 'wiped');
+  const final = h.jm.status('vm1');
+  assert.equal(final?.outcome, 'succeeded');
+  assert.deepEqual(final.lines, [REDACTED, REDACTED, REDACTED]);
+  const text = readFileSync(join(h.dir, 'jobs', 'vm1.json'), 'utf8');
+  for (const v of [SECRET, ONCE]) {
+    assert.ok(!text.includes(v), 'not in the file');
+    assert.ok(!JSON.stringify(seen).includes(v), 'not in any record a watcher saw');
+    assert.ok(!JSON.stringify(h.jm.list()).includes(v), 'not in the list');
+  }
+  h.done();
+});
+
+test('control characters in guest-written progress lines never reach a record; long lines are cut', async () => {
+  const h = harness();
+  await h.jm.init();
+  const r = await h.jm.start('vm1');
+  await h.settle();
+  h.pipes.get('vm1').toHost.push(Buffer.from('metad-progress v1 step=create status=ok\r\v\f\n'));
+  const long = Array.from({ length: 20 }, (_, i) => ` k${String(i)}=${'v'.repeat(100)}`).join('');
+  h.pipes.get('vm1').toHost.push(Buffer.from(`metad-progress v1 step=create status=ok${long}\t\f\r\n`));
+  h.pipes.get('vm1').toHost.push(Buffer.from(`metad-progress v1 step=create status=ok\t\u001b[2J\n`));
+  await h.clock.advance(250);
+  await h.settle();
+  h.hv.powerOff(r.domain);
+  await h.clock.advance(250);
+  await h.jm.settled('vm1');
+  const lines = h.onDisk('vm1').lines;
+  assert.equal(lines.length, 2);
+  assert.equal(lines[0], 'metad-progress v1 step=create status=ok');
+  // eslint-disable-next-line no-control-regex
+  for (const l of lines) assert.doesNotMatch(l, /[\u0000-\u001f\u007f-\u009f]/);
+  assert.ok(lines[1]!.length <= MAX_LINE_CHARS && lines[1]!.endsWith('…'), 'cut at MAX_LINE_CHARS');
+  h.done();
+});
+
+test('a job belongs to one incarnation: a re-registered instance sees no old job, and the old job never wipes its secrets', async () => {
+  const h = withIncarnations();
+  await h.jm.init();
+  h.vault.replace('vm1', { a: SECRET });
+  const r = await h.jm.start('vm1');
+  await h.settle();
+  assert.equal(h.jm.status('vm1')?.incarnation, 'uuid-1@t1');
+  // vm1 removed and registered again (a new incarnation) with fresh secrets while the old appliance still runs.
+  h.incarnations.set('vm1', 'uuid-2@t2');
+  h.vault.replace('vm1', { fresh: 'new-secret' });
+  assert.equal(h.jm.status('vm1'), undefined, 'the new instance has no job');
+  assert.equal(h.jm.secretsOpen('vm1'), false, "the old job does not open the new instance's secrets");
+  assert.deepEqual(h.jm.list(), []);
+  const forgotten = h.jm.forget('vm1', 'uuid-1@t1');
+  let answered = false;
+  void forgotten.then(() => (answered = true));
+  await h.settle();
+  assert.equal(answered, false, 'forget (DELETE) waits for the domain to be gone');
+  await h.clock.advance(250);
+  await forgotten;
+  assert.equal(h.hv.running().length, 0, 'the old appliance is destroyed before forget resolves');
+  assert.equal(h.hv.calls.filter((c) => c.op === 'destroy' && c.name === r.domain).length >= 1, true);
+  assert.deepEqual(Object.keys(h.vault.liveValues('vm1', false)), ['fresh'], "the new incarnation's secret survived");
+  assert.ok(!readdirSync(join(h.dir, 'jobs')).includes('vm1.json'), 'the old record is deleted');
+  // A restart: an ended record of another incarnation is not shown, and its file goes.
+  const old: JobRecord = {
+    v: 1,
+    instance: 'vm1',
+    incarnation: 'uuid-0@t0',
+    domain: 'metad-install-old',
+    state: 'succeeded',
+    outcome: 'succeeded',
+    timeoutSec: 60,
+    requestedAt: new Date(0).toISOString(),
+    lines: [],
+  };
+  await h.files.save(old);
+  const again = new JobManager({
+    clock: h.clock,
+    log: sinkLogger().log,
+    vault: h.vault,
+    pipes: h.pipes,
+    files: h.files,
+    settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250 },
+    hypervisor: () => Promise.resolve(h.hv),
+    incarnation: (n) => h.incarnations.get(n),
+    prepare: () => Promise.reject(new Error('unused')),
+  });
+  assert.deepEqual(await again.init(), []);
+  assert.equal(again.status('vm1'), undefined);
+  assert.ok(!readdirSync(join(h.dir, 'jobs')).includes('vm1.json'));
+  h.done();
+});
+
+test('holds: the instance is held from the request (admit included) to the end of its job', async () => {
+  const h = harness();
+  await h.jm.init();
+  assert.equal(h.jm.holds('vm1'), false);
+  const started = h.jm.start('vm1');
+  assert.equal(h.jm.holds('vm1'), true, 'held while admitted');
+  const r = await started;
+  await h.settle();
+  assert.equal(h.jm.holds('vm1'), true);
+  h.hv.powerOff(r.domain);
+  await h.clock.advance(250);
+  await h.jm.settled('vm1');
+  assert.equal(h.jm.holds('vm1'), false);
   h.done();
 });

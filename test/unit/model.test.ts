@@ -2,9 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { instanceSchema } from '../../daemon/model.js';
+import { HOST_PATH_PATTERN, instanceSchema } from '../../daemon/model.js';
+import { hostPathProblem } from '../../daemon/jobs/disks.js';
 import { validateInstance } from '../../daemon/validate.js';
 import { sampleInstance } from '../support/daemon.js';
+import { DaemonError } from '../../daemon/errors.js';
 
 test('docs/instance.schema.json is the schema in daemon/model.ts (run `node dist/daemon/cli.js schema > docs/instance.schema.json`)', () => {
   const doc: unknown = JSON.parse(readFileSync(new URL('../../../docs/instance.schema.json', import.meta.url), 'utf8'));
@@ -39,4 +41,41 @@ test('schema: public key names must be unique', () => {
     () => validateInstance({ ...sampleInstance(1), publicKeys: keys }),
     (e: { details?: { path: string }[] }) => e.details?.[0]?.path === '/publicKeys/1/name',
   );
+});
+
+test('schema: host paths are absolute and normalized (no control characters, "." or ".." segments, "//"); OS definitions are names', () => {
+  const withDisk = (path: string) => ({ ...sampleInstance(1), hardware: { disks: [{ path }] } });
+  for (const ok of ['/srv/disks/vm1.raw', '/dev/vg0/vm1-disk0', '/srv/a..b/.hidden'])
+    assert.doesNotThrow(() => validateInstance(withDisk(ok)), ok);
+  for (const bad of [
+    '/dev/../etc/shadow',
+    '/srv/./x',
+    '/srv//x',
+    '/srv/x/',
+    'relative',
+    '/srv/x\ny',
+    '/srv/\u001b[31m',
+    '/srv/x\u0085',
+    '/srv/\u007f',
+    '/srv/..',
+  ]) {
+    assert.throws(
+      () => validateInstance(withDisk(bad)),
+      (e: unknown) => {
+        assert.ok(e instanceof DaemonError);
+        assert.equal(e.details[0]?.path, '/hardware/disks/0/path');
+        assert.match(e.details.at(0)?.message ?? 'none', /absolute, normalized path/);
+        assert.ok(!JSON.stringify(e.details).includes(bad), 'the value is never echoed');
+        return true;
+      },
+      JSON.stringify(bad),
+    );
+  }
+  // The schema's pattern and the code's check (daemon/jobs/disks.ts) agree.
+  const re = new RegExp(HOST_PATH_PATTERN, 'u');
+  for (const p of ['/srv/disks/vm1.raw', '/dev/../etc/shadow', '/srv//x', '/srv/x/', '/srv/x\ny', '/a', '/.', '/..', '/...', 'x'])
+    assert.equal(re.test(p), hostPathProblem(p) === undefined, JSON.stringify(p));
+  assert.doesNotThrow(() => validateInstance({ ...sampleInstance(1), os: { name: 'debootstrap+default', variant: 'default' } }));
+  for (const os of [{ definition: '/etc' }, { name: '/etc' }, { name: '../etc' }, { name: 'a/b' }, { name: '.hidden' }])
+    assert.throws(() => validateInstance({ ...sampleInstance(1), os }), /invalid instance document/, JSON.stringify(os));
 });
