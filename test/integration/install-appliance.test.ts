@@ -41,7 +41,7 @@ import { METAD_CLI, startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { ctlAt } from '../support/metadctl-run.js';
 import { until } from '../support/comm-harness.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
-import type { JobRecord } from '../../daemon/jobs/record.js';
+import { REDACTED, type JobRecord } from '../../daemon/jobs/record.js';
 
 const run = promisify(execFile);
 const MD = '169.254.169.254';
@@ -54,6 +54,9 @@ mkdir -p /mnt/disk0
 mount -t ext4 "$DISK_0_PATH" /mnt/disk0
 env | grep -E '^(OSP_|INSTANCE_|DISK_|OS_|NIC_)' | sort >/mnt/disk0/metad-env.txt
 umount /mnt/disk0
+# A hostile script prints its secret into a progress line: every record must show it redacted.
+wget -q -O /dev/null --post-data "metad-progress v1 step=leak status=ok token=$OSP_API_TOKEN
+" http://169.254.169.254/ganeti/latest/write
 echo "test create: done"
 `;
 
@@ -246,13 +249,18 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
       'step=parameters status=ok',
       'step=script status=ok',
       'step=create status=start',
+      'a secret', // '[redacted: contained a secret value]': the line the script printed with its secret
       'step=create status=ok',
       'step=final status=succeeded',
     ],
   );
+  assert.ok(ok.lines.includes(REDACTED));
   const env = (await run('debugfs', ['-R', 'cat /metad-env.txt', web1.disk ?? ''])).stdout.trim().split('\n');
   assert.deepEqual(env, ganetiEnv('web1', { api_token: SECRET, image: 'debian-12' }));
   assert.ok(!JSON.stringify(ok).includes(SECRET), 'no secret in the record');
+  const jobFiles = join(dir, 'state', 'jobs');
+  for (const f of await readdir(jobFiles)) assert.ok(!(await readFile(join(jobFiles, f), 'utf8')).includes(SECRET), `no secret in ${f}`);
+  assert.ok(!(await ctl('install', 'status', 'web1')).out.includes(SECRET), 'nor in metadctl install status');
 
   // hang1: timed-out at its deadline, not before; the domain gone within 1 s of it.
   assert.equal(hung.outcome, 'timed-out', JSON.stringify(hung));

@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
 import { MISSING_BINDING } from '../../appliance/libvirt.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
 
 test('install without the libvirt binding: 503 whose message names the Debian packages; nothing recorded', async (t) => {
@@ -19,7 +21,7 @@ test('install without the libvirt binding: 503 whose message names the Debian pa
   assert.equal((await d.admin('GET', '/v1/instances/vm1/install')).status, 404);
 });
 
-test('removing the instance ends its job: domain destroyed, outcome recorded, secrets gone', async (t) => {
+test('removing the instance ends its job: DELETE answers once the domain is gone; the record goes with the instance; a new instance of that name has no job', async (t) => {
   const d = await startTestDaemon();
   t.after(() => d.close());
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
@@ -27,12 +29,35 @@ test('removing the instance ends its job: domain destroyed, outcome recorded, se
   assert.equal((await d.admin('POST', '/v1/instances/vm1/install', { timeoutSec: 60 })).status, 202);
   const jobs = d.daemon.services.jobs;
   while (d.hv.running().length === 0) await new Promise((res) => jobs.once('change', res));
+  const ended: { outcome?: string; reason?: string }[] = [];
+  jobs.on('ended', (r: { outcome?: string; reason?: string }) => ended.push(r));
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
-  await jobs.settled('vm1');
-  const rec = ((await d.admin('GET', '/v1/jobs')).json as { jobs: { outcome: string; reason: string }[] }).jobs[0];
-  assert.deepEqual([rec?.outcome, rec?.reason], ['aborted', 'instance removed']);
-  assert.deepEqual(d.hv.running(), []);
+  assert.deepEqual(d.hv.running(), [], 'the domain is gone when DELETE answers');
+  assert.deepEqual(
+    ended.map((r) => [r.outcome, r.reason]),
+    [['aborted', 'instance removed']],
+  );
   assert.equal(d.daemon.services.vault.info('vm1').length, 0);
+  assert.deepEqual((await d.admin('GET', '/v1/jobs')).json, { jobs: [] }, 'the record went with the instance');
+  assert.ok(!existsSync(join(d.dir, 'state', 'jobs', 'vm1.json')));
+  // A new instance of the same name starts with no job.
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  assert.equal((await d.admin('GET', '/v1/instances/vm1/install')).status, 404);
+});
+
+test('while an install job runs, PATCH of the comm address, disks or OS is 409 naming the field; other fields change', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  assert.equal((await d.admin('POST', '/v1/instances/vm1/install', { timeoutSec: 60 })).status, 202);
+  const refused = await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.9' } });
+  assert.equal(refused.status, 409);
+  assert.equal((refused.json as { details: { path: string }[] }).details[0]?.path, '/comm');
+  assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { os: { name: 'other' } })).status, 409);
+  assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { hostname: 'renamed' })).status, 200);
+  assert.equal((await d.admin('POST', '/v1/instances/vm1/install/abort')).status, 200);
+  await d.daemon.services.jobs.settled('vm1');
+  assert.equal((await d.admin('PATCH', '/v1/instances/vm1', { comm: { ipv4: '127.0.0.9' } })).status, 200);
 });
 
 test('install requests: unknown instance 404, bad bodies 400, no job 404 for status/abort/watch', async (t) => {
