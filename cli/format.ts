@@ -17,8 +17,8 @@ function display(value: unknown): string {
   return UNSAFE.test(s) ? JSON.stringify(s) : s;
 }
 
-/** Left-aligned columns separated by two spaces; the last column is not padded. */
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+/** Left-aligned columns separated by two spaces, under a header (printed even with no rows); the last column is not padded. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells
@@ -29,7 +29,7 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 }
 
 export function formatList(instances: readonly InstanceSummary[]): string {
-  return table(
+  return formatTable(
     ['NAME', 'UUID', 'COMM IPV4', 'MAC', 'TAP', 'GEN'],
     instances.map((s) => [
       display(s.name),

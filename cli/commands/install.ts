@@ -6,14 +6,22 @@
 import type { JobRecord } from '../api-types.js';
 import { examples, intOption, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
 import { EXIT } from '../errors.js';
+import { formatTable } from '../format.js';
 
 const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
 
 /** One line about a job: `web1  running  deadline 2026-…  create ok`. Pure. */
-function jobLine(r: JobRecord): string {
+/** One job as columns: name, state, when (ended / deadline / requested), reason, last progress line. */
+function jobCells(r: JobRecord): string[] {
   const last = r.lines.at(-1)?.replace(/^metad-progress v1 /, '') ?? '';
   const when = r.outcome ? `ended ${r.endedAt ?? '?'}` : r.deadlineAt ? `deadline ${r.deadlineAt}` : `requested ${r.requestedAt}`;
-  return [r.instance, r.state, when, r.reason ?? '', last].filter((x) => x !== '').join('  ');
+  return [r.instance, r.state, when, r.reason ?? '', last];
+}
+
+function jobLine(r: JobRecord): string {
+  return jobCells(r)
+    .filter((x) => x !== '')
+    .join('  ');
 }
 
 /** What `watch` prints for a new record, given the previous one (plain mode). Pure. */
@@ -113,7 +121,7 @@ export const installCommands: CommandGroup = (program, act) => {
   const list = async (ctx: Ctx): Promise<void> => {
     const res = await ctx.client.jobs();
     if (ctx.json) writeRaw(ctx.io.stdout, res.raw);
-    else for (const r of res.body.jobs) line(ctx, jobLine(r));
+    else ctx.io.stdout.write(formatTable(['NAME', 'STATE', 'WHEN', 'REASON', 'LAST PROGRESS'], res.body.jobs.map(jobCells)));
   };
   install.command('jobs').description("every instance's latest install job (GET /v1/jobs)").action(act(list));
   program.command('jobs').description("every instance's latest install job (same as `install jobs`)").action(act(list));

@@ -32,7 +32,8 @@ export const paramsCommands: CommandGroup = (program, act) => {
       `
 Public values can be read back; private and secret values never are (only their names, and
 for secrets the expiry and claim state). Secrets expire (default 7200 s) and may be claim-once:
-consumed by the guest's first read of os/parameters.json.
+consumed by the guest's first read of os/parameters.json. The guest sees secrets only while the
+instance's install job runs (metadctl install NAME); with no job, a secret is kept but not served.
 ${examples(
   'metadctl params show web1',
   'metadctl params set web1 --visibility public MODE=prod',
@@ -75,7 +76,8 @@ Values:
   KEY=@@TEXT   the literal value "@TEXT"
 A value read from a file or stdin loses one trailing newline unless --keep-newline.
 Give private and secret values with KEY=@FILE or KEY=- so that they appear neither in argv
-(ps, /proc) nor in the shell history.
+(ps, /proc) nor in the shell history. Secret values reach the guest only while the instance's
+install job runs (metadctl install NAME).
 ${examples(
   'metadctl params set web1 --visibility public MODE=prod REGION=eu-west-1',
   'metadctl params set web1 --visibility private API_TOKEN=@/etc/metad/web1.token',

@@ -1,7 +1,7 @@
 /**
  * The comm network seam: what the daemon asks of whatever sets up the host side of the guests'
- * comm NICs. daemon/comm/linux.ts is the real one (the only code that runs `ip`, `nft` and
- * dnsmasq); test/fakes/fake-comm-network.ts records calls for unit tests. The registry decides
+ * comm NICs. daemon/comm/linux.ts (routed) and daemon/comm/bridged.ts (bridged) are the real
+ * ones; they run `ip`, `nft` and dnsmasq through daemon/comm/exec.ts; test/fakes/fake-comm-network.ts records calls for unit tests. The registry decides
  * what should exist (daemon/comm/controller.ts turns it into CommNics); reconcile makes the host
  * match, idempotently.
  */

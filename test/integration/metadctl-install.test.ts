@@ -16,8 +16,10 @@ test('metadctl install, status, watch (plain lines), abort, jobs', async (t) => 
   t.after(() => d.close());
   const sock = d.config.admin.socket;
   await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1));
+  let r = await ctl(sock, ['jobs']);
+  assert.equal(r.out, 'NAME  STATE  WHEN  REASON  LAST PROGRESS\n', 'no jobs: the header says so');
 
-  let r = await ctl(sock, ['install', 'vm1', '--timeout', '600']);
+  r = await ctl(sock, ['install', 'vm1', '--timeout', '600']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^vm1 {2}(queued|pending|booting) /);
   r = await ctl(sock, ['install', 'vm1']);
@@ -43,7 +45,7 @@ test('metadctl install, status, watch (plain lines), abort, jobs', async (t) => 
   assert.match(w.out, /state aborted \(aborted\)\n$/);
 
   r = await ctl(sock, ['jobs']);
-  assert.match(r.out, /^vm1 {2}aborted {2}ended /);
+  assert.match(r.out, /^NAME +STATE +WHEN +REASON +LAST PROGRESS\nvm1 +aborted +ended /);
   r = await ctl(sock, ['install', 'status', 'vm1']);
   assert.equal(r.code, 1, 'status of a job that did not succeed: exit 1');
   r = await ctl(sock, ['install', 'status', 'vm2']);
