@@ -171,7 +171,7 @@ function startHint(err: unknown): string {
     case 'EACCES':
       return e.port !== undefined && e.port < 1024
         ? `\n  hint: port ${e.port} needs root or CAP_NET_BIND_SERVICE (the systemd unit grants it)`
-        : '\n  hint: check the permissions of the state dir and the socket directory';
+        : `\n  hint: ${e.path === undefined ? '' : `${e.path} is not accessible to this user (uid ${String(process.getuid?.() ?? '?')}): `}the state dir, the key file and the socket directory must belong to the daemon's user (e.g. chown -R metad: /var/lib/metad; check-config run as that user checks them)`;
     case 'EADDRINUSE':
       return `\n  hint: something else already listens on ${e.address ?? ''}${e.port === undefined ? '' : `:${e.port}`}`;
     default:

@@ -44,7 +44,8 @@ export class CommIndex {
       const value = doc.comm[kind];
       if (value === undefined) continue;
       for (const owner of [this.held[kind].get(value), this.pending[kind].get(value)]) {
-        if (owner !== undefined && owner !== doc.name) return { path: `/comm/${kind}`, message: 'already used by another instance' };
+        // The holder is named: the admin door is for admins, and "which one?" is their next question.
+        if (owner !== undefined && owner !== doc.name) return { path: `/comm/${kind}`, message: `already used by instance ${owner}` };
       }
     }
     return undefined;

@@ -94,9 +94,22 @@ function describeError(e: ErrorObject): string {
       return `${at}: must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
     case 'format':
       return `${at}: ${FORMAT_TEXT[String(params.format)] ?? 'has the wrong format'}`;
+    case 'type':
+      return `${at}: ${e.message ?? 'has the wrong type'}${yamlHint(String(params.type), e.data)}`;
     default:
       return `${at}: ${e.message ?? 'is invalid'}`;
   }
+}
+
+/**
+ * YAML 1.2 (the `yaml` package) reads `yes`/`no`/`on`/`off` as strings and `660` as the number
+ * 660: say how to write what was meant. ('boolean', 'yes') -> ' (YAML 1.2: write true or false; yes is a string)'
+ */
+function yamlHint(expected: string, data: unknown): string {
+  if (expected === 'boolean' && typeof data === 'string' && /^(y|yes|n|no|on|off)$/i.test(data))
+    return ` (YAML 1.2: write true or false; ${JSON.stringify(data)} is a string)`;
+  if (expected === 'string' && typeof data === 'number') return ` (quote it: "${String(data)}"; unquoted, YAML reads a number)`;
+  return '';
 }
 
 /** A key as it may appear in a message: plain names as they are, anything else JSON-quoted and cut. */

@@ -44,14 +44,15 @@ export function networkPreflight(
   if (n.mode === 'off') return [];
   const exists = opts.exists ?? executable;
   const out: string[] = [];
-  const tools: [string, string][] = [
-    ['/network/ipPath', n.ipPath],
-    ['/network/nftPath', n.nftPath],
+  // The package is the one that ships the tool the key is for, whatever file the key names
+  // (`ipPath: /bin/ipx` must not suggest a package "ipx").
+  const tools: [string, string, string][] = [
+    ['/network/ipPath', n.ipPath, packageHint('ip')],
+    ['/network/nftPath', n.nftPath, packageHint('nft')],
   ];
-  if (n.dhcp.mode === 'managed') tools.push(['/network/dhcp/dnsmasqPath', n.dhcp.dnsmasqPath]);
-  for (const [key, path] of tools) {
-    if (!exists(path))
-      out.push(`${key}: ${path} is not an executable file: install the Debian package ${packageHint(path)} (or set ${key})`);
+  if (n.dhcp.mode === 'managed') tools.push(['/network/dhcp/dnsmasqPath', n.dhcp.dnsmasqPath, packageHint('dnsmasq')]);
+  for (const [key, path, pkg] of tools) {
+    if (!exists(path)) out.push(`${key}: ${path} is not an executable file: install the Debian package ${pkg} (or set ${key})`);
   }
   if (n.mode === 'bridged' && !(opts.bridgeDriver ?? bridgeDriver)())
     out.push('/network/mode: bridged needs the kernel bridge driver (modprobe bridge), or use routed mode');

@@ -75,7 +75,9 @@ export function productionAppliance(
     try {
       return await readAppliance(imageDirOf(a));
     } catch {
-      throw unavailable('no appliance image at /appliance/imageDir (default <cacheDir>/current): run `metad appliance build`');
+      throw unavailable(
+        'no appliance image: run `metad appliance build` (or point the config key /appliance/imageDir at a build; default: the current build in /appliance/cacheDir)',
+      );
     }
   };
 

@@ -179,5 +179,12 @@ test('check-config preflight: names the missing tool, its Debian package, and a 
   const external = buildConfig({ network: { mode: 'routed', dhcp: { mode: 'external' } } });
   assert.deepEqual(networkPreflight(external, { caps: 1n << 12n, exists: (p) => !p.endsWith('/dnsmasq') }), []);
   assert.match(networkPreflight(routed, { caps: 1n << 12n, exists: (p) => !p.endsWith('/nft') })[0]!, /nftables/);
+  const ipx = buildConfig({ network: { mode: 'routed', ipPath: '/bin/ipx' } });
+  const [ipxProblem] = networkPreflight(ipx, { caps: 1n << 12n, exists: (p) => p !== '/bin/ipx' });
+  assert.match(
+    ipxProblem ?? '',
+    /install the Debian package iproute2 \(or set \/network\/ipPath\)/,
+    'the package of the tool, not of the basename',
+  );
   assert.equal(effectiveCaps('Name:\tx\nCapEff:\t0000000000001000\n'), 1n << 12n);
 });

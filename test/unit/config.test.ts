@@ -102,7 +102,7 @@ test('config: type errors and cross-field errors come in one report', () => {
     '/guest/headersTimeoutMs: must not exceed /guest/requestTimeoutMs',
     '/guest/listen/1: same host and port as /guest/listen/0',
     '/log/level: must be one of fatal, error, warn, info, debug, trace, silent',
-    '/stateDir: must be string',
+    '/stateDir: must be string (quote it: "5"; unquoted, YAML reads a number)',
   ]);
   // Cross-field checks survive sections of the wrong type.
   assert.deepEqual(problems({ guest: 5 }), ['/guest: must be object']);
@@ -144,4 +144,29 @@ test('config: a secret TTL shorter than the install deadline is refused; the dea
   assert.deepEqual(problems({ appliance: { installTimeoutMs: 20_000_000 }, secrets: { defaultTtlSec: 20_000 } }), [
     '/appliance/installTimeoutMs: must not exceed /appliance/maxTimeoutMs',
   ]);
+});
+
+test('config: YAML 1.2 traps are named: yes/no are strings, an unquoted mode is a number', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfg-'));
+  try {
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'network:\n  hopLimit: yes\nadmin:\n  socketMode: 660\n');
+    assert.throws(
+      () => loadConfig({ file }, {}),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.ok(
+          e.problems.some((p) => p.startsWith('/network/hopLimit: must be boolean (YAML 1.2: write true or false; "yes" is a string)')),
+          e.problems.join('\n'),
+        );
+        assert.ok(
+          e.problems.some((p) => p.startsWith('/admin/socketMode: must be string (quote it: "660"')),
+          e.problems.join('\n'),
+        );
+        return true;
+      },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -51,7 +51,7 @@ test('comm index: held and claimed addresses collide in ipv4, mac, tap order; ow
   assert.equal(idx.problem(a), undefined, 'an instance may keep its own addresses');
   assert.deepEqual(idx.problem(docOf(2, { ipv4: a.comm.ipv4, mac: a.comm.mac })), {
     path: '/comm/ipv4',
-    message: 'already used by another instance',
+    message: 'already used by instance vm1',
   });
   assert.equal(idx.problem(docOf(2, { mac: a.comm.mac }))?.path, '/comm/mac');
   assert.equal(idx.problem(docOf(2, { tap: 'tap1' }))?.path, '/comm/tap');
