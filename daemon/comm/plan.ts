@@ -70,6 +70,34 @@ function elements(items: readonly string[]): string {
 }
 
 /**
+ * DHCP identity (issue 13): dnsmasq matches static hosts, leases and DECLINEs on the BOOTP
+ * `chaddr`, not on the Ethernet source, so a DHCP request (UDP to port 67) must carry its tap's
+ * registered MAC there too. nftables cannot compare two packet fields, so the check is a lookup
+ * of `iifname . chaddr` (transport header bit 288 = UDP header 8 + BOOTP offset 28, 48 bits) in a
+ * set of `tap . MAC` as 48-bit integers; before it, the hardware type and length must be Ethernet's
+ * (1, 6) and the message long enough to hold a BOOTP header (so the lookup cannot fall through on
+ * a short packet). IPv4 fragments are dropped before any of this: a later fragment has no UDP
+ * header to look at (reassembly may happen only after these hooks), and guests send none.
+ */
+export const DHCP_CHADDR = '@th,288,48';
+
+/** `iifname . chaddr` set elements: the MAC as the 48-bit integer the raw payload yields. */
+export function chaddrElements(nics: readonly CommNic[]): string[] {
+  return nics.map((n) => `${JSON.stringify(n.tap)} . 0x${n.mac.replaceAll(':', '')}`);
+}
+
+/** The DHCP identity rules, for a chain where `iifname . ether saddr` was already checked (prefix: `ether type ip ` in bridged mode). */
+export function dhcpIdentityRules(prefix: string, fragmentCounter: string, spoofCounter: string): string[] {
+  const dhcp = `${prefix}udp dport 67`;
+  return [
+    `${prefix}ip frag-off & 0x3fff != 0 counter name ${fragmentCounter} drop`,
+    `${dhcp} udp length < 244 counter name ${spoofCounter} drop`,
+    `${dhcp} @th,72,16 != 0x0106 counter name ${spoofCounter} drop`,
+    `${dhcp} iifname . ${DHCP_CHADDR} != @chaddr counter name ${spoofCounter} drop`,
+  ];
+}
+
+/**
  * The whole table, as one `nft -f` transaction: add (so the delete cannot fail), delete, add
  * again with its contents. Applying it twice leaves exactly one copy; nothing outside the table
  * is touched. The rule count is fixed; instances only add set elements.
@@ -90,6 +118,7 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string 
     `  set taps { type ifname;${elements(taps)} }`,
     `  set nic4 { type ifname . ipv4_addr;${elements(nic4)} }`,
     `  set nicmac { type ifname . ether_addr;${elements(nicMac)} }`,
+    `  set chaddr { typeof iifname . ${DHCP_CHADDR};${elements(chaddrElements(nics))} }`,
     `  set guest_tcp { type inet_service;${elements(ports)} }`,
     `  counter spoofed { }`,
     `  counter refused { }`,
@@ -97,6 +126,7 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string 
     `    type filter hook prerouting priority raw; policy accept;`,
     `    iifname != @taps accept`,
     `    iifname . ether saddr != @nicmac counter name spoofed drop`,
+    ...dhcpIdentityRules('meta nfproto ipv4 ', 'refused', 'spoofed').map((r) => `    ${r}`),
     `    meta nfproto ipv4 ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`,
     `    meta nfproto ipv4 iifname . ip saddr != @nic4 counter name spoofed drop`,
     `    meta nfproto ipv6 ip6 saddr != { ::, fe80::/10 } counter name spoofed drop`,
@@ -172,6 +202,9 @@ export function buildDnsmasqConf(nics: readonly CommNic[], s: CommSettings, host
     'no-hosts',
     'leasefile-ro',
     'dhcp-authoritative',
+    // Leases are keyed on chaddr alone (which the rules check against the tap's MAC): a client-id
+    // is the guest's to choose, so it must not name, match or displace another guest's lease.
+    'dhcp-ignore-clid',
     // Static leases need no "is it in use?" ping, and without this dnsmasq refuses to start
     // without CAP_NET_RAW, which the systemd unit does not grant (test/integration/comm-caps.test.ts).
     'no-ping',

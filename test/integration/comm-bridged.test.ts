@@ -29,6 +29,7 @@ import {
   counter,
   curl,
   dhcp,
+  dhcpTheftMatrix,
   handshake,
   registerGuests,
   spoofMatrix,
@@ -121,6 +122,8 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
       assert.equal(r.body, spec.id);
     }
   });
+
+  await dhcpTheftMatrix(t, { hv, attacker: ga, attackerSpec: GUESTS[0], victim: gb, victimSpec: GUESTS[1], family: 'bridge', script });
 
   await t.test('a guest reaches only the metadata port: not port 8080, not another guest', async () => {
     await assertOnlyMetadataPort(hv, ga, GUESTS[1].ipv4);

@@ -11,6 +11,7 @@ import {
   buildDnsmasqConf,
   buildLinkPlan,
   buildRuleset,
+  chaddrElements,
   commNics,
   diffRoutes,
   EC2_METADATA_IPV6,
@@ -106,8 +107,22 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   assert.deepEqual(ruleLines(many), ruleLines(one));
-  assert.equal(ruleLines(one).length, 16);
+  assert.equal(ruleLines(one).length, 20);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
+});
+
+test('DHCP identity: chaddr (transport bit 288, 48 bits) is looked up as tap . MAC, after the Ethernet check, before DHCP is accepted', () => {
+  // The raw payload yields the MAC as a 48-bit big-endian integer: 02:00:00:00:01:0a -> 0x02000000010a.
+  assert.deepEqual(chaddrElements(NICS.slice(0, 1)), ['"mtap1" . 0x02000000010a']);
+  const rules = ruleLines(buildRuleset(NICS, SETTINGS));
+  const at = (re: RegExp): number => rules.findIndex((r) => re.test(r));
+  const chaddr = at(/udp dport 67 iifname \. @th,288,48 != @chaddr counter name spoofed drop$/);
+  assert.ok(chaddr > at(/ether saddr != @nicmac/), 'chaddr checked before the Ethernet source');
+  assert.ok(chaddr < at(/udp sport 68 udp dport 67 accept/), 'chaddr checked after DHCP is accepted');
+  assert.ok(at(/udp length < 244 counter name spoofed drop/) < chaddr, 'a short message could fall through the lookup');
+  assert.ok(at(/@th,72,16 != 0x0106 counter name spoofed drop/) < chaddr, 'hardware type/length not checked first');
+  assert.ok(at(/ip frag-off & 0x3fff != 0 counter name refused drop/) < chaddr, 'fragments not dropped first');
+  assert.match(buildDnsmasqConf(NICS, SETTINGS, '/h', 60), /^dhcp-ignore-clid$/m);
 });
 
 test('the table is replaced whole in one transaction: add, delete, define', () => {
