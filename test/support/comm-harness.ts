@@ -483,3 +483,63 @@ export async function dhcpTheftMatrix(t: TestContext, s: DhcpTheftSetup): Promis
     assert.equal(await dhcp(s.attacker, s.script), s.attackerSpec.ipv4);
   });
 }
+
+/**
+ * DHCPDISCOVER from eth0 (its own MAC, broadcast flag) every 0.2 s until SIGTERM; each waits up to
+ * 3 s for an OFFER (udhcpc's default wait). On SIGTERM: `{"tries": N, "lost": [seconds since start…]}`.
+ */
+const DISCOVER_LOOP_PY = `
+import json, random, signal, socket, struct, sys, time
+own = open("/sys/class/net/eth0/address").read().strip()
+mac = bytes.fromhex(own.replace(":", ""))
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)); rx.bind(("eth0", 0))
+tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); tx.bind(("eth0", 0))
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+t0, tries, lost, stop = time.time(), 0, [], False
+def done(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, done)
+while not stop:
+    xid = random.getrandbits(32)
+    bootp = struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + bytes(16) + mac + bytes(10) + bytes(192)
+    bootp += b"\\x63\\x82\\x53\\x63\\x35\\x01\\x01\\xff"; bootp += bytes(300 - len(bootp))
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\\xff" * 4)
+    tx.send(b"\\xff" * 6 + mac + b"\\x08\\x00" + h[:10] + struct.pack("!H", csum(h)) + h[12:] + udp)
+    tries += 1
+    sent, end, got = time.time(), time.time() + 3, False
+    while not got:
+        left = end - time.time()
+        if left <= 0: break
+        rx.settimeout(left)
+        try: f = rx.recv(4096)
+        except (socket.timeout, InterruptedError): continue
+        ip = f[14:]
+        if len(ip) < 20 or ip[9] != 17: continue
+        b = ip[(ip[0] & 15) * 4 + 8:]
+        got = len(b) > 240 and b[0] == 2 and struct.unpack("!I", b[4:8])[0] == xid
+    if not got: lost.append(round(sent - t0, 1))
+    time.sleep(0.2)
+print(json.dumps({"tries": tries, "lost": lost}), flush=True)
+`;
+
+/** A guest doing DHCP in a loop; stop() ends it and returns how many DISCOVERs got no OFFER. */
+export function discoverLoop(g: Ns): { stop(): Promise<{ tries: number; lost: number[] }> } {
+  const child = g.spawn(PY, ['-c', DISCOVER_LOOP_PY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString('utf8')));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      assert.ok(out.trim() !== '', `the DHCP loop printed nothing: ${err}`);
+      return JSON.parse(out) as { tries: number; lost: number[] };
+    },
+  };
+}

@@ -43,7 +43,7 @@ test('golden: bridged, three NICs, a port being released, hop limit on', () => {
     'comm/bridged',
     new Map([
       ['ruleset.nft', buildBridgedRuleset(NICS, ['mtap1', 'old9'], SETTINGS)],
-      ['dnsmasq.conf', buildDnsmasqConf(NICS, SETTINGS, '/run/metad/comm/dhcp-hosts', 3600)],
+      ['dnsmasq.conf', buildDnsmasqConf(SETTINGS, '/run/metad/comm/dhcp-hosts', 3600)],
       ['routes.json', `${JSON.stringify(bridgeRoutes(NICS, SETTINGS), null, 2)}\n`],
     ]),
   );
@@ -119,11 +119,11 @@ test('the inet table admits only the metadata port and DHCP from the bridge; hop
   assert.doesNotMatch(buildBridgedRuleset(NICS, [], { ...SETTINGS, hopLimit: false }), /chain replies|ttl set/);
 });
 
-test('dnsmasq binds the bridge only (not the anchor, not the ports)', () => {
-  const conf = buildDnsmasqConf(NICS, SETTINGS, '/h', 3600);
+test('dnsmasq serves DHCP where 169.254.169.254 is (the bridge; ports are not IP interfaces), naming no interface', () => {
+  const conf = buildDnsmasqConf(SETTINGS, '/h', 3600);
   assert.deepEqual(
-    conf.split('\n').filter((l) => l.startsWith('interface=')),
-    ['interface=metadbr0'],
+    conf.split('\n').filter((l) => /^(interface|listen-address)=/.test(l)),
+    ['listen-address=169.254.169.254'],
   );
 });
 

@@ -35,7 +35,7 @@ const NICS: CommNic[] = [
 function files(nics: readonly CommNic[], s: CommSettings): Map<string, string> {
   return new Map([
     ['ruleset.nft', buildRuleset(nics, s)],
-    ['dnsmasq.conf', buildDnsmasqConf(nics, s, '/run/metad/comm/dhcp-hosts', 3600)],
+    ['dnsmasq.conf', buildDnsmasqConf(s, '/run/metad/comm/dhcp-hosts', 3600)],
     ['dhcp-hosts', buildDhcpHosts(nics)],
     ['links.json', `${JSON.stringify(buildLinkPlan(nics, s), null, 2)}\n`],
   ]);
@@ -122,7 +122,17 @@ test('DHCP identity: chaddr (transport bit 288, 48 bits) is looked up as tap . M
   assert.ok(at(/udp length < 244 counter name spoofed drop/) < chaddr, 'a short message could fall through the lookup');
   assert.ok(at(/@th,72,16 != 0x0106 counter name spoofed drop/) < chaddr, 'hardware type/length not checked first');
   assert.ok(at(/ip frag-off & 0x3fff != 0 counter name refused drop/) < chaddr, 'fragments not dropped first');
-  assert.match(buildDnsmasqConf(NICS, SETTINGS, '/h', 60), /^dhcp-ignore-clid$/m);
+  assert.match(buildDnsmasqConf(SETTINGS, '/h', 60), /^dhcp-ignore-clid$/m);
+});
+
+test('dnsmasq: served where 169.254.169.254 is (anchor and taps), no interface named: taps come and go without a new config', () => {
+  const conf = buildDnsmasqConf(SETTINGS, '/h', 3600);
+  assert.deepEqual(
+    conf.split('\n').filter((l) => /^(interface|listen-address)=/.test(l)),
+    ['listen-address=169.254.169.254'],
+  );
+  assert.match(conf, /^bind-dynamic$/m);
+  assert.match(conf, /^dhcp-hostsfile=\/h$/m);
 });
 
 test('the table is replaced whole in one transaction: add, delete, define', () => {
