@@ -123,7 +123,16 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     }
   });
 
-  await dhcpTheftMatrix(t, { hv, attacker: ga, attackerSpec: GUESTS[0], victim: gb, victimSpec: GUESTS[1], family: 'bridge', script });
+  await dhcpTheftMatrix(t, {
+    hv,
+    attacker: ga,
+    attackerSpec: GUESTS[0],
+    victim: gb,
+    victimSpec: GUESTS[1],
+    family: 'bridge',
+    script,
+    log: () => metad!.out(),
+  });
 
   await t.test('a guest reaches only the metadata port: not port 8080, not another guest', async () => {
     await assertOnlyMetadataPort(hv, ga, GUESTS[1].ipv4);

@@ -79,7 +79,16 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     }
   });
 
-  await dhcpTheftMatrix(t, { hv, attacker: ga, attackerSpec: GUESTS[0], victim: gb, victimSpec: GUESTS[1], family: 'inet', script });
+  await dhcpTheftMatrix(t, {
+    hv,
+    attacker: ga,
+    attackerSpec: GUESTS[0],
+    victim: gb,
+    victimSpec: GUESTS[1],
+    family: 'inet',
+    script,
+    log: () => metad!.out(),
+  });
 
   await t.test('IPv6: fe80::a9fe:a9fe answers on each tap, and a link-local caller is identified by its tap', async () => {
     for (const [g, spec] of [

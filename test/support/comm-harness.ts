@@ -414,6 +414,16 @@ export interface DhcpTheftSetup {
   /** Where metad's counters live: `inet metad` (routed) or `bridge metad` (bridged). */
   readonly family: 'inet' | 'bridge';
   readonly script: string;
+  /** metad's log so far (its stdout and stderr). */
+  readonly log: () => string;
+}
+
+/** metad's log lines with this msg (JSON lines). */
+function logged(log: string, msg: string): Record<string, unknown>[] {
+  return log
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.includes(`"msg":${JSON.stringify(msg)}`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /**
@@ -422,7 +432,7 @@ export interface DhcpTheftSetup {
  * fragments, unicast as a renewing client). Each is dropped before dnsmasq (counted), the attacker
  * is offered nothing, and the victim gets its own lease at once afterwards. A foreign client-id
  * with the attacker's own chaddr gets the attacker nothing but its own address (dnsmasq ignores
- * client-ids: dhcp-ignore-clid).
+ * client-ids: dhcp-ignore-clid). metad's log shows the messages that reached dnsmasq (item 2).
  */
 export async function dhcpTheftMatrix(t: TestContext, s: DhcpTheftSetup): Promise<void> {
   const v = s.victimSpec;
@@ -481,6 +491,19 @@ export async function dhcpTheftMatrix(t: TestContext, s: DhcpTheftSetup): Promis
     );
     assert.equal(await dhcp(s.victim, s.script), v.ipv4, `${v.name} lost its lease`);
     assert.equal(await dhcp(s.attacker, s.script), s.attackerSpec.ipv4);
+  });
+  await t.test("metad's log shows what reached dnsmasq, with fields, and none of the dropped messages", async () => {
+    const refused = await until('the DECLINE in the log', () => {
+      const r = logged(s.log(), 'dhcp request refused');
+      return r.some((l) => l['type'] === 'DECLINE' && l['mac'] === s.attackerSpec.mac && l['ipv4'] === v.ipv4) ? r : undefined;
+    });
+    assert.ok(
+      logged(s.log(), 'dhcp message').some(
+        (l) => l['type'] === 'ACK' && l['mac'] === v.mac && l['ipv4'] === v.ipv4 && typeof l['iface'] === 'string',
+      ),
+      `no ACK for ${v.name} in metad's log`,
+    );
+    assert.ok(!refused.some((l) => l['mac'] === v.mac), `a message with ${v.name}'s chaddr reached dnsmasq: ${JSON.stringify(refused)}`);
   });
 }
 
