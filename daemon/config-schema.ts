@@ -315,6 +315,13 @@ export const configSchema = {
               default: 3600,
               description: 'DHCP lease time offered to guests.',
             },
+            user: {
+              type: 'string',
+              minLength: 1,
+              pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
+              description:
+                "User dnsmasq runs as (with its primary group) when metad runs as root; default `dnsmasq` if that user exists, else `nobody`. It must be able to read <runDir>/dhcp-hosts (metad writes it 0644 in a 0755 dir; the dirs above must be searchable). When metad is not root (the systemd unit), dnsmasq runs as metad's own user.",
+            },
           },
         },
       },

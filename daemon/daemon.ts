@@ -26,6 +26,8 @@ import { EV } from './events.js';
 import { CommController } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
+import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
+import { LogSampler } from '../routes/guest/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
 import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
@@ -71,7 +73,9 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   await store.start();
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
-  const commNet = deps.commNetwork ?? (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock));
+  const commNet =
+    deps.commNetwork ??
+    (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock, new LogSampler(DHCP_LOG_INTERVAL_MS)));
   const comm = commNet ? new CommController(store, commNet, log) : undefined;
   const a = config.appliance;
   const hypervisor = deps.hypervisor ?? defaultHypervisor(a.libvirtUri);

@@ -94,9 +94,42 @@ export const EVENTS = {
   nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
   nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
   dhcpOrphanKilled: { msg: 'dnsmasq left by an earlier metad killed', level: 'warn', fields: 'pid' },
-  dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid' },
+  dhcpStarted: { msg: 'dnsmasq started', level: 'info', fields: 'pid, user (it runs as)' },
   dhcpExited: { msg: 'dnsmasq exited; restarting it', level: 'error', fields: 'code, signal, reason (its last log line)' },
   dhcpFailed: { msg: 'dnsmasq could not be started', level: 'error', fields: 'code, hint' },
+  dhcpReread: { msg: 'dnsmasq reread its hosts file', level: 'debug', fields: 'pid, hosts (after SIGHUP: hosts changed, no restart)' },
+  dhcpRereadUnconfirmed: {
+    msg: 'dnsmasq did not confirm rereading its hosts file',
+    level: 'warn',
+    fields: 'pid, waitedMs (it may not be able to read <runDir>/dhcp-hosts as network.dhcp.user)',
+  },
+  dhcpMessage: {
+    msg: 'dhcp message',
+    level: 'info',
+    fields:
+      'type (DISCOVER, OFFER, REQUEST, ACK, RELEASE, INFORM), iface, ipv4?, mac, detail? (host name), suppressed? (sampled: once per MAC and type per 10 s)',
+  },
+  dhcpRefused: {
+    msg: 'dhcp request refused',
+    level: 'warn',
+    fields:
+      "type (NAK, DECLINE, or a DISCOVER/REQUEST/... dnsmasq did not serve), iface, ipv4?, mac, detail (dnsmasq's reason), suppressed? (sampled: once per MAC and type per 10 s)",
+  },
+  dhcpLog: {
+    msg: 'dnsmasq log',
+    level: 'info',
+    fields: "line (dnsmasq's own words), suppressed? (sampled: once per kind of line per 10 s)",
+  },
+  dhcpLogProblem: {
+    msg: 'dnsmasq reports a problem',
+    level: 'warn',
+    fields: "line (dnsmasq's own words: failed, denied, ...), suppressed? (sampled: once per kind of line per 10 s)",
+  },
+  dhcpLogSuppressed: {
+    msg: 'dnsmasq log lines not logged',
+    level: 'warn',
+    fields: 'lines (held back because 10,000 other clients were already being sampled; at most once per 10 s)',
+  },
   jobRequested: { msg: 'install job requested', level: 'info', fields: 'instance, domain, timeoutSec' },
   jobVirtType: {
     msg: 'install appliance virtualization chosen',

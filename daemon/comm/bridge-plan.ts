@@ -8,7 +8,7 @@
  * bridge. Both tables are replaced in one `nft -f` transaction (routed mode deletes a bridge table
  * left by an earlier bridged run at start, so switching modes leaves one set of rules).
  */
-import { type CommNic, type CommSettings, type RouteSpec } from './plan.js';
+import { chaddrElements, dhcpIdentityRules, DHCP_CHADDR, type CommNic, type CommSettings, type RouteSpec } from './plan.js';
 
 function elements(items: readonly string[]): string {
   return items.length === 0 ? '' : ` elements = { ${items.join(', ')} };`;
@@ -42,6 +42,7 @@ export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly st
     `  set taps { type ifname;${elements(taps)} }`,
     `  set nic4 { type ifname . ipv4_addr;${elements(nic4)} }`,
     `  set nicmac { type ifname . ether_addr;${elements(nicMac)} }`,
+    `  set chaddr { typeof iifname . ${DHCP_CHADDR};${elements(chaddrElements(nics))} }`,
     `  counter spoofed { }`,
     `  counter refused { }`,
     `  chain from_ports {`,
@@ -57,6 +58,7 @@ export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly st
     `    ether type arp arp saddr ip 0.0.0.0 accept`,
     `    ether type arp iifname . arp saddr ip != @nic4 counter name spoofed drop`,
     `    ether type arp accept`,
+    ...dhcpIdentityRules('ether type ip ', 'refused', 'spoofed').map((r) => `    ${r}`),
     `    ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`,
     `    ether type ip iifname . ip saddr != @nic4 counter name spoofed drop`,
     `    ether type ip accept`,

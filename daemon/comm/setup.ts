@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { ipv4InCidr, parseCidr } from '../net.js';
-import { DnsmasqSupervisor } from './dnsmasq.js';
+import { DnsmasqSupervisor, type LineSampler } from './dnsmasq.js';
 import { LinuxCommNetwork, type DhcpServer } from './linux.js';
 import { BridgedCommNetwork } from './bridged.js';
 import type { CommNetwork } from './network.js';
@@ -58,12 +58,22 @@ class ExternalDhcp implements DhcpServer {
   }
 }
 
-export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clock): CommNetwork {
+/** `dhcpLog` samples dnsmasq's log lines (the composition root passes the guest door's LogSampler). */
+export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clock, dhcpLog?: LineSampler): CommNetwork {
   const settings = commSettings(cfg);
   const n = cfg.network;
   const dhcp: DhcpServer =
     n.dhcp.mode === 'managed'
-      ? new DnsmasqSupervisor({ path: n.dhcp.dnsmasqPath, dir: n.runDir, settings, leaseTimeSec: n.dhcp.leaseTimeSec, log, clock })
+      ? new DnsmasqSupervisor({
+          path: n.dhcp.dnsmasqPath,
+          dir: n.runDir,
+          settings,
+          leaseTimeSec: n.dhcp.leaseTimeSec,
+          log,
+          clock,
+          ...(n.dhcp.user === undefined ? {} : { user: n.dhcp.user }),
+          ...(dhcpLog === undefined ? {} : { sampler: dhcpLog }),
+        })
       : new ExternalDhcp(n.runDir);
   const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log };
   return n.mode === 'bridged' ? new BridgedCommNetwork(opts) : new LinuxCommNetwork(opts);

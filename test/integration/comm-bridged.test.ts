@@ -29,6 +29,7 @@ import {
   counter,
   curl,
   dhcp,
+  dhcpTheftMatrix,
   handshake,
   registerGuests,
   spoofMatrix,
@@ -120,6 +121,17 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
       assert.equal(r.code, 0, `${spec.name} curl failed`);
       assert.equal(r.body, spec.id);
     }
+  });
+
+  await dhcpTheftMatrix(t, {
+    hv,
+    attacker: ga,
+    attackerSpec: GUESTS[0],
+    victim: gb,
+    victimSpec: GUESTS[1],
+    family: 'bridge',
+    script,
+    log: () => metad!.out(),
   });
 
   await t.test('a guest reaches only the metadata port: not port 8080, not another guest', async () => {

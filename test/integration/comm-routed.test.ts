@@ -26,6 +26,7 @@ import {
   counter,
   curl,
   dhcp,
+  dhcpTheftMatrix,
   handshake,
   registerGuests,
   spoofMatrix,
@@ -76,6 +77,17 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       assert.equal(r.code, 0, `${spec.name} curl failed`);
       assert.equal(r.body, spec.id);
     }
+  });
+
+  await dhcpTheftMatrix(t, {
+    hv,
+    attacker: ga,
+    attackerSpec: GUESTS[0],
+    victim: gb,
+    victimSpec: GUESTS[1],
+    family: 'inet',
+    script,
+    log: () => metad!.out(),
   });
 
   await t.test('IPv6: fe80::a9fe:a9fe answers on each tap, and a link-local caller is identified by its tap', async () => {
@@ -349,6 +361,25 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.match(metad!.out(), /"dnsmasq exited; restarting it"/);
   });
+
+  await t.test(
+    'metad runs as root, its dnsmasq does not: network.dhcp.user (default dnsmasq, else nobody), and it still serves',
+    async () => {
+      assert.equal(process.getuid?.(), 0, 'this test runs metad as root');
+      const [p] = childPids(metad!.child.pid!, 'dnsmasq');
+      const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${String(p)}/status`, 'utf8'));
+      const gids = /^Gid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${String(p)}/status`, 'utf8'));
+      const passwd = readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .map((l) => l.split(':'));
+      const want = passwd.find((f) => f[0] === 'dnsmasq') ?? passwd.find((f) => f[0] === 'nobody');
+      assert.ok(want, 'neither dnsmasq nor nobody exists');
+      assert.deepEqual(ids?.slice(1), [want[2], want[2], want[2], want[2]], 'real, effective, saved and fs uid');
+      assert.deepEqual(gids?.slice(1), [want[3], want[3], want[3], want[3]], 'real, effective, saved and fs gid');
+      assert.match(metad!.out(), new RegExp(`"user":"${want[0]!}"[^\n]*"msg":"dnsmasq started"`));
+      assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
+    },
+  );
 
   await t.test('a metad killed outright leaves its dnsmasq; the next start kills that one and runs exactly one', async () => {
     const old = metad!.child.pid!;

@@ -309,3 +309,260 @@ export async function spoofMatrix(t: TestContext, s: SpoofSetup): Promise<void> 
     }
   }
 }
+
+/**
+ * One hand-made DHCP message from the guest's eth0, then every DHCP reply that reaches eth0 within
+ * `wait` seconds, as JSON lines `{"type": 2, "yiaddr": "..."}` (replies to this message's xid only).
+ * argv: type chaddr requested-ip client-id(hex, or "-") how wait source-ip; how is `broadcast` (raw
+ * frame from 0.0.0.0 to 255.255.255.255 with eth0's own MAC as Ethernet source), `fragments` (raw,
+ * from the guest's own address to the server, in two IPv4 fragments with chaddr in the second) or
+ * `unicast` (a UDP socket from the guest's own address to the server, as a renewing client sends).
+ */
+const DHCP_PY = `
+import json, os, random, socket, struct, sys, time
+mtype, chaddr, req, clid, how, wait, src = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]), sys.argv[7]
+SERVER = "169.254.169.254"
+mac = lambda m: bytes.fromhex(m.replace(":", ""))
+own = open("/sys/class/net/eth0/address").read().strip()
+xid = random.getrandbits(32)
+opts = bytes([53, 1, mtype])
+if req != "-": opts += bytes([50, 4]) + socket.inet_aton(req)
+if mtype in (3, 4): opts += bytes([54, 4]) + socket.inet_aton(SERVER)
+if clid != "-": opts += bytes([61, len(bytes.fromhex(clid))]) + bytes.fromhex(clid)
+ciaddr = socket.inet_aton(req) if how == "unicast" and req != "-" else bytes(4)
+bootp = struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + ciaddr + bytes(12) + mac(chaddr) + bytes(10) + bytes(192)
+bootp += b"\\x63\\x82\\x53\\x63" + opts + b"\\xff"
+bootp += bytes(max(0, 300 - len(bootp)))
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+rx.bind(("eth0", 0))
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+def ip4(payload, ident, off_words, more, saddr, daddr):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, (0x2000 if more else 0) | off_words, 64, 17, 0, saddr, daddr)
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+if how == "unicast":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+    s.bind(("", 68))
+    s.sendto(bootp, (SERVER, 67))
+else:
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    eth = b"\\xff" * 6 + mac(own) + b"\\x08\\x00"
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    tx.bind(("eth0", 0))
+    ident = random.getrandbits(16)
+    if how == "fragments":
+        saddr, daddr = socket.inet_aton(src), socket.inet_aton(SERVER)
+        tx.send(eth + ip4(udp[:24], ident, 0, True, saddr, daddr))
+        tx.send(eth + ip4(udp[24:], ident, 3, False, saddr, daddr))
+    else:
+        tx.send(eth + ip4(udp, ident, 0, False, bytes(4), b"\\xff" * 4))
+end = time.time() + wait
+while True:
+    left = end - time.time()
+    if left <= 0: break
+    rx.settimeout(left)
+    try: f = rx.recv(4096)
+    except socket.timeout: break
+    ip = f[14:]
+    if len(ip) < 20 or ip[9] != 17: continue
+    l4 = ip[(ip[0] & 15) * 4:]
+    sport, dport = struct.unpack("!HH", l4[:4])
+    b = l4[8:]
+    if sport != 67 or dport != 68 or len(b) < 240 or b[0] != 2 or struct.unpack("!I", b[4:8])[0] != xid: continue
+    t, i = None, 240
+    while i < len(b) and b[i] != 255:
+        if b[i] == 0: i += 1; continue
+        if b[i] == 53: t = b[i + 2]
+        i += 2 + b[i + 1]
+    print(json.dumps({"type": t, "yiaddr": socket.inet_ntoa(b[16:20])}), flush=True)
+`;
+
+const DHCP = { discover: 1, offer: 2, request: 3, decline: 4, ack: 5, nak: 6 } as const;
+
+interface DhcpReply {
+  type: number;
+  yiaddr: string;
+}
+
+async function sendDhcp(
+  g: Ns,
+  src: string,
+  m: { type: keyof typeof DHCP; chaddr: string; requested?: string; clientId?: string; how: 'broadcast' | 'fragments' | 'unicast' },
+  waitSec = 2,
+): Promise<DhcpReply[]> {
+  const args = [DHCP[m.type], m.chaddr, m.requested ?? '-', m.clientId ?? '-', m.how, waitSec, src].map(String);
+  const r = await g.run(PY, ['-c', DHCP_PY, ...args], { timeoutMs: 20_000 });
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as DhcpReply);
+}
+
+/** DHCP client-identifier for a MAC as udhcpc sends it: type 1 (Ethernet) + the MAC. */
+const clientIdOf = (mac: string): string => `01${mac.replaceAll(':', '')}`;
+
+export interface DhcpTheftSetup {
+  readonly hv: Ns;
+  readonly attacker: Guest;
+  readonly attackerSpec: GuestSpec;
+  readonly victim: Guest;
+  readonly victimSpec: GuestSpec;
+  /** Where metad's counters live: `inet metad` (routed) or `bridge metad` (bridged). */
+  readonly family: 'inet' | 'bridge';
+  readonly script: string;
+  /** metad's log so far (its stdout and stderr). */
+  readonly log: () => string;
+}
+
+/** metad's log lines with this msg (JSON lines). */
+function logged(log: string, msg: string): Record<string, unknown>[] {
+  return log
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.includes(`"msg":${JSON.stringify(msg)}`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/**
+ * issue 13 item 1: a guest sends DHCP messages from its own tap and MAC carrying another guest's
+ * MAC as `chaddr` (DECLINE of the victim's address, DISCOVER, REQUEST; broadcast, in two IPv4
+ * fragments, unicast as a renewing client). Each is dropped before dnsmasq (counted), the attacker
+ * is offered nothing, and the victim gets its own lease at once afterwards. A foreign client-id
+ * with the attacker's own chaddr gets the attacker nothing but its own address (dnsmasq ignores
+ * client-ids: dhcp-ignore-clid). metad's log shows the messages that reached dnsmasq (item 2).
+ */
+export async function dhcpTheftMatrix(t: TestContext, s: DhcpTheftSetup): Promise<void> {
+  const v = s.victimSpec;
+  const cases: { what: string; msg: Parameters<typeof sendDhcp>[2]; counter: 'spoofed' | 'refused' }[] = [
+    { what: 'DECLINE of its address', msg: { type: 'decline', chaddr: v.mac, requested: v.ipv4, how: 'broadcast' }, counter: 'spoofed' },
+    {
+      what: 'DECLINE of its address in two IPv4 fragments',
+      msg: { type: 'decline', chaddr: v.mac, requested: v.ipv4, how: 'fragments' },
+      counter: 'refused',
+    },
+    { what: 'DISCOVER', msg: { type: 'discover', chaddr: v.mac, how: 'broadcast' }, counter: 'spoofed' },
+    { what: 'REQUEST of its address', msg: { type: 'request', chaddr: v.mac, requested: v.ipv4, how: 'broadcast' }, counter: 'spoofed' },
+    {
+      what: 'unicast REQUEST renewing its address',
+      msg: { type: 'request', chaddr: v.mac, requested: v.ipv4, how: 'unicast' },
+      counter: 'spoofed',
+    },
+  ];
+  for (const c of cases) {
+    await t.test(
+      `${s.attackerSpec.name} sends a ${c.what} with ${v.name}'s chaddr: dropped before dnsmasq, ${v.name} keeps its lease`,
+      async () => {
+        const before = await counter(s.hv, s.family, 'metad', c.counter);
+        const replies = await sendDhcp(s.attacker, s.attackerSpec.ipv4, c.msg);
+        assert.deepEqual(replies, [], "dnsmasq answered a message carrying another guest's chaddr");
+        assert.ok((await counter(s.hv, s.family, 'metad', c.counter)) > before, `the message was not counted as dropped (${c.counter})`);
+        assert.equal(await dhcp(s.victim, s.script), v.ipv4, `${v.name} lost its lease`);
+      },
+    );
+  }
+  await t.test(`${s.attackerSpec.name} with its own chaddr and ${v.name}'s client-id is offered its own address only`, async () => {
+    const clientId = clientIdOf(v.mac);
+    const offers = await sendDhcp(s.attacker, s.attackerSpec.ipv4, {
+      type: 'discover',
+      chaddr: s.attackerSpec.mac,
+      clientId,
+      how: 'broadcast',
+    });
+    assert.deepEqual(offers, [{ type: DHCP.offer, yiaddr: s.attackerSpec.ipv4 }]);
+    const acks = await sendDhcp(s.attacker, s.attackerSpec.ipv4, {
+      type: 'request',
+      chaddr: s.attackerSpec.mac,
+      requested: v.ipv4,
+      clientId,
+      how: 'broadcast',
+    });
+    assert.ok(
+      acks.every((r) => r.type !== DHCP.ack && r.yiaddr !== v.ipv4),
+      JSON.stringify(acks),
+    );
+    await sendDhcp(
+      s.attacker,
+      s.attackerSpec.ipv4,
+      { type: 'decline', chaddr: s.attackerSpec.mac, requested: v.ipv4, clientId, how: 'broadcast' },
+      0.5,
+    );
+    assert.equal(await dhcp(s.victim, s.script), v.ipv4, `${v.name} lost its lease`);
+    assert.equal(await dhcp(s.attacker, s.script), s.attackerSpec.ipv4);
+  });
+  await t.test("metad's log shows what reached dnsmasq, with fields, and none of the dropped messages", async () => {
+    const refused = await until('the DECLINE in the log', () => {
+      const r = logged(s.log(), 'dhcp request refused');
+      return r.some((l) => l['type'] === 'DECLINE' && l['mac'] === s.attackerSpec.mac && l['ipv4'] === v.ipv4) ? r : undefined;
+    });
+    assert.ok(
+      logged(s.log(), 'dhcp message').some(
+        (l) => l['type'] === 'ACK' && l['mac'] === v.mac && l['ipv4'] === v.ipv4 && typeof l['iface'] === 'string',
+      ),
+      `no ACK for ${v.name} in metad's log`,
+    );
+    assert.ok(!refused.some((l) => l['mac'] === v.mac), `a message with ${v.name}'s chaddr reached dnsmasq: ${JSON.stringify(refused)}`);
+  });
+}
+
+/**
+ * DHCPDISCOVER from eth0 (its own MAC, broadcast flag) every 0.2 s until SIGTERM; each waits up to
+ * 3 s for an OFFER (udhcpc's default wait). On SIGTERM: `{"tries": N, "lost": [seconds since start…]}`.
+ */
+const DISCOVER_LOOP_PY = `
+import json, random, signal, socket, struct, sys, time
+own = open("/sys/class/net/eth0/address").read().strip()
+mac = bytes.fromhex(own.replace(":", ""))
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)); rx.bind(("eth0", 0))
+tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); tx.bind(("eth0", 0))
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+t0, tries, lost, stop = time.time(), 0, [], False
+def done(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, done)
+while not stop:
+    xid = random.getrandbits(32)
+    bootp = struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + bytes(16) + mac + bytes(10) + bytes(192)
+    bootp += b"\\x63\\x82\\x53\\x63\\x35\\x01\\x01\\xff"; bootp += bytes(300 - len(bootp))
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\\xff" * 4)
+    tx.send(b"\\xff" * 6 + mac + b"\\x08\\x00" + h[:10] + struct.pack("!H", csum(h)) + h[12:] + udp)
+    tries += 1
+    sent, end, got = time.time(), time.time() + 3, False
+    while not got:
+        left = end - time.time()
+        if left <= 0: break
+        rx.settimeout(left)
+        try: f = rx.recv(4096)
+        except (socket.timeout, InterruptedError): continue
+        ip = f[14:]
+        if len(ip) < 20 or ip[9] != 17: continue
+        b = ip[(ip[0] & 15) * 4 + 8:]
+        got = len(b) > 240 and b[0] == 2 and struct.unpack("!I", b[4:8])[0] == xid
+    if not got: lost.append(round(sent - t0, 1))
+    time.sleep(0.2)
+print(json.dumps({"tries": tries, "lost": lost}), flush=True)
+`;
+
+/** A guest doing DHCP in a loop; stop() ends it and returns how many DISCOVERs got no OFFER. */
+export function discoverLoop(g: Ns): { stop(): Promise<{ tries: number; lost: number[] }> } {
+  const child = g.spawn(PY, ['-c', DISCOVER_LOOP_PY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString('utf8')));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      assert.ok(out.trim() !== '', `the DHCP loop printed nothing: ${err}`);
+      return JSON.parse(out) as { tries: number; lost: number[] };
+    },
+  };
+}

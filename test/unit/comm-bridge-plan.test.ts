@@ -43,7 +43,7 @@ test('golden: bridged, three NICs, a port being released, hop limit on', () => {
     'comm/bridged',
     new Map([
       ['ruleset.nft', buildBridgedRuleset(NICS, ['mtap1', 'old9'], SETTINGS)],
-      ['dnsmasq.conf', buildDnsmasqConf(NICS, SETTINGS, '/run/metad/comm/dhcp-hosts', 3600)],
+      ['dnsmasq.conf', buildDnsmasqConf(SETTINGS, '/run/metad/comm/dhcp-hosts', 3600)],
       ['routes.json', `${JSON.stringify(bridgeRoutes(NICS, SETTINGS), null, 2)}\n`],
     ]),
   );
@@ -57,7 +57,7 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   for (const f of ['bridge', 'inet'] as const) assert.deepEqual(rules(many, f), rules(one, f));
-  assert.equal(rules(one, 'bridge').length, 16);
+  assert.equal(rules(one, 'bridge').length, 20);
   assert.equal(rules(one, 'inet').length, 8);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
 });
@@ -87,7 +87,19 @@ test('per port: frames from other bridges pass, unknown ports and spoofed MAC/AR
   assert.match(checks, /iifname \. ether saddr != @nicmac/);
   assert.match(checks, /iifname \. arp saddr ether != @nicmac/);
   assert.match(checks, /arp hlen != 6/);
-  assert.match(r.join('\n'), /iifname \. arp saddr ip != @nic4 counter name spoofed drop\n.*\n.*\n.*iifname \. ip saddr != @nic4/);
+  assert.match(r.join('\n'), /iifname \. arp saddr ip != @nic4 counter name spoofed drop\n.*\n(.*\n)*.*iifname \. ip saddr != @nic4/);
+  // DHCP identity as in routed mode: fragments, short messages, non-Ethernet chaddr and a chaddr
+  // that is not the port's MAC are dropped before DHCP from 0.0.0.0 is accepted.
+  const dhcpAccept = r.findIndex((l) => l.endsWith('udp sport 68 udp dport 67 accept'));
+  for (const re of [
+    /^ether type ip ip frag-off & 0x3fff != 0 counter name refused drop$/,
+    /^ether type ip udp dport 67 udp length < 244 counter name spoofed drop$/,
+    /^ether type ip udp dport 67 @th,72,16 != 0x0106 counter name spoofed drop$/,
+    /^ether type ip udp dport 67 iifname \. @th,288,48 != @chaddr counter name spoofed drop$/,
+  ]) {
+    const i = r.findIndex((l) => re.test(l));
+    assert.ok(i > r.indexOf('iifname . ether saddr != @nicmac counter name spoofed drop') && i < dhcpAccept, String(re));
+  }
   assert.equal(r.at(-1), 'counter name refused drop', 'anything not IPv4 or ARP (IPv6, VLAN tags) is dropped');
   assert.ok(!r.some((l) => /ip6|ether type ip6/.test(l)), 'no IPv6 accept rule');
   assert.match(
@@ -107,11 +119,11 @@ test('the inet table admits only the metadata port and DHCP from the bridge; hop
   assert.doesNotMatch(buildBridgedRuleset(NICS, [], { ...SETTINGS, hopLimit: false }), /chain replies|ttl set/);
 });
 
-test('dnsmasq binds the bridge only (not the anchor, not the ports)', () => {
-  const conf = buildDnsmasqConf(NICS, SETTINGS, '/h', 3600);
+test('dnsmasq serves DHCP where 169.254.169.254 is (the bridge; ports are not IP interfaces), naming no interface', () => {
+  const conf = buildDnsmasqConf(SETTINGS, '/h', 3600);
   assert.deepEqual(
-    conf.split('\n').filter((l) => l.startsWith('interface=')),
-    ['interface=metadbr0'],
+    conf.split('\n').filter((l) => /^(interface|listen-address)=/.test(l)),
+    ['listen-address=169.254.169.254'],
   );
 });
 

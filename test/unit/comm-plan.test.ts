@@ -11,6 +11,7 @@ import {
   buildDnsmasqConf,
   buildLinkPlan,
   buildRuleset,
+  chaddrElements,
   commNics,
   diffRoutes,
   EC2_METADATA_IPV6,
@@ -34,7 +35,7 @@ const NICS: CommNic[] = [
 function files(nics: readonly CommNic[], s: CommSettings): Map<string, string> {
   return new Map([
     ['ruleset.nft', buildRuleset(nics, s)],
-    ['dnsmasq.conf', buildDnsmasqConf(nics, s, '/run/metad/comm/dhcp-hosts', 3600)],
+    ['dnsmasq.conf', buildDnsmasqConf(s, '/run/metad/comm/dhcp-hosts', 3600)],
     ['dhcp-hosts', buildDhcpHosts(nics)],
     ['links.json', `${JSON.stringify(buildLinkPlan(nics, s), null, 2)}\n`],
   ]);
@@ -106,8 +107,32 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   assert.deepEqual(ruleLines(many), ruleLines(one));
-  assert.equal(ruleLines(one).length, 16);
+  assert.equal(ruleLines(one).length, 20);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
+});
+
+test('DHCP identity: chaddr (transport bit 288, 48 bits) is looked up as tap . MAC, after the Ethernet check, before DHCP is accepted', () => {
+  // The raw payload yields the MAC as a 48-bit big-endian integer: 02:00:00:00:01:0a -> 0x02000000010a.
+  assert.deepEqual(chaddrElements(NICS.slice(0, 1)), ['"mtap1" . 0x02000000010a']);
+  const rules = ruleLines(buildRuleset(NICS, SETTINGS));
+  const at = (re: RegExp): number => rules.findIndex((r) => re.test(r));
+  const chaddr = at(/udp dport 67 iifname \. @th,288,48 != @chaddr counter name spoofed drop$/);
+  assert.ok(chaddr > at(/ether saddr != @nicmac/), 'chaddr checked before the Ethernet source');
+  assert.ok(chaddr < at(/udp sport 68 udp dport 67 accept/), 'chaddr checked after DHCP is accepted');
+  assert.ok(at(/udp length < 244 counter name spoofed drop/) < chaddr, 'a short message could fall through the lookup');
+  assert.ok(at(/@th,72,16 != 0x0106 counter name spoofed drop/) < chaddr, 'hardware type/length not checked first');
+  assert.ok(at(/ip frag-off & 0x3fff != 0 counter name refused drop/) < chaddr, 'fragments not dropped first');
+  assert.match(buildDnsmasqConf(SETTINGS, '/h', 60), /^dhcp-ignore-clid$/m);
+});
+
+test('dnsmasq: served where 169.254.169.254 is (anchor and taps), no interface named: taps come and go without a new config', () => {
+  const conf = buildDnsmasqConf(SETTINGS, '/h', 3600);
+  assert.deepEqual(
+    conf.split('\n').filter((l) => /^(interface|listen-address)=/.test(l)),
+    ['listen-address=169.254.169.254'],
+  );
+  assert.match(conf, /^bind-dynamic$/m);
+  assert.match(conf, /^dhcp-hostsfile=\/h$/m);
 });
 
 test('the table is replaced whole in one transaction: add, delete, define', () => {
