@@ -9,7 +9,7 @@
 # Kernel command line: metad.ip=A.B.C.D (static comm address; without it: DHCP on the comm NIC),
 # metad.url=http://169.254.169.254 (the guest door), metad.timeout=SECONDS (each attempt),
 # metad.claim=SECONDS (the job's claim deadline: until SECONDS after boot the agent keeps trying
-# to reach metad and read its parameters; afterwards each request is retried for up to SECONDS),
+# to reach metad and read its parameters; afterwards it waits up to SECONDS per outage),
 # metad.nic=eth0.
 URL=http://169.254.169.254
 NIC=eth0
@@ -38,10 +38,12 @@ mkdir -p "$WORK"
 log() { echo "metad-agent: [$(uptime_s)] $*" >/dev/console 2>/dev/null || echo "metad-agent: [$(uptime_s)] $*"; }
 
 # window: the uptime until which a request is retried: the claim deadline until the parameters
-# are read, then SECONDS from now (a metad restart later in the run costs nothing either).
+# are read; afterwards CLAIM seconds from the start of the current outage (the first failed
+# attempt since the last success), so a metad restart later in the run costs nothing either,
+# and a metad that never comes back costs at most CLAIM seconds in all, not per request.
 CLAIMED=
 window() {
-  if [ -z "$CLAIMED" ]; then echo "$CLAIM"; else echo $(($(now) + CLAIM)); fi
+  if [ -z "$CLAIMED" ]; then echo "$CLAIM"; else echo $((${OUTAGE_SINCE:-$(now)} + CLAIM)); fi
 }
 
 # report STEP STATUS [KEY=VALUE ...]: one line `metad-progress v1 step=STEP status=STATUS ...`

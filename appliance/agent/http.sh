@@ -15,6 +15,8 @@
 TOKEN=
 TOKEN_RENEW_AT=0
 TOKEN_HEADER=X-aws-ec2-metadata-token
+# The uptime of the first failed attempt since the last success (empty: metad answers).
+OUTAGE_SINCE=
 
 # now: seconds since boot (monotonic; the appliance has no trustworthy wall clock).
 now() {
@@ -79,8 +81,12 @@ request() {
     token_fresh
     BODY=$(attempt "$@")
     rc=$?
-    [ "$rc" -eq 0 ] && return 0
+    if [ "$rc" -eq 0 ]; then
+      OUTAGE_SINCE=
+      return 0
+    fi
     TOKEN=
+    [ -z "$OUTAGE_SINCE" ] && OUTAGE_SINCE=$(now)
     tries=$((tries + 1))
     # On the console (stderr), once per request: the URL and wget's error (never a value).
     if [ "$tries" -eq 1 ] || [ "$rc" -eq 2 ]; then

@@ -4,7 +4,8 @@
  * an instance with `ec2.imdsV2: required`: every request carries a session token PUT through
  * `nc` (busybox wget cannot PUT), Ganeti reads and the pipe included; the token is renewed
  * before it expires; a token the daemon no longer accepts (a restarted metad) is replaced;
- * refusals for good end at once, anything else is retried until the window closes.
+ * refusals for good end at once, anything else is retried until the window closes; the outage
+ * start (the agent's budget after the claim) is kept until a request succeeds.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,9 +129,10 @@ test('the agent with an IMDSv2-required instance: token on every request (Ganeti
   const down = await agentSh(
     busybox,
     { ...vars, URL: 'http://127.0.0.1:9' },
-    `start=$(now); request $(($(now) + 2)) -O - http://127.0.0.1:9/x; echo "rc=$? tried=$(($(now) - start))"`,
+    `start=$(now); request $(($(now) + 2)) -O - http://127.0.0.1:9/x; echo "rc=$? tried=$(($(now) - start)) outage=\${OUTAGE_SINCE:+yes}"; ` +
+      `URL=${url}; request $(($(now) + 10)) -O /dev/null ${base}/meta_data.json; echo "rc=$? outage=\${OUTAGE_SINCE:+yes}"`,
   );
-  const m = /^rc=(\d) tried=(\d+)$/.exec(down.out.trim());
+  const m = /^rc=(\d) tried=(\d+) outage=yes\nrc=0 outage=$/.exec(down.out.trim());
   assert.ok(m, down.out);
   assert.equal(m[1], '1');
   assert.ok(Number(m[2]) >= 2, 'kept trying until the window closed');
