@@ -82,6 +82,7 @@ fi
 
 # The first request may race the host's side of the link, or metad may be restarting: it is
 # retried until the claim deadline.
+log "comm NIC up: asking $URL"
 get meta_data.json || {
   log "guest door unreachable at $URL until the claim deadline"
   exit 1
