@@ -138,8 +138,13 @@ export function domainXml(spec: DomainSpec): string {
   ].join('\n');
 }
 
-/** Kernel command line for the agent (appliance/agent/agent.sh reads the metad.* words). */
-export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?: number }): string {
+/**
+ * Kernel command line for the agent (appliance/agent/agent.sh reads the metad.* words).
+ * `claimSec`: the job's claim deadline, relative (the appliance has no trustworthy wall clock):
+ * the agent keeps retrying metad until that many seconds after its boot, which is a little
+ * after the job's own claim deadline, so the agent never gives up while the job still waits.
+ */
+export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?: number; claimSec?: number }): string {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(opts.ipv4)) throw new Error('bad IPv4 address');
   const words = ['console=ttyS0', 'panic=-1', 'loglevel=4', `metad.ip=${opts.ipv4}`];
   if (opts.url !== undefined) {
@@ -147,5 +152,6 @@ export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?
     words.push(`metad.url=${opts.url}`);
   }
   if (opts.timeoutSec !== undefined) words.push(`metad.timeout=${Math.max(1, Math.floor(opts.timeoutSec))}`);
+  if (opts.claimSec !== undefined) words.push(`metad.claim=${Math.max(1, Math.ceil(opts.claimSec))}`);
   return words.join(' ');
 }

@@ -370,7 +370,7 @@ export const configSchema = {
           minimum: 1000,
           default: 300000,
           description:
-            'The appliance must read its secret parameters within this time of its start; otherwise the job is stuck and its domain destroyed.',
+            'The appliance must read its secret parameters within this time of its start; otherwise the job is stuck and its domain destroyed. Also how long the appliance agent keeps retrying metad (kernel command line `metad.claim`), so a metad restart within it costs the install nothing.',
         },
         pollMs: {
           type: 'integer',

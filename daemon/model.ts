@@ -249,7 +249,13 @@ export const instanceSchema = {
       properties: {
         appliance: shortString,
         packageUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2048 },
-        timeoutSec: { type: 'integer', minimum: 1, maximum: 86400 },
+        timeoutSec: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 86400,
+          description:
+            "This instance's install deadline in seconds (the hard deadline of `POST /v1/instances/{name}/install` when the request gives no timeoutSec; capped at appliance.maxTimeoutMs). Unset: appliance.installTimeoutMs.",
+        },
       },
     },
     hardware: {

@@ -3,28 +3,48 @@
 # NIC, reads the instance's Ganeti metadata and OS parameters from metad's guest door, exports
 # them with Ganeti's OS API names, fetches and runs the OS's `create` script, reports each step
 # and a final status through the pipe (POST /ganeti/latest/write, format in docs/guest-api.md),
-# and returns (init powers off). Every network call is bounded by `timeout`.
+# and returns (init powers off). Every request carries an IMDSv2 session token and is retried
+# until its window closes (http.sh); every attempt is bounded by `timeout`.
 #
 # Kernel command line: metad.ip=A.B.C.D (static comm address; without it: DHCP on the comm NIC),
-# metad.url=http://169.254.169.254 (the guest door), metad.timeout=SECONDS (each network call),
+# metad.url=http://169.254.169.254 (the guest door), metad.timeout=SECONDS (each attempt),
+# metad.claim=SECONDS (the job's claim deadline: until SECONDS after boot the agent keeps trying
+# to reach metad and read its parameters; afterwards it waits up to SECONDS per outage),
 # metad.nic=eth0.
 URL=http://169.254.169.254
 NIC=eth0
 IP=
 T=10
+CLAIM=300
+TTL=300
 for w in $(cat /proc/cmdline 2>/dev/null); do
   case $w in
     metad.ip=*) IP=${w#*=} ;;
     metad.url=*) URL=${w#*=} ;;
     metad.timeout=*) T=${w#*=} ;;
+    metad.claim=*) CLAIM=${w#*=} ;;
     metad.nic=*) NIC=${w#*=} ;;
   esac
 done
+case $T in '' | *[!0-9]* | 0) T=10 ;; esac
+case $CLAIM in '' | *[!0-9]*) CLAIM=300 ;; esac
 BASE=$URL/ganeti/latest
 WORK=/tmp/os
+ERRF=/tmp/agent.err
 mkdir -p "$WORK"
+. /agent/http.sh
 
-log() { echo "metad-agent: $*" >/dev/console 2>/dev/null || echo "metad-agent: $*"; }
+# Console lines carry the uptime (boot -> first request, retries during a metad restart).
+log() { echo "metad-agent: [$(uptime_s)] $*" >/dev/console 2>/dev/null || echo "metad-agent: [$(uptime_s)] $*"; }
+
+# window: the uptime until which a request is retried: the claim deadline until the parameters
+# are read; afterwards CLAIM seconds from the start of the current outage (the first failed
+# attempt since the last success), so a metad restart later in the run costs nothing either,
+# and a metad that never comes back costs at most CLAIM seconds in all, not per request.
+CLAIMED=
+window() {
+  if [ -z "$CLAIMED" ]; then echo "$CLAIM"; else echo $((${OUTAGE_SINCE:-$(now)} + CLAIM)); fi
+}
 
 # report STEP STATUS [KEY=VALUE ...]: one line `metad-progress v1 step=STEP status=STATUS ...`
 # POSTed to the pipe. Values are reduced to [A-Za-z0-9._:/@+,=-] and 200 characters.
@@ -35,12 +55,13 @@ report() {
     line="$line $(printf '%s' "$kv" | tr -c 'A-Za-z0-9._:/@+,=-' '_' | cut -c1-200)"
   done
   log "$line"
-  timeout "$T" wget -q -O /dev/null --post-data="$line
-" "$BASE/write" 2>/dev/null || log "report failed: $line"
+  request "$(window)" -O /dev/null --post-data="$line
+" "$BASE/write" || log "report failed: $line"
 }
 
-# get PATH: the body of $BASE/PATH on stdout; fails on any error or after $T seconds.
-get() { timeout "$T" wget -q -O - "$BASE/$1"; }
+# get PATH: the body of $BASE/PATH in BODY (not in a subshell: the token is kept for the next
+# request); fails when refused for good or when the window closes.
+get() { request "$(window)" -O - "$BASE/$1"; }
 
 finish() { # STATUS [KEY=VALUE ...]
   report final "$@"
@@ -59,27 +80,31 @@ else
   timeout $((T * 3)) udhcpc -i "$NIC" -f -q -n -t 5 -T 2 -s /agent/udhcpc.sh || { log "dhcp failed"; exit 1; }
 fi
 
-# The first request may race the host's side of the link: retry a few times.
-i=0
-until meta=$(get meta_data.json); do
-  i=$((i + 1))
-  [ "$i" -ge 5 ] && { log "guest door unreachable at $URL"; exit 1; }
-  sleep 1
-done
-report net ok "ip=${IP:-dhcp}"
+# The first request may race the host's side of the link, or metad may be restarting: it is
+# retried until the claim deadline.
+log "comm NIC up: asking $URL"
+get meta_data.json || {
+  log "guest door unreachable at $URL until the claim deadline"
+  exit 1
+}
+meta=$BODY
+report net ok "ip=${IP:-dhcp}" "token=$([ -n "$TOKEN" ] && echo yes || echo no)"
 
 env_meta=$(printf '%s' "$meta" | awk -v mode=meta -f /agent/json.awk) || finish failed reason=meta_data
 eval "$env_meta"
 report metadata ok "instance=$INSTANCE_NAME" "disks=$DISK_COUNT"
 
-params=$(get os/parameters.json) || finish failed reason=parameters_fetch
+get os/parameters.json || finish failed reason=parameters_fetch
+CLAIMED=yes
+params=$BODY
+BODY=
 env_params=$(printf '%s' "$params" | awk -v mode=params -f /agent/json.awk) || finish failed reason=parameters_parse
 unset params
 eval "$env_params"
 unset env_params
 report parameters ok "count=$(env | grep -c '^OSP_')"
 
-get os/scripts/create >"$WORK/create" || finish failed reason=script_fetch
+request "$(window)" -O "$WORK/create" "$BASE/os/scripts/create" || finish failed reason=script_fetch
 chmod 0755 "$WORK/create"
 report script ok "bytes=$(wc -c <"$WORK/create")"
 

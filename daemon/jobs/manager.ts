@@ -220,11 +220,24 @@ export class JobManager extends EventEmitter implements SecretsGate {
     await this.writes;
   }
 
-  /** Starts (or queues) an install of `instance`. timeoutSec: up to the configured maximum. */
-  async start(instance: string, opts: { timeoutSec?: number | undefined } = {}): Promise<JobRecord> {
+  /**
+   * Starts (or queues) an install of `instance`. The hard deadline: the request's `timeoutSec`
+   * (up to the configured maximum, else refused), else the instance document's
+   * `install.timeoutSec` (`instanceTimeoutSec`: capped at the maximum, never refused: the
+   * document was valid when stored and the operator's cap may have shrunk since), else the default.
+   */
+  async start(
+    instance: string,
+    opts: { timeoutSec?: number | undefined; instanceTimeoutSec?: number | undefined } = {},
+  ): Promise<JobRecord> {
     if (this.stopping) throw new DaemonError('Unavailable', 'the daemon is stopping');
     const s = this.d.settings;
-    const timeoutMs = opts.timeoutSec === undefined ? s.defaultTimeoutMs : opts.timeoutSec * 1000;
+    const timeoutMs =
+      opts.timeoutSec !== undefined
+        ? opts.timeoutSec * 1000
+        : opts.instanceTimeoutSec !== undefined
+          ? Math.min(Math.max(1, Math.floor(opts.instanceTimeoutSec)) * 1000, Math.floor(s.maxTimeoutMs / 1000) * 1000)
+          : s.defaultTimeoutMs;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1000 || timeoutMs > s.maxTimeoutMs) {
       throw new DaemonError('InvalidInput', `timeoutSec must be an integer from 1 to ${String(Math.floor(s.maxTimeoutMs / 1000))}`);
     }

@@ -71,7 +71,8 @@ export interface SpecInputs {
  * The domain of one run: the instance's memory (at least the configured appliance memory,
  * which is also the default) and vCPUs (default from config, at most 64), its disks in index
  * order, the comm NIC on the appliance tap with the instance's MAC, the agent's command line
- * with the instance's comm IPv4, and the overlay when the appliance is disk-based.
+ * with the instance's comm IPv4 and the claim deadline (how long the agent keeps retrying
+ * metad), and the overlay when the appliance is disk-based.
  */
 export function runSpec(i: SpecInputs): DomainSpec {
   const a = i.appliance;
@@ -83,7 +84,12 @@ export function runSpec(i: SpecInputs): DomainSpec {
     vcpus: Math.min(hw.vcpus ?? a.vcpus, 64),
     kernel: i.image.kernel,
     initrd: i.image.initrd,
-    cmdline: applianceCmdline({ ipv4: i.doc.comm.ipv4, timeoutSec: a.agentTimeoutSec, ...(i.url ? { url: i.url } : {}) }),
+    cmdline: applianceCmdline({
+      ipv4: i.doc.comm.ipv4,
+      timeoutSec: a.agentTimeoutSec,
+      claimSec: a.claimDeadlineMs / 1000,
+      ...(i.url ? { url: i.url } : {}),
+    }),
     firmware: a.firmware,
     disks: (hw.disks ?? []).map((d, n) => ({ path: i.disks?.[n]?.real ?? d.path, format: d.format ?? 'raw' })),
     ...(a.baseDisk !== undefined ? { overlay: i.names.overlay } : {}),

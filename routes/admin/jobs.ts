@@ -36,9 +36,10 @@ export function jobRoutes(router: Router, s: Services): void {
   router.post('/instances/:name/install', async (ctx) => {
     const name = ctx.params.name ?? '';
     const timeoutSec = await timeoutOf(ctx, s.config.admin.maxBodyBytes);
-    s.store.mustGet(name);
+    const doc = s.store.mustGet(name).doc;
     try {
-      ctx.body = await s.jobs.start(name, { timeoutSec });
+      // The request's timeoutSec wins; else the instance's own install.timeoutSec (capped), else the default.
+      ctx.body = await s.jobs.start(name, { timeoutSec, instanceTimeoutSec: doc.install?.timeoutSec });
     } catch (e) {
       // Our own text (the packages to install, or the libvirt URI of the config): no user input.
       if (e instanceof HypervisorUnavailable) throw new DaemonError('Unavailable', e.message);

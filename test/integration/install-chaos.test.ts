@@ -5,12 +5,17 @@
  *  1. metad killed (-9) mid-job and started again: a job whose domain still runs is adopted with
  *     its recorded deadline (unchanged) and ends timed-out at it; a job whose deadline passed
  *     while metad was down is destroyed at the restart (timed-out); a job whose appliance powered
- *     off while metad was down ends failed (its final report is lost) and its tap, overlay and
- *     console log are removed;
+ *     off while metad was down (longer than its agent waits: the claim deadline) ends failed (its
+ *     final report is lost) and its tap, overlay and console log are removed;
  *  2. libvirtd killed and restarted mid-job (twice): metad reconnects; a job still succeeds, a
  *     hung one still ends at its deadline;
  *  3. four installs at once with maxConcurrent 2: two run, two wait queued (their secrets not
- *     served), then run; all succeed.
+ *     served), then run; all succeed;
+ *  4. metad killed (-9) while two IMDSv2-required appliances boot and started again only once
+ *     their agents have found it gone, then killed again while one runs its create script (the
+ *     other has ended: a kill -9 loses what metad acknowledged but had not yet written): the
+ *     agents keep retrying (until the claim deadline), PUT new tokens for the new metad, and both
+ *     installs succeed with every progress line.
  * After each: no domain, appliance tap, nft element, overlay, console log or qemu process is left,
  * and nothing left the namespace except through the appliance taps.
  */
@@ -23,11 +28,12 @@ import { skipOrFail } from '../support/env.js';
 import { createAfter, HANG, installEnvMissing, startInstallEnv, type InstallEnv, type InstallInstance } from '../support/install-env.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
-const inst = (name: string, n: number, create: string): InstallInstance => ({
+const inst = (name: string, n: number, create: string, doc?: Record<string, unknown>): InstallInstance => ({
   name,
   ip: `169.254.81.${String(n)}`,
   mac: `52:54:00:50:81:${n.toString(16).padStart(2, '0')}`,
   create,
+  ...(doc ? { doc } : {}),
 });
 
 async function env(t: test.TestContext, appliance: Record<string, unknown>): Promise<InstallEnv | undefined> {
@@ -57,13 +63,15 @@ async function nothingLeft(e: InstallEnv): Promise<void> {
 }
 
 test('metad killed -9 mid-job and restarted: a running domain is adopted with its recorded deadline, one past its deadline destroyed, a powered-off one failed and released', async (t) => {
-  const e = await env(t, { maxConcurrent: 4, claimDeadlineMs: 120_000 });
+  // The agent waits for metad up to the claim deadline per outage (metad.claim): done1 powers
+  // off while metad is down only once that has passed, so it is kept short here.
+  const e = await env(t, { maxConcurrent: 4, claimDeadlineMs: 60_000 });
   if (!e) return;
   const live = inst('live1', 2, HANG);
   const late = inst('late1', 3, HANG);
   const done = inst('done1', 4, createAfter(8));
   for (const i of [live, late, done]) await e.register(i);
-  await install(e, live.name, 60);
+  await install(e, live.name, 200);
   await install(e, late.name, 30);
   await install(e, done.name, 240);
   // Kill once every agent is inside its create script (it has read what it needs from metad).
@@ -175,4 +183,100 @@ test('four installs at once with maxConcurrent 2: two run, two wait queued, then
   }
   await nothingLeft(e);
   t.diagnostic(`4 installs, maxConcurrent 2: requested -> all ended ${String(took)} ms`);
+});
+
+/** Waits for the agent's console line saying a request to `path` failed and is being retried. */
+async function agentRetrying(e: InstallEnv, domain: string, path: string, from = 0): Promise<string> {
+  return until(
+    `${domain}: the agent retries ${path}`,
+    async () => {
+      const c = (await e.console(domain)).slice(from);
+      return c.split('\n').find((l) => l.includes(path) && l.includes('(retrying until')) ?? undefined;
+    },
+    BOOT_MS,
+  );
+}
+
+async function killMetad(e: InstallEnv): Promise<void> {
+  e.metad.kill();
+  await until('metad gone', () => (e.metad.child.exitCode !== null || e.metad.child.signalCode !== null ? true : undefined));
+}
+
+test('metad killed -9 during the boot of IMDSv2-required appliances and again mid-create, restarted seconds later: the agents retry, re-PUT tokens, both installs succeed', async (t) => {
+  const e = await env(t, { maxConcurrent: 2, claimDeadlineMs: 120_000 });
+  if (!e) return;
+  const required = { ec2: { imdsV2: 'required' } };
+  const boot = inst('boot4', 20, createAfter(0), required);
+  const mid = inst('mid4', 21, createAfter(20), required);
+  for (const i of [boot, mid]) await e.register(i);
+  await install(e, boot.name, 300);
+  await install(e, mid.name, 300);
+
+  // Kill once both domains exist and before either agent reached metad (no progress line yet).
+  const recs = new Map<string, JobRecord>();
+  await until(
+    'both domains created',
+    async () => {
+      for (const i of [boot, mid]) recs.set(i.name, await e.status(i.name));
+      return [...recs.values()].every((r) => r.createdAt !== undefined) ? true : undefined;
+    },
+    BOOT_MS,
+  );
+  await killMetad(e);
+  const down1 = Date.now();
+  for (const r of recs.values()) assert.deepEqual(r.lines, [], `${r.instance}: killed before its agent reached metad`);
+  // Down until both agents have failed to reach it and are retrying (the old agent gave up after 5 tries).
+  const bootDomain = recs.get(boot.name)?.domain ?? '';
+  const midDomain = recs.get(mid.name)?.domain ?? '';
+  for (const dom of [bootDomain, midDomain]) await agentRetrying(e, dom, '/ganeti/latest/meta_data.json');
+  await e.restart();
+  const restart1 = Date.now();
+
+  const bootRec = await e.watchEnd(boot.name);
+  // mid4 is in its 20 s create script (and its record on disk says so: a kill -9 loses what the
+  // killed metad acknowledged but had not yet written): kill again; its next report goes to a
+  // metad that never issued its token.
+  const onDisk = async (): Promise<JobRecord | undefined> =>
+    readFile(join(e.dir, 'state', 'jobs', `${mid.name}.json`), 'utf8').then(
+      (t) => JSON.parse(t) as JobRecord,
+      () => undefined,
+    );
+  await until(
+    'mid4 in create, on disk',
+    async () => ((await onDisk())?.lines.at(-1)?.includes('step=create status=start') ? true : undefined),
+    BOOT_MS,
+  );
+  const consoleBefore = (await e.console(midDomain)).length;
+  await killMetad(e);
+  const down2 = Date.now();
+  assert.ok(!(await onDisk())?.lines.some((l) => l.includes('step=create status=ok')), 'killed while mid4 was in create');
+  await agentRetrying(e, midDomain, '/ganeti/latest/write', consoleBefore);
+  await e.restart();
+  const restart2 = Date.now();
+
+  const midRec = await e.watchEnd(mid.name);
+  for (const r of [bootRec, midRec]) {
+    assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
+    assert.deepEqual(
+      r.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
+      [
+        'step=net status=ok',
+        'step=metadata status=ok',
+        'step=parameters status=ok',
+        'step=script status=ok',
+        'step=create status=start',
+        'step=create status=ok',
+        'step=final status=succeeded',
+      ],
+      `${r.instance}: every progress line, none lost to the restarts`,
+    );
+    assert.match(r.lines[0] ?? '', / token=yes( |$)/, `${r.instance}: the agent held a session token`);
+  }
+  await nothingLeft(e);
+  const firstAt = ms(bootRec.firstReportAt);
+  t.diagnostic(
+    `metad down during boot ${String(restart1 - down1)} ms (boot4 domain created -> first progress line ${String(firstAt - ms(bootRec.createdAt))} ms, ` +
+      `restart -> first progress line ${String(firstAt - restart1)} ms); down mid-create ${String(restart2 - down2)} ms; ` +
+      `mid4 restart -> ended ${String(ms(midRec.endedAt) - restart2)} ms`,
+  );
 });

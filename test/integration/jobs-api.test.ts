@@ -77,3 +77,20 @@ test('install requests: unknown instance 404, bad bodies 400, no job 404 for sta
   }
   assert.deepEqual((await d.admin('GET', '/v1/jobs')).json, { jobs: [] });
 });
+
+test("an instance's install.timeoutSec is its job's deadline unless the request names one (capped at appliance.maxTimeoutMs)", async (t) => {
+  const d = await startTestDaemon({ config: { appliance: { maxTimeoutMs: 600_000, installTimeoutMs: 60_000 } } });
+  t.after(() => d.close());
+  const withTimeout = (n: number, timeoutSec: number): Record<string, unknown> => sampleInstance(n, { install: { timeoutSec } });
+  assert.equal((await d.admin('PUT', '/v1/instances/vm1', withTimeout(1, 300))).status, 201);
+  assert.equal((await d.admin('PUT', '/v1/instances/vm2', withTimeout(2, 3600))).status, 201);
+  assert.equal((await d.admin('PUT', '/v1/instances/vm3', withTimeout(3, 300))).status, 201);
+  const timeout = async (name: string, body?: unknown): Promise<number> => {
+    const r = await d.admin('POST', `/v1/instances/${name}/install`, body);
+    assert.equal(r.status, 202, r.text);
+    return (r.json as { timeoutSec: number }).timeoutSec;
+  };
+  assert.equal(await timeout('vm1'), 300, "the instance's own");
+  assert.equal(await timeout('vm2'), 600, 'capped at the maximum');
+  assert.equal(await timeout('vm3', { timeoutSec: 45 }), 45, 'the request wins');
+});

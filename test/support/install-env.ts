@@ -4,11 +4,12 @@
  * real `metad serve` in it with network.mode routed and the test appliance image
  * (test/support/ns-metad.ts, test/support/appliance.ts), metadctl in-process on its admin socket,
  * instances registered with an OS definition whose `create` script the caller gives. `restart`
- * starts metad again on the same state (after `metad.kill()` for a kill -9), `leftovers` lists
+ * starts metad again on the same state (after `metad.kill()` for a kill -9), `console` reads a
+ * running appliance's serial console (the agent's lines), `leftovers` lists
  * whatever a run could leave behind, `close` removes everything.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -36,6 +37,8 @@ export interface InstallInstance {
   ip: string;
   mac: string;
   create: string;
+  /** More of the instance document (e.g. `ec2: { imdsV2: 'required' }`). */
+  doc?: Record<string, unknown>;
 }
 
 export interface InstallEnv {
@@ -52,6 +55,8 @@ export interface InstallEnv {
   watchEnd(name: string): Promise<JobRecord>;
   /** Starts metad again on the same config and state (the old one must have exited). */
   restart(): Promise<void>;
+  /** The serial console log of a job's domain while it runs ('' when there is none). */
+  console(domain: string): Promise<string>;
   /** What runs could leave behind: domains, appliance taps, nft elements naming them, overlays, console logs, qemu processes. */
   leftovers(): Promise<string[]>;
   close(): Promise<void>;
@@ -137,6 +142,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
           os: { name: `testos-${i.name}`, variant: 'default' },
           params: { public: { image: 'debian-12' } },
           hardware: { memoryMiB: 256, vcpus: 1, disks: [] },
+          ...i.doc,
         });
         if (put.status !== 201) throw new Error(`register ${i.name}: ${put.text}`);
         const sec = await env.metad.admin('PUT', `/v1/instances/${i.name}/params/secret`, { values: { api_token: 'tok-chaos' } });
@@ -153,6 +159,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
       async restart() {
         env.metad = await startNsMetad(spawn, dir, config);
       },
+      console: (domain) => readFile(join(jobsDir, `${domain}.console.log`), 'utf8').catch(() => ''),
       async leftovers() {
         const left = (await hv.list(DOMAIN_PREFIX)).map((d) => `domain ${d}`);
         const links = (await ns.run('ip', ['-o', 'link', 'show'])).stdout;

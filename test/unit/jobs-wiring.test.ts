@@ -168,7 +168,8 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
   ]);
   assert.deepEqual(withHw.nic, { tap: names.tap, mac: '52:54:00:aa:00:01' });
   assert.match(withHw.cmdline, /metad\.ip=169\.254\.10\.2 /);
-  assert.match(withHw.cmdline, /metad\.timeout=10$/);
+  assert.match(withHw.cmdline, / metad\.timeout=10 /);
+  assert.match(withHw.cmdline, / metad\.claim=300$/, 'the claim deadline (appliance.claimDeadlineMs): how long the agent retries');
   assert.equal(withHw.overlay, undefined);
   assert.equal(withHw.consoleLog, names.consoleLog);
 
@@ -178,9 +179,10 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
     image,
     type: 'kvm',
     names,
-    appliance: { ...a, baseDisk: '/b.qcow2' },
+    appliance: { ...a, baseDisk: '/b.qcow2', claimDeadlineMs: 90_500 },
     url: 'http://169.254.169.254:8080',
   });
+  assert.match(bare.cmdline, / metad\.claim=91$/, 'rounded up: the agent never gives up before the job does');
   assert.equal(bare.memoryMiB, 256, 'never less than the appliance needs');
   assert.equal(bare.vcpus, 1);
   assert.deepEqual(bare.disks, []);

@@ -157,6 +157,33 @@ test('timeoutSec beyond the maximum is refused; a second job for the same instan
   h.done();
 });
 
+test("the instance's install.timeoutSec is the default deadline: capped at the maximum, the request's timeoutSec wins", async () => {
+  const h = harness(); // default 60 s, maximum 120 s
+  await h.jm.init();
+  const started = async (name: string, opts: { timeoutSec?: number; instanceTimeoutSec?: number }): Promise<JobRecord> => {
+    const r = await h.jm.start(name, opts);
+    await h.settle();
+    return h.jm.status(name) ?? r;
+  };
+  const a = await started('a', { instanceTimeoutSec: 90 });
+  assert.equal(a.timeoutSec, 90, "the instance's own deadline");
+  assert.equal(Date.parse(a.deadlineAt ?? '') - Date.parse(a.startedAt ?? ''), 90_000, 'and it is the hard deadline');
+  const b = await started('b', { instanceTimeoutSec: 86_400 });
+  assert.equal(b.timeoutSec, 120, 'capped at appliance.maxTimeoutMs, not refused');
+  await h.jm.stop();
+
+  const h2 = harness({ maxConcurrent: 4 });
+  await h2.jm.init();
+  const c = await h2.jm.start('c', { timeoutSec: 30, instanceTimeoutSec: 90 });
+  assert.equal(c.timeoutSec, 30, "the request's timeoutSec wins");
+  await assert.rejects(h2.jm.start('d', { timeoutSec: 121, instanceTimeoutSec: 90 }), (e: DaemonError) => e.code === 'InvalidInput');
+  const e = await h2.jm.start('e', {});
+  assert.equal(e.timeoutSec, 60, 'neither: appliance.installTimeoutMs');
+  await h2.jm.stop();
+  h.done();
+  h2.done();
+});
+
 test('claim deadline: an appliance that never reads its secrets is stuck and destroyed', async () => {
   const h = harness();
   await h.jm.init();
