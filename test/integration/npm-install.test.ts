@@ -57,7 +57,7 @@ test('the documented npm install works on a fresh clone: npm ci && npm pack, npm
   const help = await run(join(bin, 'metadctl'), ['--help'], { env });
   assert.match(help.stdout, /Usage: metadctl/);
   const schema = await run(join(bin, 'metad'), ['schema'], { env });
-  assert.equal(JSON.parse(schema.stdout).title, 'metad instance');
+  assert.equal((JSON.parse(schema.stdout) as { title: string }).title, 'metad instance');
   const config = join(dir, 'config.yaml');
   await run('bash', ['-c', `printf 'guest:\\n  listen:\\n    - { host: 127.0.0.1, port: 8169 }\\n' > '${config}'`]);
   const check = await run(join(bin, 'metad'), ['check-config', config], { env });
