@@ -236,7 +236,7 @@ export class LinuxCommNetwork implements CommNetwork {
   }
 
   /**
-   * Taps to hold closed (dropped whole): `jobHeld`, and `candidates` (taps metad had in its sets,
+   * Taps to hold closed (dropped whole): `jobHeld` (by name, whether it exists or not), and `candidates` (taps metad had in its sets,
    * addressed or routed) that are no longer registered, plus those held before; each only while
    * it exists as the same device (same ifindex) and is a guest's device.
    */
@@ -248,15 +248,20 @@ export class LinuxCommNetwork implements CommNetwork {
   ): string[] {
     const s = this.o.settings;
     const next = new Map<string, number>();
-    const consider = (tap: string, sameDevice: boolean): void => {
+    const consider = (tap: string, sameDevice: boolean, evenMissing = false): void => {
       if (registered.has(tap) || next.has(tap) || tap === s.anchor || tap === s.bridge?.name) return;
       const l = present.get(tap);
-      if (!l || guestDeviceProblem(l, s) !== undefined) return;
+      if (!l) {
+        if (evenMissing) next.set(tap, 0);
+        return;
+      }
+      if (guestDeviceProblem(l, s) !== undefined) return;
       const was = this.held.get(tap);
       if (sameDevice && was !== undefined && was !== (l.ifindex ?? 0)) return;
       next.set(tap, l.ifindex ?? 0);
     };
-    for (const t of jobHeld) consider(t, false);
+    // A job-held tap is held by name even before it exists: the instance's VM may come up mid-install.
+    for (const t of jobHeld) consider(t, false, true);
     for (const t of candidates) consider(t, false);
     for (const t of this.held.keys()) consider(t, true);
     this.held = next;

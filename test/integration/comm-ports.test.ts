@@ -399,13 +399,21 @@ test("an install job: the instance's own tap is held closed (IPv6 link-local dro
   );
   await comm.reconcile();
   const listener = await udpListener(hv);
-  const ll = await linkLocal(hv, alpha.tap);
 
-  // The job's appliance tap, as daemon/jobs/wiring.ts prepares it.
+  // The VM is stopped for its install (an install is refused while its tap exists) ...
+  await hv.ip('link', 'del', alpha.tap);
+  // ... the job's appliance tap, as daemon/jobs/wiring.ts prepares it ...
   await comm.net.createTap('mdi0123456789ab');
   await comm.useJobTap('alpha', 'mdi0123456789ab');
-  assert.match(await setElements(hv, 'inet', 'held'), /"mtap1"/);
+  assert.match(await setElements(hv, 'inet', 'held'), /"mtap1"/, 'held by name before the tap exists');
   assert.doesNotMatch(await setElements(hv, 'inet', 'taps'), /"mtap1"/);
+  // ... and the VM comes up during the install: its tap appears, no admin call follows.
+  await hv.ip('link', 'add', alpha.tap, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ga.name);
+  await ga.ip('link', 'set', 'eth0', 'address', alpha.mac);
+  await ga.ip('link', 'set', 'eth0', 'up');
+  await hv.ip('link', 'set', alpha.tap, 'up');
+  const ll = await linkLocal(hv, alpha.tap);
+  await linkLocal(ga, 'eth0');
   await sendUdp(ga, `${ll}%eth0`, 'alpha-installing');
   assert.equal(await received(listener, 'alpha-installing'), false, "the installing instance's own VM reached the host over IPv6");
   await assert.rejects(comm.attach('alpha', alpha.tap), (e: unknown) => e instanceof DaemonError && e.code === 'Conflict');
