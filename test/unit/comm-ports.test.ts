@@ -20,6 +20,8 @@ import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { sinkLogger } from '../support/sink.js';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
 import { BRIDGED_SETTINGS, ROUTED_SETTINGS } from '../support/comm-settings.js';
+import { LinuxCommNetwork } from '../../daemon/comm/linux.js';
+import type { Exec } from '../../daemon/comm/exec.js';
 
 const TAP: LinkFacts = {
   ifname: 'mtap1',
@@ -190,4 +192,49 @@ test('a device change the network reports reaches a reconcile', async () => {
     assert.ok(net.reconciles >= before + 1);
     assert.ok(net.calls.indexOf('start') < net.calls.findIndex((c) => c.startsWith('reconcile')));
   });
+});
+
+/** A scripted host for LinuxCommNetwork: `ip -j -d addr show` answers `state.links`; the rules written are kept. */
+function scriptedHost(state: { links: unknown[] }): { exec: Exec; rules: string[] } {
+  const rules: string[] = [];
+  const exec: Exec = (file, args, input) => {
+    if (file.endsWith('nft') && args[0] === '-f') rules.push(input ?? '');
+    const ipJson = file.endsWith('ip') && args[0] === '-j';
+    const out = ipJson ? (args.includes('route') ? '[]' : JSON.stringify(state.links)) : '';
+    return Promise.resolve({ code: 0, stdout: out, stderr: '' });
+  };
+  return { exec, rules };
+}
+
+const tapLink = (ifname: string, ifindex: number): unknown => ({
+  ifname,
+  ifindex,
+  flags: ['UP'],
+  linkinfo: { info_kind: 'tun', info_data: { type: 'tap' } },
+});
+
+test('released taps are held while the same device exists; job-held taps by name; never a host device', async () => {
+  const state = { links: [tapLink('mtap1', 3), { ifname: 'lo', ifindex: 1, flags: ['LOOPBACK', 'UP'], link_type: 'loopback' }] };
+  const { exec, rules } = scriptedHost(state);
+  const net = new LinuxCommNetwork({
+    settings: ROUTED_SETTINGS,
+    ipPath: '/usr/sbin/ip',
+    nftPath: '/usr/sbin/nft',
+    log: sinkLogger().log,
+    exec,
+  });
+  const nic = { instance: 'a', tap: 'mtap1', ipv4: '169.254.1.10', mac: '02:00:00:00:01:0a' };
+  const lo = { instance: 'b', tap: 'lo', ipv4: '169.254.1.11', mac: '02:00:00:00:01:0b' };
+  assert.deepEqual((await net.reconcile([nic, lo])).held, []);
+  assert.match(rules.at(-1)!, /set taps \{ type ifname; elements = \{ "mtap1" \}; \}/, 'lo is left out of the sets');
+  assert.deepEqual((await net.reconcile([])).held, ['mtap1'], 'released while it exists; lo never');
+  assert.match(rules.at(-1)!, /set held \{ type ifname; elements = \{ "mtap1" \}; \}/);
+  assert.deepEqual((await net.reconcile([])).held, ['mtap1'], 'still the same device');
+  state.links = [tapLink('mtap1', 9)];
+  assert.deepEqual((await net.reconcile([])).held, [], 'a new device under that name is not held');
+  assert.deepEqual((await net.reconcile([], ['vmtap'])).held, ['vmtap'], 'a job-held tap is held before it exists');
+  state.links = [tapLink('mtap1', 9)];
+  assert.deepEqual((await net.reconcile([nic])).held, []);
+  state.links = [];
+  assert.deepEqual((await net.reconcile([])).held, [], 'a released tap that went is forgotten');
 });
