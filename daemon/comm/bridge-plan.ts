@@ -23,7 +23,9 @@ function bridgeOf(s: CommSettings): { name: string; mac: string } {
 /**
  * `ports`: the bridge's ports right now (registered or not). A port that is not a registered tap
  * (one being released) is dropped whole; ports of other bridges are not ours and pass (this
- * kernel has no `meta ibrname`, so "ours" is this set). Rule count fixed; NICs are set elements.
+ * kernel has no `meta ibrname`, so "ours" is this set). A port that joins after this was written
+ * is handled by the marking in daemon/comm/hold-plan.ts, as are `held` taps. Rule count fixed;
+ * NICs are set elements.
  */
 export function buildBridgedRuleset(
   nics: readonly CommNic[],

@@ -4,7 +4,8 @@
  * that does not flood unknown unicast; the bridge-family table filters each port's MAC, ARP
  * sender and IPv4 source (daemon/comm/bridge-plan.ts). Like routed mode it touches only what
  * metad owns: its two tables, routes tagged `proto ROUTE_PROTO`, its bridge and that bridge's
- * ports (a port that is not a registered tap is released with `nomaster`).
+ * ports (a port that is not a registered tap is released with `nomaster`, then held closed while
+ * it exists: daemon/comm/hold-plan.ts).
  */
 import { CommError, type NicStatus, type ReconcileReport } from './network.js';
 import { LinuxCommNetwork, addrCommand, type IpAddr, type IpLink, type IpRoute } from './linux.js';
