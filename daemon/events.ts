@@ -91,6 +91,16 @@ export const EVENTS = {
   commPartial: { msg: 'comm network: some changes failed (retried on the next reconcile)', level: 'warn', fields: 'failed' },
   commFailed: { msg: 'comm network reconcile failed', level: 'error', fields: 'err' },
   commLinkDoorFailed: { msg: 'comm network: cannot listen on a tap (retried on the next reconcile)', level: 'warn', fields: 'tap, code' },
+  commLinkWatchExited: {
+    msg: 'comm network: the link watcher (ip monitor link) exited; restarting it',
+    level: 'error',
+    fields: 'code, signal, retryMs (a reconcile follows its restart)',
+  },
+  commTapRefused: {
+    msg: 'comm network: a registered tap is no guest device; left alone',
+    level: 'warn',
+    fields: 'instance, reason (the device is not filtered, addressed, enslaved or held by metad)',
+  },
   nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
   nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
   dhcpOrphanKilled: { msg: 'dnsmasq left by an earlier metad killed', level: 'warn', fields: 'pid' },

@@ -7,7 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import { HOST_PATH_PATTERN, instanceSchema, OS_NAME_PATTERN, paramValuesSchema, type InstanceInput } from './model.js';
 import { invalid, type ErrorDetail } from './errors.js';
 import { parseAddressCidr } from './net.js';
-import { METADATA_IPV4 } from './comm/plan.js';
+import { APPLIANCE_TAP_PREFIX, METADATA_IPV4 } from './comm/plan.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -83,6 +83,9 @@ function semanticProblems(doc: InstanceInput): ErrorDetail[] {
   });
   const comm = commIpv4Problem(doc.comm.ipv4);
   if (comm !== undefined) out.push({ path: '/comm/ipv4', message: comm });
+  // Install appliances' taps (the start-up sweep deletes leftovers by this prefix): never a guest's.
+  if (doc.comm.tap?.startsWith(APPLIANCE_TAP_PREFIX))
+    out.push({ path: '/comm/tap', message: `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)` });
   return [...out, ...nicProblems(doc)];
 }
 

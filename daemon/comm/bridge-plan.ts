@@ -9,6 +9,7 @@
  * left by an earlier bridged run at start, so switching modes leaves one set of rules).
  */
 import { chaddrElements, dhcpIdentityRules, DHCP_CHADDR, type CommNic, type CommSettings, type RouteSpec } from './plan.js';
+import { heldArpTable, heldInetLines, unknownPortLines } from './hold-plan.js';
 
 function elements(items: readonly string[]): string {
   return items.length === 0 ? '' : ` elements = { ${items.join(', ')} };`;
@@ -22,9 +23,16 @@ function bridgeOf(s: CommSettings): { name: string; mac: string } {
 /**
  * `ports`: the bridge's ports right now (registered or not). A port that is not a registered tap
  * (one being released) is dropped whole; ports of other bridges are not ours and pass (this
- * kernel has no `meta ibrname`, so "ours" is this set). Rule count fixed; NICs are set elements.
+ * kernel has no `meta ibrname`, so "ours" is this set). A port that joins after this was written
+ * is handled by the marking in daemon/comm/hold-plan.ts, as are `held` taps. Rule count fixed;
+ * NICs are set elements.
  */
-export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly string[], s: CommSettings): string {
+export function buildBridgedRuleset(
+  nics: readonly CommNic[],
+  ports: readonly string[],
+  s: CommSettings,
+  held: readonly string[] = [],
+): string {
   const br = bridgeOf(s);
   const q = JSON.stringify;
   const allPorts = [...new Set([...nics.map((n) => n.tap), ...ports])].filter((p) => p !== br.name).sort();
@@ -68,6 +76,7 @@ export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly st
     `    type filter hook forward priority filter; policy accept;`,
     `    iifname @ports counter name refused drop`,
     `  }`,
+    ...unknownPortLines(nics, s),
     `}`,
     `table inet ${s.table}`,
     `delete table inet ${s.table}`,
@@ -101,7 +110,7 @@ export function buildBridgedRuleset(nics: readonly CommNic[], ports: readonly st
       `  }`,
     );
   }
-  lines.push('}', '');
+  lines.push(...heldInetLines(held, s), '}', ...heldArpTable(held, s), '');
   return lines.join('\n');
 }
 

@@ -4,10 +4,12 @@
  * that does not flood unknown unicast; the bridge-family table filters each port's MAC, ARP
  * sender and IPv4 source (daemon/comm/bridge-plan.ts). Like routed mode it touches only what
  * metad owns: its two tables, routes tagged `proto ROUTE_PROTO`, its bridge and that bridge's
- * ports (a port that is not a registered tap is released with `nomaster`).
+ * ports (a port that is not a registered tap is released with `nomaster`, then held closed while
+ * it exists: daemon/comm/hold-plan.ts).
  */
 import { CommError, type NicStatus, type ReconcileReport } from './network.js';
 import { LinuxCommNetwork, addrCommand, type IpAddr, type IpLink, type IpRoute } from './linux.js';
+import type { LinkEvent } from './link-watch.js';
 import { buildBridgedRuleset, bridgeRoutes, PORT_FLAGS } from './bridge-plan.js';
 import { diffRoutes, tapAddresses, type AddressSpec, type CommNic, type RouteSpec } from './plan.js';
 import { mustExec } from './exec.js';
@@ -57,22 +59,36 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
 
   override async start(): Promise<void> {
     const created = await this.ensureBridge(await this.links());
+    await this.seedKnown('bridge');
     this.o.log.info({ anchor: this.br.name, kind: created ? 'bridge' : 'existing' }, EV.commAnchorReady);
   }
 
-  override async reconcile(nics: readonly CommNic[]): Promise<ReconcileReport> {
+  /** Besides routed mode's reasons: a port joined metad's bridge that metad does not know, or a port left it. */
+  protected override linkEventMatters(e: LinkEvent): boolean {
+    if (!e.deleted && e.master === this.br.name && !this.state.registered.has(e.ifname)) return true;
+    if (!e.deleted && this.state.live.has(e.ifname) && e.master !== this.br.name) return true;
+    return super.linkEventMatters(e);
+  }
+
+  override async reconcile(all: readonly CommNic[], jobHeld: readonly string[] = []): Promise<ReconcileReport> {
     const t0 = performance.now();
     const s = this.o.settings;
     const br = this.br.name;
     let links = await this.links();
     if (await this.ensureBridge(links)) links = await this.links();
     const present = new Map(links.map((l) => [l.ifname, l]));
+    const nics = this.guestNics(all, present);
     const live = nics.filter((n) => n.tap !== br && present.has(n.tap));
     const missingTaps = [...new Set(nics.filter((n) => !present.has(n.tap)).map((n) => n.tap))];
     const ports = links.filter((l) => l.master === br).map((l) => l.ifname);
+    const registered = new Set(nics.map((n) => n.tap));
+    // Held whole at the host: released taps and ports (once they are no ports), job-held taps, and
+    // every registered tap while it is not a port (the host sees a port's traffic on the bridge).
+    const released = this.holdTaps(present, registered, jobHeld, [...this.known, ...ports]);
+    const held = [...released, ...registered];
 
     // Rules first: a tap is filtered before it is enslaved; a port leaving is dropped until released.
-    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, ports, s));
+    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, ports, s, held));
 
     const wanted = new Set(live.map((n) => n.tap));
     const batch: string[] = [];
@@ -109,8 +125,14 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
     // Released ports leave the `ports` set too (they were dropped whole while still enslaved).
     if (tapsReleased > 0) {
       const still = ports.filter((p) => wanted.has(p));
-      await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, still, s));
+      await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, still, s, held));
     }
+    this.known = registered;
+    this.state = {
+      registered,
+      live: new Map([...wanted].map((t) => [t, present.get(t)?.ifindex ?? 0])),
+      held: new Map(released.map((t) => [t, present.get(t)?.ifindex ?? 0])),
+    };
 
     await this.o.dhcp?.update(nics);
     const report: ReconcileReport = {
@@ -120,10 +142,14 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,
+      held,
       ms: Math.round(performance.now() - t0),
     };
     const { nics: n, routesAdded, routesDeleted, ms } = report;
-    this.o.log.info({ nics: n, missingTaps: missingTaps.length, routesAdded, routesDeleted, tapsReleased, ms }, EV.commReconciled);
+    this.o.log.info(
+      { nics: n, missingTaps: missingTaps.length, routesAdded, routesDeleted, tapsReleased, held: released.length, ms },
+      EV.commReconciled,
+    );
     return report;
   }
 

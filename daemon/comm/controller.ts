@@ -10,7 +10,7 @@ import type { InstanceStore } from '../store.js';
 import type { InstanceInput, StoredInstance } from '../model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
-import { commNics, tapNameProblem, type CommNic } from './plan.js';
+import { commNics, guestTapNameProblem, tapNameProblem, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */
@@ -43,6 +43,8 @@ export class CommController extends EventEmitter {
 
   async start(): Promise<ReconcileReport> {
     await this.net.start();
+    // Watching first: a port joining the bridge during the first reconcile is not missed.
+    this.net.watchLinks(this.onChange);
     const r = await this.reconcile();
     this.store.on('changed', this.onChange);
     this.store.on('removed', this.onChange);
@@ -53,7 +55,7 @@ export class CommController extends EventEmitter {
   reconcile(): Promise<ReconcileReport> {
     if (!this.running) {
       this.running = this.net
-        .reconcile(this.nics())
+        .reconcile(this.nics(), this.held())
         .then((r) => {
           this.liveTaps = r.liveTaps;
           this.emit('reconciled', r.liveTaps);
@@ -84,6 +86,16 @@ export class CommController extends EventEmitter {
     return out.sort((a, b) => (a.tap < b.tap ? -1 : a.tap > b.tap ? 1 : 0));
   }
 
+  /** The registered taps of instances whose install job runs: held closed (dropped whole) meanwhile. */
+  private held(): string[] {
+    const out: string[] = [];
+    for (const instance of this.jobNics.keys()) {
+      const tap = this.store.get(instance)?.doc.comm.tap;
+      if (tap !== undefined) out.push(tap);
+    }
+    return out;
+  }
+
   /**
    * An install appliance's tap (created by `createTap`) carries the instance's comm identity
    * until `releaseJobTap`: addresses, /32 route, rules and DHCP come from the same reconcile.
@@ -100,17 +112,39 @@ export class CommController extends EventEmitter {
     return this.reconcile();
   }
 
-  /** `nic up`: the tap must exist; record it on the instance, then reconcile. Idempotent. */
+  /**
+   * `nic up`: the tap must exist and be a guest's device (docs/deployment.md, "Which devices can be
+   * taps"); not while the instance's install job runs; never an appliance's tap. Record it on the
+   * instance, then reconcile. Idempotent.
+   */
   async attach(instance: string, tap: string): Promise<NicStatus> {
-    const problem = tapNameProblem(tap);
+    if ([...this.jobNics.values()].some((n) => n.tap === tap)) {
+      throw new DaemonError('Conflict', "the tap is an install appliance's: it belongs to its job only", [
+        { path: '/tap', message: "an install appliance's tap" },
+      ]);
+    }
+    const problem = guestTapNameProblem(tap);
     if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
     this.store.mustGet(instance);
-    if (!(await this.net.linkExists(tap))) {
+    if (this.jobNics.has(instance)) {
+      throw new DaemonError(
+        'Conflict',
+        "the instance's install job runs: its own tap stays closed until the job ends (stop the VM, or wait for the job)",
+        [{ path: '/tap', message: 'install job running' }],
+      );
+    }
+    const check = await this.net.checkTap(tap);
+    if (!check.ok && check.missing) {
       throw new DaemonError(
         'Conflict',
         'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)',
         [{ path: '/tap', message: 'no such network device' }],
       );
+    }
+    if (!check.ok) {
+      throw new DaemonError('Conflict', `the device cannot be a guest's tap: it ${check.reason}`, [
+        { path: '/tap', message: check.reason },
+      ]);
     }
     if (this.store.mustGet(instance).doc.comm.tap !== tap) {
       await this.store.update(instance, (prev) => {

@@ -5,7 +5,7 @@
  * taps of registered NICs (and on taps it set up before), and the anchor device.
  */
 import type { Logger } from 'pino';
-import { CommError, type CommNetwork, type NicStatus, type ReconcileReport } from './network.js';
+import { CommError, type CommNetwork, type NicStatus, type ReconcileReport, type TapCheck } from './network.js';
 import {
   anchorAddresses,
   buildLinkPlan,
@@ -19,6 +19,8 @@ import {
   type RouteSpec,
 } from './plan.js';
 import { execFile, mustExec, type Exec } from './exec.js';
+import { guestDeviceProblem, type LinkFacts } from './guest-device.js';
+import { LinkWatch, type LinkEvent } from './link-watch.js';
 import { EV } from '../events.js';
 
 /** DHCP as the network sees it: managed dnsmasq, an operator's one, or none. */
@@ -46,6 +48,18 @@ export interface IpLink {
 export interface IpAddr extends IpLink {
   addr_info?: { family: string; local: string; prefixlen: number; noprefixroute?: boolean }[];
 }
+/** `ip -d addr show`: a device with its kind and master (for guestDeviceProblem). */
+export type IpLinkFacts = IpAddr & LinkFacts;
+
+/** What the last reconcile left, for deciding which device changes need another one. */
+export interface WatchState {
+  /** Registered taps (in metad's sets), present or not. */
+  readonly registered: ReadonlySet<string>;
+  /** Registered taps that exist and are set up (routed: addressed; bridged: ports), by ifindex. */
+  readonly live: ReadonlyMap<string, number>;
+  /** Taps held closed, by the ifindex they had. */
+  readonly held: ReadonlyMap<string, number>;
+}
 export interface IpRoute {
   dst: string;
   dev: string;
@@ -59,6 +73,14 @@ export class LinuxCommNetwork implements CommNetwork {
   /** Taps this process gave addresses to: released when they leave the registry. */
   private readonly configured = new Set<string>();
   private anchorKind: 'dummy' | 'veth' | 'existing' | undefined;
+  /** Taps held closed (released by metad, or standing aside for a job), with the ifindex they had. */
+  private held = new Map<string, number>();
+  /** Taps in metad's sets as of the last reconcile (at start: those of the table a previous run left). */
+  protected known = new Set<string>();
+  /** Registered taps refused as no guest device (logged once each). */
+  private refused = new Set<string>();
+  protected state: WatchState = { registered: new Set(), live: new Map(), held: new Map() };
+  private watch: LinkWatch | undefined;
 
   constructor(protected readonly o: LinuxCommOptions) {
     this.exec = o.exec ?? execFile;
@@ -106,22 +128,32 @@ export class LinuxCommNetwork implements CommNetwork {
       if (!anchorWanted.some((w) => w.cidr === a.cidr)) await this.exec(this.o.ipPath, addrCommand('del', a).split(' '));
     }
     await this.dropTable('bridge'); // left by a bridged-mode run (daemon/comm/bridged.ts)
+    await this.seedKnown('inet');
     this.o.log.info({ anchor: name, kind: this.anchorKind }, EV.commAnchorReady);
   }
 
-  async reconcile(nics: readonly CommNic[]): Promise<ReconcileReport> {
+  async reconcile(all: readonly CommNic[], jobHeld: readonly string[] = []): Promise<ReconcileReport> {
     const t0 = performance.now();
     const s = this.o.settings;
-    const addrs = await this.json<IpAddr>(['addr', 'show']);
+    const addrs = await this.json<IpLinkFacts>(['-d', 'addr', 'show']);
     const present = new Map(addrs.map((l) => [l.ifname, l]));
+    const nics = this.guestNics(all, present);
     const live = nics.filter((n) => present.has(n.tap));
     const missingTaps = [...new Set(nics.filter((n) => !present.has(n.tap)).map((n) => n.tap))];
     const plan = buildLinkPlan(live, s);
     const have = new Set<string>();
     for (const l of addrs) for (const a of l.addr_info ?? []) have.add(addrKey(l.ifname, `${a.local}/${a.prefixlen}`));
 
+    const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r): RouteSpec => ({
+      dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`,
+      dev: r.dev,
+      src: r.prefsrc ?? '',
+    }));
+    const registered = new Set(nics.map((n) => n.tap));
+    const held = this.holdTaps(present, registered, jobHeld, [...this.known, ...this.configured, ...current.map((r) => r.dev)]);
+
     // Rules first: a tap that appears is filtered before it gets a route or an address.
-    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildRuleset(nics, s));
+    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildRuleset(nics, s, held));
 
     const batch: string[] = [];
     for (const tap of new Set(live.map((n) => n.tap))) {
@@ -136,11 +168,6 @@ export class LinuxCommNetwork implements CommNetwork {
       }
     }
 
-    const current = (await this.json<IpRoute>(['-4', 'route', 'show', 'proto', String(s.routeProto)])).map((r): RouteSpec => ({
-      dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`,
-      dev: r.dev,
-      src: r.prefsrc ?? '',
-    }));
     const { add, del } = diffRoutes(current, plan.routes);
     for (const r of del) batch.push(`route del ${r.dst} dev ${r.dev} proto ${s.routeProto}`);
     for (const r of add) batch.push(`route replace ${r.dst} dev ${r.dev} proto ${s.routeProto} scope link src ${r.src}`);
@@ -157,6 +184,8 @@ export class LinuxCommNetwork implements CommNetwork {
     if (batch.length > 0) await this.ipBatch(batch);
     this.configured.clear();
     for (const t of wanted) this.configured.add(t);
+    this.known = registered;
+    this.state = { registered, live: new Map([...wanted].map((t) => [t, present.get(t)?.ifindex ?? 0])), held: this.held };
 
     await this.o.dhcp?.update(nics);
     const report: ReconcileReport = {
@@ -166,6 +195,7 @@ export class LinuxCommNetwork implements CommNetwork {
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,
+      held,
       ms: Math.round(performance.now() - t0),
     };
     this.o.log.info(
@@ -175,11 +205,114 @@ export class LinuxCommNetwork implements CommNetwork {
         routesAdded: add.length,
         routesDeleted: del.length,
         tapsReleased,
+        held: held.length,
         ms: report.ms,
       },
       EV.commReconciled,
     );
     return report;
+  }
+
+  /**
+   * The registered NICs whose tap may be a guest's: a registered tap that exists and is the host's
+   * own device (loopback, an uplink, a bridge: daemon/comm/guest-device.ts) is left alone, never
+   * filtered, addressed or enslaved (logged once).
+   */
+  protected guestNics(nics: readonly CommNic[], present: ReadonlyMap<string, IpLinkFacts>): CommNic[] {
+    const out: CommNic[] = [];
+    const refused = new Set<string>();
+    for (const n of nics) {
+      const l = present.get(n.tap);
+      const problem = l ? guestDeviceProblem(l, this.o.settings) : undefined;
+      if (problem === undefined) {
+        out.push(n);
+        continue;
+      }
+      refused.add(n.tap);
+      if (!this.refused.has(n.tap)) this.o.log.warn({ instance: n.instance, reason: problem }, EV.commTapRefused);
+    }
+    this.refused = refused;
+    return out;
+  }
+
+  /**
+   * Taps to hold closed (dropped whole): `jobHeld` (by name, whether it exists or not), and `candidates` (taps metad had in its sets,
+   * addressed or routed) that are no longer registered, plus those held before; each only while
+   * it exists as the same device (same ifindex) and is a guest's device.
+   */
+  protected holdTaps(
+    present: ReadonlyMap<string, IpLinkFacts>,
+    registered: ReadonlySet<string>,
+    jobHeld: readonly string[],
+    candidates: Iterable<string>,
+  ): string[] {
+    const s = this.o.settings;
+    const next = new Map<string, number>();
+    const consider = (tap: string, sameDevice: boolean, evenMissing = false): void => {
+      if (registered.has(tap) || next.has(tap) || tap === s.anchor || tap === s.bridge?.name) return;
+      const l = present.get(tap);
+      if (!l) {
+        if (evenMissing) next.set(tap, 0);
+        return;
+      }
+      if (guestDeviceProblem(l, s) !== undefined) return;
+      const was = this.held.get(tap);
+      if (sameDevice && was !== undefined && was !== (l.ifindex ?? 0)) return;
+      next.set(tap, l.ifindex ?? 0);
+    };
+    // A job-held tap is held by name even before it exists: the instance's VM may come up mid-install.
+    for (const t of jobHeld) consider(t, false, true);
+    for (const t of candidates) consider(t, false);
+    for (const t of this.held.keys()) consider(t, true);
+    this.held = next;
+    return [...next.keys()].sort();
+  }
+
+  /** Taps of the sets a previous run left in the kernel (held ones included): candidates to hold after a restart. */
+  protected async seedKnown(family: 'inet' | 'bridge'): Promise<void> {
+    for (const [fam, set] of [
+      [family, 'taps'],
+      ['inet', 'held'],
+    ] as const) {
+      for (const t of await this.setNames(fam, set)) this.known.add(t);
+    }
+  }
+
+  /** Elements of one of our ifname sets (empty when the table or set is absent). */
+  private async setNames(family: 'inet' | 'bridge', set: string): Promise<string[]> {
+    const r = await this.exec(this.o.nftPath, ['-j', 'list', 'set', family, this.o.settings.table, set]);
+    if (r.code !== 0 || r.stdout.trim() === '') return [];
+    const doc = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
+    return (doc.nftables ?? []).flatMap((i) => (i.set?.elem ?? []).filter((e): e is string => typeof e === 'string'));
+  }
+
+  async checkTap(name: string): Promise<TapCheck> {
+    const r = await this.exec(this.o.ipPath, ['-d', '-j', 'addr', 'show', 'dev', name]);
+    const [l] = r.code === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as IpLinkFacts[]) : [];
+    if (!l) return { ok: false, missing: true, reason: 'no such network device' };
+    const problem = guestDeviceProblem(l, this.o.settings);
+    return problem === undefined ? { ok: true } : { ok: false, missing: false, reason: problem };
+  }
+
+  watchLinks(onChange: () => void): void {
+    this.watch ??= new LinkWatch({
+      ipPath: this.o.ipPath,
+      log: this.o.log,
+      onEvent: (e) => {
+        if (this.linkEventMatters(e)) onChange();
+      },
+      onRestart: onChange,
+    });
+    this.watch.start();
+  }
+
+  /** Does this device change need a reconcile? A held tap went (or is another device now), a registered tap appeared or changed. */
+  protected linkEventMatters(e: LinkEvent): boolean {
+    const { registered, live, held } = this.state;
+    const h = held.get(e.ifname);
+    if (h !== undefined) return e.deleted || h !== e.ifindex;
+    if (e.deleted || !registered.has(e.ifname)) return false;
+    return live.get(e.ifname) !== e.ifindex;
   }
 
   /** One `ip -batch` for many changes: 1,000 taps cost one process, not thousands. */
@@ -266,6 +399,7 @@ export class LinuxCommNetwork implements CommNetwork {
   }
 
   async stop(): Promise<void> {
+    await this.watch?.stop();
     await this.o.dhcp?.stop();
   }
 }

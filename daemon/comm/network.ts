@@ -24,6 +24,8 @@ export interface ReconcileReport {
   readonly liveTaps: readonly LiveTap[];
   /** Taps that lost metad's addresses (no longer registered). */
   readonly tapsReleased: number;
+  /** Taps held closed (dropped whole): released ones that still exist, job-held ones, and (bridged) registered taps not yet ports. */
+  readonly held: readonly string[];
   readonly ms: number;
 }
 
@@ -49,14 +51,25 @@ export interface NicStatus {
   readonly isolated?: boolean;
 }
 
+/** `missing`: no such device; `refused`: a device that is not a guest's (the reason names what it is). */
+export type TapCheck = { readonly ok: true } | { readonly ok: false; readonly missing: boolean; readonly reason: string };
+
 export interface CommNetwork {
   /** Prepare what must exist before any tap: the anchor holding the metadata address. */
   start(): Promise<void>;
-  /** Make routes, addresses, rules and DHCP hosts exactly match `nics`. Serialized by the caller. */
-  reconcile(nics: readonly CommNic[]): Promise<ReconcileReport>;
+  /**
+   * Make routes, addresses, rules and DHCP hosts exactly match `nics`. Serialized by the caller.
+   * `held`: registered taps that must carry nothing for now (an instance whose install job runs):
+   * dropped whole, like taps metad released that still exist.
+   */
+  reconcile(nics: readonly CommNic[], held?: readonly string[]): Promise<ReconcileReport>;
   status(nics: readonly CommNic[]): Promise<NicStatus[]>;
   /** Does this network device exist on the host (a tap named in `nic up`)? */
   linkExists(name: string): Promise<boolean>;
+  /** Can this device be a guest's tap (`nic up`)? From the kernel's facts (daemon/comm/guest-device.ts). */
+  checkTap(name: string): Promise<TapCheck>;
+  /** Call `onChange` whenever a device change needs a reconcile (a port joining the bridge, a held tap going). */
+  watchLinks(onChange: () => void): void;
   /** Create a tap (an install appliance's comm NIC); reconcile then gives it addresses, route, rules. */
   createTap(name: string): Promise<void>;
   /** Delete a tap metad created (no error when it is already gone). */

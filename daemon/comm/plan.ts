@@ -5,6 +5,7 @@
  * compare them with golden files (test/fixtures/golden/comm/).
  */
 import { isIPv4 } from 'node:net';
+import { heldArpTable, heldInetLines } from './hold-plan.js';
 
 /** One instance's comm NIC with a known tap (instances without a tap have nothing to set up). */
 export interface CommNic {
@@ -44,6 +45,8 @@ export const EC2_METADATA_IPV6 = 'fd00:ec2::254';
 export const ROUTE_PROTO = 171;
 /** libvirt creates taps with these prefixes itself (and may reuse them): never ours to name. */
 const RESERVED_TAP_PREFIXES = ['vnet', 'vif', 'macvtap'] as const;
+/** Install appliances' taps (daemon/jobs/prepare.ts) start with this: never a guest's tap name. */
+export const APPLIANCE_TAP_PREFIX = 'mdi';
 const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Why a tap name is unusable (undefined when fine). Never echoes the name. */
@@ -53,6 +56,16 @@ export function tapNameProblem(name: string): string | undefined {
   if (RESERVED_TAP_PREFIXES.some((p) => name.startsWith(p)))
     return `must not start with ${RESERVED_TAP_PREFIXES.join(', ')} (reserved by libvirt)`;
   return undefined;
+}
+
+/** Why a guest's tap name (`nic up`, `comm.tap`) is unusable: tapNameProblem, and not an appliance's. */
+export function guestTapNameProblem(name: string): string | undefined {
+  return (
+    tapNameProblem(name) ??
+    (name.startsWith(APPLIANCE_TAP_PREFIX)
+      ? `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)`
+      : undefined)
+  );
 }
 
 /** The NICs to set up: instances with a tap, sorted by tap (deterministic output). */
@@ -102,7 +115,7 @@ export function dhcpIdentityRules(prefix: string, fragmentCounter: string, spoof
  * again with its contents. Applying it twice leaves exactly one copy; nothing outside the table
  * is touched. The rule count is fixed; instances only add set elements.
  */
-export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string {
+export function buildRuleset(nics: readonly CommNic[], s: CommSettings, held: readonly string[] = []): string {
   const taps = nics.map((n) => JSON.stringify(n.tap));
   const nic4 = nics.map((n) => `${JSON.stringify(n.tap)} . ${n.ipv4}`);
   const nicMac = nics.map((n) => `${JSON.stringify(n.tap)} . ${n.mac}`);
@@ -169,7 +182,7 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings): string 
       `  }`,
     );
   }
-  lines.push('}', '');
+  lines.push(...heldInetLines(held, s), '}', ...heldArpTable(held, s), '');
   return lines.join('\n');
 }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { applianceCmdline, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
 import type { Config } from '../config.js';
 import type { PublicDoc } from '../model.js';
-import { METADATA_IPV4, tapNameProblem } from '../comm/plan.js';
+import { APPLIANCE_TAP_PREFIX, METADATA_IPV4, tapNameProblem } from '../comm/plan.js';
 
 type ApplianceConfig = Config['appliance'];
 
@@ -22,8 +22,8 @@ export interface RunNames {
   overlay: string;
 }
 
-/** Every appliance tap's name starts with this (a sweep at start finds leftovers by it). */
-export const TAP_PREFIX = 'mdi';
+/** Every appliance tap's name starts with this (a sweep at start finds leftovers by it; guests' taps may not). */
+export const TAP_PREFIX = APPLIANCE_TAP_PREFIX;
 
 /**
  * The appliance tap's name from the domain name: short enough for the kernel (15), never one

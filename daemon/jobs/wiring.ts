@@ -157,8 +157,9 @@ export function productionAppliance(
     const names = runNames(domain, a);
     const problems: string[] = [];
     if (d.comm) {
-      await d.comm.releaseJobTap(instance, names.tap).catch(() => problems.push('reconcile'));
+      // The tap goes first: the reconcile that drops its rules then finds nothing to hold closed.
       await d.comm.net.deleteTap(names.tap).catch(() => problems.push('tap'));
+      await d.comm.releaseJobTap(instance, names.tap).catch(() => problems.push('reconcile'));
     }
     await rm(names.consoleLog, { force: true }).catch(() => problems.push('console log'));
     await rm(names.overlay, { force: true }).catch(() => problems.push('overlay'));

@@ -3,7 +3,7 @@
  * so unit tests can check that registry changes reach the network. `links` says which taps
  * "exist"; `failNext` makes the next reconcile reject.
  */
-import type { CommNetwork, NicStatus, ReconcileReport } from '../../daemon/comm/network.js';
+import type { CommNetwork, NicStatus, ReconcileReport, TapCheck } from '../../daemon/comm/network.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
 
 export class FakeCommNetwork implements CommNetwork {
@@ -17,6 +17,12 @@ export class FakeCommNetwork implements CommNetwork {
   failNext: Error | undefined;
   /** Set: status reports each existing tap as an isolated port of this bridge (bridged mode). */
   bridge: string | undefined;
+  /** Existing devices that are no guest's (checkTap refuses them with this reason). */
+  readonly hostDevices = new Map<string, string>();
+  /** Taps held closed as of the last reconcile (the controller's `held`). */
+  held: readonly string[] = [];
+  /** What watchLinks was given (a test calls it to stand for a device change). */
+  onLinkChange: (() => void) | undefined;
 
   start(): Promise<void> {
     this.calls.push('start');
@@ -24,8 +30,9 @@ export class FakeCommNetwork implements CommNetwork {
     return Promise.resolve();
   }
 
-  reconcile(nics: readonly CommNic[]): Promise<ReconcileReport> {
+  reconcile(nics: readonly CommNic[], held: readonly string[] = []): Promise<ReconcileReport> {
     this.calls.push(`reconcile ${nics.map((n) => `${n.instance}@${n.tap}`).join(',')}`);
+    this.held = [...held];
     this.reconciles++;
     if (this.failNext) {
       const e = this.failNext;
@@ -38,7 +45,16 @@ export class FakeCommNetwork implements CommNetwork {
       tap,
       ifindex: [...this.links].indexOf(tap) + 1,
     }));
-    return Promise.resolve({ nics: nics.length, missingTaps, liveTaps, routesAdded: 0, routesDeleted: 0, tapsReleased: 0, ms: 0 });
+    return Promise.resolve({
+      nics: nics.length,
+      missingTaps,
+      liveTaps,
+      routesAdded: 0,
+      routesDeleted: 0,
+      tapsReleased: 0,
+      held: [...held],
+      ms: 0,
+    });
   }
 
   status(nics: readonly CommNic[]): Promise<NicStatus[]> {
@@ -55,6 +71,16 @@ export class FakeCommNetwork implements CommNetwork {
 
   linkExists(name: string): Promise<boolean> {
     return Promise.resolve(this.links.has(name));
+  }
+
+  checkTap(name: string): Promise<TapCheck> {
+    const reason = this.hostDevices.get(name);
+    if (reason !== undefined) return Promise.resolve({ ok: false, missing: false, reason });
+    return Promise.resolve(this.links.has(name) ? { ok: true } : { ok: false, missing: true, reason: 'no such network device' });
+  }
+
+  watchLinks(onChange: () => void): void {
+    this.onLinkChange = onChange;
   }
 
   createTap(name: string): Promise<void> {

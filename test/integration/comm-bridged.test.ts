@@ -88,7 +88,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     assert.match(show, /inet 169\.254\.169\.254\/16 /);
     assert.doesNotMatch(show, /inet6/);
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
-    assert.deepEqual(tables.trim().split('\n').sort(), ['table bridge metad', 'table inet metad']);
+    assert.deepEqual(tables.trim().split('\n').sort(), ['table arp metad', 'table bridge metad', 'table inet metad']);
   });
 
   await registerGuests(metad);
@@ -203,7 +203,12 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     metad = await startMetad(hv, dir);
     await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
-    assert.deepEqual(tables.trim().split('\n').sort(), ['table bridge foreign', 'table bridge metad', 'table inet metad']);
+    assert.deepEqual(tables.trim().split('\n').sort(), [
+      'table arp metad',
+      'table bridge foreign',
+      'table bridge metad',
+      'table inet metad',
+    ]);
     const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');
     assert.deepEqual(routes.map((r) => r.split(' ').slice(0, 3).join(' ')).sort(), [`169.254.1.10 dev ${BR}`, `169.254.1.12 dev ${BR}`]);
     assert.equal(((await hv.ip('-4', 'addr', 'show', 'dev', BR)).match(/169\.254\.169\.254/g) ?? []).length, 1);
@@ -222,7 +227,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     metad = await startIn(hv, dir, { mode: 'routed' });
     await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
-    assert.deepEqual(tables.trim().split('\n').sort(), ['table bridge foreign', 'table inet metad']);
+    assert.deepEqual(tables.trim().split('\n').sort(), ['table arp metad', 'table bridge foreign', 'table inet metad']);
     const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');
     assert.deepEqual(routes.map((r) => r.split(' ').slice(0, 3).join(' ')).sort(), ['169.254.1.10 dev mtap1', '169.254.1.12 dev mtap3']);
     // The guest's ARP entry for 169.254.169.254 still names the bridge's MAC (a real guest waits it out).

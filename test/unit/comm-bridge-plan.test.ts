@@ -42,7 +42,7 @@ test('golden: bridged, three NICs, a port being released, hop limit on', () => {
   assertGoldenDir(
     'comm/bridged',
     new Map([
-      ['ruleset.nft', buildBridgedRuleset(NICS, ['mtap1', 'old9'], SETTINGS)],
+      ['ruleset.nft', buildBridgedRuleset(NICS, ['mtap1', 'old9'], SETTINGS, ['gone3', ...NICS.map((n) => n.tap)])],
       ['dnsmasq.conf', buildDnsmasqConf(SETTINGS, '/run/metad/comm/dhcp-hosts', 3600)],
       ['routes.json', `${JSON.stringify(bridgeRoutes(NICS, SETTINGS), null, 2)}\n`],
     ]),
@@ -57,8 +57,8 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   for (const f of ['bridge', 'inet'] as const) assert.deepEqual(rules(many, f), rules(one, f));
-  assert.equal(rules(one, 'bridge').length, 20);
-  assert.equal(rules(one, 'inet').length, 8);
+  assert.equal(rules(one, 'bridge').length, 23); // 16, 4 DHCP chaddr (dhcp), 3 unknown ports and held (ports)
+  assert.equal(rules(one, 'inet').length, 10);
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
 });
 
@@ -73,13 +73,20 @@ test('both tables are replaced whole in one transaction', () => {
     'table inet metad',
     'delete table inet metad',
     'table inet metad {',
+    'table arp metad',
+    'delete table arp metad',
+    'table arp metad {',
   ]);
 });
 
 test('per port: frames from other bridges pass, unknown ports and spoofed MAC/ARP/IPv4 are dropped, IPv6 never accepted', () => {
   const all = rules(buildBridgedRuleset(NICS, ['old9'], SETTINGS), 'bridge');
   const r = all.slice(0, all.indexOf('iifname @ports counter name refused drop')); // from_ports
-  assert.equal(all.length - r.length, 1, 'between_ports: one rule, nothing bridged port to port');
+  assert.equal(
+    all[r.length + 1],
+    'iifname @taps meta mark set meta mark | 0x01000000',
+    'between_ports: one rule, nothing bridged port to port',
+  );
   assert.equal(r[0], 'iifname != @ports accept', 'ports of other bridges are not ours');
   assert.equal(r[1], 'iifname != @taps counter name refused drop', 'a port that is no registered tap is dropped whole');
   const firstAccept = r.findIndex((l) => l.endsWith(' accept') && l !== r[0]);
@@ -106,6 +113,26 @@ test('per port: frames from other bridges pass, unknown ports and spoofed MAC/AR
     buildBridgedRuleset(NICS, ['old9'], SETTINGS),
     /set ports \{ type ifname; elements = \{ "gnt\.com\.7", "mtap1", "mtap2", "old9" \}/,
   );
+});
+
+test('ports metad does not know: only known ports are marked; unmarked traffic on the bridge and held taps never reach the host', () => {
+  const all = buildBridgedRuleset(NICS, [], SETTINGS, ['gone3', 'mtap1']);
+  const br = rules(all, 'bridge');
+  // No `meta ibrname` on this kernel: the bridge table marks frames from known ports, the host drops unmarked ones.
+  assert.ok(br.includes('iifname @taps meta mark set meta mark | 0x01000000'));
+  assert.ok(br.includes('iifname != @taps ether saddr @macs counter name spoofed drop'), 'no other port sends from a registered MAC');
+  assert.ok(br.includes('oifname @taps counter name refused drop'), 'nothing is forwarded to a known port');
+  assert.match(
+    all,
+    /set macs \{ type ether_addr; elements = \{ 02:00:00:00:01:0a, 02:00:00:00:01:0b, 02:00:a9:fe:a9:fe, 52:54:00:12:34:56 \}; \}/,
+  );
+  const inet = rules(all, 'inet');
+  assert.ok(inet.includes('iifname "metadbr0" meta mark & 0x01000000 != 0x01000000 counter name refused drop'));
+  assert.ok(inet.includes('iifname @held counter name refused drop'));
+  assert.match(all, /chain held_in \{\n {4}type filter hook prerouting priority raw - 20;/);
+  const arp = all.split('table arp metad {')[1] ?? '';
+  assert.match(arp, /set held \{ type ifname; elements = \{ "gone3", "mtap1" \}; \}/);
+  assert.match(arp, /iifname @held drop\n {4}iifname "metadbr0" meta mark & 0x01000000 != 0x01000000 drop/);
 });
 
 test('the inet table admits only the metadata port and DHCP from the bridge; hop limit optional', () => {

@@ -73,8 +73,13 @@ test('a device of that name that is not a bridge is refused with a message namin
 test('reconcile: rules first, then the tap enslaved, isolated, not flooding; an unknown port released and dropped from the sets', async () => {
   const h = host([
     BRIDGE_OK,
-    { ifname: 'mtap1', flags: ['UP'] },
-    { ifname: 'stray', master: 'metadbr0', flags: ['UP'], linkinfo: { info_slave_data: { isolated: false, flood: true } } },
+    { ifname: 'mtap1', flags: ['UP'], linkinfo: { info_kind: 'tun', info_data: { type: 'tap' } } },
+    {
+      ifname: 'stray',
+      master: 'metadbr0',
+      flags: ['UP'],
+      linkinfo: { info_kind: 'veth', info_slave_data: { isolated: false, flood: true } },
+    },
     { ifname: 'elsewhere', master: 'other0', flags: ['UP'] },
   ]);
   const r = await network(h).reconcile([NIC]);
@@ -95,7 +100,15 @@ test('reconcile: rules first, then the tap enslaved, isolated, not flooding; an 
 
 test('reconcile with everything in place sends no ip changes and one rule write', async () => {
   const h = host(
-    [BRIDGE_OK, { ifname: 'mtap1', master: 'metadbr0', flags: ['UP'], linkinfo: { info_slave_data: { isolated: true, flood: false } } }],
+    [
+      BRIDGE_OK,
+      {
+        ifname: 'mtap1',
+        master: 'metadbr0',
+        flags: ['UP'],
+        linkinfo: { info_kind: 'tun', info_slave_data: { isolated: true, flood: false } },
+      },
+    ],
     [{ dst: '169.254.1.10', dev: 'metadbr0', prefsrc: '169.254.169.254' }],
   );
   const r = await network(h).reconcile([NIC]);

@@ -24,12 +24,18 @@ function host(tapAddrs: string[]): Exec & { calls: string[]; batches: string[] }
   };
   const links = [
     { ifname: 'metad0', ifindex: 2, flags: ['UP'], addr_info: [addr('169.254.169.254/32')] },
-    { ifname: 'mtap1', ifindex: 3, flags: ['UP'], addr_info: tapAddrs.map(addr) },
+    {
+      ifname: 'mtap1',
+      ifindex: 3,
+      flags: ['UP'],
+      linkinfo: { info_kind: 'tun', info_data: { type: 'tap' } },
+      addr_info: tapAddrs.map(addr),
+    },
   ];
   const exec = ((file: string, args: readonly string[], input?: string) => {
     calls.push(`${file.split('/').pop()!} ${args.join(' ')}`);
     if (args.includes('-batch')) batches.push(input ?? '');
-    const json = args[0] === '-j' && (args[1] === 'addr' || args[1] === 'link');
+    const json = file.endsWith('ip') && args[0] === '-j' && (args.includes('addr') || args.includes('link'));
     return Promise.resolve({ code: 0, stdout: json ? JSON.stringify(links) : args.includes('route') ? '[]' : '', stderr: '' });
   }) as Exec & { calls: string[]; batches: string[] };
   exec.calls = calls;

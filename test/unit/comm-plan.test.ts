@@ -34,7 +34,7 @@ const NICS: CommNic[] = [
 
 function files(nics: readonly CommNic[], s: CommSettings): Map<string, string> {
   return new Map([
-    ['ruleset.nft', buildRuleset(nics, s)],
+    ['ruleset.nft', buildRuleset(nics, s, nics.length > 0 ? ['old9'] : [])],
     ['dnsmasq.conf', buildDnsmasqConf(s, '/run/metad/comm/dhcp-hosts', 3600)],
     ['dhcp-hosts', buildDhcpHosts(nics)],
     ['links.json', `${JSON.stringify(buildLinkPlan(nics, s), null, 2)}\n`],
@@ -107,7 +107,7 @@ test('the rule count is the same for 1 and 1,000 NICs; only set elements grow', 
     SETTINGS,
   );
   assert.deepEqual(ruleLines(many), ruleLines(one));
-  assert.equal(ruleLines(one).length, 20);
+  assert.equal(ruleLines(one).length, 22); // 16 identity rules, 4 DHCP chaddr, 1 held (inet) and 1 held (arp)
   assert.match(many, /"mt1000" \. 169\.254\.3\.232/);
 });
 
@@ -139,7 +139,27 @@ test('the table is replaced whole in one transaction: add, delete, define', () =
   const lines = buildRuleset(NICS, SETTINGS)
     .split('\n')
     .filter((l) => l.startsWith('table') || l.startsWith('delete'));
-  assert.deepEqual(lines, ['table inet metad', 'delete table inet metad', 'table inet metad {']);
+  assert.deepEqual(lines, [
+    'table inet metad',
+    'delete table inet metad',
+    'table inet metad {',
+    'table arp metad',
+    'delete table arp metad',
+    'table arp metad {',
+  ]);
+});
+
+test('held taps (released, job-held) are dropped whole before anything else: IPv4, IPv6 and ARP', () => {
+  const r = buildRuleset(NICS, SETTINGS, ['old9', 'gone2']);
+  assert.match(
+    r,
+    /set held \{ type ifname; elements = \{ "gone2", "old9" \}; \}\n {2}chain held_in \{\n {4}type filter hook prerouting priority raw - 20; policy accept;\n {4}iifname @held counter name refused drop\n {2}\}/,
+  );
+  const arp = r.split('table arp metad {')[1] ?? '';
+  assert.match(arp, /set held \{ type ifname; elements = \{ "gone2", "old9" \}; \}/);
+  assert.match(arp, /type filter hook input priority filter; policy accept;\n {4}iifname @held drop/);
+  assert.doesNotMatch(r, /meta mark/, 'routed mode marks nothing');
+  assert.match(buildRuleset(NICS, SETTINGS), /set held \{ type ifname; \}/);
 });
 
 test('hop limit: the replies chain exists only when enabled', () => {
