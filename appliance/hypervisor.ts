@@ -8,6 +8,7 @@
  * reboots or crashes: the appliance's XML maps all three to destroy) the domain is gone, and
  * `state` says 'gone'. Nothing needs undefining.
  */
+import { bounded, TimedOut, type Clock } from '../daemon/clock.js';
 
 /** libvirt's virDomainState, plus 'gone' for a domain that no longer exists. */
 export type DomainState = 'nostate' | 'running' | 'blocked' | 'paused' | 'shutdown' | 'shutoff' | 'crashed' | 'pmsuspended' | 'gone';
@@ -33,6 +34,12 @@ export interface Hypervisor {
   /** Names of the existing domains that start with `prefix`, sorted. */
   list(prefix: string): Promise<string[]>;
   close(): Promise<void>;
+  /**
+   * True while a call naming `name` that its caller gave up on (a bound passed) may still
+   * complete: a create abandoned that way can still make the domain. Optional: an
+   * implementation without bounds never abandons a call.
+   */
+  busy?(name: string): boolean;
 }
 
 /**
@@ -41,4 +48,79 @@ export interface Hypervisor {
  */
 export class HypervisorUnavailable extends Error {
   override name = 'HypervisorUnavailable';
+}
+
+/**
+ * How long one hypervisor call may take (ms) before its caller stops waiting. A create under TCG
+ * with a cold capabilities cache took up to 7.5 s here; the others take milliseconds, and a
+ * destroy whose QEMU waits for a slow reaper 1.2–3 s.
+ */
+export interface CallBounds {
+  createTransient: number;
+  state: number;
+  destroy: number;
+  list: number;
+}
+
+export const CALL_BOUNDS: Readonly<CallBounds> = { createTransient: 30_000, state: 10_000, destroy: 10_000, list: 10_000 };
+
+/**
+ * Any Hypervisor with every call bounded on the injected clock: a call that does not answer in
+ * time rejects with TimedOut (daemon/clock.ts), whatever the hypervisor does (libvirtd stopped,
+ * a hung QEMU monitor). The call itself goes on inside the binding; `busy(name)` stays true until
+ * every such abandoned call naming the domain has settled, so whoever cleans up knows that a late
+ * create may still make the domain. `onTimeout` hears of each call given up on (for the log).
+ */
+export class BoundedHypervisor implements Hypervisor {
+  private readonly abandoned = new Map<string, number>();
+
+  constructor(
+    private readonly inner: Hypervisor,
+    private readonly clock: Clock,
+    private readonly bounds: Readonly<CallBounds> = CALL_BOUNDS,
+    private readonly onTimeout?: (op: keyof CallBounds, name: string, ms: number) => void,
+  ) {}
+
+  private async call<T>(op: keyof CallBounds, name: string, p: Promise<T>): Promise<T> {
+    const ms = this.bounds[op];
+    try {
+      return await bounded(this.clock, ms, `hypervisor ${op}`, p);
+    } catch (e) {
+      if (e instanceof TimedOut) {
+        this.abandoned.set(name, (this.abandoned.get(name) ?? 0) + 1);
+        const done = (): void => {
+          const n = (this.abandoned.get(name) ?? 1) - 1;
+          if (n > 0) this.abandoned.set(name, n);
+          else this.abandoned.delete(name);
+        };
+        p.then(done, done);
+        this.onTimeout?.(op, name, ms);
+      }
+      throw e;
+    }
+  }
+
+  createTransient(name: string, xml: string): Promise<void> {
+    return this.call('createTransient', name, this.inner.createTransient(name, xml));
+  }
+
+  state(name: string): Promise<DomainState> {
+    return this.call('state', name, this.inner.state(name));
+  }
+
+  destroy(name: string): Promise<'destroyed' | 'gone'> {
+    return this.call('destroy', name, this.inner.destroy(name));
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.call('list', `${prefix}*`, this.inner.list(prefix));
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  busy(name: string): boolean {
+    return this.abandoned.has(name) || (this.inner.busy?.(name) ?? false);
+  }
 }

@@ -137,7 +137,11 @@ test('the runner across libvirtd restarts: it keeps watching; a deadline passed 
   const b = `${prefix}deadline`;
   const sb = states();
   let skew = 0;
-  const clock = { now: () => Date.now() + skew, sleep: (ms: number) => systemClock.sleep(ms) };
+  const clock = {
+    now: () => Date.now() + skew,
+    mono: () => systemClock.mono() + skew,
+    sleep: (ms: number, signal?: AbortSignal) => systemClock.sleep(ms, signal),
+  };
   const deadlineAt = clock.now() + 600_000;
   const runB = runAppliance(
     { name: b, xml: bareXml(b), deadlineAt },
