@@ -26,7 +26,8 @@ import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
-import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
+import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
+import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -36,6 +37,8 @@ export interface DaemonDeps {
   /** Install jobs: the hypervisor and the per-run preparation (tests pass the fakes). */
   hypervisor?: JobDeps['hypervisor'];
   prepare?: JobDeps['prepare'];
+  /** Wait between retries of install leftovers (default LEFTOVER_RETRY_MS, 30 s). */
+  leftoverRetryMs?: number;
 }
 
 export interface Daemon {
@@ -72,10 +75,25 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const commNet = deps.commNetwork ?? (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock));
   const comm = commNet ? new CommController(store, commNet, log) : undefined;
   const a = config.appliance;
-  const hypervisor = deps.hypervisor ?? defaultHypervisor(a.libvirtUri);
+  // Every hypervisor call bounded (CALL_BOUNDS), the injected one too.
+  const hypervisor = boundedHypervisor(deps.hypervisor ?? defaultHypervisor(a.libvirtUri), clock, log);
   // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
   const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log });
   const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
+  // What runs, recovery and the sweep could not remove: logged, shown in GET /v1/health, retried.
+  const removeLeftover = async (item: LeftoverItem): Promise<void> => {
+    if (item.kind === 'recovery') return recoverAndSweep();
+    if (item.kind !== 'domain') return wiring.removeLeftover(item);
+    const hv = await hypervisor();
+    await hv.destroy(item.name);
+    if (hv.busy?.(item.name)) throw new Error('its create has not answered yet: the domain may still appear');
+  };
+  const leftovers = new Leftovers({
+    clock,
+    log,
+    remove: removeLeftover,
+    ...(deps.leftoverRetryMs ? { retryMs: deps.leftoverRetryMs } : {}),
+  });
   const jobs = new JobManager({
     clock,
     log,
@@ -91,20 +109,27 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       pollMs: a.pollMs,
     },
     hypervisor,
+    leftovers,
     ...appliance,
   });
   await jobs.init();
-  // Jobs of an earlier process (kill -9, crash): adopted or ended. Not awaited: a slow libvirt
-  // must not hold up the doors; stop() waits for it.
-  const recovering = jobs
-    .recover()
-    .then(async () => {
-      if (deps.prepare) return; // tests' stand-in runs create nothing to sweep
-      const removed = await wiring.sweep(() => jobs.domainsInUse());
-      if (removed.length > 0) log.info({ removed: removed.length }, EV.jobLeftoversRemoved);
-    })
-    .catch(() => undefined);
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
+  // Jobs of an earlier process (kill -9, crash): adopted or ended, then the sweep. Rejects while
+  // the hypervisor is unavailable (recovery deferred) or a step fails: then it is a leftover.
+  async function recoverAndSweep(): Promise<void> {
+    const r = await jobs.recover();
+    if (r.deferred) throw new Error('recovery deferred: the hypervisor is unavailable');
+    if (deps.prepare) return; // tests' stand-in runs create nothing to sweep
+    const swept = await wiring.sweep(() => jobs.domainsInUse());
+    if (swept.removed.length > 0) log.info({ removed: swept.removed.length }, EV.jobLeftoversRemoved);
+    for (const f of swept.failed) leftovers.add([f.item], 'sweep', f.err);
+  }
+  // Not awaited: a slow libvirt must not hold up the doors; stop() waits for it.
+  const recovering = recoverAndSweep().catch((e: unknown) => {
+    const err = e instanceof Error ? e.message : String(e);
+    if (!err.startsWith('recovery deferred')) log.error({ step: 'recover', err }, EV.jobRecoveryFailed);
+    leftovers.add([{ kind: 'recovery', name: 'unfinished install jobs' }], 'recovery', e);
+  });
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers };
   // Whatever removes an instance, its install job, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {
     if (jobs.status(name) && !jobs.status(name)?.outcome) jobs.abort(name, 'instance removed');
@@ -134,6 +159,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       clearInterval(sweeper);
       await recovering;
       await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
+      await leftovers.stop(); // what is left stays for the next start's recovery and sweep
       vault.wipeAll();
       await comm?.stop();
     },

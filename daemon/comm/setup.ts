@@ -65,6 +65,6 @@ export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clo
     n.dhcp.mode === 'managed'
       ? new DnsmasqSupervisor({ path: n.dhcp.dnsmasqPath, dir: n.runDir, settings, leaseTimeSec: n.dhcp.leaseTimeSec, log, clock })
       : new ExternalDhcp(n.runDir);
-  const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log };
+  const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log, clock };
   return n.mode === 'bridged' ? new BridgedCommNetwork(opts) : new LinuxCommNetwork(opts);
 }

@@ -11,18 +11,20 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
-import type { Clock } from '../clock.js';
+import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
 import type { PipeRegistry } from '../pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../vault.js';
 import { isEnded, withRun, type JobRecord, type JobRecordFiles } from './record.js';
+import { itemsOf, LeftBehind, logLeftovers, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 
 /** Every appliance domain's name starts with this (restart recovery lists by it). */
 export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
 const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export interface JobSettings {
   defaultTimeoutMs: number;
@@ -58,6 +60,8 @@ export interface JobDeps {
   admit?: (instance: string) => Promise<void>;
   /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
   adopt?: (instance: string, domain: string) => Promise<Prepared>;
+  /** Where what could not be removed is reported (and retried); without it, it is logged only. */
+  leftovers?: LeftoverSink;
 }
 
 interface Live {
@@ -251,9 +255,12 @@ export class JobManager extends EventEmitter implements SecretsGate {
     try {
       const hv = await this.d.hypervisor();
       const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
-      const prepared: Prepared = t.adopt
-        ? ((await this.d.adopt?.(instance, j.rec.domain).catch(() => undefined)) ?? { xml: '', cleanup: release })
-        : await this.d.prepare(instance, j.rec.domain);
+      const adopted = (): Promise<Prepared | undefined> =>
+        this.d.adopt?.(instance, j.rec.domain).catch((e: unknown) => {
+          this.d.log.error({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobAdoptFailed);
+          return undefined;
+        }) ?? Promise.resolve(undefined);
+      const prepared: Prepared = t.adopt ? ((await adopted()) ?? { xml: '', cleanup: release }) : await this.prepareWithin(j, t.deadlineAt);
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -284,15 +291,28 @@ export class JobManager extends EventEmitter implements SecretsGate {
           cleanup: async () => {
             destroyedAt = clock.now(); // the runner cleans up once the domain is gone
             this.d.vault.wipe(instance); // secrets live only as long as the job
-            await prepared.cleanup();
+            await prepared.cleanup().catch((e: unknown) => {
+              this.leftBehind(itemsOf(e, { kind: 'cleanup', name: j.rec.domain, instance, domain: j.rec.domain }), 'job', e);
+              throw e;
+            });
           },
         },
       );
       final = keep(final);
+      if (final.destroyError !== undefined) {
+        this.leftBehind([{ kind: 'domain', name: j.rec.domain, instance, domain: j.rec.domain }], 'job', final.destroyError);
+      }
     } catch (e) {
-      // prepare or the hypervisor failed before the runner started: nothing was created.
+      // prepare or the hypervisor failed before the runner started (or the deadline or an abort
+      // came first): nothing was created; what prepare could not undo is a leftover.
       this.d.vault.wipe(instance);
-      final = { state: 'failed', lines: before, startedAt, endedAt: clock.now(), reason: e instanceof Error ? e.message : 'cannot start' };
+      if (e instanceof LeftBehind) this.leftBehind(e.items, 'prepare', e);
+      const endedAt = clock.now();
+      final = j.ac.signal.aborted
+        ? { state: 'aborted', lines: before, startedAt, endedAt, reason: 'aborted' }
+        : e instanceof TimedOut
+          ? { state: 'timed-out', lines: before, startedAt, endedAt, reason: 'hard deadline' }
+          : { state: 'failed', lines: before, startedAt, endedAt, reason: e instanceof Error ? e.message : 'cannot start' };
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
@@ -301,14 +321,42 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   /**
+   * `prepare`, raced against the job's hard deadline and its abort: a preparation that hangs
+   * does not hold the job. One given up on is undone when it finishes (its cleanup), and what
+   * that cannot remove is a leftover.
+   */
+  private async prepareWithin(j: Live, deadlineAt: number): Promise<Prepared> {
+    const { instance, domain } = j.rec;
+    const preparing = this.d.prepare(instance, domain);
+    try {
+      return await bounded(this.d.clock, deadlineAt - this.d.clock.now(), 'prepare', preparing, j.ac.signal);
+    } catch (e) {
+      const abandoned = e instanceof TimedOut || (j.ac.signal.aborted && e === j.ac.signal.reason);
+      const report = (err: unknown): void =>
+        this.leftBehind(itemsOf(err, { kind: 'cleanup', name: domain, instance, domain }), 'prepare', err);
+      if (abandoned) {
+        void preparing.then(
+          (p) => p.cleanup().catch(report),
+          (err: unknown) => {
+            if (err instanceof LeftBehind) report(err); // else it undid what it made
+          },
+        );
+      }
+      throw e;
+    }
+  }
+
+  /**
    * After a daemon restart (kill -9 included): the records of unfinished jobs against the
    * domains that exist. A live job whose domain still runs is adopted with its recorded
    * deadlines (one that already passed ends it at once, timed-out); a live job whose domain is
    * gone failed (its final report is lost); a queued job is aborted (its secrets died with the
    * old process); a domain with our prefix that no live record names is destroyed (orphan), and
-   * `release` removes what was made for it. Without a usable hypervisor nothing is touched.
+   * `release` removes what was made for it. Without a usable hypervisor nothing is touched
+   * (`deferred`: the caller runs it again later). What cannot be destroyed or released is
+   * reported as a leftover. Safe to run again: live jobs' domains are never orphans.
    */
-  async recover(): Promise<{ adopted: string[]; orphans: string[] }> {
+  async recover(): Promise<{ adopted: string[]; orphans: string[]; deferred?: true }> {
     const open = [...this.ended.values()].filter((r) => !isEnded(r));
     // Every domain we create has a record first (written when queued): no open record, and no
     // ended one whose final destroy failed (libvirtd down too long), nothing to find.
@@ -320,8 +368,8 @@ export class JobManager extends EventEmitter implements SecretsGate {
       hv = await this.d.hypervisor();
       domains = await hv.list(DOMAIN_PREFIX);
     } catch (e) {
-      this.d.log.warn({ jobs: open.length, err: e instanceof Error ? e.message : 'error' }, EV.jobRecoveryDeferred);
-      return { adopted: [], orphans: [] };
+      this.d.log.warn({ jobs: open.length, err: messageOf(e) }, EV.jobRecoveryDeferred);
+      return { adopted: [], orphans: [], deferred: true }; // the caller retries (daemon/daemon.ts)
     }
     const adopted: string[] = [];
     const at = new Date(this.d.clock.now()).toISOString();
@@ -333,7 +381,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
           r.state === 'queued'
             ? { ...r, state: 'aborted', outcome: 'aborted', reason: 'daemon restarted', endedAt: at }
             : { ...r, state: 'failed', outcome: 'failed', reason: 'domain gone across a daemon restart', endedAt: at };
-        await this.d.release?.(r.instance, r.domain).catch(() => undefined);
+        await this.release(r.instance, r.domain);
         const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false };
         this.finish(j, rec);
         continue;
@@ -350,15 +398,32 @@ export class JobManager extends EventEmitter implements SecretsGate {
         this.pump();
       });
     }
-    const named = new Set(adopted.map((n) => this.jobs.get(n)?.rec.domain));
+    // Live jobs' domains are not orphans: adopted ones, and (when this runs again on the retry
+    // timer) jobs started since.
+    const named = new Set([...this.jobs.values()].map((j) => j.rec.domain));
     const orphans = domains.filter((dom) => !named.has(dom));
     for (const dom of orphans) {
-      await hv.destroy(dom).catch(() => undefined);
       const owner = open.find((r) => r.domain === dom)?.instance;
-      if (owner !== undefined) await this.d.release?.(owner, dom).catch(() => undefined);
+      await hv.destroy(dom).catch((e: unknown) => {
+        this.leftBehind([{ kind: 'domain', name: dom, instance: owner, domain: dom }], 'recovery', e);
+      });
+      if (owner !== undefined) await this.release(owner, dom);
     }
     if (adopted.length + orphans.length > 0) this.d.log.info({ adopted: adopted.length, orphans: orphans.length }, EV.jobsRecovered);
     return { adopted, orphans };
+  }
+
+  /** `release` after a restart; what it could not remove is reported, not dropped. */
+  private async release(instance: string, domain: string): Promise<void> {
+    await this.d.release?.(instance, domain).catch((e: unknown) => {
+      this.leftBehind(itemsOf(e, { kind: 'cleanup', name: domain, instance, domain }), 'recovery', e);
+    });
+  }
+
+  /** Reports what could not be removed: to the leftover registry (logged, shown, retried), else the log. */
+  private leftBehind(items: readonly LeftoverItem[], during: string, err: unknown): void {
+    if (this.d.leftovers) this.d.leftovers.add(items, during, err);
+    else logLeftovers(this.d.log, items, during, err);
   }
 
   private finish(j: Live, rec: JobRecord): void {

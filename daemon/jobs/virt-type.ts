@@ -3,7 +3,9 @@
  * /dev/kvm can exist and not work (a nested "PVM" hypervisor: QEMU aborts, or guests crawl), so
  * `auto` decides by a trial boot: the appliance kernel as a KVM domain without NIC or disk; KVM
  * works when the kernel's first console lines appear within the trial's time. Decided once
- * per daemon life (the first job pays for it), TCG whenever the trial fails in any way.
+ * per daemon life (the first job pays for it), TCG whenever the trial fails in any way. Its
+ * hypervisor calls are bounded (the caller passes a BoundedHypervisor), its wait on the clock's
+ * monotonic reading.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
@@ -47,12 +49,12 @@ export async function kvmWorks(d: TrialDeps): Promise<boolean> {
     consoleLog,
     emulator: d.emulator,
   });
-  const until = d.clock.now() + (d.timeoutMs ?? 10_000);
+  const until = d.clock.mono() + (d.timeoutMs ?? 10_000);
   let created = false;
   try {
     await d.hv.createTransient(name, xml);
     created = true;
-    while (d.clock.now() < until) {
+    while (d.clock.mono() < until) {
       const text = await readFile(consoleLog, 'latin1').catch(() => '');
       if (BANNER.test(text)) return true;
       if ((await d.hv.state(name)) === 'gone') return false; // QEMU gave up (e.g. failed to set an MSR)
