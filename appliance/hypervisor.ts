@@ -35,9 +35,8 @@ export interface Hypervisor {
   list(prefix: string): Promise<string[]>;
   close(): Promise<void>;
   /**
-   * True while a call naming `name` that its caller gave up on (a bound passed) may still
-   * complete: a create abandoned that way can still make the domain. Optional: an
-   * implementation without bounds never abandons a call.
+   * True while a create of `name` has not answered yet (one its caller gave up on included):
+   * the domain may still appear. Optional: without it, callers cannot tell.
    */
   busy?(name: string): boolean;
 }
@@ -67,12 +66,12 @@ export const CALL_BOUNDS: Readonly<CallBounds> = { createTransient: 30_000, stat
 /**
  * Any Hypervisor with every call bounded on the injected clock: a call that does not answer in
  * time rejects with TimedOut (daemon/clock.ts), whatever the hypervisor does (libvirtd stopped,
- * a hung QEMU monitor). The call itself goes on inside the binding; `busy(name)` stays true until
- * every such abandoned call naming the domain has settled, so whoever cleans up knows that a late
- * create may still make the domain. `onTimeout` hears of each call given up on (for the log).
+ * a hung QEMU monitor). The call itself goes on inside the binding: `busy(name)` stays true
+ * while a create of the domain has not answered, so whoever cleans up knows that the domain may
+ * still appear. `onTimeout` hears of each call given up on (for the log).
  */
 export class BoundedHypervisor implements Hypervisor {
-  private readonly abandoned = new Map<string, number>();
+  private readonly creating = new Map<string, number>();
 
   constructor(
     private readonly inner: Hypervisor,
@@ -86,22 +85,21 @@ export class BoundedHypervisor implements Hypervisor {
     try {
       return await bounded(this.clock, ms, `hypervisor ${op}`, p);
     } catch (e) {
-      if (e instanceof TimedOut) {
-        this.abandoned.set(name, (this.abandoned.get(name) ?? 0) + 1);
-        const done = (): void => {
-          const n = (this.abandoned.get(name) ?? 1) - 1;
-          if (n > 0) this.abandoned.set(name, n);
-          else this.abandoned.delete(name);
-        };
-        p.then(done, done);
-        this.onTimeout?.(op, name, ms);
-      }
+      if (e instanceof TimedOut) this.onTimeout?.(op, name, ms);
       throw e;
     }
   }
 
   createTransient(name: string, xml: string): Promise<void> {
-    return this.call('createTransient', name, this.inner.createTransient(name, xml));
+    const p = this.inner.createTransient(name, xml);
+    this.creating.set(name, (this.creating.get(name) ?? 0) + 1);
+    const done = (): void => {
+      const n = (this.creating.get(name) ?? 1) - 1;
+      if (n > 0) this.creating.set(name, n);
+      else this.creating.delete(name);
+    };
+    p.then(done, done);
+    return this.call('createTransient', name, p);
   }
 
   state(name: string): Promise<DomainState> {
@@ -121,6 +119,6 @@ export class BoundedHypervisor implements Hypervisor {
   }
 
   busy(name: string): boolean {
-    return this.abandoned.has(name) || (this.inner.busy?.(name) ?? false);
+    return this.creating.has(name) || (this.inner.busy?.(name) ?? false);
   }
 }

@@ -107,7 +107,8 @@ export const EVENTS = {
   jobsRecovered: {
     msg: 'install jobs recovered after a restart',
     level: 'info',
-    fields: 'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed)',
+    fields:
+      'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed), orphansLeft (orphan domains whose destroy failed: each an `install leftover not removed`, retried)',
   },
   jobLeftoversRemoved: {
     msg: 'install leftovers removed',

@@ -402,14 +402,18 @@ export class JobManager extends EventEmitter implements SecretsGate {
     // timer) jobs started since.
     const named = new Set([...this.jobs.values()].map((j) => j.rec.domain));
     const orphans = domains.filter((dom) => !named.has(dom));
+    const left: string[] = [];
     for (const dom of orphans) {
       const owner = open.find((r) => r.domain === dom)?.instance;
       await hv.destroy(dom).catch((e: unknown) => {
+        left.push(dom);
         this.leftBehind([{ kind: 'domain', name: dom, instance: owner, domain: dom }], 'recovery', e);
       });
       if (owner !== undefined) await this.release(owner, dom);
     }
-    if (adopted.length + orphans.length > 0) this.d.log.info({ adopted: adopted.length, orphans: orphans.length }, EV.jobsRecovered);
+    if (adopted.length + orphans.length > 0) {
+      this.d.log.info({ adopted: adopted.length, orphans: orphans.length - left.length, orphansLeft: left.length }, EV.jobsRecovered);
+    }
     return { adopted, orphans };
   }
 
