@@ -19,7 +19,7 @@ interface ExecResult {
 export type Exec = (file: string, args: readonly string[], input?: string) => Promise<ExecResult>;
 
 /** How long one run of a host tool may take by default (ms); an `nft -f` of 10,000 instances takes well under a second. */
-export const EXEC_TIMEOUT_MS = 30_000;
+const EXEC_TIMEOUT_MS = 30_000;
 
 /** Which Debian package ships each tool metad runs. */
 const PACKAGE_OF: Readonly<Record<string, string>> = { ip: 'iproute2', nft: 'nftables', dnsmasq: 'dnsmasq-base', 'qemu-img': 'qemu-utils' };
@@ -72,9 +72,6 @@ function killGroup(pid: number | undefined): void {
     // already gone
   }
 }
-
-/** The default: bounded by EXEC_TIMEOUT_MS on the system clock. */
-export const execFile: Exec = boundedExec();
 
 /** Run and require exit 0; a failure names the tool, its first error line and the likely fix. */
 export async function mustExec(exec: Exec, file: string, args: readonly string[], input?: string): Promise<string> {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { EV } from '../events.js';
 
-export type LeftoverKind =
+type LeftoverKind =
   /** An appliance domain (name: the domain): destroyed on retry. */
   | 'domain'
   /** An appliance tap (name: the tap): deleted. */

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING, isConnectionLost, isNotFound, stateName } from '../../appliance/libvirt.js';
-import { BoundedHypervisor, HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import { BoundedHypervisor, HypervisorUnavailable, MAX_CALLS_IN_FLIGHT } from '../../appliance/hypervisor.js';
 import { TimedOut } from '../../daemon/clock.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { skipOrFail } from '../support/env.js';
@@ -191,4 +191,25 @@ test('BoundedHypervisor: a call that never answers rejects at its bound; busy() 
   assert.deepEqual(fake.running(), [name]);
   assert.equal(await hv.destroy(name), 'destroyed');
   assert.equal(clock.pending, 0, 'no bound timer outlives its call');
+});
+
+test('BoundedHypervisor: a hung hypervisor gets at most MAX_CALLS_IN_FLIGHT calls; the others time out unsent; all flow again once it answers', async () => {
+  const clock = new FakeClock();
+  const fake = new FakeHypervisor();
+  const hv = new BoundedHypervisor(fake, clock, { createTransient: 3_000, state: 1_000, destroy: 1_000, list: 1_000 });
+  await fake.createTransient('d1', '<domain><name>d1</name></domain>');
+  fake.stop();
+  const calls = [hv.state('d1'), hv.destroy('d1'), hv.state('d1'), hv.list('d'), hv.destroy('d1')];
+  for (const c of calls) c.catch(() => undefined);
+  await clock.advance(1_000);
+  for (const c of calls) await assert.rejects(c, TimedOut);
+  assert.equal(fake.heldCalls, MAX_CALLS_IN_FLIGHT, 'only the first calls reached the hung hypervisor (each holds a pool thread)');
+  const later = hv.state('d1');
+  later.catch(() => undefined);
+  await clock.advance(1_000);
+  await assert.rejects(later, TimedOut, 'no slot while the hung calls hold theirs');
+  assert.equal(fake.heldCalls, MAX_CALLS_IN_FLIGHT);
+  fake.resume();
+  await clock.advance(0);
+  assert.equal(await hv.state('d1'), 'gone', 'the held destroy went through; new calls are sent again');
 });
