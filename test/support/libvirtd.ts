@@ -97,7 +97,11 @@ export async function netnsPids(name: string): Promise<number[]> {
   return out.split('\n').filter(Boolean).map(Number);
 }
 
-export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
+/**
+ * `subreaper: false` runs libvirtd without tini: QEMU (which libvirt daemonizes) is then
+ * reaped by the machine's PID 1, as on a host whose init reaps slowly (docs/deployment.md).
+ */
+export async function startLibvirtd(ns: Netns, opts: { subreaper?: boolean } = {}): Promise<TestLibvirtd> {
   const dir = await mkdtemp(join(tmpdir(), 'metad-libvirtd-'));
   const cache = join(tmpdir(), 'metad-libvirt-cache');
   await mkdir(cache, { recursive: true });
@@ -114,7 +118,14 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   const spawnDaemon = (): ChildProcess => {
     const c = ns.exec(
       'unshare',
-      ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd --pid-file '${pidFile}'`],
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `${binds} && exec ${opts.subreaper === false ? '' : 'tini -s -g -- '}libvirtd --pid-file '${pidFile}'`,
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
