@@ -145,7 +145,7 @@ export interface RunDeps {
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /**
- * Destroys `name`, retrying after each wait while it fails; the last error, or undefined once done.
+ * Destroys `name`, retrying after each wait while it fails: its answer, or the last error.
  * A destroy that does not answer within `boundMs` is not retried: the hypervisor is hung, not
  * restarting, and more calls would only queue behind it (the caller retries on its slow timer).
  */
@@ -155,14 +155,13 @@ async function destroyWithRetry(
   clock: Clock,
   waits: readonly number[],
   boundMs: number,
-): Promise<string | undefined> {
+): Promise<{ error: string } | { result: 'destroyed' | 'gone' }> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await bounded(clock, boundMs, 'hypervisor destroy', hv.destroy(name));
-      return undefined;
+      return { result: await bounded(clock, boundMs, 'hypervisor destroy', hv.destroy(name)) };
     } catch (e) {
       const wait = waits[attempt];
-      if (wait === undefined || e instanceof TimedOut) return messageOf(e);
+      if (wait === undefined || e instanceof TimedOut) return { error: messageOf(e) };
       await clock.sleep(wait);
     }
   }
@@ -282,10 +281,16 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
       if (rec.state === 'booting') await watch();
     }
   } finally {
-    let destroyError = created
+    // A create given up on is settled when it answered before the destroy was sent, or when the
+    // destroy found the domain it made; else it may still make the domain after this destroy.
+    const createSettled = !abandoned || hv.busy?.(spec.name) === false;
+    const destroyed = created
       ? await destroyWithRetry(hv, spec.name, clock, deps.destroyRetryMs ?? DESTROY_RETRY_MS, bounds.destroy)
       : undefined;
-    if (abandoned) destroyError ??= 'the create had not answered when the run ended: the domain may still appear';
+    let destroyError = destroyed && 'error' in destroyed ? destroyed.error : undefined;
+    if (!createSettled && !(destroyed && 'result' in destroyed && destroyed.result === 'destroyed')) {
+      destroyError ??= 'the create had not answered when the run ended: the domain may still appear';
+    }
     if (destroyError !== undefined) rec = { ...rec, destroyError };
     if (created) rec = withLateLines(rec, splitLines(tail, deps.takeProgress()).lines);
     await deps.cleanup?.().catch((e: unknown) => {

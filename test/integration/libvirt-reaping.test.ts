@@ -14,6 +14,13 @@ import { canUseNetns, createNetns } from '../support/netns.js';
 import { libvirtdMissing, netnsPids, startLibvirtd } from '../support/libvirtd.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import { QEMU_X86 } from '../../appliance/domain-xml.js';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { hasCommand } from '../support/env.js';
+import { REAP_PROBE, reapMs } from '../support/reap-probe.js';
 
 const bareXml = (name: string): string =>
   `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
@@ -60,3 +67,23 @@ for (const subreaper of [true, false]) {
     );
   });
 }
+
+test("an orphan's zombie: how long until it is reaped by this machine's PID 1, and under tini -s", async (t) => {
+  if (skipOrFail(t, hasCommand('tini') ? undefined : 'tini not installed; run .ci/install-deps.sh')) return;
+  const run = promisify(execFile);
+  const dir = await mkdtemp(join(tmpdir(), 'metad-reap-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pidFile = join(dir, 'pid');
+  const probe = async (cmd: string[]): Promise<number> => {
+    const [file = 'sh', ...args] = cmd;
+    return reapMs((await run(file, [...args, 'sh', '-c', REAP_PROBE, 'sh', pidFile], { timeout: 60_000 })).stdout);
+  };
+  const pid1: number[] = [];
+  const tini: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    pid1.push(await probe(['env']));
+    tini.push(await probe(['tini', '-s', '--']));
+  }
+  for (const x of [...pid1, ...tini]) assert.ok(Number.isFinite(x), 'the probe saw its orphan reaped');
+  t.diagnostic(`zombie lifetime, PID 1 reaps: ${pid1.join(', ')} ms; tini -s reaps: ${tini.join(', ')} ms`);
+});

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasCommand, skipOrFail } from '../support/env.js';
@@ -20,6 +20,7 @@ import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, startLibvirtd } from '../support/libvirtd.js';
 import { ctlAt } from '../support/metadctl-run.js';
 import { bootContainer, containerMissing } from '../support/nspawn.js';
+import { REAP_PROBE, reapMs } from '../support/reap-probe.js';
 import { loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
@@ -117,6 +118,10 @@ test('an install job under the real systemd unit: the tap needs the documented d
       [join(share, 'os'), join(share, 'os')],
       [join(share, 'units'), join(share, 'units')],
       [join(libvirtd.dir, 'run'), '/run/libvirt'],
+      // A checkout whose node_modules is a symlink (a git worktree sharing another's): its target too.
+      ...(lstatSync(join(ROOT, 'node_modules')).isSymbolicLink()
+        ? [[realpathSync(join(ROOT, 'node_modules')), realpathSync(join(ROOT, 'node_modules'))] as [string, string]]
+        : []),
     ],
     rwBinds: [[join(share, 'jobs'), join(share, 'jobs')]],
   });
@@ -196,13 +201,24 @@ test('an install job under the real systemd unit: the tap needs the documented d
         return s.outcome === undefined ? undefined : s;
       });
       assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
-      assert.equal(rec.destroyError, undefined, JSON.stringify(rec));
       assert.ok(rec.destroyedAt !== undefined && rec.deadlineAt !== undefined);
+      // Under load the create itself can outlast 2 s: the deadline still wins, and a domain the
+      // late create made is destroyed then or by the leftover retry (30 s).
+      await until(
+        'nothing left behind',
+        async () =>
+          (JSON.parse((await ctl('--json', 'health')).out) as { leftovers: unknown[] }).leftovers.length === 0 ? true : undefined,
+        90_000,
+      );
+      if (rec.destroyError !== undefined) st.diagnostic(`run ${String(i)}: ${rec.destroyError} (a leftover, then removed)`);
       gone.push(Date.parse(rec.destroyedAt) - Date.parse(rec.deadlineAt));
       assert.doesNotMatch((await ns.run('ip', ['-o', 'link', 'show'])).stdout, /mdi[0-9a-f]{12}/);
     }
-    const health = JSON.parse((await ctl('--json', 'health')).out) as { leftovers: unknown[] };
-    assert.deepEqual(health.leftovers, [], 'nothing left behind');
     st.diagnostic(`deadline -> gone under the unit: ${gone.map(String).join(', ')} ms`);
+    // Who reaps matters (libvirt's destroy waits for it): systemd as PID 1, measured in the container.
+    const reaped: number[] = [];
+    for (let i = 0; i < 5; i++) reaped.push(reapMs((await c.run('sh', ['-c', REAP_PROBE, 'sh', '/run/reap-probe.pid'])).stdout));
+    for (const x of reaped) assert.ok(Number.isFinite(x), 'the probe saw its orphan reaped');
+    st.diagnostic(`zombie lifetime with systemd as PID 1: ${reaped.join(', ')} ms`);
   });
 });
