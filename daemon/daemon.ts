@@ -77,9 +77,6 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
   const a = config.appliance;
   // Every hypervisor call bounded (CALL_BOUNDS), the injected one too.
   const hypervisor = boundedHypervisor(deps.hypervisor ?? defaultHypervisor(a.libvirtUri), clock, log);
-  // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
-  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log });
-  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
   // What runs, recovery and the sweep could not remove: logged, shown in GET /v1/health, retried.
   const removeLeftover = async (item: LeftoverItem): Promise<void> => {
     if (item.kind === 'recovery') return recoverAndSweep();
@@ -94,6 +91,9 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     remove: removeLeftover,
     ...(deps.leftoverRetryMs ? { retryMs: deps.leftoverRetryMs } : {}),
   });
+  // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
+  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
+  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
   const jobs = new JobManager({
     clock,
     log,

@@ -135,7 +135,7 @@ export const EVENTS = {
     msg: 'install leftover not removed',
     level: 'error',
     fields:
-      'kind (domain | tap | tap identity | overlay | console log | cleanup | recovery), name, instance, during (job | recovery | sweep | prepare), err; listed in GET /v1/health and retried every 30 s until removed',
+      'kind (domain | tap | tap identity | overlay | console log | cleanup | recovery), name, instance, during (job | recovery | sweep | prepare | kvm trial), err; listed in GET /v1/health and retried every 30 s until removed',
   },
   jobLeftoverRetryFailed: {
     msg: 'install leftover still not removed',

@@ -15,6 +15,7 @@ import { domainXml, type VirtType } from '../../appliance/domain-xml.js';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import type { Clock } from '../clock.js';
 import { EV } from '../events.js';
+import type { LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX } from './manager.js';
 
 export interface TrialDeps {
@@ -27,6 +28,8 @@ export interface TrialDeps {
   /** How long the kernel may take to print its banner under KVM (it takes milliseconds). */
   timeoutMs?: number;
   pollMs?: number;
+  /** What the trial could not remove (its domain, its console log): reported, not dropped. */
+  leftovers?: LeftoverSink;
 }
 
 /** The kernel's banner: printed before anything that could fail for lack of a NIC or disk. */
@@ -64,8 +67,12 @@ export async function kvmWorks(d: TrialDeps): Promise<boolean> {
   } catch {
     return false; // QEMU refused to start with KVM
   } finally {
-    if (created) await d.hv.destroy(name).catch(() => undefined);
-    await rm(consoleLog, { force: true }).catch(() => undefined);
+    if (created) {
+      await d.hv.destroy(name).catch((e: unknown) => d.leftovers?.add([{ kind: 'domain', name, domain: name }], 'kvm trial', e));
+    }
+    await rm(consoleLog, { force: true }).catch((e: unknown) =>
+      d.leftovers?.add([{ kind: 'console log', name: consoleLog, domain: name }], 'kvm trial', e),
+    );
   }
 }
 

@@ -20,7 +20,7 @@ import { EV } from '../events.js';
 import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../store.js';
-import { LeftBehind, type LeftoverItem } from './leftovers.js';
+import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
 import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
@@ -64,6 +64,8 @@ export interface WiringDeps {
   log: Logger;
   /** Makes a qcow2 overlay over `base` at `path` (default: qemu-img). */
   makeOverlay?: (base: string, path: string) => Promise<void>;
+  /** Where what the KVM trial could not remove is reported. */
+  leftovers?: LeftoverSink;
 }
 
 function unavailable(message: string): DaemonError {
@@ -119,6 +121,7 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
         runDir: await runDir(),
         firmware: a.firmware,
         emulator: a.emulator,
+        ...(d.leftovers ? { leftovers: d.leftovers } : {}),
       }),
     d.log,
   );
