@@ -4,7 +4,8 @@
  * job is logged, listed in GET /v1/health, retried on the slow timer while it keeps failing, and
  * cleared (health, log) once a retry destroys it. A hypervisor that stops answering mid-job
  * does not hold the job past its deadline; the domain it could not destroy is destroyed by the
- * retry after it answers again.
+ * retry after it answers again. A recovery that finds no hypervisor at start is a leftover as
+ * well, retried until the unfinished job is recovered.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,12 @@ import { sampleInstance, startInstall, startTestDaemon, type TestDaemon } from '
 import { FakeClock } from '../fakes/fake-clock.js';
 import { DESTROY_RETRY_MS } from '../../appliance/runner.js';
 import { LEFTOVER_RETRY_MS, type LeftoverView } from '../../daemon/jobs/leftovers.js';
-import type { JobRecord } from '../../daemon/jobs/record.js';
+import { JobRecordFiles, type JobRecord } from '../../daemon/jobs/record.js';
+import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Moves the fake clock in poll-sized steps, letting the daemon run between them. */
 async function advance(clock: FakeClock, ms: number, step = 250): Promise<void> {
@@ -96,4 +102,48 @@ test('the hypervisor stops answering mid-job: the job ends at its deadline, and 
   await advance(clock, LEFTOVER_RETRY_MS, 1_000);
   assert.deepEqual(await leftovers(d), []);
   assert.deepEqual(d.hv.running(), []);
+});
+
+test('recovery deferred (no hypervisor at start) is a leftover too: shown, retried, and the unfinished job is recovered once it works', async (t) => {
+  const clock = new FakeClock();
+  const dir = await mkdtemp(join(tmpdir(), 'metad-leftover-recovery-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // A job record left unfinished by a killed metad (its domain is gone meanwhile).
+  const files = new JobRecordFiles(join(dir, 'state', 'jobs'));
+  await files.init();
+  const at = new Date(clock.now() - 5_000).toISOString();
+  await files.save({
+    v: 1,
+    instance: 'vm1',
+    domain: 'metad-install-old',
+    state: 'running',
+    timeoutSec: 60,
+    requestedAt: at,
+    startedAt: at,
+    deadlineAt: new Date(clock.now() + 55_000).toISOString(),
+    lines: [],
+  });
+  const hv = new FakeHypervisor();
+  let up = false;
+  const d = await startTestDaemon({
+    clock,
+    dir,
+    hypervisor: () =>
+      up ? Promise.resolve(hv) : Promise.reject(new HypervisorUnavailable('cannot connect to libvirt: Connection refused')),
+  });
+  t.after(() => d.close());
+  await advance(clock, 250);
+  assert.deepEqual(
+    (await leftovers(d)).map((l) => [l.kind, l.name]),
+    [['recovery', 'unfinished install jobs']],
+  );
+  assert.match(d.sink.text, /"msg":"install jobs not recovered: hypervisor unavailable"/);
+  assert.equal(d.daemon.services.jobs.status('vm1')?.outcome, undefined, 'not recovered yet');
+  up = true; // libvirtd is reachable now
+  await advance(clock, LEFTOVER_RETRY_MS, 1_000);
+  assert.deepEqual(await leftovers(d), []);
+  const rec = d.daemon.services.jobs.status('vm1');
+  assert.equal(rec?.outcome, 'failed');
+  assert.match(rec.reason ?? '', /domain gone across a daemon restart/);
+  assert.match(d.sink.text, /"msg":"install leftover removed"/);
 });
