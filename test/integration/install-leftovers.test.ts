@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { sampleInstance, startInstall, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { FakeClock } from '../fakes/fake-clock.js';
+import { ctlAt } from '../support/metadctl-run.js';
 import { DESTROY_RETRY_MS } from '../../appliance/runner.js';
 import { LEFTOVER_RETRY_MS, type LeftoverView } from '../../daemon/jobs/leftovers.js';
 import { JobRecordFiles, type JobRecord } from '../../daemon/jobs/record.js';
@@ -62,6 +63,8 @@ test('a domain whose destroy fails is a leftover: logged, in /v1/health, retried
     [['domain', domain, 'vm1', 0, 'Cannot write data: Broken pipe']],
   );
   assert.match(d.sink.text, /"msg":"install leftover not removed"/);
+  const ctl = await ctlAt(d.config.admin.socket, ['health']);
+  assert.equal(ctl.out, `ok (1 instance)\nleftover domain ${domain}: Cannot write data: Broken pipe\n`, 'metadctl health says so');
 
   await advance(clock, LEFTOVER_RETRY_MS, 1_000); // a retry that fails again
   left = await leftovers(d);
