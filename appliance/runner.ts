@@ -16,11 +16,19 @@
  *   be reached (libvirtd restarting) does not stop the clock: a failing `state` is a hiccup and
  *   the deadlines still end the run; the final destroy is retried a bounded number of times
  *   (DESTROY_RETRY_MS), and if it still fails the record says so (`destroyError`).
+ * - A hypervisor that does not answer at all (libvirtd stopped, a hung monitor) does not stop
+ *   it either: every call is bounded (CALL_BOUNDS) and raced against the hard deadline, the
+ *   claim deadline and the abort, so those end the run on time whatever the hypervisor does (a
+ *   `state` call gets at least one poll interval to answer). A create given up on may still make
+ *   the domain later: the run ends with `destroyError` saying so, and the caller keeps retrying
+ *   the destroy (daemon/jobs/leftovers.ts). A destroy that does not answer is not retried here.
+ * - Deadlines are measured on the clock's monotonic reading (`mono`): a wall-clock step moves
+ *   neither; the record's times stay wall-clock.
  * Within one poll, lines are taken first, then the domain state, then the deadlines: a domain
  * found gone at the deadline's poll powered off before it was seen, and counts as finished.
  */
-import type { Clock } from '../daemon/clock.js';
-import { HypervisorUnavailable, type Hypervisor } from './hypervisor.js';
+import { bounded, TimedOut, type Clock } from '../daemon/clock.js';
+import { CALL_BOUNDS, HypervisorUnavailable, type CallBounds, type Hypervisor } from './hypervisor.js';
 import { parseProgress, splitLines } from './progress.js';
 
 export type RunState = 'pending' | 'booting' | 'running' | 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
@@ -130,19 +138,30 @@ export interface RunDeps {
   signal?: AbortSignal;
   /** Waits between attempts of the final destroy (default DESTROY_RETRY_MS). */
   destroyRetryMs?: readonly number[];
+  /** How long each hypervisor call may take (default CALL_BOUNDS). */
+  callBounds?: Partial<CallBounds>;
 }
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-/** Destroys `name`, retrying after each wait while it fails; the last error, or undefined once done. */
-async function destroyWithRetry(hv: Hypervisor, name: string, clock: Clock, waits: readonly number[]): Promise<string | undefined> {
+/**
+ * Destroys `name`, retrying after each wait while it fails: its answer, or the last error.
+ * A destroy that does not answer within `boundMs` is not retried: the hypervisor is hung, not
+ * restarting, and more calls would only queue behind it (the caller retries on its slow timer).
+ */
+async function destroyWithRetry(
+  hv: Hypervisor,
+  name: string,
+  clock: Clock,
+  waits: readonly number[],
+  boundMs: number,
+): Promise<{ error: string } | { result: 'destroyed' | 'gone' }> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await hv.destroy(name);
-      return undefined;
+      return { result: await bounded(clock, boundMs, 'hypervisor destroy', hv.destroy(name)) };
     } catch (e) {
       const wait = waits[attempt];
-      if (wait === undefined) return messageOf(e);
+      if (wait === undefined || e instanceof TimedOut) return { error: messageOf(e) };
       await clock.sleep(wait);
     }
   }
@@ -161,6 +180,11 @@ function withLateLines(r: RunRecord, lines: readonly string[]): RunRecord {
 /** Runs one appliance to a terminal state. Never rejects for guest or hypervisor trouble. */
 export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRecord> {
   const { hv, clock } = deps;
+  const bounds: CallBounds = { ...CALL_BOUNDS, ...deps.callBounds };
+  // The deadlines on the monotonic clock: a step of the wall clock during the run moves neither.
+  const toMono = (wallAt: number): number => clock.mono() + (wallAt - clock.now());
+  const deadline = toMono(spec.deadlineAt);
+  const claimDeadline = spec.claimDeadlineAt === undefined ? Infinity : toMono(spec.claimDeadlineAt);
   let rec = initialRecord(clock.now());
   let tail = '';
   const apply = (ev: RunEvent): void => {
@@ -176,28 +200,57 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
     for (const line of lines) apply({ type: 'line', at: clock.now(), line });
   };
   const unclaimed = (): boolean => spec.claimDeadlineAt !== undefined && !(deps.claimed?.() ?? false);
+  const nextDeadline = (): number => Math.min(deadline, unclaimed() ? claimDeadline : Infinity);
+  const aborted = (e: unknown): boolean => deps.signal?.aborted === true && e === deps.signal.reason;
+
+  // At most one state call at a time: one that has not answered is waited for again at the
+  // next poll, not joined by another (a hung hypervisor would pile them up).
+  let inFlight: Promise<unknown> | undefined;
+  const askState = (): Promise<unknown> => {
+    if (!inFlight) {
+      const p = hv.state(spec.name);
+      inFlight = p;
+      const clear = (): void => {
+        if (inFlight === p) inFlight = undefined;
+      };
+      p.then(clear, clear);
+    }
+    // Up to the next deadline (or the call's bound), but always one poll interval to answer.
+    const ms = Math.max(Math.min(bounds.state, nextDeadline() - clock.mono()), Math.min(deps.pollMs, bounds.state));
+    return bounded(clock, ms, 'hypervisor state', inFlight, deps.signal);
+  };
 
   const watch = async (): Promise<void> => {
     while (!isTerminal(rec.state)) {
-      const now = clock.now();
-      const claimAt = unclaimed() ? (spec.claimDeadlineAt ?? Infinity) : Infinity;
       try {
-        await clock.sleep(Math.max(0, Math.min(deps.pollMs, spec.deadlineAt - now, claimAt - now)), deps.signal);
+        await clock.sleep(Math.max(0, Math.min(deps.pollMs, nextDeadline() - clock.mono())), deps.signal);
       } catch {
         drain(); // what the agent wrote just before the abort still counts
         apply({ type: 'abort', at: clock.now() });
         return;
       }
       drain();
-      const state = await hv.state(spec.name).catch(() => undefined); // a hiccup (reconnecting): deadlines still hold
+      let state: unknown;
+      try {
+        state = await askState();
+      } catch (e) {
+        if (aborted(e)) {
+          drain();
+          apply({ type: 'abort', at: clock.now() });
+          return;
+        }
+        state = undefined; // a hiccup (reconnecting) or no answer in time: the deadlines still hold
+      }
       if (state === 'gone') apply({ type: 'gone', at: clock.now() });
-      const at = clock.now();
-      if (at >= spec.deadlineAt) apply({ type: 'deadline', at });
-      else if (unclaimed() && at >= (spec.claimDeadlineAt ?? Infinity)) apply({ type: 'claim-deadline', at });
+      const at = clock.mono();
+      if (at >= deadline) apply({ type: 'deadline', at: clock.now() });
+      else if (unclaimed() && at >= claimDeadline) apply({ type: 'claim-deadline', at: clock.now() });
     }
   };
 
   let created = false;
+  /** The create was given up on (deadline, abort, no answer): it may still make the domain. */
+  let abandoned = false;
   try {
     if (deps.signal?.aborted) {
       apply({ type: 'abort', at: clock.now() });
@@ -208,20 +261,36 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
       await watch();
     } else {
       try {
-        await hv.createTransient(spec.name, spec.xml);
+        const ms = Math.min(bounds.createTransient, deadline - clock.mono());
+        await bounded(clock, ms, 'hypervisor createTransient', hv.createTransient(spec.name, spec.xml), deps.signal);
         created = true;
         apply({ type: 'created', at: clock.now() });
       } catch (e) {
-        apply({ type: 'create-failed', at: clock.now(), reason: messageOf(e) });
+        abandoned = e instanceof TimedOut || aborted(e);
+        if (aborted(e)) apply({ type: 'abort', at: clock.now() });
+        else if (e instanceof TimedOut && clock.mono() >= deadline) apply({ type: 'deadline', at: clock.now() });
+        else apply({ type: 'create-failed', at: clock.now(), reason: messageOf(e) });
         // The create may have happened before the error (e.g. the connection died on the way
         // back): a domain of that name is destroyed below, not left running unsupervised. An
         // unreachable hypervisor (HypervisorUnavailable) never got the request.
-        created = !(e instanceof HypervisorUnavailable) && (await hv.list(spec.name).catch(() => [spec.name])).includes(spec.name);
+        created =
+          abandoned ||
+          (!(e instanceof HypervisorUnavailable) &&
+            (await bounded(clock, bounds.list, 'hypervisor list', hv.list(spec.name)).catch(() => [spec.name])).includes(spec.name));
       }
       if (rec.state === 'booting') await watch();
     }
   } finally {
-    const destroyError = created ? await destroyWithRetry(hv, spec.name, clock, deps.destroyRetryMs ?? DESTROY_RETRY_MS) : undefined;
+    // A create given up on is settled when it answered before the destroy was sent, or when the
+    // destroy found the domain it made; else it may still make the domain after this destroy.
+    const createSettled = !abandoned || hv.busy?.(spec.name) === false;
+    const destroyed = created
+      ? await destroyWithRetry(hv, spec.name, clock, deps.destroyRetryMs ?? DESTROY_RETRY_MS, bounds.destroy)
+      : undefined;
+    let destroyError = destroyed && 'error' in destroyed ? destroyed.error : undefined;
+    if (!createSettled && !(destroyed && 'result' in destroyed && destroyed.result === 'destroyed')) {
+      destroyError ??= 'the create had not answered when the run ended: the domain may still appear';
+    }
     if (destroyError !== undefined) rec = { ...rec, destroyError };
     if (created) rec = withLateLines(rec, splitLines(tail, deps.takeProgress()).lines);
     await deps.cleanup?.().catch((e: unknown) => {

@@ -30,7 +30,8 @@ import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
 import { LogSampler } from '../routes/guest/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
-import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
+import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
+import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -40,6 +41,8 @@ export interface DaemonDeps {
   /** Install jobs: the hypervisor and the per-run preparation (tests pass the fakes). */
   hypervisor?: JobDeps['hypervisor'];
   prepare?: JobDeps['prepare'];
+  /** Wait between retries of install leftovers (default LEFTOVER_RETRY_MS, 30 s). */
+  leftoverRetryMs?: number;
 }
 
 export interface Daemon {
@@ -78,9 +81,24 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     (config.network.mode === 'off' ? undefined : createCommNetwork(config, log, clock, new LogSampler(DHCP_LOG_INTERVAL_MS)));
   const comm = commNet ? new CommController(store, commNet, log) : undefined;
   const a = config.appliance;
-  const hypervisor = deps.hypervisor ?? defaultHypervisor(a.libvirtUri);
+  // Every hypervisor call bounded (CALL_BOUNDS), the injected one too.
+  const hypervisor = boundedHypervisor(deps.hypervisor ?? defaultHypervisor(a.libvirtUri), clock, log);
+  // What runs, recovery and the sweep could not remove: logged, shown in GET /v1/health, retried.
+  const removeLeftover = async (item: LeftoverItem): Promise<void> => {
+    if (item.kind === 'recovery') return recoverAndSweep();
+    if (item.kind !== 'domain') return wiring.removeLeftover(item);
+    const hv = await hypervisor();
+    await hv.destroy(item.name);
+    if (hv.busy?.(item.name)) throw new Error('its create has not answered yet: the domain may still appear');
+  };
+  const leftovers = new Leftovers({
+    clock,
+    log,
+    remove: removeLeftover,
+    ...(deps.leftoverRetryMs ? { retryMs: deps.leftoverRetryMs } : {}),
+  });
   // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
-  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log });
+  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
   const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
   const jobs = new JobManager({
     clock,
@@ -102,20 +120,27 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       return i === undefined ? undefined : incarnationOf(i);
     },
     quiesce: (name) => store.settled(name),
+    leftovers,
     ...appliance,
   });
   await jobs.init();
-  // Jobs of an earlier process (kill -9, crash): adopted or ended. Not awaited: a slow libvirt
-  // must not hold up the doors; stop() waits for it.
-  const recovering = jobs
-    .recover()
-    .then(async () => {
-      if (deps.prepare) return; // tests' stand-in runs create nothing to sweep
-      const removed = await wiring.sweep(() => jobs.domainsInUse());
-      if (removed.length > 0) log.info({ removed: removed.length }, EV.jobLeftoversRemoved);
-    })
-    .catch(() => undefined);
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
+  // Jobs of an earlier process (kill -9, crash): adopted or ended, then the sweep. Rejects while
+  // the hypervisor is unavailable (recovery deferred) or a step fails: then it is a leftover.
+  async function recoverAndSweep(): Promise<void> {
+    const r = await jobs.recover();
+    if (r.deferred) throw new Error('recovery deferred: the hypervisor is unavailable');
+    if (deps.prepare) return; // tests' stand-in runs create nothing to sweep
+    const swept = await wiring.sweep(() => jobs.domainsInUse());
+    if (swept.removed.length > 0) log.info({ removed: swept.removed.length }, EV.jobLeftoversRemoved);
+    for (const f of swept.failed) leftovers.add([f.item], 'sweep', f.err);
+  }
+  // Not awaited: a slow libvirt must not hold up the doors; stop() waits for it.
+  const recovering = recoverAndSweep().catch((e: unknown) => {
+    const err = e instanceof Error ? e.message : String(e);
+    if (!err.startsWith('recovery deferred')) log.error({ step: 'recover', err }, EV.jobRecoveryFailed);
+    leftovers.add([{ kind: 'recovery', name: 'unfinished install jobs' }], 'recovery', e);
+  });
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {
@@ -158,6 +183,7 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       clearInterval(sweeper);
       await recovering;
       await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
+      await leftovers.stop(); // what is left stays for the next start's recovery and sweep
       vault.wipeAll();
       await comm?.stop();
     },

@@ -157,22 +157,51 @@ export const EVENTS = {
     level: 'warn',
     fields: "instance, domain, err (the hypervisor's own text, which may name host paths; the record says only that it failed)",
   },
-  jobLeftBehind: {
-    msg: 'install job left something behind',
-    level: 'error',
-    fields: "instance, domain, step (destroy | cleanup), err (the hypervisor's or the cleanup's own text)",
-  },
   jobsRecovered: {
     msg: 'install jobs recovered after a restart',
     level: 'info',
-    fields: 'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed)',
+    fields:
+      'adopted (domains supervised again with their recorded deadlines), orphans (domains destroyed), orphansLeft (orphan domains whose destroy failed: each an `install leftover not removed`, retried)',
   },
   jobLeftoversRemoved: {
     msg: 'install leftovers removed',
     level: 'info',
     fields: 'removed (appliance taps, console logs and overlays no unfinished job owns, found at start)',
   },
-  jobRecoveryDeferred: { msg: 'install jobs not recovered: hypervisor unavailable', level: 'warn', fields: 'jobs, err' },
+  jobRecoveryDeferred: {
+    msg: 'install jobs not recovered: hypervisor unavailable',
+    level: 'warn',
+    fields: 'jobs, err (retried on the leftover timer until it runs: GET /v1/health lists it as a `recovery` leftover)',
+  },
+  jobRecoveryFailed: {
+    msg: 'install recovery or leftover sweep failed',
+    level: 'error',
+    fields: 'step (recover | sweep), err (retried on the leftover timer)',
+  },
+  jobAdoptFailed: {
+    msg: 'install job adopted without its tap identity',
+    level: 'error',
+    fields:
+      "instance, domain, err (after a restart the running appliance's tap could not be given its instance's identity again; the job still ends at its deadline)",
+  },
+  jobLeftover: {
+    msg: 'install leftover not removed',
+    level: 'error',
+    fields:
+      'kind (domain | tap | tap identity | overlay | console log | cleanup | recovery), name, instance, during (job | recovery | sweep | prepare | kvm trial), err; listed in GET /v1/health and retried every 30 s until removed',
+  },
+  jobLeftoverRetryFailed: {
+    msg: 'install leftover still not removed',
+    level: 'warn',
+    fields: 'kind, name, instance, attempts, err (retried again later)',
+  },
+  jobLeftoverRemoved: { msg: 'install leftover removed', level: 'info', fields: 'kind, name, instance, attempts' },
+  hypervisorCallTimedOut: {
+    msg: 'hypervisor call did not answer in time',
+    level: 'warn',
+    fields:
+      'op (createTransient | state | destroy | list), name, ms (the call was given up on; a create may still make its domain, which is then destroyed as a leftover)',
+  },
   jobRecordWriteFailed: { msg: 'install job record write failed', level: 'error', fields: 'instance, code' },
   guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
 } as const;

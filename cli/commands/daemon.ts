@@ -61,11 +61,15 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
           writeRaw(ctx.io.stdout, res.raw);
           return;
         }
-        const h = res.body as { status?: unknown; instances?: unknown };
+        const h = res.body as { status?: unknown; instances?: unknown; leftovers?: unknown };
         line(
           ctx,
           `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}`,
         );
+        // What install runs left behind and the daemon is still retrying (docs/admin-api.md).
+        for (const l of Array.isArray(h.leftovers) ? (h.leftovers as { kind?: unknown; name?: unknown; error?: unknown }[]) : []) {
+          line(ctx, `leftover ${String(l.kind)} ${String(l.name)}: ${String(l.error)}`);
+        }
       }),
     );
 };

@@ -5,6 +5,7 @@
  * taps of registered NICs (and on taps it set up before), and the anchor device.
  */
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
 import { CommError, type CommNetwork, type NicStatus, type ReconcileReport, type TapCheck } from './network.js';
 import {
   anchorAddresses,
@@ -18,7 +19,7 @@ import {
   type CommSettings,
   type RouteSpec,
 } from './plan.js';
-import { execFile, mustExec, type Exec } from './exec.js';
+import { boundedExec, mustExec, type Exec } from './exec.js';
 import { guestDeviceProblem, type LinkFacts } from './guest-device.js';
 import { LinkWatch, type LinkEvent } from './link-watch.js';
 import { EV } from '../events.js';
@@ -37,7 +38,9 @@ export interface LinuxCommOptions {
   readonly nftPath: string;
   readonly dhcp?: DhcpServer;
   readonly log: Logger;
+  /** Runs ip and nft (default: bounded by EXEC_TIMEOUT_MS on `clock`, killed past it). */
   readonly exec?: Exec;
+  readonly clock?: Clock;
 }
 
 export interface IpLink {
@@ -83,7 +86,7 @@ export class LinuxCommNetwork implements CommNetwork {
   private watch: LinkWatch | undefined;
 
   constructor(protected readonly o: LinuxCommOptions) {
-    this.exec = o.exec ?? execFile;
+    this.exec = o.exec ?? boundedExec(o.clock);
   }
 
   get anchor(): 'dummy' | 'veth' | 'existing' | undefined {

@@ -75,6 +75,6 @@ export function createCommNetwork(cfg: Readonly<Config>, log: Logger, clock: Clo
           ...(dhcpLog === undefined ? {} : { sampler: dhcpLog }),
         })
       : new ExternalDhcp(n.runDir);
-  const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log };
+  const opts = { settings, ipPath: n.ipPath, nftPath: n.nftPath, dhcp, log, clock };
   return n.mode === 'bridged' ? new BridgedCommNetwork(opts) : new LinuxCommNetwork(opts);
 }

@@ -15,19 +15,20 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
-import type { Clock } from '../clock.js';
+import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
 import type { PipeRegistry } from '../pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../vault.js';
 import { CANNOT_START, CREATE_FAILED, isEnded, OWN_REASONS, scrubRecord, withRun, type JobRecord, type JobRecordFiles } from './record.js';
+import { itemsOf, LeftBehind, logLeftovers, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 
 /** Every appliance domain's name starts with this (restart recovery lists by it). */
 export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export interface JobSettings {
   defaultTimeoutMs: number;
@@ -70,6 +71,8 @@ export interface JobDeps {
   quiesce?: (instance: string) => Promise<void>;
   /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
   adopt?: (instance: string, domain: string) => Promise<Prepared>;
+  /** Where what could not be removed is reported (and retried); without it, it is logged only. */
+  leftovers?: LeftoverSink;
 }
 
 interface Live {
@@ -368,9 +371,12 @@ export class JobManager extends EventEmitter implements SecretsGate {
     try {
       const hv = await this.d.hypervisor();
       const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
-      const prepared: Prepared = t.adopt
-        ? ((await this.d.adopt?.(instance, j.rec.domain).catch(() => undefined)) ?? { xml: '', cleanup: release })
-        : await this.d.prepare(instance, j.rec.domain, this.busyBesides(instance));
+      const adopted = (): Promise<Prepared | undefined> =>
+        this.d.adopt?.(instance, j.rec.domain).catch((e: unknown) => {
+          this.d.log.error({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobAdoptFailed);
+          return undefined;
+        }) ?? Promise.resolve(undefined);
+      const prepared: Prepared = t.adopt ? ((await adopted()) ?? { xml: '', cleanup: release }) : await this.prepareWithin(j, t.deadlineAt);
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -402,32 +408,40 @@ export class JobManager extends EventEmitter implements SecretsGate {
             destroyedAt = clock.now(); // the runner cleans up once the domain is gone
             this.heldSecrets(j); // the last look before they are wiped: the final record is redacted against them
             this.wipeSecrets(j); // secrets live only as long as the job
-            await prepared.cleanup();
+            await prepared.cleanup().catch((e: unknown) => {
+              this.leftBehind(itemsOf(e, { kind: 'cleanup', name: j.rec.domain, instance, domain: j.rec.domain }), 'job', e);
+              throw e;
+            });
           },
         },
       );
       final = keep(final);
       ran = true;
+      if (final.destroyError !== undefined) {
+        this.leftBehind([{ kind: 'domain', name: j.rec.domain, instance, domain: j.rec.domain }], 'job', final.destroyError);
+      }
     } catch (e) {
-      // prepare or the hypervisor failed before the runner started: nothing was created. Our own
+      // prepare or the hypervisor failed before the runner started (or the deadline or an abort
+      // came first): nothing was created; what prepare could not undo is a leftover. Our own
       // refusals (DaemonError) say why; anything else (a tool's or libvirt's text, with host
       // paths) goes to the log only.
       this.heldSecrets(j);
       this.wipeSecrets(j);
+      if (e instanceof LeftBehind) this.leftBehind(e.items, 'prepare', e);
+      const endedAt = clock.now();
       const reason = e instanceof DaemonError ? e.message : CANNOT_START;
-      if (!(e instanceof DaemonError)) this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
-      final = { state: 'failed', lines: before, startedAt, endedAt: clock.now(), reason };
+      if (!(e instanceof DaemonError) && !(e instanceof TimedOut) && !j.ac.signal.aborted)
+        this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
+      final = j.ac.signal.aborted
+        ? { state: 'aborted', lines: before, startedAt, endedAt, reason: 'aborted' }
+        : e instanceof TimedOut
+          ? { state: 'timed-out', lines: before, startedAt, endedAt, reason: 'hard deadline' }
+          : { state: 'failed', lines: before, startedAt, endedAt, reason };
     }
     if (ran && final.reason !== undefined && !OWN_REASONS.has(final.reason)) {
       // The runner's create-failed reason is the hypervisor's raw text: to the log, not the record.
       this.d.log.warn({ instance, domain: j.rec.domain, err: final.reason }, EV.jobCreateFailed);
       final = { ...final, reason: CREATE_FAILED };
-    }
-    for (const [field, text] of [
-      ['destroy', final.destroyError],
-      ['cleanup', final.cleanupError],
-    ] as const) {
-      if (text !== undefined) this.d.log.error({ instance, domain: j.rec.domain, step: field, err: text }, EV.jobLeftBehind);
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
@@ -436,14 +450,42 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   /**
+   * `prepare`, raced against the job's hard deadline and its abort: a preparation that hangs
+   * does not hold the job. One given up on is undone when it finishes (its cleanup), and what
+   * that cannot remove is a leftover.
+   */
+  private async prepareWithin(j: Live, deadlineAt: number): Promise<Prepared> {
+    const { instance, domain } = j.rec;
+    const preparing = this.d.prepare(instance, domain, this.busyBesides(instance));
+    try {
+      return await bounded(this.d.clock, deadlineAt - this.d.clock.now(), 'prepare', preparing, j.ac.signal);
+    } catch (e) {
+      const abandoned = e instanceof TimedOut || (j.ac.signal.aborted && e === j.ac.signal.reason);
+      const report = (err: unknown): void =>
+        this.leftBehind(itemsOf(err, { kind: 'cleanup', name: domain, instance, domain }), 'prepare', err);
+      if (abandoned) {
+        void preparing.then(
+          (p) => p.cleanup().catch(report),
+          (err: unknown) => {
+            if (err instanceof LeftBehind) report(err); // else it undid what it made
+          },
+        );
+      }
+      throw e;
+    }
+  }
+
+  /**
    * After a daemon restart (kill -9 included): the records of unfinished jobs against the
    * domains that exist. A live job whose domain still runs is adopted with its recorded
    * deadlines (one that already passed ends it at once, timed-out); a live job whose domain is
    * gone failed (its final report is lost); a queued job is aborted (its secrets died with the
    * old process); a domain with our prefix that no live record names is destroyed (orphan), and
-   * `release` removes what was made for it. Without a usable hypervisor nothing is touched.
+   * `release` removes what was made for it. Without a usable hypervisor nothing is touched
+   * (`deferred`: the caller runs it again later). What cannot be destroyed or released is
+   * reported as a leftover. Safe to run again: live jobs' domains are never orphans.
    */
-  async recover(): Promise<{ adopted: string[]; orphans: string[] }> {
+  async recover(): Promise<{ adopted: string[]; orphans: string[]; deferred?: true }> {
     const open = [...this.ended.values()].filter((r) => !isEnded(r));
     // Every domain we create has a record first (written when queued): no open record, and no
     // ended one whose final destroy failed (libvirtd down too long), nothing to find.
@@ -455,8 +497,8 @@ export class JobManager extends EventEmitter implements SecretsGate {
       hv = await this.d.hypervisor();
       domains = await hv.list(DOMAIN_PREFIX);
     } catch (e) {
-      this.d.log.warn({ jobs: open.length, err: e instanceof Error ? e.message : 'error' }, EV.jobRecoveryDeferred);
-      return { adopted: [], orphans: [] };
+      this.d.log.warn({ jobs: open.length, err: messageOf(e) }, EV.jobRecoveryDeferred);
+      return { adopted: [], orphans: [], deferred: true }; // the caller retries (daemon/daemon.ts)
     }
     const adopted: string[] = [];
     const at = new Date(this.d.clock.now()).toISOString();
@@ -468,7 +510,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
           r.state === 'queued'
             ? { ...r, state: 'aborted', outcome: 'aborted', reason: 'daemon restarted', endedAt: at }
             : { ...r, state: 'failed', outcome: 'failed', reason: 'domain gone across a daemon restart', endedAt: at };
-        await this.d.release?.(r.instance, r.domain).catch(() => undefined);
+        await this.release(r.instance, r.domain);
         const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false, secrets: new Set() };
         this.finish(j, rec);
         continue;
@@ -485,15 +527,36 @@ export class JobManager extends EventEmitter implements SecretsGate {
         this.pump();
       });
     }
-    const named = new Set(adopted.map((n) => this.jobs.get(n)?.rec.domain));
+    // Live jobs' domains are not orphans: adopted ones, and (when this runs again on the retry
+    // timer) jobs started since.
+    const named = new Set([...this.jobs.values()].map((j) => j.rec.domain));
     const orphans = domains.filter((dom) => !named.has(dom));
+    const left: string[] = [];
     for (const dom of orphans) {
-      await hv.destroy(dom).catch(() => undefined);
       const owner = open.find((r) => r.domain === dom)?.instance;
-      if (owner !== undefined) await this.d.release?.(owner, dom).catch(() => undefined);
+      await hv.destroy(dom).catch((e: unknown) => {
+        left.push(dom);
+        this.leftBehind([{ kind: 'domain', name: dom, instance: owner, domain: dom }], 'recovery', e);
+      });
+      if (owner !== undefined) await this.release(owner, dom);
     }
-    if (adopted.length + orphans.length > 0) this.d.log.info({ adopted: adopted.length, orphans: orphans.length }, EV.jobsRecovered);
+    if (adopted.length + orphans.length > 0) {
+      this.d.log.info({ adopted: adopted.length, orphans: orphans.length - left.length, orphansLeft: left.length }, EV.jobsRecovered);
+    }
     return { adopted, orphans };
+  }
+
+  /** `release` after a restart; what it could not remove is reported, not dropped. */
+  private async release(instance: string, domain: string): Promise<void> {
+    await this.d.release?.(instance, domain).catch((e: unknown) => {
+      this.leftBehind(itemsOf(e, { kind: 'cleanup', name: domain, instance, domain }), 'recovery', e);
+    });
+  }
+
+  /** Reports what could not be removed: to the leftover registry (logged, shown, retried), else the log. */
+  private leftBehind(items: readonly LeftoverItem[], during: string, err: unknown): void {
+    if (this.d.leftovers) this.d.leftovers.add(items, during, err);
+    else logLeftovers(this.d.log, items, during, err);
   }
 
   private finish(j: Live, rec: JobRecord): void {

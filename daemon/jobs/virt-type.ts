@@ -3,7 +3,9 @@
  * /dev/kvm can exist and not work (a nested "PVM" hypervisor: QEMU aborts, or guests crawl), so
  * `auto` decides by a trial boot: the appliance kernel as a KVM domain without NIC or disk; KVM
  * works when the kernel's first console lines appear within the trial's time. Decided once
- * per daemon life (the first job pays for it), TCG whenever the trial fails in any way.
+ * per daemon life (the first job pays for it), TCG whenever the trial fails in any way. Its
+ * hypervisor calls are bounded (the caller passes a BoundedHypervisor), its wait on the clock's
+ * monotonic reading.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
@@ -13,6 +15,7 @@ import { domainXml, type VirtType } from '../../appliance/domain-xml.js';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import type { Clock } from '../clock.js';
 import { EV } from '../events.js';
+import type { LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX } from './manager.js';
 
 export interface TrialDeps {
@@ -25,6 +28,8 @@ export interface TrialDeps {
   /** How long the kernel may take to print its banner under KVM (it takes milliseconds). */
   timeoutMs?: number;
   pollMs?: number;
+  /** What the trial could not remove (its domain, its console log): reported, not dropped. */
+  leftovers?: LeftoverSink;
 }
 
 /** The kernel's banner: printed before anything that could fail for lack of a NIC or disk. */
@@ -47,12 +52,12 @@ export async function kvmWorks(d: TrialDeps): Promise<boolean> {
     consoleLog,
     emulator: d.emulator,
   });
-  const until = d.clock.now() + (d.timeoutMs ?? 10_000);
+  const until = d.clock.mono() + (d.timeoutMs ?? 10_000);
   let created = false;
   try {
     await d.hv.createTransient(name, xml);
     created = true;
-    while (d.clock.now() < until) {
+    while (d.clock.mono() < until) {
       const text = await readFile(consoleLog, 'latin1').catch(() => '');
       if (BANNER.test(text)) return true;
       if ((await d.hv.state(name)) === 'gone') return false; // QEMU gave up (e.g. failed to set an MSR)
@@ -62,8 +67,12 @@ export async function kvmWorks(d: TrialDeps): Promise<boolean> {
   } catch {
     return false; // QEMU refused to start with KVM
   } finally {
-    if (created) await d.hv.destroy(name).catch(() => undefined);
-    await rm(consoleLog, { force: true }).catch(() => undefined);
+    if (created) {
+      await d.hv.destroy(name).catch((e: unknown) => d.leftovers?.add([{ kind: 'domain', name, domain: name }], 'kvm trial', e));
+    }
+    await rm(consoleLog, { force: true }).catch((e: unknown) =>
+      d.leftovers?.add([{ kind: 'console log', name: consoleLog, domain: name }], 'kvm trial', e),
+    );
   }
 }
 

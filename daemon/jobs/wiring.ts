@@ -6,21 +6,22 @@
  * the optional overlay, the domain XML. Everything a run creates is named after its domain
  * (daemon/jobs/prepare.ts), so `release` finds it again after a restart.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { domainXml } from '../../appliance/domain-xml.js';
-import type { Hypervisor } from '../../appliance/hypervisor.js';
+import { BoundedHypervisor, type Hypervisor } from '../../appliance/hypervisor.js';
 import { readAppliance, type ApplianceImage } from '../../appliance/image.js';
 import { LibvirtHypervisor, loadBinding } from '../../appliance/libvirt.js';
 import type { Clock } from '../clock.js';
 import type { CommController } from '../comm/controller.js';
+import { boundedExec, mustExec } from '../comm/exec.js';
+import { EV } from '../events.js';
 import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../store.js';
 import { DiskRefused, resolveDisk, type ResolvedDisk } from './disks.js';
+import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
 import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
@@ -35,6 +36,25 @@ export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
   };
 }
 
+/**
+ * Every call of the hypervisor `get` returns bounded on `clock` (CALL_BOUNDS): recovery, the KVM
+ * trial, the leftover retries and the runs all use this one. Calls given up on are logged.
+ */
+export function boundedHypervisor(get: () => Promise<Hypervisor>, clock: Clock, log: Logger): () => Promise<Hypervisor> {
+  let wrapped: { inner: Hypervisor; hv: BoundedHypervisor } | undefined;
+  return async () => {
+    const inner = await get();
+    if (wrapped?.inner !== inner) {
+      const hv = new BoundedHypervisor(inner, clock, undefined, (op, name, ms) => log.warn({ op, name, ms }, EV.hypervisorCallTimedOut));
+      wrapped = { inner, hv };
+    }
+    return wrapped.hv;
+  };
+}
+
+/** How long `qemu-img create` of an overlay may take before it is killed (ms). */
+const QEMU_IMG_TIMEOUT_MS = 60_000;
+
 export interface WiringDeps {
   config: Readonly<Config>;
   store: InstanceStore;
@@ -45,23 +65,31 @@ export interface WiringDeps {
   log: Logger;
   /** Makes a qcow2 overlay over `base` at `path` (default: qemu-img). */
   makeOverlay?: (base: string, path: string) => Promise<void>;
+  /** Where what the KVM trial could not remove is reported. */
+  leftovers?: LeftoverSink;
 }
-
-const run = promisify(execFile);
 
 function unavailable(message: string): DaemonError {
   return new DaemonError('Unavailable', message);
 }
 
+/** What a sweep removed (names) and what it could not (each a leftover, with its error). */
+export interface Swept {
+  removed: string[];
+  failed: { item: LeftoverItem; err: unknown }[];
+}
+
 /** The production `admit`, `prepare`, `release` and `adopt` of the job manager. */
-export function productionAppliance(
-  d: WiringDeps,
-): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> & { sweep: (inUse: () => readonly string[]) => Promise<string[]> } {
+export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> & {
+  sweep: (inUse: () => readonly string[]) => Promise<Swept>;
+  removeLeftover: (item: LeftoverItem) => Promise<void>;
+} {
   const a = d.config.appliance;
+  const exec = boundedExec(d.clock, QEMU_IMG_TIMEOUT_MS);
   const makeOverlay =
     d.makeOverlay ??
     (async (base: string, path: string): Promise<void> => {
-      await run(a.qemuImgPath, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', path]);
+      await mustExec(exec, a.qemuImgPath, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', path]);
     });
 
   const comm = (): CommController => {
@@ -96,6 +124,7 @@ export function productionAppliance(
         runDir: await runDir(),
         firmware: a.firmware,
         emulator: a.emulator,
+        ...(d.leftovers ? { leftovers: d.leftovers } : {}),
       }),
     d.log,
   );
@@ -153,17 +182,43 @@ export function productionAppliance(
     return disks;
   };
 
+  /** Removes what a run made; rejects with LeftBehind naming each thing that is still there. */
   const release = async (instance: string, domain: string): Promise<void> => {
     const names = runNames(domain, a);
-    const problems: string[] = [];
+    const left: LeftoverItem[] = [];
+    const leave = (kind: LeftoverItem['kind'], name: string) => (): void => {
+      left.push({ kind, name, instance, domain });
+    };
     if (d.comm) {
       // The tap goes first: the reconcile that drops its rules then finds nothing to hold closed.
-      await d.comm.net.deleteTap(names.tap).catch(() => problems.push('tap'));
-      await d.comm.releaseJobTap(instance, names.tap).catch(() => problems.push('reconcile'));
+      await d.comm.net.deleteTap(names.tap).catch(leave('tap', names.tap));
+      await d.comm.releaseJobTap(instance, names.tap).catch(leave('tap identity', names.tap));
     }
-    await rm(names.consoleLog, { force: true }).catch(() => problems.push('console log'));
-    await rm(names.overlay, { force: true }).catch(() => problems.push('overlay'));
-    if (problems.length > 0) throw new Error(`cleanup left: ${problems.join(', ')}`);
+    await rm(names.consoleLog, { force: true }).catch(leave('console log', names.consoleLog));
+    await rm(names.overlay, { force: true }).catch(leave('overlay', names.overlay));
+    if (left.length > 0) throw new LeftBehind(`cleanup left: ${left.map((l) => l.kind).join(', ')}`, left);
+  };
+
+  /** One retry of a leftover that `release` or the sweep reported (daemon/jobs/leftovers.ts). */
+  const removeLeftover = async (item: LeftoverItem): Promise<void> => {
+    switch (item.kind) {
+      case 'tap':
+        if (d.comm) await d.comm.net.deleteTap(item.name);
+        return;
+      case 'tap identity':
+        if (d.comm && item.instance !== undefined) await d.comm.releaseJobTap(item.instance, item.name);
+        return;
+      case 'overlay':
+      case 'console log':
+        await rm(item.name, { force: true });
+        return;
+      case 'cleanup':
+        if (item.instance !== undefined && item.domain !== undefined) await release(item.instance, item.domain);
+        return;
+      case 'domain':
+      case 'recovery':
+        throw new Error(`not a leftover of the run's preparation: ${item.kind}`);
+    }
   };
 
   const prepare = async (instance: string, domain: string, busy: readonly string[] = []): Promise<Prepared> => {
@@ -184,7 +239,10 @@ export function productionAppliance(
       await c.net.createTap(names.tap);
       await c.useJobTap(instance, names.tap);
     } catch (e) {
-      await release(instance, domain).catch(() => undefined);
+      // Undo what was made; what cannot be undone goes with the error (a leftover, retried).
+      await release(instance, domain).catch((err: unknown) => {
+        throw new LeftBehind(e instanceof Error ? e.message : String(e), err instanceof LeftBehind ? err.items : []);
+      });
       throw e;
     }
     return { xml, cleanup: () => release(instance, domain) };
@@ -203,29 +261,36 @@ export function productionAppliance(
    * `inUse` is asked after each listing: a job registers its domain before it creates anything,
    * so a job started meanwhile is never swept.
    */
-  const sweep = async (inUse: () => readonly string[]): Promise<string[]> => {
+  const sweep = async (inUse: () => readonly string[]): Promise<Swept> => {
     const removed: string[] = [];
-    if (d.comm) {
-      const found = await d.comm.net.linksWithPrefix(TAP_PREFIX);
-      const taps = new Set(inUse().map((dom) => runNames(dom, a).tap));
-      for (const tap of found.filter((t) => !taps.has(t))) {
-        await d.comm.net.deleteTap(tap);
-        removed.push(tap);
+    const failed: Swept['failed'] = [];
+    const attempt = async (item: LeftoverItem, remove: () => Promise<void>): Promise<void> => {
+      try {
+        await remove();
+        removed.push(item.name);
+      } catch (err) {
+        failed.push({ item, err });
       }
+    };
+    if (d.comm) {
+      const net = d.comm.net;
+      const found = await net.linksWithPrefix(TAP_PREFIX);
+      const taps = new Set(inUse().map((dom) => runNames(dom, a).tap));
+      for (const tap of found.filter((t) => !taps.has(t))) await attempt({ kind: 'tap', name: tap }, () => net.deleteTap(tap));
     }
-    for (const [dir, suffix] of [
-      [a.runDir, '.console.log'],
-      [a.overlayDir, '.qcow2'],
+    for (const [dir, suffix, kind] of [
+      [a.runDir, '.console.log', 'console log'],
+      [a.overlayDir, '.qcow2', 'overlay'],
     ] as const) {
       const found = (await readdir(dir).catch(() => [])).filter((f) => f.startsWith(DOMAIN_PREFIX) && f.endsWith(suffix));
       const files = new Set(inUse().map((dom) => `${dom}${suffix}`));
       for (const f of found.filter((x) => !files.has(x))) {
-        await rm(join(dir, f), { force: true });
-        removed.push(f);
+        const path = join(dir, f);
+        await attempt({ kind, name: path }, () => rm(path, { force: true }));
       }
     }
-    return removed;
+    return { removed, failed };
   };
 
-  return { admit, prepare, release, adopt, sweep };
+  return { admit, prepare, release, adopt, sweep, removeLeftover };
 }

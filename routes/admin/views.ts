@@ -5,12 +5,16 @@
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
 
-/** GET /v1/health: liveness, and the body limits a client must respect (metadctl checks them before sending). */
-export function healthOf(s: Pick<Services, 'store' | 'config'>) {
+/**
+ * GET /v1/health: liveness, the body limits a client must respect (metadctl checks them before
+ * sending), and what install runs left behind that is not removed yet (retried: daemon/jobs/leftovers.ts).
+ */
+export function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers'>) {
   return {
     status: 'ok' as const,
     instances: s.store.size,
     limits: { maxBodyBytes: s.config.admin.maxBodyBytes, pipeMaxBytes: s.config.pipe.maxBytes },
+    leftovers: s.leftovers?.list() ?? [],
   };
 }
 

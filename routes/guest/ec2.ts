@@ -40,7 +40,7 @@ function issueToken(r: GuestRequest): Answer {
   }
   const ttl = parseTtl(header(r, TTL_HEADER));
   if (ttl === undefined) return fail(400);
-  const token = r.d.tokens.issue(tokenKey(r), r.d.clock.now(), ttl);
+  const token = r.d.tokens.issue(tokenKey(r), r.d.clock.mono(), ttl);
   return { status: 200, type: 'text/plain', body: token, headers: { 'X-aws-ec2-metadata-token-ttl-seconds': String(ttl) } };
 }
 

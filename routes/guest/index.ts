@@ -85,6 +85,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
    * IMDSv2 on EC2 paths: a token that is present must be valid for this instance and unexpired
    * (else 401, so cloud-init re-PUTs); a missing token is fine unless the instance requires v2.
    */
+  /** `now`: the clock's monotonic reading (token expiries are monotonic, routes/guest/tokens.ts). */
   const tokenOk = (inst: StoredInstance, token: string | string[] | undefined, now: number): boolean => {
     if (token === undefined) return inst.doc.ec2?.imdsV2 !== 'required';
     if (typeof token !== 'string') return false;
@@ -133,14 +134,16 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
         answer = fail(500);
       }
     }
-    if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.now());
+    if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.mono());
     const prepared = prepare(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) send(res, prepared, d.seeds);
   };
 
   return (req, res) => {
-    const now = s.clock.now();
+    // In-process time only (rate limit, log sampling, token expiry): monotonic, so a step of the
+    // wall clock neither locks guests out nor lifts their limits.
+    const now = s.clock.mono();
     const ip = normalizeAddress(req.socket.remoteAddress);
     const inst = s.store.byAddress(ip);
     if (!inst) {

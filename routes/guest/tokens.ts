@@ -2,7 +2,9 @@
  * IMDSv2 session tokens, stateless: token = base64url(expiry ms, 8 bytes | HMAC-SHA256 truncated
  * to 16 bytes over instance uuid + name + expiry). Bound to one instance and one expiry; the key
  * is random per daemon start, so a restart invalidates tokens and clients re-PUT on 401 (as
- * cloud-init and the AWS SDKs do). Tokens are never logged.
+ * cloud-init and the AWS SDKs do). Tokens are never logged. The expiry is on the clock's
+ * monotonic reading (`Clock.mono`): a token never outlives the process that issued it, and a
+ * step of the wall clock neither expires live tokens nor revives expired ones.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -27,10 +29,10 @@ export class TokenIssuer {
     return createHmac('sha256', this.key).update(instanceKey).update('\0').update(expiry).digest().subarray(0, MAC_BYTES);
   }
 
-  /** `instanceKey` identifies the instance (uuid + name): a token is useless to any other. */
+  /** `instanceKey` identifies the instance (uuid + name): a token is useless to any other. `nowMs`: monotonic. */
   issue(instanceKey: string, nowMs: number, ttlSec: number): string {
     const expiry = Buffer.alloc(8);
-    expiry.writeBigUInt64BE(BigInt(nowMs + ttlSec * 1000));
+    expiry.writeBigUInt64BE(BigInt(Math.floor(nowMs) + ttlSec * 1000));
     return Buffer.concat([expiry, this.mac(instanceKey, expiry)]).toString('base64url');
   }
 

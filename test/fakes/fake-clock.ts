@@ -1,6 +1,8 @@
 /**
  * A Clock that only moves when a test calls advance(): sleeps resolve in due order, aborts
- * reject at once. Strict: advancing backwards throws.
+ * reject at once. Strict: advancing backwards throws. The wall clock (`now`) and the monotonic
+ * one (`mono`) move together, except that `jumpWall` sets the wall clock alone (an NTP step, an
+ * operator's `date -s`): sleeps and monotonic deadlines do not notice it.
  */
 import type { Clock } from '../../daemon/clock.js';
 
@@ -17,10 +19,19 @@ function abortError(signal: AbortSignal): Error {
 
 export class FakeClock implements Clock {
   private sleepers: Sleeper[] = [];
-  constructor(private t = Date.UTC(2026, 0, 1)) {}
+  /** Monotonic time; the wall clock is mono + wallOffset. */
+  private m = 1_000;
+  private wallOffset: number;
+  constructor(t = Date.UTC(2026, 0, 1)) {
+    this.wallOffset = t - this.m;
+  }
 
   now(): number {
-    return this.t;
+    return this.m + this.wallOffset;
+  }
+
+  mono(): number {
+    return this.m;
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -29,16 +40,19 @@ export class FakeClock implements Clock {
         reject(abortError(signal));
         return;
       }
-      const s: Sleeper = { at: this.t + ms, resolve };
-      this.sleepers.push(s);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.sleepers = this.sleepers.filter((x) => x !== s);
-          reject(abortError(signal));
+      const onAbort = (): void => {
+        this.sleepers = this.sleepers.filter((x) => x !== s);
+        reject(abortError(signal as AbortSignal));
+      };
+      const s: Sleeper = {
+        at: this.m + ms,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
         },
-        { once: true },
-      );
+      };
+      this.sleepers.push(s);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -49,10 +63,15 @@ export class FakeClock implements Clock {
 
   async advance(ms: number): Promise<void> {
     if (ms < 0) throw new Error('FakeClock cannot go backwards');
-    this.t += ms;
-    const due = this.sleepers.filter((s) => s.at <= this.t).sort((a, b) => a.at - b.at);
-    this.sleepers = this.sleepers.filter((s) => s.at > this.t);
+    this.m += ms;
+    const due = this.sleepers.filter((s) => s.at <= this.m).sort((a, b) => a.at - b.at);
+    this.sleepers = this.sleepers.filter((s) => s.at > this.m);
     for (const s of due) s.resolve();
     await new Promise((r) => setImmediate(r));
+  }
+
+  /** Sets the wall clock by `ms` (either way) without moving monotonic time or waking sleepers. */
+  jumpWall(ms: number): void {
+    this.wallOffset += ms;
   }
 }

@@ -4,6 +4,8 @@
  * Strict: creating a name that is running, or asking about, destroying or powering off a name
  * that was never created rejects (a bug in the code under test, not a guest event). A domain
  * that powered off or was destroyed is 'gone', exactly like a transient libvirt domain.
+ * `stop(ops)` plays a SIGSTOPped libvirtd: calls of those operations are recorded and never
+ * answer until `resume()` (SIGCONT), which carries them out in the order they were made.
  */
 import type { DomainState, Hypervisor } from '../../appliance/hypervisor.js';
 
@@ -34,7 +36,37 @@ export class FakeHypervisor implements Hypervisor {
   private readonly domains = new Map<string, FakeDomain>();
   /** The next createTransient rejects with this error (once). */
   failNextCreate: Error | undefined;
+  /** Every destroy rejects with this error while it is set. */
+  failDestroy: Error | undefined;
   private closed = false;
+  private stopped = new Set<FakeCall['op']>();
+  private held: (() => void)[] = [];
+
+  /** Calls of `ops` made from now on hang (recorded, unanswered) until resume(). */
+  stop(ops: readonly FakeCall['op'][] = ['createTransient', 'state', 'destroy', 'list']): void {
+    this.stopped = new Set(ops);
+  }
+
+  /** Answers every held call, in the order they were made, and stops holding. */
+  resume(): void {
+    this.stopped.clear();
+    for (const run of this.held.splice(0)) run();
+  }
+
+  /** Calls made while stopped and not yet answered. */
+  get heldCalls(): number {
+    return this.held.length;
+  }
+
+  /** Runs `f` now, or when resume() comes if `op` is stopped. */
+  private answer<T>(op: FakeCall['op'], f: () => Promise<T>): Promise<T> {
+    if (!this.stopped.has(op)) return f();
+    return new Promise<T>((resolve, reject) => {
+      this.held.push(() => {
+        f().then(resolve, reject);
+      });
+    });
+  }
 
   private known(name: string): FakeDomain {
     if (this.closed) throw new Error('FakeHypervisor: used after close');
@@ -45,6 +77,10 @@ export class FakeHypervisor implements Hypervisor {
 
   createTransient(name: string, xml: string): Promise<void> {
     this.calls.push({ op: 'createTransient', name, xml });
+    return this.answer('createTransient', () => this.create(name, xml));
+  }
+
+  private create(name: string, xml: string): Promise<void> {
     return settle(() => {
       if (this.closed) throw new Error('FakeHypervisor: used after close');
       const old = this.domains.get(name);
@@ -59,25 +95,30 @@ export class FakeHypervisor implements Hypervisor {
 
   state(name: string): Promise<DomainState> {
     this.calls.push({ op: 'state', name });
-    return settle(() => this.known(name).state);
+    return this.answer('state', () => settle(() => this.known(name).state));
   }
 
   destroy(name: string): Promise<'destroyed' | 'gone'> {
     this.calls.push({ op: 'destroy', name });
-    return settle(() => {
-      const d = this.known(name);
-      if (d.state === 'gone') return 'gone';
-      d.state = 'gone';
-      return 'destroyed';
-    });
+    return this.answer('destroy', () =>
+      settle(() => {
+        if (this.failDestroy) throw this.failDestroy;
+        const d = this.known(name);
+        if (d.state === 'gone') return 'gone';
+        d.state = 'gone';
+        return 'destroyed';
+      }),
+    );
   }
 
   list(prefix: string): Promise<string[]> {
     this.calls.push({ op: 'list', prefix });
-    return settle(() => {
-      if (this.closed) throw new Error('FakeHypervisor: used after close');
-      return this.running().filter((n) => n.startsWith(prefix));
-    });
+    return this.answer('list', () =>
+      settle(() => {
+        if (this.closed) throw new Error('FakeHypervisor: used after close');
+        return this.running().filter((n) => n.startsWith(prefix));
+      }),
+    );
   }
 
   close(): Promise<void> {

@@ -66,7 +66,7 @@ test('admin door: instance lifecycle', async (t) => {
   assert.equal(r.status, 404);
   assert.equal(asError(r).code, 'NotFound');
   r = await d.admin('GET', '/v1/health');
-  assert.deepEqual(r.json, { status: 'ok', instances: 1, limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 } });
+  assert.deepEqual(r.json, { status: 'ok', instances: 1, limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 }, leftovers: [] });
 });
 
 test('admin door: the socket is created with mode 0660', async (t) => {

@@ -136,7 +136,12 @@ test('guest door: IMDSv2 tokens', async (t) => {
   assert.equal((await get(VM2)).status, 401, 'required mode: token-less reads are 401');
   const t2 = (await put(VM2, '10')).text;
   assert.equal((await get(VM2, t2)).status, 200);
-  await clock.advance(10_000);
+  clock.jumpWall(3_600_000); // the wall clock is stepped an hour forward: expiry is monotonic
+  assert.equal((await get(VM2, t2)).status, 200, 'a wall-clock step does not expire a live token');
+  clock.jumpWall(-7_200_000);
+  await clock.advance(9_999);
+  assert.equal((await get(VM2, t2)).status, 200, 'nor does a step back extend it');
+  await clock.advance(1);
   assert.equal((await get(VM2, t2)).status, 401, 'expired token');
   assert.ok(!d.sink.text.includes(t1) && !d.sink.text.includes(t2), 'tokens never reach the log');
 });

@@ -8,7 +8,10 @@
  *    at once with HypervisorUnavailable, and works again once it is back;
  *  - the runner keeps supervising across a restart (a domain that vanishes afterwards is seen);
  *  - a deadline that passes while libvirtd is down still ends the run (timed-out), and the
- *    domain is destroyed once libvirtd is back: no domain, no qemu left.
+ *    domain is destroyed once libvirtd is back: no domain, no qemu left;
+ *  - libvirtd stopped (SIGSTOP: no call is answered or refused) under an install job: the job
+ *    still ends at its deadline and its record says so (timed-out, the destroy that got no
+ *    answer); the domain is a leftover, and after SIGCONT the leftover retry destroys it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +23,18 @@ import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
 import { QEMU_X86 } from '../../appliance/domain-xml.js';
 import { runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { BoundedHypervisor } from '../../appliance/hypervisor.js';
 import { systemClock } from '../../daemon/clock.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { JobManager } from '../../daemon/jobs/manager.js';
+import { JobRecordFiles, type JobRecord } from '../../daemon/jobs/record.js';
+import { Leftovers } from '../../daemon/jobs/leftovers.js';
+import { SecretVault } from '../../daemon/vault.js';
+import { PipeRegistry } from '../../daemon/pipes.js';
+import { sinkLogger } from '../support/sink.js';
 
 const bareXml = (name: string): string =>
   `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
@@ -137,7 +151,11 @@ test('the runner across libvirtd restarts: it keeps watching; a deadline passed 
   const b = `${prefix}deadline`;
   const sb = states();
   let skew = 0;
-  const clock = { now: () => Date.now() + skew, sleep: (ms: number) => systemClock.sleep(ms) };
+  const clock = {
+    now: () => Date.now() + skew,
+    mono: () => systemClock.mono() + skew,
+    sleep: (ms: number, signal?: AbortSignal) => systemClock.sleep(ms, signal),
+  };
   const deadlineAt = clock.now() + 600_000;
   const runB = runAppliance(
     { name: b, xml: bareXml(b), deadlineAt },
@@ -164,4 +182,79 @@ test('the runner across libvirtd restarts: it keeps watching; a deadline passed 
   assert.ok(rb.endedAt! >= deadlineAt);
   assert.deepEqual(await hv.list(prefix), []);
   assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+});
+
+test('libvirtd SIGSTOPped under an install job: the job ends at its deadline anyway, the record says so; after SIGCONT the leftover domain is destroyed', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  const { lv } = s;
+  const dir = await mkdtemp(join(tmpdir(), 'metad-sigstop-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { sink, log } = sinkLogger();
+  const hv = new BoundedHypervisor(s.hv, systemClock, { createTransient: 60_000, state: 2_000, destroy: 2_000, list: 2_000 });
+  const leftovers = new Leftovers({
+    clock: systemClock,
+    log,
+    retryMs: 500,
+    remove: async (item) => {
+      await hv.destroy(item.name);
+      if (hv.busy(item.name)) throw new Error('its create has not answered yet');
+    },
+  });
+  const jm = new JobManager({
+    clock: systemClock,
+    log,
+    vault: new SecretVault(systemClock, 7200),
+    pipes: new PipeRegistry(1 << 16),
+    files: new JobRecordFiles(join(dir, 'jobs')),
+    settings: { defaultTimeoutMs: 10_000, maxTimeoutMs: 60_000, maxConcurrent: 1, claimDeadlineMs: 600_000, pollMs: 100 },
+    hypervisor: () => Promise.resolve(hv),
+    prepare: (_instance, domain) => Promise.resolve({ xml: bareXml(domain), cleanup: () => Promise.resolve() }),
+    leftovers,
+  });
+  const stoppedUnderAJob = async (): Promise<void> => {
+    const ended = new Promise<JobRecord>((resolve) => jm.once('ended', resolve));
+    const booting = new Promise<void>((resolve) => {
+      const on = (r: JobRecord): void => {
+        if (r.state === 'booting') {
+          jm.off('change', on);
+          resolve();
+        }
+      };
+      jm.on('change', on);
+    });
+    const { domain } = await jm.start('sigstop');
+    await booting;
+    const [qemu] = await qemus(s.ns);
+    assert.ok(qemu !== undefined, 'the domain runs');
+    await lv.pause(); // SIGSTOP: every call from now on hangs
+
+    const rec = await ended; // before the fix this never came: state() was awaited forever
+    assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
+    assert.equal(rec.reason, 'hard deadline');
+    assert.ok(Date.parse(rec.endedAt ?? '') >= Date.parse(rec.deadlineAt ?? ''), 'ended at (not before) its deadline');
+    assert.match(rec.destroyError ?? '', /destroy: no answer within 2000 ms/);
+    assert.deepEqual(
+      leftovers.list().map((l) => [l.kind, l.name]),
+      [['domain', domain]],
+    );
+    assert.match(sink.text, /"msg":"install leftover not removed"/);
+    assert.deepEqual(await qemus(s.ns), [qemu], 'still running: libvirtd could not destroy it');
+
+    await lv.resume(); // SIGCONT
+    for (let i = 0; i < 600 && leftovers.size > 0; i++) await delay(100);
+    assert.equal(leftovers.size, 0, `the leftover retry destroyed it: ${JSON.stringify(leftovers.list())}`);
+    assert.match(sink.text, /"msg":"install leftover removed"/);
+    assert.deepEqual(await s.hv.list(domain), []);
+    for (let i = 0; i < 100 && (await qemus(s.ns)).length > 0; i++) await delay(100);
+    assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+  };
+  await jm.init();
+  try {
+    await stoppedUnderAJob();
+  } finally {
+    await lv.resume().catch(() => undefined); // never leave it stopped: the clean-up talks to it
+    await jm.stop();
+    await leftovers.stop();
+  }
 });

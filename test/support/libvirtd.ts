@@ -31,6 +31,10 @@ export interface TestLibvirtd {
   up(): Promise<void>;
   /** down(signal) then up(). */
   restart(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** SIGSTOP libvirtd: it neither answers nor refuses (connections and calls just hang); its qemus run on. */
+  pause(): Promise<void>;
+  /** SIGCONT: it carries on with what it was sent meanwhile. */
+  resume(): Promise<void>;
   /** SIGTERM libvirtd (SIGKILL after 5 s), then kill whatever else is left in the namespace. */
   stop(): Promise<void>;
 }
@@ -93,7 +97,11 @@ export async function netnsPids(name: string): Promise<number[]> {
   return out.split('\n').filter(Boolean).map(Number);
 }
 
-export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
+/**
+ * `subreaper: false` runs libvirtd without tini: QEMU (which libvirt daemonizes) is then
+ * reaped by the machine's PID 1, as on a host whose init reaps slowly (docs/deployment.md).
+ */
+export async function startLibvirtd(ns: Netns, opts: { subreaper?: boolean } = {}): Promise<TestLibvirtd> {
   const dir = await mkdtemp(join(tmpdir(), 'metad-libvirtd-'));
   const cache = join(tmpdir(), 'metad-libvirt-cache');
   await mkdir(cache, { recursive: true });
@@ -110,7 +118,14 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   const spawnDaemon = (): ChildProcess => {
     const c = ns.exec(
       'unshare',
-      ['--mount', '--propagation', 'private', 'sh', '-c', `${binds} && exec tini -s -g -- libvirtd --pid-file '${pidFile}'`],
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `${binds} && exec ${opts.subreaper === false ? '' : 'tini -s -g -- '}libvirtd --pid-file '${pidFile}'`,
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -122,11 +137,18 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
   const log = async (): Promise<string> => `${stderr}${await readFile(join(dir, 'log', 'libvirtd.log'), 'utf8').catch(() => '')}`;
   const running = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
 
+  const libvirtdPid = async (): Promise<number> => Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  const signalLibvirtd = async (signal: NodeJS.Signals): Promise<void> => {
+    const pid = await libvirtdPid();
+    if (!(pid > 0)) throw new Error('libvirtd has no pid file');
+    process.kill(pid, signal);
+  };
   const down = async (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
     const c = child;
     if (!running(c)) return;
     // tini's child is libvirtd (from its pid file); tini exits with it.
-    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    const pid = await libvirtdPid();
+    if (pid > 0) process.kill(pid, 'SIGCONT'); // a paused one would keep a SIGTERM pending
     if (pid > 0) process.kill(pid, signal);
     else c.kill(signal);
     const killer = setTimeout(() => c.kill('SIGKILL'), 5000);
@@ -173,6 +195,8 @@ export async function startLibvirtd(ns: Netns): Promise<TestLibvirtd> {
       await down(signal);
       await up();
     },
+    pause: () => signalLibvirtd('SIGSTOP'),
+    resume: () => signalLibvirtd('SIGCONT'),
     stop,
   };
 }

@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING, isConnectionLost, isNotFound, stateName } from '../../appliance/libvirt.js';
-import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
+import { BoundedHypervisor, HypervisorUnavailable, MAX_CALLS_IN_FLIGHT } from '../../appliance/hypervisor.js';
+import { TimedOut } from '../../daemon/clock.js';
+import { FakeClock } from '../fakes/fake-clock.js';
 import { skipOrFail } from '../support/env.js';
 import { daemon } from '../fakes/fake-libvirt-binding.js';
 
@@ -160,4 +162,54 @@ test('a create on a dead connection is not retried (it may have happened); the n
   assert.equal(daemon.creates, 1);
   assert.equal(daemon.open.size, 1);
   await h.close();
+});
+
+test('BoundedHypervisor: a call that never answers rejects at its bound; busy() until a create (one given up on too) has answered', async () => {
+  const clock = new FakeClock();
+  const fake = new FakeHypervisor();
+  const timeouts: string[] = [];
+  const hv = new BoundedHypervisor(fake, clock, { createTransient: 3_000, state: 1_000, destroy: 1_000, list: 1_000 }, (op, name, ms) =>
+    timeouts.push(`${op} ${name} ${String(ms)}`),
+  );
+  const name = 'metad-install-b1';
+  const xml = `<domain><name>${name}</name></domain>`;
+  fake.stop();
+  const create = hv.createTransient(name, xml);
+  const state = hv.state(name);
+  create.catch(() => undefined);
+  state.catch(() => undefined);
+  assert.equal(hv.busy(name), true, 'a create that has not answered: the domain may appear');
+  await clock.advance(1_000);
+  await assert.rejects(state, TimedOut);
+  await clock.advance(2_000);
+  await assert.rejects(create, TimedOut);
+  assert.equal(hv.busy(name), true, 'a create given up on may still make the domain');
+  assert.deepEqual(timeouts, [`state ${name} 1000`, `createTransient ${name} 3000`]);
+  fake.resume(); // the create lands late
+  await clock.advance(0);
+  assert.equal(hv.busy(name), false);
+  assert.deepEqual(fake.running(), [name]);
+  assert.equal(await hv.destroy(name), 'destroyed');
+  assert.equal(clock.pending, 0, 'no bound timer outlives its call');
+});
+
+test('BoundedHypervisor: a hung hypervisor gets at most MAX_CALLS_IN_FLIGHT calls; the others time out unsent; all flow again once it answers', async () => {
+  const clock = new FakeClock();
+  const fake = new FakeHypervisor();
+  const hv = new BoundedHypervisor(fake, clock, { createTransient: 3_000, state: 1_000, destroy: 1_000, list: 1_000 });
+  await fake.createTransient('d1', '<domain><name>d1</name></domain>');
+  fake.stop();
+  const calls = [hv.state('d1'), hv.destroy('d1'), hv.state('d1'), hv.list('d'), hv.destroy('d1')];
+  for (const c of calls) c.catch(() => undefined);
+  await clock.advance(1_000);
+  for (const c of calls) await assert.rejects(c, TimedOut);
+  assert.equal(fake.heldCalls, MAX_CALLS_IN_FLIGHT, 'only the first calls reached the hung hypervisor (each holds a pool thread)');
+  const later = hv.state('d1');
+  later.catch(() => undefined);
+  await clock.advance(1_000);
+  await assert.rejects(later, TimedOut, 'no slot while the hung calls hold theirs');
+  assert.equal(fake.heldCalls, MAX_CALLS_IN_FLIGHT);
+  fake.resume();
+  await clock.advance(0);
+  assert.equal(await hv.state('d1'), 'gone', 'the held destroy went through; new calls are sent again');
 });

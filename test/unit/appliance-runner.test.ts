@@ -355,3 +355,104 @@ test('progress lines: parse and split', () => {
   }
   assert.deepEqual(splitLines('ab', 'c\r\nd\n\ne'), { lines: ['abc', 'd'], rest: 'e' });
 });
+
+// ------------------------------------------------ the hard deadline wins over a hypervisor that never answers
+
+test('a state() that never answers: the run still ends at its deadline, destroyed, cleaned; calls do not pile up', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 10_000 });
+  await h.settle();
+  assert.deepEqual(h.states, ['booting']);
+  h.hv.stop(['state']);
+  for (let t = 0; t < 9_750; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.equal(h.states.at(-1), 'booting', 'not before the deadline');
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.endedAt, 1_000_000 + 10_000);
+  assert.deepEqual(h.hv.running(), [], 'destroyed (destroy still answers)');
+  assert.equal(h.cleaned, 1);
+  assert.equal(h.hv.heldCalls, 1, 'one state call waited on across the polls, not one per poll');
+});
+
+test('a state() that never answers: an abort ends the run at once', async () => {
+  const h = start();
+  await h.settle();
+  h.hv.stop(['state']);
+  await h.clock.advance(250);
+  await h.settle();
+  assert.equal(h.hv.heldCalls, 1, 'the runner waits on the hung call');
+  h.ac.abort();
+  const r = await h.done;
+  assert.equal(r.state, 'aborted');
+  assert.equal(r.endedAt, 1_000_250);
+  assert.deepEqual(h.hv.running(), []);
+  assert.equal(h.cleaned, 1);
+});
+
+test('libvirtd stopped (nothing answers): the deadline ends the run, the destroy is given up after its bound and reported, cleanup runs', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 1_000 }, { callBounds: { destroy: 5_000 } });
+  await h.settle();
+  h.hv.stop();
+  for (let t = 0; t < 1_000; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.equal(h.states.at(-1), 'timed-out', 'the run ended at its deadline');
+  assert.equal(h.cleaned, 0, 'the destroy is being tried');
+  await h.clock.advance(5_000);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.endedAt, 1_001_000);
+  assert.match(r.destroyError ?? '', /destroy: no answer within 5000 ms/);
+  assert.equal(h.hv.opsOf('destroy').length, 1, 'a destroy that does not answer is not retried here');
+  assert.equal(h.cleaned, 1);
+  assert.deepEqual(h.hv.running(), [NAME], 'left behind for the caller to retry');
+  h.hv.resume(); // SIGCONT: the held destroy goes through
+  await h.settle();
+  assert.deepEqual(h.hv.running(), []);
+});
+
+test('a create that never answers: the deadline (or an abort) ends the run; the record says the domain may still appear', async () => {
+  for (const how of ['deadline', 'abort'] as const) {
+    const hv = new FakeHypervisor();
+    hv.stop();
+    const h = start({ deadlineAt: 1_000_000 + 10_000 }, { hv, callBounds: { destroy: 1_000 } });
+    await h.settle();
+    assert.deepEqual(h.states, [], 'pending: the create has not answered');
+    if (how === 'abort') h.ac.abort();
+    else await h.clock.advance(10_000);
+    await h.settle();
+    await h.clock.advance(1_000); // the destroy's bound
+    const r = await h.done;
+    assert.equal(r.state, how === 'abort' ? 'aborted' : 'timed-out', how);
+    assert.match(r.destroyError ?? '', /no answer within 1000 ms/, how);
+    assert.equal(h.cleaned, 1);
+    hv.resume(); // the create lands late, then the held destroy removes it
+    await h.settle();
+    assert.deepEqual(hv.opsOf('createTransient'), [NAME]);
+    assert.deepEqual(hv.running(), [], `${how}: the late domain went with the held destroy`);
+  }
+});
+
+test('the deadline is monotonic: a wall-clock step during the run moves it neither way', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 10_000, claimDeadlineAt: 1_000_000 + 8_000 });
+  h.claimed = true;
+  await h.settle();
+  h.clock.jumpWall(3_600_000); // an NTP step forward by an hour
+  await h.clock.advance(250);
+  await h.settle();
+  assert.equal(h.states.at(-1), 'booting', 'a wall-clock jump does not end the run');
+  h.clock.jumpWall(-7_200_000); // and back by two
+  for (let t = 250; t < 9_750; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.equal(h.states.at(-1), 'booting');
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'timed-out');
+  assert.equal(r.endedAt, 1_000_000 + 10_000 - 3_600_000, 'recorded in wall-clock time');
+});

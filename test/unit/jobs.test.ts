@@ -547,3 +547,84 @@ test('holds: the instance is held from the request (admit included) to the end o
   assert.equal(h.jm.holds('vm1'), false);
   h.done();
 });
+
+// ------------------------------------------------ a hypervisor that never answers
+
+test('a state() that never answers: the job still ends at its hard deadline, recorded timed-out, cleaned up', async () => {
+  const h = harness({ defaultTimeoutMs: 10_000, claimDeadlineMs: 60_000 });
+  await h.jm.init();
+  await h.jm.start('vm1');
+  await h.settle();
+  assert.equal(h.jm.status('vm1')?.state, 'booting');
+  h.hv.stop(['state']);
+  for (let t = 0; t < 10_000; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  await h.jm.settled('vm1');
+  const r = h.onDisk('vm1');
+  assert.equal(r.outcome, 'timed-out');
+  assert.equal(r.endedAt, new Date(1_000_000 + 10_000).toISOString());
+  assert.equal(r.destroyError, undefined);
+  assert.deepEqual(h.hv.running(), []);
+  assert.equal(h.cleaned.length, 1);
+  h.done();
+});
+
+test('libvirtd stopped (no call answers): abort ends the job at once; the domain it could not destroy is a leftover', async () => {
+  const h = harness({ defaultTimeoutMs: 60_000, claimDeadlineMs: 60_000 });
+  await h.jm.init();
+  const left: string[] = [];
+  (h.jm as unknown as { d: { leftovers: unknown } }).d.leftovers = {
+    add: (items: { kind: string; name: string }[]) => left.push(...items.map((i) => `${i.kind} ${i.name}`)),
+  };
+  const rec = await h.jm.start('vm1');
+  await h.settle();
+  h.hv.stop();
+  await h.clock.advance(250);
+  await h.settle();
+  h.jm.abort('vm1');
+  await h.settle();
+  await h.clock.advance(10_000); // the destroy's bound (CALL_BOUNDS.destroy)
+  await h.jm.settled('vm1');
+  const r = h.onDisk('vm1');
+  assert.equal(r.outcome, 'aborted');
+  assert.equal(r.endedAt, new Date(1_000_250).toISOString(), 'ended at the abort');
+  assert.match(r.destroyError ?? '', /no answer within/);
+  assert.deepEqual(left, [`domain ${rec.domain}`], 'reported, not swallowed');
+  h.hv.resume();
+  h.done();
+});
+
+test('restart recovery: an orphan whose destroy fails is reported as a leftover and not counted destroyed', async () => {
+  const h = harness();
+  await h.files.init();
+  const at = new Date(h.clock.now()).toISOString();
+  await h.hv.createTransient('metad-install-x', '<domain><name>metad-install-x</name></domain>');
+  await h.files.save({
+    v: 1,
+    instance: 'x',
+    domain: 'metad-install-x',
+    state: 'timed-out',
+    outcome: 'timed-out',
+    timeoutSec: 60,
+    requestedAt: at,
+    endedAt: at,
+    lines: [],
+    destroyError: 'cannot connect to libvirt: Connection refused',
+  });
+  const { sink, log } = sinkLogger();
+  const left: string[] = [];
+  const jm = new JobManager({
+    ...(h.jm as unknown as { d: ConstructorParameters<typeof JobManager>[0] }).d,
+    log,
+    leftovers: { add: (items) => left.push(...items.map((i) => `${i.kind} ${i.name}`)) },
+  });
+  await jm.init();
+  h.hv.failDestroy = new Error('Cannot write data: Broken pipe');
+  await jm.recover();
+  assert.deepEqual(h.hv.running(), ['metad-install-x'], 'still running');
+  assert.deepEqual(left, ['domain metad-install-x']);
+  assert.match(sink.text, /"orphans":0,"orphansLeft":1/);
+  h.done();
+});
