@@ -46,7 +46,7 @@ export const QEMU_X86 = '/usr/bin/qemu-system-x86_64';
 const MAX_DISKS = 26;
 
 /** XML text/attribute escaping (all five predefined entities). */
-export function xmlEscape(s: string): string {
+function xmlEscape(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": 'apos' }[c] ?? ''};`);
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** What `build.sh` writes into manifest.json. */
-export interface ApplianceManifest {
+interface ApplianceManifest {
   stamp: string;
   kernelPackage: string;
   kernelVersion: string;

@@ -28,7 +28,7 @@ interface Binding {
   Hypervisor: new (opts: { uri: string }) => NativeHypervisor;
 }
 
-export const BINDING = '@unraid/libvirt';
+const BINDING = '@unraid/libvirt';
 export const MISSING_BINDING =
   `the libvirt binding (${BINDING}) is not installed: install the Debian packages ` +
   'libvirt-dev pkg-config g++ make (apt-get install --no-install-recommends ...), then run npm ci again ' +

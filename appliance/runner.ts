@@ -32,7 +32,7 @@ import { CALL_BOUNDS, HypervisorUnavailable, type CallBounds, type Hypervisor } 
 import { parseProgress, splitLines } from './progress.js';
 
 export type RunState = 'pending' | 'booting' | 'running' | 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';
-export const TERMINAL: readonly RunState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
+const TERMINAL: readonly RunState[] = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'];
 
 export type RunEvent =
   | { type: 'created'; at: number }
