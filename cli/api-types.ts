@@ -14,7 +14,7 @@ export type ParamsView = ReturnType<typeof paramsOf>;
 /** One secret of a ParamsView: name, state, expiry, claim. */
 export type SecretInfo = ParamsView['secret'][number];
 /** GET /v1/health. */
-export type Health = ReturnType<typeof healthOf>;
+export type Health = Awaited<ReturnType<typeof healthOf>>;
 export interface InstanceList {
   instances: InstanceSummary[];
 }

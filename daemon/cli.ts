@@ -28,6 +28,7 @@ import { configReference } from './config-doc.js';
 import { networkPreflight } from './comm/preflight.js';
 import { appliancePreflight } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
+import { loadBinding } from '../appliance/libvirt.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('metad')
@@ -53,11 +54,18 @@ export async function main(argv: string[]): Promise<number> {
     .command('check-config')
     .description('validate a config file and print the effective configuration')
     .argument('<file>', 'config file (JSON or YAML)')
-    .action((file: string) => {
+    .action(async (file: string) => {
       try {
         const cfg = loadChecked({ file });
         // Install appliances: warnings (metadata still works without them; installs would fail).
         for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
+        if (cfg.network.mode !== 'off') {
+          const missing = await loadBinding().then(
+            () => undefined,
+            (e: unknown) => (e instanceof Error ? e.message : String(e)),
+          );
+          if (missing !== undefined) process.stderr.write(`metad: warning: installs unavailable: ${missing}\n`);
+        }
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;

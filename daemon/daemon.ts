@@ -30,6 +30,8 @@ import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
 import { LogSampler } from '../routes/guest/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
+import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
+import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
 import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 
@@ -140,7 +142,10 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
     if (!err.startsWith('recovery deferred')) log.error({ step: 'recover', err }, EV.jobRecoveryFailed);
     leftovers.add([{ kind: 'recovery', name: 'unfinished install jobs' }], 'recovery', e);
   });
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers };
+  // The binding is what an injected hypervisor (tests) stands in for; the real one must load.
+  const installs = (): Promise<InstallAvailability> =>
+    installAvailability(config, deps.hypervisor ? () => Promise.resolve() : () => loadBinding());
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {

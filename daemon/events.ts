@@ -5,6 +5,12 @@
  */
 export const EVENTS = {
   started: { msg: 'metad started', level: 'info', fields: 'adminSocket, guest[{host,port}], instances' },
+  installsUnavailable: {
+    msg: 'install jobs unavailable',
+    level: 'warn',
+    fields:
+      'reason (the comm network is on but installs cannot run: the libvirt binding and the packages it needs, or no appliance image; also in GET /v1/health `installs`)',
+  },
   startFailed: { msg: 'metad failed to start', level: 'fatal', fields: 'err' },
   stopping: { msg: 'metad stopping', level: 'info', fields: 'signal' },
   stopped: { msg: 'metad stopped', level: 'info', fields: '' },

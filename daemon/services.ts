@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { IdentitySigner } from './identity.js';
 import type { JobManager } from './jobs/manager.js';
+import type { InstallAvailability } from './jobs/preflight.js';
 import type { PipeRegistry } from './pipes.js';
 import type { InstanceStore } from './store.js';
 import type { SecretVault } from './vault.js';
@@ -35,4 +36,6 @@ export interface Services {
   readonly jobs: JobManager;
   /** What install runs, recovery and the sweep could not remove yet (GET /v1/health; retried). */
   readonly leftovers?: Leftovers | undefined;
+  /** Can installs run here now, and if not why (GET /v1/health, serve's start-up)? */
+  readonly installs?: (() => Promise<InstallAvailability>) | undefined;
 }

@@ -61,11 +61,19 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
           writeRaw(ctx.io.stdout, res.raw);
           return;
         }
-        const h = res.body as { status?: unknown; instances?: unknown; leftovers?: unknown };
+        const h = res.body as {
+          status?: unknown;
+          instances?: unknown;
+          leftovers?: unknown;
+          installs?: { available?: unknown; reason?: unknown };
+        };
         line(
           ctx,
           `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}`,
         );
+        // Installs: said plainly when they cannot run here (the binding, the image, the network mode).
+        if (h.installs?.available === false && typeof h.installs.reason === 'string')
+          line(ctx, `installs unavailable: ${h.installs.reason}`);
         // What install runs left behind and the daemon is still retrying (docs/admin-api.md).
         for (const l of Array.isArray(h.leftovers) ? (h.leftovers as { kind?: unknown; name?: unknown; error?: unknown }[]) : []) {
           line(ctx, `leftover ${String(l.kind)} ${String(l.name)}: ${String(l.error)}`);

@@ -43,3 +43,32 @@ export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = real
   }
   return out;
 }
+
+/** Whether install jobs can run on this host now, and if not, why (in words an operator acts on). */
+export interface InstallAvailability {
+  available: boolean;
+  reason?: string;
+}
+
+/**
+ * The plain answer `GET /v1/health`, `serve`'s start-up and `check-config` give about installs:
+ * the comm network is on, the libvirt binding loads (`binding`: rejects with the packages to
+ * install), and an appliance image is there. The first missing thing is the reason.
+ */
+export async function installAvailability(
+  cfg: Readonly<Config>,
+  binding: () => Promise<unknown>,
+  fs: PreflightFs = realFs,
+): Promise<InstallAvailability> {
+  if (cfg.network.mode === 'off')
+    return { available: false, reason: 'network.mode is off: installs need the comm network (routed or bridged)' };
+  const missing = await binding().then(
+    () => undefined,
+    (e: unknown) => (e instanceof Error ? e.message : String(e)),
+  );
+  if (missing !== undefined) return { available: false, reason: missing };
+  const dir = imageDirOf(cfg.appliance);
+  if (!['vmlinux', 'initrd.cpio', 'manifest.json'].every((f) => fs.readable(join(dir, f))))
+    return { available: false, reason: 'no appliance image: run `metad appliance build` (or set /appliance/imageDir)' };
+  return { available: true };
+}

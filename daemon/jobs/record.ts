@@ -96,6 +96,9 @@ export const OWN_REASONS: ReadonlySet<string> = new Set([
 export const CREATE_FAILED = 'the hypervisor could not create the domain (details in the daemon log)';
 export const CANNOT_START = 'the run could not be prepared (details in the daemon log)';
 const LEFT_BEHIND = 'failed (details in the daemon log)';
+/** The runner's and the bounded hypervisor's own words for a destroy that did not happen (no paths, no libvirt text). */
+const OWN_DESTROY_ERROR =
+  /^(hypervisor [A-Za-z]+: no answer within \d+ ms|the create had not answered when the run ended: the domain may still appear)$/;
 
 /**
  * The one function every record passes before it is kept, written or shown: lines cleaned
@@ -104,7 +107,7 @@ const LEFT_BEHIND = 'failed (details in the daemon log)';
  */
 export function scrubRecord(r: JobRecord, secrets: Iterable<string>): JobRecord {
   const next: JobRecord = { ...r, lines: redactLines(r.lines.map(cleanLine), secrets) };
-  if (next.destroyError !== undefined) next.destroyError = LEFT_BEHIND;
+  if (next.destroyError !== undefined && !OWN_DESTROY_ERROR.test(next.destroyError)) next.destroyError = LEFT_BEHIND;
   if (next.cleanupError !== undefined && !/^cleanup left: [a-z ,]+$/.test(next.cleanupError)) next.cleanupError = LEFT_BEHIND;
   return next;
 }

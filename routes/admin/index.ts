@@ -26,8 +26,8 @@ export function createAdminApp(s: Services): Koa {
     if (!isInstanceName(name)) throw invalid('invalid instance name', [{ path: '/name', message: 'must be a DNS name' }]);
     return next();
   });
-  router.get('/health', (ctx) => {
-    ctx.body = healthOf(s);
+  router.get('/health', async (ctx) => {
+    ctx.body = await healthOf(s);
   });
   router.get('/identity/public-key', (ctx) => {
     ctx.type = 'application/x-pem-file';

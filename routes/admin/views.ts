@@ -9,11 +9,12 @@ import type { Services } from '../../daemon/services.js';
  * GET /v1/health: liveness, the body limits a client must respect (metadctl checks them before
  * sending), and what install runs left behind that is not removed yet (retried: daemon/jobs/leftovers.ts).
  */
-export function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers'>) {
+export async function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers' | 'installs'>) {
   return {
     status: 'ok' as const,
     instances: s.store.size,
     limits: { maxBodyBytes: s.config.admin.maxBodyBytes, pipeMaxBytes: s.config.pipe.maxBytes },
+    installs: (await s.installs?.()) ?? { available: false, reason: 'no install jobs in this daemon' },
     leftovers: s.leftovers?.list() ?? [],
   };
 }

@@ -21,7 +21,8 @@ import { tapNameProblem } from '../../daemon/comm/plan.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
 import { productionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
-import { appliancePreflight } from '../../daemon/jobs/preflight.js';
+import { appliancePreflight, installAvailability } from '../../daemon/jobs/preflight.js';
+import { loadBinding } from '../../appliance/libvirt.js';
 import { DiskRefused, lvmDmName, resolveDisk, type DiskFs } from '../../daemon/jobs/disks.js';
 import { skipOrFail } from '../support/env.js';
 import type { PublicDoc } from '../../daemon/model.js';
@@ -629,4 +630,24 @@ test("identity: while vm1's job is queued or live its comm address, MAC, tap, di
     await put({ comm: { ...doc.comm, ipv4: '169.254.10.9' } });
     assert.equal(store.mustGet('vm1').doc.comm.ipv4, '169.254.10.9');
   });
+});
+
+test('install availability says plainly why installs cannot run: network off, the binding missing (packages named), no image', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-avail-'));
+  try {
+    const ok = () => Promise.resolve();
+    assert.deepEqual(await installAvailability(routedConfig(dir, {}, { mode: 'off' }), ok), {
+      available: false,
+      reason: 'network.mode is off: installs need the comm network (routed or bridged)',
+    });
+    // The real loader with a binding that is not installed: the message names the Debian packages.
+    const missing = await installAvailability(routedConfig(dir), () => loadBinding('@metad-test/no-such-binding'));
+    assert.equal(missing.available, false);
+    assert.match(missing.reason ?? '', /libvirt-dev pkg-config g\+\+ make/);
+    assert.match((await installAvailability(routedConfig(dir), ok)).reason ?? '', /no appliance image: run `metad appliance build`/);
+    fakeImage(dir);
+    assert.deepEqual(await installAvailability(routedConfig(dir), ok), { available: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
