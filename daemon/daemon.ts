@@ -27,7 +27,7 @@ import { CommController } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
-import { LogSampler } from '../routes/guest/log-sampler.js';
+import { LogSampler } from './log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
@@ -35,6 +35,7 @@ import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
 import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 import { lockStateDir } from './state-lock.js';
+import { GuestLog } from './guest-log.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -159,7 +160,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   // The binding is what an injected hypervisor (tests) stands in for; the real one must load.
   const installs = (): Promise<InstallAvailability> =>
     installAvailability(config, deps.hypervisor ? () => Promise.resolve() : () => loadBinding());
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs };
+  const guestLog = new GuestLog(log, () => clock.mono());
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {
@@ -205,6 +207,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
         await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
         await leftovers.stop(); // what is left stays for the next start's recovery and sweep
         vault.wipeAll();
+        guestLog.flush(true); // what the last window held back
         await comm?.stop();
       } finally {
         unlock(); // last: the host is ours until our dnsmasq and table are gone

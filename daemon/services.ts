@@ -13,6 +13,7 @@ import type { InstanceStore } from './store.js';
 import type { SecretVault } from './vault.js';
 import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
+import type { GuestLog } from './guest-log.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
 export interface SecretsGate {
@@ -38,4 +39,6 @@ export interface Services {
   readonly leftovers?: Leftovers | undefined;
   /** Can installs run here now, and if not why (GET /v1/health, serve's start-up)? */
   readonly installs?: (() => Promise<InstallAvailability>) | undefined;
+  /** Every log line a guest can trigger, sampled per source (daemon/guest-log.ts). */
+  readonly guestLog: GuestLog;
 }
