@@ -81,7 +81,7 @@ export function lockStateDir(dir: string): StateLock {
     const r = spawnSync(FLOCK, ['--nonblock', '--exclusive', '3'], {
       stdio: ['ignore', 'ignore', 'pipe', fd],
       timeout: 10_000,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+      env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C' }, // util-linux's flock; the environment is cli.ts's to read
     });
     if (r.error) {
       const code = (r.error as NodeJS.ErrnoException).code ?? 'error';

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -411,9 +411,8 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
   const dir = mkdtempSync(join(tmpdir(), 'metad-wiring-adopt-'));
   fakeImage(dir);
   const hv = new FakeHypervisor();
-  const config = routedConfig(dir);
-  const start = async (net: FakeCommNetwork, clock: FakeClock): Promise<Daemon> =>
-    createDaemon(config, { log: sinkLogger().log, clock, hypervisor: () => Promise.resolve(hv), commNetwork: net });
+  const start = async (net: FakeCommNetwork, clock: FakeClock, at = dir): Promise<Daemon> =>
+    createDaemon(routedConfig(at), { log: sinkLogger().log, clock, hypervisor: () => Promise.resolve(hv), commNetwork: net });
   try {
     const net1 = new FakeCommNetwork();
     const d1 = await start(net1, new FakeClock(1_000_000));
@@ -426,10 +425,15 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
       existsSync(join(dir, 'state', 'jobs', 'vm1.json')) ? readFileSync(join(dir, 'state', 'jobs', 'vm1.json'), 'utf8') : '';
     for (let i = 0; i < 500 && !onDisk().includes('"createdAt"'); i++) await new Promise((r) => setTimeout(r, 2));
     // The first daemon dies (kill -9: nothing of it runs on); its tap, domain and record stay.
+    // d1 still holds its state dir's lock in this process, so the "restarted" daemon gets a copy
+    // of the state dir as it was (the lock is on d1's open file, not on the copied file).
+    const dir2 = join(dir, 'after');
+    cpSync(join(dir, 'state'), join(dir2, 'state'), { recursive: true });
+    fakeImage(dir2);
     const net2 = new FakeCommNetwork();
     net2.links.add(tap);
     const clock2 = new FakeClock(1_010_000);
-    const d2 = await start(net2, clock2);
+    const d2 = await start(net2, clock2, dir2);
     for (let i = 0; i < 500 && !net2.nics.some((n) => n.tap === tap); i++) await new Promise((r) => setTimeout(r, 2));
     assert.deepEqual(
       net2.nics.map((n) => [n.instance, n.tap]),
