@@ -20,6 +20,7 @@ import { runDaemon } from './main.js';
 import { handleSignals } from './signals.js';
 import { notifyReady } from './notify.js';
 import { MkdirError } from './mkdirs.js';
+import { StateDirBusy } from './state-lock.js';
 import { demoBanner, demoConfig, registerDemo } from './demo.js';
 import { VERSION } from './version.js';
 import { instanceSchema } from './model.js';
@@ -164,6 +165,8 @@ async function serve(opts: { config?: string; demo?: boolean; port: string }): P
 /** What to do about the usual start failures (said once, on stderr). */
 function startHint(err: unknown): string {
   if (err instanceof MkdirError) return "\n  hint: stateDir (and the admin socket's directory) must be creatable on a writable file system";
+  if (err instanceof StateDirBusy)
+    return '\n  hint: another metad runs on this state dir (one daemon per state dir); stop it first, or give this one its own stateDir';
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
   switch (e.code) {
     case 'EADDRNOTAVAIL':

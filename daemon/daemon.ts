@@ -27,6 +27,7 @@ import { createCommNetwork } from './comm/setup.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
 import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
+import { lockStateDir } from './state-lock.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -49,11 +50,24 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Build and start the graph: creates the state dir, loads keys and instances. */
+/**
+ * Build and start the graph: creates the state dir and locks it (daemon/state-lock.ts: a second
+ * daemon on it fails here with StateDirBusy, before any side effect), loads keys and instances.
+ */
 export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): Promise<Daemon> {
+  await mkdirs(config.stateDir, 0o700);
+  const lock = lockStateDir(config.stateDir);
+  try {
+    return await build(config, deps, () => lock.release());
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => void): Promise<Daemon> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
-  await mkdirs(config.stateDir, 0o700);
   await removeStaleTemps(config.stateDir); // e.g. a key write cut short by a crash
   const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
   const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));
@@ -131,11 +145,15 @@ export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): 
       limiter.setLimits(next.guest.rateLimit.ratePerSec, next.guest.rateLimit.burst);
     },
     async stop() {
-      clearInterval(sweeper);
-      await recovering;
-      await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
-      vault.wipeAll();
-      await comm?.stop();
+      try {
+        clearInterval(sweeper);
+        await recovering;
+        await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
+        vault.wipeAll();
+        await comm?.stop();
+      } finally {
+        unlock(); // last: the host is ours until our dnsmasq and table are gone
+      }
     },
   };
 }
