@@ -1,8 +1,11 @@
 /**
  * The comm network as a domain service: turns the registry into CommNics, reconciles the host
- * on start, on every store change and on `nic up|down`, one reconcile at a time (changes that
- * arrive meanwhile are coalesced into one more run). `attach`/`detach` record the tap in the
- * instance document, so the registry stays the single source of truth across restarts.
+ * on start, on every store change and on `nic up|down`, one reconcile at a time: requests that
+ * arrive while one runs share a single next run (at most one in flight and one pending, whatever
+ * the number of callers), so N concurrent `nic up`s cost about one reconcile. An idempotent
+ * `nic up` of a tap the last reconcile left in place on the same link costs none. `attach`/`detach`
+ * record the tap in the instance document, so the registry stays the single source of truth
+ * across restarts.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -11,7 +14,7 @@ import type { InstanceInput, StoredInstance } from '../model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
 import { commNics, tapNameProblem, type CommNic } from './plan.js';
-import type { CommNetwork, LiveTap, NicStatus, ReconcileReport } from './network.js';
+import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */
 function inputOf(i: StoredInstance): InstanceInput {
@@ -27,6 +30,8 @@ export class CommController extends EventEmitter {
   liveTaps: readonly LiveTap[] = [];
   /** Install appliances' comm NICs by instance: each stands in for its instance's registered NIC. */
   private readonly jobNics = new Map<string, CommNic>();
+  /** Taps the last successful reconcile left in place, by name (empty after a failed one). */
+  private placed = new Map<string, PlacedTap>();
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
   private readonly onChange = (): void => {
@@ -54,11 +59,18 @@ export class CommController extends EventEmitter {
     if (!this.running) {
       this.running = this.net
         .reconcile(this.nics())
-        .then((r) => {
-          this.liveTaps = r.liveTaps;
-          this.emit('reconciled', r.liveTaps);
-          return r;
-        })
+        .then(
+          (r) => {
+            this.liveTaps = r.liveTaps;
+            this.placed = new Map(r.placed.map((p) => [p.tap, p]));
+            this.emit('reconciled', r.liveTaps);
+            return r;
+          },
+          (err: unknown) => {
+            this.placed = new Map(); // the host may be half-changed: nothing counts as in place
+            throw err;
+          },
+        )
         .finally(() => {
           this.running = undefined;
         });
@@ -100,12 +112,18 @@ export class CommController extends EventEmitter {
     return this.reconcile();
   }
 
-  /** `nic up`: the tap must exist; record it on the instance, then reconcile. Idempotent. */
+  /**
+   * `nic up`: the tap must exist; record it on the instance, then reconcile. Idempotent: when the
+   * instance already has this tap and the last reconcile left it in place on this very link
+   * (same ifindex: a tap deleted and created again is another link), with nothing changed or
+   * pending since, the answer needs no reconcile.
+   */
   async attach(instance: string, tap: string): Promise<NicStatus> {
     const problem = tapNameProblem(tap);
     if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
     this.store.mustGet(instance);
-    if (!(await this.net.linkExists(tap))) {
+    const ifindex = await this.net.linkIndex(tap);
+    if (ifindex === undefined) {
       throw new DaemonError(
         'Conflict',
         'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)',
@@ -118,9 +136,26 @@ export class CommController extends EventEmitter {
         input.comm = { ...input.comm, tap };
         return input;
       });
+    } else {
+      const inPlace = this.inPlace(instance, tap, ifindex);
+      if (inPlace) return inPlace;
     }
     await this.reconcile();
     return this.statusOf(instance);
+  }
+
+  /**
+   * The status of an instance's tap the last reconcile left in place on link `ifindex`, as that
+   * reconcile established it; undefined when a reconcile runs or is pending (the host is about to
+   * change), the instance's NIC is not this tap, or the tap is on another link now.
+   */
+  private inPlace(instance: string, tap: string, ifindex: number): NicStatus | undefined {
+    if (this.running || this.again || this.jobNics.has(instance)) return undefined;
+    const p = this.placed.get(tap);
+    const [nic] = commNics([this.store.mustGet(instance)]);
+    if (p?.ifindex !== ifindex || nic?.tap !== tap) return undefined;
+    const port = p.bridge === undefined ? {} : { bridge: p.bridge, isolated: true };
+    return { ...nic, tapExists: true, tapUp: true, addresses: true, route: true, rules: true, dhcp: true, ...port };
   }
 
   /** `nic down`: forget the instance's tap (only if it is this one), then reconcile. Idempotent. */
