@@ -28,6 +28,7 @@ import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
 import { defaultHypervisor, productionAppliance } from './jobs/wiring.js';
 import { lockStateDir } from './state-lock.js';
+import { GuestLog } from './guest-log.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -118,7 +119,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
       if (removed.length > 0) log.info({ removed: removed.length }, EV.jobLeftoversRemoved);
     })
     .catch(() => undefined);
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs };
+  const guestLog = new GuestLog(log, () => clock.now());
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, guestLog };
   // Whatever removes an instance, its install job, its secrets and its pipe go with it.
   store.on('removed', (name: string) => {
     if (jobs.status(name) && !jobs.status(name)?.outcome) jobs.abort(name, 'instance removed');
@@ -150,6 +152,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
         await recovering;
         await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded
         vault.wipeAll();
+        guestLog.flush(true); // what the last window held back
         await comm?.stop();
       } finally {
         unlock(); // last: the host is ours until our dnsmasq and table are gone

@@ -65,23 +65,40 @@ export const EVENTS = {
   guestUnknownSource: {
     msg: 'guest request from an unknown source address',
     level: 'warn',
-    fields: 'source (sampled: once per address per 10 s)',
-  },
-  guestUnknownSourcesSuppressed: {
-    msg: 'guest requests from unknown source addresses not logged',
-    level: 'warn',
-    fields: 'suppressed (requests not logged because 10,000 other addresses were already being sampled; at most once per 10 s)',
+    fields: 'source, suppressedBefore (sampled: once per address per 10 s)',
   },
   guestRefused: {
     msg: 'guest request refused',
     level: 'warn',
-    fields: 'instance, status, method, path, suppressedBefore (at most once a second per instance)',
+    fields: 'instance, status, method, path, suppressedBefore (sampled: once a second per instance)',
   },
   guestFailed: { msg: 'guest request failed', level: 'error', fields: 'instance, path, err (stack)' },
-  guestTokenRefused: { msg: 'guest token refused', level: 'warn', fields: 'instance, reason' },
-  guestPasswordSet: { msg: 'guest set its password', level: 'info', fields: 'instance' },
-  guestPipeFull: { msg: 'guest pipe write refused: buffer full', level: 'warn', fields: 'instance, bytes, queued' },
-  guestScriptRefused: { msg: 'guest asked for a missing or refused OS script', level: 'warn', fields: 'instance, script' },
+  guestTokenRefused: {
+    msg: 'guest token refused',
+    level: 'warn',
+    fields: 'instance, reason, suppressedBefore (sampled: once per instance per 10 s)',
+  },
+  guestPasswordSet: {
+    msg: 'guest set its password',
+    level: 'info',
+    fields: 'instance, suppressedBefore (sampled: once per instance per 10 s)',
+  },
+  guestPipeFull: {
+    msg: 'guest pipe write refused: buffer full',
+    level: 'warn',
+    fields: 'instance, bytes, queued, suppressedBefore (sampled: once per instance per 10 s)',
+  },
+  guestScriptRefused: {
+    msg: 'guest asked for a missing or refused OS script',
+    level: 'warn',
+    fields: 'instance, script, suppressedBefore (sampled: once per instance per 10 s)',
+  },
+  guestLogSuppressed: {
+    msg: 'guest-triggered log lines suppressed',
+    level: 'warn',
+    fields:
+      'event (the msg of the lines held back), suppressed (how many: sampled per source, or beyond 10,000 sources at once), windowMs (since the first one held back; one line per event per 10 s window)',
+  },
   commAnchorReady: { msg: 'comm network: anchor ready', level: 'info', fields: 'anchor, kind (dummy | veth | existing | bridge)' },
   commReconciled: {
     msg: 'comm network reconciled',
@@ -116,7 +133,11 @@ export const EVENTS = {
   },
   jobRecoveryDeferred: { msg: 'install jobs not recovered: hypervisor unavailable', level: 'warn', fields: 'jobs, err' },
   jobRecordWriteFailed: { msg: 'install job record write failed', level: 'error', fields: 'instance, code' },
-  guestConnCap: { msg: 'guest connection refused: per-source cap', level: 'warn', fields: 'source, limit' },
+  guestConnCap: {
+    msg: 'guest connection refused: per-source cap',
+    level: 'warn',
+    fields: 'source, limit, suppressedBefore (sampled: once per address per 10 s)',
+  },
 } as const;
 
 export type EventName = keyof typeof EVENTS;

@@ -78,14 +78,18 @@ export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger)
     perSourceLimit = next.maxConnectionsPerSource;
     guard.setStallMs(next.requestTimeoutMs);
   });
-  const sweep = setInterval(() => guard.check(Date.now()), GUARD_INTERVAL_MS);
+  const guestLog = d.services.guestLog;
+  const sweep = setInterval(() => {
+    guard.check(Date.now());
+    guestLog.flush(); // the summary of a window that ended with no guest event after it
+  }, GUARD_INTERVAL_MS);
   sweep.unref();
   server.once('close', () => clearInterval(sweep));
   server.on('connection', (sock) => {
     const ip = normalizeAddress(sock.remoteAddress);
     const n = (perSource.get(ip) ?? 0) + 1;
     if (n > perSourceLimit) {
-      log.warn({ source: ip, limit: perSourceLimit }, EV.guestConnCap);
+      guestLog.note('guestConnCap', ip, { source: ip, limit: perSourceLimit }, log);
       sock.destroy();
       return;
     }

@@ -11,6 +11,7 @@ import type { PipeRegistry } from './pipes.js';
 import type { InstanceStore } from './store.js';
 import type { SecretVault } from './vault.js';
 import type { CommController } from './comm/controller.js';
+import type { GuestLog } from './guest-log.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
 export interface SecretsGate {
@@ -32,4 +33,6 @@ export interface Services {
   readonly comm?: CommController | undefined;
   /** Install jobs (admin routes) and the secrets gate (guest door). */
   readonly jobs: JobManager;
+  /** Every log line a guest can trigger, sampled per source (daemon/guest-log.ts). */
+  readonly guestLog: GuestLog;
 }

@@ -8,6 +8,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/model.js';
 import type { Services } from '../../daemon/services.js';
+import type { GuestEvent } from '../../daemon/guest-log.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
 import type { SeedPool } from './seed-pool.js';
@@ -39,6 +40,8 @@ export interface GuestRequest {
   req: IncomingMessage;
   inst: StoredInstance;
   log: Logger;
+  /** A guest-triggered log line about this instance, sampled (daemon/guest-log.ts). */
+  note(event: GuestEvent, fields?: Record<string, unknown>): void;
   method: string;
   /** The request path with leading slashes collapsed to one: '//latest/x' -> '/latest/x'. */
   path: string;

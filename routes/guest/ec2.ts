@@ -23,7 +23,6 @@ import {
 } from './answer.js';
 import { parseTtl, TTL_HEADER } from './tokens.js';
 import { guestViewOf } from './view.js';
-import { EV } from '../../daemon/events.js';
 
 const VERSION_LIST = EC2_VERSIONS.join('\n');
 
@@ -35,7 +34,7 @@ export function tokenKey(r: Pick<GuestRequest, 'inst'>): string {
 /** `PUT /latest/api/token`: 400 on a bad TTL, 403 with X-Forwarded-For (SSRF guard). */
 function issueToken(r: GuestRequest): Answer {
   if (header(r, 'x-forwarded-for') !== undefined) {
-    r.log.warn({ reason: 'x-forwarded-for on token PUT' }, EV.guestTokenRefused);
+    r.note('guestTokenRefused', { reason: 'x-forwarded-for on token PUT' });
     return fail(403);
   }
   const ttl = parseTtl(header(r, TTL_HEADER));

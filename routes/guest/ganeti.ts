@@ -26,7 +26,6 @@ import { readBody } from '../body.js';
 import { listOsScripts, readOsScript } from './scripts.js';
 import { parseWaitMs } from '../../daemon/pipes.js';
 import { sameIncarnation } from '../../daemon/model.js';
-import { EV } from '../../daemon/events.js';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
@@ -61,7 +60,7 @@ async function pipeWrite(r: GuestRequest): Promise<Answer> {
   try {
     q.push(body);
   } catch {
-    r.log.warn({ bytes: body.length, queued: q.size }, EV.guestPipeFull);
+    r.note('guestPipeFull', { bytes: body.length, queued: q.size });
     return fail(413);
   }
   return empty(204);
@@ -80,7 +79,7 @@ async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
   if (name === undefined) return text((def ? await listOsScripts(def) : []).join('\n'));
   const script = def ? await readOsScript(def, name) : undefined;
   if (!script) {
-    r.log.warn({ script: name.slice(0, 64) }, EV.guestScriptRefused);
+    r.note('guestScriptRefused', { script: name.slice(0, 64) });
     return notFound();
   }
   return bytes(script);

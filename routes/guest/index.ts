@@ -24,7 +24,6 @@ import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { HTTP_STATUS } from '../errors.js';
-import { LogSampler } from './log-sampler.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
@@ -33,11 +32,6 @@ export interface GuestOptions {
 }
 
 export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** Logs about unknown sources are sampled: at most one line per address per interval. */
-const UNKNOWN_LOG_INTERVAL_MS = 10_000;
-/** Refusals (401, 429, other 4xx) are logged per instance at most once per interval. */
-const REFUSED_LOG_INTERVAL_MS = 1000;
 
 const NOT_FOUND = prepare(fail(404));
 const UNAUTHORIZED = prepare(fail(401));
@@ -51,8 +45,6 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
   };
   const limiter = opts.limiter ?? new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const children = new Map<string, Logger>();
-  const unknownSampler = new LogSampler(UNKNOWN_LOG_INTERVAL_MS);
-  const refusedSampler = new LogSampler(REFUSED_LOG_INTERVAL_MS);
   /** The last token that verified, per instance: clients reuse one token for a whole crawl. */
   const lastToken = new Map<string, { key: string; token: string; expiresAt: number }>();
   s.store.on('removed', (name: string) => {
@@ -60,7 +52,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     limiter.forget(name);
     children.delete(name);
     lastToken.delete(name);
-    refusedSampler.forget(name);
+    s.guestLog.forget(name);
   });
 
   const childLog = (name: string): Logger => {
@@ -69,16 +61,13 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     return l;
   };
 
-  const logRefused = (name: string, status: number, method: string, path: string, now: number): void => {
-    const suppressedBefore = refusedSampler.take(name, now);
-    if (suppressedBefore === undefined) return;
-    childLog(name).warn({ status, method, path: path.slice(0, 256), suppressedBefore }, EV.guestRefused);
+  // Refusals (401, 429, other 4xx) and unknown sources: sampled per instance / per address.
+  const logRefused = (name: string, status: number, method: string, path: string): void => {
+    s.guestLog.note('guestRefused', name, { status, method, path: path.slice(0, 256) }, childLog(name));
   };
 
-  const warnUnknown = (ip: string, now: number): void => {
-    if (unknownSampler.take(ip, now) !== undefined) s.log.warn({ source: ip }, EV.guestUnknownSource);
-    const suppressed = unknownSampler.overflow(now);
-    if (suppressed !== undefined) s.log.warn({ suppressed }, EV.guestUnknownSourcesSuppressed);
+  const warnUnknown = (ip: string): void => {
+    s.guestLog.note('guestUnknownSource', ip, { source: ip });
   };
 
   /**
@@ -115,6 +104,9 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       get log() {
         return childLog(name);
       },
+      note(event, fields) {
+        s.guestLog.note(event, name, fields, childLog(name));
+      },
       method,
       path,
       query,
@@ -133,7 +125,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
         answer = fail(500);
       }
     }
-    if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path, s.clock.now());
+    if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path);
     const prepared = prepare(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) send(res, prepared, d.seeds);
@@ -144,13 +136,13 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const ip = normalizeAddress(req.socket.remoteAddress);
     const inst = s.store.byAddress(ip);
     if (!inst) {
-      warnUnknown(ip, now);
+      warnUnknown(ip);
       send(res, NOT_FOUND, d.seeds);
       return;
     }
     const retry = limiter.take(inst.doc.name, now);
     if (retry > 0) {
-      logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '', now);
+      logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '');
       send(res, prepare(fail(429, { 'Retry-After': String(retry) })), d.seeds);
       return;
     }
@@ -163,7 +155,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     // Every dialect checks tokens when the instance requires IMDSv2; EC2 also whenever one is sent.
     const tokenChecked = dialect.tokens === 'whenSent' || inst.doc.ec2?.imdsV2 === 'required';
     if (tokenChecked && !path.endsWith('/api/token') && !tokenOk(inst, req.headers[TOKEN_HEADER], now)) {
-      logRefused(inst.doc.name, 401, req.method ?? '', path, now);
+      logRefused(inst.doc.name, 401, req.method ?? '', path);
       send(res, UNAUTHORIZED, d.seeds);
       return;
     }

@@ -9,7 +9,6 @@ import { OPENSTACK_VERSIONS, RANDOM_SEED_BYTES, isOpenstackVersion, openstackLis
 import { type Answer, type GuestRequest, bytes, cached, empty, fail, isRead, methodNotAllowed, notFound, text } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
-import { EV } from '../../daemon/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 
 const MAX_PASSWORD_BYTES = 1020;
@@ -29,7 +28,7 @@ async function password(r: GuestRequest): Promise<Answer> {
   // Bound to the incarnation that asked (404 after a DELETE and a new PUT of the name); a second
   // POST is 409. Both are DaemonErrors, which the pipeline answers with their code's status.
   await r.d.store.setPassword(r.inst.doc.name, body.toString('utf8'), true, r.inst);
-  r.log.info(EV.guestPasswordSet);
+  r.note('guestPasswordSet');
   return empty(200);
 }
 

@@ -23,7 +23,8 @@ test('the code logs catalogued events only (no free-form messages)', () => {
   }
   assert.deepEqual(offenders, []);
   const used = [...sources('daemon'), ...sources('routes')].map((f) => readFileSync(join(ROOT, f), 'utf8')).join('\n');
-  const unused = Object.keys(EVENTS).filter((k) => !used.includes(`EV.${k}`));
+  // Guest-triggered events are logged through daemon/guest-log.ts: `note('guestConnCap', …)`.
+  const unused = Object.keys(EVENTS).filter((k) => !used.includes(`EV.${k}`) && !used.includes(`note('${k}'`));
   assert.deepEqual(unused, [], 'every catalogued event is logged somewhere');
 });
 
