@@ -32,10 +32,16 @@ export class CommController extends EventEmitter {
   private readonly jobNics = new Map<string, CommNic>();
   /** Taps the last successful reconcile left in place, by name (empty after a failed one). */
   private placed = new Map<string, PlacedTap>();
+  /** Per instance, the reconcile its latest store change asked for (it covers that change). */
+  private readonly covering = new Map<string, Promise<ReconcileReport>>();
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
-  private readonly onChange = (): void => {
-    this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
+  private readonly onChange = (name: string): void => {
+    const run = this.reconcile();
+    // Kept after it settles (a settled promise costs nothing to await), dropped with the instance.
+    if (this.store.get(name)) this.covering.set(name, run);
+    else this.covering.delete(name);
+    run.catch((err: unknown) => this.log.error({ err }, EV.commFailed));
   };
 
   constructor(
@@ -83,6 +89,15 @@ export class CommController extends EventEmitter {
         return this.reconcile();
       });
     return this.again;
+  }
+
+  /**
+   * Wait until the host reflects the instance's latest store change: the run that change asked
+   * for (started by it, or the pending one it joined; already settled, maybe).
+   * (Waiting for another reconcile as well cost every `nic up` of a new tap two in a row.)
+   */
+  private async reconcileAfterChange(instance: string): Promise<void> {
+    await (this.covering.get(instance) ?? this.reconcile());
   }
 
   /**
@@ -136,12 +151,13 @@ export class CommController extends EventEmitter {
         input.comm = { ...input.comm, tap };
         return input;
       });
-    } else if (!this.running && !this.again) {
+      await this.reconcileAfterChange(instance); // the store's change already asked for it
+    } else {
       // Nothing runs or is pending: the host is as the last reconcile left it.
-      const inPlace = this.placedStatus(instance, tap, ifindex);
+      const inPlace = this.running || this.again ? undefined : this.placedStatus(instance, tap, ifindex);
       if (inPlace) return inPlace;
+      await this.reconcile();
     }
-    await this.reconcile();
     // The reconcile just waited for placed it (the usual case): no need to read 10,000 NICs back.
     return this.placedStatus(instance, tap, ifindex) ?? this.statusOf(instance);
   }
@@ -173,8 +189,8 @@ export class CommController extends EventEmitter {
         input.comm = comm;
         return input;
       });
-    }
-    await this.reconcile();
+      await this.reconcileAfterChange(instance);
+    } else await this.reconcile();
   }
 
   list(): Promise<NicStatus[]> {

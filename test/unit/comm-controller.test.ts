@@ -188,6 +188,31 @@ test('N concurrent nic ups of new taps cost at most two reconciles (one in fligh
   });
 });
 
+test('nic up and nic down of a tap, one at a time, cost one reconcile each (the one the store change started)', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    for (let i = 0; i < 5; i++) {
+      await store.put(sampleInstance(i) as never, true);
+      net.links.add(`mtap${String(i)}`);
+    }
+    await settled(net, d);
+    for (let i = 0; i < 5; i++) {
+      const base = net.reconciles;
+      const st = await comm!.attach(`vm${String(i)}`, `mtap${String(i)}`);
+      assert.equal(net.reconciles - base, 1, `nic up of mtap${String(i)}`);
+      assert.ok(
+        net.nics.some((n) => n.tap === `mtap${String(i)}`),
+        'the reconcile carried the new tap',
+      );
+      assert.equal(st.rules && st.addresses, true);
+    }
+    const base = net.reconciles;
+    await comm!.detach('vm0', 'mtap0');
+    assert.equal(net.reconciles - base, 1, 'nic down');
+    assert.ok(!net.nics.some((n) => n.tap === 'mtap0'));
+  });
+});
+
 test('an idempotent nic up of a tap in place costs no reconcile; a recreated tap, a pending change or a failed reconcile still reconcile', async () => {
   await withDaemon(async (d, net) => {
     const { store, comm } = d.services;
