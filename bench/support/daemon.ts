@@ -72,6 +72,8 @@ export interface SpawnOptions {
   adminSockets?: number;
   /** Run the daemon inside this network namespace (`ip netns exec` execs: the pid is the daemon's). */
   netns?: string;
+  /** Every chunk of the daemon's stdout and stderr (output() keeps only the last 64 KiB). */
+  onOutput?: (chunk: string) => void;
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -156,6 +158,7 @@ export async function spawnDaemon(opts: SpawnOptions = {}): Promise<DaemonHandle
 
   let out = '';
   const keep = (c: Buffer): void => {
+    opts.onOutput?.(c.toString('utf8'));
     out += c.toString('utf8');
     if (out.length > 65536) out = out.slice(-65536);
   };

@@ -54,6 +54,7 @@ export async function populateStateDir(
   count: number,
   doc: (n: number) => Record<string, unknown> = benchInstance,
   parallel = 8,
+  commRange: string[] = ['127.0.0.0/8'],
 ): Promise<number> {
   const t0 = performance.now();
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -63,7 +64,7 @@ export async function populateStateDir(
   const stores: InstanceStore[] = [];
   // Start every store before any write: start() removes temp files another store may be writing.
   for (let i = 0; i < Math.max(1, parallel); i++) {
-    const s = new InstanceStore({ dir: stateDir, keyring, clock: systemClock, log, commRange: ['127.0.0.0/8'], maxDocumentBytes: 262144 });
+    const s = new InstanceStore({ dir: stateDir, keyring, clock: systemClock, log, commRange, maxDocumentBytes: 262144 });
     await s.start();
     stores.push(s);
   }

@@ -121,7 +121,7 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
       const have = new Set((l.addr_info ?? []).map((i) => `${i.local}/${String(i.prefixlen)}`));
       for (const a of tapAddresses(tap, s)) if (have.has(a.cidr)) batch.push(addrCommand('del', a));
     }
-    if (batch.length > 0) await this.ipBatch(batch);
+    const applied = batch.length === 0 || (await this.ipBatch(batch));
     // Released ports leave the `ports` set too (they were dropped whole while still enslaved).
     if (tapsReleased > 0) {
       const still = ports.filter((p) => wanted.has(p));
@@ -139,6 +139,7 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
       nics: nics.length,
       missingTaps,
       liveTaps: [], // no IPv6 doors on a bridge: the socket would see the bridge, not the tap
+      placed: applied ? [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0, bridge: br })) : [],
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,

@@ -1,8 +1,11 @@
 /**
  * The comm network as a domain service: turns the registry into CommNics, reconciles the host
- * on start, on every store change and on `nic up|down`, one reconcile at a time (changes that
- * arrive meanwhile are coalesced into one more run). `attach`/`detach` record the tap in the
- * instance document, so the registry stays the single source of truth across restarts.
+ * on start, on every store change and on `nic up|down`, one reconcile at a time: requests that
+ * arrive while one runs share a single next run (at most one in flight and one pending, whatever
+ * the number of callers), so N concurrent `nic up`s cost about one reconcile. An idempotent
+ * `nic up` of a tap the last reconcile left in place on the same link costs none. `attach`/`detach`
+ * record the tap in the instance document, so the registry stays the single source of truth
+ * across restarts.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -11,7 +14,7 @@ import type { InstanceInput, StoredInstance } from '../model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
 import { commNics, guestTapNameProblem, tapNameProblem, type CommNic } from './plan.js';
-import type { CommNetwork, LiveTap, NicStatus, ReconcileReport } from './network.js';
+import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */
 function inputOf(i: StoredInstance): InstanceInput {
@@ -27,10 +30,22 @@ export class CommController extends EventEmitter {
   liveTaps: readonly LiveTap[] = [];
   /** Install appliances' comm NICs by instance: each stands in for its instance's registered NIC. */
   private readonly jobNics = new Map<string, CommNic>();
+  /** Taps the last successful reconcile left in place, by name (empty after a failed one). */
+  private placed = new Map<string, PlacedTap>();
+  /** Per instance, the reconcile its latest store change asked for (it covers that change). */
+  private readonly covering = new Map<string, Promise<ReconcileReport>>();
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
-  private readonly onChange = (): void => {
+  /** A device change the link watcher says needs a reconcile (no instance of the registry changed). */
+  private readonly onLinkChange = (): void => {
     this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
+  };
+  private readonly onChange = (name: string): void => {
+    const run = this.reconcile();
+    // Kept after it settles (a settled promise costs nothing to await), dropped with the instance.
+    if (this.store.get(name)) this.covering.set(name, run);
+    else this.covering.delete(name);
+    run.catch((err: unknown) => this.log.error({ err }, EV.commFailed));
   };
 
   constructor(
@@ -44,7 +59,7 @@ export class CommController extends EventEmitter {
   async start(): Promise<ReconcileReport> {
     await this.net.start();
     // Watching first: a port joining the bridge during the first reconcile is not missed.
-    this.net.watchLinks(this.onChange);
+    this.net.watchLinks(this.onLinkChange);
     const r = await this.reconcile();
     this.store.on('changed', this.onChange);
     this.store.on('removed', this.onChange);
@@ -56,11 +71,18 @@ export class CommController extends EventEmitter {
     if (!this.running) {
       this.running = this.net
         .reconcile(this.nics(), this.held())
-        .then((r) => {
-          this.liveTaps = r.liveTaps;
-          this.emit('reconciled', r.liveTaps);
-          return r;
-        })
+        .then(
+          (r) => {
+            this.liveTaps = r.liveTaps;
+            this.placed = new Map(r.placed.map((p) => [p.tap, p]));
+            this.emit('reconciled', r.liveTaps);
+            return r;
+          },
+          (err: unknown) => {
+            this.placed = new Map(); // the host may be half-changed: nothing counts as in place
+            throw err;
+          },
+        )
         .finally(() => {
           this.running = undefined;
         });
@@ -73,6 +95,15 @@ export class CommController extends EventEmitter {
         return this.reconcile();
       });
     return this.again;
+  }
+
+  /**
+   * Wait until the host reflects the instance's latest store change: the run that change asked
+   * for (started by it, or the pending one it joined; already settled, maybe).
+   * (Waiting for another reconcile as well cost every `nic up` of a new tap two in a row.)
+   */
+  private async reconcileAfterChange(instance: string): Promise<void> {
+    await (this.covering.get(instance) ?? this.reconcile());
   }
 
   /**
@@ -115,7 +146,9 @@ export class CommController extends EventEmitter {
   /**
    * `nic up`: the tap must exist and be a guest's device (docs/deployment.md, "Which devices can be
    * taps"); not while the instance's install job runs; never an appliance's tap. Record it on the
-   * instance, then reconcile. Idempotent.
+   * instance, then reconcile. Idempotent: when the instance already has this tap and the last
+   * reconcile left it in place on this very link (same ifindex: a tap deleted and created again is
+   * another link), with nothing changed or pending since, the answer needs no reconcile.
    */
   async attach(instance: string, tap: string): Promise<NicStatus> {
     if ([...this.jobNics.values()].some((n) => n.tap === tap)) {
@@ -134,7 +167,8 @@ export class CommController extends EventEmitter {
       );
     }
     const check = await this.net.checkTap(tap);
-    if (!check.ok && check.missing) {
+    const ifindex = check.ok ? await this.net.linkIndex(tap) : undefined;
+    if ((!check.ok && check.missing) || (check.ok && ifindex === undefined)) {
       throw new DaemonError(
         'Conflict',
         'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)',
@@ -152,9 +186,29 @@ export class CommController extends EventEmitter {
         input.comm = { ...input.comm, tap };
         return input;
       });
+      await this.reconcileAfterChange(instance); // the store's change already asked for it
+    } else {
+      // Nothing runs or is pending: the host is as the last reconcile left it.
+      const inPlace = this.running || this.again || ifindex === undefined ? undefined : this.placedStatus(instance, tap, ifindex);
+      if (inPlace) return inPlace;
+      await this.reconcile();
     }
-    await this.reconcile();
-    return this.statusOf(instance);
+    // The reconcile just waited for placed it (the usual case): no need to read 10,000 NICs back.
+    return (ifindex === undefined ? undefined : this.placedStatus(instance, tap, ifindex)) ?? this.statusOf(instance);
+  }
+
+  /**
+   * The status of an instance's tap the last reconcile left in place on link `ifindex`, as that
+   * reconcile established it; undefined when the instance's NIC is not this tap (or an install
+   * appliance's stands in for it), or the last reconcile did not place it on that link.
+   */
+  private placedStatus(instance: string, tap: string, ifindex: number): NicStatus | undefined {
+    if (this.jobNics.has(instance)) return undefined;
+    const p = this.placed.get(tap);
+    const [nic] = commNics([this.store.mustGet(instance)]);
+    if (p?.ifindex !== ifindex || nic?.tap !== tap) return undefined;
+    const port = p.bridge === undefined ? {} : { bridge: p.bridge, isolated: true };
+    return { ...nic, tapExists: true, tapUp: true, addresses: true, route: true, rules: true, dhcp: true, ...port };
   }
 
   /** `nic down`: forget the instance's tap (only if it is this one), then reconcile. Idempotent. */
@@ -170,8 +224,8 @@ export class CommController extends EventEmitter {
         input.comm = comm;
         return input;
       });
-    }
-    await this.reconcile();
+      await this.reconcileAfterChange(instance);
+    } else await this.reconcile();
   }
 
   list(): Promise<NicStatus[]> {

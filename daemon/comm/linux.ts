@@ -184,17 +184,19 @@ export class LinuxCommNetwork implements CommNetwork {
       for (const a of ownedAddresses(tap, s)) if (have.has(addrKey(tap, a.cidr))) batch.push(addrCommand('del', a));
       tapsReleased++;
     }
-    if (batch.length > 0) await this.ipBatch(batch);
+    const applied = batch.length === 0 || (await this.ipBatch(batch));
     this.configured.clear();
     for (const t of wanted) this.configured.add(t);
     this.known = registered;
     this.state = { registered, live: new Map([...wanted].map((t) => [t, present.get(t)?.ifindex ?? 0])), held: this.held };
 
     await this.o.dhcp?.update(nics);
+    const liveTaps = [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 }));
     const report: ReconcileReport = {
       nics: nics.length,
       missingTaps,
-      liveTaps: [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 })),
+      liveTaps,
+      placed: applied ? liveTaps : [],
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,
@@ -318,8 +320,8 @@ export class LinuxCommNetwork implements CommNetwork {
     return live.get(e.ifname) !== e.ifindex;
   }
 
-  /** One `ip -batch` for many changes: 1,000 taps cost one process, not thousands. */
-  protected async ipBatch(lines: readonly string[]): Promise<void> {
+  /** One `ip -batch` for many changes: 1,000 taps cost one process, not thousands. False: some failed. */
+  protected async ipBatch(lines: readonly string[]): Promise<boolean> {
     const r = await this.exec(this.o.ipPath, ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
     if (r.code !== 0) {
       // Lines that failed (a tap removed meanwhile, an address already gone) do not stop the rest;
@@ -328,7 +330,9 @@ export class LinuxCommNetwork implements CommNetwork {
       if (/Operation not permitted/i.test(first))
         throw new CommError('ip failed: operation not permitted (needs CAP_NET_ADMIN: run as root or with the systemd unit)');
       this.o.log.warn({ failed: r.stderr.trim().split('\n').length }, EV.commPartial);
+      return false;
     }
+    return true;
   }
 
   async status(nics: readonly CommNic[]): Promise<NicStatus[]> {
@@ -383,6 +387,13 @@ export class LinuxCommNetwork implements CommNetwork {
   async linkExists(name: string): Promise<boolean> {
     const r = await this.exec(this.o.ipPath, ['link', 'show', 'dev', name]);
     return r.code === 0;
+  }
+
+  async linkIndex(name: string): Promise<number | undefined> {
+    const r = await this.exec(this.o.ipPath, ['-j', 'link', 'show', 'dev', name]);
+    if (r.code !== 0) return undefined;
+    const [l] = JSON.parse(r.stdout) as IpLink[];
+    return l?.ifindex;
   }
 
   async createTap(name: string): Promise<void> {

@@ -12,6 +12,12 @@ export interface LiveTap {
   readonly ifindex: number;
 }
 
+/** A tap a reconcile left fully in place: existing, up, addressed or enslaved, routed, filtered. */
+export interface PlacedTap extends LiveTap {
+  /** Bridged mode: the bridge it is an isolated port of. */
+  readonly bridge?: string;
+}
+
 export interface ReconcileReport {
   /** NICs in the registry with a tap. */
   readonly nics: number;
@@ -22,6 +28,9 @@ export interface ReconcileReport {
   /** Taps that exist and now hold the metadata addresses, with their ifindex (a tap deleted and
    * created again under the same name is another link: the IPv6 doors follow these). */
   readonly liveTaps: readonly LiveTap[];
+  /** Taps this reconcile left in place, each on the link (ifindex) it configured; empty when any
+   * change failed. An idempotent `nic up` of one of these needs no reconcile (CommController). */
+  readonly placed: readonly PlacedTap[];
   /** Taps that lost metad's addresses (no longer registered). */
   readonly tapsReleased: number;
   /** Taps held closed (dropped whole): released ones that still exist, job-held ones, and (bridged) registered taps not yet ports. */
@@ -70,6 +79,8 @@ export interface CommNetwork {
   checkTap(name: string): Promise<TapCheck>;
   /** Call `onChange` whenever a device change needs a reconcile (a port joining the bridge, a held tap going). */
   watchLinks(onChange: () => void): void;
+  /** Its ifindex, or undefined when no such device exists (one cheap query: `nic up`). */
+  linkIndex(name: string): Promise<number | undefined>;
   /** Create a tap (an install appliance's comm NIC); reconcile then gives it addresses, route, rules. */
   createTap(name: string): Promise<void>;
   /** Delete a tap metad created (no error when it is already gone). */

@@ -1,7 +1,9 @@
 /**
  * A CommNetwork that touches nothing: it records every call and keeps the last reconciled NICs,
  * so unit tests can check that registry changes reach the network. `links` says which taps
- * "exist"; `failNext` makes the next reconcile reject.
+ * "exist" (each with an ifindex: `recreate` gives a tap a new one, as deleting and creating it
+ * again does); `failNext` makes the next reconcile reject; `gate`, when set, holds every
+ * reconcile until it resolves (a scripted slow network).
  */
 import type { CommNetwork, NicStatus, ReconcileReport, TapCheck } from '../../daemon/comm/network.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
@@ -15,6 +17,10 @@ export class FakeCommNetwork implements CommNetwork {
   started = false;
   stopped = false;
   failNext: Error | undefined;
+  /** Set: every reconcile waits for it (then records its NICs). */
+  gate: Promise<void> | undefined;
+  private readonly indexes = new Map<string, number>();
+  private nextIndex = 1;
   /** Set: status reports each existing tap as an isolated port of this bridge (bridged mode). */
   bridge: string | undefined;
   /** Existing devices that are no guest's (checkTap refuses them with this reason). */
@@ -30,31 +36,47 @@ export class FakeCommNetwork implements CommNetwork {
     return Promise.resolve();
   }
 
-  reconcile(nics: readonly CommNic[], held: readonly string[] = []): Promise<ReconcileReport> {
+  /** The ifindex of an existing tap (assigned the first time it is seen). */
+  private indexOf(tap: string): number {
+    let i = this.indexes.get(tap);
+    if (i === undefined) this.indexes.set(tap, (i = this.nextIndex++));
+    return i;
+  }
+
+  /** The tap is deleted and created again under its name: another link, another ifindex. */
+  recreate(tap: string): void {
+    this.links.add(tap);
+    this.indexes.set(tap, this.nextIndex++);
+  }
+
+  async reconcile(nics: readonly CommNic[], held: readonly string[] = []): Promise<ReconcileReport> {
     this.calls.push(`reconcile ${nics.map((n) => `${n.instance}@${n.tap}`).join(',')}`);
     this.held = [...held];
     this.reconciles++;
+    if (this.gate) await this.gate;
     if (this.failNext) {
       const e = this.failNext;
       this.failNext = undefined;
-      return Promise.reject(e);
+      throw e;
     }
     this.nics = [...nics];
     const missingTaps = nics.filter((n) => !this.links.has(n.tap)).map((n) => n.tap);
     const liveTaps = [...new Set(nics.filter((n) => this.links.has(n.tap)).map((n) => n.tap))].map((tap) => ({
       tap,
-      ifindex: [...this.links].indexOf(tap) + 1,
+      ifindex: this.indexOf(tap),
     }));
-    return Promise.resolve({
+    const placed = liveTaps.map((l) => (this.bridge === undefined ? l : { ...l, bridge: this.bridge }));
+    return {
       nics: nics.length,
       missingTaps,
       liveTaps,
+      placed,
       routesAdded: 0,
       routesDeleted: 0,
       tapsReleased: 0,
       held: [...held],
       ms: 0,
-    });
+    };
   }
 
   status(nics: readonly CommNic[]): Promise<NicStatus[]> {
@@ -83,6 +105,10 @@ export class FakeCommNetwork implements CommNetwork {
     this.onLinkChange = onChange;
   }
 
+  linkIndex(name: string): Promise<number | undefined> {
+    return Promise.resolve(this.links.has(name) ? this.indexOf(name) : undefined);
+  }
+
   createTap(name: string): Promise<void> {
     this.calls.push(`createTap ${name}`);
     if (this.links.has(name)) return Promise.reject(new Error(`FakeCommNetwork: ${name} exists`));
@@ -97,6 +123,7 @@ export class FakeCommNetwork implements CommNetwork {
   deleteTap(name: string): Promise<void> {
     this.calls.push(`deleteTap ${name}`);
     this.links.delete(name);
+    this.indexes.delete(name);
     return Promise.resolve();
   }
 

@@ -153,3 +153,109 @@ test('the controller remembers and announces the live taps after each reconcile'
     assert.deepEqual(seen.at(-1), [{ tap: 'mtap8', ifindex: 1 }]);
   });
 });
+
+/** Let queued callbacks (store writes, their 'changed' events) run. */
+async function ticks(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+test('N concurrent nic ups of new taps cost at most two reconciles (one in flight, one pending for all)', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    const N = 60;
+    for (let i = 0; i < N; i++) {
+      await store.put(sampleInstance(i) as never, true);
+      net.links.add(`mtap${String(i)}`);
+    }
+    await settled(net, d);
+    const base = net.reconciles;
+    // A slow network: the first reconcile holds until every nic up has recorded its tap.
+    let release = (): void => undefined;
+    net.gate = new Promise<void>((r) => (release = r));
+    const ups = Array.from({ length: N }, (_, i) => comm!.attach(`vm${String(i)}`, `mtap${String(i)}`));
+    for (let i = 0; i < 10_000 && !Array.from({ length: N }, (_, j) => store.get(`vm${String(j)}`)?.doc.comm.tap).every(Boolean); i++) {
+      await ticks(1);
+    }
+    await ticks();
+    release();
+    const statuses = await Promise.all(ups);
+    assert.ok(net.reconciles - base <= 2, `${String(net.reconciles - base)} reconciles for ${String(N)} concurrent nic ups`);
+    assert.equal(net.nics.length, N, 'the last reconcile carried every tap');
+    for (const [i, s] of statuses.entries()) {
+      assert.equal(s.tap, `mtap${String(i)}`);
+      assert.equal(s.rules && s.addresses && s.route, true, `mtap${String(i)} not in place`);
+    }
+  });
+});
+
+test('nic up and nic down of a tap, one at a time, cost one reconcile each (the one the store change started)', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    for (let i = 0; i < 5; i++) {
+      await store.put(sampleInstance(i) as never, true);
+      net.links.add(`mtap${String(i)}`);
+    }
+    await settled(net, d);
+    for (let i = 0; i < 5; i++) {
+      const base = net.reconciles;
+      const st = await comm!.attach(`vm${String(i)}`, `mtap${String(i)}`);
+      assert.equal(net.reconciles - base, 1, `nic up of mtap${String(i)}`);
+      assert.ok(
+        net.nics.some((n) => n.tap === `mtap${String(i)}`),
+        'the reconcile carried the new tap',
+      );
+      assert.equal(st.rules && st.addresses, true);
+    }
+    const base = net.reconciles;
+    await comm!.detach('vm0', 'mtap0');
+    assert.equal(net.reconciles - base, 1, 'nic down');
+    assert.ok(!net.nics.some((n) => n.tap === 'mtap0'));
+  });
+});
+
+test('an idempotent nic up of a tap in place costs no reconcile; a recreated tap, a pending change or a failed reconcile still reconcile', async () => {
+  await withDaemon(async (d, net) => {
+    const { store, comm } = d.services;
+    await store.put(sampleInstance(3) as never, true);
+    net.links.add('mtap3');
+    await comm!.attach('vm3', 'mtap3');
+    let base = net.reconciles;
+    const again = await comm!.attach('vm3', 'mtap3');
+    assert.equal(net.reconciles - base, 0, 'an idempotent nic up reconciled');
+    assert.deepEqual(
+      [again.tap, again.ipv4, again.tapExists, again.tapUp, again.addresses, again.route, again.rules, again.dhcp],
+      ['mtap3', '127.0.0.4', true, true, true, true, true, true],
+    );
+    await Promise.all(Array.from({ length: 50 }, () => comm!.attach('vm3', 'mtap3')));
+    assert.equal(net.reconciles - base, 0, '50 concurrent idempotent nic ups reconciled');
+
+    // The guest restarted: its tap was deleted and created again under the same name (a new
+    // link without metad's addresses). That nic up must set it up.
+    net.recreate('mtap3');
+    await comm!.attach('vm3', 'mtap3');
+    assert.equal(net.reconciles - base, 1, 'a recreated tap was not reconciled');
+    base = net.reconciles;
+    await comm!.attach('vm3', 'mtap3');
+    assert.equal(net.reconciles - base, 0);
+
+    // A change in flight: the nic up waits for the host to match the registry again.
+    let release = (): void => undefined;
+    net.gate = new Promise<void>((r) => (release = r));
+    const running = comm!.reconcile();
+    let answered = false;
+    const up = comm!.attach('vm3', 'mtap3').then(() => (answered = true));
+    await ticks();
+    assert.equal(answered, false, 'answered while a reconcile was running');
+    release();
+    net.gate = undefined;
+    await Promise.all([running, up]);
+    assert.equal(net.reconciles - base, 2, 'the running reconcile and one pending for the nic up');
+
+    // A failed reconcile may have left the host half-changed: nothing counts as in place.
+    net.failNext = new Error('boom');
+    await assert.rejects(comm!.reconcile(), /boom/);
+    base = net.reconciles;
+    await comm!.attach('vm3', 'mtap3');
+    assert.equal(net.reconciles - base, 1, 'nic up after a failed reconcile did not reconcile');
+  });
+});
