@@ -36,7 +36,7 @@ const TERMINAL: readonly RunState[] = ['succeeded', 'failed', 'timed-out', 'abor
 
 export type RunEvent =
   | { type: 'created'; at: number }
-  | { type: 'adopted'; at: number; createdAt?: number | undefined; firstReportAt?: number | undefined }
+  | { type: 'adopted'; at: number; createdAt?: number | undefined; firstReportAt?: number | undefined; final?: string | undefined }
   | { type: 'create-failed'; at: number; reason: string }
   | { type: 'line'; at: number; line: string }
   | { type: 'gone'; at: number }
@@ -84,7 +84,15 @@ export function reduce(r: RunRecord, ev: RunEvent): RunRecord {
       // Found again after a daemon restart: the run resumes where it was (running once it had reported).
       if (r.state !== 'pending') return r;
       const reported = ev.firstReportAt !== undefined ? { firstReportAt: ev.firstReportAt } : {};
-      return { ...r, ...reported, state: ev.firstReportAt !== undefined ? 'running' : 'booting', createdAt: ev.createdAt ?? ev.at };
+      // A final report the old process recorded still counts: the power-off that follows is success.
+      const final = ev.final !== undefined ? { final: ev.final } : {};
+      return {
+        ...r,
+        ...reported,
+        ...final,
+        state: ev.firstReportAt !== undefined ? 'running' : 'booting',
+        createdAt: ev.createdAt ?? ev.at,
+      };
     }
     case 'create-failed':
       return end('failed', ev.reason);
@@ -119,7 +127,7 @@ export interface RunSpec {
   /** The domain already exists (found again after a daemon restart): supervise it, do not create it. */
   adopt?: boolean;
   /** With adopt: when the domain was created and first reported, as recorded before the restart. */
-  resumed?: { createdAt?: number | undefined; firstReportAt?: number | undefined };
+  resumed?: { createdAt?: number | undefined; firstReportAt?: number | undefined; final?: string | undefined };
 }
 
 export interface RunDeps {

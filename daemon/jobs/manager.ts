@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
+import { parseProgress } from '../../appliance/progress.js';
 import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../events.js';
@@ -27,6 +28,12 @@ import { itemsOf, LeftBehind, logLeftovers, type LeftoverItem, type LeftoverSink
 /** Every appliance domain's name starts with this (restart recovery lists by it). */
 export const DOMAIN_PREFIX = 'metad-install-';
 const MAX_TAP_BYTES = 65_536;
+/** The agent's final status among recorded progress lines (a record of before a restart), if it reported one. */
+const finalOf = (lines: readonly string[]): string | undefined =>
+  lines
+    .map((l) => parseProgress(l))
+    .filter((p) => p?.step === 'final')
+    .at(-1)?.status;
 const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -216,10 +223,13 @@ export class JobManager extends EventEmitter implements SecretsGate {
     }
     await this.writes;
     // A newer incarnation may have started a job meanwhile: its record (same file name) stays.
-    if (this.jobs.has(instance) || !mine(this.ended.get(instance))) return;
-    this.ended.delete(instance);
-    const files = this.d.files;
-    this.writes = this.writes.then(() => files.remove(instance)).catch(() => undefined);
+    if (!this.jobs.has(instance) && mine(this.ended.get(instance))) {
+      this.ended.delete(instance);
+      const files = this.d.files;
+      this.writes = this.writes.then(() => files.remove(instance)).catch(() => undefined);
+    }
+    // Also when another caller (the store's 'removed' event and DELETE both call this) queued the
+    // removal: resolve only once it is done.
     await this.writes;
   }
 
@@ -386,7 +396,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
           deadlineAt: t.deadlineAt,
           claimDeadlineAt: t.claimDeadlineAt,
           adopt: t.adopt,
-          resumed: { createdAt: msOf(j.rec.createdAt), firstReportAt: msOf(j.rec.firstReportAt) },
+          resumed: { createdAt: msOf(j.rec.createdAt), firstReportAt: msOf(j.rec.firstReportAt), final: finalOf(j.rec.lines) },
         },
         {
           hv,
@@ -429,7 +439,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
       this.wipeSecrets(j);
       if (e instanceof LeftBehind) this.leftBehind(e.items, 'prepare', e);
       const endedAt = clock.now();
-      const reason = e instanceof DaemonError ? e.message : CANNOT_START;
+      // The comm network's errors are metad's words around a tool's first stderr line ("ip tuntap
+      // add failed: open: ..."): kept, with anything shaped like a host path cut out.
+      const reason =
+        e instanceof DaemonError
+          ? e.message
+          : e instanceof Error && e.name === 'CommError'
+            ? e.message.replace(/\/[^\s:]+/g, '<path>')
+            : CANNOT_START;
       if (!(e instanceof DaemonError) && !(e instanceof TimedOut) && !j.ac.signal.aborted)
         this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
       final = j.ac.signal.aborted

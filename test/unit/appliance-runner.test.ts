@@ -456,3 +456,12 @@ test('the deadline is monotonic: a wall-clock step during the run moves it neith
   assert.equal(r.state, 'timed-out');
   assert.equal(r.endedAt, 1_000_000 + 10_000 - 3_600_000, 'recorded in wall-clock time');
 });
+
+test('adopted after a restart with the final report already recorded: the power-off that follows is success', () => {
+  let r = initialRecord(0);
+  r = reduce(r, { type: 'adopted', at: 10, createdAt: 1, firstReportAt: 2, final: 'succeeded' });
+  assert.equal(r.state, 'running');
+  assert.equal(reduce(r, { type: 'gone', at: 20 }).state, 'succeeded');
+  const without = reduce(initialRecord(0), { type: 'adopted', at: 10, createdAt: 1, firstReportAt: 2 });
+  assert.equal(reduce(without, { type: 'gone', at: 20 }).state, 'failed');
+});
