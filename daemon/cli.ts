@@ -11,7 +11,8 @@
 import './no-inspector.js';
 // Then: a SIGHUP during the start is ignored, not fatal (daemon/hold-sighup.ts).
 import './hold-sighup.js';
-import { realpathSync } from 'node:fs';
+import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -58,6 +59,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (file: string) => {
       try {
         const cfg = loadChecked({ file });
+        const access = accessProblems(cfg);
+        if (access.length > 0) throw new ConfigError(access);
         // Install appliances: warnings (metadata still works without them; installs would fail).
         for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
         if (cfg.network.mode !== 'off') {
@@ -130,6 +133,35 @@ export async function main(argv: string[]): Promise<number> {
  * 2 is what the unit's RestartPreventExitStatus keeps from restarting (a failing ExecStartPre
  * check would be restarted for ever: the exemption only applies to the main process).
  */
+/**
+ * What the user running check-config could not do that `serve` needs (run check-config as the
+ * daemon's user to see it): write the state dir (or create it), read the key file. Ownership and
+ * mode are the usual cause: say which path and what to run.
+ */
+function accessProblems(cfg: Readonly<Config>): string[] {
+  const uid = String(process.getuid?.() ?? '?');
+  const fix = `(chown -R <the daemon's user>: on it; check-config run by that user checks it)`;
+  const out: string[] = [];
+  let dir = cfg.stateDir;
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir); // the nearest part that exists
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    out.push(
+      `/stateDir: ${dir === cfg.stateDir ? cfg.stateDir : `${dir} (to create ${cfg.stateDir})`} is not writable by this user (uid ${uid}) ${fix}`,
+    );
+  }
+  const key = cfg.keyFile ?? join(cfg.stateDir, 'private.key');
+  if (existsSync(key)) {
+    try {
+      accessSync(key, constants.R_OK);
+    } catch {
+      out.push(`${cfg.keyFile === undefined ? '/stateDir' : '/keyFile'}: ${key} is not readable by this user (uid ${uid}) ${fix}`);
+    }
+  }
+  return out;
+}
+
 function loadChecked(source: Parameters<typeof loadConfig>[0]): Readonly<Config> {
   const cfg = loadConfig(source, process.env);
   const network = networkPreflight(cfg);

@@ -189,7 +189,9 @@ function readConfigFile(path: string): unknown {
   try {
     return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new ConfigError([`cannot parse ${path}: ${(err as Error).message.split('\n')[0]}`]);
+    // yaml's first line ends in ':' before a snippet of the file: keep the sentence, not the colon.
+    const first = ((err as Error).message.split('\n')[0] ?? '').replace(/:\s*$/, '');
+    throw new ConfigError([`cannot parse ${path}: ${first}`]);
   }
 }
 

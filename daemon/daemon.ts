@@ -1,6 +1,8 @@
 /**
- * The composition root as a function: build the whole graph (logger, keys, store, vault, pipes,
- * identity signer, the admin koa app and the guest handler) from a config and injectable dependencies. Opens no sockets:
+ * The composition root as a function: build the whole graph (the state-dir lock, keys, store,
+ * vault, pipes, identity signer, the comm network and its controller, the install jobs with their
+ * hypervisor, wiring and leftovers, the guest log, the admin koa app and the guest handler) from
+ * a config and injectable dependencies. Opens no sockets:
  * daemon/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
  * fake clock and get the same graph production runs.
  */

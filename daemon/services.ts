@@ -1,6 +1,7 @@
 /**
  * The shared graph both doors use: one store, one vault, one pipe registry, clock, logger,
- * config and the identity signer. Built by daemon/daemon.ts; tests build it with fakes.
+ * config, the identity signer, the comm network (when on), the install jobs (the secrets gate for
+ * the guest door), their leftovers and install availability, and the sampled guest log. Built by daemon/daemon.ts; tests build it with fakes.
  */
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';

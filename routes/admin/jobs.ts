@@ -1,7 +1,8 @@
 /**
  * Install jobs on the admin door (docs/admin-api.md, "Install jobs"): start, status, abort,
  * list, and a watch stream (NDJSON: the record now, then every change, closed once it ended).
- * The record never holds a secret value (daemon/jobs/record.ts).
+ * Every record passes daemon/jobs/record.ts's scrubRecord before anyone sees it: no secret value
+ * the job held, no control character, no hypervisor text.
  */
 import { PassThrough } from 'node:stream';
 import type Router from '@koa/router';

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,4 +109,24 @@ test('check-config with routed mode warns (exit 0) about a missing appliance ima
     check.stderr,
   );
   assert.equal((JSON.parse(check.stdout) as { appliance: { virtType: string } }).appliance.virtType, 'auto');
+});
+
+test('check-config run as the daemon user finds a state dir it cannot write and a key it cannot read (exit 2, path and fix named)', (t) => {
+  if (skipOrFail(t, isRoot() ? undefined : 'needs root (setpriv to another user)')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  const state = join(dir, 'state');
+  mkdirSync(state, { mode: 0o700 }); // root's, as after `sudo metad serve` once
+  writeFileSync(join(state, 'private.key'), Buffer.alloc(32), { mode: 0o600 });
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ stateDir: state, guest: { listen: [{ host: '127.0.0.1', port: 0 }] } }), { mode: 0o644 });
+  const asNobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'check-config', file], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, METAD_CONFIG: '' },
+  });
+  assert.equal(asNobody.status, 2, asNobody.stderr);
+  assert.match(asNobody.stderr, new RegExp(`/stateDir: ${state} is not writable by this user \\(uid 65534\\) \\(chown -R`));
+  assert.equal(metad('check-config', file).status, 0, 'root may');
 });

@@ -170,3 +170,21 @@ test('config: YAML 1.2 traps are named: yes/no are strings, an unquoted mode is 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('config: a file that does not parse says where, without a dangling colon (check-config and SIGHUP alike)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-cfg-'));
+  try {
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(file, 'guest: [\n');
+    assert.throws(
+      () => loadConfig({ file }, {}),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.problems[0] ?? '', /^cannot parse .*broken\.yaml: .*at line \d+, column \d+$/);
+        return true;
+      },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
