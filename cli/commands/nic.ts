@@ -19,6 +19,8 @@ interface NicStatus {
   /** Bridged mode only. */
   bridge?: string;
   isolated?: boolean;
+  /** No tap now (nic down, or never up). */
+  down?: boolean;
 }
 
 const yes = (b: boolean): string => (b ? 'yes' : 'NO');
@@ -32,10 +34,10 @@ function table(nics: readonly NicStatus[]): string {
   for (const n of nics)
     rows.push([
       n.instance,
-      n.tap,
+      n.down ? '-' : n.tap,
       n.ipv4,
       n.mac,
-      n.tapExists ? yes(n.tapUp) : 'missing',
+      n.down ? 'down' : n.tapExists ? yes(n.tapUp) : 'missing',
       ...(bridged ? [port(n)] : []),
       yes(n.addresses),
       yes(n.route),
@@ -92,7 +94,7 @@ export const nicCommands: CommandGroup = (program, act) => {
           return;
         }
         const { nics } = JSON.parse(res.body.toString('utf8')) as { nics: NicStatus[] };
-        line(ctx, nics.length === 0 ? 'no comm NICs (no instance has a tap)' : table(nics));
+        line(ctx, nics.length === 0 ? 'no comm NICs (no instance is registered)' : table(nics));
       }),
     );
 };

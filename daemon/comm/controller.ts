@@ -228,8 +228,30 @@ export class CommController extends EventEmitter {
     } else await this.reconcile();
   }
 
-  list(): Promise<NicStatus[]> {
-    return this.net.status(this.nics());
+  /**
+   * Every registered instance's comm NIC: those with a tap as the host holds them, then those
+   * without one (`nic down`, or never up) as `down`, so an instance never vanishes from the list.
+   */
+  async list(): Promise<NicStatus[]> {
+    const up = await this.net.status(this.nics());
+    const listed = new Set(up.map((n) => n.instance));
+    const down: NicStatus[] = this.store
+      .list()
+      .filter((i) => !listed.has(i.doc.name))
+      .map((i) => ({
+        instance: i.doc.name,
+        tap: '',
+        ipv4: i.doc.comm.ipv4,
+        mac: i.doc.comm.mac.toLowerCase(),
+        tapExists: false,
+        tapUp: false,
+        addresses: false,
+        route: false,
+        rules: false,
+        dhcp: false,
+        down: true,
+      }));
+    return [...up, ...down];
   }
 
   private async statusOf(instance: string): Promise<NicStatus> {

@@ -58,6 +58,8 @@ export interface NicStatus {
   readonly bridge?: string;
   /** Bridged mode only: the port is isolated and does not flood unknown unicast. */
   readonly isolated?: boolean;
+  /** The instance has no tap now (`nic down`, or never up): listed so that it does not vanish. */
+  readonly down?: true;
 }
 
 /** `missing`: no such device; `refused`: a device that is not a guest's (the reason names what it is). */

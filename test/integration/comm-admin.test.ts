@@ -75,7 +75,11 @@ test('nic up / down / list through the admin API', async () => {
     assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal((await admin('POST', '/v1/instances/vm1/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal(tapOf(await admin('GET', '/v1/instances/vm1')), undefined);
-    assert.deepEqual(((await admin('GET', '/v1/nics')).json as { nics: NicStatus[] }).nics, []);
+    // nic down: the instance stays in the list, shown down (no tap).
+    assert.deepEqual(
+      ((await admin('GET', '/v1/nics')).json as { nics: NicStatus[] }).nics.map((n) => [n.instance, n.tap, n.down, n.rules]),
+      [['vm1', '', true, false]],
+    );
   });
 });
 
@@ -127,7 +131,7 @@ test('metadctl nic up | down | list drive the admin API; a missing tap is exit 1
     r = await ctl(socket, ['nic', 'down', '--instance', 'vm5', '--tap', 'gnt.com.5']);
     assert.equal(r.code, 0, r.err);
     r = await ctl(socket, ['nic', 'list']);
-    assert.match(r.out, /no comm NICs/);
+    assert.match(r.out, /\nvm5\s+-\s+127\.0\.0\.6\s+\S+\s+down\s+NO\s+NO\s+NO\s+NO/, 'nic down: shown as down, not gone');
     r = await ctl(socket, ['nic', 'up', '--instance', 'vm5', '--tap', 'missing0']);
     assert.equal(r.code, 1);
     assert.match(r.err, /tap does not exist/);
