@@ -53,7 +53,9 @@ test('the README quick start shows a second guest, and that example is run', () 
   assert.match(run, /metadctl register guest2\.yaml/);
   assert.match(run, /curl [^\n]*--interface 127\.0\.0\.5 /);
   const noRun = PAGES.flatMap((p) => examplesOf(p).filter((e) => e.flags.has('no-run')));
-  assert.ok(noRun.length <= 6, `only a few examples may be no-run (${String(noRun.length)})`);
+  // no-run: root-only host steps (sudo, systemctl). Two of them are run by tests of their own with
+  // temporary paths: operations.md's install (npm-install.test.ts) and backup/restore (backup-restore.test.ts).
+  assert.ok(noRun.length <= 7, `only a few examples may be no-run (${String(noRun.length)})`);
 });
 
 interface Running {
