@@ -305,9 +305,8 @@ test('a progress line that contains a live secret value is redacted', () => {
   assert.deepEqual(redactLines(['a', `x ${SECRET} y`, 'b'], [SECRET, '']), ['a', REDACTED, 'b']);
 });
 
-test('restart recovery: a domain whose final destroy failed (libvirtd down too long) is destroyed at the next start', async () => {
-  const h = harness();
-  await h.files.init();
+/** What a daemon killed after a final destroy failed leaves: the domain running and an ended record saying so. */
+async function leaveUndestroyed(h: ReturnType<typeof harness>): Promise<void> {
   const at = new Date(h.clock.now()).toISOString();
   await h.hv.createTransient('metad-install-x', '<domain><name>metad-install-x</name></domain>');
   await h.files.save({
@@ -322,6 +321,12 @@ test('restart recovery: a domain whose final destroy failed (libvirtd down too l
     lines: [],
     destroyError: 'cannot connect to libvirt: Connection refused',
   });
+}
+
+test('restart recovery: a domain whose final destroy failed (libvirtd down too long) is destroyed at the next start', async () => {
+  const h = harness();
+  await h.files.init();
+  await leaveUndestroyed(h);
   await h.jm.init();
   const { adopted, orphans } = await h.jm.recover();
   assert.deepEqual([adopted, orphans], [[], ['metad-install-x']]);
@@ -599,20 +604,7 @@ test('libvirtd stopped (no call answers): abort ends the job at once; the domain
 test('restart recovery: an orphan whose destroy fails is reported as a leftover and not counted destroyed', async () => {
   const h = harness();
   await h.files.init();
-  const at = new Date(h.clock.now()).toISOString();
-  await h.hv.createTransient('metad-install-x', '<domain><name>metad-install-x</name></domain>');
-  await h.files.save({
-    v: 1,
-    instance: 'x',
-    domain: 'metad-install-x',
-    state: 'timed-out',
-    outcome: 'timed-out',
-    timeoutSec: 60,
-    requestedAt: at,
-    endedAt: at,
-    lines: [],
-    destroyError: 'cannot connect to libvirt: Connection refused',
-  });
+  await leaveUndestroyed(h);
   const { sink, log } = sinkLogger();
   const left: string[] = [];
   const jm = new JobManager({
