@@ -166,9 +166,8 @@ export class CommController extends EventEmitter {
         [{ path: '/tap', message: 'install job running' }],
       );
     }
-    const check = await this.net.checkTap(tap);
-    const ifindex = check.ok ? await this.net.linkIndex(tap) : undefined;
-    if ((!check.ok && check.missing) || (check.ok && ifindex === undefined)) {
+    const check = await this.net.checkTap(tap); // one query: a guest's device, and on which link
+    if (!check.ok && check.missing) {
       throw new DaemonError(
         'Conflict',
         'the tap does not exist on this host: create it first (the ifup hook runs nic up after the tap exists)',
@@ -189,12 +188,12 @@ export class CommController extends EventEmitter {
       await this.reconcileAfterChange(instance); // the store's change already asked for it
     } else {
       // Nothing runs or is pending: the host is as the last reconcile left it.
-      const inPlace = this.running || this.again || ifindex === undefined ? undefined : this.placedStatus(instance, tap, ifindex);
+      const inPlace = this.running || this.again ? undefined : this.placedStatus(instance, tap, check.ifindex);
       if (inPlace) return inPlace;
       await this.reconcile();
     }
     // The reconcile just waited for placed it (the usual case): no need to read 10,000 NICs back.
-    return (ifindex === undefined ? undefined : this.placedStatus(instance, tap, ifindex)) ?? this.statusOf(instance);
+    return this.placedStatus(instance, tap, check.ifindex) ?? this.statusOf(instance);
   }
 
   /**

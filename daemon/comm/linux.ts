@@ -296,7 +296,7 @@ export class LinuxCommNetwork implements CommNetwork {
     const [l] = r.code === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as IpLinkFacts[]) : [];
     if (!l) return { ok: false, missing: true, reason: 'no such network device' };
     const problem = guestDeviceProblem(l, this.o.settings);
-    return problem === undefined ? { ok: true } : { ok: false, missing: false, reason: problem };
+    return problem === undefined ? { ok: true, ifindex: l.ifindex ?? 0 } : { ok: false, missing: false, reason: problem };
   }
 
   watchLinks(onChange: () => void): void {
@@ -387,13 +387,6 @@ export class LinuxCommNetwork implements CommNetwork {
   async linkExists(name: string): Promise<boolean> {
     const r = await this.exec(this.o.ipPath, ['link', 'show', 'dev', name]);
     return r.code === 0;
-  }
-
-  async linkIndex(name: string): Promise<number | undefined> {
-    const r = await this.exec(this.o.ipPath, ['-j', 'link', 'show', 'dev', name]);
-    if (r.code !== 0) return undefined;
-    const [l] = JSON.parse(r.stdout) as IpLink[];
-    return l?.ifindex;
   }
 
   async createTap(name: string): Promise<void> {

@@ -63,7 +63,9 @@ export interface NicStatus {
 }
 
 /** `missing`: no such device; `refused`: a device that is not a guest's (the reason names what it is). */
-export type TapCheck = { readonly ok: true } | { readonly ok: false; readonly missing: boolean; readonly reason: string };
+/** `ok`: a guest's device, with its ifindex (the link `nic up` finds in place or not). */
+export type TapCheck =
+  { readonly ok: true; readonly ifindex: number } | { readonly ok: false; readonly missing: boolean; readonly reason: string };
 
 export interface CommNetwork {
   /** Prepare what must exist before any tap: the anchor holding the metadata address. */
@@ -81,8 +83,6 @@ export interface CommNetwork {
   checkTap(name: string): Promise<TapCheck>;
   /** Call `onChange` whenever a device change needs a reconcile (a port joining the bridge, a held tap going). */
   watchLinks(onChange: () => void): void;
-  /** Its ifindex, or undefined when no such device exists (one cheap query: `nic up`). */
-  linkIndex(name: string): Promise<number | undefined>;
   /** Create a tap (an install appliance's comm NIC); reconcile then gives it addresses, route, rules. */
   createTap(name: string): Promise<void>;
   /** Delete a tap metad created (no error when it is already gone). */

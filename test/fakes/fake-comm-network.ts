@@ -98,15 +98,13 @@ export class FakeCommNetwork implements CommNetwork {
   checkTap(name: string): Promise<TapCheck> {
     const reason = this.hostDevices.get(name);
     if (reason !== undefined) return Promise.resolve({ ok: false, missing: false, reason });
-    return Promise.resolve(this.links.has(name) ? { ok: true } : { ok: false, missing: true, reason: 'no such network device' });
+    return Promise.resolve(
+      this.links.has(name) ? { ok: true, ifindex: this.indexOf(name) } : { ok: false, missing: true, reason: 'no such network device' },
+    );
   }
 
   watchLinks(onChange: () => void): void {
     this.onLinkChange = onChange;
-  }
-
-  linkIndex(name: string): Promise<number | undefined> {
-    return Promise.resolve(this.links.has(name) ? this.indexOf(name) : undefined);
   }
 
   createTap(name: string): Promise<void> {
