@@ -87,15 +87,30 @@ async function realRoots(roots: readonly string[], fs: DiskFs): Promise<{ given:
   return out;
 }
 
-/**
- * Checks one disk path against the roots and resolves it. Throws DiskRefused with a message
- * that names the rule (never the path) when the disk may not be used.
- */
+/** Checks one disk path against the roots and resolves it (see diskResolver). */
 export async function resolveDisk(path: string, roots: StorageRoots, fs: DiskFs = realDiskFs): Promise<ResolvedDisk> {
-  const syntax = hostPathProblem(path);
-  if (syntax !== undefined) throw new DiskRefused(syntax);
+  return (await diskResolver(roots, fs))(path);
+}
+
+/**
+ * The roots resolved once, and a function that checks one disk path against them and resolves
+ * it: it throws DiskRefused with a message that names the rule (never the path) when the disk
+ * may not be used. One resolver serves every disk of one check (an install's and the others').
+ */
+export async function diskResolver(roots: StorageRoots, fs: DiskFs = realDiskFs): Promise<(path: string) => Promise<ResolvedDisk>> {
   const files = await realRoots(roots.fileRoots, fs);
   const blocks = await realRoots(roots.blockRoots, fs);
+  return (path) => resolveUnder(path, files, blocks, fs);
+}
+
+async function resolveUnder(
+  path: string,
+  files: readonly { given: string; real: string }[],
+  blocks: readonly { given: string; real: string }[],
+  fs: DiskFs,
+): Promise<ResolvedDisk> {
+  const syntax = hostPathProblem(path);
+  if (syntax !== undefined) throw new DiskRefused(syntax);
   const fileRoot = files.find((r) => under(r.given, path) || under(r.real, path));
   const blockRoot = blocks.find((r) => under(r.given, path) || under(r.real, path));
   if (!fileRoot && !blockRoot) throw new DiskRefused('is not under a storage root (storage.fileRoots, storage.blockRoots)');

@@ -20,7 +20,7 @@ import { EV } from '../events.js';
 import type { Config } from '../config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../store.js';
-import { DiskRefused, resolveDisk, type ResolvedDisk } from './disks.js';
+import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
 import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
@@ -138,27 +138,28 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
    */
   const checkDisks = async (c: CommController, instance: string, busy: readonly string[]): Promise<ResolvedDisk[]> => {
     const doc = d.store.mustGet(instance).doc;
-    const roots = d.config.storage;
+    if ((doc.hardware?.disks ?? []).length === 0) return [];
+    const resolve = await diskResolver(d.config.storage);
     const out: ResolvedDisk[] = [];
     for (const [i, disk] of (doc.hardware?.disks ?? []).entries()) {
       const field = `/hardware/disks/${String(i)}/path`;
       try {
-        out.push(await resolveDisk(disk.path, roots));
+        out.push(await resolve(disk.path));
       } catch (e) {
         if (!(e instanceof DiskRefused)) throw e;
         throw new DaemonError('Conflict', `an instance disk cannot be used: it ${e.message}`, [{ path: field, message: e.message }]);
       }
     }
-    if (out.length === 0) return out;
     const mine = new Map(out.map((r, i) => [r.key, i]));
+    // The disks first, the VM only for an instance that shares one: an install on a host of
+    // thousands of instances asks `ip` about the few that matter, not about every tap.
     for (const other of d.store.list()) {
       if (other.doc.name === instance) continue;
-      const holds = busy.includes(other.doc.name) || (await vmRuns(c, other.doc.comm.tap));
-      if (!holds) continue;
       for (const disk of other.doc.hardware?.disks ?? []) {
-        const theirs = await resolveDisk(disk.path, roots).catch(() => undefined);
+        const theirs = await resolve(disk.path).catch(() => undefined);
         const i = theirs === undefined ? undefined : mine.get(theirs.key);
-        if (i !== undefined) {
+        if (i === undefined) continue;
+        if (busy.includes(other.doc.name) || (await vmRuns(c, other.doc.comm.tap))) {
           throw new DaemonError('Conflict', "an instance disk is in use by another instance's running VM or install job", [
             { path: `/hardware/disks/${String(i)}/path`, message: 'in use by another instance' },
           ]);
