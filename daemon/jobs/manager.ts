@@ -18,6 +18,7 @@ import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appli
 import { parseProgress } from '../../appliance/progress.js';
 import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
+import { CommError } from '../comm/network.js';
 import { EV } from '../events.js';
 import type { PipeRegistry } from '../pipes.js';
 import type { SecretsGate } from '../services.js';
@@ -442,11 +443,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
       // The comm network's errors are metad's words around a tool's first stderr line ("ip tuntap
       // add failed: open: ..."): kept, with anything shaped like a host path cut out.
       const reason =
-        e instanceof DaemonError
-          ? e.message
-          : e instanceof Error && e.name === 'CommError'
-            ? e.message.replace(/\/[^\s:]+/g, '<path>')
-            : CANNOT_START;
+        e instanceof DaemonError ? e.message : e instanceof CommError ? e.message.replace(/\/[^\s:]+/g, '<path>') : CANNOT_START;
       if (!(e instanceof DaemonError) && !(e instanceof TimedOut) && !j.ac.signal.aborted)
         this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
       final = j.ac.signal.aborted

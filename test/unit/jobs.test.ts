@@ -21,7 +21,10 @@ import { DaemonError } from '../../daemon/errors.js';
 const SECRET = 's3cr3t-value-xyz';
 const progress = (step: string, status: string): Buffer => Buffer.from(`metad-progress v1 step=${step} status=${status}\n`);
 
-function harness(settings: Partial<JobSettings> = {}, opts: { hvMissing?: boolean } = {}) {
+function harness(
+  settings: Partial<JobSettings> = {},
+  opts: { hvMissing?: boolean; incarnation?: (instance: string) => string | undefined } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'metad-jobs-'));
   const hv = new FakeHypervisor();
   const clock = new FakeClock(1_000_000);
@@ -29,7 +32,7 @@ function harness(settings: Partial<JobSettings> = {}, opts: { hvMissing?: boolea
   const pipes = new PipeRegistry(1 << 20);
   const cleaned: string[] = [];
   const files = new JobRecordFiles(join(dir, 'jobs'));
-  const jm = new JobManager({
+  const deps: ConstructorParameters<typeof JobManager>[0] = {
     clock,
     log: sinkLogger().log,
     vault,
@@ -45,12 +48,27 @@ function harness(settings: Partial<JobSettings> = {}, opts: { hvMissing?: boolea
           return Promise.resolve();
         },
       }),
-  });
+    ...(opts.incarnation ? { incarnation: opts.incarnation } : {}),
+  };
+  const jm = new JobManager(deps);
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 30; i++) await new Promise((r) => setImmediate(r));
   };
   const onDisk = (name: string): JobRecord => JSON.parse(readFileSync(join(dir, 'jobs', `${name}.json`), 'utf8')) as JobRecord;
-  return { dir, hv, clock, vault, pipes, jm, cleaned, settle, onDisk, files, done: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    hv,
+    clock,
+    vault,
+    pipes,
+    jm,
+    deps,
+    cleaned,
+    settle,
+    onDisk,
+    files,
+    done: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 test('success: progress reaches the record through a tap; the pipe keeps every byte; secrets gated and wiped', async () => {
@@ -287,7 +305,7 @@ test('records survive a new manager (restart) and are apart from instance files'
   h.jm.abort('vm1');
   await h.jm.settled();
   assert.deepEqual(readdirSync(h.dir), ['jobs']);
-  const again = new JobManager({ ...(h.jm as unknown as { d: ConstructorParameters<typeof JobManager>[0] }).d });
+  const again = new JobManager(h.deps);
   await again.init();
   assert.equal(again.status('vm1')?.outcome, 'aborted');
   h.done();
@@ -365,7 +383,7 @@ test('restart recovery: adopted with the recorded deadline, past-deadline destro
   await h.files.save({ ...live('done', 'metad-install-done', t0), state: 'succeeded', outcome: 'succeeded' });
   const released: string[] = [];
   const jm = new JobManager({
-    ...(h.jm as unknown as { d: ConstructorParameters<typeof JobManager>[0] }).d,
+    ...h.deps,
     release: (_i, domain) => {
       released.push(domain);
       return Promise.resolve();
@@ -408,20 +426,8 @@ test('restart recovery: adopted with the recorded deadline, past-deadline destro
 
 /** A harness whose manager knows the instance's incarnation (as the daemon wires it). */
 function withIncarnations(settings: Partial<JobSettings> = {}) {
-  const h = harness(settings);
   const incarnations = new Map<string, string>([['vm1', 'uuid-1@t1']]);
-  const jm = new JobManager({
-    clock: h.clock,
-    log: sinkLogger().log,
-    vault: h.vault,
-    pipes: h.pipes,
-    files: h.files,
-    settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250, ...settings },
-    hypervisor: () => Promise.resolve(h.hv),
-    incarnation: (n) => incarnations.get(n),
-    prepare: (_i, domain) => Promise.resolve({ xml: `<domain><name>${domain}</name></domain>`, cleanup: () => Promise.resolve() }),
-  });
-  return { ...h, jm, incarnations };
+  return { ...harness(settings, { incarnation: (n) => incarnations.get(n) }), incarnations };
 }
 
 test('a secret printed into a progress line is redacted in every record, the final one included, claim-once and claimed ones too', async () => {
@@ -520,17 +526,7 @@ test('a job belongs to one incarnation: a re-registered instance sees no old job
     lines: [],
   };
   await h.files.save(old);
-  const again = new JobManager({
-    clock: h.clock,
-    log: sinkLogger().log,
-    vault: h.vault,
-    pipes: h.pipes,
-    files: h.files,
-    settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250 },
-    hypervisor: () => Promise.resolve(h.hv),
-    incarnation: (n) => h.incarnations.get(n),
-    prepare: () => Promise.reject(new Error('unused')),
-  });
+  const again = new JobManager(h.deps); // a restart: the same files and incarnations
   assert.deepEqual(await again.init(), []);
   assert.equal(again.status('vm1'), undefined);
   assert.ok(!readdirSync(join(h.dir, 'jobs')).includes('vm1.json'));
@@ -580,9 +576,7 @@ test('libvirtd stopped (no call answers): abort ends the job at once; the domain
   const h = harness({ defaultTimeoutMs: 60_000, claimDeadlineMs: 60_000 });
   await h.jm.init();
   const left: string[] = [];
-  (h.jm as unknown as { d: { leftovers: unknown } }).d.leftovers = {
-    add: (items: { kind: string; name: string }[]) => left.push(...items.map((i) => `${i.kind} ${i.name}`)),
-  };
+  h.deps.leftovers = { add: (items) => left.push(...items.map((i) => `${i.kind} ${i.name}`)) }; // the manager reads its deps live
   const rec = await h.jm.start('vm1');
   await h.settle();
   h.hv.stop();
@@ -608,7 +602,7 @@ test('restart recovery: an orphan whose destroy fails is reported as a leftover 
   const { sink, log } = sinkLogger();
   const left: string[] = [];
   const jm = new JobManager({
-    ...(h.jm as unknown as { d: ConstructorParameters<typeof JobManager>[0] }).d,
+    ...h.deps,
     log,
     leftovers: { add: (items) => left.push(...items.map((i) => `${i.kind} ${i.name}`)) },
   });
