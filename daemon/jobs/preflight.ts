@@ -18,6 +18,11 @@ function can(path: string, mode: number): boolean {
   }
 }
 
+/** A finished appliance build is in `dir`: its kernel, initramfs and manifest can be read. */
+function imageReadable(dir: string, fs: PreflightFs): boolean {
+  return ['vmlinux', 'initrd.cpio', 'manifest.json'].every((f) => fs.readable(join(dir, f)));
+}
+
 export interface PreflightFs {
   readable: (p: string) => boolean;
   executable: (p: string) => boolean;
@@ -30,7 +35,7 @@ export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = real
   const a = cfg.appliance;
   const out: string[] = [];
   const dir = imageDirOf(a);
-  if (!['vmlinux', 'initrd.cpio', 'manifest.json'].every((f) => fs.readable(join(dir, f)))) {
+  if (!imageReadable(dir, fs)) {
     out.push(`/appliance/imageDir: no readable appliance image at ${dir}: run \`metad appliance build\` (or set /appliance/imageDir)`);
   }
   if (!fs.executable(a.emulator))
@@ -68,7 +73,7 @@ export async function installAvailability(
   );
   if (missing !== undefined) return { available: false, reason: missing };
   const dir = imageDirOf(cfg.appliance);
-  if (!['vmlinux', 'initrd.cpio', 'manifest.json'].every((f) => fs.readable(join(dir, f))))
+  if (!imageReadable(dir, fs))
     return { available: false, reason: 'no appliance image: run `metad appliance build` (or set /appliance/imageDir)' };
   return { available: true };
 }
