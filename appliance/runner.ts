@@ -249,7 +249,12 @@ export async function runAppliance(spec: RunSpec, deps: RunDeps): Promise<RunRec
         }
         state = undefined; // a hiccup (reconnecting) or no answer in time: the deadlines still hold
       }
-      if (state === 'gone') apply({ type: 'gone', at: clock.now() });
+      if (state === 'gone') {
+        // The agent writes its final report before it powers off: lines that came in while the
+        // state was asked for (or while an earlier ask was still out) are read before the end.
+        drain();
+        apply({ type: 'gone', at: clock.now() });
+      }
       const at = clock.mono();
       if (at >= deadline) apply({ type: 'deadline', at: clock.now() });
       else if (unclaimed() && at >= claimDeadline) apply({ type: 'claim-deadline', at: clock.now() });

@@ -465,3 +465,21 @@ test('adopted after a restart with the final report already recorded: the power-
   const without = reduce(initialRecord(0), { type: 'adopted', at: 10, createdAt: 1, firstReportAt: 2 });
   assert.equal(reduce(without, { type: 'gone', at: 20 }).state, 'failed');
 });
+
+test('a final report that arrives while the state is being asked, just before the power-off, still makes it succeeded', async () => {
+  const h = start();
+  await h.settle();
+  h.pipe.push(line('net', 'ok'));
+  await h.clock.advance(250);
+  await h.settle();
+  // The agent reports and powers off while the runner's state() is out: drained before, gone after.
+  const state = h.hv.state.bind(h.hv);
+  h.hv.state = async (name) => {
+    h.pipe.push(line('final', 'succeeded'));
+    h.hv.powerOff(NAME);
+    return state(name);
+  };
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'succeeded', JSON.stringify(r));
+});
