@@ -8,14 +8,14 @@
  *   TooLargeError before sending a document the daemon would refuse as too large.
  * The answer types (cli/api-types.ts) are derived from the admin door's view functions.
  */
-import { isInstanceName, MAX_NAME_CHARS, type Visibility } from '../daemon/model.js';
+import { isInstanceName, MAX_NAME_CHARS, type Visibility } from '../daemon/registry/model.js';
 import type { Health, InstanceList, InstanceView, JobRecord, ParamsView, ParamsWrite } from './api-types.js';
 import { streamNdjson } from './ndjson.js';
 import { ApiError, TooLargeError, UsageError } from './errors.js';
 import { AdminTransport, parseJson, type AdminReply, type RequestOptions } from './transport.js';
 
 export const DEFAULT_SOCKET = '/run/metad/admin.sock';
-/** The smallest admin.maxBodyBytes the daemon's config schema allows (daemon/config-schema.ts; a unit test keeps them equal). */
+/** The smallest admin.maxBodyBytes the daemon's config schema allows (daemon/config/schema.ts; a unit test keeps them equal). */
 export const MIN_MAX_BODY_BYTES = 1024;
 /** A typed answer: the status, the parsed body and the bytes as received (for --json). */
 export interface Answer<T> {

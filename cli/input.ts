@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { PARAM_NAME_PATTERN } from '../daemon/model.js';
+import { PARAM_NAME_PATTERN } from '../daemon/registry/model.js';
 import { UsageError } from './errors.js';
 import { describeJsonError, describeYamlError } from './syntax-error.js';
 

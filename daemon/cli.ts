@@ -7,26 +7,26 @@
  * leaves ~20 MiB of retained semi-space (RSS 115 -> 94 MiB at 10k instances, guest throughput
  * unchanged; bench/suites/registry.ts).
  */
-// First: from here on SIGUSR1 can never open node's inspector (daemon/no-inspector.ts).
-import './no-inspector.js';
-// Then: a SIGHUP during the start is ignored, not fatal (daemon/hold-sighup.ts).
-import './hold-sighup.js';
+// First: from here on SIGUSR1 can never open node's inspector (daemon/process/no-inspector.ts).
+import './process/no-inspector.js';
+// Then: a SIGHUP during the start is ignored, not fatal (daemon/process/hold-sighup.ts).
+import './process/hold-sighup.js';
 import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { createLogger } from './logger.js';
-import { runDaemon } from './main.js';
-import { handleSignals } from './signals.js';
-import { notifyReady } from './notify.js';
+import { ConfigError, loadConfig, type Config } from './config/config.js';
+import { createLogger } from './log/logger.js';
+import { runDaemon } from './process/main.js';
+import { handleSignals } from './process/signals.js';
+import { notifyReady } from './process/notify.js';
 import { MkdirError } from './mkdirs.js';
-import { StateDirBusy } from './state-lock.js';
-import { demoBanner, demoConfig, registerDemo } from './demo.js';
+import { StateDirBusy } from './process/state-lock.js';
+import { demoBanner, demoConfig, registerDemo } from './process/demo.js';
 import { VERSION } from './version.js';
-import { instanceSchema } from './model.js';
-import { EV, loggingDoc } from './events.js';
-import { configReference } from './config-doc.js';
+import { instanceSchema } from './registry/model.js';
+import { EV, loggingDoc } from './log/events.js';
+import { configReference } from './config/doc.js';
 import { networkPreflight } from './comm/preflight.js';
 import { appliancePreflight } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';

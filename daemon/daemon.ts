@@ -3,7 +3,7 @@
  * vault, pipes, identity signer, the comm network and its controller, the install jobs with their
  * hypervisor, wiring and leftovers, the guest log, the admin koa app and the guest handler) from
  * a config and injectable dependencies. Opens no sockets:
- * daemon/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
+ * daemon/process/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
  * fake clock and get the same graph production runs.
  */
 import { mkdirs } from './mkdirs.js';
@@ -11,33 +11,33 @@ import { join } from 'node:path';
 import type Koa from 'koa';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
-import { IdentitySigner } from './identity.js';
-import { removeStaleTemps } from './persist.js';
-import { Keyring, loadMasterKey } from './keys.js';
-import { PipeRegistry } from './pipes.js';
+import type { Config } from './config/config.js';
+import { IdentitySigner } from './registry/identity.js';
+import { removeStaleTemps } from './registry/persist.js';
+import { Keyring, loadMasterKey } from './registry/keys.js';
+import { PipeRegistry } from './registry/pipes.js';
 import type { Services } from './services.js';
-import { InstanceStore } from './store.js';
+import { InstanceStore } from './registry/store.js';
 import { DaemonError } from './errors.js';
-import { incarnationOf, installIdentityChanges, type StoredInstance } from './model.js';
-import { SecretVault } from './vault.js';
+import { incarnationOf, installIdentityChanges, type StoredInstance } from './registry/model.js';
+import { SecretVault } from './registry/vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
-import { EV } from './events.js';
+import { EV } from './log/events.js';
 import { CommController } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
-import { LogSampler } from './log-sampler.js';
+import { LogSampler } from './log/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
 import { JobRecordFiles } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
 import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
 import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
-import { lockStateDir } from './state-lock.js';
-import { GuestLog } from './guest-log.js';
+import { lockStateDir } from './process/state-lock.js';
+import { GuestLog } from './log/guest-log.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -56,14 +56,14 @@ export interface Daemon {
   adminApp: Koa;
   /** The guest door: a plain node:http request handler (see routes/guest/index.ts). */
   guestHandler: GuestHandler;
-  /** Take the live settings of a reloaded configuration: log level, guest rate limit (daemon/reload.ts). */
+  /** Take the live settings of a reloaded configuration: log level, guest rate limit (daemon/config/reload.ts). */
   reconfigure(next: Readonly<Config>): void;
   /** Stop timers; sockets are closed by whoever opened them. */
   stop(): Promise<void>;
 }
 
 /**
- * Build and start the graph: creates the state dir and locks it (daemon/state-lock.ts: a second
+ * Build and start the graph: creates the state dir and locks it (daemon/process/state-lock.ts: a second
  * daemon on it fails here with StateDirBusy, before any side effect), loads keys and instances.
  */
 export async function createDaemon(config: Readonly<Config>, deps: DaemonDeps): Promise<Daemon> {

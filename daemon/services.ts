@@ -5,16 +5,16 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
-import type { Config } from './config.js';
-import type { IdentitySigner } from './identity.js';
+import type { Config } from './config/config.js';
+import type { IdentitySigner } from './registry/identity.js';
 import type { JobManager } from './jobs/manager.js';
 import type { InstallAvailability } from './jobs/preflight.js';
-import type { PipeRegistry } from './pipes.js';
-import type { InstanceStore } from './store.js';
-import type { SecretVault } from './vault.js';
+import type { PipeRegistry } from './registry/pipes.js';
+import type { InstanceStore } from './registry/store.js';
+import type { SecretVault } from './registry/vault.js';
 import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
-import type { GuestLog } from './guest-log.js';
+import type { GuestLog } from './log/guest-log.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
 export interface SecretsGate {
@@ -40,6 +40,6 @@ export interface Services {
   readonly leftovers?: Leftovers | undefined;
   /** Can installs run here now, and if not why (GET /v1/health, serve's start-up)? */
   readonly installs?: (() => Promise<InstallAvailability>) | undefined;
-  /** Every log line a guest can trigger, sampled per source (daemon/guest-log.ts). */
+  /** Every log line a guest can trigger, sampled per source (daemon/log/guest-log.ts). */
   readonly guestLog: GuestLog;
 }

@@ -9,7 +9,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { DaemonError, notFound, type ErrorCode } from '../daemon/errors.js';
-import { EV } from '../daemon/events.js';
+import { EV } from '../daemon/log/events.js';
 
 /** The HTTP status of each error code, on both doors. */
 export const HTTP_STATUS: { readonly [C in ErrorCode]: number } = {

@@ -13,7 +13,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileDurable } from '../../daemon/persist.js';
+import { writeFileDurable } from '../../daemon/registry/persist.js';
 import { makeTempDir, removeTempDir } from '../support/cleanup.js';
 import { spawnDaemon } from '../support/daemon.js';
 import { fmt } from '../support/format.js';

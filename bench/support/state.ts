@@ -5,11 +5,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sampleInstance } from '../../test/support/daemon.js';
-import { InstanceStore } from '../../daemon/store.js';
-import { Keyring, loadMasterKey } from '../../daemon/keys.js';
-import { IdentitySigner } from '../../daemon/identity.js';
-import { validateInstance } from '../../daemon/validate.js';
-import { createLogger } from '../../daemon/logger.js';
+import { InstanceStore } from '../../daemon/registry/store.js';
+import { Keyring, loadMasterKey } from '../../daemon/registry/keys.js';
+import { IdentitySigner } from '../../daemon/registry/identity.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
+import { createLogger } from '../../daemon/log/logger.js';
 import { systemClock } from '../../daemon/clock.js';
 
 /** The fields the suites read back from a bench instance (the document itself is open-ended). */

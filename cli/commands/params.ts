@@ -4,7 +4,7 @@
  * stdin by cli/input.ts; private and secret values are never printed.
  */
 import { Option } from 'commander';
-import { VISIBILITIES, type Visibility } from '../../daemon/model.js';
+import { VISIBILITIES, type Visibility } from '../../daemon/registry/model.js';
 import type { ParamsWrite } from '../api-types.js';
 import { examples, intOption, line, reportError, writeRaw, type CommandGroup } from '../command.js';
 import { ApiError, EXIT, UsageError } from '../errors.js';

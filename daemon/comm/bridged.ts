@@ -13,7 +13,7 @@ import type { LinkEvent } from './link-watch.js';
 import { buildBridgedRuleset, bridgeRoutes, PORT_FLAGS } from './bridge-plan.js';
 import { diffRoutes, tapAddresses, type AddressSpec, type CommNic, type RouteSpec } from './plan.js';
 import { mustExec } from './exec.js';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 
 interface BrLink extends IpLink, IpAddr {
   master?: string;

@@ -9,11 +9,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { InstanceStore } from '../store.js';
-import type { InstanceInput, StoredInstance } from '../model.js';
+import type { InstanceStore } from '../registry/store.js';
+import type { InstanceInput, StoredInstance } from '../registry/model.js';
 import { DaemonError, notFound } from '../errors.js';
-import { EV } from '../events.js';
-import { commNics, guestTapNameProblem, tapNameProblem, type CommNic } from './plan.js';
+import { EV } from '../log/events.js';
+import { guestTapNameProblem, tapNameProblem } from '../net.js';
+import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
 /** The full input document of a stored instance (private values and IAM included), to re-put. */

@@ -8,14 +8,14 @@
  * Its log (stderr) becomes metad's: DHCP messages as events with fields, sampled per client.
  * When metad runs as root, dnsmasq drops to `network.dhcp.user` (dnsmasq's own --user/--group).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnTool, type ToolProcess } from './exec.js';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { writeFileDurable } from '../persist.js';
-import { EV } from '../events.js';
+import { writeFileDurable } from '../registry/persist.js';
+import { EV } from '../log/events.js';
 import type { DhcpServer } from './linux.js';
 import { buildDhcpHosts, buildDnsmasqConf, type CommNic, type CommSettings } from './plan.js';
 import { packageHint } from './exec.js';
@@ -38,7 +38,7 @@ export interface DnsmasqOptions {
   readonly user?: string;
   /** Samples dnsmasq's log lines per client and message type (none: every line is logged). */
   readonly sampler?: LineSampler;
-  readonly spawnChild?: (file: string, args: readonly string[]) => ChildProcess;
+  readonly spawnChild?: (file: string, args: readonly string[]) => ToolProcess;
 }
 
 /** dnsmasq's lines: at most one per client (MAC) and message type, or per kind of other line, per 10 s. */
@@ -121,7 +121,7 @@ interface Waiter {
 }
 
 export class DnsmasqSupervisor implements DhcpServer {
-  private child: ChildProcess | undefined;
+  private child: ToolProcess | undefined;
   private conf = '';
   private hosts = '';
   /** MAC -> IPv4 as dnsmasq was last given them. */
@@ -136,7 +136,7 @@ export class DnsmasqSupervisor implements DhcpServer {
   private exited: Promise<void> = Promise.resolve();
   private pidWrite: Promise<void> = Promise.resolve();
   /** The child metad is stopping on purpose (`child.killed` is set by any signal, SIGHUP included). */
-  private terminating: ChildProcess | undefined;
+  private terminating: ToolProcess | undefined;
   /** Starts (the first one included) and rereads since this supervisor was made (status, tests, benchmarks). */
   readonly counts = { starts: 0, rereads: 0 };
 
@@ -177,7 +177,7 @@ export class DnsmasqSupervisor implements DhcpServer {
   }
 
   /** SIGHUP: dnsmasq rereads dhcp-hostsfile; resolved when it says it has (or after READ_WAIT_MS, with a warning). */
-  private async reread(child: ChildProcess): Promise<void> {
+  private async reread(child: ToolProcess): Promise<void> {
     const read = this.expect((l) => l.includes(`read ${this.hostsFile}`));
     child.kill('SIGHUP');
     this.counts.rereads++;
@@ -290,7 +290,7 @@ export class DnsmasqSupervisor implements DhcpServer {
       `--user=${id.user}`,
       ...(id.group === undefined ? [] : [`--group=${id.group}`]),
     ];
-    const child = (this.o.spawnChild ?? ((f, a) => spawn(f, [...a], { stdio: ['ignore', 'ignore', 'pipe'] })))(this.o.path, args);
+    const child = (this.o.spawnChild ?? ((f, a) => spawnTool(f, a, ['ignore', 'ignore', 'pipe'])))(this.o.path, args);
     this.child = child;
     this.counts.starts++;
     const startedAt = this.o.clock.now();

@@ -1,4 +1,8 @@
 /**
+ * The one module that starts host tools (the layering test holds it to that): `ip`, `nft` and
+ * `qemu-img` run to completion through boundedExec; the long-running ones (dnsmasq, `ip monitor`)
+ * start through spawnTool and are supervised by their owners.
+ *
  * Run a host tool (ip, nft, qemu-img) to completion with optional stdin, bounded in time on the
  * injected clock. Never rejects on a non-zero exit; a missing binary or a refused permission
  * becomes a CommError that names the fix. A tool that has not exited within its bound is
@@ -6,7 +10,7 @@
  * goes too) and the call rejects at once with a CommError saying so: a hung `ip` or `nft` (a
  * stuck netlink request, a full pipe) never holds a reconcile, a job or a shutdown.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { bounded, systemClock, TimedOut, type Clock } from '../clock.js';
 import { CommError } from './network.js';
 
@@ -61,6 +65,14 @@ export function boundedExec(clock: Clock = systemClock, timeoutMs = EXEC_TIMEOUT
       throw new CommError(`${base} ${args.slice(0, 2).join(' ')} did not finish within ${String(timeoutMs)} ms: killed`);
     }
   };
+}
+
+/** A started long-running tool. */
+export type ToolProcess = ChildProcess;
+
+/** Start a long-running host tool (dnsmasq, `ip monitor`); its owner supervises and stops it. */
+export function spawnTool(file: string, args: readonly string[], stdio: StdioOptions): ToolProcess {
+  return spawn(file, [...args], { stdio });
 }
 
 /** SIGKILL to the process group led by `pid` (the tool and whatever it started). */

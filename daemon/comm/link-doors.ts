@@ -2,13 +2,13 @@
  * IPv6 guest doors: one listener on fe80::a9fe:a9fe%TAP per live comm tap (a link-local address
  * only accepts on its own link, so a wildcard [::] listener would be the only alternative, and it
  * would expose port 80 on every host address). Opened and closed after each reconcile; a request
- * arrives as `fe80::…%TAP` and the store identifies it by the tap (daemon/store.ts byAddress).
+ * arrives as `fe80::…%TAP` and the store identifies it by the tap (daemon/registry/store.ts byAddress).
  */
 import type http from 'node:http';
 import type { Logger } from 'pino';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 import type { CommController } from './controller.js';
-import { METADATA_IPV6 } from './plan.js';
+import { METADATA_IPV6 } from '../net.js';
 import type { LiveTap } from './network.js';
 
 export interface LinkDoors {

@@ -5,10 +5,10 @@
  * going, a registered tap appearing), so those are handled within milliseconds instead of at the
  * next registry change.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnTool, type ToolProcess } from './exec.js';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 
 export interface LinkEvent {
   readonly deleted: boolean;
@@ -38,7 +38,7 @@ export interface LinkWatchOptions {
 const MAX_BACKOFF_MS = 30_000;
 
 export class LinkWatch {
-  private child: ChildProcess | undefined;
+  private child: ToolProcess | undefined;
   private stopped = false;
   private backoff = 500;
   private timer: NodeJS.Timeout | undefined;
@@ -47,13 +47,14 @@ export class LinkWatch {
 
   start(): void {
     if (this.stopped || this.child) return;
-    const child = spawn(this.o.ipPath, ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawnTool(this.o.ipPath, ['-o', 'monitor', 'link'], ['ignore', 'pipe', 'ignore']);
     this.child = child;
     const started = Date.now();
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const e = parseMonitorLine(line);
-      if (e) this.o.onEvent(e);
-    });
+    if (child.stdout)
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const e = parseMonitorLine(line);
+        if (e) this.o.onEvent(e);
+      });
     child.once('error', () => undefined); // 'exit' follows (or never started: the backoff retries)
     child.once('close', (code, signal) => {
       this.child = undefined;

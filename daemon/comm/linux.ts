@@ -22,7 +22,7 @@ import {
 import { boundedExec, mustExec, type Exec } from './exec.js';
 import { guestDeviceProblem, type LinkFacts } from './guest-device.js';
 import { LinkWatch, type LinkEvent } from './link-watch.js';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 
 /** DHCP as the network sees it: managed dnsmasq, an operator's one, or none. */
 export interface DhcpServer {

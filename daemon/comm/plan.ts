@@ -5,6 +5,7 @@
  * compare them with golden files (test/fixtures/golden/comm/).
  */
 import { isIPv4 } from 'node:net';
+import { EC2_METADATA_IPV6 } from '../net.js';
 import { heldArpTable, heldInetLines } from './hold-plan.js';
 
 /** One instance's comm NIC with a known tap (instances without a tap have nothing to set up). */
@@ -38,35 +39,8 @@ export interface CommSettings {
   readonly bridge?: { readonly name: string; readonly mac: string };
 }
 
-export const METADATA_IPV4 = '169.254.169.254';
-export const METADATA_IPV6 = 'fe80::a9fe:a9fe';
-export const EC2_METADATA_IPV6 = 'fd00:ec2::254';
 /** Unassigned in iproute2's rt_protos; `ip route show proto 171` lists what metad added. */
 export const ROUTE_PROTO = 171;
-/** libvirt creates taps with these prefixes itself (and may reuse them): never ours to name. */
-const RESERVED_TAP_PREFIXES = ['vnet', 'vif', 'macvtap'] as const;
-/** Install appliances' taps (daemon/jobs/prepare.ts) start with this: never a guest's tap name. */
-export const APPLIANCE_TAP_PREFIX = 'mdi';
-const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-
-/** Why a tap name is unusable (undefined when fine). Never echoes the name. */
-export function tapNameProblem(name: string): string | undefined {
-  if (!TAP_RE.test(name)) return 'must be 1-15 characters of A-Z a-z 0-9 _ . -';
-  if (name === '.' || name === '..') return 'must not be . or ..';
-  if (RESERVED_TAP_PREFIXES.some((p) => name.startsWith(p)))
-    return `must not start with ${RESERVED_TAP_PREFIXES.join(', ')} (reserved by libvirt)`;
-  return undefined;
-}
-
-/** Why a guest's tap name (`nic up`, `comm.tap`) is unusable: tapNameProblem, and not an appliance's. */
-export function guestTapNameProblem(name: string): string | undefined {
-  return (
-    tapNameProblem(name) ??
-    (name.startsWith(APPLIANCE_TAP_PREFIX)
-      ? `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)`
-      : undefined)
-  );
-}
 
 /** The NICs to set up: instances with a tap, sorted by tap (deterministic output). */
 export function commNics(instances: Iterable<{ doc: { name: string; comm: { tap?: string; ipv4: string; mac: string } } }>): CommNic[] {

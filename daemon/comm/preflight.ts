@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { packageHint } from './exec.js';
 
 const CAP_NET_ADMIN = 12;

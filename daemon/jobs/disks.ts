@@ -53,7 +53,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * The one rule for the syntax of a host path an admin names (disks): absolute, normalized, no
- * control characters. JSON Schema says the same with HOST_PATH_PATTERN (daemon/model.ts).
+ * control characters. JSON Schema says the same with HOST_PATH_PATTERN (daemon/registry/model.ts).
  */
 export function hostPathProblem(p: string): string | undefined {
   if (CONTROL.test(p)) return 'must not contain control characters';

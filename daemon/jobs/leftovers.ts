@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 
 type LeftoverKind =
   /** An appliance domain (name: the domain): destroyed on retry. */

@@ -13,16 +13,16 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Hypervisor } from '../../appliance/hypervisor.js';
+import { HypervisorUnavailable, type Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
 import { parseProgress } from '../../appliance/progress.js';
 import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { CommError } from '../comm/network.js';
-import { EV } from '../events.js';
-import type { PipeRegistry } from '../pipes.js';
+import { EV } from '../log/events.js';
+import type { PipeRegistry } from '../registry/pipes.js';
 import type { SecretsGate } from '../services.js';
-import type { SecretVault } from '../vault.js';
+import type { SecretVault } from '../registry/vault.js';
 import { CANNOT_START, CREATE_FAILED, isEnded, OWN_REASONS, scrubRecord, withRun, type JobRecord, type JobRecordFiles } from './record.js';
 import { itemsOf, LeftBehind, logLeftovers, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 
@@ -73,7 +73,7 @@ export interface JobDeps {
    * other instances whose jobs are queued or live (their disks are taken).
    */
   admit?: (instance: string, busy: readonly string[]) => Promise<unknown>;
-  /** The current incarnation of `instance` (daemon/model.ts incarnationOf); undefined when it is not registered. */
+  /** The current incarnation of `instance` (daemon/registry/model.ts incarnationOf); undefined when it is not registered. */
   incarnation?: (instance: string) => string | undefined;
   /** Resolves once the instance's writes queued so far have landed (the identity a job checks is final). */
   quiesce?: (instance: string) => Promise<void>;
@@ -261,8 +261,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
     this.reserving.add(instance);
     try {
       await this.d.quiesce?.(instance); // a patch already in flight lands before the checks
-      await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
-      await this.d.admit?.(instance, this.busyBesides(instance)); // no comm network, no image, the VM runs, a bad disk: refuse now
+      try {
+        await this.d.hypervisor(); // no binding, no libvirtd: refuse now, with the packages named
+        await this.d.admit?.(instance, this.busyBesides(instance)); // no comm network, no image, the VM runs, a bad disk: refuse now
+      } catch (e) {
+        // Our own text (the packages to install, or the libvirt URI of the config): no user input.
+        if (e instanceof HypervisorUnavailable) throw new DaemonError('Unavailable', e.message);
+        throw e;
+      }
       if (this.isStopping()) throw new DaemonError('Unavailable', 'the daemon is stopping'); // stop() began while we waited
       return this.enqueue(instance, timeoutMs);
     } finally {

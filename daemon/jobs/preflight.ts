@@ -6,7 +6,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { imageDirOf } from './prepare.js';
 
 function can(path: string, mode: number): boolean {

@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { applianceCmdline, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
-import type { Config } from '../config.js';
-import type { PublicDoc } from '../model.js';
-import { APPLIANCE_TAP_PREFIX, METADATA_IPV4, tapNameProblem } from '../comm/plan.js';
+import type { Config } from '../config/config.js';
+import type { PublicDoc } from '../registry/model.js';
+import { APPLIANCE_TAP_PREFIX, METADATA_IPV4, tapNameProblem } from '../net.js';
 
 type ApplianceConfig = Config['appliance'];
 

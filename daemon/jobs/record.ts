@@ -13,9 +13,9 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import type { RunRecord, RunState } from '../../appliance/runner.js';
-import { isInstanceName } from '../model.js';
+import { isInstanceName } from '../registry/model.js';
 import { mkdirs } from '../mkdirs.js';
-import { removeFileDurable, writeFileDurable } from '../persist.js';
+import { removeFileDurable, writeFileDurable } from '../registry/persist.js';
 
 type JobState = 'queued' | RunState;
 type Outcome = 'succeeded' | 'failed' | 'timed-out' | 'aborted' | 'stuck';

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { domainXml, type VirtType } from '../../appliance/domain-xml.js';
 import type { Hypervisor } from '../../appliance/hypervisor.js';
 import type { Clock } from '../clock.js';
-import { EV } from '../events.js';
+import { EV } from '../log/events.js';
 import type { LeftoverSink } from './leftovers.js';
 import { DOMAIN_PREFIX } from './manager.js';
 

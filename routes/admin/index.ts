@@ -1,5 +1,5 @@
 /**
- * The admin door: a koa app (never listens itself; daemon/main.ts binds it to the unix socket)
+ * The admin door: a koa app (never listens itself; daemon/process/main.ts binds it to the unix socket)
  * with the v1 routes of docs/admin-api.md. JSON errors first in the chain; every body is
  * validated by ajv before it reaches the store. Logs names and counts, never values.
  */
@@ -8,8 +8,8 @@ import Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { adminErrors } from '../errors.js';
 import { invalid } from '../../daemon/errors.js';
-import { EV } from '../../daemon/events.js';
-import { isInstanceName } from '../../daemon/model.js';
+import { EV } from '../../daemon/log/events.js';
+import { isInstanceName } from '../../daemon/registry/model.js';
 import { instanceRoutes } from './instances.js';
 import { jobRoutes } from './jobs.js';
 import { paramRoutes } from './params.js';

@@ -5,12 +5,12 @@
 import type Router from '@koa/router';
 import jsonMergePatch from 'json-merge-patch';
 import type { Services } from '../../daemon/services.js';
-import { incarnationOf, type StoredInstance } from '../../daemon/model.js';
-import { validateInstance, validateParamsPatch } from '../../daemon/validate.js';
+import { incarnationOf, type StoredInstance } from '../../daemon/registry/model.js';
+import { validateInstance, validateParamsPatch } from '../../daemon/registry/validate.js';
 import { invalid } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { summaryOf, viewOf } from './views.js';
-import { EV } from '../../daemon/events.js';
+import { EV } from '../../daemon/log/events.js';
 import { pathParam } from './path.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

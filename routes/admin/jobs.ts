@@ -8,8 +8,7 @@ import { PassThrough } from 'node:stream';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Services } from '../../daemon/services.js';
-import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
-import { DaemonError, invalid, notFound } from '../../daemon/errors.js';
+import { invalid, notFound } from '../../daemon/errors.js';
 import { isEnded, type JobRecord } from '../../daemon/jobs/record.js';
 import { readJson } from './body.js';
 
@@ -38,14 +37,9 @@ export function jobRoutes(router: Router, s: Services): void {
     const name = ctx.params.name ?? '';
     const timeoutSec = await timeoutOf(ctx, s.config.admin.maxBodyBytes);
     const doc = s.store.mustGet(name).doc;
-    try {
-      // The request's timeoutSec wins; else the instance's own install.timeoutSec (capped), else the default.
-      ctx.body = await s.jobs.start(name, { timeoutSec, instanceTimeoutSec: doc.install?.timeoutSec });
-    } catch (e) {
-      // Our own text (the packages to install, or the libvirt URI of the config): no user input.
-      if (e instanceof HypervisorUnavailable) throw new DaemonError('Unavailable', e.message);
-      throw e;
-    }
+    // The request's timeoutSec wins; else the instance's own install.timeoutSec (capped), else the default.
+    // No hypervisor: the manager answers Unavailable with the packages or libvirt URI to fix.
+    ctx.body = await s.jobs.start(name, { timeoutSec, instanceTimeoutSec: doc.install?.timeoutSec });
     ctx.status = 202;
   });
 

@@ -8,7 +8,7 @@ import type Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import type { CommController } from '../../daemon/comm/controller.js';
 import { DaemonError, invalid } from '../../daemon/errors.js';
-import { EV } from '../../daemon/events.js';
+import { EV } from '../../daemon/log/events.js';
 import { readJson } from './body.js';
 
 function commOf(s: Services): CommController {

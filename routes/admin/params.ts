@@ -5,12 +5,12 @@
 import type Router from '@koa/router';
 import type { RouterContext } from '@koa/router';
 import type { Services } from '../../daemon/services.js';
-import { VISIBILITIES, type Visibility, type ParamValues } from '../../daemon/model.js';
-import { validateParamsBody, validateParamsPatch } from '../../daemon/validate.js';
+import { VISIBILITIES, type Visibility, type ParamValues } from '../../daemon/registry/model.js';
+import { validateParamsBody, validateParamsPatch } from '../../daemon/registry/validate.js';
 import { invalid, notFound } from '../../daemon/errors.js';
 import { readJson } from './body.js';
 import { paramsOf } from './views.js';
-import { EV } from '../../daemon/events.js';
+import { EV } from '../../daemon/log/events.js';
 import { pathParam } from './path.js';
 
 function visibilityOf(ctx: RouterContext): Visibility {

@@ -6,8 +6,8 @@ import type Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { invalid } from '../../daemon/errors.js';
 import { readBody } from '../body.js';
-import { parseWaitMs } from '../../daemon/pipes.js';
-import { EV } from '../../daemon/events.js';
+import { parseWaitMs } from '../../daemon/registry/pipes.js';
+import { EV } from '../../daemon/log/events.js';
 import { pathParam } from './path.js';
 
 /** `?wait=SECONDS` -> milliseconds; 400 when not a number in 0..60. */

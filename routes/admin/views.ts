@@ -2,7 +2,7 @@
  * What the admin door shows of an instance: the document without private/secret values and
  * IAM credentials, plus a status block with names only. Pure.
  */
-import type { StoredInstance } from '../../daemon/model.js';
+import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { Services } from '../../daemon/services.js';
 
 /**

@@ -6,9 +6,9 @@
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { StoredInstance } from '../../daemon/model.js';
+import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { Services } from '../../daemon/services.js';
-import type { GuestEvent } from '../../daemon/guest-log.js';
+import type { GuestEvent } from '../../daemon/log/guest-log.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
 import type { SeedPool } from './seed-pool.js';
@@ -40,7 +40,7 @@ export interface GuestRequest {
   req: IncomingMessage;
   inst: StoredInstance;
   log: Logger;
-  /** A guest-triggered log line about this instance, sampled (daemon/guest-log.ts). */
+  /** A guest-triggered log line about this instance, sampled (daemon/log/guest-log.ts). */
   note(event: GuestEvent, fields?: Record<string, unknown>): void;
   method: string;
   /** The request path with leading slashes collapsed to one: '//latest/x' -> '/latest/x'. */

@@ -24,8 +24,8 @@ import {
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
 import { listOsScripts, osDefinitionDir, readOsScript } from './scripts.js';
-import { parseWaitMs } from '../../daemon/pipes.js';
-import { sameIncarnation } from '../../daemon/model.js';
+import { parseWaitMs } from '../../daemon/registry/pipes.js';
+import { sameIncarnation } from '../../daemon/registry/model.js';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');

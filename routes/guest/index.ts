@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Services } from '../../daemon/services.js';
-import type { StoredInstance } from '../../daemon/model.js';
+import type { StoredInstance } from '../../daemon/registry/model.js';
 import { normalizeAddress } from '../../daemon/net.js';
 import { AnswerCache } from './cache.js';
 import { RateLimiter } from './rate-limit.js';
@@ -21,7 +21,7 @@ import { SeedPool } from './seed-pool.js';
 import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, prepare, send } from './answer.js';
 import { tokenKey } from './ec2.js';
 import { type Dialect, dialectOf } from './dialects.js';
-import { EV } from '../../daemon/events.js';
+import { EV } from '../../daemon/log/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { HTTP_STATUS } from '../errors.js';
 

@@ -5,7 +5,7 @@
  * that the appliance claimed its secrets.
  * The comm NIC's prefix comes from the configured comm ranges.
  */
-import type { StoredInstance } from '../../daemon/model.js';
+import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { Services } from '../../daemon/services.js';
 import { Ipv4Ranges } from '../../daemon/net.js';
 import type { GuestView } from '../render/view.js';

@@ -6,7 +6,7 @@
  */
 import { dir, LazyText, type Dir, type Tree } from './tree.js';
 import { availabilityZoneOf, hostnameOf, launchIndexOf, since, sshKeysOf, userDataOf, type GuestView, type RenderCtx } from './view.js';
-import { TAG_KEY_PATTERN, type IamCredentials, type PublicDoc } from '../../daemon/model.js';
+import { TAG_KEY_PATTERN, type IamCredentials, type PublicDoc } from '../../daemon/registry/model.js';
 import { subnetOf } from '../../daemon/net.js';
 import { nicsOf, type NicFacts } from './nics.js';
 import { EC2_DEFAULTS, EC2_SINCE, type Ec2Version } from './ec2-catalog.js';

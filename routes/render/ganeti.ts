@@ -5,7 +5,7 @@
  * Pure: no I/O, no clock, no randomness.
  */
 import { hostnameOf, type GuestView } from './view.js';
-import type { Nic, Visibility } from '../../daemon/model.js';
+import type { Nic, Visibility } from '../../daemon/registry/model.js';
 
 /**
  * `2014-07-01` is this dialect's one dated version (the year Ganeti's design-os and metad

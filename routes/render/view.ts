@@ -4,7 +4,7 @@
  * (hostname, availability zone, launch index, keys, user data) so they agree unless told otherwise.
  * Pure: no I/O, no clock, no randomness, no process.env.
  */
-import type { PublicDoc, ParamValues, IamCredentials } from '../../daemon/model.js';
+import type { PublicDoc, ParamValues, IamCredentials } from '../../daemon/registry/model.js';
 
 /**
  * One instance, already split by visibility. secretParams holds the vault's live values where a

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync } from 'node:fs';
-import { listenAdminSocket } from '../../daemon/admin-socket.js';
+import { listenAdminSocket } from '../../daemon/process/admin-socket.js';
 import { hasCommand, isRoot, skipOrFail } from '../support/env.js';
 import { startProcess, writeConfig } from '../support/process.js';
 

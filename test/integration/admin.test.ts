@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import http from 'node:http';
 import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { InstanceList, InstanceView, ParamsView } from '../../cli/api-types.js';
-import type { InstanceInput } from '../../daemon/model.js';
+import type { InstanceInput } from '../../daemon/registry/model.js';
 import type { DaemonError } from '../../daemon/errors.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { until, settled } from '../support/wait.js';

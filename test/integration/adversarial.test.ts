@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startInstall, startTestDaemon, sampleInstance, type Reply, type TestDaemon } from '../support/daemon.js';
 import type { InstanceView, ParamsView } from '../../cli/api-types.js';
-import type { InstanceInput } from '../../daemon/model.js';
+import type { InstanceInput } from '../../daemon/registry/model.js';
 import type { OsParameters } from '../../routes/render/ganeti.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { until, settled } from '../support/wait.js';

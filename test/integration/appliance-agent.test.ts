@@ -17,7 +17,7 @@ import { skipOrFail } from '../support/env.js';
 import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { sampleInstance, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { applianceSourceDir } from '../../appliance/image.js';
-import { EV } from '../../daemon/events.js';
+import { EV } from '../../daemon/log/events.js';
 
 const http = join(applianceSourceDir(), 'agent', 'http.sh');
 

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDaemon } from '../../daemon/daemon.js';
-import { buildConfig } from '../../daemon/config.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { request, sampleInstance, startTestDaemon, type Reply } from '../support/daemon.js';
 import { sinkLogger } from '../support/sink.js';

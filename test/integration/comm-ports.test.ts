@@ -40,7 +40,7 @@ import {
 import { buildBridgedRuleset } from '../../daemon/comm/bridge-plan.js';
 import { BRIDGED_SETTINGS } from '../support/comm-settings.js';
 import { createDaemon } from '../../daemon/daemon.js';
-import { buildConfig } from '../../daemon/config.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { sinkLogger } from '../support/sink.js';
 

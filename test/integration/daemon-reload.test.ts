@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { buildConfig } from '../../daemon/config.js';
-import { runDaemon } from '../../daemon/main.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import { runDaemon } from '../../daemon/process/main.js';
 import { sinkLogger } from '../support/sink.js';
 
 test('reload: guest listeners take new timeouts and caps; the per-source cap applies to new connections', async (t) => {

@@ -1,5 +1,5 @@
 /**
- * A guest does not control the host's log volume (daemon/guest-log.ts): 1,000 connections from
+ * A guest does not control the host's log volume (daemon/log/guest-log.ts): 1,000 connections from
  * one source over its per-source cap log one line and, when the window ends, one summary that
  * counts the other 999; a flood of refused token requests logs one line per event. The summary
  * is written by the guest listener's sweep, not by the next guest event.
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
-import { SUMMARY_WINDOW_MS } from '../../daemon/guest-log.js';
+import { SUMMARY_WINDOW_MS } from '../../daemon/log/guest-log.js';
 
 const CAP = 'guest connection refused: per-source cap';
 const SUMMARY = 'guest-triggered log lines suppressed';

@@ -10,7 +10,7 @@ import net from 'node:net';
 import type http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startTestDaemon, sampleInstance, type TestDaemon } from '../support/daemon.js';
-import { createGuestServer } from '../../daemon/main.js';
+import { createGuestServer } from '../../daemon/process/main.js';
 
 const connections = (s: http.Server): Promise<number> =>
   new Promise((resolve, reject) => s.getConnections((err, n) => (err ? reject(err) : resolve(n))));

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { startInstall, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { InstanceView, JobRecord, ParamsView } from '../../cli/api-types.js';
-import type { InstanceInput } from '../../daemon/model.js';
+import type { InstanceInput } from '../../daemon/registry/model.js';
 import type { GanetiMetaData } from '../../routes/render/ganeti.js';
 import type { NetworkData, OpenstackMetaData } from '../../routes/render/openstack.js';
 import { FakeClock } from '../fakes/fake-clock.js';

@@ -32,8 +32,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { JobManager } from '../../daemon/jobs/manager.js';
 import { JobRecordFiles, type JobRecord } from '../../daemon/jobs/record.js';
 import { Leftovers } from '../../daemon/jobs/leftovers.js';
-import { SecretVault } from '../../daemon/vault.js';
-import { PipeRegistry } from '../../daemon/pipes.js';
+import { SecretVault } from '../../daemon/registry/vault.js';
+import { PipeRegistry } from '../../daemon/registry/pipes.js';
 import { sinkLogger } from '../support/sink.js';
 
 const bareXml = (name: string): string =>

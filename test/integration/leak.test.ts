@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { startInstall, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { InstanceView, ParamsView } from '../../cli/api-types.js';
 import type { OsParameters } from '../../routes/render/ganeti.js';
-import { createLogger } from '../../daemon/logger.js';
+import { createLogger } from '../../daemon/log/logger.js';
 import { LogSink } from '../support/sink.js';
 
 function allFiles(dir: string): string[] {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, sampleInstance, type TestDaemon } from '../support/daemon.js';
-import { FILE_NAME_MAX, MAX_NAME_CHARS, isInstanceName } from '../../daemon/model.js';
+import { FILE_NAME_MAX, MAX_NAME_CHARS, isInstanceName } from '../../daemon/registry/model.js';
 
 /** A valid DNS-style name of exactly `n` characters: labels of 63 letters joined by dots. */
 function nameOf(n: number, letter: string): string {

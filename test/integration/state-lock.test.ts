@@ -1,5 +1,5 @@
 /**
- * One daemon per state dir (daemon/state-lock.ts), with the real `metad serve`: a second daemon
+ * One daemon per state dir (daemon/process/state-lock.ts), with the real `metad serve`: a second daemon
  * on the same state dir exits 1 naming the first's pid and changes nothing, whether it has its own
  * socket and port (loopback) or the very same configuration with the comm network on (routed, in
  * test namespaces: the first's nftables table and dnsmasq stay untouched); after kill -9 of the

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { instanceSchema, splitInput, type InstanceInput } from '../../daemon/model.js';
+import { instanceSchema, splitInput, type InstanceInput } from '../../daemon/registry/model.js';
 import { isDir, listing, walk, type Tree } from '../../routes/render/tree.js';
 import type { GuestView, RenderCtx } from '../../routes/render/view.js';
 

@@ -1,6 +1,6 @@
 /** A pino destination that keeps every line in memory so tests can read (and search) the log. */
 import { Writable } from 'node:stream';
-import { createLogger } from '../../daemon/logger.js';
+import { createLogger } from '../../daemon/log/logger.js';
 
 export class LogSink extends Writable {
   readonly lines: string[] = [];

@@ -162,7 +162,7 @@ test('routes: one /32 per live guest through the bridge, from 169.254.169.254', 
 
 test('check-config: bridged mode is a valid mode, needs the bridge driver and CAP_NET_ADMIN; the bridge MAC must be unicast', async () => {
   const { networkPreflight } = await import('../../daemon/comm/preflight.js');
-  const { buildConfig } = await import('../../daemon/config.js');
+  const { buildConfig } = await import('../../daemon/config/config.js');
   const bridged = buildConfig({ network: { mode: 'bridged' } });
   assert.equal(bridged.network.bridge, 'metadbr0');
   assert.equal(bridged.network.bridgeMac, '02:00:a9:fe:a9:fe');

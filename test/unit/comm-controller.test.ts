@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { startTestDaemon, sampleInstance } from '../support/daemon.js';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { createDaemon } from '../../daemon/daemon.js';
-import { buildConfig } from '../../daemon/config.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { sinkLogger } from '../support/sink.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -14,7 +14,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { DnsmasqSupervisor, dnsmasqIdentity, parseDnsmasqLine } from '../../daemon/comm/dnsmasq.js';
-import { LogSampler } from '../../daemon/log-sampler.js';
+import { LogSampler } from '../../daemon/log/log-sampler.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LinuxCommNetwork } from '../../daemon/comm/linux.js';
 import type { Exec } from '../../daemon/comm/exec.js';
-import { EC2_METADATA_IPV6, type CommNic, type CommSettings } from '../../daemon/comm/plan.js';
+import { EC2_METADATA_IPV6 } from '../../daemon/net.js';
+import { type CommNic, type CommSettings } from '../../daemon/comm/plan.js';
 import { sinkLogger } from '../support/sink.js';
 import { ROUTED_SETTINGS } from '../support/comm-settings.js';
 

@@ -14,13 +14,12 @@ import {
   chaddrElements,
   commNics,
   diffRoutes,
-  EC2_METADATA_IPV6,
   ownedAddresses,
   prefixToNetmask,
-  tapNameProblem,
   type CommNic,
   type CommSettings,
 } from '../../daemon/comm/plan.js';
+import { EC2_METADATA_IPV6, tapNameProblem } from '../../daemon/net.js';
 import { assertGoldenDir } from '../support/render-golden.js';
 import { ROUTED_SETTINGS } from '../support/comm-settings.js';
 
@@ -212,7 +211,7 @@ test('diffRoutes: deletes only unwanted routes, adds missing or changed ones, ke
 
 test('check-config preflight: names the missing tool, its Debian package, and a missing CAP_NET_ADMIN', async () => {
   const { networkPreflight, effectiveCaps } = await import('../../daemon/comm/preflight.js');
-  const { buildConfig } = await import('../../daemon/config.js');
+  const { buildConfig } = await import('../../daemon/config/config.js');
   const off = buildConfig({});
   assert.deepEqual(networkPreflight(off, { caps: 0n, exists: () => false }), []);
   const routed = buildConfig({ network: { mode: 'routed' } });

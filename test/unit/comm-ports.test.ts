@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { guestDeviceProblem, type LinkFacts } from '../../daemon/comm/guest-device.js';
 import { parseMonitorLine } from '../../daemon/comm/link-watch.js';
 import { createDaemon } from '../../daemon/daemon.js';
-import { buildConfig } from '../../daemon/config.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { sinkLogger } from '../support/sink.js';

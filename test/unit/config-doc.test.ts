@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildConfig } from '../../daemon/config.js';
-import { configKeys, configReference } from '../../daemon/config-doc.js';
-import { LIVE_KEYS } from '../../daemon/reload.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import { configKeys, configReference } from '../../daemon/config/doc.js';
+import { LIVE_KEYS } from '../../daemon/config/reload.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 

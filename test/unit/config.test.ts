@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyEnv, buildConfig, ConfigError, loadConfig } from '../../daemon/config.js';
+import { applyEnv, buildConfig, ConfigError, loadConfig } from '../../daemon/config/config.js';
 
 /** The problems buildConfig reports for `raw` (none: []). */
 function problems(raw: unknown): string[] {

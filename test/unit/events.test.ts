@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EVENTS, loggingDoc } from '../../daemon/events.js';
+import { EVENTS, loggingDoc } from '../../daemon/log/events.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const sources = (dir: string): string[] =>
@@ -23,7 +23,7 @@ test('the code logs catalogued events only (no free-form messages)', () => {
   }
   assert.deepEqual(offenders, []);
   const used = [...sources('daemon'), ...sources('routes')].map((f) => readFileSync(join(ROOT, f), 'utf8')).join('\n');
-  // Guest-triggered events are logged through daemon/guest-log.ts: `note('guestConnCap', …)`.
+  // Guest-triggered events are logged through daemon/log/guest-log.ts: `note('guestConnCap', …)`.
   const unused = Object.keys(EVENTS).filter((k) => !used.includes(`EV.${k}`) && !used.includes(`note('${k}'`));
   assert.deepEqual(unused, [], 'every catalogued event is logged somewhere');
 });

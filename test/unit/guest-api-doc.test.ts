@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { instanceSchema } from '../../daemon/model.js';
+import { instanceSchema } from '../../daemon/registry/model.js';
 import { EC2_DEFAULTS } from '../../routes/render/ec2-catalog.js';
 import { DEFAULT_AVAILABILITY_ZONE } from '../../routes/render/view.js';
 import { DEFAULT_MTU } from '../../routes/render/nics.js';

@@ -15,9 +15,9 @@ import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { sampleInstance } from '../support/daemon.js';
 import { createDaemon, type Daemon } from '../../daemon/daemon.js';
-import { buildConfig, type Config } from '../../daemon/config.js';
+import { buildConfig, type Config } from '../../daemon/config/config.js';
 import { DaemonError } from '../../daemon/errors.js';
-import { tapNameProblem } from '../../daemon/comm/plan.js';
+import { tapNameProblem } from '../../daemon/net.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
 import { productionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
@@ -25,7 +25,7 @@ import { appliancePreflight, installAvailability } from '../../daemon/jobs/prefl
 import { loadBinding } from '../../appliance/libvirt.js';
 import { DiskRefused, lvmDmName, resolveDisk, type DiskFs } from '../../daemon/jobs/disks.js';
 import { skipOrFail } from '../support/env.js';
-import type { PublicDoc } from '../../daemon/model.js';
+import type { PublicDoc } from '../../daemon/registry/model.js';
 
 /** Until the job's domain runs (prepare does real file I/O: more than a few turns of the loop). */
 async function created(hv: FakeHypervisor): Promise<void> {

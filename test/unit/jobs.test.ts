@@ -13,8 +13,8 @@ import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { JobManager, type JobSettings, type Prepared } from '../../daemon/jobs/manager.js';
 import { JobRecordFiles, MAX_LINE_CHARS, REDACTED, redactLines, type JobRecord } from '../../daemon/jobs/record.js';
-import { SecretVault } from '../../daemon/vault.js';
-import { PipeRegistry } from '../../daemon/pipes.js';
+import { SecretVault } from '../../daemon/registry/vault.js';
+import { PipeRegistry } from '../../daemon/registry/pipes.js';
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
 import { DaemonError } from '../../daemon/errors.js';
 

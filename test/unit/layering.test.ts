@@ -48,7 +48,7 @@ test('importsOf sees every import form', () => {
 test('nothing under daemon/ but the composition root imports routes/ or an HTTP framework', () => {
   const offenders: string[] = [];
   const files = sources('daemon');
-  assert.ok(files.includes('daemon/store.ts') && files.includes('daemon/errors.ts'), 'the scan sees the domain modules');
+  assert.ok(files.includes('daemon/registry/store.ts') && files.includes('daemon/errors.ts'), 'the scan sees the domain modules');
   for (const file of files) {
     if (file === COMPOSITION_ROOT) continue;
     for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8'))) {
@@ -74,4 +74,81 @@ test('only daemon/cli.ts reads process.env (daemon/, routes/, appliance/)', () =
     .flatMap((dir) => sources(dir))
     .filter((file) => codeOf(readFileSync(join(ROOT, file), 'utf8')).includes('process.env'));
   assert.deepEqual(readers, ['daemon/cli.ts']);
+});
+
+const CHILD_PROCESS = new Set(['node:child_process', 'child_process']);
+/** Modules that start a process other than a host network/disk tool, each for a reason of its own. */
+const OTHER_SPAWNERS: Readonly<Record<string, string>> = {
+  'daemon/process/notify.ts': 'systemd-notify, the readiness protocol',
+  'daemon/process/state-lock.ts': 'flock(1) on an inherited descriptor, to test the lock',
+  'appliance/image.ts': 'the appliance build script',
+};
+
+test('only daemon/comm/exec.ts starts ip, nft, dnsmasq and qemu-img (child_process elsewhere only where named)', () => {
+  const all = ['daemon', 'routes', 'appliance', 'cli'].flatMap((dir) => sources(dir));
+  const spawners = all.filter((file) => importsOf(readFileSync(join(ROOT, file), 'utf8')).some((s) => CHILD_PROCESS.has(s)));
+  assert.ok(spawners.includes('daemon/comm/exec.ts'), 'the scan sees the one tool runner');
+  assert.deepEqual(
+    spawners.filter((f) => f !== 'daemon/comm/exec.ts' && !(f in OTHER_SPAWNERS)),
+    [],
+  );
+  // The named exceptions never name a host network or disk tool.
+  for (const file of Object.keys(OTHER_SPAWNERS)) {
+    const code = codeOf(readFileSync(join(ROOT, file), 'utf8'));
+    assert.doesNotMatch(code, /['"`](?:\/usr\/s?bin\/)?(?:ip|nft|dnsmasq|qemu-img)['"`]/, file);
+  }
+});
+
+test('only appliance/libvirt.ts loads the libvirt binding', () => {
+  const loaders = ['daemon', 'routes', 'appliance', 'cli']
+    .flatMap((dir) => sources(dir))
+    .filter((file) => /['"]@unraid\/libvirt['"]/.test(codeOf(readFileSync(join(ROOT, file), 'utf8'))));
+  assert.deepEqual(loaders, ['appliance/libvirt.ts']);
+});
+
+/** What a folder's modules may load of metad's own code at run time (types are free) (docs/architecture.md, "Where each concern lives"). */
+const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
+  'daemon/registry': ['daemon/registry/', 'daemon/clock.ts', 'daemon/errors.ts', 'daemon/net.ts', 'daemon/mkdirs.ts', 'daemon/log/'],
+  'daemon/config': ['daemon/config/', 'daemon/net.ts'],
+  'daemon/log': ['daemon/log/'],
+  appliance: ['appliance/', 'daemon/clock.ts'],
+  cli: ['cli/', 'daemon/registry/model.ts', 'daemon/version.ts'],
+};
+
+/** The modules a file loads at run time: importsOf without `import type`/`export type` statements. */
+const valueImportsOf = (text: string): string[] => importsOf(text.replace(/^\s*(?:import|export)\s+type\b[^;]*;/gms, ''));
+
+test('valueImportsOf skips type-only imports', () => {
+  assert.deepEqual(valueImportsOf("import type {\n  A,\n} from './a.js';\nimport { b } from './b.js';"), ['./b.js']);
+});
+
+test('each folder imports only what its row in docs/architecture.md allows', () => {
+  const offenders: string[] = [];
+  for (const [dir, may] of Object.entries(MAY_IMPORT)) {
+    const files = sources(dir);
+    assert.ok(files.length > 0, `the scan sees ${dir}`);
+    for (const file of files)
+      for (const spec of valueImportsOf(readFileSync(join(ROOT, file), 'utf8'))) {
+        if (!spec.startsWith('.')) continue;
+        const to = target(file, spec).replace(/\.js$/, '.ts');
+        if (!may.some((m) => to === m || to.startsWith(m))) offenders.push(`${file} -> ${spec}`);
+      }
+  }
+  assert.deepEqual(offenders, []);
+});
+
+test('routes/ never imports appliance/, and the registry imports nothing from comm/ or jobs/', () => {
+  const offenders: string[] = [];
+  for (const file of sources('routes'))
+    for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8')))
+      if (target(file, spec).startsWith('appliance/')) offenders.push(`${file} -> ${spec}`);
+  const registry = sources('daemon/registry');
+  assert.ok(registry.includes('daemon/registry/store.ts'), 'the scan sees the registry');
+  for (const file of registry)
+    for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8'))) {
+      const to = target(file, spec);
+      if (to.startsWith('daemon/comm/') || to.startsWith('daemon/jobs/') || to.startsWith('appliance/'))
+        offenders.push(`${file} -> ${spec}`);
+    }
+  assert.deepEqual(offenders, []);
 });

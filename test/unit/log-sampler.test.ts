@@ -1,12 +1,12 @@
 /**
- * The log sampler (daemon/log-sampler.ts) on a fake clock: at most one line per key per
+ * The log sampler (daemon/log/log-sampler.ts) on a fake clock: at most one line per key per
  * interval for any number of keys, bounded memory, and one summary of what a full table held
  * back. Then the guest door under a flood of rotating unknown source addresses.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { LogSampler } from '../../daemon/log-sampler.js';
+import { LogSampler } from '../../daemon/log/log-sampler.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { startTestDaemon } from '../support/daemon.js';
 

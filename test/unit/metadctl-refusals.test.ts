@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MIN_MAX_BODY_BYTES } from '../../cli/client.js';
-import { configSchema } from '../../daemon/config-schema.js';
+import { configSchema } from '../../daemon/config/schema.js';
 import { file, run, stub, useAdminStub, VIEW } from '../support/admin-stub.js';
 
 useAdminStub();

@@ -2,13 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { HOST_PATH_PATTERN, instanceSchema } from '../../daemon/model.js';
+import { HOST_PATH_PATTERN, instanceSchema } from '../../daemon/registry/model.js';
 import { hostPathProblem } from '../../daemon/jobs/disks.js';
-import { validateInstance } from '../../daemon/validate.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
 import { sampleInstance } from '../support/daemon.js';
 import { DaemonError } from '../../daemon/errors.js';
 
-test('docs/instance.schema.json is the schema in daemon/model.ts (run `node dist/daemon/cli.js schema > docs/instance.schema.json`)', () => {
+test('docs/instance.schema.json is the schema in daemon/registry/model.ts (run `node dist/daemon/cli.js schema > docs/instance.schema.json`)', () => {
   const doc: unknown = JSON.parse(readFileSync(new URL('../../../docs/instance.schema.json', import.meta.url), 'utf8'));
   assert.deepEqual(doc, JSON.parse(JSON.stringify(instanceSchema)));
 });

@@ -7,8 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateInstance } from '../../daemon/validate.js';
-import { buildConfig } from '../../daemon/config.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { Ipv4Ranges, ipv4Netmask, netmaskOf, parseAddressCidr, subnetOf } from '../../daemon/net.js';
 import { renderEc2 } from '../../routes/render/ec2.js';
 import { renderMetaData, renderNetworkData } from '../../routes/render/openstack.js';

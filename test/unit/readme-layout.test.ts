@@ -45,3 +45,17 @@ test('README layout: every top-level folder and every source subfolder is named'
   for (const name of rows.keys())
     assert.ok(statSync(join(ROOT, name), { throwIfNoEntry: false })?.isDirectory(), `${name} is in the table but not in the tree`);
 });
+
+test('docs/architecture.md names every source folder in "Where each concern lives"', () => {
+  const arch = readFileSync(join(ROOT, 'docs', 'architecture.md'), 'utf8');
+  const start = arch.indexOf('## Where each concern lives');
+  assert.ok(start >= 0, 'the section exists');
+  const section = arch.slice(start, arch.indexOf('\n## ', start + 1));
+  const missing: string[] = [];
+  for (const top of ['daemon', 'routes', 'appliance', 'cli']) {
+    if (!section.includes(`\`${top}/`)) missing.push(`${top}/`);
+    for (const sub of dirsIn(top))
+      if (!section.includes(`\`${top}/${sub}/\``) && !section.includes(`\`${sub}/\``)) missing.push(`${top}/${sub}/`);
+  }
+  assert.deepEqual(missing, [], 'add these to the architecture table');
+});

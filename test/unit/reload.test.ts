@@ -1,8 +1,8 @@
-/** A configuration reload's plan (daemon/reload.ts): which changed keys apply live, which need a restart. */
+/** A configuration reload's plan (daemon/config/reload.ts): which changed keys apply live, which need a restart. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildConfig } from '../../daemon/config.js';
-import { planReload } from '../../daemon/reload.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import { planReload } from '../../daemon/config/reload.js';
 
 const base = { stateDir: '/tmp/x', guest: { listen: [{ host: '127.0.0.1', port: 8169 }], commRange: '127.0.0.0/8' } };
 

@@ -1,11 +1,11 @@
 /**
- * The socket guard (daemon/socket-guard.ts), driven by explicit times: a half-closed socket is
+ * The socket guard (daemon/process/socket-guard.ts), driven by explicit times: a half-closed socket is
  * destroyed after the grace, a socket whose output is stuck after the stall time, and a socket
  * that is merely quiet (a long-poll, keep-alive) is left alone.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SocketGuard, type GuardedSocket } from '../../daemon/socket-guard.js';
+import { SocketGuard, type GuardedSocket } from '../../daemon/process/socket-guard.js';
 
 class FakeSocket implements GuardedSocket {
   writableEnded = false;

@@ -1,16 +1,16 @@
 /**
- * The state-file codec and the comm-address index on their own (daemon/state-file.ts,
- * daemon/comm-index.ts): a file decodes to what was encoded, only with the right key and name;
+ * The state-file codec and the comm-address index on their own (daemon/registry/state-file.ts,
+ * daemon/registry/comm-index.ts): a file decodes to what was encoded, only with the right key and name;
  * the index reports the first collision in ipv4, mac, tap order and honours claims in flight.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Keyring } from '../../daemon/keys.js';
-import { decodeStateFile, encodeStateFile } from '../../daemon/state-file.js';
-import { CommIndex } from '../../daemon/comm-index.js';
-import { splitInput, type PublicDoc, type StoredInstance } from '../../daemon/model.js';
-import { validateInstance } from '../../daemon/validate.js';
+import { Keyring } from '../../daemon/registry/keys.js';
+import { decodeStateFile, encodeStateFile } from '../../daemon/registry/state-file.js';
+import { CommIndex } from '../../daemon/registry/comm-index.js';
+import { splitInput, type PublicDoc, type StoredInstance } from '../../daemon/registry/model.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
 import { sampleInstance } from '../support/daemon.js';
 
 const docOf = (n: number, comm: Record<string, string> = {}): PublicDoc => {

@@ -1,5 +1,5 @@
 /**
- * daemon/state-lock.ts in-process: a second createDaemon on a locked state dir fails with
+ * daemon/process/state-lock.ts in-process: a second createDaemon on a locked state dir fails with
  * StateDirBusy naming this pid before touching anything; stop() releases the lock; a child
  * process (dnsmasq in production) never inherits it.
  */
@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildConfig } from '../../daemon/config.js';
+import { buildConfig } from '../../daemon/config/config.js';
 import { createDaemon } from '../../daemon/daemon.js';
-import { StateDirBusy, lockStateDir } from '../../daemon/state-lock.js';
+import { StateDirBusy, lockStateDir } from '../../daemon/process/state-lock.js';
 import { sinkLogger } from '../support/sink.js';
 
 test('a second daemon on a locked state dir fails with the holder’s pid and creates nothing; stop() releases it', async (t) => {

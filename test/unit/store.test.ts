@@ -9,12 +9,12 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync, statSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { InstanceStore, type StoreOptions } from '../../daemon/store.js';
+import { InstanceStore, type StoreOptions } from '../../daemon/registry/store.js';
 import type { DaemonError } from '../../daemon/errors.js';
-import { STATE_FORMAT, STATE_VERSION } from '../../daemon/state-file.js';
-import { Keyring, loadMasterKey } from '../../daemon/keys.js';
-import { validateInstance } from '../../daemon/validate.js';
-import type { InstanceInput } from '../../daemon/model.js';
+import { STATE_FORMAT, STATE_VERSION } from '../../daemon/registry/state-file.js';
+import { Keyring, loadMasterKey } from '../../daemon/registry/keys.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
+import type { InstanceInput } from '../../daemon/registry/model.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { sampleInstance } from '../support/daemon.js';
@@ -160,7 +160,7 @@ test('store: concurrent writes of different instances cannot claim the same comm
 
 test('identity key: created 0600, reused, refused when group/world readable', async (t) => {
   const dir = tmp(t);
-  const { IdentitySigner } = await import('../../daemon/identity.js');
+  const { IdentitySigner } = await import('../../daemon/registry/identity.js');
   const path = join(dir, 'identity-key.pem');
   const a = await IdentitySigner.load(path);
   assert.equal(statSync(path).mode & 0o777, 0o600);
@@ -173,7 +173,7 @@ test('identity key: created 0600, reused, refused when group/world readable', as
 
 test('store: a failed directory sync after the rename keeps memory equal to the disk and says so', async (t) => {
   const dir = tmp(t);
-  const { writeFileDurable, removeFileDurable, DirSyncError } = await import('../../daemon/persist.js');
+  const { writeFileDurable, removeFileDurable, DirSyncError } = await import('../../daemon/registry/persist.js');
   let failSync = false;
   const eio = Object.assign(new Error('EIO'), { code: 'EIO' });
   const files = {

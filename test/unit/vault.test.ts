@@ -1,7 +1,7 @@
 /** Secret vault: expiry on the injected clock, claim-once, wipe zeroes the bytes. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SecretVault } from '../../daemon/vault.js';
+import { SecretVault } from '../../daemon/registry/vault.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 
 test('vault: values expire after their TTL (default and per value)', async () => {

@@ -2,7 +2,7 @@
  * What a configuration reload (SIGHUP) may change while running. Pure: compares the running
  * configuration with the re-read one, key by key (leaf paths like `guest.rateLimit.burst`), and
  * says which changes take effect now and which need a restart. The rest of the daemon applies
- * them (daemon/main.ts `Running.reload`).
+ * them (daemon/process/main.ts `Running.reload`).
  *
  * Live: the log level, the guest rate limit, the guest timeouts and connection caps. Everything
  * else is wired into objects built at start (state dir and keys, sockets and listeners, the comm

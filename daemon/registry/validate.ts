@@ -5,9 +5,9 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { HOST_PATH_PATTERN, instanceSchema, OS_NAME_PATTERN, paramValuesSchema, type InstanceInput } from './model.js';
-import { invalid, type ErrorDetail } from './errors.js';
-import { parseAddressCidr } from './net.js';
-import { APPLIANCE_TAP_PREFIX, METADATA_IPV4 } from './comm/plan.js';
+import { invalid, type ErrorDetail } from '../errors.js';
+import { parseAddressCidr } from '../net.js';
+import { APPLIANCE_TAP_PREFIX, METADATA_IPV4 } from '../net.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;

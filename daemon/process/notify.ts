@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
-import { EV } from './events.js';
+import { EV } from '../log/events.js';
 
 type Run = (file: string, args: string[], done: (err: Error | null) => void) => void;
 

@@ -7,7 +7,7 @@
  * door serves them only while an install job of the instance is live (daemon/jobs/manager.ts,
  * `secretsOpen`); the vault itself does not know about jobs.
  */
-import type { Clock } from './clock.js';
+import type { Clock } from '../clock.js';
 
 interface Entry {
   value: Buffer | null;

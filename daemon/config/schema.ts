@@ -1,7 +1,7 @@
 /**
  * The daemon's configuration schema: every key with its type, default and meaning (the
- * `description`s feed docs/configuration.md through daemon/config-doc.ts). Pure data; loading,
- * validation and cross-field checks live in daemon/config.ts.
+ * `description`s feed docs/configuration.md through daemon/config/doc.ts). Pure data; loading,
+ * validation and cross-field checks live in daemon/config/config.ts.
  */
 
 export const configSchema = {

@@ -2,7 +2,7 @@
  * The comm-address index: which instance holds each comm IPv4, MAC and tap name, and which
  * writes in flight have claimed one. Two instances never share any of the three; a write claims
  * its addresses synchronously before its first await, so two parallel registrations cannot both
- * pass the check. Memory only, no I/O; daemon/store.ts decides when to add, claim and remove.
+ * pass the check. Memory only, no I/O; daemon/registry/store.ts decides when to add, claim and remove.
  */
 import type { PublicDoc } from './model.js';
 

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { EV } from './events.js';
-import type { Services } from './services.js';
-import { validateInstance } from './validate.js';
+import { EV } from '../log/events.js';
+import type { Services } from '../services.js';
+import { validateInstance } from '../registry/validate.js';
 
 export function demoConfig(port: number): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-demo-'));
@@ -53,7 +53,7 @@ function shellWord(s: string): string {
  * metadctl, by absolute path. `npx metadctl` would, outside the checkout, fetch whatever the
  * public registry holds under that name.
  */
-function metadctlCommand(nodePath = process.execPath, script = fileURLToPath(new URL('../cli/metadctl.js', import.meta.url))): string {
+function metadctlCommand(nodePath = process.execPath, script = fileURLToPath(new URL('../../cli/metadctl.js', import.meta.url))): string {
   return `${shellWord(nodePath)} ${shellWord(script)}`;
 }
 

@@ -1,21 +1,21 @@
 /**
  * The process edge: opens the sockets. `runDaemon` builds the graph with createDaemon, binds the
- * admin app to its unix socket (daemon/admin-socket.ts) and the guest app to its listeners, and
- * returns a handle whose `close()` shuts it all down (signals: daemon/signals.ts).
+ * admin app to its unix socket (daemon/process/admin-socket.ts) and the guest app to its listeners, and
+ * returns a handle whose `close()` shuts it all down (signals: daemon/process/signals.ts).
  */
 import http from 'node:http';
 import net from 'node:net';
 import { unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { createDaemon, type Daemon } from './daemon.js';
-import type { Config } from './config.js';
-import { normalizeAddress } from './net.js';
-import { EV } from './events.js';
-import { linkLocalDoors } from './comm/link-doors.js';
-import { EC2_METADATA_IPV6 } from './comm/plan.js';
+import { createDaemon, type Daemon } from '../daemon.js';
+import type { Config } from '../config/config.js';
+import { normalizeAddress } from '../net.js';
+import { EV } from '../log/events.js';
+import { linkLocalDoors } from '../comm/link-doors.js';
+import { EC2_METADATA_IPV6 } from '../net.js';
 import { SocketGuard } from './socket-guard.js';
 import { listenAdminSocket } from './admin-socket.js';
-import { planReload, type ReloadPlan } from './reload.js';
+import { planReload, type ReloadPlan } from '../config/reload.js';
 
 export interface Running {
   daemon: Daemon;
@@ -50,7 +50,7 @@ const retune = new WeakMap<http.Server, (g: Readonly<Config>['guest']) => void>(
 
 /**
  * Guest listener hardening: header/request timeouts, a global and a per-source connection cap,
- * and a socket guard (daemon/socket-guard.ts): no socket outlives its timeout by more than
+ * and a socket guard (daemon/process/socket-guard.ts): no socket outlives its timeout by more than
  * CLOSE_GRACE_MS, nor a stalled answer by more than requestTimeoutMs, whatever the client does.
  */
 export function createGuestServer(d: Daemon, cfg: Readonly<Config>, log: Logger): http.Server {

@@ -4,8 +4,8 @@
  * A write that does not fit is refused whole (nothing partial stored). Readers may wait for
  * data with a timeout driven by the injected clock. Taps observe guest writes without consuming.
  */
-import type { Clock } from './clock.js';
-import { DaemonError } from './errors.js';
+import type { Clock } from '../clock.js';
+import { DaemonError } from '../errors.js';
 
 /** Longest a pipe reader may wait for data, on either door. */
 const MAX_WAIT_SEC = 60;

@@ -9,10 +9,8 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
-import { ipv4InCidr, parseCidr } from './net.js';
-import { configSchema } from './config-schema.js';
-
-const METADATA_IPV4 = '169.254.169.254';
+import { ipv4InCidr, METADATA_IPV4, parseCidr } from '../net.js';
+import { configSchema } from './schema.js';
 
 /** Environment variables that override a key of the file (read by cli.ts, applied by applyEnv). */
 export const ENV_OVERRIDES = [

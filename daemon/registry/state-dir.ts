@@ -1,7 +1,7 @@
 /**
  * Reading the state dir at start: each instances/<name>.json is read and decoded
- * (daemon/state-file.ts), and a file that cannot be used is moved aside to quarantine/ with the
- * reason in the log, never deleted. Knows nothing of indexes or write queues (daemon/store.ts).
+ * (daemon/registry/state-file.ts), and a file that cannot be used is moved aside to quarantine/ with the
+ * reason in the log, never deleted. Knows nothing of indexes or write queues (daemon/registry/store.ts).
  */
 import { readdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import type { Keyring } from './keys.js';
 import { FILE_NAME_MAX, isInstanceName, type StoredInstance } from './model.js';
 import { moveDurable } from './persist.js';
 import { decodeStateFile } from './state-file.js';
-import { EV } from './events.js';
+import { EV } from '../log/events.js';
 
 export interface StateFiles {
   good: { f: string; inst: StoredInstance }[];

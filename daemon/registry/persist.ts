@@ -4,7 +4,7 @@
  * partial file behind. Knows nothing of instances.
  */
 import { open, rename, unlink, readdir } from 'node:fs/promises';
-import { mkdirs } from './mkdirs.js';
+import { mkdirs } from '../mkdirs.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 

@@ -4,13 +4,13 @@
  *  - SIGHUP: reload: re-read the configuration; what can change live changes, what cannot is
  *    logged as needing a restart, an invalid file is logged and changes nothing. Never exits;
  *  - SIGUSR1: ignored and logged; the Node inspector it would open stays closed
- *    (daemon/no-inspector.ts, imported first by the entry point).
+ *    (daemon/process/no-inspector.ts, imported first by the entry point).
  */
 import type { Logger } from 'pino';
 import type { Running } from './main.js';
 import { closeInspector, onSigusr1 } from './no-inspector.js';
-import { EV } from './events.js';
-import { ConfigError, type Config } from './config.js';
+import { EV } from '../log/events.js';
+import { ConfigError, type Config } from '../config/config.js';
 
 /** Re-read the configuration as `serve` read it at start (file, environment, validation). */
 export type ConfigSource = () => Readonly<Config>;

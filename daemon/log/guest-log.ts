@@ -1,7 +1,7 @@
 /**
  * Every log line a guest can trigger goes through here, sampled per source, so a guest never
  * controls the host's log volume: at most one line per event per key (a source address, an
- * instance) per interval (daemon/log-sampler.ts, bounded memory), each line carrying
+ * instance) per interval (daemon/log/log-sampler.ts, bounded memory), each line carrying
  * `suppressedBefore` (lines held back for that key since its previous one). What is held back is
  * counted per event and reported in one summary line per event per window
  * (`guest-triggered log lines suppressed`: event, suppressed, windowMs), written by the first

@@ -3,7 +3,7 @@
  * keeps the file equal). Every key of the schema must carry a `description`.
  */
 import { ENV_OVERRIDES } from './config.js';
-import { configSchema } from './config-schema.js';
+import { configSchema } from './schema.js';
 import { LIVE_KEYS } from './reload.js';
 
 /** The parts of a JSON schema node the reference reads. */
@@ -82,7 +82,7 @@ export function configReference(): string {
   return [
     '# metad configuration reference',
     '',
-    'Generated from the config schema in daemon/config-schema.ts by `metad config-reference`; a test keeps',
+    'Generated from the config schema in daemon/config/schema.ts by `metad config-reference`; a test keeps',
     'this file equal to it.',
     '',
     'metad reads one file, JSON (`*.json`) or YAML 1.2, named by `metad serve --config FILE` or by',

@@ -3,11 +3,11 @@
  * a format name, a version, the body as a string and a MAC over that string; the body holds the
  * public document and the sensitive part (private params, IAM credentials, OpenStack password)
  * sealed with AES-256-GCM, the instance name as associated data. Pure apart from the keyring's
- * crypto: no file I/O here (daemon/store.ts reads and writes the files).
+ * crypto: no file I/O here (daemon/registry/store.ts reads and writes the files).
  */
 import type { Keyring, Sealed } from './keys.js';
 import type { PublicDoc, Sensitive, StoredInstance } from './model.js';
-import { DaemonError } from './errors.js';
+import { DaemonError } from '../errors.js';
 
 export const STATE_FORMAT = 'metad-instance';
 export const STATE_VERSION = 1;

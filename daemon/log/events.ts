@@ -246,7 +246,7 @@ export function loggingDoc(): string {
     '',
     'metad logs pino JSON lines (stdout; the journal under systemd). Every line has `level`, `time`,',
     '`service: "metad"` and `msg`; guest-door lines also carry `instance` and `door: "guest"`.',
-    'These are all the messages it logs (generated from daemon/events.ts by `metad log-events`).',
+    'These are all the messages it logs (generated from daemon/log/events.ts by `metad log-events`).',
     'No field ever holds a parameter value, a token, a password or a request body; as a second',
     'line of defence the logger censors fixed paths (`params.private`, `params.secret`, `iam`,',
     '`token`, `password`, the token and authorization headers) to `[secret]`.',

@@ -1,16 +1,16 @@
 /**
  * The instance store: the one place that owns registered instances. Keeps them in memory by name
- * (comm addresses in daemon/comm-index.ts) and persists each one durably as its own state file,
+ * (comm addresses in daemon/registry/comm-index.ts) and persists each one durably as its own state file,
  * instances/<name>.json (the codec, with its MAC and sealed sensitive part, is
- * daemon/state-file.ts). Secret params never come here. Mutations of one instance are serialized
+ * daemon/registry/state-file.ts). Secret params never come here. Mutations of one instance are serialized
  * (different instances write in parallel; the comm IPv4/MAC/tap they claim are reserved
  * synchronously, so uniqueness holds); memory changes only after the write is durable.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirs } from './mkdirs.js';
+import { mkdirs } from '../mkdirs.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
+import type { Clock } from '../clock.js';
 import type { Keyring } from './keys.js';
 import { writeFileDurable, removeFileDurable, removeStaleTemps, DirSyncError } from './persist.js';
 import {
@@ -23,14 +23,14 @@ import {
   type IamCredentials,
   sameIncarnation,
 } from './model.js';
-import { DaemonError, notFound } from './errors.js';
+import { DaemonError, notFound } from '../errors.js';
 import { CommIndex, type CommProblem } from './comm-index.js';
 import { encodeStateFile } from './state-file.js';
 import { quarantineFile, readStateFiles } from './state-dir.js';
-import { Ipv4Ranges } from './net.js';
+import { Ipv4Ranges } from '../net.js';
 import { commIpv4Problem } from './validate.js';
-import { METADATA_IPV4 } from './comm/plan.js';
-import { EV } from './events.js';
+import { METADATA_IPV4 } from '../net.js';
+import { EV } from '../log/events.js';
 
 export interface StoreOptions {
   dir: string;

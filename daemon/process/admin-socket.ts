@@ -1,6 +1,6 @@
 /**
  * The admin door's unix socket: created with its final mode from the first instant, never
- * stealing a live daemon's socket. Process edge (daemon/main.ts calls it); no HTTP here.
+ * stealing a live daemon's socket. Process edge (daemon/process/main.ts calls it); no HTTP here.
  *
  * Why the umask: bind(2) creates the socket file with 0777 & ~umask, and a chmod after listen
  * leaves a window in which, under a loose umask, any local user can connect (and keep that
@@ -11,7 +11,7 @@
 import type http from 'node:http';
 import net from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { mkdirs } from './mkdirs.js';
+import { mkdirs } from '../mkdirs.js';
 import { dirname } from 'node:path';
 
 /** Remove a stale socket file left by a crashed daemon; refuse to steal a live one. */
