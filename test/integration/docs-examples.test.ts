@@ -7,13 +7,15 @@
  *     127.0.0.0/8, the sample instance demo1), as its quick start says;
  *   - the other pages run against a daemon with the default configuration except the state dir,
  *     the admin socket and a loopback guest door on 127.0.0.1:8169 (comm range 169.254.0.0/16).
- * `metad` and `metadctl` are on PATH (as after `npm install -g`), METAD_ADMIN_SOCKET names the
- * daemon's socket, and each page has a fresh working directory holding its `file=` documents.
+ * For docs/ pages `metad` and `metadctl` are on PATH (as after `npm install -g`); README.md runs as
+ * in the checkout before any install (no metadctl on PATH: `node dist/cli/metadctl.js`). METAD_ADMIN_SOCKET
+ * names the daemon's socket, and each page has a fresh working directory holding its `file=`
+ * documents.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +52,7 @@ test('the README quick start shows a second guest, and that example is run', () 
     .filter(isScript)
     .map((e) => e.body)
     .join('\n');
-  assert.match(run, /metadctl register guest2\.yaml/);
+  assert.match(run, /^\$ node dist\/cli\/metadctl\.js register guest2\.yaml$/m);
   assert.match(run, /curl [^\n]*--interface 127\.0\.0\.5 /);
   const noRun = PAGES.flatMap((p) => examplesOf(p).filter((e) => e.flags.has('no-run')));
   // no-run: root-only host steps (sudo, systemctl). Two of them are run by tests of their own with
@@ -119,8 +121,12 @@ test('every example of README.md and docs/ works as written', async (t) => {
       const work = join(dir, 'work');
       mkdirSync(work);
       const socket = join(dir, 'admin.sock');
+      // README.md is followed in the checkout, before any install: `metadctl` is not on PATH and
+      // the page runs `node dist/cli/metadctl.js` (the work dir stands in for the checkout).
+      const readme = page === 'README.md';
+      if (readme) symlinkSync(join(ROOT, 'dist'), join(work, 'dist'));
       const env = {
-        PATH: `${bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
+        PATH: `${readme ? '' : `${bin}:`}/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
         HOME: dir,
         LANG: 'C.UTF-8',
         METAD_ADMIN_SOCKET: socket,
