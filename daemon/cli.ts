@@ -21,6 +21,7 @@ import { runDaemon } from './process/main.js';
 import { handleSignals } from './process/signals.js';
 import { notifyReady } from './process/notify.js';
 import { MkdirError } from './mkdirs.js';
+import { metricsReference } from './metrics/catalogue.js';
 import { StateDirBusy } from './process/state-lock.js';
 import { demoBanner, demoConfig, registerDemo } from './process/demo.js';
 import { VERSION } from './version.js';
@@ -105,6 +106,12 @@ export async function main(argv: string[]): Promise<number> {
     .description('print the catalogue of log messages and their fields (docs/logging.md)')
     .action(() => {
       process.stdout.write(loggingDoc());
+    });
+  program
+    .command('metrics-reference')
+    .description('print the catalogue of Prometheus metrics (docs/metrics.md)')
+    .action(() => {
+      process.stdout.write(metricsReference());
     });
   program
     .command('config-reference')

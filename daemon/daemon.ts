@@ -23,6 +23,10 @@ import { incarnationOf, installIdentityChanges, type StoredInstance } from './re
 import { SecretVault } from './registry/vault.js';
 import { createAdminApp } from '../routes/admin/index.js';
 import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js';
+import { TokenIssuer } from '../routes/guest/tokens.js';
+import { GuestCounters } from './metrics/guest-counters.js';
+import { Metrics } from './metrics/metrics.js';
+import { VERSION } from './version.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './log/events.js';
 import { CommController } from './comm/controller.js';
@@ -92,7 +96,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     commRange: config.guest.commRange,
     maxDocumentBytes: config.store.maxDocumentBytes,
   });
-  await store.start();
+  const loaded = await store.start();
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
   const commNet =
@@ -163,7 +167,22 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   const installs = (): Promise<InstallAvailability> =>
     installAvailability(config, deps.hypervisor ? () => Promise.resolve() : () => loadBinding());
   const guestLog = new GuestLog(log, () => clock.mono());
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog };
+  const guestCounters = new GuestCounters();
+  const tokens = new TokenIssuer();
+  const metrics = new Metrics({
+    version: VERSION,
+    guest: guestCounters,
+    guestEvents: () => guestLog.counts(),
+    tokensIssued: () => tokens.issued,
+    instances: () => store.size,
+    secretsHeld: () => vault.held,
+    pipeBytes: () => pipes.totals(),
+    quarantined: () => loaded.quarantined,
+    reconciles: () => comm?.reconciles,
+    jobStates: () => jobs.list().map((j) => j.state),
+    leftovers: () => leftovers.size,
+  });
+  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog, metrics };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {
@@ -186,7 +205,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
   await comm?.start();
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
-  const guestHandler = createGuestHandler(services, { limiter });
+  const guestHandler = createGuestHandler(services, { limiter, tokens, counters: guestCounters });
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {

@@ -15,6 +15,7 @@ import type { SecretVault } from './registry/vault.js';
 import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
+import type { Metrics } from './metrics/metrics.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
 export interface SecretsGate {
@@ -42,4 +43,6 @@ export interface Services {
   readonly installs?: (() => Promise<InstallAvailability>) | undefined;
   /** Every log line a guest can trigger, sampled per source (daemon/log/guest-log.ts). */
   readonly guestLog: GuestLog;
+  /** The Prometheus registry (GET /v1/metrics); absent in tests that build Services by hand. */
+  readonly metrics?: Metrics | undefined;
 }

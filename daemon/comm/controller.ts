@@ -57,6 +57,9 @@ export class CommController extends EventEmitter {
     super();
   }
 
+  /** Reconciles run since the start, by result (the metrics read it). */
+  readonly reconciles = { ok: 0, failed: 0 };
+
   async start(): Promise<ReconcileReport> {
     await this.net.start();
     // Watching first: a port joining the bridge during the first reconcile is not missed.
@@ -74,12 +77,14 @@ export class CommController extends EventEmitter {
         .reconcile(this.nics(), this.held())
         .then(
           (r) => {
+            this.reconciles.ok++;
             this.liveTaps = r.liveTaps;
             this.placed = new Map(r.placed.map((p) => [p.tap, p]));
             this.emit('reconciled', r.liveTaps);
             return r;
           },
           (err: unknown) => {
+            this.reconciles.failed++;
             this.placed = new Map(); // the host may be half-changed: nothing counts as in place
             throw err;
           },

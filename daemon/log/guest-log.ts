@@ -36,6 +36,8 @@ interface Held {
 export class GuestLog {
   private readonly samplers = new Map<GuestEvent, LogSampler>();
   private readonly held = new Map<GuestEvent, Held>();
+  /** Every note per event since the start, logged or held back (the metrics read them). */
+  private readonly totals = new Map<GuestEvent, number>();
 
   constructor(
     private readonly log: Logger,
@@ -48,6 +50,7 @@ export class GuestLog {
    * `fields` unless a line for this event and key was logged within its interval; else count it.
    */
   note(event: GuestEvent, key: string, fields: Record<string, unknown> = {}, logger: Logger = this.log): void {
+    this.totals.set(event, (this.totals.get(event) ?? 0) + 1);
     const now = this.now();
     let sampler = this.samplers.get(event);
     if (!sampler) this.samplers.set(event, (sampler = new LogSampler(SAMPLED[event], this.maxKeys)));
@@ -59,6 +62,11 @@ export class GuestLog {
     } else if (EVENTS[event].level === 'info') logger.info({ ...fields, suppressedBefore }, EV[event]);
     else logger.warn({ ...fields, suppressedBefore }, EV[event]);
     this.flush();
+  }
+
+  /** How often each event happened since the start (sampled lines and held-back ones alike). */
+  counts(): ReadonlyMap<GuestEvent, number> {
+    return this.totals;
   }
 
   /** Forget a key everywhere (a removed instance). */

@@ -119,6 +119,17 @@ export class PipeRegistry {
     return { toGuestBytes: p?.toGuest.size ?? 0, toHostBytes: p?.toHost.size ?? 0 };
   }
 
+  /** Bytes queued in every pipe, each direction. */
+  totals(): { toGuestBytes: number; toHostBytes: number } {
+    let toGuestBytes = 0;
+    let toHostBytes = 0;
+    for (const p of this.pipes.values()) {
+      toGuestBytes += p.toGuest.size;
+      toHostBytes += p.toHost.size;
+    }
+    return { toGuestBytes, toHostBytes };
+  }
+
   drop(instance: string): void {
     const p = this.pipes.get(instance);
     p?.toGuest.clear();

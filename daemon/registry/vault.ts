@@ -94,6 +94,13 @@ export class SecretVault {
   }
 
   /** Names and state, for admin read-back. Never values. */
+  /** How many values are held (any state: live, claimed or expired but not yet swept). */
+  get held(): number {
+    let n = 0;
+    for (const m of this.byInstance.values()) n += m.size;
+    return n;
+  }
+
   info(instance: string): SecretInfo[] {
     const now = this.clock.now();
     const out: SecretInfo[] = [];

@@ -7,7 +7,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Services } from '../../daemon/services.js';
 import { adminErrors } from '../errors.js';
-import { invalid } from '../../daemon/errors.js';
+import { invalid, notFound } from '../../daemon/errors.js';
 import { EV } from '../../daemon/log/events.js';
 import { isInstanceName } from '../../daemon/registry/model.js';
 import { instanceRoutes } from './instances.js';
@@ -28,6 +28,12 @@ export function createAdminApp(s: Services): Koa {
   });
   router.get('/health', async (ctx) => {
     ctx.body = await healthOf(s);
+  });
+  router.get('/metrics', async (ctx) => {
+    if (!s.metrics) throw notFound('no metrics in this daemon');
+    const m = await s.metrics.exposition();
+    ctx.type = m.contentType;
+    ctx.body = m.text;
   });
   router.get('/identity/public-key', (ctx) => {
     ctx.type = 'application/x-pem-file';

@@ -24,9 +24,12 @@ import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/log/events.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { HTTP_STATUS } from '../errors.js';
+import { GuestCounters } from '../../daemon/metrics/guest-counters.js';
 
 export interface GuestOptions {
   tokens?: TokenIssuer;
+  /** What the door answered, per dialect and status, and how fast (read by daemon/metrics/). */
+  counters?: GuestCounters;
   /** The per-instance rate limiter (the composition root keeps it to change limits on reload). */
   limiter?: RateLimiter;
 }
@@ -44,6 +47,12 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     seeds: new SeedPool(),
   };
   const limiter = opts.limiter ?? new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
+  const counters = opts.counters ?? new GuestCounters();
+  /** Send and count: `since` is the request's arrival on the monotonic clock (ms). */
+  const reply = (res: ServerResponse, p: Prepared, dialect: string, since: number): void => {
+    send(res, p, d.seeds);
+    counters.answered(dialect, p.status, (s.clock.mono() - since) / 1000);
+  };
   const children = new Map<string, Logger>();
   /** The last token that verified, per instance: clients reuse one token for a whole crawl. */
   const lastToken = new Map<string, { key: string; token: string; expiresAt: number }>();
@@ -95,6 +104,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     path: string,
     query: string,
     dialect: Dialect,
+    since: number,
   ): Promise<void> => {
     const name = inst.doc.name;
     const method = req.method ?? 'GET';
@@ -129,7 +139,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path);
     const prepared = prepare(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
-    if (!res.headersSent && !res.destroyed) send(res, prepared, d.seeds);
+    if (!res.headersSent && !res.destroyed) reply(res, prepared, dialect.name, since);
   };
 
   return (req, res) => {
@@ -140,13 +150,13 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const inst = s.store.byAddress(ip);
     if (!inst) {
       warnUnknown(ip);
-      send(res, NOT_FOUND, d.seeds);
+      reply(res, NOT_FOUND, 'none', now);
       return;
     }
     const retry = limiter.take(inst.doc.name, now);
     if (retry > 0) {
       logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '');
-      send(res, prepare(fail(429, { 'Retry-After': String(retry) })), d.seeds);
+      reply(res, prepare(fail(429, { 'Retry-After': String(retry) })), 'none', now);
       return;
     }
     const url = req.url ?? '/';
@@ -159,16 +169,18 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const tokenChecked = dialect.tokens === 'whenSent' || inst.doc.ec2?.imdsV2 === 'required';
     if (tokenChecked && !path.endsWith('/api/token') && !tokenOk(inst, req.headers[TOKEN_HEADER], now)) {
       logRefused(inst.doc.name, 401, req.method ?? '', path);
-      send(res, UNAUTHORIZED, d.seeds);
+      reply(res, UNAUTHORIZED, dialect.name, now);
       return;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
       const hit: Prepared | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
       if (hit) {
-        send(res, hit, d.seeds);
+        counters.cacheHits++;
+        reply(res, hit, dialect.name, now);
         return;
       }
+      counters.cacheMisses++;
     }
-    void slow(req, res, inst, path, q === -1 ? '' : url.slice(q + 1), dialect);
+    void slow(req, res, inst, path, q === -1 ? '' : url.slice(q + 1), dialect, now);
   };
 }

@@ -23,6 +23,8 @@ export function parseTtl(value: string | string[] | undefined): number | undefin
 }
 
 export class TokenIssuer {
+  /** Tokens issued since the start (the metrics read it). */
+  issued = 0;
   constructor(private readonly key: Buffer = randomBytes(32)) {}
 
   private mac(instanceKey: string, expiry: Buffer): Buffer {
@@ -33,6 +35,7 @@ export class TokenIssuer {
   issue(instanceKey: string, nowMs: number, ttlSec: number): string {
     const expiry = Buffer.alloc(8);
     expiry.writeBigUInt64BE(BigInt(Math.floor(nowMs) + ttlSec * 1000));
+    this.issued++;
     return Buffer.concat([expiry, this.mac(instanceKey, expiry)]).toString('base64url');
   }
 

@@ -111,6 +111,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'daemon/registry': ['daemon/registry/', 'daemon/clock.ts', 'daemon/errors.ts', 'daemon/net.ts', 'daemon/mkdirs.ts', 'daemon/log/'],
   'daemon/config': ['daemon/config/', 'daemon/net.ts'],
   'daemon/log': ['daemon/log/'],
+  'daemon/metrics': ['daemon/metrics/'],
   appliance: ['appliance/', 'daemon/clock.ts'],
   cli: ['cli/', 'daemon/registry/model.ts', 'daemon/version.ts'],
 };

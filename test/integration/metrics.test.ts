@@ -1,0 +1,64 @@
+/**
+ * GET /v1/metrics on a live daemon: what guests did is counted exactly (answers by dialect and
+ * status, cache hits and misses, unknown sources, tokens), every catalogued metric is there, and
+ * nothing a guest or an admin sent (a secret, a private value, a path) appears in it. The guest
+ * door never serves metrics.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { METRICS } from '../../daemon/metrics/catalogue.js';
+
+const VM1 = '127.0.0.2';
+
+function value(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  assert.ok(line, `${series} in the exposition`);
+  return Number(line.slice(series.length + 1));
+}
+
+test('metrics: guest traffic counted exactly, every metric present, no value leaks', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  await d.admin(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, { params: { public: { P: 'public-value' }, private: { Q: 'private-sekrit-77' } } }),
+  );
+  const secret = await d.admin('PATCH', '/v1/instances/vm1/params/secret', { values: { S: 'secret-sekrit-99' } });
+  assert.equal(secret.status, 200, secret.text);
+
+  const before = (await d.admin('GET', '/v1/metrics')).text;
+  assert.equal(value(before, 'metad_instances'), 1);
+  assert.equal(value(before, 'metad_secrets_held'), 1);
+
+  // Two reads of one path: a miss then a hit. An unknown source. A token, then a bad token.
+  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).status, 200);
+  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).status, 200);
+  assert.equal((await d.guest('127.0.0.99', 'GET', '/latest/meta-data/private-sekrit-path')).status, 404);
+  const tok = await d.guest(VM1, 'PUT', '/latest/api/token', { 'X-aws-ec2-metadata-token-ttl-seconds': '60' });
+  assert.equal(tok.status, 200);
+  assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/', { 'X-aws-ec2-metadata-token': 'not-a-token' })).status, 401);
+  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json')).status, 200);
+  // The guest door has no metrics.
+  assert.equal((await d.guest(VM1, 'GET', '/v1/metrics')).status, 404);
+
+  const r = await d.admin('GET', '/v1/metrics');
+  assert.equal(r.status, 200);
+  assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  const text = r.text;
+  const d0 = (s: string): number => value(text, s) - (before.includes(`\n${s} `) ? value(before, s) : 0);
+  assert.equal(d0('metad_guest_answers_total{dialect="ec2",status="200"}'), 3); // 2 hostname + token PUT
+  assert.equal(d0('metad_guest_answers_total{dialect="none",status="404"}'), 1);
+  assert.equal(d0('metad_guest_answers_total{dialect="ec2",status="401"}'), 1);
+  assert.equal(d0('metad_guest_answers_total{dialect="ganeti",status="200"}'), 1);
+  assert.equal(d0('metad_guest_answers_total{dialect="ec2",status="404"}'), 1); // /v1/metrics from a guest
+  assert.equal(d0('metad_guest_cache_total{result="hit"}'), 1);
+  assert.ok(d0('metad_guest_cache_total{result="miss"}') >= 3);
+  assert.equal(d0('metad_guest_events_total{event="unknown_source"}'), 1);
+  assert.equal(d0('metad_guest_tokens_issued_total'), 1);
+  assert.equal(d0('metad_guest_answer_seconds_count'), 7);
+  for (const name of Object.keys(METRICS)) assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
+  for (const leak of ['private-sekrit-77', 'secret-sekrit-99', 'public-value', 'private-sekrit-path', 'vm1'])
+    assert.ok(!text.includes(leak), `${leak} must not appear in the metrics`);
+});
