@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
+import { isIPv4 } from 'node:net';
 import { ipv4InCidr, METADATA_IPV4, parseCidr } from '../net.js';
 import { configSchema } from './schema.js';
 
@@ -144,6 +145,22 @@ function crossFieldProblems(cfg: unknown): string[] {
     if (Array.isArray(g.listen) && !g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === METADATA_IPV4)) {
       out.push('/guest/listen: must include 169.254.169.254 when /network/mode is not off');
     }
+  }
+  const metricsListen = (cfg as { metrics?: { listen?: { host?: unknown; port?: unknown } } }).metrics?.listen;
+  if (metricsListen && typeof metricsListen.host === 'string') {
+    const host = metricsListen.host;
+    const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];
+    let guestReachable = host === METADATA_IPV4 || host === '0.0.0.0' || host === '::';
+    try {
+      if (isIPv4(host) && ranges.some((r) => typeof r === 'string' && ipv4InCidr(host, parseCidr(r)))) guestReachable = true;
+    } catch {
+      // a malformed range is reported on its own
+    }
+    if (Array.isArray(g.listen) && g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === host)) guestReachable = true;
+    if (guestReachable)
+      out.push(
+        '/metrics/listen/host: guests could reach it (inside /guest/commRange, a wildcard, or a guest listener): use a management or loopback address outside the comm ranges',
+      );
   }
   if (Array.isArray(g.listen)) {
     const seen = new Map<string, number>();

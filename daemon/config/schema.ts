@@ -326,6 +326,26 @@ export const configSchema = {
         },
       },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Prometheus metrics (docs/metrics.md). Always served on the admin socket (`GET /v1/metrics`); optionally also on a TCP listener for a scraper that cannot reach the socket.',
+      properties: {
+        listen: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['host', 'port'],
+          description:
+            'Off when absent. A TCP listener that serves only `GET /metrics` (names and counts, never values). Never an address a guest can reach: a host inside a `guest.commRange` range, the metadata address or a guest listener is refused. Example: `{host: 127.0.0.1, port: 9169}` with a loopback-only scraper, or a management address.',
+          properties: {
+            host: { type: 'string', minLength: 1, description: 'Address to bind (IPv4 or IPv6 literal).' },
+            port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0: any free port, for tests).' },
+          },
+        },
+      },
+    },
     appliance: {
       type: 'object',
       additionalProperties: false,

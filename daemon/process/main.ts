@@ -23,6 +23,8 @@ export interface Running {
   guestServers: http.Server[];
   /** Addresses actually bound (port 0 resolves to a real port). */
   guestAddresses: { host: string; port: number }[];
+  /** The metrics listener's address (`metrics.listen`), when one is configured. */
+  metricsAddress?: { host: string; port: number };
   /** Apply a re-read configuration (SIGHUP): the live keys change now, the others are reported. */
   reload(next: Readonly<Config>): ReloadPlan;
   close(): Promise<void>;
@@ -123,6 +125,28 @@ function guestTargets(cfg: Readonly<Config>): { host: string; port: number }[] {
   return out;
 }
 
+/** The optional TCP metrics listener: `GET /metrics` and nothing else (no admin route, no guest door). */
+function createMetricsServer(d: Daemon): http.Server {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000 }, (req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    const metrics = d.services.metrics;
+    if (path !== '/metrics' || !metrics) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('Method Not Allowed\n');
+      return;
+    }
+    metrics.exposition().then(
+      (m) => res.writeHead(200, { 'content-type': m.contentType }).end(req.method === 'HEAD' ? undefined : m.text),
+      () => res.writeHead(500, { 'content-type': 'text/plain' }).end('Internal Server Error\n'),
+    );
+  });
+  server.maxConnections = 64;
+  return server;
+}
+
 export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Running> {
   const daemon = await createDaemon(cfg, { log });
   const adminCallback = daemon.adminApp.callback();
@@ -131,6 +155,8 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   await listenAdminSocket(adminServer, sock, parseInt(cfg.admin.socketMode, 8));
   const guestServers: http.Server[] = [];
   const guestAddresses: { host: string; port: number }[] = [];
+  let metricsServer: http.Server | undefined;
+  let metricsAddress: { host: string; port: number } | undefined;
   try {
     for (const l of guestTargets(cfg)) {
       const server = createGuestServer(daemon, cfg, log);
@@ -139,9 +165,15 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
       guestAddresses.push({ host: a.address, port: a.port });
       guestServers.push(server);
     }
+    if (cfg.metrics.listen) {
+      metricsServer = createMetricsServer(daemon);
+      await listen(metricsServer, cfg.metrics.listen);
+      const a = metricsServer.address() as net.AddressInfo;
+      metricsAddress = { host: a.address, port: a.port };
+    }
   } catch (err) {
     // Leave nothing half-open behind: no listening admin socket, no stale socket file.
-    for (const s of [adminServer, ...guestServers]) s.close();
+    for (const s of [adminServer, ...guestServers, ...(metricsServer ? [metricsServer] : [])]) s.close();
     await unlink(sock).catch(() => undefined);
     await daemon.stop();
     throw err;
@@ -149,7 +181,15 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const comm = daemon.services.comm;
   const port = cfg.guest.listen.find((l) => l.host === '169.254.169.254')?.port ?? 80;
   const linkDoors = comm ? linkLocalDoors(comm, () => createGuestServer(daemon, cfg, log), port, log) : undefined;
-  log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
+  log.info(
+    {
+      adminSocket: sock,
+      guest: guestAddresses,
+      ...(metricsAddress ? { metrics: metricsAddress } : {}),
+      instances: daemon.services.store.size,
+    },
+    EV.started,
+  );
   // With the comm network on, an operator expects installs: say at once when they cannot run.
   if (cfg.network.mode !== 'off') {
     const installs = await daemon.services.installs?.();
@@ -157,7 +197,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   }
   const close = async (): Promise<void> => {
     await linkDoors?.close();
-    const all = [adminServer, ...guestServers];
+    const all = [adminServer, ...guestServers, ...(metricsServer ? [metricsServer] : [])];
     await Promise.all(
       all.map(
         (s) =>
@@ -178,5 +218,5 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     for (const s of guestServers) retune.get(s)?.(running.guest);
     return plan;
   };
-  return { daemon, adminServer, guestServers, guestAddresses, reload, close };
+  return { daemon, adminServer, guestServers, guestAddresses, ...(metricsAddress ? { metricsAddress } : {}), reload, close };
 }

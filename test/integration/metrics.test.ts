@@ -6,7 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestDaemon, sampleInstance } from '../support/daemon.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import { runDaemon } from '../../daemon/process/main.js';
+import { sinkLogger } from '../support/sink.js';
 import { METRICS } from '../../daemon/metrics/catalogue.js';
 
 const VM1 = '127.0.0.2';
@@ -61,4 +67,37 @@ test('metrics: guest traffic counted exactly, every metric present, no value lea
   for (const name of Object.keys(METRICS)) assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
   for (const leak of ['private-sekrit-77', 'secret-sekrit-99', 'public-value', 'private-sekrit-path', 'vm1'])
     assert.ok(!text.includes(leak), `${leak} must not appear in the metrics`);
+});
+
+test('metrics.listen: a TCP listener that serves GET /metrics and nothing else; guest-reachable hosts are refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-metrics-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const base = {
+    stateDir: join(dir, 'state'),
+    admin: { socket: join(dir, 'admin.sock') },
+    guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
+  };
+  // Inside the comm range, the metadata address, a wildcard or a guest listener: a guest could scrape it.
+  for (const host of ['127.0.0.1', '127.0.0.9', '169.254.169.254', '0.0.0.0', '::'])
+    assert.throws(
+      () => buildConfig({ ...base, metrics: { listen: { host, port: 9169 } } }),
+      /\/metrics\/listen\/host: guests could reach it/,
+      host,
+    );
+  const { log } = sinkLogger();
+  const r = await runDaemon(buildConfig({ ...base, metrics: { listen: { host: '::1', port: 0 } } }), log);
+  t.after(() => r.close());
+  assert.ok(r.metricsAddress, 'the listener is bound');
+  const get = (method: string, path: string): Promise<Reply> =>
+    request({ host: '::1', port: r.metricsAddress?.port, method, path, agent: false });
+  const m = await get('GET', '/metrics');
+  assert.equal(m.status, 200);
+  assert.match(m.text, /^metad_instances 0$/m);
+  assert.match(m.text, /^metad_build_info\{version="[^"]+"\} 1$/m);
+  for (const path of ['/v1/metrics', '/v1/instances', '/latest/meta-data/', '/metrics/x'])
+    assert.equal((await get('GET', path)).status, 404, path);
+  assert.equal((await get('POST', '/metrics')).status, 405);
+  // Off by default: no listener.
+  const plain = buildConfig(base);
+  assert.equal(plain.metrics.listen, undefined);
 });

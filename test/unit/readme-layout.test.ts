@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist']);
+const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'coverage']);
 
 const dirsIn = (dir: string): string[] =>
   readdirSync(join(ROOT, dir))
