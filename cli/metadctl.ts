@@ -106,6 +106,12 @@ function buildProgram(io: CliIo, state: { code: number; json: boolean }): Comman
   return program;
 }
 
+/** The command tree alone, for docs/man/metadctl.8 (cli/man.ts): no streams, nothing runs. */
+export function metadctlProgram(): Command {
+  const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
+  return buildProgram({ stdout: quiet, stderr: quiet, stdin: process.stdin, env: {} }, { code: EXIT.OK, json: false });
+}
+
 /** Run metadctl with `argv` (without node and the script); resolves to the exit code. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const state = { code: EXIT.OK as number, json: false };

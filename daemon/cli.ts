@@ -33,13 +33,13 @@ import { appliancePreflight } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
 import { loadBinding } from '../appliance/libvirt.js';
 
-export async function main(argv: string[]): Promise<number> {
+/** The `metad` command tree; actions record their exit code in `state` (docs/man/metad.8 comes from the same tree). */
+export function metadProgram(state: { code: number } = { code: 0 }): Command {
   const program = new Command('metad')
     .description('Hypervisor-side instance metadata daemon (EC2 IMDS, OpenStack, Ganeti)')
     .version(VERSION)
     .exitOverride()
     .showHelpAfterError();
-  let code = 0;
   program
     .command('serve')
     .description('run the daemon in the foreground (logs JSON to stdout)')
@@ -51,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
       '\nEnvironment: METAD_CONFIG, METAD_STATE_DIR, METAD_KEY_FILE, METAD_ADMIN_SOCKET, METAD_LOG_LEVEL\n\nExamples:\n  metad serve --config /etc/metad/config.yaml\n  metad serve --demo',
     )
     .action(async (opts: { config?: string; demo?: boolean; port: string }) => {
-      code = await serve(opts);
+      state.code = await serve(opts);
     });
   program
     .command('check-config')
@@ -75,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         process.stderr.write(`metad: ${err.message}\n`);
-        code = 2;
+        state.code = 2;
       }
     });
   program
@@ -91,14 +91,14 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         process.stderr.write(`metad: ${err.message}\n`);
-        code = 2;
+        state.code = 2;
         return;
       }
       try {
         process.stdout.write(`${await buildCurrentAppliance(cfg.appliance.cacheDir)}\n`);
       } catch (err) {
         process.stderr.write(`metad: ${(err as Error).message}\n`);
-        code = 1;
+        state.code = 1;
       }
     });
   program
@@ -125,13 +125,18 @@ export async function main(argv: string[]): Promise<number> {
     .action(() => {
       process.stdout.write(`${JSON.stringify(instanceSchema, null, 2)}\n`);
     });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const state = { code: 0 };
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await metadProgram(state).parseAsync(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     throw err;
   }
-  return code;
+  return state.code;
 }
 
 /**
