@@ -50,7 +50,7 @@ export interface JobSettings {
 }
 
 /** What one run needs besides the hypervisor: the domain XML and what to remove afterwards. */
-export interface Prepared {
+export interface PreparedRun {
   xml: string;
   cleanup: () => Promise<void>;
 }
@@ -65,7 +65,7 @@ export interface JobDeps {
   /** The hypervisor; rejects with HypervisorUnavailable (naming the packages) when it cannot be used. */
   hypervisor: () => Promise<Hypervisor>;
   /** Overlay, tap, domain XML for one run of `instance` as domain `domain` (`busy` as for admit). */
-  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<Prepared>;
+  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<PreparedRun>;
   /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
   release?: (instance: string, domain: string) => Promise<void>;
   /**
@@ -78,7 +78,7 @@ export interface JobDeps {
   /** Resolves once the instance's writes queued so far have landed (the identity a job checks is final). */
   quiesce?: (instance: string) => Promise<void>;
   /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
-  adopt?: (instance: string, domain: string) => Promise<Prepared>;
+  adopt?: (instance: string, domain: string) => Promise<PreparedRun>;
   /** Where what could not be removed is reported (and retried); without it, it is logged only. */
   leftovers?: LeftoverSink;
 }
@@ -388,12 +388,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
     try {
       const hv = await this.d.hypervisor();
       const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
-      const adopted = (): Promise<Prepared | undefined> =>
+      const adopted = (): Promise<PreparedRun | undefined> =>
         this.d.adopt?.(instance, j.rec.domain).catch((e: unknown) => {
           this.d.log.error({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobAdoptFailed);
           return undefined;
         }) ?? Promise.resolve(undefined);
-      const prepared: Prepared = t.adopt ? ((await adopted()) ?? { xml: '', cleanup: release }) : await this.prepareWithin(j, t.deadlineAt);
+      const prepared: PreparedRun = t.adopt
+        ? ((await adopted()) ?? { xml: '', cleanup: release })
+        : await this.prepareWithin(j, t.deadlineAt);
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -474,7 +476,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
    * does not hold the job. One given up on is undone when it finishes (its cleanup), and what
    * that cannot remove is a leftover.
    */
-  private async prepareWithin(j: Live, deadlineAt: number): Promise<Prepared> {
+  private async prepareWithin(j: Live, deadlineAt: number): Promise<PreparedRun> {
     const { instance, domain } = j.rec;
     const preparing = this.d.prepare(instance, domain, this.busyBesides(instance));
     try {

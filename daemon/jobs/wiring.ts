@@ -22,7 +22,7 @@ import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../registry/store.js';
 import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
-import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
+import { DOMAIN_PREFIX, type JobDeps, type PreparedRun } from './manager.js';
 import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
 
@@ -222,7 +222,7 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
     }
   };
 
-  const prepare = async (instance: string, domain: string, busy: readonly string[] = []): Promise<Prepared> => {
+  const prepare = async (instance: string, domain: string, busy: readonly string[] = []): Promise<PreparedRun> => {
     // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
     const disks = await admit(instance, busy);
     const c = comm();
@@ -250,7 +250,7 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
   };
 
   /** After a restart: the running appliance's tap gets its instance's identity back. */
-  const adopt = async (instance: string, domain: string): Promise<Prepared> => {
+  const adopt = async (instance: string, domain: string): Promise<PreparedRun> => {
     const tap = runNames(domain, a).tap;
     if (d.comm && d.store.get(instance) && (await d.comm.net.linkExists(tap))) await d.comm.useJobTap(instance, tap);
     return { xml: '', cleanup: () => release(instance, domain) };

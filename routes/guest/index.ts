@@ -18,7 +18,7 @@ import { AnswerCache } from './cache.js';
 import { RateLimiter } from './rate-limit.js';
 import { TokenIssuer, TOKEN_HEADER } from './tokens.js';
 import { SeedPool } from './seed-pool.js';
-import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, prepare, send } from './answer.js';
+import { type Answer, type GuestDeps, type GuestRequest, type PreparedAnswer, fail, prepareAnswer, send } from './answer.js';
 import { tokenKey } from './ec2.js';
 import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/log/events.js';
@@ -33,8 +33,8 @@ export interface GuestOptions {
 
 export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const NOT_FOUND = prepare(fail(404));
-const UNAUTHORIZED = prepare(fail(401));
+const NOT_FOUND = prepareAnswer(fail(404));
+const UNAUTHORIZED = prepareAnswer(fail(401));
 
 export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
   const d: GuestDeps = {
@@ -127,7 +127,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       }
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path);
-    const prepared = prepare(answer);
+    const prepared = prepareAnswer(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) send(res, prepared, d.seeds);
   };
@@ -146,7 +146,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const retry = limiter.take(inst.doc.name, now);
     if (retry > 0) {
       logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '');
-      send(res, prepare(fail(429, { 'Retry-After': String(retry) })), d.seeds);
+      send(res, prepareAnswer(fail(429, { 'Retry-After': String(retry) })), d.seeds);
       return;
     }
     const url = req.url ?? '/';
@@ -163,7 +163,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       return;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
-      const hit: Prepared | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
+      const hit: PreparedAnswer | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
       if (hit) {
         send(res, hit, d.seeds);
         return;

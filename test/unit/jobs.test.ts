@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
-import { JobManager, type JobSettings, type Prepared } from '../../daemon/jobs/manager.js';
+import { JobManager, type JobSettings, type PreparedRun } from '../../daemon/jobs/manager.js';
 import { JobRecordFiles, MAX_LINE_CHARS, REDACTED, redactLines, type JobRecord } from '../../daemon/jobs/record.js';
 import { SecretVault } from '../../daemon/registry/vault.js';
 import { PipeRegistry } from '../../daemon/registry/pipes.js';
@@ -40,7 +40,7 @@ function harness(
     files,
     settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250, ...settings },
     hypervisor: () => (opts.hvMissing ? Promise.reject(new HypervisorUnavailable('install libvirt-dev')) : Promise.resolve(hv)),
-    prepare: (_instance, domain): Promise<Prepared> =>
+    prepare: (_instance, domain): Promise<PreparedRun> =>
       Promise.resolve({
         xml: `<domain><name>${domain}</name></domain>`,
         cleanup: () => {
