@@ -16,7 +16,7 @@ import { IdentitySigner } from './registry/identity.js';
 import { removeStaleTemps } from './registry/persist.js';
 import { Keyring, loadMasterKey } from './registry/keys.js';
 import { PipeRegistry } from './registry/pipes.js';
-import type { Services } from './services.js';
+import type { SecretsGate, Services } from './services.js';
 import { InstanceStore } from './registry/store.js';
 import { DaemonError } from './errors.js';
 import { incarnationOf, installIdentityChanges, type StoredInstance } from './registry/model.js';
@@ -186,7 +186,9 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
   await comm?.start();
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
-  const guestHandler = createGuestHandler(services, { limiter });
+  // The guest door sees the install jobs only as their secrets gate: it cannot start, abort or read a job.
+  const secrets: SecretsGate = { secretsOpen: (name) => jobs.secretsOpen(name), noteClaim: (name) => jobs.noteClaim(name) };
+  const guestHandler = createGuestHandler({ config, log, clock, store, vault, pipes, identity, guestLog, secrets }, { limiter });
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {

@@ -7,7 +7,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/registry/model.js';
-import type { Services } from '../../daemon/services.js';
+import type { GuestServices } from '../../daemon/services.js';
 import type { GuestEvent } from '../../daemon/log/guest-log.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
@@ -28,7 +28,7 @@ export interface Answer {
   seedPlaceholder?: string;
 }
 
-export interface GuestDeps extends Services {
+export interface GuestDeps extends GuestServices {
   cache: AnswerCache;
   tokens: TokenIssuer;
   seeds: SeedPool;

@@ -11,7 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Services } from '../../daemon/services.js';
+import type { GuestServices } from '../../daemon/services.js';
 import type { StoredInstance } from '../../daemon/registry/model.js';
 import { normalizeAddress } from '../../daemon/net.js';
 import { AnswerCache } from './cache.js';
@@ -36,7 +36,7 @@ export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 const NOT_FOUND = prepareAnswer(fail(404));
 const UNAUTHORIZED = prepareAnswer(fail(401));
 
-export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
+export function createGuestHandler(s: GuestServices, opts: GuestOptions = {}): GuestHandler {
   const d: GuestDeps = {
     ...s,
     cache: new AnswerCache(s.config.guest.cacheInstances),
