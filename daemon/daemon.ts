@@ -35,7 +35,7 @@ import { JobRecordFiles } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
 import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
-import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
+import { boundedHypervisor, defaultHypervisor, ProductionAppliance } from './jobs/wiring.js';
 import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
 
@@ -117,8 +117,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     ...(deps.leftoverRetryMs ? { retryMs: deps.leftoverRetryMs } : {}),
   });
   // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
-  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
-  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
+  const wiring = new ProductionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
+  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring.jobHooks();
   const jobs = new JobManager({
     clock,
     log,
