@@ -12,7 +12,9 @@
  * A record belongs to one incarnation of its instance (`incarnation`: uuid @ creation time).
  */
 import { readdir, readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { RunRecord, RunState } from '../../appliance/runner.js';
+import { EV } from '../log/events.js';
 import { isInstanceName } from '../registry/model.js';
 import { mkdirs } from '../mkdirs.js';
 import { removeFileDurable, writeFileDurable } from '../registry/persist.js';
@@ -160,5 +162,49 @@ export class JobRecordFiles {
       }
     }
     return { records, bad };
+  }
+}
+
+/**
+ * The job manager's writes of its records, in the background and in order. Writes are
+ * coalesced: per instance at most one write waits behind the one in flight, and it saves the
+ * newest record when its turn comes. A guest that floods the pipe with progress lines (the
+ * create script is untrusted) causes one durable write per write time, not one per line. A write
+ * that fails is logged (`job record write failed`); the record in memory stays as it is.
+ */
+export class JobRecordWriter {
+  private writes = Promise.resolve();
+  /** Records changed since their last write was queued (see save). */
+  private readonly unsaved = new Map<string, JobRecord>();
+
+  constructor(
+    private readonly files: JobRecordFiles,
+    private readonly log: Logger,
+  ) {}
+
+  /** Queues the durable write of `rec` (its instance's newest record wins). */
+  save(rec: JobRecord): void {
+    const waiting = this.unsaved.has(rec.instance);
+    this.unsaved.set(rec.instance, rec);
+    if (waiting) return;
+    this.writes = this.writes
+      .then(() => {
+        const newest = this.unsaved.get(rec.instance) ?? rec;
+        this.unsaved.delete(rec.instance);
+        return this.files.save(newest);
+      })
+      .catch((e: unknown) => {
+        this.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
+      });
+  }
+
+  /** Queues the deletion of the instance's record file, after the writes queued before it (a failure is ignored). */
+  remove(instance: string): void {
+    this.writes = this.writes.then(() => this.files.remove(instance)).catch(() => undefined);
+  }
+
+  /** Resolves once every write and deletion queued so far is done. */
+  idle(): Promise<void> {
+    return this.writes;
   }
 }

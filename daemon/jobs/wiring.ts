@@ -22,8 +22,8 @@ import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../registry/store.js';
 import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
-import { DOMAIN_PREFIX, type JobDeps, type PreparedRun } from './manager.js';
-import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
+import type { JobDeps, PreparedRun } from './manager.js';
+import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
 
 /** One connection for the daemon's life, opened on first use. */
