@@ -11,17 +11,22 @@
  * - The hard deadline is absolute and nothing the guest does extends it; at the deadline the
  *   run is timed-out. A run whose appliance has not claimed its secrets by the claim deadline
  *   is stuck. An abort (signal) ends it as aborted.
- * - Whatever the outcome, the domain is destroyed in `finally` (destroy of a gone domain is a
- *   no-op), then `cleanup` runs (overlay, tap, secrets: the caller's). A hypervisor that cannot
- *   be reached (libvirtd restarting) does not stop the clock: a failing `state` is a hiccup and
- *   the deadlines still end the run; the final destroy is retried a bounded number of times
+ * - Whatever the outcome, a domain that was (or may have been) created is destroyed in
+ *   `finally` (destroy of a gone domain is a no-op), then `cleanup` runs (overlay, tap, secrets:
+ *   the caller's), whether the destroy succeeded or not. A hypervisor that cannot be reached
+ *   (libvirtd restarting) does not stop the clock: a failing `state` is a hiccup and the
+ *   deadlines still end the run; the final destroy is retried a bounded number of times
  *   (DESTROY_RETRY_MS), and if it still fails the record says so (`destroyError`).
  * - A hypervisor that does not answer at all (libvirtd stopped, a hung monitor) does not stop
- *   it either: every call is bounded (CALL_BOUNDS) and raced against the hard deadline, the
- *   claim deadline and the abort, so those end the run on time whatever the hypervisor does (a
- *   `state` call gets at least one poll interval to answer). A create given up on may still make
- *   the domain later: the run ends with `destroyError` saying so, and the caller keeps retrying
- *   the destroy (daemon/jobs/leftovers.ts). A destroy that does not answer is not retried here.
+ *   it either: every call is bounded (CALL_BOUNDS); the create is raced against the hard
+ *   deadline and the abort, each `state` call against the hard deadline, the claim deadline
+ *   (until the secrets are claimed) and the abort, but gets at least one poll interval to
+ *   answer. So the run ends on time whatever the hypervisor does: at the hard deadline, on an
+ *   abort, and at the claim deadline once the domain is created (a create that hangs past the
+ *   claim deadline ends at its own bound or the hard deadline, whichever comes first). A create
+ *   given up on may still make the domain later: the run ends with `destroyError` saying so,
+ *   and the caller keeps retrying the destroy (daemon/jobs/leftovers.ts). A destroy that does
+ *   not answer is not retried here.
  * - Deadlines are measured on the clock's monotonic reading (`mono`): a wall-clock step moves
  *   neither; the record's times stay wall-clock.
  * Within one poll, lines are taken first, then the domain state, then the deadlines: a domain
@@ -51,8 +56,12 @@ export interface RunRecord {
   /** The last progress lines (at most MAX_LINES). */
   lines: string[];
   reason?: string;
-  /** Set when the final destroy (or the cleanup) failed: something may be left behind. */
+  /**
+   * Set when the final destroy failed or did not answer, or a create given up on may still make
+   * the domain: something may be left behind.
+   */
   destroyError?: string;
+  /** Set when the cleanup failed. */
   cleanupError?: string;
   startedAt: number;
   createdAt?: number;
@@ -141,7 +150,7 @@ export interface RunDeps {
   claimed?: () => boolean;
   /** Every state change (for the job record and watchers). */
   onChange?: (r: RunRecord) => void;
-  /** Runs after the domain is destroyed, whatever happened (overlay, tap, secrets). */
+  /** Runs once the run has ended and the destroy was tried (succeeded or not), whatever happened (overlay, tap, secrets). */
   cleanup?: () => Promise<void>;
   signal?: AbortSignal;
   /** Waits between attempts of the final destroy (default DESTROY_RETRY_MS). */

@@ -16,7 +16,7 @@ import { IdentitySigner } from './registry/identity.js';
 import { removeStaleTemps } from './registry/persist.js';
 import { Keyring, loadMasterKey } from './registry/keys.js';
 import { PipeRegistry } from './registry/pipes.js';
-import type { Services } from './services.js';
+import type { SecretsGate, Services } from './services.js';
 import { InstanceStore } from './registry/store.js';
 import { DaemonError } from './errors.js';
 import { incarnationOf, installIdentityChanges, type StoredInstance } from './registry/model.js';
@@ -39,7 +39,7 @@ import { JobRecordFiles } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
 import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
-import { boundedHypervisor, defaultHypervisor, productionAppliance } from './jobs/wiring.js';
+import { boundedHypervisor, defaultHypervisor, ProductionAppliance } from './jobs/wiring.js';
 import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
 
@@ -121,8 +121,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     ...(deps.leftoverRetryMs ? { retryMs: deps.leftoverRetryMs } : {}),
   });
   // Tests inject a stand-in `prepare` (fake hypervisor); production assembles real runs.
-  const wiring = productionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
-  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring;
+  const wiring = new ProductionAppliance({ config, store, comm, hypervisor, clock, log, leftovers });
+  const appliance = deps.prepare ? { prepare: deps.prepare } : wiring.jobHooks();
   const jobs = new JobManager({
     clock,
     log,
@@ -205,7 +205,12 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
   await comm?.start();
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
-  const guestHandler = createGuestHandler(services, { limiter, tokens, counters: guestCounters });
+  // The guest door sees the install jobs only as their secrets gate: it cannot start, abort or read a job.
+  const secrets: SecretsGate = { secretsOpen: (name) => jobs.secretsOpen(name), noteClaim: (name) => jobs.noteClaim(name) };
+  const guestHandler = createGuestHandler(
+    { config, log, clock, store, vault, pipes, identity, guestLog, secrets },
+    { limiter, tokens, counters: guestCounters },
+  );
   const adminApp = createAdminApp(services);
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {

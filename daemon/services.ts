@@ -1,7 +1,9 @@
 /**
- * The shared graph both doors use: one store, one vault, one pipe registry, clock, logger,
- * config, the identity signer, the comm network (when on), the install jobs (the secrets gate for
- * the guest door), their leftovers and install availability, and the sampled guest log. Built by daemon/daemon.ts; tests build it with fakes.
+ * The shared graph the doors use: one store, one vault, one pipe registry, clock, logger,
+ * config, the identity signer, the comm network (when on), the install jobs, their leftovers and
+ * install availability, and the sampled guest log. The admin door gets all of it (`Services`);
+ * the guest door a part (`GuestServices`), in which the install jobs are only their secrets gate.
+ * Built by daemon/daemon.ts.
  */
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
@@ -17,7 +19,7 @@ import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
 
-/** The install jobs as the guest door sees them (daemon/jobs/manager.ts). */
+/** The install jobs as the guest door sees them (daemon/jobs/manager.ts): no start, abort or record. */
 export interface SecretsGate {
   /** True while an install job of the instance is live: only then are its secrets served. */
   secretsOpen(instance: string): boolean;
@@ -35,7 +37,7 @@ export interface Services {
   readonly identity: IdentitySigner;
   /** The comm network (undefined when network.mode is off and none was injected). */
   readonly comm?: CommController | undefined;
-  /** Install jobs (admin routes) and the secrets gate (guest door). */
+  /** Install jobs (the admin door; the guest door sees only their SecretsGate). */
   readonly jobs: JobManager;
   /** What install runs, recovery and the sweep could not remove yet (GET /v1/health; retried). */
   readonly leftovers?: Leftovers | undefined;
@@ -45,4 +47,10 @@ export interface Services {
   readonly guestLog: GuestLog;
   /** The Prometheus registry (GET /v1/metrics); absent in tests that build Services by hand. */
   readonly metrics?: Metrics | undefined;
+}
+
+/** What the guest door is given: no job control, comm network, leftovers or install availability. */
+export interface GuestServices extends Pick<Services, 'config' | 'log' | 'clock' | 'store' | 'vault' | 'pipes' | 'identity' | 'guestLog'> {
+  /** The install jobs' secrets gate (a view of the JobManager that has nothing else of it). */
+  readonly secrets: SecretsGate;
 }

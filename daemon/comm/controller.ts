@@ -10,20 +10,12 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { InstanceStore } from '../registry/store.js';
-import type { InstanceInput, StoredInstance } from '../registry/model.js';
+import { inputOf } from '../registry/model.js';
 import { DaemonError, notFound } from '../errors.js';
 import { EV } from '../log/events.js';
 import { guestTapNameProblem, tapNameProblem } from '../net.js';
 import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
-
-/** The full input document of a stored instance (private values and IAM included), to re-put. */
-function inputOf(i: StoredInstance): InstanceInput {
-  const doc: InstanceInput = structuredClone(i.doc);
-  if (Object.keys(i.sensitive.private).length > 0) doc.params = { ...(doc.params ?? {}), private: { ...i.sensitive.private } };
-  if (i.sensitive.iam) doc.ec2 = { ...(doc.ec2 ?? {}), iam: { ...i.sensitive.iam } };
-  return doc;
-}
 
 /** Event: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile. */
 export class CommController extends EventEmitter {

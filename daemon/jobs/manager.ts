@@ -1,6 +1,7 @@
 /**
  * Install jobs: at most one per instance, run by appliance/runner.ts over an injected
- * Hypervisor and Clock. The JobManager keeps the records (daemon/jobs/record.ts), the queue
+ * Hypervisor and Clock. The JobManager keeps the records (daemon/jobs/record.ts: scrubbed here,
+ * written by its JobRecordWriter; loaded and recovered after a restart by daemon/jobs/recovery.ts), the queue
  * (maxConcurrent running, the rest `queued`, for at most maxQueueMs), the hard deadlines (absolute, set when a job leaves
  * the queue; guest traffic never moves them), the progress tap on the pipe, and the secrets gate:
  * the guest door serves an instance's secret parameters only while its job is live (pending,
@@ -15,7 +16,6 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { HypervisorUnavailable, type Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
-import { parseProgress } from '../../appliance/progress.js';
 import { bounded, TimedOut, type Clock } from '../clock.js';
 import { DaemonError, notFound } from '../errors.js';
 import { CommError } from '../comm/network.js';
@@ -23,19 +23,23 @@ import { EV } from '../log/events.js';
 import type { PipeRegistry } from '../registry/pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { SecretVault } from '../registry/vault.js';
-import { CANNOT_START, CREATE_FAILED, isEnded, OWN_REASONS, scrubRecord, withRun, type JobRecord, type JobRecordFiles } from './record.js';
+import {
+  CANNOT_START,
+  CREATE_FAILED,
+  isEnded,
+  JobRecordWriter,
+  OWN_REASONS,
+  scrubRecord,
+  withRun,
+  type JobRecord,
+  type JobRecordFiles,
+} from './record.js';
 import { itemsOf, LeftBehind, logLeftovers, type LeftoverItem, type LeftoverSink } from './leftovers.js';
+import { DOMAIN_PREFIX } from './prepare.js';
+import { loadRecords, recoverJobs, resumedOf } from './recovery.js';
 
-/** Every appliance domain's name starts with this (restart recovery lists by it). */
-export const DOMAIN_PREFIX = 'metad-install-';
-const MAX_TAP_BYTES = 65_536;
-/** The agent's final status among recorded progress lines (a record of before a restart), if it reported one. */
-const finalOf = (lines: readonly string[]): string | undefined =>
-  lines
-    .map((l) => parseProgress(l))
-    .filter((p) => p?.step === 'final')
-    .at(-1)?.status;
-const msOf = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
+/** At most this many characters of what the guest wrote to the pipe wait for the runner (the newest). */
+const MAX_TAP_CHARS = 65_536;
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export interface JobSettings {
@@ -50,7 +54,7 @@ export interface JobSettings {
 }
 
 /** What one run needs besides the hypervisor: the domain XML and what to remove afterwards. */
-export interface Prepared {
+export interface PreparedRun {
   xml: string;
   cleanup: () => Promise<void>;
 }
@@ -65,7 +69,7 @@ export interface JobDeps {
   /** The hypervisor; rejects with HypervisorUnavailable (naming the packages) when it cannot be used. */
   hypervisor: () => Promise<Hypervisor>;
   /** Overlay, tap, domain XML for one run of `instance` as domain `domain` (`busy` as for admit). */
-  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<Prepared>;
+  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<PreparedRun>;
   /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
   release?: (instance: string, domain: string) => Promise<void>;
   /**
@@ -78,7 +82,7 @@ export interface JobDeps {
   /** Resolves once the instance's writes queued so far have landed (the identity a job checks is final). */
   quiesce?: (instance: string) => Promise<void>;
   /** After a restart, for a domain that still runs: restore what it needs (its tap's rules); the cleanup releases. */
-  adopt?: (instance: string, domain: string) => Promise<Prepared>;
+  adopt?: (instance: string, domain: string) => Promise<PreparedRun>;
   /** Where what could not be removed is reported (and retried); without it, it is logged only. */
   leftovers?: LeftoverSink;
 }
@@ -100,6 +104,11 @@ interface Live {
   secrets: Set<string>;
 }
 
+/** A job's live state around `rec` (a new request, or a record found after a restart). */
+function liveJob(rec: JobRecord): Live {
+  return { rec, ac: new AbortController(), tap: '', claimed: rec.claimedAt !== undefined, secrets: new Set() };
+}
+
 export class JobManager extends EventEmitter implements SecretsGate {
   private readonly jobs = new Map<string, Live>();
   private readonly ended = new Map<string, JobRecord>();
@@ -107,18 +116,17 @@ export class JobManager extends EventEmitter implements SecretsGate {
   /** Instances whose install request is being admitted (no record yet): they are held too. */
   private readonly reserving = new Set<string>();
   private running = 0;
-  private writes = Promise.resolve();
-  /** Records changed since their last write was queued (see update). */
-  private readonly unsaved = new Map<string, JobRecord>();
+  private readonly records: JobRecordWriter;
   private readonly untap: () => void;
   private stopping = false;
 
   constructor(private readonly d: JobDeps) {
     super();
+    this.records = new JobRecordWriter(d.files, d.log);
     this.untap = d.pipes.tap((instance, data) => {
       const j = this.jobs.get(instance);
       if (!j || !this.isLive(j.rec)) return;
-      j.tap = (j.tap + data.toString('utf8')).slice(-MAX_TAP_BYTES);
+      j.tap = (j.tap + data.toString('utf8')).slice(-MAX_TAP_CHARS);
     });
   }
 
@@ -128,17 +136,8 @@ export class JobManager extends EventEmitter implements SecretsGate {
    * registered again) is deleted; an unfinished one stays for recover().
    */
   async init(): Promise<JobRecord[]> {
-    await this.d.files.init();
-    const { records } = await this.d.files.loadAll();
-    const kept: JobRecord[] = [];
-    for (const r of records) {
-      if (isEnded(r) && !this.current(r)) {
-        await this.d.files.remove(r.instance).catch(() => undefined);
-        continue;
-      }
-      this.ended.set(r.instance, r);
-      kept.push(r);
-    }
+    const kept = await loadRecords(this.d.files, (r) => this.current(r));
+    for (const r of kept) this.ended.set(r.instance, r);
     return kept;
   }
 
@@ -222,16 +221,15 @@ export class JobManager extends EventEmitter implements SecretsGate {
       if (!this.endQueued(j, 'aborted', 'instance removed')) j.ac.abort();
       await j.done;
     }
-    await this.writes;
+    await this.records.idle();
     // A newer incarnation may have started a job meanwhile: its record (same file name) stays.
     if (!this.jobs.has(instance) && mine(this.ended.get(instance))) {
       this.ended.delete(instance);
-      const files = this.d.files;
-      this.writes = this.writes.then(() => files.remove(instance)).catch(() => undefined);
+      this.records.remove(instance);
     }
     // Also when another caller (the store's 'removed' event and DELETE both call this) queued the
     // removal: resolve only once it is done.
-    await this.writes;
+    await this.records.idle();
   }
 
   /**
@@ -289,7 +287,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
       requestedAt: new Date(now).toISOString(),
       lines: [],
     };
-    const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false, secrets: new Set() };
+    const j = liveJob(rec);
     this.heldSecrets(j); // sent with the request (PUT/params) before the job exists
     this.jobs.set(instance, j);
     this.ended.delete(instance);
@@ -336,7 +334,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
   async settled(instance?: string): Promise<void> {
     const live = instance === undefined ? [...this.jobs.values()] : [this.jobs.get(instance)].filter((j) => j !== undefined);
     await Promise.all(live.map((j) => j.done ?? Promise.resolve()));
-    await this.writes;
+    await this.records.idle();
   }
 
   /** Daemon stop: every job ends (aborted), domains destroyed, cleanup run, records written. */
@@ -353,12 +351,17 @@ export class JobManager extends EventEmitter implements SecretsGate {
       const j = this.jobs.get(instance);
       if (!j) continue;
       j.queueWait?.abort();
-      this.running++;
-      j.done = this.run(j).finally(() => {
-        this.running--;
-        this.pump();
-      });
+      this.launch(j, () => this.run(j));
     }
+  }
+
+  /** The job counts as running (maxConcurrent) until `go` settles; then the queue moves on. */
+  private launch(j: Live, go: () => Promise<void>): void {
+    this.running++;
+    j.done = go().finally(() => {
+      this.running--;
+      this.pump();
+    });
   }
 
   private async run(j: Live): Promise<void> {
@@ -388,12 +391,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
     try {
       const hv = await this.d.hypervisor();
       const release = (): Promise<void> => this.d.release?.(instance, j.rec.domain) ?? Promise.resolve();
-      const adopted = (): Promise<Prepared | undefined> =>
+      const adopted = (): Promise<PreparedRun | undefined> =>
         this.d.adopt?.(instance, j.rec.domain).catch((e: unknown) => {
           this.d.log.error({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobAdoptFailed);
           return undefined;
         }) ?? Promise.resolve(undefined);
-      const prepared: Prepared = t.adopt ? ((await adopted()) ?? { xml: '', cleanup: release }) : await this.prepareWithin(j, t.deadlineAt);
+      const prepared: PreparedRun = t.adopt
+        ? ((await adopted()) ?? { xml: '', cleanup: release })
+        : await this.prepareWithin(j, t.deadlineAt);
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
@@ -403,7 +408,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
           deadlineAt: t.deadlineAt,
           claimDeadlineAt: t.claimDeadlineAt,
           adopt: t.adopt,
-          resumed: { createdAt: msOf(j.rec.createdAt), firstReportAt: msOf(j.rec.firstReportAt), final: finalOf(j.rec.lines) },
+          resumed: resumedOf(j.rec),
         },
         {
           hv,
@@ -474,7 +479,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
    * does not hold the job. One given up on is undone when it finishes (its cleanup), and what
    * that cannot remove is a leftover.
    */
-  private async prepareWithin(j: Live, deadlineAt: number): Promise<Prepared> {
+  private async prepareWithin(j: Live, deadlineAt: number): Promise<PreparedRun> {
     const { instance, domain } = j.rec;
     const preparing = this.d.prepare(instance, domain, this.busyBesides(instance));
     try {
@@ -496,80 +501,27 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   /**
-   * After a daemon restart (kill -9 included): the records of unfinished jobs against the
-   * domains that exist. A live job whose domain still runs is adopted with its recorded
-   * deadlines (one that already passed ends it at once, timed-out); a live job whose domain is
-   * gone failed (its final report is lost); a queued job is aborted (its secrets died with the
-   * old process); a domain with our prefix that no live record names is destroyed (orphan), and
-   * `release` removes what was made for it. Without a usable hypervisor nothing is touched
-   * (`deferred`: the caller runs it again later). What cannot be destroyed or released is
-   * reported as a leftover. Safe to run again: live jobs' domains are never orphans.
+   * After a daemon restart (kill -9 included): the unfinished jobs of the records init() loaded,
+   * against the domains that exist (daemon/jobs/recovery.ts: adopted, ended, orphans destroyed).
+   * `deferred` when the hypervisor cannot be used yet (the caller runs it again later).
    */
-  async recover(): Promise<{ adopted: string[]; orphans: string[]; deferred?: true }> {
-    const open = [...this.ended.values()].filter((r) => !isEnded(r));
-    // Every domain we create has a record first (written when queued): no open record, and no
-    // ended one whose final destroy failed (libvirtd down too long), nothing to find.
-    const undestroyed = [...this.ended.values()].some((r) => isEnded(r) && r.destroyError !== undefined);
-    if (open.length === 0 && !undestroyed) return { adopted: [], orphans: [] };
-    let hv: Hypervisor;
-    let domains: string[];
-    try {
-      hv = await this.d.hypervisor();
-      domains = await hv.list(DOMAIN_PREFIX);
-    } catch (e) {
-      this.d.log.warn({ jobs: open.length, err: messageOf(e) }, EV.jobRecoveryDeferred);
-      return { adopted: [], orphans: [], deferred: true }; // the caller retries (daemon/daemon.ts)
-    }
-    const adopted: string[] = [];
-    const at = new Date(this.d.clock.now()).toISOString();
-    for (const r of open) {
-      if (this.jobs.has(r.instance)) continue;
-      const running = r.state !== 'queued' && r.deadlineAt !== undefined && domains.includes(r.domain);
-      if (!running) {
-        const rec: JobRecord =
-          r.state === 'queued'
-            ? { ...r, state: 'aborted', outcome: 'aborted', reason: 'daemon restarted', endedAt: at }
-            : { ...r, state: 'failed', outcome: 'failed', reason: 'domain gone across a daemon restart', endedAt: at };
-        await this.release(r.instance, r.domain);
-        const j: Live = { rec, ac: new AbortController(), tap: '', claimed: false, secrets: new Set() };
-        this.finish(j, rec);
-        continue;
-      }
-      const j: Live = { rec: r, ac: new AbortController(), tap: '', claimed: r.claimedAt !== undefined, secrets: new Set() };
-      this.jobs.set(r.instance, j);
-      this.ended.delete(r.instance);
-      this.running++;
-      adopted.push(r.instance);
-      const deadlineAt = Date.parse(r.deadlineAt ?? '');
-      const claimDeadlineAt = Date.parse(r.claimDeadlineAt ?? r.deadlineAt ?? '');
-      j.done = this.supervise(j, { deadlineAt, claimDeadlineAt, adopt: true }).finally(() => {
-        this.running--;
-        this.pump();
-      });
-    }
-    // Live jobs' domains are not orphans: adopted ones, and (when this runs again on the retry
-    // timer) jobs started since.
-    const named = new Set([...this.jobs.values()].map((j) => j.rec.domain));
-    const orphans = domains.filter((dom) => !named.has(dom));
-    const left: string[] = [];
-    for (const dom of orphans) {
-      const owner = open.find((r) => r.domain === dom)?.instance;
-      await hv.destroy(dom).catch((e: unknown) => {
-        left.push(dom);
-        this.leftBehind([{ kind: 'domain', name: dom, instance: owner, domain: dom }], 'recovery', e);
-      });
-      if (owner !== undefined) await this.release(owner, dom);
-    }
-    if (adopted.length + orphans.length > 0) {
-      this.d.log.info({ adopted: adopted.length, orphans: orphans.length - left.length, orphansLeft: left.length }, EV.jobsRecovered);
-    }
-    return { adopted, orphans };
-  }
-
-  /** `release` after a restart; what it could not remove is reported, not dropped. */
-  private async release(instance: string, domain: string): Promise<void> {
-    await this.d.release?.(instance, domain).catch((e: unknown) => {
-      this.leftBehind(itemsOf(e, { kind: 'cleanup', name: domain, instance, domain }), 'recovery', e);
+  recover(): Promise<{ adopted: string[]; orphans: string[]; deferred?: true }> {
+    return recoverJobs({
+      clock: this.d.clock,
+      log: this.d.log,
+      hypervisor: () => this.d.hypervisor(),
+      release: this.d.release,
+      leftBehind: (items, during, err) => this.leftBehind(items, during, err),
+      records: [...this.ended.values()],
+      hasJob: (instance) => this.jobs.has(instance),
+      end: (rec) => this.finish(liveJob(rec), rec),
+      adopt: (rec, t) => {
+        const j = liveJob(rec);
+        this.jobs.set(rec.instance, j);
+        this.ended.delete(rec.instance);
+        this.launch(j, () => this.supervise(j, { ...t, adopt: true }));
+      },
+      liveDomains: () => new Set([...this.jobs.values()].map((j) => j.rec.domain)),
     });
   }
 
@@ -589,29 +541,14 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   /**
-   * New record state: kept, persisted, and told to watchers ('change'). Writes are coalesced:
-   * per instance at most one write waits behind the one in flight, and it saves the newest
-   * record when its turn comes. A guest that floods the pipe with progress lines (the create
-   * script is untrusted) causes one durable write per write time, not one per line.
+   * New record state: scrubbed, kept, written (coalesced: JobRecordWriter), and told to watchers
+   * ('change', and 'ended' once it ended).
    */
   private update(j: Live, next: JobRecord): void {
     if (this.isLive(next)) this.heldSecrets(j);
-    const rec = scrubRecord(next, j.secrets); // the one place every record passes: no secret, no control character
+    const rec = scrubRecord(next, j.secrets); // every record the manager makes or changes passes here: no secret, no control character
     j.rec = rec;
-    const waiting = this.unsaved.has(rec.instance);
-    this.unsaved.set(rec.instance, rec);
-    if (!waiting) {
-      const files = this.d.files;
-      this.writes = this.writes
-        .then(() => {
-          const newest = this.unsaved.get(rec.instance) ?? rec;
-          this.unsaved.delete(rec.instance);
-          return files.save(newest);
-        })
-        .catch((e: unknown) => {
-          this.d.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
-        });
-    }
+    this.records.save(rec);
     this.emit('change', rec);
     if (isEnded(rec)) this.emit('ended', rec);
   }

@@ -1,7 +1,8 @@
 /**
  * One install run as data (pure, no I/O): the names of what a run creates, all derived from the
- * job's domain name so that a restarted daemon finds them again (`release`), and the domain
- * spec from the instance document, the appliance image and the appliance settings.
+ * job's domain name (DOMAIN_PREFIX + a short id) so that a restarted daemon finds them again
+ * (`release`), and the domain spec from the instance document, the appliance image and the
+ * appliance settings.
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -21,6 +22,9 @@ export interface RunNames {
   /** The per-run qcow2 overlay (used only with a disk-based appliance, `baseDisk`). */
   overlay: string;
 }
+
+/** Every appliance domain's name starts with this (restart recovery lists domains by it, the sweep files). */
+export const DOMAIN_PREFIX = 'metad-install-';
 
 /** Every appliance tap's name starts with this (a sweep at start finds leftovers by it; guests' taps may not). */
 export const TAP_PREFIX = APPLIANCE_TAP_PREFIX;

@@ -3,16 +3,26 @@
  * Kept apart from the instance document (<stateDir>/jobs/<instance>.json): a progress line
  * rewrites this small file only, so it never bumps the instance's generation nor flushes the
  * guest answers cached for it. Times are absolute ISO strings (a deadline survives a restart).
- * No secret values: the record holds states, times, reasons and the agent's progress lines.
- * Every record the JobManager keeps, writes or shows passes `scrubRecord`: control characters
- * leave guest-written lines, long lines are cut, and a line that contains any secret value the
- * job has held (snapshotted at its request and start, claim-once ones included, so a value
- * claimed or wiped since is still known) is replaced whole. Reasons are metad's own words: a
- * hypervisor's raw error text (which names host paths) goes to the log, never to the record.
+ * The record holds states, times, reasons and the agent's progress lines. Every record the
+ * JobManager makes or changes passes `scrubRecord` before it is kept, written or shown: control
+ * characters leave guest-written lines, long lines are cut, and a line that contains any secret
+ * value the job has held verbatim is replaced whole. The values are collected at the job's
+ * request, its start, each record change while it is live, the appliance's claim (before the
+ * claim-once ones are consumed) and the end of its run (before the wipe), so a value claimed
+ * or wiped since is still known. A secret printed otherwise (encoded, split across lines) is
+ * not recognised.
+ * Records read back at start (`JobRecordFiles.loadAll`) are shown as they were written: they
+ * passed `scrubRecord` then, and are not passed again.
+ * Reasons are metad's own words, a refusal of metad's (DaemonError), or a comm network error
+ * (metad's words around a tool's first error line, anything shaped like a host path cut out): a
+ * hypervisor's raw error text and any other preparation error (which may name host paths) go to
+ * the log, never to the record; so do destroy and cleanup errors that are not metad's words.
  * A record belongs to one incarnation of its instance (`incarnation`: uuid @ creation time).
  */
 import { readdir, readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { RunRecord, RunState } from '../../appliance/runner.js';
+import { EV } from '../log/events.js';
 import { isInstanceName } from '../registry/model.js';
 import { mkdirs } from '../mkdirs.js';
 import { removeFileDurable, writeFileDurable } from '../registry/persist.js';
@@ -101,9 +111,10 @@ const OWN_DESTROY_ERROR =
   /^(hypervisor [A-Za-z]+: no answer within \d+ ms|the create had not answered when the run ended: the domain may still appear)$/;
 
 /**
- * The one function every record passes before it is kept, written or shown: lines cleaned
- * (control characters, length) and then redacted against every secret the job has held;
- * error fields that are not metad's own words replaced by a pointer to the log. Pure.
+ * The one function every record the job manager makes or changes passes before it is kept,
+ * written or shown: lines cleaned (control characters, length) and then redacted against every
+ * secret the job has held; error fields that are not metad's own words replaced by a pointer to
+ * the log. Pure; a record it made comes out of it again unchanged (with the same secrets).
  */
 export function scrubRecord(r: JobRecord, secrets: Iterable<string>): JobRecord {
   const next: JobRecord = { ...r, lines: redactLines(r.lines.map(cleanLine), secrets) };
@@ -112,9 +123,9 @@ export function scrubRecord(r: JobRecord, secrets: Iterable<string>): JobRecord 
   return next;
 }
 
-/** The job record after a runner state change. Pure. */
-export function withRun(job: JobRecord, run: RunRecord, secrets: readonly string[] = []): JobRecord {
-  const next: JobRecord = { ...job, state: run.state, lines: redactLines(run.lines, secrets) };
+/** The job record after a runner state change, not scrubbed yet (the manager's update does that). Pure. */
+export function withRun(job: JobRecord, run: RunRecord): JobRecord {
+  const next: JobRecord = { ...job, state: run.state, lines: [...run.lines] };
   const set = <K extends keyof JobRecord>(k: K, v: JobRecord[K] | undefined): void => {
     if (v !== undefined) next[k] = v;
   };
@@ -160,5 +171,49 @@ export class JobRecordFiles {
       }
     }
     return { records, bad };
+  }
+}
+
+/**
+ * The job manager's writes of its records, in the background and in order. Writes are
+ * coalesced: per instance at most one write waits behind the one in flight, and it saves the
+ * newest record when its turn comes. A guest that floods the pipe with progress lines (the
+ * create script is untrusted) causes one durable write per write time, not one per line. A write
+ * that fails is logged (`job record write failed`); the record in memory stays as it is.
+ */
+export class JobRecordWriter {
+  private writes = Promise.resolve();
+  /** Records changed since their last write was queued (see save). */
+  private readonly unsaved = new Map<string, JobRecord>();
+
+  constructor(
+    private readonly files: JobRecordFiles,
+    private readonly log: Logger,
+  ) {}
+
+  /** Queues the durable write of `rec` (its instance's newest record wins). */
+  save(rec: JobRecord): void {
+    const waiting = this.unsaved.has(rec.instance);
+    this.unsaved.set(rec.instance, rec);
+    if (waiting) return;
+    this.writes = this.writes
+      .then(() => {
+        const newest = this.unsaved.get(rec.instance) ?? rec;
+        this.unsaved.delete(rec.instance);
+        return this.files.save(newest);
+      })
+      .catch((e: unknown) => {
+        this.log.error({ instance: rec.instance, code: (e as NodeJS.ErrnoException).code ?? 'error' }, EV.jobRecordWriteFailed);
+      });
+  }
+
+  /** Queues the deletion of the instance's record file, after the writes queued before it (a failure is ignored). */
+  remove(instance: string): void {
+    this.writes = this.writes.then(() => this.files.remove(instance)).catch(() => undefined);
+  }
+
+  /** Resolves once every write and deletion queued so far is done. */
+  idle(): Promise<void> {
+    return this.writes;
   }
 }

@@ -16,7 +16,7 @@ import type { Hypervisor } from '../../appliance/hypervisor.js';
 import type { Clock } from '../clock.js';
 import { EV } from '../log/events.js';
 import type { LeftoverSink } from './leftovers.js';
-import { DOMAIN_PREFIX } from './manager.js';
+import { DOMAIN_PREFIX } from './prepare.js';
 
 export interface TrialDeps {
   hv: Hypervisor;

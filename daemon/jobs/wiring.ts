@@ -9,7 +9,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { domainXml } from '../../appliance/domain-xml.js';
+import { domainXml, type VirtType } from '../../appliance/domain-xml.js';
 import { BoundedHypervisor, type Hypervisor } from '../../appliance/hypervisor.js';
 import { readAppliance, type ApplianceImage } from '../../appliance/image.js';
 import { LibvirtHypervisor, loadBinding } from '../../appliance/libvirt.js';
@@ -22,8 +22,8 @@ import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../registry/store.js';
 import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
-import { DOMAIN_PREFIX, type JobDeps, type Prepared } from './manager.js';
-import { imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
+import type { JobDeps, PreparedRun } from './manager.js';
+import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
 
 /** One connection for the daemon's life, opened on first use. */
@@ -79,67 +79,88 @@ export interface Swept {
   failed: { item: LeftoverItem; err: unknown }[];
 }
 
-/** The production `admit`, `prepare`, `release` and `adopt` of the job manager. */
-export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> & {
-  sweep: (inUse: () => readonly string[]) => Promise<Swept>;
-  removeLeftover: (item: LeftoverItem) => Promise<void>;
-} {
-  const a = d.config.appliance;
-  const exec = boundedExec(d.clock, QEMU_IMG_TIMEOUT_MS);
-  const makeOverlay =
-    d.makeOverlay ??
-    (async (base: string, path: string): Promise<void> => {
-      await mustExec(exec, a.qemuImgPath, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', path]);
-    });
+/**
+ * The production runs of the job manager: `admit`, `prepare`, `release` and `adopt` (handed to
+ * it by `jobHooks`), and for the daemon the start-up `sweep` and the leftover retries
+ * (`removeLeftover`) of the same runs.
+ */
+export class ProductionAppliance {
+  private readonly a: Config['appliance'];
+  /** Makes a qcow2 overlay over `base` at `path`: WiringDeps.makeOverlay, else qemu-img (bounded). */
+  private readonly makeOverlay: (base: string, path: string) => Promise<void>;
+  /** KVM or TCG, decided once (daemon/jobs/virt-type.ts). */
+  private readonly virtType: () => Promise<VirtType>;
 
-  const comm = (): CommController => {
-    if (d.config.network.mode === 'off' || !d.comm) {
+  constructor(private readonly d: WiringDeps) {
+    const a = (this.a = d.config.appliance);
+    const exec = boundedExec(d.clock, QEMU_IMG_TIMEOUT_MS);
+    this.makeOverlay =
+      d.makeOverlay ??
+      (async (base: string, path: string): Promise<void> => {
+        await mustExec(exec, a.qemuImgPath, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', path]);
+      });
+    this.virtType = virtTypeChooser(
+      a.virtType,
+      async () =>
+        kvmWorks({
+          hv: await d.hypervisor(),
+          clock: d.clock,
+          image: await this.image(),
+          runDir: await this.runDir(),
+          firmware: a.firmware,
+          emulator: a.emulator,
+          ...(d.leftovers ? { leftovers: d.leftovers } : {}),
+        }),
+      d.log,
+    );
+  }
+
+  /** What the job manager takes (JobDeps), bound to this wiring. */
+  jobHooks(): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> {
+    return {
+      admit: (instance, busy) => this.admit(instance, busy),
+      prepare: (instance, domain, busy) => this.prepare(instance, domain, busy),
+      release: (instance, domain) => this.release(instance, domain),
+      adopt: (instance, domain) => this.adopt(instance, domain),
+    };
+  }
+
+  private comm(): CommController {
+    if (this.d.config.network.mode === 'off' || !this.d.comm) {
       throw unavailable('install appliances need the comm network: set /network/mode to routed or bridged');
     }
-    return d.comm;
-  };
+    return this.d.comm;
+  }
 
-  const image = async (): Promise<ApplianceImage> => {
+  private async image(): Promise<ApplianceImage> {
     try {
-      return await readAppliance(imageDirOf(a));
+      return await readAppliance(imageDirOf(this.a));
     } catch {
       throw unavailable(
         'no appliance image: run `metad appliance build` (or point the config key /appliance/imageDir at a build; default: the current build in /appliance/cacheDir)',
       );
     }
-  };
+  }
 
-  const runDir = async (): Promise<string> => {
-    await mkdir(a.runDir, { recursive: true, mode: 0o700 });
-    return a.runDir;
-  };
+  private async runDir(): Promise<string> {
+    await mkdir(this.a.runDir, { recursive: true, mode: 0o700 });
+    return this.a.runDir;
+  }
 
-  const virtType = virtTypeChooser(
-    a.virtType,
-    async () =>
-      kvmWorks({
-        hv: await d.hypervisor(),
-        clock: d.clock,
-        image: await image(),
-        runDir: await runDir(),
-        firmware: a.firmware,
-        emulator: a.emulator,
-        ...(d.leftovers ? { leftovers: d.leftovers } : {}),
-      }),
-    d.log,
-  );
-
-  const vmRuns = async (c: CommController, tap: string | undefined): Promise<boolean> => tap !== undefined && c.net.linkExists(tap);
+  private async vmRuns(c: CommController, tap: string | undefined): Promise<boolean> {
+    return tap !== undefined && c.net.linkExists(tap);
+  }
 
   /**
    * The instance's disks, each checked against the storage roots and resolved (daemon/jobs/disks.ts),
    * and none held by another instance whose VM runs (its comm tap exists) or whose install job is
    * queued or live (`busy`). 409 naming the disk's field; the path itself is never echoed.
    */
-  const checkDisks = async (c: CommController, instance: string, busy: readonly string[]): Promise<ResolvedDisk[]> => {
-    const doc = d.store.mustGet(instance).doc;
+  private async checkDisks(c: CommController, instance: string, busy: readonly string[]): Promise<ResolvedDisk[]> {
+    const { store, config } = this.d;
+    const doc = store.mustGet(instance).doc;
     if ((doc.hardware?.disks ?? []).length === 0) return [];
-    const resolve = await diskResolver(d.config.storage);
+    const resolve = await diskResolver(config.storage);
     const out: ResolvedDisk[] = [];
     for (const [i, disk] of (doc.hardware?.disks ?? []).entries()) {
       const field = `/hardware/disks/${String(i)}/path`;
@@ -153,13 +174,13 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
     const mine = new Map(out.map((r, i) => [r.key, i]));
     // The disks first, the VM only for an instance that shares one: an install on a host of
     // thousands of instances asks `ip` about the few that matter, not about every tap.
-    for (const other of d.store.list()) {
+    for (const other of store.list()) {
       if (other.doc.name === instance) continue;
       for (const disk of other.doc.hardware?.disks ?? []) {
         const theirs = await resolve(disk.path).catch(() => undefined);
         const i = theirs === undefined ? undefined : mine.get(theirs.key);
         if (i === undefined) continue;
-        if (busy.includes(other.doc.name) || (await vmRuns(c, other.doc.comm.tap))) {
+        if (busy.includes(other.doc.name) || (await this.vmRuns(c, other.doc.comm.tap))) {
           throw new DaemonError('Conflict', "an instance disk is in use by another instance's running VM or install job", [
             { path: `/hardware/disks/${String(i)}/path`, message: 'in use by another instance' },
           ]);
@@ -167,94 +188,100 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
       }
     }
     return out;
-  };
+  }
 
   /** Can `instance` be installed now? Checked at the request (409/503) and again when it leaves the queue. */
-  const admit = async (instance: string, busy: readonly string[] = []): Promise<ResolvedDisk[]> => {
-    const c = comm();
-    const doc = d.store.mustGet(instance).doc;
-    if (await vmRuns(c, doc.comm.tap)) {
+  async admit(instance: string, busy: readonly string[] = []): Promise<ResolvedDisk[]> {
+    const c = this.comm();
+    const doc = this.d.store.mustGet(instance).doc;
+    if (await this.vmRuns(c, doc.comm.tap)) {
       throw new DaemonError('Conflict', "the instance's own comm tap exists (its VM runs): stop the VM before installing onto its disks", [
         { path: '/comm/tap', message: 'the tap exists' },
       ]);
     }
-    const disks = await checkDisks(c, instance, busy);
-    await image();
+    const disks = await this.checkDisks(c, instance, busy);
+    await this.image();
     return disks;
-  };
+  }
 
   /** Removes what a run made; rejects with LeftBehind naming each thing that is still there. */
-  const release = async (instance: string, domain: string): Promise<void> => {
-    const names = runNames(domain, a);
+  async release(instance: string, domain: string): Promise<void> {
+    const names = runNames(domain, this.a);
+    const comm = this.d.comm;
     const left: LeftoverItem[] = [];
     const leave = (kind: LeftoverItem['kind'], name: string) => (): void => {
       left.push({ kind, name, instance, domain });
     };
-    if (d.comm) {
+    if (comm) {
       // The tap goes first: the reconcile that drops its rules then finds nothing to hold closed.
-      await d.comm.net.deleteTap(names.tap).catch(leave('tap', names.tap));
-      await d.comm.releaseJobTap(instance, names.tap).catch(leave('tap identity', names.tap));
+      await comm.net.deleteTap(names.tap).catch(leave('tap', names.tap));
+      await comm.releaseJobTap(instance, names.tap).catch(leave('tap identity', names.tap));
     }
     await rm(names.consoleLog, { force: true }).catch(leave('console log', names.consoleLog));
     await rm(names.overlay, { force: true }).catch(leave('overlay', names.overlay));
     if (left.length > 0) throw new LeftBehind(`cleanup left: ${left.map((l) => l.kind).join(', ')}`, left);
-  };
+  }
 
   /** One retry of a leftover that `release` or the sweep reported (daemon/jobs/leftovers.ts). */
-  const removeLeftover = async (item: LeftoverItem): Promise<void> => {
+  async removeLeftover(item: LeftoverItem): Promise<void> {
+    const comm = this.d.comm;
     switch (item.kind) {
       case 'tap':
-        if (d.comm) await d.comm.net.deleteTap(item.name);
+        if (comm) await comm.net.deleteTap(item.name);
         return;
       case 'tap identity':
-        if (d.comm && item.instance !== undefined) await d.comm.releaseJobTap(item.instance, item.name);
+        if (comm && item.instance !== undefined) await comm.releaseJobTap(item.instance, item.name);
         return;
       case 'overlay':
       case 'console log':
         await rm(item.name, { force: true });
         return;
       case 'cleanup':
-        if (item.instance !== undefined && item.domain !== undefined) await release(item.instance, item.domain);
+        if (item.instance !== undefined && item.domain !== undefined) await this.release(item.instance, item.domain);
         return;
       case 'domain':
       case 'recovery':
         throw new Error(`not a leftover of the run's preparation: ${item.kind}`);
     }
-  };
+  }
 
-  const prepare = async (instance: string, domain: string, busy: readonly string[] = []): Promise<Prepared> => {
+  /** One run of `instance` as `domain`: checked again, then the overlay and the tap made; the XML and the cleanup. */
+  async prepare(instance: string, domain: string, busy: readonly string[] = []): Promise<PreparedRun> {
+    const a = this.a;
     // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
-    const disks = await admit(instance, busy);
-    const c = comm();
-    const img = await image();
-    const type = await virtType();
+    const disks = await this.admit(instance, busy);
+    const c = this.comm();
+    const img = await this.image();
+    const type = await this.virtType();
     const names = runNames(domain, a);
-    const doc = d.store.mustGet(instance).doc;
-    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url: metadataUrl(d.config.guest.listen) }));
+    const doc = this.d.store.mustGet(instance).doc;
+    const url = metadataUrl(this.d.config.guest.listen);
+    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url }));
     try {
-      await runDir();
+      await this.runDir();
       if (a.baseDisk !== undefined) {
         await mkdir(a.overlayDir, { recursive: true, mode: 0o700 });
-        await makeOverlay(a.baseDisk, names.overlay);
+        await this.makeOverlay(a.baseDisk, names.overlay);
       }
       await c.net.createTap(names.tap);
       await c.useJobTap(instance, names.tap);
     } catch (e) {
       // Undo what was made; what cannot be undone goes with the error (a leftover, retried).
-      await release(instance, domain).catch((err: unknown) => {
+      await this.release(instance, domain).catch((err: unknown) => {
         throw new LeftBehind(e instanceof Error ? e.message : String(e), err instanceof LeftBehind ? err.items : []);
       });
       throw e;
     }
-    return { xml, cleanup: () => release(instance, domain) };
-  };
+    return { xml, cleanup: () => this.release(instance, domain) };
+  }
 
   /** After a restart: the running appliance's tap gets its instance's identity back. */
-  const adopt = async (instance: string, domain: string): Promise<Prepared> => {
-    const tap = runNames(domain, a).tap;
-    if (d.comm && d.store.get(instance) && (await d.comm.net.linkExists(tap))) await d.comm.useJobTap(instance, tap);
-    return { xml: '', cleanup: () => release(instance, domain) };
-  };
+  async adopt(instance: string, domain: string): Promise<PreparedRun> {
+    const { comm, store } = this.d;
+    const tap = runNames(domain, this.a).tap;
+    if (comm && store.get(instance) && (await comm.net.linkExists(tap))) await comm.useJobTap(instance, tap);
+    return { xml: '', cleanup: () => this.release(instance, domain) };
+  }
 
   /**
    * At start, after recovery: what earlier runs left and no job in use owns: appliance taps,
@@ -262,7 +289,8 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
    * `inUse` is asked after each listing: a job registers its domain before it creates anything,
    * so a job started meanwhile is never swept.
    */
-  const sweep = async (inUse: () => readonly string[]): Promise<Swept> => {
+  async sweep(inUse: () => readonly string[]): Promise<Swept> {
+    const a = this.a;
     const removed: string[] = [];
     const failed: Swept['failed'] = [];
     const attempt = async (item: LeftoverItem, remove: () => Promise<void>): Promise<void> => {
@@ -273,8 +301,8 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
         failed.push({ item, err });
       }
     };
-    if (d.comm) {
-      const net = d.comm.net;
+    if (this.d.comm) {
+      const net = this.d.comm.net;
       const found = await net.linksWithPrefix(TAP_PREFIX);
       const taps = new Set(inUse().map((dom) => runNames(dom, a).tap));
       for (const tap of found.filter((t) => !taps.has(t))) await attempt({ kind: 'tap', name: tap }, () => net.deleteTap(tap));
@@ -291,7 +319,5 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
       }
     }
     return { removed, failed };
-  };
-
-  return { admit, prepare, release, adopt, sweep, removeLeftover };
+  }
 }

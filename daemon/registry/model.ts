@@ -371,3 +371,15 @@ export function splitInput(input: InstanceInput): {
   }
   return { doc, priv: params?.private, secret: params?.secret, iam };
 }
+
+/**
+ * A stored instance as the input document it was registered with, to patch or put again: the
+ * public document plus the private values and IAM credentials from `sensitive`. Never the
+ * secret values (the vault's, not the store's) nor the OpenStack password (the guest's).
+ */
+export function inputOf(i: StoredInstance): InstanceInput {
+  const doc: InstanceInput = structuredClone(i.doc);
+  if (Object.keys(i.sensitive.private).length > 0) doc.params = { ...(doc.params ?? {}), private: { ...i.sensitive.private } };
+  if (i.sensitive.iam) doc.ec2 = { ...(doc.ec2 ?? {}), iam: { ...i.sensitive.iam } };
+  return doc;
+}

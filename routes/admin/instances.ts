@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import jsonMergePatch from 'json-merge-patch';
 import type { Services } from '../../daemon/services.js';
-import { incarnationOf, type StoredInstance } from '../../daemon/registry/model.js';
+import { incarnationOf, inputOf } from '../../daemon/registry/model.js';
 import { validateInstance, validateParamsPatch } from '../../daemon/registry/validate.js';
 import { invalid } from '../../daemon/errors.js';
 import { readJson } from './body.js';
@@ -14,14 +14,6 @@ import { EV } from '../../daemon/log/events.js';
 import { pathParam } from './path.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** The stored instance as a full input document (with private values and IAM; never secrets). */
-function fullInputOf(i: StoredInstance): Record<string, unknown> {
-  const doc = structuredClone(i.doc) as Record<string, unknown> & { params?: Record<string, unknown>; ec2?: Record<string, unknown> };
-  if (Object.keys(i.sensitive.private).length > 0) doc.params = { ...(doc.params ?? {}), private: { ...i.sensitive.private } };
-  if (i.sensitive.iam) doc.ec2 = { ...(doc.ec2 ?? {}), iam: { ...i.sensitive.iam } };
-  return doc;
-}
 
 export function instanceRoutes(router: Router, s: Services): void {
   const limit = s.config.admin.maxBodyBytes;
@@ -64,7 +56,7 @@ export function instanceRoutes(router: Router, s: Services): void {
     const { instance } = await s.store.update(
       name,
       (prev) => {
-        const input = validateInstance(jsonMergePatch.apply(fullInputOf(prev), structuredClone(patch)));
+        const input = validateInstance(jsonMergePatch.apply(inputOf(prev), structuredClone(patch)));
         if (input.name !== name)
           throw invalid('a patch cannot rename an instance', [{ path: '/name', message: 'must equal the name in the path' }]);
         return input;

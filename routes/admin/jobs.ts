@@ -1,8 +1,9 @@
 /**
  * Install jobs on the admin door (docs/admin-api.md, "Install jobs"): start, status, abort,
  * list, and a watch stream (NDJSON: the record now, then every change, closed once it ended).
- * Every record passes daemon/jobs/record.ts's scrubRecord before anyone sees it: no secret value
- * the job held, no control character, no hypervisor text.
+ * The records are the job manager's, and every record it makes or changes has passed
+ * daemon/jobs/record.ts's scrubRecord: no line with a secret value the job held, no control
+ * character, no hypervisor text. Records read back at start are shown as they were written.
  */
 import { PassThrough } from 'node:stream';
 import type Router from '@koa/router';

@@ -7,7 +7,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/registry/model.js';
-import type { Services } from '../../daemon/services.js';
+import type { GuestServices } from '../../daemon/services.js';
 import type { GuestEvent } from '../../daemon/log/guest-log.js';
 import type { AnswerCache } from './cache.js';
 import type { TokenIssuer } from './tokens.js';
@@ -28,7 +28,7 @@ export interface Answer {
   seedPlaceholder?: string;
 }
 
-export interface GuestDeps extends Services {
+export interface GuestDeps extends GuestServices {
   cache: AnswerCache;
   tokens: TokenIssuer;
   seeds: SeedPool;
@@ -93,7 +93,7 @@ export function isRead(method: string): boolean {
  * keeps the JSON halves around the random_seed value (`a.seedPlaceholder` is the quoted value
  * the renderer wrote); its length is fixed, since the seed is always RANDOM_SEED_BYTES long.
  */
-export interface Prepared {
+export interface PreparedAnswer {
   status: number;
   head: string[];
   body: Buffer;
@@ -114,7 +114,7 @@ function ownBytes(text: string): Buffer {
   return b;
 }
 
-export function prepare(a: Answer): Prepared {
+export function prepareAnswer(a: Answer): PreparedAnswer {
   const seedPlaceholder = a.seedPlaceholder;
   const raw = a.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(a.body) ? a.body : ownBytes(a.body);
   const head: string[] = [];
@@ -136,7 +136,7 @@ export function prepare(a: Answer): Prepared {
 }
 
 /** Write a prepared answer. Seeded answers get RANDOM_SEED_BYTES fresh random bytes from the pool. */
-export function send(res: ServerResponse, p: Prepared, seeds: SeedPool): void {
+export function send(res: ServerResponse, p: PreparedAnswer, seeds: SeedPool): void {
   res.writeHead(p.status, p.head);
   if (p.seeded)
     res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(RANDOM_SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));

@@ -8,12 +8,12 @@
  * stored, so a guest cannot fill memory with made-up paths. Nothing with secrets or state
  * (os/parameters.json, the pipe, password, tokens) is ever cached.
  */
-import type { Prepared } from './answer.js';
+import type { PreparedAnswer } from './answer.js';
 
 interface Slot {
   generation: number;
   values: Map<string, unknown>;
-  answers: Map<string, Prepared>;
+  answers: Map<string, PreparedAnswer>;
 }
 
 export class AnswerCache {
@@ -48,12 +48,12 @@ export class AnswerCache {
   }
 
   /** A prepared answer for a path, or undefined. Hot path: no LRU bookkeeping on a miss. */
-  answer(instance: string, generation: number, path: string): Prepared | undefined {
+  answer(instance: string, generation: number, path: string): PreparedAnswer | undefined {
     const s = this.slots.get(instance);
     return s && s.generation === generation ? s.answers.get(path) : undefined;
   }
 
-  storeAnswer(instance: string, generation: number, path: string, p: Prepared): void {
+  storeAnswer(instance: string, generation: number, path: string, p: PreparedAnswer): void {
     const s = this.slot(instance, generation);
     if (s.answers.size < this.maxAnswers) s.answers.set(path, p);
   }

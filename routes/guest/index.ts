@@ -11,14 +11,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Services } from '../../daemon/services.js';
+import type { GuestServices } from '../../daemon/services.js';
 import type { StoredInstance } from '../../daemon/registry/model.js';
 import { normalizeAddress } from '../../daemon/net.js';
 import { AnswerCache } from './cache.js';
 import { RateLimiter } from './rate-limit.js';
 import { TokenIssuer, TOKEN_HEADER } from './tokens.js';
 import { SeedPool } from './seed-pool.js';
-import { type Answer, type GuestDeps, type GuestRequest, type Prepared, fail, prepare, send } from './answer.js';
+import { type Answer, type GuestDeps, type GuestRequest, type PreparedAnswer, fail, prepareAnswer, send } from './answer.js';
 import { tokenKey } from './ec2.js';
 import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/log/events.js';
@@ -36,10 +36,10 @@ export interface GuestOptions {
 
 export type GuestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const NOT_FOUND = prepare(fail(404));
-const UNAUTHORIZED = prepare(fail(401));
+const NOT_FOUND = prepareAnswer(fail(404));
+const UNAUTHORIZED = prepareAnswer(fail(401));
 
-export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestHandler {
+export function createGuestHandler(s: GuestServices, opts: GuestOptions = {}): GuestHandler {
   const d: GuestDeps = {
     ...s,
     cache: new AnswerCache(s.config.guest.cacheInstances),
@@ -49,7 +49,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
   const limiter = opts.limiter ?? new RateLimiter(s.config.guest.rateLimit.ratePerSec, s.config.guest.rateLimit.burst);
   const counters = opts.counters ?? new GuestCounters();
   /** Send and count: `since` is the request's arrival on the monotonic clock (ms). */
-  const reply = (res: ServerResponse, p: Prepared, dialect: string, since: number): void => {
+  const reply = (res: ServerResponse, p: PreparedAnswer, dialect: string, since: number): void => {
     send(res, p, d.seeds);
     counters.answered(dialect, p.status, (s.clock.mono() - since) / 1000);
   };
@@ -137,7 +137,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       }
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path);
-    const prepared = prepare(answer);
+    const prepared = prepareAnswer(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) reply(res, prepared, dialect.name, since);
   };
@@ -156,7 +156,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
     const retry = limiter.take(inst.doc.name, now);
     if (retry > 0) {
       logRefused(inst.doc.name, 429, req.method ?? '', req.url ?? '');
-      reply(res, prepare(fail(429, { 'Retry-After': String(retry) })), 'none', now);
+      reply(res, prepareAnswer(fail(429, { 'Retry-After': String(retry) })), 'none', now);
       return;
     }
     const url = req.url ?? '/';
@@ -173,7 +173,7 @@ export function createGuestHandler(s: Services, opts: GuestOptions = {}): GuestH
       return;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
-      const hit: Prepared | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
+      const hit: PreparedAnswer | undefined = d.cache.answer(inst.doc.name, inst.generation, path);
       if (hit) {
         counters.cacheHits++;
         reply(res, hit, dialect.name, now);

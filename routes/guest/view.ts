@@ -1,33 +1,33 @@
 /**
  * Build the GuestView a renderer gets from a stored instance. Secret values are included only
  * when asked for (os/parameters.json) AND while an install job of the instance is live (the
- * jobs' secrets gate); `consume` then hands out claim-once values this once and tells the job
+ * install jobs' secrets gate, the guest door's only view of them); `consume` then hands out claim-once values this once and tells the job
  * that the appliance claimed its secrets.
  * The comm NIC's prefix comes from the configured comm ranges.
  */
 import type { StoredInstance } from '../../daemon/registry/model.js';
-import type { Services } from '../../daemon/services.js';
+import type { GuestServices } from '../../daemon/services.js';
 import { Ipv4Ranges } from '../../daemon/net.js';
 import type { GuestView } from '../render/view.js';
 
 /** Parsed once per config object (the config is frozen and lives as long as the daemon). */
 const rangesOf = new WeakMap<object, Ipv4Ranges>();
 
-function commRanges(s: Pick<Services, 'config'>): Ipv4Ranges {
+function commRanges(s: Pick<GuestServices, 'config'>): Ipv4Ranges {
   let r = rangesOf.get(s.config);
   if (!r) rangesOf.set(s.config, (r = new Ipv4Ranges(s.config.guest.commRange)));
   return r;
 }
 
 export function guestViewOf(
-  s: Pick<Services, 'vault' | 'config' | 'jobs'>,
+  s: Pick<GuestServices, 'vault' | 'config' | 'secrets'>,
   inst: StoredInstance,
   withSecrets: boolean,
   consume = false,
 ): GuestView {
   const name = inst.doc.name;
-  const serveSecrets = withSecrets && s.jobs.secretsOpen(name);
-  if (serveSecrets && consume) s.jobs.noteClaim(name);
+  const serveSecrets = withSecrets && s.secrets.secretsOpen(name);
+  if (serveSecrets && consume) s.secrets.noteClaim(name);
   const view: GuestView = {
     doc: inst.doc,
     privateParams: inst.sensitive.private,

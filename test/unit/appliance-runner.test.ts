@@ -457,6 +457,55 @@ test('the deadline is monotonic: a wall-clock step during the run moves it neith
   assert.equal(r.endedAt, 1_000_000 + 10_000 - 3_600_000, 'recorded in wall-clock time');
 });
 
+test('the claim deadline is monotonic too: a wall-clock step neither makes an appliance stuck early nor late', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 60_000, claimDeadlineAt: 1_000_000 + 1_000 });
+  await h.settle();
+  h.clock.jumpWall(3_600_000);
+  await h.clock.advance(250);
+  await h.settle();
+  assert.equal(h.states.at(-1), 'booting', 'a step forward does not make it stuck');
+  h.clock.jumpWall(-7_200_000);
+  for (let t = 250; t < 750; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.equal(h.states.at(-1), 'booting', 'not before the claim deadline');
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'stuck');
+  assert.equal(r.endedAt, 1_000_000 + 1_000 - 3_600_000, 'at the claim deadline, recorded in wall-clock time');
+});
+
+test('a state() that never answers: an appliance that has not claimed its secrets is still stuck at its claim deadline', async () => {
+  const h = start({ deadlineAt: 1_000_000 + 60_000, claimDeadlineAt: 1_000_000 + 1_000 });
+  await h.settle();
+  h.hv.stop(['state']);
+  for (let t = 0; t < 750; t += 250) {
+    await h.clock.advance(250);
+    await h.settle();
+  }
+  assert.equal(h.states.at(-1), 'booting', 'not before the claim deadline');
+  await h.clock.advance(250);
+  const r = await h.done;
+  assert.equal(r.state, 'stuck');
+  assert.equal(r.endedAt, 1_000_000 + 1_000, 'the hung state call did not hold the run past the claim deadline');
+  assert.deepEqual(h.hv.running(), [], 'destroyed (destroy still answers)');
+  assert.equal(h.cleaned, 1);
+});
+
+test("a domain found gone at the deadline's poll powered off before it was seen: with its final report, succeeded, not timed-out", async () => {
+  const h = start({ deadlineAt: 1_000_000 + 500 });
+  await h.settle();
+  h.pipe.push(line('final', 'succeeded'));
+  await h.clock.advance(250);
+  await h.settle();
+  h.hv.powerOff(NAME);
+  await h.clock.advance(250); // the poll at the deadline: lines, then the state (gone), then the deadline
+  const r = await h.done;
+  assert.equal(r.state, 'succeeded');
+  assert.equal(r.endedAt, 1_000_500);
+});
+
 test('adopted after a restart with the final report already recorded: the power-off that follows is success', () => {
   let r = initialRecord(0);
   r = reduce(r, { type: 'adopted', at: 10, createdAt: 1, firstReportAt: 2, final: 'succeeded' });

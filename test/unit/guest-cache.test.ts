@@ -2,12 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AnswerCache } from '../../routes/guest/cache.js';
-import { prepare, text } from '../../routes/guest/answer.js';
+import { prepareAnswer, text } from '../../routes/guest/answer.js';
 import { SeedPool } from '../../routes/guest/seed-pool.js';
 
 test('answer cache: a new generation drops old answers; bounds hold', () => {
   const c = new AnswerCache(2, 3);
-  const p = prepare(text('x'));
+  const p = prepareAnswer(text('x'));
   c.storeAnswer('a', 1, '/x', p);
   assert.equal(c.answer('a', 1, '/x'), p);
   assert.equal(c.answer('a', 2, '/x'), undefined, 'another generation misses');
@@ -35,11 +35,11 @@ test('answer cache: a new generation drops old answers; bounds hold', () => {
   );
 });
 
-test('prepare: content length in bytes; seeded answers keep a fixed length', () => {
-  const p = prepare(text('héllo'));
+test('prepareAnswer: content length in bytes; seeded answers keep a fixed length', () => {
+  const p = prepareAnswer(text('héllo'));
   assert.deepEqual(p.head, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', '6']);
   const placeholder = `"${Buffer.alloc(512).toString('base64')}"`;
-  const s = prepare({
+  const s = prepareAnswer({
     status: 200,
     type: 'application/json',
     body: `{"a":1,"random_seed":${placeholder},"b":2}`,
@@ -62,6 +62,6 @@ test('seed pool: never hands out the same bytes twice, refills when used up', ()
   assert.throws(() => pool.takeBase64(2048), RangeError);
 });
 
-test('prepare: a 204 carries no Content-Length', () => {
-  assert.deepEqual(prepare({ status: 204 }).head, []);
+test('prepareAnswer: a 204 carries no Content-Length', () => {
+  assert.deepEqual(prepareAnswer({ status: 204 }).head, []);
 });

@@ -20,7 +20,7 @@ import { DaemonError } from '../../daemon/errors.js';
 import { tapNameProblem } from '../../daemon/net.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
-import { productionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
+import { ProductionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
 import { appliancePreflight, installAvailability } from '../../daemon/jobs/preflight.js';
 import { loadBinding } from '../../appliance/libvirt.js';
 import { DiskRefused, lvmDmName, resolveDisk, type DiskFs } from '../../daemon/jobs/disks.js';
@@ -110,9 +110,9 @@ async function withDaemon(
 }
 
 /** The production wiring over the daemon's store and comm controller, with `config`. */
-function wiringOf(h: H, config: Readonly<Config>, extra: Partial<WiringDeps> = {}): ReturnType<typeof productionAppliance> {
+function wiringOf(h: H, config: Readonly<Config>, extra: Partial<WiringDeps> = {}): ProductionAppliance {
   const { store, comm } = h.d.services;
-  return productionAppliance({
+  return new ProductionAppliance({
     config,
     store,
     comm,

@@ -11,8 +11,18 @@ import { join } from 'node:path';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
-import { JobManager, type JobSettings, type Prepared } from '../../daemon/jobs/manager.js';
-import { JobRecordFiles, MAX_LINE_CHARS, REDACTED, redactLines, type JobRecord } from '../../daemon/jobs/record.js';
+import { JobManager, type JobSettings, type PreparedRun } from '../../daemon/jobs/manager.js';
+import {
+  CANNOT_START,
+  CREATE_FAILED,
+  JobRecordFiles,
+  MAX_LINE_CHARS,
+  REDACTED,
+  redactLines,
+  scrubRecord,
+  type JobRecord,
+} from '../../daemon/jobs/record.js';
+import { CommError } from '../../daemon/comm/network.js';
 import { SecretVault } from '../../daemon/registry/vault.js';
 import { PipeRegistry } from '../../daemon/registry/pipes.js';
 import { HypervisorUnavailable } from '../../appliance/hypervisor.js';
@@ -40,7 +50,7 @@ function harness(
     files,
     settings: { defaultTimeoutMs: 60_000, maxTimeoutMs: 120_000, maxConcurrent: 2, claimDeadlineMs: 10_000, pollMs: 250, ...settings },
     hypervisor: () => (opts.hvMissing ? Promise.reject(new HypervisorUnavailable('install libvirt-dev')) : Promise.resolve(hv)),
-    prepare: (_instance, domain): Promise<Prepared> =>
+    prepare: (_instance, domain): Promise<PreparedRun> =>
       Promise.resolve({
         xml: `<domain><name>${domain}</name></domain>`,
         cleanup: () => {
@@ -464,6 +474,85 @@ test('a secret printed into a progress line is redacted in every record, the fin
     assert.ok(!JSON.stringify(h.jm.list()).includes(v), 'not in the list');
   }
   h.done();
+});
+
+/** One job of a manager whose run fails as `how` says; its record (memory and file) and the log. */
+async function failedRun(how: {
+  createError?: Error;
+  prepareError?: Error;
+  destroyError?: Error;
+  cleanupError?: Error;
+}): Promise<{ rec: JobRecord; file: string; log: string }> {
+  const h = harness();
+  const { sink, log } = sinkLogger();
+  const jm = new JobManager({
+    ...h.deps,
+    log,
+    prepare: (_instance, domain) =>
+      how.prepareError
+        ? Promise.reject(how.prepareError)
+        : Promise.resolve({
+            xml: `<domain><name>${domain}</name></domain>`,
+            cleanup: () => (how.cleanupError ? Promise.reject(how.cleanupError) : Promise.resolve()),
+          }),
+  });
+  await jm.init();
+  h.hv.failNextCreate = how.createError;
+  h.hv.failDestroy = how.destroyError;
+  await jm.start('vm1');
+  await h.settle();
+  if (how.destroyError || how.cleanupError) {
+    jm.abort('vm1');
+    for (let t = 0; t < 10_000; t += 250) {
+      await h.clock.advance(250); // the destroy's retries wait on the clock
+      await h.settle();
+    }
+  }
+  await jm.settled('vm1');
+  const rec = jm.status('vm1');
+  assert.ok(rec);
+  const file = readFileSync(join(h.dir, 'jobs', 'vm1.json'), 'utf8');
+  h.done();
+  return { rec, file, log: sink.text };
+}
+
+test("a hypervisor's or a tool's error text (host paths) goes to the log, never to a record: create, preparation, comm network, destroy, cleanup", async () => {
+  const PATH = '/var/lib/metad/private/disk0.raw';
+  const create = await failedRun({ createError: new Error(`Cannot access storage file '${PATH}': Permission denied`) });
+  assert.deepEqual([create.rec.outcome, create.rec.reason], ['failed', CREATE_FAILED]);
+  const prepare = await failedRun({ prepareError: new Error(`qemu-img: ${PATH}: Permission denied`) });
+  assert.deepEqual([prepare.rec.outcome, prepare.rec.reason], ['failed', CANNOT_START]);
+  const comm = await failedRun({ prepareError: new CommError('ip tuntap add failed: open /dev/net/tun: No such device') });
+  assert.deepEqual([comm.rec.outcome, comm.rec.reason], ['failed', 'ip tuntap add failed: open <path>: No such device']);
+  assert.ok(comm.log.includes('/dev/net/tun') && !comm.file.includes('/dev/net/tun'));
+  const destroy = await failedRun({ destroyError: new Error(`cannot open monitor ${PATH}`) });
+  assert.deepEqual([destroy.rec.outcome, destroy.rec.destroyError], ['aborted', 'failed (details in the daemon log)']);
+  const cleanup = await failedRun({ cleanupError: new Error(`rm ${PATH}: EACCES`) });
+  assert.deepEqual([cleanup.rec.outcome, cleanup.rec.cleanupError], ['aborted', 'failed (details in the daemon log)']);
+  for (const [what, r] of Object.entries({ create, prepare, destroy, cleanup })) {
+    assert.ok(!JSON.stringify(r.rec).includes(PATH) && !r.file.includes(PATH), `${what}: no host path in the record`);
+    assert.ok(r.log.includes(PATH), `${what}: the text is in the log`);
+  }
+});
+
+test('scrubRecord: a record it made passes it again unchanged (records read back at start need no second pass)', () => {
+  const at = new Date(0).toISOString();
+  const r: JobRecord = {
+    v: 1,
+    instance: 'vm1',
+    domain: 'metad-install-x',
+    state: 'failed',
+    outcome: 'failed',
+    timeoutSec: 60,
+    requestedAt: at,
+    lines: ['metad-progress v1 step=a status=ok\u001b[2J\r', 'x'.repeat(5 * MAX_LINE_CHARS), `leak ${SECRET}`, ''],
+    destroyError: 'libvirt: /var/lib/libvirt/qemu/x.monitor: refused',
+    cleanupError: 'rm /run/metad/jobs/x.console.log: EACCES',
+  };
+  const once = scrubRecord(r, [SECRET]);
+  assert.deepEqual(once.lines.slice(2), [REDACTED, '']);
+  assert.deepEqual(scrubRecord(once, [SECRET]), once);
+  assert.deepEqual(scrubRecord(once, []), once);
 });
 
 test('control characters in guest-written progress lines never reach a record; long lines are cut', async () => {

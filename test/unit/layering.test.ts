@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GuestServices } from '../../daemon/services.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const COMPOSITION_ROOT = 'daemon/daemon.ts';
@@ -151,5 +152,18 @@ test('routes/ never imports appliance/, and the registry imports nothing from co
       if (to.startsWith('daemon/comm/') || to.startsWith('daemon/jobs/') || to.startsWith('appliance/'))
         offenders.push(`${file} -> ${spec}`);
     }
+  assert.deepEqual(offenders, []);
+});
+
+test('the guest door reaches the install jobs only through their secrets gate (no JobManager, no job module)', () => {
+  // @ts-expect-error GuestServices carries no JobManager (the build fails if `jobs` comes back)
+  const jobs: GuestServices['jobs'] = undefined;
+  assert.equal(jobs, undefined);
+  const offenders: string[] = [];
+  for (const file of [...sources('routes/guest'), ...sources('routes/render')]) {
+    const text = readFileSync(join(ROOT, file), 'utf8');
+    for (const spec of importsOf(text)) if (target(file, spec).startsWith('daemon/jobs/')) offenders.push(`${file} -> ${spec}`);
+    if (/\bJobManager\b|\.jobs\b/.test(codeOf(text))) offenders.push(`${file} names the job manager`);
+  }
   assert.deepEqual(offenders, []);
 });

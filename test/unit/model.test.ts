@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { HOST_PATH_PATTERN, instanceSchema } from '../../daemon/registry/model.js';
+import { HOST_PATH_PATTERN, inputOf, instanceSchema, splitInput, type StoredInstance } from '../../daemon/registry/model.js';
 import { hostPathProblem } from '../../daemon/jobs/disks.js';
 import { validateInstance } from '../../daemon/registry/validate.js';
 import { sampleInstance } from '../support/daemon.js';
@@ -78,4 +78,29 @@ test('schema: host paths are absolute and normalized (no control characters, "."
   assert.doesNotThrow(() => validateInstance({ ...sampleInstance(1), os: { name: 'debootstrap+default', variant: 'default' } }));
   for (const os of [{ definition: '/etc' }, { name: '/etc' }, { name: '../etc' }, { name: 'a/b' }, { name: '.hidden' }])
     assert.throws(() => validateInstance({ ...sampleInstance(1), os }), /invalid instance document/, JSON.stringify(os));
+});
+
+test('inputOf: a stored instance is its input document again (public, private values, IAM), never its secrets or the guest password', () => {
+  const iam = { role: 'r', accessKeyId: 'AKIA', secretAccessKey: 'sak', token: 'tok', expiration: '2030-01-01T00:00:00Z' };
+  const input = validateInstance({
+    ...sampleInstance(1),
+    params: { public: { a: '1' }, private: { p: 'private-value' }, secret: { s: 'secret-value' } },
+    ec2: { imdsV2: 'required', iam },
+  });
+  const { doc, priv, iam: creds } = splitInput(input);
+  const stored: StoredInstance = {
+    doc,
+    sensitive: { private: priv ?? {}, ...(creds ? { iam: creds } : {}), password: 'guest-password' },
+    createdAt: 't',
+    updatedAt: 't',
+    generation: 1,
+  };
+  const back = inputOf(stored);
+  assert.deepEqual(back, { ...input, params: { public: { a: '1' }, private: { p: 'private-value' } } });
+  assert.ok(!JSON.stringify(back).includes('secret-value') && !JSON.stringify(back).includes('guest-password'));
+  // A copy: editing it (as a patch does) changes nothing stored.
+  back.comm.ipv4 = '127.0.0.9';
+  (back.params as { private: Record<string, string> }).private.p = 'changed';
+  assert.equal(stored.doc.comm.ipv4, '127.0.0.2');
+  assert.equal(stored.sensitive.private.p, 'private-value');
 });

@@ -1,7 +1,8 @@
 /**
  * What was dead or untrue stays gone (issue 6, item 25): each protocol constant has one
  * definition (the random_seed size, each dialect's version list), RenderCtx has no unread
- * `passwordSet`, and every `scripts/…` file a source comment names exists.
+ * `passwordSet`, and every `scripts/…` file a source comment names exists. Issue 14: one
+ * function turns a stored instance back into its input document, and a name means one thing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,4 +66,18 @@ test('every scripts/<file> a source comment names exists', () => {
     named.filter((n) => !existsSync(join(ROOT, n.script))),
     [],
   );
+});
+
+test('a stored instance becomes an input document in one place (inputOf, daemon/registry/model.ts), not one copy per caller', () => {
+  const defs = sources('daemon', 'routes').flatMap((f) =>
+    [...readFileSync(f, 'utf8').matchAll(/^(?:export )?function (\w*[iI]nputOf)\b/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
+  );
+  assert.deepEqual(defs, ['daemon/registry/model.ts:inputOf']);
+});
+
+test("one Prepared name per meaning: the guest door's answer bytes (PreparedAnswer) and an install run's XML and cleanup (PreparedRun)", () => {
+  const defs = sources('daemon', 'routes', 'appliance').flatMap((f) =>
+    [...readFileSync(f, 'utf8').matchAll(/^export (?:interface|type|class) (Prepared\w*)/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
+  );
+  assert.deepEqual(defs.sort(), ['daemon/jobs/manager.ts:PreparedRun', 'routes/guest/answer.ts:PreparedAnswer']);
 });
