@@ -253,9 +253,12 @@ describe('the Ganeti feed socket', () => {
     assert.equal(v.instance.origin, 'ganeti');
   });
 
-  it('metadctl remove (DELETE) removes a fed instance', async () => {
+  it('metadctl remove (DELETE) removes a fed instance; the next push of it brings it back', async () => {
     assert.equal((await e.d.admin('DELETE', '/v1/instances/web1')).status, 204);
     assert.equal((await e.d.admin('GET', '/v1/instances/web1')).status, 404);
+    assert.deepEqual(await luxiCall(e.socket, 'updateConfig', [push('web1', 2)]), ok);
+    const v = (await e.d.admin('GET', '/v1/instances/web1')).json as { instance: { origin?: string }; status: { generation: number } };
+    assert.deepEqual([v.instance.origin, v.status.generation], ['ganeti', 1]);
   });
 
   it('refuses to take a live socket (ganeti-metad still running), and stops cleanly', async () => {
