@@ -20,11 +20,21 @@
 #   systemd-container:  systemd-nspawn boots a real systemd in a container (these machines have no
 #                       systemd as PID 1) to run metad under systemd/metad.service
 #                       (test/integration/systemd-live.test.ts); upgrades systemd to the same version
+#   Ganeti 3.0's own code, for the Ganeti feed (test/integration/ganeti-real.test.ts, docs/ganeti.md):
+#     ganeti-os-noop:     installed: an OS definition (sh scripts in /usr/share/ganeti/os/noop)
+#     libpcre3:           what Debian's ganeti-metad binary links
+#     python3-simplejson, -pyparsing, -openssl, -pyinotify, -pycurl, -bitarray, -psutil:
+#                         what Ganeti's Python package imports (with Debian's /usr/bin/python3)
+#     ganeti-3.0, ganeti-haskell-3.0: fetched with `apt-get download` and unpacked into
+#                         $GANETI_DIR, never installed (no cluster, no Ganeti daemon runs)
+#     the users and groups Ganeti's daemons run as: ganeti-metad refuses to start without them
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base)
+  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base
+  ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
+  python3-pycurl python3-bitarray python3-psutil)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests
@@ -42,3 +52,22 @@ fi
 
 # libvirt 9.0 refuses to start without this user, even with user="root" in qemu.conf.
 id libvirt-qemu >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin libvirt-qemu
+
+# Ganeti 3.0 (Debian bookworm's ganeti-3.0 and ganeti-haskell-3.0), unpacked, for the Ganeti
+# feed tests: the Python package in usr/share/ganeti/3.0, ganeti-metad in usr/lib/ganeti/3.0/usr/sbin.
+GANETI_DIR=/var/cache/metad-test/ganeti
+if [ ! -x "$GANETI_DIR/usr/lib/ganeti/3.0/usr/sbin/ganeti-metad" ] || [ ! -f "$GANETI_DIR/usr/share/ganeti/3.0/ganeti/metad.py" ]; then
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download -qq ganeti-3.0 ganeti-haskell-3.0 2>/dev/null ||
+    { apt-get update -qq && apt-get download -qq ganeti-3.0 ganeti-haskell-3.0; }; } )
+  rm -rf "$GANETI_DIR.new" && mkdir -p "$GANETI_DIR.new"
+  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$GANETI_DIR.new"; done
+  dpkg-deb -f "$tmp"/ganeti-3.0_*.deb Version >"$GANETI_DIR.new/VERSION"
+  rm -rf "$GANETI_DIR" && mv "$GANETI_DIR.new" "$GANETI_DIR" && rm -rf "$tmp"
+fi
+for g in gnt-daemons gnt-admin gnt-metad gnt-masterd gnt-rapi gnt-confd gnt-luxid; do
+  getent group "$g" >/dev/null || groupadd -r "$g"
+done
+for u in gnt-metad gnt-masterd gnt-rapi gnt-confd gnt-luxid; do
+  id "$u" >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin -g "$u" "$u"
+done

@@ -30,7 +30,7 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 
 export function formatList(instances: readonly InstanceSummary[]): string {
   return formatTable(
-    ['NAME', 'UUID', 'COMM IPV4', 'MAC', 'TAP', 'GEN'],
+    ['NAME', 'UUID', 'COMM IPV4', 'MAC', 'TAP', 'GEN', 'ORIGIN'],
     instances.map((s) => [
       display(s.name),
       display(s.uuid),
@@ -38,6 +38,7 @@ export function formatList(instances: readonly InstanceSummary[]): string {
       display(s.commMac),
       display(s.tap),
       display(s.generation),
+      display(s.origin),
     ]),
   );
 }
@@ -83,6 +84,7 @@ export function formatView(view: InstanceView, now = Date.now()): string {
   out += field('UUID', [display(doc.uuid)], W);
   out += field('Hostname', [display(doc.hostname)], W);
   out += field('Comm', [comm], W);
+  if (doc.origin === 'ganeti') out += field('Origin', ["ganeti (fed by Ganeti's node daemon)"], W);
   if (doc.os?.name) out += field('OS', [[doc.os.name, doc.os.variant].filter(Boolean).map(display).join(' ')], W);
   out += field('Generation', [display(st.generation)], W);
   out += field('Created', [display(st.createdAt)], W);

@@ -1,7 +1,8 @@
 /**
  * The composition root as a function: build the whole graph (the state-dir lock, keys, store,
  * vault, pipes, identity signer, the comm network and its controller, the install jobs with their
- * hypervisor, wiring and leftovers, the guest log, the admin koa app and the guest handler) from
+ * hypervisor, wiring and leftovers, the guest log, the admin koa app, the guest handler and the
+ * Ganeti feed) from
  * a config and injectable dependencies. Opens no sockets:
  * daemon/process/main.ts listens. Tests call createDaemon with a temp state dir, a sink logger and a
  * fake clock and get the same graph production runs.
@@ -42,6 +43,7 @@ import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
 import { boundedHypervisor, defaultHypervisor, ProductionAppliance } from './jobs/wiring.js';
 import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
+import { GanetiFeed } from './feeds/ganeti.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -60,9 +62,11 @@ export interface Daemon {
   adminApp: Koa;
   /** The guest door: a plain node:http request handler (see routes/guest/index.ts). */
   guestHandler: GuestHandler;
+  /** The Ganeti feed (config `ganeti`; undefined when absent): daemon/process/main.ts makes it listen. */
+  ganeti: GanetiFeed | undefined;
   /** Take the live settings of a reloaded configuration: log level, guest rate limit (daemon/config/reload.ts). */
   reconfigure(next: Readonly<Config>): void;
-  /** Stop timers; sockets are closed by whoever opened them. */
+  /** Stop timers and the Ganeti feed (its socket too); the doors' sockets are closed by whoever opened them. */
   stop(): Promise<void>;
 }
 
@@ -212,6 +216,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     { limiter, tokens, counters: guestCounters },
   );
   const adminApp = createAdminApp(services);
+  // Ganeti's node daemon pushes its instances here; built now, listening once main.ts says so.
+  const ganeti = config.ganeti ? new GanetiFeed(config.ganeti, { store, vault, log, osSearchPath: config.os.searchPath }) : undefined;
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
     const n = vault.sweep();
@@ -222,12 +228,14 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     services,
     adminApp,
     guestHandler,
+    ganeti,
     reconfigure(next) {
       log.level = next.log.level;
       limiter.setLimits(next.guest.rateLimit.ratePerSec, next.guest.rateLimit.burst);
     },
     async stop() {
       try {
+        await ganeti?.close(); // first: no push lands in a store that is stopping
         clearInterval(sweeper);
         await recovering;
         await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded

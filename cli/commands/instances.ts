@@ -58,7 +58,8 @@ ${examples('metadctl show web1', 'metadctl --json show web1 | jq .instance')}`,
     .description('list the registered instances (GET /v1/instances)')
     .addHelpText(
       'after',
-      `\nColumns: NAME, UUID, COMM IPV4, MAC, TAP, GEN (generation).\n${examples('metadctl list', "metadctl --json list | jq -r '.instances[].name'")}`,
+      `\nColumns: NAME, UUID, COMM IPV4, MAC, TAP, GEN (generation), ORIGIN (admin: registered here;
+ganeti: fed by Ganeti's node daemon, docs/ganeti.md). metadctl remove removes either.\n${examples('metadctl list', "metadctl --json list | jq -r '.instances[].name'")}`,
     )
     .action(
       act(async (ctx) => {

@@ -232,6 +232,49 @@ export const configSchema = {
         },
       },
     },
+    ganeti: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        "The Ganeti feed (docs/ganeti.md): metad takes ganeti-metad's place on a Ganeti 3.0 node, listening on its config socket for the instances Ganeti's node daemon pushes (`echo`, `updateConfig`). Absent (the default): off. `ganeti: {}` turns it on with Ganeti's own paths. OS definitions of fed instances are found in /os/searchPath (Ganeti's `os_search_path` order).",
+      properties: {
+        socket: {
+          type: 'string',
+          pattern: '^/',
+          maxLength: 107,
+          default: '/var/run/ganeti/socket/ganeti-metad',
+          description:
+            "The unix socket Ganeti's node daemon connects to (Ganeti's `pathutils.METAD_SOCKET`). Its directory must exist and be writable by metad (Ganeti makes it 0770 gnt-masterd:gnt-daemons: run metad in group gnt-daemons). A live socket there (ganeti-metad still running) stops metad's start; a stale one is replaced.",
+        },
+        socketMode: {
+          type: 'string',
+          pattern: '^0?[0-7]{3}$',
+          default: '0600',
+          description:
+            "Octal permission bits of the socket, as ganeti-metad sets them: its one client, Ganeti's node daemon, runs as root. Whoever can connect can register and remove every instance Ganeti feeds.",
+        },
+        socketGroup: {
+          type: 'string',
+          pattern: '^([A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})$',
+          description:
+            "Group of the socket (a name from /etc/group or a number); ganeti-metad's is gnt-daemons. Unset: metad's own group. The owner is always metad's own user.",
+        },
+        pidFile: {
+          type: 'string',
+          pattern: '^/',
+          default: '/var/run/ganeti/ganeti-metad.pid',
+          description:
+            "Where metad writes its pid while the feed listens (removed at stop). Ganeti's node daemon starts ganeti-metad before each push unless this file names a live process (`utils.IsDaemonAlive`), so keep Ganeti's path.",
+        },
+        maxMessageBytes: {
+          type: 'integer',
+          minimum: 4096,
+          maximum: 67108864,
+          default: 1048576,
+          description: 'Largest request on the socket (one instance); a larger one is answered with an error and the connection closed.',
+        },
+      },
+    },
     network: {
       type: 'object',
       additionalProperties: false,

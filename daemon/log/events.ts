@@ -67,6 +67,47 @@ export const EVENTS = {
   secretsExpired: { msg: 'expired secrets wiped', level: 'info', fields: 'wiped' },
   pipeHostSent: { msg: 'pipe: host sent', level: 'info', fields: 'instance, bytes' },
   passwordCleared: { msg: 'password cleared', level: 'info', fields: 'instance' },
+  ganetiListening: {
+    msg: 'ganeti feed listening',
+    level: 'info',
+    fields: "socket, mode, group (null: metad's own), pidFile (docs/ganeti.md)",
+  },
+  ganetiFed: {
+    msg: 'ganeti: instance fed',
+    level: 'info',
+    fields:
+      'instance, created, generation, secrets (secret parameters now in the vault), os, osDefinition (the directory its scripts are served from; null: none in os.searchPath)',
+  },
+  ganetiOsMissing: {
+    msg: 'ganeti: OS definition not found',
+    level: 'warn',
+    fields: 'instance, os, searchPath (the instance is stored; os/scripts/ serves nothing until the definition exists)',
+  },
+  ganetiReplaced: {
+    msg: 'ganeti: instance replaced by another with its comm address',
+    level: 'info',
+    fields: 'instance (the one pushed), replaced (the fed instance removed for it), commIpv4',
+  },
+  ganetiRemoved: {
+    msg: 'ganeti: instance removed: pushed without a communication NIC',
+    level: 'info',
+    fields: 'instance, secretsWiped',
+  },
+  ganetiIgnored: {
+    msg: 'ganeti: push without a communication NIC changed nothing',
+    level: 'info',
+    fields: 'instance, reason (not registered | registered through the admin door, left as it is)',
+  },
+  ganetiRefused: {
+    msg: 'ganeti: update refused',
+    level: 'warn',
+    fields: 'instance (when the push named one), err (what Ganeti was answered: fields and rules, never values)',
+  },
+  ganetiBadRequest: {
+    msg: 'ganeti feed: request not understood',
+    level: 'warn',
+    fields: 'reason (what the client was answered), bytes',
+  },
   adminRequest: { msg: 'admin request', level: 'debug', fields: 'method, route, status, ms' },
   guestUnknownSource: {
     msg: 'guest request from an unknown source address',

@@ -1,6 +1,7 @@
 /**
  * The process edge: opens the sockets. `runDaemon` builds the graph with createDaemon, binds the
- * admin app to its unix socket (daemon/process/admin-socket.ts) and the guest app to its listeners, and
+ * admin app to its unix socket (daemon/process/admin-socket.ts), the Ganeti feed to Ganeti's config
+ * socket when configured, and the guest app to its listeners, and
  * returns a handle whose `close()` shuts it all down (signals: daemon/process/signals.ts).
  */
 import http from 'node:http';
@@ -158,6 +159,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   let metricsServer: http.Server | undefined;
   let metricsAddress: { host: string; port: number } | undefined;
   try {
+    await daemon.ganeti?.listen(); // Ganeti's config socket and pid file (daemon/feeds/ganeti.ts)
     for (const l of guestTargets(cfg)) {
       const server = createGuestServer(daemon, cfg, log);
       await listen(server, { host: l.host, port: l.port });

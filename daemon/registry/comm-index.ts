@@ -37,15 +37,16 @@ export class CommIndex {
 
   /**
    * The first comm address of `doc` that another instance holds or has claimed, or undefined.
-   * The same instance re-using its own addresses is no problem.
+   * The same instance re-using its own addresses is no problem, nor is what `ignoring` holds.
    */
-  problem(doc: PublicDoc): CommProblem | undefined {
+  problem(doc: PublicDoc, ignoring?: string): CommProblem | undefined {
     for (const kind of KINDS) {
       const value = doc.comm[kind];
       if (value === undefined) continue;
       for (const owner of [this.held[kind].get(value), this.pending[kind].get(value)]) {
         // The holder is named: the admin door is for admins, and "which one?" is their next question.
-        if (owner !== undefined && owner !== doc.name) return { path: `/comm/${kind}`, message: `already used by instance ${owner}` };
+        if (owner !== undefined && owner !== doc.name && owner !== ignoring)
+          return { path: `/comm/${kind}`, message: `already used by instance ${owner}` };
       }
     }
     return undefined;

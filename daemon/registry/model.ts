@@ -129,6 +129,12 @@ export const instanceSchema = {
       description: 'Free-form display name (no control characters): OpenStack meta_data.json `name`. Default: the instance name.',
     },
     hostname: { type: 'string', pattern: NAME_PATTERN, maxLength: MAX_HOSTNAME_CHARS },
+    origin: {
+      type: 'string',
+      enum: ['ganeti'],
+      description:
+        "`ganeti`: Ganeti's node daemon pushed this instance through the Ganeti feed (docs/ganeti.md), which replaces it on the next push of its name, replaces it when another instance is pushed with its comm address, and removes it when it is pushed without a communication NIC. Absent: registered through the admin door (the feed then only ever replaces it by name). `metadctl remove` removes either.",
+    },
     comm: {
       type: 'object',
       description: 'The comm NIC: the guest is identified by the source address of its connections.',

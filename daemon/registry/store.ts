@@ -127,7 +127,25 @@ export class InstanceStore extends EventEmitter {
    * which runs inside the instance's write queue once the write is durable.
    */
   put(input: InstanceInput, keepOmittedSensitive: boolean, after?: (r: PutResult) => void): Promise<PutResult> {
-    return this.serialized(input.name, async () => {
+    return this.putWith(input.name, () => input, keepOmittedSensitive, after);
+  }
+
+  /**
+   * `put`, with the input made inside the instance's write queue from the version stored then
+   * (undefined when there is none), so that nothing written in between is lost: the Ganeti feed
+   * keeps what an admin added to a fed instance. `make` may throw to refuse (nothing changes);
+   * its result must keep the name.
+   */
+  putWith(
+    name: string,
+    make: (prev: StoredInstance | undefined) => InstanceInput,
+    keepOmittedSensitive: boolean,
+    after?: (r: PutResult) => void,
+  ): Promise<PutResult> {
+    return this.serialized(name, async () => {
+      const input = make(this.byName.get(name));
+      if (input.name !== name)
+        throw new DaemonError('InvalidInput', 'a write cannot rename an instance', [{ path: '/name', message: 'must stay the same' }]);
       const r = await this.putNow(input, keepOmittedSensitive);
       after?.(r);
       return r;
@@ -154,12 +172,8 @@ export class InstanceStore extends EventEmitter {
     const prev = this.byName.get(input.name);
     const { doc, priv, iam } = splitInput(input);
     // Check and claim in one synchronous step: no other write can slip in between.
-    if (this.ranges.isEdge(doc.comm.ipv4)) {
-      const message = 'must not be the network or broadcast address of its comm range';
-      throw new DaemonError('InvalidInput', message, [{ path: '/comm/ipv4', message }]);
-    }
-    const problem = this.conflictOf(doc);
-    if (problem) throw new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]);
+    const problem = this.problemOf(doc);
+    if (problem) throw problem;
     if (prev) this.guard?.(prev, doc);
     const release = this.comm.claim(doc);
     try {
@@ -294,12 +308,21 @@ export class InstanceStore extends EventEmitter {
     commit();
   }
 
-  /** New writes must be in the comm range and unique. */
-  private conflictOf(doc: PublicDoc): CommProblem | undefined {
-    if (!this.ranges.has(doc.comm.ipv4)) {
-      return { path: '/comm/ipv4', message: `must lie in a comm range (${this.ranges.toString()})` };
+  /**
+   * Why `doc` could not be written now, as the error the write would throw, or undefined: its
+   * comm IPv4 must lie inside a comm range and not on its edge, and no other instance may hold
+   * its comm IPv4, MAC or tap; with `ignoring`, that instance's holdings do not count (the
+   * Ganeti feed asks before it removes the instance a push replaces).
+   */
+  problemOf(doc: PublicDoc, ignoring?: string): DaemonError | undefined {
+    if (this.ranges.isEdge(doc.comm.ipv4)) {
+      const message = 'must not be the network or broadcast address of its comm range';
+      return new DaemonError('InvalidInput', message, [{ path: '/comm/ipv4', message }]);
     }
-    return this.comm.problem(doc);
+    const problem: CommProblem | undefined = !this.ranges.has(doc.comm.ipv4)
+      ? { path: '/comm/ipv4', message: `must lie in a comm range (${this.ranges.toString()})` }
+      : this.comm.problem(doc, ignoring);
+    return problem ? new DaemonError('Conflict', problem.message, [{ path: problem.path, message: problem.message }]) : undefined;
   }
 
   private index(i: StoredInstance): void {

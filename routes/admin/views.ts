@@ -28,6 +28,8 @@ export function summaryOf(i: StoredInstance) {
     commMac: i.doc.comm.mac,
     tap: i.doc.comm.tap ?? null,
     generation: i.generation,
+    /** Who feeds it: `ganeti` (the Ganeti feed, daemon/feeds/ganeti.ts) or `admin` (the admin door). */
+    origin: i.doc.origin ?? ('admin' as const),
     updatedAt: i.updatedAt,
   };
 }

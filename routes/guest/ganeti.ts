@@ -23,7 +23,8 @@ import {
 } from './answer.js';
 import { guestViewOf } from './view.js';
 import { readBody } from '../body.js';
-import { listOsScripts, osDefinitionDir, readOsScript } from './scripts.js';
+import { listOsScripts, readOsScript } from './scripts.js';
+import { osDefinitionDir } from '../../daemon/registry/os-definition.js';
 import { parseWaitMs } from '../../daemon/registry/pipes.js';
 import { sameIncarnation } from '../../daemon/registry/model.js';
 

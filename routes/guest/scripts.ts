@@ -2,8 +2,8 @@
  * OS scripts for the guest: `os/scripts/` lists them and `os/scripts/<name>` serves one, from the
  * instance's OS definition directory, the `untrusted/` variant where present (Ganeti design:
  * untrusted code runs in the appliance). The definition is found by the instance's OS name in
- * the configured OS search path (Ganeti's `os_search_path`), never by a path the instance
- * names. Names are restricted; the resolved real path must stay inside the definition
+ * the configured OS search path (Ganeti's `os_search_path`: daemon/registry/os-definition.ts),
+ * never by a path the instance names. Names are restricted; the resolved real path must stay inside the definition
  * directory, so neither `..` nor a symlink can escape it; only regular files up to 1 MiB are
  * served, opened non-blocking and checked on the open descriptor (a FIFO never blocks a file
  * thread), and the listing shows exactly the names that would be served.
@@ -13,23 +13,6 @@ import { constants } from 'node:fs';
 import { join, sep } from 'node:path';
 
 const SCRIPT_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
-const OS_DIR_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-/**
- * The OS definition directory of OS `osName` (`name` or `name+variant`): `<dir>/<name>` in the
- * first directory of `searchPath` where it is a directory, or undefined.
- * ('debootstrap+default', ['/srv/ganeti/os', '/usr/share/ganeti/os']) -> '/usr/share/ganeti/os/debootstrap'
- * when only the second holds it.
- */
-export async function osDefinitionDir(searchPath: readonly string[], osName: string | undefined): Promise<string | undefined> {
-  const name = osName?.split('+')[0];
-  if (name === undefined || !OS_DIR_NAME.test(name)) return undefined;
-  for (const dir of searchPath) {
-    const st = await stat(join(dir, name)).catch(() => undefined);
-    if (st?.isDirectory()) return join(dir, name);
-  }
-  return undefined;
-}
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
 
 async function inside(base: string, candidate: string): Promise<string | undefined> {

@@ -11,6 +11,8 @@
  * in the checkout before any install (no metadctl on PATH: `node dist/cli/metadctl.js`). METAD_ADMIN_SOCKET
  * names the daemon's socket, and each page has a fresh working directory holding its `file=`
  * documents.
+ * docs/ganeti.md's daemon also has the Ganeti feed on, in a node root of Ganeti's virtual-cluster
+ * paths, and its examples run Ganeti's own Python package (test/support/ganeti.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { annotationProblem, commandsOf, isScript, parseExamples, type Example } from '../support/doc-examples.js';
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
 import { hasCommand } from '../support/env.js';
+import { GANETI_PYTHONPATH, ganetiMissing, nodeRoot } from '../support/ganeti.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
@@ -59,6 +62,21 @@ test('the README quick start shows a second guest, and that example is run', () 
   // temporary paths: operations.md's install (npm-install.test.ts) and backup/restore (backup-restore.test.ts).
   assert.ok(noRun.length <= 7, `only a few examples may be no-run (${String(noRun.length)})`);
 });
+
+/**
+ * What a page needs besides the default daemon: docs/ganeti.md feeds metad with Ganeti's client,
+ * whose socket and pid-file paths follow GANETI_ROOTDIR (never the machine's /var/run/ganeti).
+ */
+function pageSetup(page: string, dir: string): { config: Record<string, unknown>; env: Record<string, string>; missing?: string } {
+  if (page !== 'docs/ganeti.md') return { config: {}, env: {} };
+  const missing = ganetiMissing();
+  if (missing !== undefined) return { config: {}, env: {}, missing };
+  const node = nodeRoot(join(dir, 'ganeti'));
+  return {
+    config: { ganeti: { socket: node.metadSocket, pidFile: node.metadPidFile } },
+    env: { ...node.env, PYTHONPATH: GANETI_PYTHONPATH },
+  };
+}
 
 interface Running {
   child: ChildProcess;
@@ -116,8 +134,10 @@ test('every example of README.md and docs/ works as written', async (t) => {
   for (const page of PAGES) {
     const examples = examplesOf(page);
     if (!examples.some((e) => isScript(e) || e.file !== undefined || e.flags.has('config'))) continue;
-    await t.test(page, async () => {
+    await t.test(page, async (pt) => {
       const dir = mkdtempSync(join(base, 'page-'));
+      const setup = pageSetup(page, dir);
+      if (skipOrFail(pt, setup.missing)) return;
       const work = join(dir, 'work');
       mkdirSync(work);
       const socket = join(dir, 'admin.sock');
@@ -131,12 +151,16 @@ test('every example of README.md and docs/ works as written', async (t) => {
         LANG: 'C.UTF-8',
         METAD_ADMIN_SOCKET: socket,
         METAD_SOCKET: socket, // metadctl's former name for it
+        ...setup.env,
       };
       for (const ex of examples.filter((e) => e.file !== undefined)) writeFileSync(join(work, ex.file ?? ''), ex.body);
       let args = ['serve', '--demo'];
       if (page !== 'README.md') {
         const config = join(dir, 'config.json');
-        writeFileSync(config, JSON.stringify({ stateDir: join(dir, 'state'), guest: { listen: [{ host: '127.0.0.1', port: 8169 }] } }));
+        writeFileSync(
+          config,
+          JSON.stringify({ stateDir: join(dir, 'state'), guest: { listen: [{ host: '127.0.0.1', port: 8169 }] }, ...setup.config }),
+        );
         args = ['serve', '--config', config];
       }
       const daemon = await startDaemon(ns, args, env);

@@ -63,6 +63,7 @@ const SUMMARIES = [
     commMac: '52:54:00:00:00:10',
     generation: 12,
     updatedAt: '2025-01-01T00:00:00.000Z',
+    origin: 'admin',
   },
   {
     name: 'web1',
@@ -73,6 +74,7 @@ const SUMMARIES = [
     tap: 'tap-web1',
     generation: 7,
     updatedAt: '2025-01-02T00:00:00.000Z',
+    origin: 'ganeti',
   },
 ];
 const PARAMS = {

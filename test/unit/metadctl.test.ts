@@ -196,9 +196,9 @@ describe('metadctl instances', () => {
     assert.equal(
       r.out,
       [
-        'NAME  UUID                                  COMM IPV4  MAC                TAP       GEN',
-        'db1   00000000-0000-4000-8000-000000000001  10.0.0.10  52:54:00:00:00:10  -         12',
-        `web1  ${UUID}  10.0.0.5   52:54:00:12:34:56  tap-web1  7`,
+        'NAME  UUID                                  COMM IPV4  MAC                TAP       GEN  ORIGIN',
+        'db1   00000000-0000-4000-8000-000000000001  10.0.0.10  52:54:00:00:00:10  -         12   admin',
+        `web1  ${UUID}  10.0.0.5   52:54:00:12:34:56  tap-web1  7    ganeti`,
         '',
       ].join('\n'),
     );
