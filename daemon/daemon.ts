@@ -183,6 +183,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     pipeBytes: () => pipes.totals(),
     quarantined: () => loaded.quarantined,
     reconciles: () => comm?.reconciles,
+    ganetiPushes: () => ganeti?.pushes,
     jobStates: () => jobs.list().map((j) => j.state),
     leftovers: () => leftovers.size,
   });

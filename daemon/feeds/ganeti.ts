@@ -217,14 +217,19 @@ export class GanetiFeed {
     return run;
   }
 
+  /** `updateConfig` pushes since the start, by result (the metrics read it). */
+  readonly pushes = { applied: 0, refused: 0, failed: 0 };
+
   /** `updateConfig`: apply one push; refusals in the protocol's error form. */
   private async update(arg: unknown): Promise<Answer> {
     const named = pushedName(arg);
     try {
       await this.apply(arg);
+      this.pushes.applied++;
       return { success: true, result: [] };
     } catch (err) {
       if (err instanceof DaemonError) {
+        this.pushes.refused++;
         const text = describe(err);
         this.d.log.warn({ instance: named ?? null, err: text }, EV.ganetiRefused);
         return {
@@ -232,6 +237,7 @@ export class GanetiFeed {
           result: ['GenericError', [`metad refused ${named ? `instance ${named}` : 'the pushed instance'}: ${text}`]],
         };
       }
+      this.pushes.failed++;
       const incidentId = randomUUID();
       this.d.log.error({ incidentId, method: 'updateConfig', route: 'ganeti feed', err }, EV.internalError);
       return {

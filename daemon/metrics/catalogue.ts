@@ -50,6 +50,11 @@ export const METRICS = {
     help: 'Comm network reconciles (network.mode routed or bridged), by result (ok, failed).',
     labels: ['result'],
   },
+  metad_ganeti_pushes_total: {
+    type: 'counter',
+    help: "Instances Ganeti's node daemon pushed through the feed socket (config `ganeti`), by result: applied, refused (answered with Ganeti's error form), failed (a bug; incident in the log).",
+    labels: ['result'],
+  },
   metad_jobs: { type: 'gauge', help: 'Install job records, by state (queued, booting, running, succeeded, failed, …).', labels: ['state'] },
   metad_leftovers: {
     type: 'gauge',

@@ -26,6 +26,7 @@ export interface MetricSources {
   readonly pipeBytes: () => { toGuestBytes: number; toHostBytes: number };
   readonly quarantined: () => number;
   readonly reconciles: () => { ok: number; failed: number } | undefined;
+  readonly ganetiPushes: () => { applied: number; refused: number; failed: number } | undefined;
   readonly jobStates: () => readonly string[];
   readonly leftovers: () => number;
 }
@@ -141,6 +142,13 @@ export class Metrics {
       if (!c) return;
       set({ result: 'ok' }, c.ok);
       set({ result: 'failed' }, c.failed);
+    });
+    counter('metad_ganeti_pushes_total', (set) => {
+      const p = src.ganetiPushes();
+      if (!p) return;
+      set({ result: 'applied' }, p.applied);
+      set({ result: 'refused' }, p.refused);
+      set({ result: 'failed' }, p.failed);
     });
     gauge('metad_jobs', (g) => {
       const by = new Map<string, number>();

@@ -59,6 +59,12 @@ async function start(dir: string, ganeti: Record<string, unknown> = {}): Promise
 
 const ok = { success: true, result: [] };
 
+/** metad_ganeti_pushes_total{result} from a scrape (0 when absent). */
+function ganetiPushes(text: string, result: string): number {
+  const m = new RegExp(`^metad_ganeti_pushes_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
 describe('the Ganeti feed socket', () => {
   let e: Env;
   before(async () => {
@@ -195,6 +201,7 @@ describe('the Ganeti feed socket', () => {
   it('an instance registered through the admin door is never replaced by address: the push is refused, naming it', async () => {
     const doc = { name: 'byhand', uuid: UUIDS[2], comm: { mac: '52:54:00:00:00:06', ipv4: '127.0.0.6' } };
     assert.equal((await e.d.admin('PUT', '/v1/instances/byhand', doc)).status, 201);
+    const refusedBefore = ganetiPushes((await e.d.admin('GET', '/v1/metrics')).text, 'refused');
     const r = await luxiCall(e.socket, 'updateConfig', [
       push('intruder', 6, { nics: [{ ...(push('x', 7).nics as object[])[0], ip: '127.0.0.6' }] }),
     ]);
@@ -207,6 +214,11 @@ describe('the Ganeti feed socket', () => {
     );
     assert.equal((await e.d.admin('GET', '/v1/instances/byhand')).status, 200);
     assert.equal((await e.d.admin('GET', '/v1/instances/intruder')).status, 404);
+    // The refusal is counted (GET /v1/metrics), and no value of the push is in the metrics.
+    const metrics = (await e.d.admin('GET', '/v1/metrics')).text;
+    assert.equal(ganetiPushes(metrics, 'refused'), refusedBefore + 1);
+    assert.ok(ganetiPushes(metrics, 'applied') > 0, 'the earlier pushes were counted as applied');
+    assert.ok(!metrics.includes('intruder') && !metrics.includes('127.0.0.6'));
   });
 
   it('a refused push changes nothing: the stored version stays, and no instance is removed for it', async () => {

@@ -53,6 +53,7 @@ function sources(over: Partial<MetricSources> = {}): MetricSources {
     pipeBytes: () => ({ toGuestBytes: 10, toHostBytes: 20 }),
     quarantined: () => 0,
     reconciles: () => ({ ok: 4, failed: 1 }),
+    ganetiPushes: () => ({ applied: 3, refused: 1, failed: 0 }),
     jobStates: () => ['running', 'succeeded', 'succeeded'],
     leftovers: () => 0,
     ...over,
@@ -82,6 +83,7 @@ test('the exposition reads every source at scrape time, and a second scrape sees
   line(/^metad_pipe_bytes_queued\{direction="to_host"\} 20$/m);
   line(/^metad_comm_reconciles_total\{result="failed"\} 1$/m);
   line(/^metad_jobs\{state="succeeded"\} 2$/m);
+  line(/^metad_ganeti_pushes_total\{result="refused"\} 1$/m);
   line(/^process_resident_memory_bytes \d+/m);
   for (const name of Object.keys(METRICS)) assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
   issued = 9;
