@@ -28,7 +28,7 @@ import { instanceSchema } from './registry/model.js';
 import { EV, loggingDoc } from './log/events.js';
 import { configReference } from './config/doc.js';
 import { networkPreflight } from './comm/preflight.js';
-import { appliancePreflight } from './jobs/preflight.js';
+import { appliancePreflight, installsOff } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
 import { loadBinding } from '../appliance/libvirt.js';
 
@@ -61,9 +61,10 @@ export async function main(argv: string[]): Promise<number> {
         const cfg = loadChecked({ file });
         const access = accessProblems(cfg);
         if (access.length > 0) throw new ConfigError(access);
-        // Install appliances: warnings (metadata still works without them; installs would fail).
+        // Install appliances: warnings (metadata still works without them; installs would fail),
+        // and none on a host that never installs.
         for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
-        if (cfg.network.mode !== 'off') {
+        if (installsOff(cfg) === undefined) {
           const missing = await loadBinding().then(
             () => undefined,
             (e: unknown) => (e instanceof Error ? e.message : String(e)),

@@ -93,6 +93,7 @@ export function productionAppliance(d: WiringDeps): Required<Pick<JobDeps, 'admi
     });
 
   const comm = (): CommController => {
+    if (!a.enabled) throw unavailable('installs are off on this host: /appliance/enabled is false');
     if (d.config.network.mode === 'off' || !d.comm) {
       throw unavailable('install appliances need the comm network: set /network/mode to routed or bridged');
     }

@@ -150,8 +150,8 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const port = cfg.guest.listen.find((l) => l.host === '169.254.169.254')?.port ?? 80;
   const linkDoors = comm ? linkLocalDoors(comm, () => createGuestServer(daemon, cfg, log), port, log) : undefined;
   log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
-  // With the comm network on, an operator expects installs: say at once when they cannot run.
-  if (cfg.network.mode !== 'off') {
+  // With the comm network on and installs enabled, an operator expects installs: say at once when they cannot run.
+  if (cfg.network.mode !== 'off' && cfg.appliance.enabled) {
     const installs = await daemon.services.installs?.();
     if (installs?.available === false) log.warn({ reason: installs.reason }, EV.installsUnavailable);
   }
