@@ -11,6 +11,7 @@ import { createDaemon, type Daemon } from '../daemon.js';
 import type { Config } from '../config/config.js';
 import { normalizeAddress } from '../net.js';
 import { EV } from '../log/events.js';
+import { VERSION } from '../version.js';
 import { linkLocalDoors } from '../comm/link-doors.js';
 import { EC2_METADATA_IPV6 } from '../net.js';
 import { SocketGuard } from './socket-guard.js';
@@ -149,7 +150,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const comm = daemon.services.comm;
   const port = cfg.guest.listen.find((l) => l.host === '169.254.169.254')?.port ?? 80;
   const linkDoors = comm ? linkLocalDoors(comm, () => createGuestServer(daemon, cfg, log), port, log) : undefined;
-  log.info({ adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
+  log.info({ version: VERSION, adminSocket: sock, guest: guestAddresses, instances: daemon.services.store.size }, EV.started);
   // With the comm network on and installs enabled, an operator expects installs: say at once when they cannot run.
   if (cfg.network.mode !== 'off' && cfg.appliance.enabled) {
     const installs = await daemon.services.installs?.();
