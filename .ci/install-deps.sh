@@ -19,11 +19,13 @@
 #   systemd-container:  systemd-nspawn boots a real systemd in a container (these machines have no
 #                       systemd as PID 1) to run metad under systemd/metad.service
 #                       (test/integration/systemd-live.test.ts); upgrades systemd to the same version
+#   sudo:               docs/operations.md's host steps run as printed by a sudo user in such a
+#                       container (test/integration/operator-live.test.ts)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container)
+  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container sudo)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests

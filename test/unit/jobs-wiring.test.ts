@@ -681,10 +681,10 @@ test('install availability says plainly why installs cannot run: network off, th
     fakeImage(dir);
     assert.deepEqual(await installAvailability(routedConfig(dir), ok), { available: true });
     // Off by configuration: said first, and the binding is not even asked for.
-    assert.deepEqual(
-      await installAvailability(routedConfig(dir, { enabled: false }), () => Promise.reject(new Error('not asked'))),
-      { available: false, reason: 'installs are off on this host (/appliance/enabled is false)' },
-    );
+    assert.deepEqual(await installAvailability(routedConfig(dir, { enabled: false }), () => Promise.reject(new Error('not asked'))), {
+      available: false,
+      reason: 'installs are off on this host (/appliance/enabled is false)',
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
