@@ -21,11 +21,14 @@
 #                       (test/integration/systemd-live.test.ts); upgrades systemd to the same version
 #   sudo:               docs/operations.md's host steps run as printed by a sudo user in such a
 #                       container (test/integration/operator-live.test.ts)
+#   dbus, polkitd:      Debian's libvirtd (libvirt-daemon-system, never installed here: its files
+#                       are laid over the container's /usr) asks polkit who may use its socket
+#                       (test/integration/libvirtd-live.test.ts)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container sudo)
+  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container sudo dbus polkitd)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests

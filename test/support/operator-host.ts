@@ -127,8 +127,8 @@ export interface HostOptions {
   readonly allowOut?: readonly string[];
   /** The npm cache of packTarballs (bound writable; npm runs offline against it). */
   readonly npmCache: string;
-  /** Files to put into the container's /usr (relative path -> content), e.g. unit files of a package. */
-  readonly usr?: Readonly<Record<string, string>>;
+  /** Host dirs whose contents are laid over the container's /usr (e.g. a package's extracted usr/). */
+  readonly usrTrees?: readonly string[];
 }
 
 export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
@@ -148,10 +148,7 @@ export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
       join(upper, 'etc', 'npmrc'),
       `cache=${NPM_CACHE}\noffline=true\nnodedir=/usr\naudit=false\nfund=false\nupdate-notifier=false\n`,
     );
-    for (const [rel, text] of Object.entries(o.usr ?? {})) {
-      mkdirSync(join(upper, rel, '..'), { recursive: true, mode: 0o755 });
-      writeFileSync(join(upper, rel), text, { mode: 0o644 });
-    }
+    for (const tree of o.usrTrees ?? []) await run('cp', ['-a', `${tree}/.`, upper]);
     writeFileSync(join(dir, 'sudoers'), SUDOERS, { mode: 0o440 });
     writeFileSync(join(dir, 'pam-sudo'), PAM_SUDO, { mode: 0o644 });
     // Name lookups stay on the host: /etc/hosts first, and a resolver that is nobody (the container
@@ -177,6 +174,8 @@ export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
         [join(dir, 'resolv.conf'), '/etc/resolv.conf'],
         [join(dir, 'sysusers.conf'), '/etc/sysusers.d/metad-operator.conf'],
         [share, share],
+        // Debian's alternatives (awk, editor, …) point through /etc/alternatives.
+        ['/etc/alternatives', '/etc/alternatives'],
         ...(o.binds ?? []).map((b) => [b, b] as const),
       ],
       rwBinds: [[o.npmCache, NPM_CACHE], ...(o.rwBinds ?? []).map((b) => [b, b] as const)],
