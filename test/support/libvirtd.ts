@@ -101,10 +101,7 @@ export async function netnsPids(name: string): Promise<number[]> {
  * `subreaper: false` runs libvirtd without tini: QEMU (which libvirt daemonizes) is then
  * reaped by the machine's PID 1, as on a host whose init reaps slowly (docs/deployment.md).
  */
-export async function startLibvirtd(
-  ns: Netns,
-  opts: { subreaper?: boolean; qemuConf?: string; libvirtdConf?: string; virtlogd?: boolean } = {},
-): Promise<TestLibvirtd> {
+export async function startLibvirtd(ns: Netns, opts: { subreaper?: boolean } = {}): Promise<TestLibvirtd> {
   const dir = await mkdtemp(join(tmpdir(), 'metad-libvirtd-'));
   const cache = join(tmpdir(), 'metad-libvirt-cache');
   await mkdir(cache, { recursive: true });
@@ -112,8 +109,8 @@ export async function startLibvirtd(
     if (sub !== 'cache') await mkdir(join(dir, sub), { recursive: true });
     await mkdir(target, { recursive: true }); // bind-mount targets must exist (harmless, empty)
   }
-  await writeFile(join(dir, 'etc', 'qemu.conf'), opts.qemuConf ?? QEMU_CONF);
-  await writeFile(join(dir, 'etc', 'libvirtd.conf'), opts.libvirtdConf ?? LIBVIRTD_CONF);
+  await writeFile(join(dir, 'etc', 'qemu.conf'), QEMU_CONF);
+  await writeFile(join(dir, 'etc', 'libvirtd.conf'), LIBVIRTD_CONF);
   const binds = MOUNTS.map(([sub, target]) => `mount --bind '${sub === 'cache' ? cache : join(dir, sub)}' '${target}'`).join(' && ');
   const pidFile = join(dir, 'libvirtd.pid');
   let stderr = '';
@@ -127,7 +124,7 @@ export async function startLibvirtd(
         'private',
         'sh',
         '-c',
-        `${binds} && ${opts.virtlogd === true ? `virtlogd --daemon --pid-file '${join(dir, 'virtlogd.pid')}' && ` : ''}exec ${opts.subreaper === false ? '' : 'tini -s -g -- '}libvirtd --pid-file '${pidFile}'`,
+        `${binds} && exec ${opts.subreaper === false ? '' : 'tini -s -g -- '}libvirtd --pid-file '${pidFile}'`,
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
