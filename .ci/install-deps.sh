@@ -28,11 +28,16 @@
 #     ganeti-3.0, ganeti-haskell-3.0: fetched with `apt-get download` and unpacked into
 #                         $GANETI_DIR, never installed (no cluster, no Ganeti daemon runs)
 #     the users and groups Ganeti's daemons run as: ganeti-metad refuses to start without them
+#   sudo:               docs/operations.md's host steps run as printed by a sudo user in such a
+#                       container (test/integration/operator-live.test.ts)
+#   dbus, polkitd:      Debian's libvirtd (libvirt-daemon-system, never installed here: its files
+#                       are laid over the container's /usr) asks polkit who may use its socket
+#                       (test/integration/libvirtd-live.test.ts)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base
+  libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base sudo dbus polkitd
   ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
   python3-pycurl python3-bitarray python3-psutil)
 

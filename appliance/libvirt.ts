@@ -98,7 +98,7 @@ export class LibvirtHypervisor implements Hypervisor {
   /**
    * Runs `op` on the connection. A lost connection (libvirtd restarted or killed) is dropped and
    * its handle closed (not leaked), and an idempotent `op` is retried once on a new connection; a
-   * create is not (it may have happened). The retry is bounded: one reconnect per call. When the
+   * create is not (it may have happened: createTransient checks the connection just before). The retry is bounded: one reconnect per call. When the
    * reconnect fails too (libvirtd still down) the call rejects with HypervisorUnavailable at once,
    * and the next call tries again: callers poll (the runner's loop, its destroy retries).
    * Concurrent calls that all hit the dead connection share one new connection.
@@ -130,6 +130,10 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async createTransient(name: string, xml: string): Promise<void> {
+    // A connection that died since the last call (libvirtd restarted) is found and replaced by a
+    // call that may be repeated, so that the create, which is never repeated, goes out on a live
+    // one: otherwise the first install after every libvirtd restart failed ("Broken pipe").
+    await this.state(name);
     await this.withConn(async (h) => {
       const d = await h.domainCreateXML(xml);
       const got = await h.domainGetName(d);

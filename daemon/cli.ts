@@ -29,7 +29,7 @@ import { instanceSchema } from './registry/model.js';
 import { EV, loggingDoc } from './log/events.js';
 import { configReference } from './config/doc.js';
 import { networkPreflight } from './comm/preflight.js';
-import { appliancePreflight } from './jobs/preflight.js';
+import { appliancePreflight, installsOff } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
 import { loadBinding } from '../appliance/libvirt.js';
 
@@ -62,9 +62,10 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
         const cfg = loadChecked({ file });
         const access = accessProblems(cfg);
         if (access.length > 0) throw new ConfigError(access);
-        // Install appliances: warnings (metadata still works without them; installs would fail).
+        // Install appliances: warnings (metadata still works without them; installs would fail),
+        // and none on a host that never installs.
         for (const w of appliancePreflight(cfg)) process.stderr.write(`metad: warning: ${w}\n`);
-        if (cfg.network.mode !== 'off') {
+        if (installsOff(cfg) === undefined) {
           const missing = await loadBinding().then(
             () => undefined,
             (e: unknown) => (e instanceof Error ? e.message : String(e)),

@@ -63,13 +63,14 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
         }
         const h = res.body as {
           status?: unknown;
+          version?: unknown;
           instances?: unknown;
           leftovers?: unknown;
           installs?: { available?: unknown; reason?: unknown };
         };
         line(
           ctx,
-          `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}`,
+          `${typeof h.status === 'string' ? h.status : 'unknown'}${typeof h.instances === 'number' ? ` (${plural(h.instances, 'instance')})` : ''}${typeof h.version === 'string' ? `, metad ${h.version}` : ''}`,
         );
         // Installs: said plainly when they cannot run here (the binding, the image, the network mode).
         if (h.installs?.available === false && typeof h.installs.reason === 'string')

@@ -395,6 +395,12 @@ export const configSchema = {
       default: {},
       description: 'Install appliances and their jobs (`metadctl install`).',
       properties: {
+        enabled: {
+          type: 'boolean',
+          default: true,
+          description:
+            'Whether this host runs install jobs. false: a host that never installs (metadata only): install requests answer 503, and neither `metad check-config` nor the start-up warns about a missing appliance image, QEMU or libvirt binding. Installs also need `network.mode` routed or bridged.',
+        },
         bootTimeoutMs: {
           type: 'integer',
           minimum: 1,

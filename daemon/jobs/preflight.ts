@@ -1,6 +1,7 @@
 /**
- * What `metad check-config` says about install appliances when the comm network is on (routed or
- * bridged: the modes in which installs run): the image, QEMU, the firmware and the overlay tools exist.
+ * What `metad check-config` says about install appliances on a host that installs (the comm
+ * network on, routed or bridged, and `appliance.enabled`): the image, QEMU, the firmware and the
+ * overlay tools exist. A host that never installs gets no word about them.
  * Warnings, not errors: without them the daemon still serves metadata; installs then fail with
  * the same reason. Reads the filesystem only; changes nothing.
  */
@@ -30,13 +31,22 @@ export interface PreflightFs {
 
 const realFs: PreflightFs = { readable: (p) => can(p, constants.R_OK), executable: (p) => can(p, constants.X_OK) };
 
+/** Why this host runs no install jobs by configuration (undefined: it is configured to run them). */
+export function installsOff(cfg: Readonly<Config>): string | undefined {
+  if (!cfg.appliance.enabled) return 'installs are off on this host (/appliance/enabled is false)';
+  if (cfg.network.mode === 'off') return 'network.mode is off: installs need the comm network (routed or bridged)';
+  return undefined;
+}
+
 export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = realFs): string[] {
-  if (cfg.network.mode === 'off') return [];
+  if (installsOff(cfg) !== undefined) return [];
   const a = cfg.appliance;
   const out: string[] = [];
   const dir = imageDirOf(a);
   if (!imageReadable(dir, fs)) {
-    out.push(`/appliance/imageDir: no readable appliance image at ${dir}: run \`metad appliance build\` (or set /appliance/imageDir)`);
+    out.push(
+      `/appliance/imageDir: no readable appliance image at ${dir}: run \`metad appliance build\` (or set /appliance/imageDir; on a host that never installs, set /appliance/enabled to false)`,
+    );
   }
   if (!fs.executable(a.emulator))
     out.push(`/appliance/emulator: ${a.emulator} is not executable: install the Debian package qemu-system-x86`);
@@ -57,7 +67,7 @@ export interface InstallAvailability {
 
 /**
  * The plain answer `GET /v1/health`, `serve`'s start-up and `check-config` give about installs:
- * the comm network is on, the libvirt binding loads (`binding`: rejects with the packages to
+ * they are enabled, the comm network is on, the libvirt binding loads (`binding`: rejects with the packages to
  * install), and an appliance image is there. The first missing thing is the reason.
  */
 export async function installAvailability(
@@ -65,8 +75,8 @@ export async function installAvailability(
   binding: () => Promise<unknown>,
   fs: PreflightFs = realFs,
 ): Promise<InstallAvailability> {
-  if (cfg.network.mode === 'off')
-    return { available: false, reason: 'network.mode is off: installs need the comm network (routed or bridged)' };
+  const off = installsOff(cfg);
+  if (off !== undefined) return { available: false, reason: off };
   const missing = await binding().then(
     () => undefined,
     (e: unknown) => (e instanceof Error ? e.message : String(e)),

@@ -126,6 +126,7 @@ export class ProductionAppliance {
   }
 
   private comm(): CommController {
+    if (!this.a.enabled) throw unavailable('installs are off on this host: /appliance/enabled is false');
     if (this.d.config.network.mode === 'off' || !this.d.comm) {
       throw unavailable('install appliances need the comm network: set /network/mode to routed or bridged');
     }

@@ -4,7 +4,7 @@
  * checks that the code logs nothing else). Fields never carry parameter values, tokens or bodies.
  */
 export const EVENTS = {
-  started: { msg: 'metad started', level: 'info', fields: 'adminSocket, guest[{host,port}], instances' },
+  started: { msg: 'metad started', level: 'info', fields: 'version, adminSocket, guest[{host,port}], instances' },
   installsUnavailable: {
     msg: 'install jobs unavailable',
     level: 'warn',

@@ -12,6 +12,7 @@ import { createDaemon, type Daemon } from '../daemon.js';
 import type { Config } from '../config/config.js';
 import { normalizeAddress } from '../net.js';
 import { EV } from '../log/events.js';
+import { VERSION } from '../version.js';
 import { linkLocalDoors } from '../comm/link-doors.js';
 import { EC2_METADATA_IPV6 } from '../net.js';
 import { SocketGuard } from './socket-guard.js';
@@ -185,6 +186,7 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
   const linkDoors = comm ? linkLocalDoors(comm, () => createGuestServer(daemon, cfg, log), port, log) : undefined;
   log.info(
     {
+      version: VERSION,
       adminSocket: sock,
       guest: guestAddresses,
       ...(metricsAddress ? { metrics: metricsAddress } : {}),
@@ -192,8 +194,8 @@ export async function runDaemon(cfg: Readonly<Config>, log: Logger): Promise<Run
     },
     EV.started,
   );
-  // With the comm network on, an operator expects installs: say at once when they cannot run.
-  if (cfg.network.mode !== 'off') {
+  // With the comm network on and installs enabled, an operator expects installs: say at once when they cannot run.
+  if (cfg.network.mode !== 'off' && cfg.appliance.enabled) {
     const installs = await daemon.services.installs?.();
     if (installs?.available === false) log.warn({ reason: installs.reason }, EV.installsUnavailable);
   }

@@ -4,14 +4,16 @@
  */
 import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { Services } from '../../daemon/services.js';
+import { VERSION } from '../../daemon/version.js';
 
 /**
- * GET /v1/health: liveness, the body limits a client must respect (metadctl checks them before
+ * GET /v1/health: liveness, the running daemon's version (which an upgrade or rollback checks), the body limits a client must respect (metadctl checks them before
  * sending), and what install runs left behind that is not removed yet (retried: daemon/jobs/leftovers.ts).
  */
 export async function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers' | 'installs'>) {
   return {
     status: 'ok' as const,
+    version: VERSION,
     instances: s.store.size,
     limits: { maxBodyBytes: s.config.admin.maxBodyBytes, pipeMaxBytes: s.config.pipe.maxBytes },
     installs: (await s.installs?.()) ?? { available: false, reason: 'no install jobs in this daemon' },

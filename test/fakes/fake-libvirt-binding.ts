@@ -20,6 +20,9 @@ export const daemon = {
   domains: new Map<string, number>(),
   /** Domain creations that reached the daemon. */
   creates: 0,
+  /** The next create reaches the daemon (the domain is made) but its answer is lost: the daemon
+   * restarts before replying, and the call fails as a lost connection does while reading. */
+  loseNextCreateReply: false,
   reset(): void {
     this.up = true;
     this.epoch++;
@@ -27,6 +30,7 @@ export const daemon = {
     this.open.clear();
     this.domains.clear();
     this.creates = 0;
+    this.loseNextCreateReply = false;
   },
   stop(): void {
     this.up = false;
@@ -82,6 +86,11 @@ export class Hypervisor {
     if (daemon.domains.has(name)) throw new Error(`operation failed: domain '${name}' already exists`);
     daemon.creates++;
     daemon.domains.set(name, 1);
+    if (daemon.loseNextCreateReply) {
+      daemon.loseNextCreateReply = false;
+      daemon.restart();
+      throw new Error('End of file while reading data: Input/output error');
+    }
     return { name };
   }
 

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
 import type { InstanceList, InstanceView, ParamsView } from '../../cli/api-types.js';
@@ -68,6 +68,7 @@ test('admin door: instance lifecycle', async (t) => {
   r = await d.admin('GET', '/v1/health');
   assert.deepEqual(r.json, {
     status: 'ok',
+    version: (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
     instances: 1,
     limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 },
     installs: { available: false, reason: 'network.mode is off: installs need the comm network (routed or bridged)' },

@@ -13,13 +13,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sampleInstance, startTestDaemon } from '../support/daemon.js';
+import { hostExample } from '../support/doc-examples.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** The tar commands of the documented lines, for a state dir at `<lib>/state` instead of /var/lib/metad. */
 function documentedTar(lib: string, archive: string): { backup: string[]; restore: string[] } {
-  const doc = readFileSync(join(ROOT, 'docs/operations.md'), 'utf8');
+  const doc = hostExample(readFileSync(join(ROOT, 'docs/operations.md'), 'utf8'), 'backup').body;
   const tars = [...doc.matchAll(/sudo (tar -C \/var\/lib -[cx]zf metad-state\.tgz(?: metad)?)/g)].map((m) => m[1] ?? '');
   assert.equal(tars.length, 2, 'operations.md shows a backup and a restore line');
   const argv = (line: string): string[] =>

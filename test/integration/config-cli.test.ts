@@ -94,7 +94,7 @@ test('metad config-reference prints docs/configuration.md', () => {
   assert.equal(r.stdout, readFileSync(fileURLToPath(new URL('../../../docs/configuration.md', import.meta.url)), 'utf8'));
 });
 
-test('check-config with routed mode warns (exit 0) about a missing appliance image, naming the key and the fix', (t) => {
+test('check-config with routed mode warns (exit 0) about a missing appliance image, naming the key and the fix; not with appliance.enabled false', (t) => {
   if (skipOrFail(t, isRoot() ? undefined : 'routed mode needs CAP_NET_ADMIN for check-config (root)')) return;
   const dir = mkdtempSync(join(tmpdir(), 'metad-cfgcli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -109,6 +109,13 @@ test('check-config with routed mode warns (exit 0) about a missing appliance ima
     check.stderr,
   );
   assert.equal((JSON.parse(check.stdout) as { appliance: { virtType: string } }).appliance.virtType, 'auto');
+  // A host that never installs says so, and hears nothing about appliances (nor the binding).
+  const off = join(dir, 'routed-no-installs.json');
+  writeFileSync(off, JSON.stringify({ network: { mode: 'routed' }, appliance: { enabled: false, cacheDir: join(dir, 'cache') } }));
+  const quiet = metad('check-config', off);
+  assert.equal(quiet.status, 0, quiet.stderr);
+  assert.equal(quiet.stderr, '', 'no warning on a host that never installs');
+  assert.equal((JSON.parse(quiet.stdout) as { appliance: { enabled: boolean } }).appliance.enabled, false);
 });
 
 test('check-config run as the daemon user finds a state dir it cannot write and a key it cannot read (exit 2, path and fix named)', (t) => {

@@ -66,7 +66,7 @@ test('metadctl health --wait: returns once a starting daemon answers; gives up a
   t.after(() => p.child.kill('SIGKILL'));
   const r = await waiting;
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^ok \(0 instances\)$/m);
+  assert.match(r.out, /^ok \(0 instances\), metad \d+\.\d+\.\d+/m);
 
   p.child.kill('SIGTERM');
   await new Promise((res) => p.child.once('exit', res));

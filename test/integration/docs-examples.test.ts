@@ -58,9 +58,28 @@ test('the README quick start shows a second guest, and that example is run', () 
   assert.match(run, /^\$ node dist\/cli\/metadctl\.js register guest2\.yaml$/m);
   assert.match(run, /curl [^\n]*--interface 127\.0\.0\.5 /);
   const noRun = PAGES.flatMap((p) => examplesOf(p).filter((e) => e.flags.has('no-run')));
-  // no-run: root-only host steps (sudo, systemctl). Two of them are run by tests of their own with
-  // temporary paths: operations.md's install (npm-install.test.ts) and backup/restore (backup-restore.test.ts).
-  assert.ok(noRun.length <= 7, `only a few examples may be no-run (${String(noRun.length)})`);
+  // no-run: what no test runs. Host steps (sudo, systemctl) are `host=ID` instead: run by live tests.
+  assert.ok(noRun.length <= 5, `only a few examples may be no-run (${String(noRun.length)})`);
+});
+
+test('every host=ID example is run by a live test that takes it by its id (hostExample)', () => {
+  const tests = readdirSync(join(ROOT, 'test', 'integration'))
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => readFileSync(join(ROOT, 'test', 'integration', f), 'utf8'));
+  const problems: string[] = [];
+  let n = 0;
+  for (const page of PAGES) {
+    const ids = examplesOf(page).flatMap((e) => (e.host === undefined ? [] : [e.host]));
+    n += ids.length;
+    for (const id of new Set(ids)) {
+      if (ids.filter((x) => x === id).length > 1) problems.push(`${page}: host=${id} twice`);
+      // A test that takes host examples (hostExample) of this page, naming this id.
+      if (!tests.some((t) => t.includes('hostExample(') && t.includes(`'${page}'`) && t.includes(`'${id}'`)))
+        problems.push(`${page}: host=${id} is run by no test`);
+    }
+  }
+  assert.deepEqual(problems, []);
+  assert.ok(n >= 6, `the operator's host steps are host= examples (${String(n)})`);
 });
 
 /**

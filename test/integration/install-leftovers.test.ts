@@ -21,6 +21,7 @@ import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { VERSION } from '../../daemon/version.js';
 
 /** Moves the fake clock in poll-sized steps, letting the daemon run between them. */
 async function advance(clock: FakeClock, ms: number, step = 250): Promise<void> {
@@ -67,7 +68,7 @@ test('a domain whose destroy fails is a leftover: logged, in /v1/health, retried
   const ctl = await ctlAt(d.config.admin.socket, ['health']);
   assert.equal(
     ctl.out,
-    `ok (1 instance)\ninstalls unavailable: network.mode is off: installs need the comm network (routed or bridged)\nleftover domain ${domain}: Cannot write data: Broken pipe\n`,
+    `ok (1 instance), metad ${VERSION}\ninstalls unavailable: network.mode is off: installs need the comm network (routed or bridged)\nleftover domain ${domain}: Cannot write data: Broken pipe\n`,
     'metadctl health says so',
   );
 

@@ -2,7 +2,8 @@
  * The documented production install (docs/operations.md, "Install") works as printed on a fresh
  * clone: `npm ci && npm pack` builds and packs the tarball (its `files` list: the compiled daemon,
  * CLI and appliance code, build.sh and the agent, the unit, the docs), and `npm install -g` of
- * that tarball gives working `metad` and `metadctl` commands. Installed into a temporary prefix
+ * that tarball gives working `metad` and `metadctl` commands (the block's other lines, from
+ * `sudo npm install -g` on, run on a host booted by systemd: operator-live.test.ts). Installed into a temporary prefix
  * (npm_config_prefix) instead of /usr with sudo; the clone is of the committed tree.
  */
 import { test } from 'node:test';
@@ -14,15 +15,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { hasCommand, skipOrFail } from '../support/env.js';
+import { hostExample } from '../support/doc-examples.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-/** The install lines of operations.md that this test runs, without `sudo`. */
+/** The first two lines of operations.md's install (the rest: operator-live.test.ts), without `sudo`. */
 function documentedLines(): string[] {
-  const doc = readFileSync(join(ROOT, 'docs/operations.md'), 'utf8');
-  const lines = doc.split('\n').filter((l) => l.startsWith('cd /path/to/metad && ') || l.startsWith('sudo npm install -g '));
-  assert.equal(lines.length, 2, 'operations.md shows the two install lines');
+  const lines = hostExample(readFileSync(join(ROOT, 'docs/operations.md'), 'utf8'), 'install')
+    .body.split('\n')
+    .slice(0, 2);
+  assert.match(lines[0] ?? '', /^cd \/path\/to\/metad && npm ci && npm pack /);
+  assert.match(lines[1] ?? '', /^sudo npm install -g \.\/metad-\*\.tgz /);
   return lines.map((l) => l.replace(/^sudo /, '').replace(/\s+#.*$/, ''));
 }
 
@@ -49,6 +53,7 @@ test('the documented npm install works on a fresh clone: npm ci && npm pack, npm
     'appliance/build.sh',
     'appliance/agent/agent.sh',
     'systemd/metad.service',
+    'systemd/config.yaml',
     'docs/operations.md',
   ])
     assert.ok(existsSync(join(lib, f)), `${f} installed`);

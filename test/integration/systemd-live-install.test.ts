@@ -11,7 +11,18 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasCommand, skipOrFail } from '../support/env.js';
@@ -28,8 +39,8 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const LIBVIRT_GID = 4242;
 // Test only, as in systemd-live.test.ts: /usr/bin/metad does not exist in the container.
 const CHECKOUT = '[Service]\nExecStart=\nExecStart=/opt/metad/dist/daemon/cli.js serve --config /etc/metad/config.yaml\n';
-// The drop-in of docs/deployment.md ("Install appliances under the unit"), verbatim.
-const INSTALLS = '[Service]\nBindPaths=/dev/net/tun\nDeviceAllow=/dev/net/tun rw\n';
+// The drop-in of docs/deployment.md ("Install appliances under the unit"), as shipped.
+const INSTALLS = readFileSync(join(ROOT, 'systemd/install-appliances.conf'), 'utf8');
 const SYSUSERS = `u metad - "metad" /var/lib/metad\ng libvirt ${String(LIBVIRT_GID)}\nm metad libvirt\n`;
 const CREATE = '#!/bin/sh\necho "test create: done"\n';
 

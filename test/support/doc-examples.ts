@@ -9,6 +9,10 @@
  *   ```yaml config         a metad configuration: `metad check-config` must accept it
  *   ```text                not a command (a synopsis, a diagram, output)
  *   ```sh no-run           must not be run (a real host's systemctl, npm ci, …); keep these few
+ *   ```sh host=ID          a step on a real host (sudo, systemctl, apt-get): not run by the docs
+ *                          runner, but by the live test that takes it with `hostExample(text, 'ID')`
+ *                          and runs its lines as printed (docs-examples.test.ts checks that such a
+ *                          test exists); `console output host=ID` is a transcript whose outputs it checks
  *
  * Pure: parsing only.
  */
@@ -20,6 +24,8 @@ export interface Example {
   flags: ReadonlySet<string>;
   /** Set by `file=NAME`. */
   file?: string;
+  /** Set by `host=ID`: run by a live test, not by the docs runner. */
+  host?: string;
   body: string;
 }
 
@@ -46,11 +52,20 @@ export function parseExamples(markdown: string): Example[] {
     while (j < lines.length && !(lines[j] ?? '').startsWith(fence)) body.push(lines[j++] ?? '');
     const flags = new Set<string>();
     let file: string | undefined;
+    let host: string | undefined;
     for (const w of words) {
       if (w.startsWith('file=')) file = w.slice(5);
+      else if (w.startsWith('host=')) host = w.slice(5);
       else flags.add(w);
     }
-    out.push({ line: i + 1, lang, flags, ...(file === undefined ? {} : { file }), body: body.join('\n') + '\n' });
+    out.push({
+      line: i + 1,
+      lang,
+      flags,
+      ...(file === undefined ? {} : { file }),
+      ...(host === undefined ? {} : { host }),
+      body: body.join('\n') + '\n',
+    });
     i = j;
   }
   return out;
@@ -62,6 +77,9 @@ export function annotationProblem(ex: Example): string | undefined {
   const unknown = [...ex.flags].filter((f) => !KNOWN_FLAGS.has(f));
   if (unknown.length > 0) return `unknown annotation ${unknown.join(' ')}`;
   if (ex.file !== undefined && !/^[\w][\w.-]*$/.test(ex.file)) return 'file= must name a plain file';
+  if (ex.host !== undefined && !/^[a-z][a-z0-9-]*$/.test(ex.host)) return 'host= must be an id of [a-z0-9-]';
+  if (ex.host !== undefined && !SCRIPT_LANGS.has(ex.lang)) return 'host= is for commands (sh, console)';
+  if (ex.host !== undefined && ex.flags.has('no-run')) return 'host= or no-run, not both';
   if (DOCUMENT_LANGS.has(ex.lang) && ex.file === undefined && !ex.flags.has('config') && !ex.flags.has('no-run')) {
     return 'a document must say what it is: file=NAME, config or no-run';
   }
@@ -71,7 +89,14 @@ export function annotationProblem(ex: Example): string | undefined {
 
 /** Whether the runner executes this example as commands. */
 export function isScript(ex: Example): boolean {
-  return SCRIPT_LANGS.has(ex.lang) && !ex.flags.has('no-run');
+  return SCRIPT_LANGS.has(ex.lang) && !ex.flags.has('no-run') && ex.host === undefined;
+}
+
+/** The one `host=ID` example of a page (its live test runs it). */
+export function hostExample(markdown: string, id: string): Example {
+  const found = parseExamples(markdown).filter((e) => e.host === id);
+  if (found.length !== 1) throw new Error(`expected one host=${id} example, found ${String(found.length)}`);
+  return found[0] as Example;
 }
 
 /** The commands of a script example: a `sh` block is one script, a transcript one per `$ ` line. */

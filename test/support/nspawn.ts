@@ -143,6 +143,12 @@ export interface BootOptions {
   readonly rwBinds?: readonly (readonly [string, string])[];
   /** Beyond nspawn's default set (e.g. CAP_NET_ADMIN, which it grants only with its own networking). */
   readonly capabilities?: readonly string[];
+  /**
+   * Writable overlays, container path -> host upper dir: the container sees the host's tree at
+   * that path with the upper dir over it, and what it writes there lands in the upper dir (e.g.
+   * `/usr`, so that `npm install -g` can install into the container's /usr; the host's stays as it is).
+   */
+  readonly overlays?: readonly (readonly [string, string])[];
 }
 
 export async function bootContainer(o: BootOptions): Promise<Container> {
@@ -165,6 +171,7 @@ export async function bootContainer(o: BootOptions): Promise<Container> {
     `--bind-ro=${join(own, 'preset')}:/etc/systemd/system-preset/00-${PREFIX}.preset`,
     ...o.binds.map(([from, to]) => `--bind-ro=${from}:${to}`),
     ...(o.rwBinds ?? []).map(([from, to]) => `--bind=${from}:${to}`),
+    ...(o.overlays ?? []).map(([path, upper]) => `--overlay=${path}:${upper}:${path}`),
     '--boot',
     ...KERNEL_ARGS,
   ];

@@ -1,7 +1,7 @@
 /** The documentation example parser: fences, annotations, transcripts. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { annotationProblem, commandsOf, isScript, parseExamples } from '../support/doc-examples.js';
+import { annotationProblem, commandsOf, hostExample, isScript, parseExamples } from '../support/doc-examples.js';
 
 const page = [
   'text',
@@ -65,4 +65,39 @@ test('examples: a sh block is one script, a transcript one command per $ line wi
   ]);
   const [plain] = parseExamples('```console\n$ metadctl list\nNAME UUID\n```\n');
   assert.deepEqual(plain && commandsOf(plain), [{ command: 'metadctl list' }]);
+});
+
+test('examples: host=ID blocks are not run by the docs runner, and are found by their id', () => {
+  const text = [
+    '```sh host=install',
+    'sudo systemctl start metad',
+    '```',
+    '```console output host=check',
+    '$ metadctl health',
+    'ok',
+    '```',
+    '```yaml host=x',
+    'a: 1',
+    '```',
+    '```sh host=Bad_id',
+    '```',
+    '```sh no-run host=both',
+    '```',
+  ].join('\n');
+  const ex = parseExamples(text);
+  assert.deepEqual(
+    ex.map((e) => e.host),
+    ['install', 'check', 'x', 'Bad_id', 'both'],
+  );
+  assert.deepEqual(ex.map(isScript), [false, false, false, false, false]);
+  assert.deepEqual(ex.map(annotationProblem), [
+    undefined,
+    undefined,
+    'host= is for commands (sh, console)',
+    'host= must be an id of [a-z0-9-]',
+    'host= or no-run, not both',
+  ]);
+  assert.equal(hostExample(text, 'install').body, 'sudo systemctl start metad\n');
+  assert.deepEqual(commandsOf(hostExample(text, 'check')), [{ command: 'metadctl health', expect: 'ok' }]);
+  assert.throws(() => hostExample(text, 'missing'), /expected one host=missing example, found 0/);
 });

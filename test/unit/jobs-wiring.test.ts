@@ -276,6 +276,23 @@ test('without a comm network (mode off) an install is refused naming /network/mo
   );
 });
 
+test('installs off (appliance.enabled false): an install is refused naming /appliance/enabled; nothing is created', async () => {
+  await withDaemon(
+    async (h) => {
+      await assert.rejects(
+        h.d.services.jobs.start('vm1'),
+        (e: unknown) => e instanceof DaemonError && e.code === 'Unavailable' && e.message.includes('/appliance/enabled is false'),
+      );
+      assert.equal(h.d.services.jobs.status('vm1'), undefined);
+      assert.deepEqual(await h.d.services.installs?.(), {
+        available: false,
+        reason: 'installs are off on this host (/appliance/enabled is false)',
+      });
+    },
+    { appliance: { enabled: false } },
+  );
+});
+
 test('release after a restart removes the leftovers found by name: tap, rules, console log, overlay', async () => {
   await withDaemon(async (h) => {
     const cfg = h.d.services.config;
@@ -400,11 +417,23 @@ test('check-config: with network routed, a missing image, QEMU or firmware is na
   assert.match(w[3] ?? '', /^\/appliance\/baseDisk: /);
   assert.match(w[4] ?? '', /^\/appliance\/qemuImgPath: .*qemu-utils$/);
   assert.deepEqual(appliancePreflight(cfg, { readable: () => true, executable: () => true }), []);
+  assert.match(w[0] ?? '', /on a host that never installs, set \/appliance\/enabled to false/);
   assert.deepEqual(
     appliancePreflight(routedConfig('/x', {}, { mode: 'off' }), none),
     [],
     'installs need routed: nothing to check otherwise',
   );
+});
+
+test('check-config on a host that never installs (appliance.enabled false): no word about the image, QEMU or firmware', () => {
+  const none = { readable: () => false, executable: () => false };
+  const off = routedConfig('/nonexistent', { enabled: false, baseDisk: '/nonexistent/base.qcow2' });
+  assert.equal(off.appliance.enabled, false);
+  assert.deepEqual(appliancePreflight(off, none), []);
+  // The default is a host that installs: the same config without the key is checked.
+  const on = routedConfig('/nonexistent', { baseDisk: '/nonexistent/base.qcow2' });
+  assert.equal(on.appliance.enabled, true);
+  assert.equal(appliancePreflight(on, none).length, 5);
 });
 
 test('restart: a running appliance is adopted, its tap gets the instance identity back, and its end releases the tap', async () => {
@@ -651,6 +680,11 @@ test('install availability says plainly why installs cannot run: network off, th
     assert.match((await installAvailability(routedConfig(dir), ok)).reason ?? '', /no appliance image: run `metad appliance build`/);
     fakeImage(dir);
     assert.deepEqual(await installAvailability(routedConfig(dir), ok), { available: true });
+    // Off by configuration: said first, and the binding is not even asked for.
+    assert.deepEqual(await installAvailability(routedConfig(dir, { enabled: false }), () => Promise.reject(new Error('not asked'))), {
+      available: false,
+      reason: 'installs are off on this host (/appliance/enabled is false)',
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
