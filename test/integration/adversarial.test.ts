@@ -871,7 +871,7 @@ test('adversarial: a guest pipe write/read in flight across DELETE + re-registra
   await new Promise((r) => w.once('connect', r));
   w.write('POST /ganeti/latest/write HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\nOLD-WRITE-');
   const longPoll = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=10');
-  await until(() => clock.pending === 1, 'the long-poll waits on the clock');
+  await until('the long-poll waits on the clock', () => clock.pending === 1);
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   // The clock stands still: only the DELETE can have ended the wait.
   assert.equal((await settled(longPoll, 'the old long-poll is woken by the DELETE')).text, '', 'the old long-poll is woken empty');

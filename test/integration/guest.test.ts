@@ -262,13 +262,13 @@ test('guest door: the pipe both ways', async (t) => {
 
   // A long-poll returns as soon as data arrives (the clock stands still) ...
   const waiting = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=20');
-  await until(() => clock.pending === 1, 'the guest read waits on the clock');
+  await until('the guest read waits on the clock', () => clock.pending === 1);
   await d.admin('POST', '/v1/instances/vm1/pipe', 'late', octet);
   assert.equal((await settled(waiting, 'the read is woken by the write')).text, 'late');
   assert.equal(clock.pending, 0, 'its wait is cancelled');
   // ... and with nothing written, ends empty exactly when its wait expires.
   const expiring = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=3');
-  await until(() => clock.pending === 1, 'the guest read waits on the clock');
+  await until('the guest read waits on the clock', () => clock.pending === 1);
   await clock.advance(3000);
   const expired = await settled(expiring, 'the read ends when its wait expires');
   assert.equal(expired.status, 200);

@@ -13,12 +13,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { DnsmasqSupervisor, dnsmasqIdentity, parseDnsmasqLine } from '../../daemon/comm/dnsmasq.js';
+import { BACKOFF_MS, DnsmasqSupervisor, HEALTHY_MS, dnsmasqIdentity, parseDnsmasqLine } from '../../daemon/comm/dnsmasq.js';
 import { LogSampler } from '../../daemon/log/log-sampler.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { ROUTED_SETTINGS } from '../support/comm-settings.js';
+import { until } from '../support/wait.js';
 
 const nic = (i: number, ipv4 = `169.254.1.${String(i)}`): CommNic => ({
   instance: `vm${String(i)}`,
@@ -138,6 +139,61 @@ test('a dnsmasq that was sent SIGHUP and then dies is still restarted', async ()
     assert.match(h.sink.text, /"msg":"dnsmasq exited; restarting it"/);
     await h.clock.advance(250);
     assert.equal(h.children.length, 2, 'not respawned');
+  } finally {
+    await h.sup.stop();
+    h.cleanup();
+  }
+});
+
+test('restart backoff on the clock: 250 ms, 1 s, 5 s, then 30 s each; a dnsmasq that ran over a minute restarts after 250 ms again', async () => {
+  const h = harness();
+  try {
+    await h.sup.update([nic(1)]);
+    const exits = (): number => h.sink.records().filter((r) => r['msg'] === 'dnsmasq exited; restarting it').length;
+    /** The running child dies; no new one before `ms` have passed on the clock, one at `ms`. */
+    const dieAndRestartAfter = async (ms: number, what: string): Promise<void> => {
+      const n = h.children.length;
+      const seen = exits();
+      h.children[n - 1]!.die(1);
+      await until('the exit logged', () => exits() === seen + 1);
+      await h.clock.advance(ms - 1);
+      assert.equal(h.children.length, n, `${what}: restarted before ${String(ms)} ms`);
+      await h.clock.advance(1);
+      assert.equal(h.children.length, n + 1, `${what}: not restarted at ${String(ms)} ms`);
+      assert.equal(h.sup.pid, h.children[n]!.pid);
+    };
+    assert.deepEqual(BACKOFF_MS, [250, 1000, 5000, 30000]);
+    await dieAndRestartAfter(250, '1st exit');
+    await dieAndRestartAfter(1000, '2nd exit');
+    await dieAndRestartAfter(5000, '3rd exit');
+    await dieAndRestartAfter(30000, '4th exit');
+    await dieAndRestartAfter(30000, '5th exit (the longest wait stays)');
+    // A wall-clock step (NTP, date -s) is not running time: the backoff does not start over.
+    h.clock.jumpWall(HEALTHY_MS * 10);
+    await dieAndRestartAfter(30000, 'after a wall-clock step');
+    // Running just at the limit is not healthy yet; running past it is.
+    await h.clock.advance(HEALTHY_MS);
+    await dieAndRestartAfter(30000, 'after running exactly a minute');
+    await h.clock.advance(HEALTHY_MS + 1);
+    await dieAndRestartAfter(250, 'after running over a minute');
+    await dieAndRestartAfter(1000, 'and again it grows');
+  } finally {
+    await h.sup.stop();
+    h.cleanup();
+  }
+});
+
+test('stopped during the restart backoff: dnsmasq is not started again', async () => {
+  const h = harness();
+  try {
+    await h.sup.update([nic(1)]);
+    h.children[0]!.die(1);
+    await until('the restart waits on the clock', () => h.clock.pending === 1);
+    await h.sup.stop();
+    assert.equal(h.clock.pending, 0, 'the backoff sleep was not cancelled');
+    await h.clock.advance(BACKOFF_MS[0]);
+    assert.equal(h.children.length, 1, 'started after stop()');
+    assert.equal(h.sup.pid, undefined);
   } finally {
     await h.sup.stop();
     h.cleanup();
