@@ -379,7 +379,8 @@ test('admin door: a pipe long-poll with nothing written ends empty exactly when 
   });
   await until('the reader waits on the clock', () => clock.pending === 1);
   await clock.advance(2499);
-  await new Promise((r) => setTimeout(r, 20));
+  // The positive fact first: its wait is still pending on the clock (an early end would have taken it off).
+  assert.equal(clock.pending, 1, 'the reader no longer waits 1 ms before its wait ends');
   assert.equal(answered, false, 'still waiting 1 ms before the wait ends');
   await clock.advance(1);
   const r = await pending;
