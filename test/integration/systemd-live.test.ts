@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -149,6 +149,10 @@ test('metad under the real systemd unit, in a container booted inside a test nam
       [join(dir, 'checkout.conf'), '/etc/systemd/system/metad.service.d/50-checkout.conf'],
       [etc, '/etc/metad'],
       [join(dir, 'sysusers.conf'), '/etc/sysusers.d/metad-test.conf'],
+      // A checkout whose node_modules is a symlink (a git worktree sharing another's): its target too.
+      ...(lstatSync(join(ROOT, 'node_modules')).isSymbolicLink()
+        ? [[realpathSync(join(ROOT, 'node_modules')), realpathSync(join(ROOT, 'node_modules'))] as [string, string]]
+        : []),
     ],
   });
   undo.push(() => c.destroy());
