@@ -29,6 +29,7 @@ import {
   curl,
   dhcp,
   dhcpTheftMatrix,
+  leasesAndOwnReads,
   handshake,
   registerGuests,
   spoofMatrix,
@@ -99,18 +100,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     );
   });
 
-  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
-    for (const [g, spec] of [
-      [ga, GUESTS[0]],
-      [gb, GUESTS[1]],
-      [gc, GUESTS[2]],
-    ] as const) {
-      assert.equal(await dhcp(g, script), spec.ipv4, `${spec.name} lease`);
-      const r = await curl(g);
-      assert.equal(r.code, 0, `${spec.name} curl failed`);
-      assert.equal(r.body, spec.id);
-    }
-  });
+  await leasesAndOwnReads(t, bed);
 
   await dhcpTheftMatrix(t, {
     hv,

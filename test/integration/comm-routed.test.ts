@@ -26,6 +26,7 @@ import {
   curl,
   dhcp,
   dhcpTheftMatrix,
+  leasesAndOwnReads,
   handshake,
   registerGuests,
   spoofMatrix,
@@ -55,18 +56,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`));
   });
 
-  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
-    for (const [g, spec] of [
-      [ga, GUESTS[0]],
-      [gb, GUESTS[1]],
-      [gc, GUESTS[2]],
-    ] as const) {
-      assert.equal(await dhcp(g, script), spec.ipv4, `${spec.name} lease`);
-      const r = await curl(g);
-      assert.equal(r.code, 0, `${spec.name} curl failed`);
-      assert.equal(r.body, spec.id);
-    }
-  });
+  await leasesAndOwnReads(t, bed);
 
   await dhcpTheftMatrix(t, {
     hv,

@@ -138,6 +138,16 @@ test('an install job under the real systemd unit: the tap needs the documented d
     await ctl('install', 'watch', name);
     return JSON.parse((await ctl('--json', 'install', 'status', name)).out) as JobRecord;
   };
+  /** The job's record once it has ended. */
+  const ended = (name: string): Promise<JobRecord> =>
+    until(
+      `${name} ended`,
+      async () => {
+        const s = await job(name);
+        return s.outcome !== undefined && s;
+      },
+      120_000,
+    );
 
   await t.test('the unit as shipped: the job fails creating the appliance tap (PrivateDevices hides /dev/net/tun)', async (st) => {
     await must('systemctl', 'start', 'metad');
@@ -165,14 +175,7 @@ test('an install job under the real systemd unit: the tap needs the documented d
       assert.equal((await ctl('register', join(share, 'etc/web2.json'))).code, 0);
       const r = await ctl('install', 'web2', '--timeout', '240');
       assert.equal(r.code, 0, r.err);
-      const rec = await until(
-        'web2 ended',
-        async () => {
-          const s = await job('web2');
-          return s.outcome !== undefined && s;
-        },
-        120_000,
-      );
+      const rec = await ended('web2');
       assert.equal(rec.outcome, 'succeeded', JSON.stringify(rec));
       // The agent read its metadata from the daemon under the unit, ran create, reported success.
       for (const step of ['step=metadata status=ok', 'step=create status=ok', 'step=final status=succeeded'])
@@ -192,14 +195,7 @@ test('an install job under the real systemd unit: the tap needs the documented d
     for (let i = 0; i < 3; i++) {
       const r = await ctl('install', 'web2', '--timeout', '2');
       assert.equal(r.code, 0, r.err);
-      const rec = await until(
-        'web2 ended',
-        async () => {
-          const s = await job('web2');
-          return s.outcome !== undefined && s;
-        },
-        120_000,
-      );
+      const rec = await ended('web2');
       assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
       assert.ok(rec.destroyedAt !== undefined && rec.deadlineAt !== undefined);
       // Under load the create itself can outlast 2 s: the deadline still wins, and a domain the

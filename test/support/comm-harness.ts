@@ -126,6 +126,19 @@ export async function commBed(
   };
 }
 
+/** A phase: each of the three guests gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id. */
+export async function leasesAndOwnReads(t: TestContext, bed: CommBed): Promise<void> {
+  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
+    for (const [i, spec] of GUESTS.entries()) {
+      const g = bed.guests[i]!;
+      assert.equal(await dhcp(g, bed.script), spec.ipv4, `${spec.name} lease`);
+      const r = await curl(g);
+      assert.equal(r.code, 0, `${spec.name} curl failed`);
+      assert.equal(r.body, spec.id);
+    }
+  });
+}
+
 /** Register the three guests with their taps (201 each). */
 export async function registerGuests(metad: Metad): Promise<void> {
   for (const [i, g] of GUESTS.entries()) {
