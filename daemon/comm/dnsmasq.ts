@@ -44,7 +44,10 @@ export interface DnsmasqOptions {
 /** dnsmasq's lines: at most one per client (MAC) and message type, or per kind of other line, per 10 s. */
 export const DHCP_LOG_INTERVAL_MS = 10_000;
 
-const BACKOFF_MS = [250, 1000, 5000, 30000] as const;
+/** The waits before the 1st, 2nd, 3rd and every later restart after an exit (monotonic). */
+export const BACKOFF_MS = [250, 1000, 5000, 30000] as const;
+/** A dnsmasq that ran longer than this before it exited starts the backoff over. */
+export const HEALTHY_MS = 60_000;
 /** How long a start or a reread may take before metad says so (dnsmasq logs `read <hosts file>`). */
 const READ_WAIT_MS = 3000;
 
@@ -293,7 +296,7 @@ export class DnsmasqSupervisor implements DhcpServer {
     const child = (this.o.spawnChild ?? ((f, a) => spawnTool(f, a, ['ignore', 'ignore', 'pipe'])))(this.o.path, args);
     this.child = child;
     this.counts.starts++;
-    const startedAt = this.o.clock.now();
+    const startedAt = this.o.clock.mono();
     let buf = '';
     child.stderr?.on('data', (b: Buffer) => {
       buf += b.toString('utf8');
@@ -317,7 +320,7 @@ export class DnsmasqSupervisor implements DhcpServer {
         for (const w of [...this.waiters]) w.done(false);
         resolve();
         if (this.stopping || this.terminating === child) return;
-        if (this.o.clock.now() - startedAt > 60_000) this.failures = 0; // it was healthy: restart quickly
+        if (this.o.clock.mono() - startedAt > HEALTHY_MS) this.failures = 0; // it was healthy: restart quickly
         // Its own words, last line only: dnsmasq says why (bad config, address in use...).
         this.o.log.error({ code, signal, reason: this.lastLine.trim().slice(0, 200) }, EV.dhcpExited);
         void this.respawn();

@@ -8,6 +8,7 @@
 import { spawnTool, type ToolProcess } from './exec.js';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import { EV } from '../log/events.js';
 
 export interface LinkEvent {
@@ -33,23 +34,33 @@ export interface LinkWatchOptions {
   readonly onEvent: (e: LinkEvent) => void;
   /** After the watcher (re)started: events may have been missed meanwhile. */
   readonly onRestart: () => void;
+  /** The restart backoff waits and measures on it (default: the system clock). */
+  readonly clock?: Clock;
+  readonly spawnChild?: (file: string, args: readonly string[]) => ToolProcess;
 }
 
-const MAX_BACKOFF_MS = 30_000;
+/** The first restart waits this long; each exit doubles it up to MAX_BACKOFF_MS. */
+export const FIRST_BACKOFF_MS = 500;
+/** Also: a watcher that ran longer than this before it exited starts the backoff over. */
+export const MAX_BACKOFF_MS = 30_000;
 
 export class LinkWatch {
   private child: ToolProcess | undefined;
   private stopped = false;
-  private backoff = 500;
-  private timer: NodeJS.Timeout | undefined;
+  private backoff = FIRST_BACKOFF_MS;
+  private readonly abort = new AbortController();
+  private readonly clock: Clock;
 
-  constructor(private readonly o: LinkWatchOptions) {}
+  constructor(private readonly o: LinkWatchOptions) {
+    this.clock = o.clock ?? systemClock;
+  }
 
   start(): void {
     if (this.stopped || this.child) return;
-    const child = spawnTool(this.o.ipPath, ['-o', 'monitor', 'link'], ['ignore', 'pipe', 'ignore']);
+    const args = ['-o', 'monitor', 'link'];
+    const child = (this.o.spawnChild ?? ((f, a) => spawnTool(f, a, ['ignore', 'pipe', 'ignore'])))(this.o.ipPath, args);
     this.child = child;
-    const started = Date.now();
+    const started = this.clock.mono();
     if (child.stdout)
       createInterface({ input: child.stdout }).on('line', (line) => {
         const e = parseMonitorLine(line);
@@ -59,20 +70,27 @@ export class LinkWatch {
     child.once('close', (code, signal) => {
       this.child = undefined;
       if (this.stopped) return;
-      if (Date.now() - started > MAX_BACKOFF_MS) this.backoff = 500;
+      if (this.clock.mono() - started > MAX_BACKOFF_MS) this.backoff = FIRST_BACKOFF_MS;
       this.o.log.error({ code, signal, retryMs: this.backoff }, EV.commLinkWatchExited);
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.start();
-        this.o.onRestart();
-      }, this.backoff);
+      void this.restartAfter(this.backoff);
       this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     });
   }
 
+  private async restartAfter(ms: number): Promise<void> {
+    try {
+      await this.clock.sleep(ms, this.abort.signal);
+    } catch {
+      return; // stopped meanwhile
+    }
+    if (this.stopped) return;
+    this.start();
+    this.o.onRestart();
+  }
+
   stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.abort.abort();
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
     return new Promise((resolve) => {

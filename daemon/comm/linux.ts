@@ -303,6 +303,7 @@ export class LinuxCommNetwork implements CommNetwork {
     this.watch ??= new LinkWatch({
       ipPath: this.o.ipPath,
       log: this.o.log,
+      ...(this.o.clock ? { clock: this.o.clock } : {}),
       onEvent: (e) => {
         if (this.linkEventMatters(e)) onChange();
       },

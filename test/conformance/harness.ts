@@ -10,12 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminRequest, type Reply } from '../support/daemon.js';
 import type { Netns, RunResult } from '../support/netns.js';
+import { LOOPBACK, writeConfig } from '../support/process.js';
+import { until } from '../support/wait.js';
 
 export const PY = '/usr/bin/python3';
 const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
@@ -57,36 +59,28 @@ export interface NsDaemon {
 export async function startDaemonInNetns(ns: Netns, opts: { logLevel?: string } = {}): Promise<NsDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-conf-'));
   const socket = join(dir, 'admin.sock');
-  const config = join(dir, 'config.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      admin: { socket },
-      guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
-      log: { level: opts.logLevel ?? 'debug' },
-    }),
-  );
+  const config = writeConfig(dir, { ...LOOPBACK, log: { level: opts.logLevel ?? 'debug' } });
   const child = ns.exec(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
-  let port: number | undefined;
-  for (let i = 0; i < 400 && port === undefined; i++) {
-    for (const line of out.split('\n')) {
-      if (!line.includes('"metad started"')) continue;
-      const rec = JSON.parse(line) as { guest?: { host: string; port: number }[] };
-      port = rec.guest?.[0]?.port;
-    }
-    if (port !== undefined || child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  if (port === undefined) {
+  let port: number;
+  try {
+    port = await until(
+      `metad started inside netns ${ns.name}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`metad exited inside netns ${ns.name}: ${out}`);
+        const started = out.split('\n').find((line) => line.includes('"metad started"'));
+        return started === undefined ? undefined : (JSON.parse(started) as { guest?: { host: string; port: number }[] }).guest?.[0]?.port;
+      },
+      { detail: () => out },
+    );
+  } catch (e) {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`metad did not start inside netns ${ns.name}: ${out}`);
+    throw e;
   }
 
   let stopping: Promise<number | null> | undefined;

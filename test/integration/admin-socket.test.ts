@@ -16,7 +16,8 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync } from 'node:fs';
 import { listenAdminSocket } from '../../daemon/process/admin-socket.js';
 import { hasCommand, isRoot, skipOrFail } from '../support/env.js';
-import { startProcess, writeConfig } from '../support/process.js';
+import { startProcess, LOOPBACK, writeConfig } from '../support/process.js';
+import { until } from '../support/wait.js';
 
 // Debian's python3: an unprivileged user may not be able to run another one (e.g. under /root).
 const PY = '/usr/bin/python3';
@@ -98,12 +99,12 @@ test('admin socket: a local user retrying connect() all through a start under um
   let said = '';
   attacker.stdout.on('data', (c: Buffer) => (said += c.toString()));
   const exited = new Promise((r) => attacker.once('exit', r));
-  for (let i = 0; i < 400 && !said.includes('ready') && attacker.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+  await until('the unprivileged attacker runs', () => attacker.exitCode !== null || said.includes('ready'));
   assert.match(said, /ready/, 'the unprivileged attacker runs');
   const old = process.umask(0o000); // inherited by the daemon
   let p;
   try {
-    p = await startProcess(writeConfig(dir), sock);
+    p = await startProcess(writeConfig(dir, LOOPBACK), sock);
   } finally {
     process.umask(old);
   }

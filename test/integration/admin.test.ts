@@ -281,7 +281,7 @@ test('admin door: pipe host side and password', async (t) => {
 
   // A waiting reader returns as soon as the guest writes, with no time passing on the clock.
   const pending = d.admin('GET', '/v1/instances/vm1/pipe?wait=30');
-  await until(() => clock.pending === 1, 'the reader waits on the clock');
+  await until('the reader waits on the clock', () => clock.pending === 1);
   d.daemon.services.pipes.get('vm1').toHost.push(Buffer.from('done'));
   r = await settled(pending, 'the reader is woken by the write (the clock stands still)');
   assert.equal(r.status, 200);
@@ -378,9 +378,10 @@ test('admin door: a pipe long-poll with nothing written ends empty exactly when 
     answered = true;
     return r;
   });
-  await until(() => clock.pending === 1, 'the reader waits on the clock');
+  await until('the reader waits on the clock', () => clock.pending === 1);
   await clock.advance(2499);
-  await new Promise((r) => setTimeout(r, 20));
+  // The positive fact first: its wait is still pending on the clock (an early end would have taken it off).
+  assert.equal(clock.pending, 1, 'the reader no longer waits 1 ms before its wait ends');
   assert.equal(answered, false, 'still waiting 1 ms before the wait ends');
   await clock.advance(1);
   const r = await pending;

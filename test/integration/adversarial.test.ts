@@ -67,7 +67,7 @@ async function setup(d: TestDaemon, vm2Extra: Record<string, unknown> = {}): Pro
 }
 
 /** The daemon still answers a normal admin and a normal guest request. */
-async function alive(d: TestDaemon, what: string): Promise<void> {
+async function stillServes(d: TestDaemon, what: string): Promise<void> {
   const h = await d.admin('GET', '/v1/health');
   assert.equal(h.status, 200, `${what}: the admin door still answers`);
   const g = await d.guest(WITNESS, 'GET', '/latest/meta-data/hostname');
@@ -226,11 +226,15 @@ async function slowAdmin(d: TestDaemon, method: string, path: string, type: stri
   await sleep(100); // the daemon is now parked reading the body
   return {
     socket: s,
+    /** The rest of the body; resolves with the answer once it has arrived (whatever checks follow come after it). */
     async finish(): Promise<Resp[]> {
       s.write(body.slice(firstBytes));
-      for (let i = 0; i < 50 && parseResponses(Buffer.concat(chunks)).length === 0; i++) await sleep(20);
+      const answers = await until('the slow request answered', () => {
+        const r = parseResponses(Buffer.concat(chunks));
+        return r.length > 0 && r;
+      });
       s.destroy();
-      return parseResponses(Buffer.concat(chunks));
+      return answers;
     },
   };
 }
@@ -322,7 +326,7 @@ test('adversarial: no request-target trick reaches another instance (.., %2e%2e,
         }
       }
     }
-    await alive(d, `path tricks from ${from}`);
+    await stillServes(d, `path tricks from ${from}`);
   }
   const r = await raw(port, VM2, request('OPTIONS', '*', { Host: 'x', Connection: 'close' }));
   assertNoVictimData(r, 'OPTIONS *');
@@ -333,7 +337,7 @@ test('adversarial: no request-target trick reaches another instance (.., %2e%2e,
   assert.equal((await d.guest(VM2, 'GET', '//latest/meta-data/hostname')).text, 'vm2');
   // The victim's pipe was not consumed by the attacker's reads.
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read')).text, 'CANARY-A-PIPE');
-  await alive(d, 'after path tricks');
+  await stillServes(d, 'after path tricks');
 });
 
 test('adversarial: Host and proxy headers never change who is asking, on every dialect', async (t) => {
@@ -378,7 +382,7 @@ test('adversarial: Host and proxy headers never change who is asking, on every d
       check(r.text);
     }
   }
-  await alive(d, 'after proxy headers');
+  await stillServes(d, 'after proxy headers');
 
   // Token PUTs: X-Forwarded-For in any spelling is refused; other proxy headers may get a token,
   // but it is bound to the asker (vm2) and useless to vm1.
@@ -405,7 +409,7 @@ test('adversarial: Host and proxy headers never change who is asking, on every d
     );
     assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { [TOKEN]: r.text })).text, 'vm2');
   }
-  await alive(d, 'after token PUTs with proxy headers');
+  await stillServes(d, 'after token PUTs with proxy headers');
 });
 
 // =============================================================================================
@@ -457,7 +461,7 @@ test("adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
     else assert.equal(uuidIn(x.body.toString()), UUID2);
   });
   assertNoVictimData(r, 'thirty pipelined');
-  await alive(d, 'after pipelining');
+  await stillServes(d, 'after pipelining');
 
   // HTTP/1.0, with and without Host; the connection closes after the answer.
   const h10: Record<string, string>[] = [{}, { Host: '127.0.0.2' }, { Host: '127.0.0.2', Connection: 'keep-alive' }];
@@ -497,7 +501,7 @@ test("adversarial: pipelining, HTTP/1.0 and GET bodies answer only as the connec
   assertNoVictimData(r, 'expect');
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', 'vm2 wrote into its own pipe only');
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, 'ping');
-  await alive(d, 'after HTTP/1.0 and friends');
+  await stillServes(d, 'after HTTP/1.0 and friends');
 });
 
 test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscated TE) never runs a hidden request', async (t) => {
@@ -538,7 +542,7 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
     assert.ok(rs.length <= 1, `${name}: one request, at most one answer (got ${rs.map((x) => x.status).join(',')})`);
     if (rs[0]) assert.ok(rs[0].status >= 400 || rs[0].status === 204, `${name}: ${rs[0].status}`);
     assert.equal(await secretState(), 'live', `${name}: the hidden request must never run`);
-    await alive(d, name);
+    await stillServes(d, name);
   }
   // A GET with a body that looks like a request: the body is a body.
   const r = await raw(
@@ -564,7 +568,7 @@ test('adversarial: request smuggling (CL+TE, duplicate Content-Length, obfuscate
     'vm2-once',
     'secret',
   ]);
-  await alive(d, 'after smuggling');
+  await stillServes(d, 'after smuggling');
 });
 
 test('adversarial: huge headers, huge URLs and huge token headers are refused without a crash', async (t) => {
@@ -582,19 +586,19 @@ test('adversarial: huge headers, huge URLs and huge token headers are refused wi
     await raw(port, VM2, request('GET', '/latest/meta-data/hostname', { Host: 'x', 'X-Big': 'a'.repeat(20_000) })),
     '20 KB header',
   );
-  await alive(d, '20 KB header');
+  await stillServes(d, '20 KB header');
   refusedOrClosed(await raw(port, VM2, request('GET', `/latest/meta-data/${'a'.repeat(20_000)}`, { Host: 'x' })), '20 KB URL');
-  await alive(d, '20 KB URL');
+  await stillServes(d, '20 KB URL');
   const manyHeaders: Record<string, string> = { Host: 'x' };
   for (let i = 0; i < 3000; i++) manyHeaders[`X-H${i}`] = String(i);
   refusedOrClosed(await raw(port, VM2, request('GET', '/latest/meta-data/hostname', manyHeaders)), '3000 headers');
-  await alive(d, '3000 headers');
+  await stillServes(d, '3000 headers');
   // 1 MiB of header, written in 64 KiB pieces: the server may cut us off half-way.
   const big = `GET /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\nX-Huge: ${'b'.repeat(1024 * 1024)}\r\n\r\n`;
   const pieces: string[] = [];
   for (let i = 0; i < big.length; i += 65536) pieces.push(big.slice(i, i + 65536));
   refusedOrClosed(await raw(port, VM2, pieces, { maxMs: 8000 }), '1 MiB header');
-  await alive(d, '1 MiB header');
+  await stillServes(d, '1 MiB header');
   // Just under the cap is an ordinary request.
   const ok = await raw(
     port,
@@ -617,7 +621,7 @@ test('adversarial: huge headers, huge URLs and huge token headers are refused wi
   refusedOrClosed(await raw(port, VM2, request('PUT', '/latest/api/token', { Host: 'x', [TTL]: '6'.repeat(30_000) })), '30 KB TTL header');
   assert.equal((await d.guest(VM2, 'PUT', '/latest/api/token', { [TTL]: '6'.repeat(5000) })).status, 400);
   assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname', { [TOKEN]: good })).text, 'vm2');
-  await alive(d, 'after huge token headers');
+  await stillServes(d, 'after huge token headers');
 });
 
 // =============================================================================================
@@ -704,7 +708,7 @@ test('adversarial: tokens — replay by another instance, forged expiry, truncat
   assert.equal((await get(VM2, tB)).text, 'vm2');
   assert.equal((await get(VM2, undefined)).status, 401, 'the cached answer is not served without a token');
   assert.equal((await get(VM2, undefined, '//latest/meta-data/hostname')).status, 401);
-  await alive(d, 'after replays');
+  await stillServes(d, 'after replays');
 
   // Forged expiry: extend a live token, revive an expired one, overflow, truncate, extend the MAC.
   const now = BigInt(clock.now());
@@ -735,7 +739,7 @@ test('adversarial: tokens — replay by another instance, forged expiry, truncat
     'an expired token cannot be revived by editing its expiry',
   );
   assert.equal((await get(VM2, tB)).text, 'vm2', 'the real token still works');
-  await alive(d, 'after forged tokens');
+  await stillServes(d, 'after forged tokens');
 });
 
 test('adversarial: a token issued before DELETE + re-registration (new uuid, same name and address) is dead', async (t) => {
@@ -762,7 +766,7 @@ test('adversarial: a token issued before DELETE + re-registration (new uuid, sam
     401,
     'a hot token of the previous uuid',
   );
-  await alive(d, 'after token re-registration');
+  await stillServes(d, 'after token re-registration');
 });
 
 // =============================================================================================
@@ -807,7 +811,7 @@ test("adversarial: a guest cannot set another instance's password or touch its p
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', "nothing in vm1's guest->host queue");
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, 'evil-pipe');
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/read')).text, 'CANARY-A-PIPE', "vm1's host->guest queue was not consumed");
-  await alive(d, 'after cross-instance writes');
+  await stillServes(d, 'after cross-instance writes');
 
   // 20 parallel POSTs from vm1: exactly one wins.
   const posts = await Promise.all(Array.from({ length: 20 }, (_, i) => d.guest(VM1, 'POST', '/openstack/latest/password', {}, `pw-${i}`)));
@@ -817,7 +821,7 @@ test("adversarial: a guest cannot set another instance's password or touch its p
   const winner = posts.findIndex((p) => p.status === 200);
   assert.equal(((await d.admin('GET', '/v1/instances/vm1/password')).json as { password: string }).password, `pw-${winner}`);
   assert.equal((await d.guest(VM1, 'GET', '/openstack/latest/password')).text, `pw-${winner}`);
-  await alive(d, 'after parallel password POSTs');
+  await stillServes(d, 'after parallel password POSTs');
 });
 
 // Was a bug: password() set the password by NAME after awaiting the body, so after a DELETE and a
@@ -840,20 +844,19 @@ test('adversarial: a password POST in flight across DELETE + re-registration doe
   reborn.comm.ipv4 = '127.0.0.5';
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', reborn)).status, 201);
   s.write('-PW!!!');
-  for (let i = 0; i < 50 && got.length === 0; i++) await sleep(20);
-  const answer = parseResponses(Buffer.concat(got))[0];
+  const answer = await until('the old guest answered', () => parseResponses(Buffer.concat(got))[0]);
   assert.deepEqual(
     (await d.admin('GET', '/v1/instances/vm1/password')).json,
     { password: null },
     "the old guest's in-flight POST set the re-registered instance's password",
   );
-  assert.equal(answer?.status, 404, 'the old guest is not told its password was stored: its instance is gone');
+  assert.equal(answer.status, 404, 'the old guest is not told its password was stored: its instance is gone');
   assert.equal(
     (await d.guest('127.0.0.5', 'POST', '/openstack/latest/password', {}, 'mine')).status,
     200,
     'the new guest can post its own',
   );
-  await alive(d, 'after the password race');
+  await stillServes(d, 'after the password race');
 });
 
 // Was a bug: pipeWrite() re-checked the instance by NAME after the body arrived, so bytes of a
@@ -867,21 +870,24 @@ test('adversarial: a guest pipe write/read in flight across DELETE + re-registra
   const w = net.connect({ host: '127.0.0.1', port: d.guestPort, localAddress: VM1 });
   t.after(() => w.destroy());
   w.on('error', () => undefined);
-  w.resume();
+  const written: Buffer[] = [];
+  w.on('data', (c: Buffer) => written.push(c));
   await new Promise((r) => w.once('connect', r));
   w.write('POST /ganeti/latest/write HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\nOLD-WRITE-');
   const longPoll = d.guest(VM1, 'GET', '/ganeti/latest/read?wait=10');
-  await until(() => clock.pending === 1, 'the long-poll waits on the clock');
+  await until('the long-poll waits on the clock', () => clock.pending === 1);
   assert.equal((await d.admin('DELETE', '/v1/instances/vm1')).status, 204);
   // The clock stands still: only the DELETE can have ended the wait.
   assert.equal((await settled(longPoll, 'the old long-poll is woken by the DELETE')).text, '', 'the old long-poll is woken empty');
   assert.equal(clock.pending, 0);
   assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1, { uuid: NEW_UUID }))).status, 201);
   w.write('0123456789');
-  await sleep(200);
+  // The positive signal first: the old writer is answered, so its bytes went wherever they went.
+  const answer = await until("the old guest's write answered", () => parseResponses(Buffer.concat(written))[0]);
+  assert.equal(answer.status, 404, 'the old guest is told its instance is gone');
   assert.equal((await d.admin('GET', '/v1/instances/vm1/pipe')).text, '', "the old guest's bytes are not in the new instance's pipe");
   assert.deepEqual(asView(await d.admin('GET', '/v1/instances/vm1')).status.pipe, { toGuestBytes: 0, toHostBytes: 0 });
-  await alive(d, 'after the pipe race');
+  await stillServes(d, 'after the pipe race');
 });
 
 test('adversarial: one instance cannot starve another — rate limits are per instance', async (t) => {
@@ -905,7 +911,7 @@ test('adversarial: one instance cannot starve another — rate limits are per in
   // vm2 still has its whole bucket.
   for (let i = 0; i < 6; i++) assert.equal((await d.guest(VM2, 'GET', '/latest/meta-data/hostname')).text, 'vm2', `vm2 request ${i}`);
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).status, 429, 'vm1 is still limited');
-  await alive(d, 'after the rate-limit flood');
+  await stillServes(d, 'after the rate-limit flood');
 });
 
 test('adversarial: one source cannot starve another — connection caps and pipe quotas are per source/instance', async (t) => {
@@ -924,14 +930,10 @@ test('adversarial: one source cannot starve another — connection caps and pipe
       s.once('connect', () => res(s));
     });
   // vm1 holds its 4 connections with long-polls, then tries for more.
+  // The door counts connections in accept order: these four before any later one.
   for (let i = 0; i < 4; i++) (await open()).write(request('GET', '/ganeti/latest/read?wait=30'));
-  await sleep(200);
   const extra = [await open(), await open()];
-  await sleep(300);
-  assert.ok(
-    extra.every((s) => s.destroyed || s.readableEnded),
-    "vm1's connections over its cap are closed",
-  );
+  await until("vm1's connections over its cap are closed", () => extra.every((s) => s.destroyed || s.readableEnded));
   // vm2 is served at once, several connections in parallel.
   // (Blocked behind vm1's 30 s long-polls, settled() would fail long before they end.)
   const replies = await settled(
@@ -939,15 +941,14 @@ test('adversarial: one source cannot starve another — connection caps and pipe
     'vm2 is served while vm1 holds its cap',
   );
   assert.ok(replies.every((x) => x.text === 'vm2'));
-  await alive(d, 'while vm1 holds its connection cap');
+  await stillServes(d, 'while vm1 holds its connection cap');
   // vm1 fills its own guest->host pipe; vm2's is unaffected.
   for (const s of held) s.destroy();
-  await sleep(300);
-  assert.equal(
-    (await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x'.repeat(64))).status,
-    204,
-    'vm1 is served again once its connections close',
+  // Until the door has seen them close, a new connection is over the cap and closed unanswered.
+  const write = await until('vm1 is served again once its connections close', () =>
+    d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x'.repeat(64)).catch(() => undefined),
   );
+  assert.equal(write.status, 204, 'vm1 is served again once its connections close');
   assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/write', {}, 'x')).status, 413);
   assert.equal(
     (await d.guest(VM2, 'POST', '/ganeti/latest/write', {}, 'y'.repeat(64))).status,
@@ -955,7 +956,7 @@ test('adversarial: one source cannot starve another — connection caps and pipe
     "vm1's full pipe does not block vm2's",
   );
   assert.equal((await d.admin('GET', '/v1/instances/vm2/pipe')).text, 'y'.repeat(64));
-  await alive(d, 'after connection caps');
+  await stillServes(d, 'after connection caps');
 });
 
 // =============================================================================================
@@ -1016,7 +1017,7 @@ test('adversarial: a cached answer for one instance is never served to another (
   }
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'vm3');
   assert.equal((await d.guest('127.0.0.20', 'GET', '//latest/meta-data/hostname')).text, 'canary-a-host');
-  await alive(d, 'after cross-instance cache probing');
+  await stillServes(d, 'after cross-instance cache probing');
 });
 
 test('adversarial: after a PATCH (or DELETE + re-registration) every cached path variant serves the new value at once', async (t) => {
@@ -1084,7 +1085,7 @@ test('adversarial: after a PATCH (or DELETE + re-registration) every cached path
   assert.equal((await d.guest(VM1, 'GET', '//latest/meta-data/instance-id')).text, `i-${NEW_UUID.replaceAll('-', '').slice(0, 17)}`);
   assert.equal(((await d.guest(VM1, 'GET', '//openstack/latest/meta_data.json')).json as { uuid: string }).uuid, NEW_UUID);
   assert.equal((await d.guest(VM1, 'GET', '/latest/user-data')).status, 404);
-  await alive(d, 'after cache invalidation');
+  await stillServes(d, 'after cache invalidation');
 });
 
 // =============================================================================================
@@ -1123,7 +1124,7 @@ test('adversarial: a claim-once secret read by 20 parallel requests is handed ou
   const heads = await Promise.all(Array.from({ length: 10 }, () => d.guest(VM1, 'HEAD', '/ganeti/latest/os/parameters.json')));
   assert.ok(heads.every((h) => h.text === ''));
   assert.ok((await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json')).text.includes('head-test'));
-  await alive(d, 'after the claim-once race');
+  await stillServes(d, 'after the claim-once race');
 });
 
 test('adversarial: an expired secret never appears (exact boundary, claim-once, instance-document secrets)', async (t) => {
@@ -1167,7 +1168,7 @@ test('adversarial: an expired secret never appears (exact boundary, claim-once, 
   await d.admin('PATCH', '/v1/instances/vm1', { hostname: 'after-expiry' });
   p = await params();
   assert.ok(!p.includes('ttl-5') && !p.includes('claim-5') && !p.includes('doc-default-ttl') && p.includes('"other"'));
-  await alive(d, 'after secret expiry');
+  await stillServes(d, 'after secret expiry');
 });
 
 test('adversarial: after DELETE + re-registration, old secrets, private values, IAM, password and pipe contents are gone', async (t) => {
@@ -1211,7 +1212,7 @@ test('adversarial: after DELETE + re-registration, old secrets, private values, 
     'the new instance may post its password',
   );
   assert.ok(!CANARY.test(JSON.stringify(d.daemon.services.vault.liveValues('vm1', false))));
-  await alive(d, 'after re-registration');
+  await stillServes(d, 'after re-registration');
 });
 
 // Regression guard: before 1fd0108, routes/admin/params.ts write() checked the instance, awaited the
@@ -1240,7 +1241,7 @@ test('adversarial: a secret write in flight across DELETE does not survive into 
   );
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/os/parameters.json');
   assert.ok(!CANARY.test(r.text), `the new guest received the old instance's secret: ${r.text}`);
-  await alive(d, 'after the secret race');
+  await stillServes(d, 'after the secret race');
 });
 
 // Regression guard: before 1fd0108, routes/admin/pipe.ts POST pushed into s.pipes.get(name) after
@@ -1262,7 +1263,7 @@ test('adversarial: an admin pipe send in flight across DELETE does not survive i
   );
   const r = await d.guest(VM1, 'GET', '/ganeti/latest/read');
   assert.equal(r.text, '', "the new guest read the old instance's pipe data");
-  await alive(d, 'after the pipe-send race');
+  await stillServes(d, 'after the pipe-send race');
 });
 
 // =============================================================================================
@@ -1353,7 +1354,7 @@ test('adversarial: __proto__ / constructor keys in admin bodies pollute nothing'
       assert.ok(g.status < 500, `guest ${p} after ${method} ${path}: ${g.status}`);
     }
     assert.equal(polluted(), false, `guest reads after ${method} ${path} polluted Object.prototype`);
-    await alive(d, `${method} ${path} ${body.slice(0, 60)}`);
+    await stillServes(d, `${method} ${path} ${body.slice(0, 60)}`);
   }
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
@@ -1376,7 +1377,7 @@ test('adversarial: parameters named __proto__, constructor or prototype are refu
   }
   assert.deepEqual(asParams(await d.admin('GET', '/v1/instances/vm2/params')), before, 'nothing of a refused body was stored');
   assert.equal(polluted(), false);
-  await alive(d, 'after __proto__ parameters');
+  await stillServes(d, 'after __proto__ parameters');
 });
 
 // Was a bug: json-merge-patch 1.0.2's apply() stops at a "__proto__"/"constructor"/"prototype"
@@ -1400,7 +1401,7 @@ test('adversarial: a merge patch with a __proto__/constructor member is refused 
   if (rename.status < 300) assert.equal(host, 'renamed', `PATCH answered ${rename.status} but hostname is still ${host}`);
   else assert.equal(rename.status, 400);
   assert.equal(polluted(), false);
-  await alive(d, 'after half-applied patches');
+  await stillServes(d, 'after half-applied patches');
 });
 
 // Was a bug: deep JSON passed ajv in the free-form objects (openstack.vendorData/networkData/
@@ -1434,7 +1435,7 @@ test('adversarial: deeply nested JSON (10,000+ levels) answers 400/413 and the d
       problems.push(
         `${method} ${path} (${body.length} bytes, starts ${body.slice(0, 40)}): ${r.status} ${(r.json as { code?: string } | undefined)?.code ?? ''}`,
       );
-    await alive(d, `${method} ${path} deep`);
+    await stillServes(d, `${method} ${path} deep`);
   }
   assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).status.generation, before, 'the instance is unchanged');
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'canary-a-host');
@@ -1478,10 +1479,13 @@ test('adversarial: a slow or never-finishing admin body does not block other adm
   );
   assert.equal((await timed(d.admin('DELETE', '/v1/instances/vm3'), 'DELETE')).status, 204);
   assert.equal((await d.guest(VM1, 'GET', '/latest/meta-data/hostname')).text, 'fast-patch');
-  await alive(d, 'with slow admin bodies pending');
-  // Hanging up mid-body is answered (or dropped) without harm.
+  await stillServes(d, 'with slow admin bodies pending');
+  // Hanging up mid-body is answered (or dropped) without harm. The positive signal first: the
+  // admin door has finished each of the five requests (its request line is written as one ends).
+  const ended = (): number => d.sink.records().filter((l) => l.msg === 'admin request').length;
+  const before = ended();
   for (const s of slows) s.socket.destroy();
-  await sleep(200);
-  await alive(d, 'after slow admin bodies hung up');
+  await until('the five hung-up requests ended', () => ended() === before + slows.length);
+  await stillServes(d, 'after slow admin bodies hung up');
   assert.equal(asView(await d.admin('GET', '/v1/instances/vm1')).instance.hostname, 'fast-patch', 'no half body was applied');
 });

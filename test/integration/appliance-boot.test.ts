@@ -230,73 +230,103 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
     return { rec, pipe: poller.all(), console: await readFile(consoleLog, 'utf8').catch(() => ''), deadlineAt, doneAt };
   };
 
-  const [ok, hung] = await Promise.all([boot(guests[0]!, 240_000), boot(guests[1]!, 25_000)]);
+  type Booted = Awaited<ReturnType<typeof boot>>;
+  let ok: Booted | undefined;
+  let hung: Booted | undefined;
+  /** A phase's view of a boot the first phase did (it fails here, named, if that boot never ended). */
+  const ended = (b: Booted | undefined, name: string): Booted => {
+    assert.ok(b, `${name} did not end (see the first phase)`);
+    return b;
+  };
 
-  // web1: every step reported, success, and what the create script saw is on its disk.
-  assert.equal(ok.rec.state, 'succeeded', `web1: ${JSON.stringify(ok.rec)}\nconsole:\n${ok.console.slice(-3000)}`);
-  const lines = ok.pipe.trim().split('\n');
-  assert.deepEqual(
-    lines.map((l) => l.split(' ').slice(0, 4).join(' ')),
-    [
-      'metad-progress v1 step=net status=ok',
-      'metad-progress v1 step=metadata status=ok',
-      'metad-progress v1 step=parameters status=ok',
-      'metad-progress v1 step=script status=ok',
-      'metad-progress v1 step=create status=start',
-      'metad-progress v1 step=create status=ok',
-      'metad-progress v1 step=final status=succeeded',
-    ],
-    `pipe:\n${ok.pipe}\nconsole:\n${ok.console.slice(-3000)}`,
+  await t.test('both appliances boot at once and end (web1 on its own, hang1 at its deadline)', async (st) => {
+    [ok, hung] = await Promise.all([boot(guests[0]!, 240_000), boot(guests[1]!, 25_000)]);
+    const r = ok.rec;
+    st.diagnostic(
+      `web1: start -> domain created ${r.createdAt! - r.startedAt} ms, -> first progress line (right after the first metadata request) ` +
+        `${r.firstReportAt! - r.startedAt} ms, -> powered off and gone ${r.endedAt! - r.startedAt} ms; ` +
+        `hang1: deadline -> destroyed and cleaned up ${hung.doneAt - hung.deadlineAt} ms, reached: ${hung.rec.lines.at(-1) ?? '(no progress line)'}`,
+    );
+  });
+
+  await t.test('web1 succeeds and reports every step through the pipe, in order; the runner saw each line', () => {
+    const w = ended(ok, 'web1');
+    assert.equal(w.rec.state, 'succeeded', `web1: ${JSON.stringify(w.rec)}\nconsole:\n${w.console.slice(-3000)}`);
+    const lines = w.pipe.trim().split('\n');
+    assert.deepEqual(
+      lines.map((l) => l.split(' ').slice(0, 4).join(' ')),
+      [
+        'metad-progress v1 step=net status=ok',
+        'metad-progress v1 step=metadata status=ok',
+        'metad-progress v1 step=parameters status=ok',
+        'metad-progress v1 step=script status=ok',
+        'metad-progress v1 step=create status=start',
+        'metad-progress v1 step=create status=ok',
+        'metad-progress v1 step=final status=succeeded',
+      ],
+      `pipe:\n${w.pipe}\nconsole:\n${w.console.slice(-3000)}`,
+    );
+    assert.deepEqual(w.rec.lines, lines, 'the runner saw every progress line');
+    assert.ok(lines[1]!.includes('instance=web1') && lines[1]!.includes('disks=1'), lines[1]);
+  });
+
+  await t.test(
+    'web1 without an install job: 3 parameters, the secret never reached the appliance, no value in progress lines',
+    async () => {
+      const w = ended(ok, 'web1');
+      const lines = w.pipe.trim().split('\n');
+      // The runner is driven directly here, with no install job in the daemon: the guest door does not
+      // serve the secret (served only during a job), so the appliance sees 3 parameters, not 4.
+      assert.ok(lines[2]?.endsWith('count=3'), lines[2]);
+      assert.ok(!w.pipe.includes('tok-S3cret'), 'no parameter value in progress lines');
+      assert.ok(
+        !(await readFile(guests[0]!.disk)).toString('latin1').includes('tok-S3cret'),
+        'no job, no secret: it never reached the appliance',
+      );
+    },
   );
-  assert.deepEqual(ok.rec.lines, lines, 'the runner saw every progress line');
-  assert.ok(lines[1]!.includes('instance=web1') && lines[1]!.includes('disks=1'), lines[1]);
-  // The runner is driven directly here, with no install job in the daemon: the guest door does not
-  // serve the secret (served only during a job), so the appliance sees 3 parameters, not 4.
-  assert.ok(lines[2]!.endsWith('count=3'), lines[2]);
-  assert.ok(!ok.pipe.includes('tok-S3cret'), 'no parameter value in progress lines');
-  assert.ok(
-    !(await readFile(guests[0]!.disk)).toString('latin1').includes('tok-S3cret'),
-    'no job, no secret: it never reached the appliance',
-  );
-  const onDisk = (await readFile(guests[0]!.disk)).toString('latin1');
-  const start = onDisk.indexOf('METAD-TEST-BEGIN\n');
-  const end = onDisk.indexOf('METAD-TEST-END\n');
-  assert.ok(start === 0 && end > start, 'the create script wrote its report to DISK_0_PATH');
-  assert.deepEqual(
-    onDisk
-      .slice(start + 'METAD-TEST-BEGIN\n'.length, end)
-      .trim()
-      .split('\n'),
-    ganetiEnv('web1', { image: 'debian-12', 'mirror.url': 'http://deb.example/debian', root_hash: "it's a value" }),
-  );
 
-  // hang1: destroyed by the runner at its deadline (not before), while its create still ran.
-  assert.equal(hung.rec.state, 'timed-out', `hang1: ${JSON.stringify(hung.rec)}\nconsole:\n${hung.console.slice(-3000)}`);
-  assert.ok(hung.rec.endedAt! >= hung.deadlineAt);
-  assert.equal(hung.rec.final, undefined);
-  assert.equal(hung.rec.destroyError, undefined);
+  await t.test("web1's create script ran with Ganeti's OS environment (its report, read back from DISK_0_PATH)", async () => {
+    ended(ok, 'web1');
+    const onDisk = (await readFile(guests[0]!.disk)).toString('latin1');
+    const start = onDisk.indexOf('METAD-TEST-BEGIN\n');
+    const end = onDisk.indexOf('METAD-TEST-END\n');
+    assert.ok(start === 0 && end > start, 'the create script wrote its report to DISK_0_PATH');
+    assert.deepEqual(
+      onDisk
+        .slice(start + 'METAD-TEST-BEGIN\n'.length, end)
+        .trim()
+        .split('\n'),
+      ganetiEnv('web1', { image: 'debian-12', 'mirror.url': 'http://deb.example/debian', root_hash: "it's a value" }),
+    );
+  });
 
-  // Nothing left: no domain, the overlay deleted (the base untouched), no tap, no process.
-  assert.deepEqual(await hv.list(prefix), []);
-  assert.ok(!existsSync(overlay));
-  assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
-  assert.equal((await stat(base)).mode & 0o222, 0);
-  for (const g of guests) assert.notEqual((await ns.run('ip', ['link', 'show', g.tap])).code, 0, `${g.tap} gone`);
-  assert.equal(await ns.tripCount(), 0, `nothing left the namespace but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
-  await hv.close();
-  await metad.stop();
-  await libvirtd.stop();
-  libvirtd = undefined;
-  assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');
-  const nsName = ns.name;
-  await ns.destroy();
-  assert.ok(!netnsExists(nsName));
+  await t.test('hang1 is destroyed by the runner at its deadline (not before), while its create still ran: timed-out', () => {
+    const h = ended(hung, 'hang1');
+    assert.equal(h.rec.state, 'timed-out', `hang1: ${JSON.stringify(h.rec)}\nconsole:\n${h.console.slice(-3000)}`);
+    assert.ok(h.rec.endedAt! >= h.deadlineAt);
+    assert.equal(h.rec.final, undefined);
+    assert.equal(h.rec.destroyError, undefined);
+  });
 
-  const r = ok.rec;
-  t.diagnostic(
-    `web1: start -> domain created ${r.createdAt! - r.startedAt} ms, -> first progress line (right after the first metadata request) ` +
-      `${r.firstReportAt! - r.startedAt} ms, -> powered off and gone ${r.endedAt! - r.startedAt} ms; ` +
-      `hang1: deadline -> destroyed and cleaned up ${hung.doneAt - hung.deadlineAt} ms, reached: ${hung.rec.lines.at(-1) ?? '(no progress line)'}`,
+  await t.test(
+    'nothing is left: no domain, the overlay deleted (the base untouched), no tap, no traffic past the tripwire, no process',
+    async () => {
+      assert.deepEqual(await hv.list(prefix), []);
+      assert.ok(!existsSync(overlay));
+      assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
+      assert.equal((await stat(base)).mode & 0o222, 0);
+      for (const g of guests) assert.notEqual((await ns.run('ip', ['link', 'show', g.tap])).code, 0, `${g.tap} gone`);
+      assert.equal(await ns.tripCount(), 0, `nothing left the namespace but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
+      await hv.close();
+      await metad.stop();
+      await libvirtd?.stop();
+      libvirtd = undefined;
+      assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');
+      const nsName = ns.name;
+      await ns.destroy();
+      assert.ok(!netnsExists(nsName));
+    },
   );
 });
 

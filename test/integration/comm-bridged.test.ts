@@ -14,34 +14,32 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { skipOrFail } from '../support/env.js';
 import { CRAWL_PY, cloudInitMissing } from '../conformance/harness.js';
-import { createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
+import { type Guest, type Ns } from '../support/comm-topology.js';
 import {
   GUESTS,
+  commBed,
   PY,
   assertOnlyMetadataPort,
   assertRepliesTtl1,
-  commMissing,
   counter,
   curl,
   dhcp,
   dhcpTheftMatrix,
+  leasesAndOwnReads,
   handshake,
   registerGuests,
   spoofMatrix,
-  startMetad as startIn,
-  until,
-  writeDhcpScript,
   type Metad,
 } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 
 const BR = 'metadbr0';
 const BR_MAC = '02:00:a9:fe:a9:fe';
-const startMetad = (hv: Ns, dir: string): Promise<Metad> => startIn(hv, dir, { mode: 'bridged' });
+const MODE = { mode: 'bridged' };
 
 interface Port {
   ifname: string;
@@ -67,20 +65,12 @@ interface NicView {
 }
 
 test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-spoofing, reconcile, restart', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
-  const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
-  const dir = mkdtempSync(join(tmpdir(), 'metad-commbr-'));
-  let metad: Metad | undefined;
-  t.after(async () => {
-    await metad?.stop();
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  chmodSync(dir, 0o755);
-  const script = writeDhcpScript(dir);
-  const { hv } = topo;
-  const [ga, gb, gc] = topo.guests as [Guest, Guest, Guest];
-  metad = await startMetad(hv, dir);
+  const bed = await commBed(t);
+  if (!bed) return;
+  const { hv, dir, script } = bed;
+  const [ga, gb, gc] = bed.guests as [Guest, Guest, Guest];
+  const startMetad = (network: Record<string, unknown> = MODE): Promise<Metad> => bed.startMetad(network);
+  let metad = await startMetad();
 
   await t.test('before any tap is registered: the bridge has its fixed MAC, holds 169.254.169.254 and no IPv6 address', async () => {
     const show = await hv.ip('addr', 'show', 'dev', BR);
@@ -102,7 +92,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
       const d = (await port(hv, g.tap)).linkinfo?.info_slave_data;
       assert.deepEqual([d?.isolated, d?.flood], [true, false], g.tap);
     }
-    const r = await metad!.admin('GET', '/v1/nics');
+    const r = await metad.admin('GET', '/v1/nics');
     const { nics } = r.json as { nics: NicView[] };
     assert.deepEqual(
       nics.map((n) => [n.tap, n.bridge, n.isolated, n.addresses, n.route, n.rules, n.dhcp]),
@@ -110,18 +100,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     );
   });
 
-  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
-    for (const [g, spec] of [
-      [ga, GUESTS[0]],
-      [gb, GUESTS[1]],
-      [gc, GUESTS[2]],
-    ] as const) {
-      assert.equal(await dhcp(g, script), spec.ipv4, `${spec.name} lease`);
-      const r = await curl(g);
-      assert.equal(r.code, 0, `${spec.name} curl failed`);
-      assert.equal(r.body, spec.id);
-    }
-  });
+  await leasesAndOwnReads(t, bed);
 
   await dhcpTheftMatrix(t, {
     hv,
@@ -131,7 +110,7 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     victimSpec: GUESTS[1],
     family: 'bridge',
     script,
-    log: () => metad!.out(),
+    log: () => metad.out(),
   });
 
   await t.test('a guest reaches only the metadata port: not port 8080, not another guest', async () => {
@@ -165,12 +144,12 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
   await spoofMatrix(t, { hv, attacker: gc, attackerSpec: GUESTS[2], victim: gb, victimSpec: GUESTS[1], family: 'bridge' });
 
   await t.test('nic down releases the port (no route, no handshake); nic up enslaves it again (time reported)', async (st) => {
-    assert.equal((await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'down' })).status, 204);
+    assert.equal((await metad.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'down' })).status, 204);
     assert.equal((await port(hv, 'mtap1')).master, undefined);
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.10 /);
     assert.equal(await handshake(ga), false, 'a released port still reached metad');
     const t0 = performance.now();
-    const up = await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
+    const up = await metad.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
     assert.equal(up.status, 200, up.text);
     assert.deepEqual([(up.json as NicView).bridge, (up.json as NicView).isolated], [BR, true]);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
@@ -179,9 +158,9 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
   });
 
   await t.test('removing an instance releases its port and removes its route, set elements and DHCP host', async () => {
-    assert.equal((await metad!.admin('DELETE', '/v1/instances/bravo')).status, 204);
+    assert.equal((await metad.admin('DELETE', '/v1/instances/bravo')).status, 204);
     const hostsFile = join(dir, 'run', 'dhcp-hosts');
-    await until('bravo gone from the DHCP hosts', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true));
+    await until('bravo gone from the DHCP hosts', () => !readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac));
     assert.equal((await port(hv, 'mtap2')).master, undefined);
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.11 /);
     const sets = (await hv.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout;
@@ -199,9 +178,9 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
     await hv.ip('link', 'add', 'oth2', 'type', 'veth', 'peer', 'name', 'oth2p');
     await hv.ip('link', 'set', 'oth2', 'master', BR); // not registered: metad releases it
     await hv.run('nft', ['add', 'table', 'bridge', 'foreign']);
-    await metad!.stop();
-    metad = await startMetad(hv, dir);
-    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    await metad.stop();
+    metad = await startMetad();
+    await until('reconciled', () => metad.out().includes('"comm network reconciled"'));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
     assert.deepEqual(tables.trim().split('\n').sort(), [
       'table arp metad',
@@ -222,10 +201,10 @@ test('bridged comm network in namespaces: isolated ports, DHCP, identity, anti-s
   });
 
   await t.test('switching to routed mode as docs/deployment.md says: one table left, routes on the taps, guests read again', async () => {
-    await metad!.stop();
+    await metad.stop();
     await hv.ip('link', 'del', BR); // the documented manual step: releases the ports
-    metad = await startIn(hv, dir, { mode: 'routed' });
-    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    metad = await startMetad({ mode: 'routed' });
+    await until('reconciled', () => metad.out().includes('"comm network reconciled"'));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
     assert.deepEqual(tables.trim().split('\n').sort(), ['table arp metad', 'table bridge foreign', 'table inet metad']);
     const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');

@@ -9,37 +9,25 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { skipOrFail } from '../support/env.js';
-import { createTopology, type Guest, type Topology } from '../support/comm-topology.js';
-import { GUESTS, commMissing, discoverLoop, registerGuests, startMetad, until, type Metad } from '../support/comm-harness.js';
+import type { Guest } from '../support/comm-topology.js';
+import { GUESTS, commBed, discoverLoop, registerGuests } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 
 const N = 1000;
 const hex = (n: number): string => n.toString(16).padStart(2, '0');
 
 for (const mode of ['routed', 'bridged'] as const) {
   test(`${mode}: 1,000 registrations with taps restart dnsmasq 0 times and lose no DISCOVER`, async (t) => {
-    if (skipOrFail(t, commMissing())) return;
-    const topo: Topology = await createTopology(GUESTS.slice(0, 1).map((g) => ({ tap: g.tap, mac: g.mac })));
-    const dir = mkdtempSync(join(tmpdir(), 'metad-churn-'));
-    const running: { metad?: Metad } = {};
-    t.after(async () => {
-      await running.metad?.stop();
-      await topo.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    chmodSync(dir, 0o755);
-    const { hv } = topo;
-    const [guest] = topo.guests as [Guest];
-    const metad = await startMetad(hv, dir, { mode });
-    running.metad = metad;
+    const bed = await commBed(t, { guests: GUESTS.slice(0, 1).map((g) => ({ tap: g.tap, mac: g.mac })) });
+    if (!bed) return;
+    const { hv } = bed;
+    const [guest] = bed.guests as [Guest];
+    const metad = await bed.startMetad({ mode });
     await registerGuests(metad); // alpha (the looping guest) and two more
-    const served = async (instance: string): Promise<true | undefined> => {
+    const served = async (instance: string): Promise<boolean> => {
       const r = await metad.admin('GET', '/v1/nics');
       const nics = (r.json as { nics: { instance: string; dhcp: boolean }[] }).nics;
-      return nics.find((n) => n.instance === instance)?.dhcp === true ? true : undefined;
+      return nics.find((n) => n.instance === instance)?.dhcp === true;
     };
     await until('alpha served', () => served(GUESTS[0].name));
     // The taps exist before their instances are registered (as when Ganeti starts the VMs first).

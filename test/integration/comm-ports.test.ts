@@ -17,26 +17,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { skipOrFail } from '../support/env.js';
-import { createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
-import {
-  GUESTS,
-  PY,
-  commMissing,
-  counter,
-  curl,
-  dhcp,
-  handshake,
-  registerGuests,
-  startMetad,
-  until,
-  writeDhcpScript,
-  type Metad,
-} from '../support/comm-harness.js';
+import type { Guest, Ns } from '../support/comm-topology.js';
+import { GUESTS, PY, commBed, counter, curl, dhcp, handshake, registerGuests } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 import { buildBridgedRuleset } from '../../daemon/comm/bridge-plan.js';
 import { BRIDGED_SETTINGS } from '../support/comm-settings.js';
 import { createDaemon } from '../../daemon/daemon.js';
@@ -73,29 +59,34 @@ for _ in range(5):
 `;
 
 interface Listener {
-  got(): string[];
-  stop(): void;
-}
-
-async function udpListener(hv: Ns): Promise<Listener> {
-  const child: ChildProcess = hv.spawn(PY, ['-u', '-c', LISTEN_PY, String(PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  await until('udp listener', () => (out.includes('ready') ? true : undefined));
-  return {
-    got: () => out.split('\n').filter((l) => l.startsWith('got ')),
-    stop: () => child.kill('SIGKILL'),
-  };
+  /** Has the listener got datagrams tagged `tag` (sent before this call)? */
+  received(tag: string): Promise<boolean>;
 }
 
 async function sendUdp(g: Ns, host: string, tag: string): Promise<void> {
   await g.run(PY, ['-c', SEND_PY, host, String(PORT), tag], { timeoutMs: 10_000 });
 }
 
-/** Does the listener get datagrams tagged `tag` (the host's own ones are the control)? Waits a moment for stragglers. */
-async function received(l: Listener, tag: string): Promise<boolean> {
-  await new Promise((r) => setTimeout(r, 500));
-  return l.got().some((x) => x === `got ${tag}`);
+/**
+ * A UDP listener in the hypervisor namespace. `received` first sends a marker over loopback and
+ * waits until the listener has printed it: a datagram delivered to its socket before the marker
+ * is printed before it, so its absence after the marker is an answer, not a guess after a sleep.
+ */
+async function udpListener(hv: Ns): Promise<Listener> {
+  const child: ChildProcess = hv.spawn(PY, ['-u', '-c', LISTEN_PY, String(PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  await until('udp listener', () => out.includes('ready'));
+  const got = (tag: string): boolean => out.split('\n').includes(`got ${tag}`);
+  let markers = 0;
+  return {
+    async received(tag) {
+      const marker = `marker-${String(++markers)}`;
+      await sendUdp(hv, '127.0.0.1', marker);
+      await until(`the listener got ${marker} (sent after ${tag}, over loopback)`, () => got(marker));
+      return got(tag);
+    },
+  };
 }
 
 async function linkLocal(n: Ns, dev: string): Promise<string> {
@@ -126,29 +117,24 @@ async function guestUdpReaches(hv: Ns, g: Guest, l: Listener, tag: string): Prom
   await g.ip('neigh', 'replace', MD, 'lladdr', tapMac, 'dev', 'eth0', 'nud', 'permanent');
   await sendUdp(g, MD, `${tag}-v4`);
   const ll = await linkLocal(hv, g.tap);
+  // As for IPv4: the datagrams leave the guest whether or not the host answers neighbour discovery.
+  await g.ip('-6', 'neigh', 'replace', ll, 'lladdr', tapMac, 'dev', 'eth0', 'nud', 'permanent');
   await sendUdp(g, `${ll}%eth0`, `${tag}-v6`);
-  return { v4: await received(l, `${tag}-v4`), v6: await received(l, `${tag}-v6`) };
+  return { v4: await l.received(`${tag}-v4`), v6: await l.received(`${tag}-v6`) };
 }
 
 test('routed: nic up takes only guest devices; released taps stay closed until nic up or until they go', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
-  const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
-  const dir = mkdtempSync(join(tmpdir(), 'metad-ports-'));
-  t.after(async () => {
-    await topo.destroy(); // kills metad and the listener too
-    rmSync(dir, { recursive: true, force: true });
-  });
-  chmodSync(dir, 0o755);
-  const script = writeDhcpScript(dir);
-  const { hv } = topo;
-  const [ga, , gc] = topo.guests as [Guest, Guest, Guest];
-  const metad: Metad = await startMetad(hv, dir, { mode: 'routed' });
+  const bed = await commBed(t); // its end kills the listener too
+  if (!bed) return;
+  const { hv, script } = bed;
+  const [ga, , gc] = bed.guests as [Guest, Guest, Guest];
+  const metad = await bed.startMetad({ mode: 'routed' });
   await registerGuests(metad);
   assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
   assert.equal(await dhcp(gc, script), GUESTS[2].ipv4);
   const listener = await udpListener(hv);
   await sendUdp(hv, '127.0.0.1', 'control');
-  assert.equal(await received(listener, 'control'), true, "the host's listener works");
+  assert.equal(await listener.received('control'), true, "the host's listener works");
 
   await t.test('nic up refuses host devices with 409 naming why, and admits a real tap', async () => {
     await hv.ip('link', 'add', 'br9', 'type', 'bridge');
@@ -191,14 +177,14 @@ test('routed: nic up takes only guest devices; released taps stay closed until n
       comm: { mac: '02:00:00:00:01:0e', ipv4: '169.254.1.14', tap: 'lo' },
     });
     assert.equal(r.status, 201, r.text);
-    await until('refused in the log', () => (metad.out().includes('a registered tap is no guest device') ? true : undefined));
+    await until('refused in the log', () => metad.out().includes('a registered tap is no guest device'));
     assert.doesNotMatch(await setElements(hv, 'inet', 'taps'), /"lo"/);
     assert.doesNotMatch(await setElements(hv, 'inet', 'held'), /"lo"/);
     await sendUdp(hv, '127.0.0.1', 'loopback-after');
-    assert.equal(await received(listener, 'loopback-after'), true, 'loopback traffic is dropped');
+    assert.equal(await listener.received('loopback-after'), true, 'loopback traffic is dropped');
     assert.equal((await metad.admin('DELETE', '/v1/instances/echo')).status, 204);
     await sendUdp(hv, '127.0.0.1', 'loopback-removed');
-    assert.equal(await received(listener, 'loopback-removed'), true);
+    assert.equal(await listener.received('loopback-removed'), true);
   });
 
   await t.test("after nic down the guest's UDP (IPv4, IPv6 link-local) and ARP never reach the host; nic up opens it again", async () => {
@@ -219,13 +205,14 @@ test('routed: nic up takes only guest devices; released taps stay closed until n
 
   await t.test('after the instance is removed (tap and guest still there) its tap is held until the tap goes', async () => {
     assert.equal((await metad.admin('DELETE', '/v1/instances/carol')).status, 204);
-    await until('mtap3 held', async () => ((await setElements(hv, 'inet', 'held')).includes('"mtap3"') ? true : undefined));
+    await until('mtap3 held', async () => (await setElements(hv, 'inet', 'held')).includes('"mtap3"'));
     assert.deepEqual(await guestUdpReaches(hv, gc, listener, 'carol-removed'), { v4: false, v6: false });
     const refused = await counter(hv, 'inet', 'metad', 'refused');
     assert.ok(refused > 0, 'the held tap was dropped by the held rule');
     await hv.ip('link', 'del', 'mtap3'); // the guest stopped: no admin call follows
-    await until('mtap3 no longer held (the link watcher reconciled)', async () =>
-      (await setElements(hv, 'inet', 'held')).includes('"mtap3"') ? undefined : true,
+    await until(
+      'mtap3 no longer held (the link watcher reconciled)',
+      async () => !(await setElements(hv, 'inet', 'held')).includes('"mtap3"'),
     );
     assert.equal((await curl(ga)).body, 'i-alpha');
   });
@@ -233,16 +220,17 @@ test('routed: nic up takes only guest devices; released taps stay closed until n
 
 /** One bridge with metad's ruleset applied by hand: no metad, so nothing reconciles. */
 test('bridged, the rules alone: a port enslaved by hand and a registered tap that is no port reach nothing', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
   const alpha = GUESTS[0];
-  const topo: Topology = await createTopology([
-    { tap: alpha.tap, mac: alpha.mac },
-    { tap: 'mtap9', mac: '02:00:00:00:09:09' },
-    { tap: 'mtap8', mac: '02:00:00:00:08:08' },
-  ]);
-  t.after(() => topo.destroy()); // kills the listeners too
-  const { hv } = topo;
-  const [ga, mallory, pending] = topo.guests as [Guest, Guest, Guest];
+  const bed = await commBed(t, {
+    guests: [
+      { tap: alpha.tap, mac: alpha.mac },
+      { tap: 'mtap9', mac: '02:00:00:00:09:09' },
+      { tap: 'mtap8', mac: '02:00:00:00:08:08' },
+    ],
+  }); // its end kills the listeners too
+  if (!bed) return;
+  const { hv } = bed;
+  const [ga, mallory, pending] = bed.guests as [Guest, Guest, Guest];
   await hv.ip('link', 'add', BR, 'address', BRIDGED_SETTINGS.bridge!.mac, 'type', 'bridge');
   await hv.ip('link', 'set', 'dev', BR, 'addrgenmode', 'none');
   await hv.ip('link', 'set', 'dev', BR, 'up');
@@ -268,7 +256,7 @@ test('bridged, the rules alone: a port enslaved by hand and a registered tap tha
   hv.spawn(PY, ['-c', `import socket\ns=socket.socket()\ns.bind(("${MD}",80))\ns.listen()\nwhile True: s.accept()[0].close()`], {
     stdio: 'ignore',
   });
-  await until('alpha completes a handshake (the control)', async () => ((await handshake(ga)) ? true : undefined));
+  await until('alpha completes a handshake (the control)', async () => await handshake(ga));
 
   await t.test('the hand-enslaved port takes alpha address by gratuitous ARP: no handshake, no poisoned neighbour, no UDP', async () => {
     await mallory.ip('addr', 'add', `${alpha.ipv4}/16`, 'dev', 'eth0');
@@ -282,7 +270,7 @@ test('bridged, the rules alone: a port enslaved by hand and a registered tap tha
     await mallory.ip('neigh', 'replace', MD, 'lladdr', BRIDGED_SETTINGS.bridge!.mac, 'dev', 'eth0', 'nud', 'permanent');
     assert.equal(await handshake(mallory), false, 'the unknown port completed a TCP handshake');
     await sendUdp(mallory, MD, 'mallory');
-    assert.equal(await received(listener, 'mallory'), false, "the unknown port's UDP reached the host");
+    assert.equal(await listener.received('mallory'), false, "the unknown port's UDP reached the host");
     assert.equal(await handshake(ga), true, 'alpha still works');
   });
 
@@ -302,27 +290,22 @@ test('bridged, the rules alone: a port enslaved by hand and a registered tap tha
     await pending.ip('addr', 'add', '169.254.1.18/16', 'dev', 'eth0');
     await pending.ip('neigh', 'replace', MD, 'lladdr', await macOf(hv, 'mtap8'), 'dev', 'eth0', 'nud', 'permanent');
     await sendUdp(pending, MD, 'pending-v4');
-    await sendUdp(pending, `${await linkLocal(hv, 'mtap8')}%eth0`, 'pending-v6');
-    assert.equal(await received(listener, 'pending-v4'), false);
-    assert.equal(await received(listener, 'pending-v6'), false);
+    const ll = await linkLocal(hv, 'mtap8');
+    await pending.ip('-6', 'neigh', 'replace', ll, 'lladdr', await macOf(hv, 'mtap8'), 'dev', 'eth0', 'nud', 'permanent');
+    await sendUdp(pending, `${ll}%eth0`, 'pending-v6');
+    assert.equal(await listener.received('pending-v4'), false);
+    assert.equal(await listener.received('pending-v6'), false);
     const arp = await pending.run('busybox', ['arping', '-c', '2', '-w', '2', '-I', 'eth0', MD], { timeoutMs: 10_000 });
     assert.notEqual(arp.code, 0, 'the host answered ARP on a registered tap that is no port');
   });
 });
 
 test('bridged with metad: a hand-enslaved port is released and held at once; a registered tap that appears is enslaved', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
-  const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
-  const dir = mkdtempSync(join(tmpdir(), 'metad-portsbr-'));
-  t.after(async () => {
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  chmodSync(dir, 0o755);
-  const script = writeDhcpScript(dir);
-  const { hv } = topo;
-  const [ga] = topo.guests as [Guest, Guest, Guest];
-  const metad: Metad = await startMetad(hv, dir, { mode: 'bridged' });
+  const bed = await commBed(t);
+  if (!bed) return;
+  const { topo, hv, script } = bed;
+  const [ga] = bed.guests as [Guest, Guest, Guest];
+  const metad = await bed.startMetad({ mode: 'bridged' });
   await registerGuests(metad);
   assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
 
@@ -335,12 +318,12 @@ test('bridged with metad: a hand-enslaved port is released and held at once; a r
       const t0 = performance.now();
       await hv.ip('link', 'set', 'dev', 'mtap9', 'master', BR);
       // How soon the watcher's reconcile releases it (reported, not asserted: the rules hold meanwhile).
-      for (let i = 0; i < 200 && (await master(hv, 'mtap9')) === BR; i++) await new Promise((r) => setTimeout(r, 5));
-      st.diagnostic(`hand-enslaved port released after ${String(Math.round(performance.now() - t0))} ms (polled every ~5-10 ms)`);
+      await until('mtap9 off the bridge', async () => (await master(hv, 'mtap9')) !== BR);
+      st.diagnostic(`hand-enslaved port released after ${String(Math.round(performance.now() - t0))} ms (polled, 5 to 100 ms apart)`);
       await mallory.run('busybox', ['arping', '-U', '-c', '3', '-w', '3', '-I', 'eth0', '-s', GUESTS[0].ipv4, GUESTS[0].ipv4], {
         timeoutMs: 10_000,
       });
-      await until('mtap9 released by the link watcher', async () => ((await master(hv, 'mtap9')) === undefined ? true : undefined));
+      await until('mtap9 released by the link watcher', async () => (await master(hv, 'mtap9')) === undefined);
       assert.match(await setElements(hv, 'inet', 'held'), /"mtap9"/);
       assert.doesNotMatch(await hv.ip('neigh', 'show', GUESTS[0].ipv4, 'dev', BR), /02:00:00:00:09:09/);
       assert.equal((await curl(mallory)).body, '', 'the unknown port read alpha metadata');
@@ -356,27 +339,20 @@ test('bridged with metad: a hand-enslaved port is released and held at once; a r
       ec2: { instanceId: 'i-hotel' },
     });
     assert.equal(r.status, 201, r.text);
-    await until('mtap8 held before it exists', async () =>
-      (await setElements(hv, 'inet', 'held')).includes('"mtap8"') ? true : undefined,
-    );
+    await until('mtap8 held before it exists', async () => (await setElements(hv, 'inet', 'held')).includes('"mtap8"'));
     const hotel = await topo.addGuest('mtap8', '02:00:00:00:08:08');
-    await until('mtap8 enslaved by the link watcher', async () => ((await master(hv, 'mtap8')) === BR ? true : undefined));
+    await until('mtap8 enslaved by the link watcher', async () => (await master(hv, 'mtap8')) === BR);
     assert.equal(await dhcp(hotel, script), '169.254.1.18');
     assert.equal((await curl(hotel)).body, 'i-hotel');
   });
 });
 
 test("an install job: the instance's own tap is held closed (IPv6 link-local dropped) and nic up of it is 409", async (t) => {
-  if (skipOrFail(t, commMissing())) return;
   const alpha = GUESTS[0];
-  const topo: Topology = await createTopology([{ tap: alpha.tap, mac: alpha.mac }]);
-  const dir = mkdtempSync(join(tmpdir(), 'metad-portsjob-'));
-  t.after(async () => {
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const { hv } = topo;
-  const [ga] = topo.guests as [Guest];
+  const bed = await commBed(t, { guests: [{ tap: alpha.tap, mac: alpha.mac }] });
+  if (!bed) return;
+  const { hv, dir } = bed;
+  const [ga] = bed.guests as [Guest];
   // The daemon runs in this process; its ip and nft (and the link watcher) run in the namespace.
   const wrap = (tool: string): string => {
     const p = join(dir, `${tool}-in-ns`);
@@ -418,8 +394,9 @@ test("an install job: the instance's own tap is held closed (IPv6 link-local dro
   await hv.ip('link', 'set', alpha.tap, 'up');
   const ll = await linkLocal(hv, alpha.tap);
   await linkLocal(ga, 'eth0');
+  await ga.ip('-6', 'neigh', 'replace', ll, 'lladdr', await macOf(hv, alpha.tap), 'dev', 'eth0', 'nud', 'permanent');
   await sendUdp(ga, `${ll}%eth0`, 'alpha-installing');
-  assert.equal(await received(listener, 'alpha-installing'), false, "the installing instance's own VM reached the host over IPv6");
+  assert.equal(await listener.received('alpha-installing'), false, "the installing instance's own VM reached the host over IPv6");
   await assert.rejects(comm.attach('alpha', alpha.tap), (e: unknown) => e instanceof DaemonError && e.code === 'Conflict');
 
   await comm.net.deleteTap('mdi0123456789ab');

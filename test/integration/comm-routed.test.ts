@@ -11,48 +11,38 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { skipOrFail } from '../support/env.js';
 import { CRAWL_PY, cloudInitMissing } from '../conformance/harness.js';
-import { childPids, createTopology, type Guest, type Ns, type Topology } from '../support/comm-topology.js';
+import { childPids, type Guest, type Ns } from '../support/comm-topology.js';
 import {
   GUESTS,
+  commBed,
   PY,
   assertOnlyMetadataPort,
   assertRepliesTtl1,
-  commMissing,
   counter,
   curl,
   dhcp,
   dhcpTheftMatrix,
+  leasesAndOwnReads,
   handshake,
   registerGuests,
   spoofMatrix,
-  startMetad as startIn,
-  until,
-  writeDhcpScript,
   type Metad,
 } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 
-const startMetad = (hv: Ns, dir: string): Promise<Metad> => startIn(hv, dir, { mode: 'routed', ec2Ipv6: true });
+const MODE = { mode: 'routed', ec2Ipv6: true };
 
 test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, reconcile, restart, dnsmasq supervision', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
-  const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
-  const dir = mkdtempSync(join(tmpdir(), 'metad-comm-'));
-  let metad: Metad | undefined;
-  t.after(async () => {
-    await metad?.stop();
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  chmodSync(dir, 0o755);
-  const script = writeDhcpScript(dir);
-  const { hv } = topo;
-  const [ga, gb, gc] = topo.guests as [Guest, Guest, Guest];
-  metad = await startMetad(hv, dir);
+  const bed = await commBed(t);
+  if (!bed) return;
+  const { topo, hv, dir, script } = bed;
+  const [ga, gb, gc] = bed.guests as [Guest, Guest, Guest];
+  const startMetad = (network: Record<string, unknown> = MODE): Promise<Metad> => bed.startMetad(network);
+  let metad = await startMetad();
 
   await t.test('before any tap is registered: the anchor holds 169.254.169.254, one table (and its ARP companion) exists', async () => {
     assert.match(await hv.ip('-4', 'addr', 'show', 'dev', 'metad0'), /inet 169\.254\.169\.254\/32/);
@@ -63,21 +53,10 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
   await registerGuests(metad);
   await until('routes for all three guests', async () => {
     const routes = await hv.ip('-4', 'route', 'show', 'proto', '171');
-    return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`)) ? true : undefined;
+    return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`));
   });
 
-  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
-    for (const [g, spec] of [
-      [ga, GUESTS[0]],
-      [gb, GUESTS[1]],
-      [gc, GUESTS[2]],
-    ] as const) {
-      assert.equal(await dhcp(g, script), spec.ipv4, `${spec.name} lease`);
-      const r = await curl(g);
-      assert.equal(r.code, 0, `${spec.name} curl failed`);
-      assert.equal(r.body, spec.id);
-    }
-  });
+  await leasesAndOwnReads(t, bed);
 
   await dhcpTheftMatrix(t, {
     hv,
@@ -87,7 +66,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     victimSpec: GUESTS[1],
     family: 'inet',
     script,
-    log: () => metad!.out(),
+    log: () => metad.out(),
   });
 
   await t.test('IPv6: fe80::a9fe:a9fe answers on each tap, and a link-local caller is identified by its tap', async () => {
@@ -112,7 +91,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     await hv.ip('link', 'add', 'mtap1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ga.name);
     await ga.ip('link', 'set', 'eth0', 'address', GUESTS[0].mac);
     await ga.ip('link', 'set', 'eth0', 'up');
-    const up = await metad!.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
+    const up = await metad.admin('POST', '/v1/instances/alpha/nic', { tap: 'mtap1', state: 'up' });
     assert.equal(up.status, 200, up.text);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.equal((await curl(ga)).body, 'i-alpha');
@@ -212,7 +191,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       // Its own link-local address must have passed DAD, or curl has no source to send from.
       await until("the other host's link-local address", async () => {
         const a = await lan.ip('-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link');
-        return a.includes('fe80::') && !a.includes('tentative') ? true : undefined;
+        return a.includes('fe80::') && !a.includes('tentative');
       });
       const before = await counter(hv, 'inet', 'metad', 'refused');
       const r = await read(lan);
@@ -262,7 +241,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
 
   await t.test('nic up on a new tap: DHCP and a first read work at once (time reported, not asserted)', async (st) => {
     const delta = await topo.addGuest('mtap4', '02:00:00:00:01:0d');
-    const reg = await metad!.admin('PUT', '/v1/instances/delta', {
+    const reg = await metad.admin('PUT', '/v1/instances/delta', {
       name: 'delta',
       uuid: '00000000-0000-4000-8000-000000000004',
       comm: { mac: '02:00:00:00:01:0d', ipv4: '169.254.1.13' },
@@ -271,31 +250,31 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.equal(reg.status, 201, reg.text);
     assert.equal(await handshake(delta), false, 'no tap registered yet: the guest has no address and no route');
     const t0 = performance.now();
-    const up = await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
+    const up = await metad.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
     assert.equal(up.status, 200, up.text);
     const st0 = up.json as { route: boolean; rules: boolean; addresses: boolean; dhcp: boolean };
     assert.deepEqual([st0.route, st0.rules, st0.addresses, st0.dhcp], [true, true, true, true]);
     assert.equal(await dhcp(delta, script), '169.254.1.13');
     assert.equal((await curl(delta)).body, 'i-delta');
     st.diagnostic(`nic up -> lease -> first read: ${Math.round(performance.now() - t0)} ms`);
-    const again = await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
+    const again = await metad.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'up' });
     assert.equal(again.status, 200);
     assert.equal(
       (await hv.ip('-4', 'route', 'show', 'proto', '171')).split('169.254.1.13 ').length - 1,
       1,
       'a repeated nic up duplicated the route',
     );
-    assert.equal((await metad!.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'down' })).status, 204);
+    assert.equal((await metad.admin('POST', '/v1/instances/delta/nic', { tap: 'mtap4', state: 'down' })).status, 204);
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), /169\.254\.1\.13 /);
     assert.equal(await handshake(delta), false, 'after nic down the guest has no route back');
-    assert.equal((await metad!.admin('DELETE', '/v1/instances/delta')).status, 204);
+    assert.equal((await metad.admin('DELETE', '/v1/instances/delta')).status, 204);
   });
 
   await t.test('removing an instance removes its route, set elements, tap addresses and DHCP host', async () => {
-    assert.equal((await metad!.admin('DELETE', '/v1/instances/bravo')).status, 204);
+    assert.equal((await metad.admin('DELETE', '/v1/instances/bravo')).status, 204);
     // One reconcile does it all; wait for its last step (dnsmasq's hosts file), then check each piece.
     const hostsFile = join(dir, 'run', 'dhcp-hosts');
-    await until('bravo gone from the DHCP hosts', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true));
+    await until('bravo gone from the DHCP hosts', () => !readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac));
     assert.doesNotMatch(await hv.ip('-4', 'route', 'show', 'proto', '171'), new RegExp(GUESTS[1].ipv4.replaceAll('.', '\\.')));
     const sets = (await hv.run('nft', ['list', 'table', 'inet', 'metad'])).stdout;
     assert.doesNotMatch(sets.replace(/set held \{[^}]*\}/, ''), /mtap2/);
@@ -317,9 +296,9 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     await hv.ip('route', 'add', '169.254.77.7/32', 'dev', 'other0', 'proto', 'static');
     await hv.ip('route', 'add', '10.9.9.9/32', 'dev', 'metad0', 'proto', 'boot');
     await hv.run('nft', ['add', 'table', 'inet', 'foreign']);
-    await metad!.stop();
-    metad = await startMetad(hv, dir);
-    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    await metad.stop();
+    metad = await startMetad();
+    await until('reconciled', () => metad.out().includes('"comm network reconciled"'));
     const tables = (await hv.run('nft', ['list', 'tables'])).stdout;
     assert.deepEqual(tables.trim().split('\n').sort(), ['table arp metad', 'table inet foreign', 'table inet metad']);
     const routes = (await hv.ip('-4', 'route', 'show', 'proto', '171')).trim().split('\n');
@@ -337,11 +316,9 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       comm: { mac: GUESTS[1].mac, ipv4: GUESTS[1].ipv4, tap: 'other9' },
     });
     const hostsFile = join(dir, 'run', 'dhcp-hosts');
-    await until('bravo in the DHCP hosts (reconciled)', () => (readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? true : undefined));
+    await until('bravo in the DHCP hosts (reconciled)', () => readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac));
     await metad.admin('DELETE', '/v1/instances/bravo');
-    await until('bravo gone from the DHCP hosts (reconciled)', () =>
-      readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac) ? undefined : true,
-    );
+    await until('bravo gone from the DHCP hosts (reconciled)', () => !readFileSync(hostsFile, 'utf8').includes(GUESTS[1].mac));
     assert.match(await hv.ip('addr', 'show', 'dev', 'other0'), /169\.254\.169\.254\/16/);
     assert.match(await hv.ip('route', 'show', 'proto', 'static'), /169\.254\.77\.7 dev other0/);
     assert.match(await hv.ip('route', 'show', 'proto', 'boot'), /10\.9\.9\.9 dev metad0/);
@@ -349,7 +326,7 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
   });
 
   await t.test('a killed dnsmasq is restarted and serves leases again', async () => {
-    const pid = metad!.child.pid!;
+    const pid = metad.child.pid!;
     const [first] = await until('dnsmasq running', () => {
       const p = childPids(pid, 'dnsmasq');
       return p.length === 1 ? p : undefined;
@@ -361,14 +338,14 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     });
     assert.ok(second);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
-    assert.match(metad!.out(), /"dnsmasq exited; restarting it"/);
+    assert.match(metad.out(), /"dnsmasq exited; restarting it"/);
   });
 
   await t.test(
     'metad runs as root, its dnsmasq does not: network.dhcp.user (default dnsmasq, else nobody), and it still serves',
     async () => {
       assert.equal(process.getuid?.(), 0, 'this test runs metad as root');
-      const [p] = childPids(metad!.child.pid!, 'dnsmasq');
+      const [p] = childPids(metad.child.pid!, 'dnsmasq');
       const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${String(p)}/status`, 'utf8'));
       const gids = /^Gid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${String(p)}/status`, 'utf8'));
       const passwd = readFileSync('/etc/passwd', 'utf8')
@@ -378,19 +355,19 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
       assert.ok(want, 'neither dnsmasq nor nobody exists');
       assert.deepEqual(ids?.slice(1), [want[2], want[2], want[2], want[2]], 'real, effective, saved and fs uid');
       assert.deepEqual(gids?.slice(1), [want[3], want[3], want[3], want[3]], 'real, effective, saved and fs gid');
-      assert.match(metad!.out(), new RegExp(`"user":"${want[0]!}"[^\n]*"msg":"dnsmasq started"`));
+      assert.match(metad.out(), new RegExp(`"user":"${want[0]!}"[^\n]*"msg":"dnsmasq started"`));
       assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     },
   );
 
   await t.test('a metad killed outright leaves its dnsmasq; the next start kills that one and runs exactly one', async () => {
-    const old = metad!.child.pid!;
-    metad!.child.kill('SIGKILL');
-    await metad!.stop();
+    const old = metad.child.pid!;
+    metad.child.kill('SIGKILL');
+    await metad.stop();
     const orphan = Number(readFileSync(join(dir, 'run', 'dnsmasq.pid'), 'utf8'));
     assert.ok(existsSync(`/proc/${String(orphan)}`), 'the dnsmasq outlived its metad');
-    metad = await startMetad(hv, dir);
-    await until('reconciled', () => (metad!.out().includes('"comm network reconciled"') ? true : undefined));
+    metad = await startMetad();
+    await until('reconciled', () => metad.out().includes('"comm network reconciled"'));
     assert.equal(
       existsSync(`/proc/${String(orphan)}`) && readFileSync(`/proc/${String(orphan)}/cmdline`, 'utf8').includes('dnsmasq'),
       false,

@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, sampleInstance, type Reply } from '../support/daemon.js';
-import { CLI, admin, startProcess, writeConfig } from '../support/process.js';
+import { CLI, admin, startProcess, LOOPBACK, writeConfig } from '../support/process.js';
 import { isRoot, skipOrFail } from '../support/env.js';
+import { until } from '../support/wait.js';
 
 type ErrorBody = { code: string; message: string };
 const names = (r: Reply): string[] => (r.json as { instances: { name: string }[] }).instances.map((i) => i.name);
@@ -21,39 +22,47 @@ test('metad serve: socket 0660, kill -9 loses no acknowledged write, SIGTERM is 
   const dir = mkdtempSync(join(tmpdir(), 'metad-proc-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const sock = join(dir, 'admin.sock');
-  const cfg = writeConfig(dir);
+  const cfg = writeConfig(dir, LOOPBACK);
   let p = await startProcess(cfg, sock);
   t.after(() => p.child.kill('SIGKILL'));
-  assert.equal(statSync(sock).mode & 0o777, 0o660);
-  assert.equal(statSync(join(dir, 'state', 'private.key')).mode & 0o777, 0o600);
 
-  // Fire registrations and kill -9 while some are in flight: every 201 we got must survive.
-  const acked: string[] = [];
-  const inflight = Array.from({ length: 60 }, (_, i) =>
-    admin(sock, 'PUT', `/v1/instances/vm${i}`, sampleInstance(i)).then(
-      (r) => {
-        if (r.status === 201) acked.push(`vm${i}`);
-      },
-      () => undefined,
-    ),
-  );
-  await new Promise((r) => setTimeout(r, 30));
-  p.child.kill('SIGKILL');
-  await Promise.all(inflight);
-  await new Promise((r) => p.child.once('exit', r));
-  assert.ok(existsSync(sock), 'kill -9 leaves a stale socket behind');
+  await t.test('the admin socket is 0660 and the private key 0600', () => {
+    assert.equal(statSync(sock).mode & 0o777, 0o660);
+    assert.equal(statSync(join(dir, 'state', 'private.key')).mode & 0o777, 0o600);
+  });
 
-  p = await startProcess(cfg, sock);
-  const list = names(await admin(sock, 'GET', '/v1/instances'));
-  for (const name of acked) assert.ok(list.includes(name), `acknowledged ${name} lost after kill -9`);
-  assert.ok(!readdirSync(join(dir, 'state', 'instances')).some((f) => f.startsWith('.tmp-')));
-  assert.match(p.out(), /"quarantined":0/);
+  await t.test('kill -9 with registrations in flight: every acknowledged one is there after the restart, nothing partial', async (st) => {
+    // Fire registrations and kill -9 once the first is acknowledged, while the others are in flight.
+    const acked: string[] = [];
+    const inflight = Array.from({ length: 60 }, (_, i) =>
+      admin(sock, 'PUT', `/v1/instances/vm${i}`, sampleInstance(i)).then(
+        (r) => {
+          if (r.status === 201) acked.push(`vm${i}`);
+        },
+        () => undefined,
+      ),
+    );
+    await until('a first registration acknowledged', () => acked.length > 0);
+    p.child.kill('SIGKILL');
+    await Promise.all(inflight);
+    await new Promise((r) => p.child.once('exit', r));
+    assert.ok(existsSync(sock), 'kill -9 leaves a stale socket behind');
+    st.diagnostic(`${String(acked.length)} of 60 registrations acknowledged before kill -9`);
 
-  p.child.kill('SIGTERM');
-  const code = await new Promise((r) => p.child.once('exit', r));
-  assert.equal(code, 0);
-  assert.ok(!existsSync(sock), 'a clean stop removes the socket');
-  assert.match(p.out(), /metad stopped/);
+    p = await startProcess(cfg, sock);
+    const list = names(await admin(sock, 'GET', '/v1/instances'));
+    for (const name of acked) assert.ok(list.includes(name), `acknowledged ${name} lost after kill -9`);
+    assert.ok(!readdirSync(join(dir, 'state', 'instances')).some((f) => f.startsWith('.tmp-')));
+    assert.match(p.out(), /"quarantined":0/);
+  });
+
+  await t.test('SIGTERM: exit 0, the socket removed, "metad stopped" logged', async () => {
+    p.child.kill('SIGTERM');
+    const code = await new Promise((r) => p.child.once('exit', r));
+    assert.equal(code, 0);
+    assert.ok(!existsSync(sock), 'a clean stop removes the socket');
+    assert.match(p.out(), /metad stopped/);
+  });
 });
 
 test('metad check-config: lists every problem and exits 2; prints the effective config', () => {
@@ -72,7 +81,7 @@ test('metad check-config: lists every problem and exits 2; prints the effective 
     assert.match(res.out, /\/stateDir/);
     assert.match(res.out, /\/guest\/commRange/);
     assert.match(res.out, /\/nope: unknown key/);
-    const good = writeConfig(dir);
+    const good = writeConfig(dir, LOOPBACK);
     const effective = JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', good]).toString()) as {
       secrets: { defaultTtlSec: number };
     };
@@ -100,37 +109,47 @@ test('state dir full (ENOSPC) or read-only: 503, nothing lost, nothing partial, 
     rmSync(dir, { recursive: true, force: true });
   });
   const sock = join(dir, 'admin.sock');
-  const p = await startProcess(writeConfig(dir, state), sock);
+  const p = await startProcess(writeConfig(dir, { ...LOOPBACK, stateDir: state }), sock);
   t.after(() => p.child.kill('SIGKILL'));
 
   const filler = 'x'.repeat(3000);
   const acked: string[] = [];
-  let full = null;
-  for (let i = 0; i < 200 && !full; i++) {
-    const r = await admin(
-      sock,
-      'PUT',
-      `/v1/instances/vm${i}`,
-      sampleInstance(i, { params: { public: { a: filler, b: filler, c: filler } } }),
-    );
-    if (r.status === 201) acked.push(`vm${i}`);
-    else full = r;
-  }
-  assert.ok(full, 'the tmpfs should fill up');
-  assert.equal(full.status, 503);
-  assert.equal((full.json as ErrorBody).code, 'Unavailable');
-  assert.match((full.json as ErrorBody).message, /ENOSPC/);
-  assert.ok(!readdirSync(join(state, 'instances')).some((f) => f.startsWith('.tmp-')), 'no partial file left');
-  const list = names(await admin(sock, 'GET', '/v1/instances'));
-  assert.deepEqual(list.sort(), acked.sort(), 'exactly the acknowledged instances exist');
 
-  execFileSync('mount', ['-o', 'remount,ro', state]);
-  const r = await admin(sock, 'PATCH', `/v1/instances/${acked[0]}`, { hostname: 'changed' });
-  assert.equal(r.status, 503);
-  assert.match((r.json as ErrorBody).message, /EROFS/);
-  const v = await admin(sock, 'GET', `/v1/instances/${acked[0]}`);
-  assert.equal(v.status, 200);
-  assert.notEqual((v.json as { instance: { hostname: string } }).instance.hostname, 'changed', 'a failed write changes nothing in memory');
+  await t.test('full (ENOSPC): 503 Unavailable naming ENOSPC, no partial file, exactly the acknowledged instances', async () => {
+    let full = null;
+    for (let i = 0; i < 200 && !full; i++) {
+      const r = await admin(
+        sock,
+        'PUT',
+        `/v1/instances/vm${i}`,
+        sampleInstance(i, { params: { public: { a: filler, b: filler, c: filler } } }),
+      );
+      if (r.status === 201) acked.push(`vm${i}`);
+      else full = r;
+    }
+    assert.ok(full, 'the tmpfs should fill up');
+    assert.equal(full.status, 503);
+    assert.equal((full.json as ErrorBody).code, 'Unavailable');
+    assert.match((full.json as ErrorBody).message, /ENOSPC/);
+    assert.ok(!readdirSync(join(state, 'instances')).some((f) => f.startsWith('.tmp-')), 'no partial file left');
+    const list = names(await admin(sock, 'GET', '/v1/instances'));
+    assert.deepEqual(list.sort(), acked.sort(), 'exactly the acknowledged instances exist');
+  });
+
+  await t.test('read-only (EROFS): 503 naming EROFS; the failed write changes nothing in memory', async () => {
+    assert.ok(acked.length > 0, 'an instance registered before the state dir filled up');
+    execFileSync('mount', ['-o', 'remount,ro', state]);
+    const r = await admin(sock, 'PATCH', `/v1/instances/${acked[0]!}`, { hostname: 'changed' });
+    assert.equal(r.status, 503);
+    assert.match((r.json as ErrorBody).message, /EROFS/);
+    const v = await admin(sock, 'GET', `/v1/instances/${acked[0]!}`);
+    assert.equal(v.status, 200);
+    assert.notEqual(
+      (v.json as { instance: { hostname: string } }).instance.hostname,
+      'changed',
+      'a failed write changes nothing in memory',
+    );
+  });
 });
 
 test('quick start: `metad serve --demo` serves the sample guest and metadctl reaches it', async (t) => {
@@ -139,7 +158,7 @@ test('quick start: `metad serve --demo` serves the sample guest and metadctl rea
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   child.stdout.resume();
-  for (let i = 0; i < 800 && !err.includes('admin door:') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+  await until('the demo banner', () => child.exitCode !== null || err.includes('admin door:'), 20_000);
   const port = Number(/127\.0\.0\.1:(\d+)\/latest\/meta-data\//.exec(err)?.[1]);
   const sock = /--socket (\S+) list/.exec(err)?.[1];
   assert.ok(port > 0 && sock, `banner names the guest port and the socket: ${err}`);
@@ -158,16 +177,8 @@ test('quick start: `metad serve --demo` serves the sample guest and metadctl rea
 test('metad serve: a guest address that is not on this machine fails with a hint', () => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-bad-'));
   try {
-    const cfg = join(dir, 'config.json');
     // 192.0.2.1 is TEST-NET-1: never configured here, and binding sends no traffic.
-    writeFileSync(
-      cfg,
-      JSON.stringify({
-        stateDir: join(dir, 'state'),
-        admin: { socket: join(dir, 'a.sock') },
-        guest: { listen: [{ host: '192.0.2.1', port: 8080 }], commRange: '127.0.0.0/8' },
-      }),
-    );
+    const cfg = writeConfig(dir, { guest: { listen: [{ host: '192.0.2.1', port: 8080 }], commRange: '127.0.0.0/8' } });
     let res = { status: 0, err: '' };
     try {
       execFileSync(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: 'pipe', timeout: 10_000 });
@@ -178,7 +189,7 @@ test('metad serve: a guest address that is not on this machine fails with a hint
     assert.equal(res.status, 1);
     assert.match(res.err, /EADDRNOTAVAIL/);
     assert.match(res.err, /hint: 192\.0\.2\.1 is not on any interface/);
-    assert.ok(!existsSync(join(dir, 'a.sock')), 'a failed start leaves no admin socket behind');
+    assert.ok(!existsSync(join(dir, 'admin.sock')), 'a failed start leaves no admin socket behind');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -188,7 +199,7 @@ test('metad serve: a state dir that cannot be created (under /proc) fails the st
   const dir = mkdtempSync(join(tmpdir(), 'metad-proc-dir-'));
   try {
     // The old start spun at ~90 % CPU forever here (node's recursive mkdir loops on ENOENT).
-    const cfg = writeConfig(dir, '/proc/metad-test-nonexistent/state');
+    const cfg = writeConfig(dir, { ...LOOPBACK, stateDir: '/proc/metad-test-nonexistent/state' });
     let res = { status: null as number | null, err: '' };
     try {
       execFileSync(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: 'pipe', timeout: 30_000 });

@@ -10,11 +10,11 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { request } from '../support/daemon.js';
 import { hasCommand, skipOrFail } from '../support/env.js';
-import { startProcess, writeConfig } from '../support/process.js';
+import { startProcess, LOOPBACK, writeConfig } from '../support/process.js';
 import { runMetadctl } from '../support/metadctl-run.js';
+import { until } from '../support/wait.js';
 
 const ctl = runMetadctl;
 
@@ -41,14 +41,12 @@ test('metad serve: READY=1 reaches NOTIFY_SOCKET once the doors listen (Type=not
   t.after(() => receiver.kill('SIGKILL'));
   let got = '';
   receiver.stdout.on('data', (c: Buffer) => (got += c.toString()));
-  for (let i = 0; i < 200 && !got.includes('bound'); i++) await delay(25);
-  assert.match(got, /bound/);
+  await until('the stand-in for systemd bound NOTIFY_SOCKET', () => got.includes('bound'));
 
   const sock = join(dir, 'admin.sock');
-  const p = await startProcess(writeConfig(dir), sock, { env: { ...process.env, NOTIFY_SOCKET: notifySocket } });
+  const p = await startProcess(writeConfig(dir, LOOPBACK), sock, { env: { ...process.env, NOTIFY_SOCKET: notifySocket } });
   t.after(() => p.child.kill('SIGKILL'));
-  for (let i = 0; i < 400 && !got.includes('READY=1'); i++) await delay(25);
-  assert.match(got, /READY=1/, 'the service manager hears that metad is ready');
+  await until('the service manager hears that metad is ready (READY=1)', () => got.includes('READY=1'));
   const r = await request({ host: '127.0.0.1', port: p.guestPort, path: '/' });
   assert.equal(r.status, 404, 'and the guest door answers (an unknown source: 404)');
   assert.ok(!p.out().includes('readiness notification failed'));
@@ -62,7 +60,7 @@ test('metadctl health --wait: returns once a starting daemon answers; gives up a
   assert.equal(early.code, 3, 'without --wait: no daemon yet, exit 3 at once');
 
   const waiting = ctl(['--socket', sock, 'health', '--wait', '--timeout', '60']);
-  const p = await startProcess(writeConfig(dir), sock);
+  const p = await startProcess(writeConfig(dir, LOOPBACK), sock);
   t.after(() => p.child.kill('SIGKILL'));
   const r = await waiting;
   assert.equal(r.code, 0, r.err);

@@ -8,10 +8,10 @@ import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { buildConfig } from '../../daemon/config/config.js';
 import { runDaemon } from '../../daemon/process/main.js';
 import { sinkLogger } from '../support/sink.js';
+import { until } from '../support/wait.js';
 
 test('reload: guest listeners take new timeouts and caps; the per-source cap applies to new connections', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-reload-'));
@@ -59,6 +59,7 @@ test('reload: guest listeners take new timeouts and caps; the per-source cap app
     ),
   );
   t.after(() => socks.forEach((s) => s.destroy()));
-  for (let i = 0; i < 200 && socks.filter((s) => s.destroyed || s.readableEnded).length < 2; i++) await delay(25);
+  // The door decides in accept order: once two are closed, it has decided on all four.
+  await until('two connections closed', () => socks.filter((s) => s.destroyed || s.readableEnded).length >= 2);
   assert.equal(socks.filter((s) => s.destroyed || s.readableEnded).length, 2, 'two over the new per-source cap of 2 are closed');
 });

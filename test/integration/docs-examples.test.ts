@@ -25,6 +25,7 @@ import { annotationProblem, commandsOf, isScript, parseExamples, type Example } 
 import { canUseNetns, createNetns, skipOrFail, type Netns } from '../support/netns.js';
 import { hasCommand } from '../support/env.js';
 import { GANETI_PYTHONPATH, ganetiMissing, nodeRoot } from '../support/ganeti.js';
+import { until } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
@@ -110,13 +111,20 @@ async function startDaemon(ns: Netns, args: string[], env: NodeJS.ProcessEnv): P
   child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr?.on('data', (c: Buffer) => (out += c.toString('utf8')));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  for (let i = 0; i < 400 && !out.includes('"metad started"') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
   // The demo registers demo1 right after the started line and then prints its banner.
-  for (let i = 0; i < 200 && args.includes('--demo') && !out.includes('admin door:') && child.exitCode === null; i++)
-    await new Promise((r) => setTimeout(r, 25));
-  if (!out.includes('"metad started"')) {
+  const ready = (): boolean => out.includes('"metad started"') && (!args.includes('--demo') || out.includes('admin door:'));
+  try {
+    await until(
+      `metad started inside ${ns.name}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`metad exited inside ${ns.name}: ${out}`);
+        return ready();
+      },
+      { detail: () => out },
+    );
+  } catch (e) {
     child.kill('SIGKILL');
-    throw new Error(`metad did not start inside ${ns.name}: ${out}`);
+    throw e;
   }
   return {
     child,

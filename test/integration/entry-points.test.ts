@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { until } from '../support/wait.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
 const ROOT = join(DIST, '..');
@@ -45,7 +46,7 @@ test('quick start: the banner prints a metadctl command that works from anywhere
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  for (let i = 0; i < 400 && !err.includes('admin door:') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+  await until('the demo banner', () => child.exitCode !== null || err.includes('admin door:'));
   const line = /^ {4}(.+ --socket \S+ list)$/m.exec(err)?.[1];
   assert.ok(line !== undefined, `the banner has a metadctl line: ${err}`);
   assert.doesNotMatch(line, /\bnpx\b/, 'never npx: outside the checkout it fetches a stranger package');

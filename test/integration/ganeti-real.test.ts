@@ -19,6 +19,7 @@ import { canUseNetns, createNetns, type Netns } from '../support/netns.js';
 import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
 import { GANETI_METAD, NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot, type FeedOp, type NodeRoot } from '../support/ganeti.js';
 import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
+import { until } from '../support/wait.js';
 import { buildConfig } from '../../daemon/config/config.js';
 
 const GANETI_PORT = 8081;
@@ -75,14 +76,6 @@ async function get(ns: Netns, src: string, port: number, path: string): Promise<
   return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
 }
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
-}
-
 /** Debian's ganeti-metad inside the namespace, on 127.0.0.1:GANETI_PORT, with node root `node`. */
 async function startGanetiMetad(ns: Netns, node: NodeRoot): Promise<ChildProcess> {
   const child = ns.exec(GANETI_METAD, ['-f', '--no-user-checks', '-b', '127.0.0.1', '-p', String(GANETI_PORT)], {
@@ -91,10 +84,14 @@ async function startGanetiMetad(ns: Netns, node: NodeRoot): Promise<ChildProcess
   });
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  await waitFor(`ganeti-metad listening (${err})`, async () => {
-    if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
-    return existsSync(node.metadSocket) && existsSync(node.metadPidFile) && (await get(ns, '127.0.0.1', GANETI_PORT, '/')).status > 0;
-  });
+  await until(
+    'ganeti-metad listening',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
+      return existsSync(node.metadSocket) && existsSync(node.metadPidFile) && (await get(ns, '127.0.0.1', GANETI_PORT, '/')).status > 0;
+    },
+    { ms: 20_000, detail: () => err },
+  );
   return child;
 }
 

@@ -8,21 +8,16 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type http from 'node:http';
-import { setTimeout as delay } from 'node:timers/promises';
 import { startTestDaemon, sampleInstance, type TestDaemon } from '../support/daemon.js';
 import { createGuestServer } from '../../daemon/process/main.js';
+import { until } from '../support/wait.js';
 
 const connections = (s: http.Server): Promise<number> =>
   new Promise((resolve, reject) => s.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 
-/** Poll until the count reaches `want`; undefined if it did not within `withinMs`. */
-async function waitForCount(s: http.Server, want: number, withinMs: number): Promise<number> {
-  let n = await connections(s);
-  for (let waited = 0; n !== want && waited < withinMs; waited += 50) {
-    await delay(50);
-    n = await connections(s);
-  }
-  return n;
+/** Until the server holds no connection (fails naming `what` if it still holds some after 10 s). */
+async function drained(s: http.Server, what: string): Promise<void> {
+  await until(what, async () => (await connections(s)) === 0, 10_000);
 }
 
 /** A guest door with `cfg` on 127.0.0.1:<any port>, closed (with its sockets) after the test. */
@@ -72,7 +67,7 @@ test('guest door: clients that never read cannot hold sockets past the timeout (
     attackers.push(await idleClient(port, `127.0.0.${100 + (i % 5)}`, 'GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n'));
   assert.equal(await connections(server), 40, 'the attack holds every slot at first');
   // Timeout (200-400 ms) + grace (1 s) + guard interval: 10 s is far beyond; the old code never let go.
-  assert.equal(await waitForCount(server, 0, 10_000), 0, 'every timed-out socket is destroyed, though its client never reads or closes');
+  await drained(server, 'every timed-out socket is destroyed, though its client never reads or closes');
   const r = await new Promise<string>((resolve, reject) => {
     const c = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () =>
       c.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
@@ -97,5 +92,5 @@ test('guest door: a guest pipelining requests without reading the answers is cut
   const s = await idleClient(port, '127.0.0.2', 'GET /latest/user-data HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(400));
   t.after(() => s.destroy());
   assert.equal(await connections(server), 1);
-  assert.equal(await waitForCount(server, 0, 10_000), 0, 'a stalled answer: the socket is destroyed');
+  await drained(server, 'a stalled answer: the socket is destroyed');
 });

@@ -39,7 +39,7 @@ import { applianceCacheDir, applianceMissing, ganetiEnv, testAppliance } from '.
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
 import { METAD_CLI, startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { ctlAt } from '../support/metadctl-run.js';
-import { until } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import { REDACTED, type JobRecord } from '../../daemon/jobs/record.js';
 
@@ -178,173 +178,218 @@ test('install jobs through the real daemon: stuck, succeeded (marker on the ext4
     return status(name);
   };
 
+  /** A phase's view of a job an earlier phase ran (fails here, named, if that one did not get it). */
+  const got = <T>(v: T | undefined, what: string): T => {
+    assert.ok(v !== undefined, `${what} (see the phase that runs it)`);
+    return v;
+  };
+
   // 1. stuck: the claim deadline (1 s) passes before the appliance reads its parameters.
-  await register({ name: 'stuck1', ip: '169.254.80.5', mac: '52:54:00:50:80:05', create: CREATE });
-  const s1 = await ctl('install', 'stuck1');
-  assert.equal(s1.code, 0, s1.err);
-  const stuck = await watchEnd('stuck1');
-  assert.equal(stuck.outcome, 'stuck', JSON.stringify(stuck));
-  assert.equal(stuck.claimedAt, undefined);
-  assert.deepEqual(await secretNames('stuck1'), [], 'the job end wiped the secret');
-  const virt =
-    /"install appliance virtualization chosen"[^\n]*"virtType":"(\w+)"|"virtType":"(\w+)"[^\n]*"install appliance virtualization chosen"/.exec(
-      metad.out(),
-    );
-  assert.ok(virt, 'virtType auto decided once');
-  // These machines' /dev/kvm is a nested PVM hypervisor on which KVM guests do not run.
-  if (existsSync('/sys/module/kvm_pvm')) assert.equal(virt[1] ?? virt[2], 'qemu');
+  let stuck: JobRecord | undefined;
+  let virt: RegExpExecArray | null = null;
+  await t.test(
+    'virtType auto decides once; an appliance that has not claimed its secrets within 1 s is stuck, its secret wiped',
+    async () => {
+      await register({ name: 'stuck1', ip: '169.254.80.5', mac: '52:54:00:50:80:05', create: CREATE });
+      const s1 = await ctl('install', 'stuck1');
+      assert.equal(s1.code, 0, s1.err);
+      stuck = await watchEnd('stuck1');
+      assert.equal(stuck.outcome, 'stuck', JSON.stringify(stuck));
+      assert.equal(stuck.claimedAt, undefined);
+      assert.deepEqual(await secretNames('stuck1'), [], 'the job end wiped the secret');
+      virt =
+        /"install appliance virtualization chosen"[^\n]*"virtType":"(\w+)"|"virtType":"(\w+)"[^\n]*"install appliance virtualization chosen"/.exec(
+          metad.out(),
+        );
+      assert.ok(virt, 'virtType auto decided once');
+      // These machines' /dev/kvm is a nested PVM hypervisor on which KVM guests do not run.
+      if (existsSync('/sys/module/kvm_pvm')) assert.equal(virt[1] ?? virt[2], 'qemu');
+    },
+  );
 
   // 2. a restart with a claim deadline the appliances meet; three jobs at once.
-  await metad.stop();
-  // A tap an earlier run left (its cleanup failed): swept at start.
-  assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', 'mdiffffffffffff', 'mode', 'tap'])).code, 0);
-  metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, config(60_000, 'qemu'));
-  await until(
-    'the leftover tap swept',
-    async () => ((await ns.run('ip', ['link', 'show', 'mdiffffffffffff'])).code !== 0 ? true : undefined),
-    10_000,
-  );
+  await t.test('a restart sweeps the appliance tap an earlier run left', async () => {
+    await metad.stop();
+    // A tap an earlier run left (its cleanup failed): swept at start.
+    assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', 'mdiffffffffffff', 'mode', 'tap'])).code, 0);
+    metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, config(60_000, 'qemu'));
+    await until('the leftover tap swept', async () => (await ns.run('ip', ['link', 'show', 'mdiffffffffffff'])).code !== 0, 10_000);
+  });
   const web1: Inst = { name: 'web1', ip: '169.254.80.2', mac: '52:54:00:50:80:02', create: CREATE, disk: join(dir, 'web1.ext4') };
   const hang1: Inst = { name: 'hang1', ip: '169.254.80.3', mac: '52:54:00:50:80:03', create: HANG, disk: join(dir, 'hang1.ext4') };
   const abrt1: Inst = { name: 'abrt1', ip: '169.254.80.4', mac: '52:54:00:50:80:04', create: HANG };
   const vm1: Inst = { name: 'vm1', ip: '169.254.80.6', mac: '52:54:00:50:80:06', create: CREATE, tap: 'vmtap1' };
   for (const g of [web1, hang1, abrt1, vm1]) await register(g);
 
-  // The instance's own VM runs (its registered tap exists): refused, nothing started.
-  assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', 'vmtap1', 'mode', 'tap'])).code, 0);
-  const refused = await ctl('install', 'vm1');
-  assert.equal(refused.code, 1);
-  assert.match(refused.err, /own comm tap exists/);
-  assert.equal((await metad.admin('GET', '/v1/instances/vm1/install')).status, 404, 'no job was recorded');
+  await t.test('an instance whose own VM runs (its registered tap exists) is refused; no job recorded', async () => {
+    assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', 'vmtap1', 'mode', 'tap'])).code, 0);
+    const refused = await ctl('install', 'vm1');
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /own comm tap exists/);
+    assert.equal((await metad.admin('GET', '/v1/instances/vm1/install')).status, 404, 'no job was recorded');
+  });
 
-  for (const [g, timeout] of [
-    [web1, '240'],
-    [hang1, '30'],
-    [abrt1, '240'],
-  ] as const) {
-    const r = await ctl('install', g.name, '--timeout', timeout);
-    assert.equal(r.code, 0, `${g.name}: ${r.err}`);
-  }
-  const aborted = (async () => {
-    await until('abrt1 running', async () => ((await status('abrt1')).state === 'running' ? true : undefined), 120_000);
-    const r = await ctl('install', 'abort', 'abrt1');
-    assert.equal(r.code, 0, r.err);
-    return watchEnd('abrt1');
-  })();
-  // While web1's job runs its appliance tap carries web1's identity (route, set elements).
-  const live = await until('web1 running', async () => ((await status('web1')).state === 'running' ? true : undefined), 120_000).then(() =>
-    ns.run('ip', ['-4', 'route', 'show', 'proto', '171']),
+  let ok: JobRecord | undefined;
+  let hung: JobRecord | undefined;
+  let ab: JobRecord | undefined;
+  await t.test(
+    "three jobs at once (web1, hang1, abrt1 aborted once it runs) all end; web1's appliance tap carries its route meanwhile",
+    async () => {
+      for (const [g, timeout] of [
+        [web1, '240'],
+        [hang1, '30'],
+        [abrt1, '240'],
+      ] as const) {
+        const r = await ctl('install', g.name, '--timeout', timeout);
+        assert.equal(r.code, 0, `${g.name}: ${r.err}`);
+      }
+      const aborted = (async () => {
+        await until('abrt1 running', async () => (await status('abrt1')).state === 'running', 120_000);
+        const r = await ctl('install', 'abort', 'abrt1');
+        assert.equal(r.code, 0, r.err);
+        return watchEnd('abrt1');
+      })();
+      // While web1's job runs its appliance tap carries web1's identity (route, set elements).
+      const live = await until('web1 running', async () => (await status('web1')).state === 'running', 120_000).then(() =>
+        ns.run('ip', ['-4', 'route', 'show', 'proto', '171']),
+      );
+      [ok, hung, ab] = await Promise.all([watchEnd('web1'), watchEnd('hang1'), aborted]);
+      assert.match(live.stdout, /169\.254\.80\.2 dev mdi[0-9a-f]{12}/);
+    },
   );
-  assert.match(live.stdout, /169\.254\.80\.2 dev mdi[0-9a-f]{12}/);
-  const [ok, hung, ab] = await Promise.all([watchEnd('web1'), watchEnd('hang1'), aborted]);
 
-  // web1: succeeded, every step reported; the create script saw the secret (served during the job).
-  assert.equal(ok.outcome, 'succeeded', JSON.stringify(ok));
-  assert.ok(ok.claimedAt !== undefined);
-  assert.deepEqual(
-    ok.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
-    [
-      'step=net status=ok',
-      'step=metadata status=ok',
-      'step=parameters status=ok',
-      'step=script status=ok',
-      'step=create status=start',
-      'a secret', // '[redacted: contained a secret value]': the line the script printed with its secret
-      'step=create status=ok',
-      'step=final status=succeeded',
-    ],
+  await t.test(
+    'web1 succeeded: every step reported, the secret served during the job (on its disk) and redacted everywhere else',
+    async () => {
+      const w = got(ok, 'web1 ended');
+      assert.equal(w.outcome, 'succeeded', JSON.stringify(w));
+      assert.ok(w.claimedAt !== undefined);
+      assert.deepEqual(
+        w.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
+        [
+          'step=net status=ok',
+          'step=metadata status=ok',
+          'step=parameters status=ok',
+          'step=script status=ok',
+          'step=create status=start',
+          'a secret', // '[redacted: contained a secret value]': the line the script printed with its secret
+          'step=create status=ok',
+          'step=final status=succeeded',
+        ],
+      );
+      assert.ok(w.lines.includes(REDACTED));
+      const env = (await run('debugfs', ['-R', 'cat /metad-env.txt', web1.disk ?? ''])).stdout.trim().split('\n');
+      assert.deepEqual(env, ganetiEnv('web1', { api_token: SECRET, image: 'debian-12' }));
+      assert.ok(!JSON.stringify(w).includes(SECRET), 'no secret in the record');
+      const jobFiles = join(dir, 'state', 'jobs');
+      for (const f of await readdir(jobFiles))
+        assert.ok(!(await readFile(join(jobFiles, f), 'utf8')).includes(SECRET), `no secret in ${f}`);
+      assert.ok(!(await ctl('install', 'status', 'web1')).out.includes(SECRET), 'nor in metadctl install status');
+    },
   );
-  assert.ok(ok.lines.includes(REDACTED));
-  const env = (await run('debugfs', ['-R', 'cat /metad-env.txt', web1.disk ?? ''])).stdout.trim().split('\n');
-  assert.deepEqual(env, ganetiEnv('web1', { api_token: SECRET, image: 'debian-12' }));
-  assert.ok(!JSON.stringify(ok).includes(SECRET), 'no secret in the record');
-  const jobFiles = join(dir, 'state', 'jobs');
-  for (const f of await readdir(jobFiles)) assert.ok(!(await readFile(join(jobFiles, f), 'utf8')).includes(SECRET), `no secret in ${f}`);
-  assert.ok(!(await ctl('install', 'status', 'web1')).out.includes(SECRET), 'nor in metadctl install status');
 
-  // hang1: timed-out at its deadline, not before; the domain gone within 1 s of it.
-  assert.equal(hung.outcome, 'timed-out', JSON.stringify(hung));
-  assert.equal(hung.lines.filter((l) => l.includes('step=final')).length, 0, 'no final report: it hung');
-  const deadline = Date.parse(hung.deadlineAt ?? '');
-  const destroyed = Date.parse(hung.destroyedAt ?? '');
-  assert.ok(Date.parse(hung.endedAt ?? '') >= deadline);
-  assert.ok(destroyed - deadline <= 1000, `destroyed ${String(destroyed - deadline)} ms after the deadline`);
+  await t.test('hang1 timed out at its deadline, not before, with no final report; its domain gone within 1 s of the deadline', () => {
+    const h = got(hung, 'hang1 ended');
+    assert.equal(h.outcome, 'timed-out', JSON.stringify(h));
+    assert.equal(h.lines.filter((l) => l.includes('step=final')).length, 0, 'no final report: it hung');
+    const deadline = Date.parse(h.deadlineAt ?? '');
+    const destroyed = Date.parse(h.destroyedAt ?? '');
+    assert.ok(Date.parse(h.endedAt ?? '') >= deadline);
+    assert.ok(destroyed - deadline <= 1000, `destroyed ${String(destroyed - deadline)} ms after the deadline`);
+  });
 
-  assert.equal(ab.outcome, 'aborted', JSON.stringify(ab));
-  for (const g of [web1, hang1, abrt1]) assert.deepEqual(await secretNames(g.name), [], `${g.name}: secret wiped`);
+  await t.test("abrt1 aborted; every job's secret wiped", async () => {
+    const a = got(ab, 'abrt1 ended');
+    assert.equal(a.outcome, 'aborted', JSON.stringify(a));
+    for (const g of [web1, hang1, abrt1]) assert.deepEqual(await secretNames(g.name), [], `${g.name}: secret wiped`);
+  });
 
-  // Nothing left: domains, taps, routes, set elements, DHCP hosts, overlays, console logs.
-  assert.deepEqual(await hv.list('metad-install-'), []);
-  const links = (await ns.run('ip', ['-o', 'link', 'show'])).stdout;
-  assert.doesNotMatch(links, /mdi[0-9a-f]{12}/);
-  // Only vm1's own tap (its "VM" is up) keeps its route.
-  assert.equal((await ns.run('ip', ['-4', 'route', 'show', 'proto', '171'])).stdout.trim().split('\n').length, 1);
-  const sets = (await ns.run('nft', ['list', 'table', 'inet', 'metad'])).stdout;
-  assert.doesNotMatch(sets, /mdi[0-9a-f]{12}/);
-  assert.deepEqual(await readdir(overlays), []);
-  assert.deepEqual(await readdir(jobsDir), []);
-  assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
-  // With the appliances' taps and routes gone, metadata-sourced traffic to them (the door's late
-  // retransmissions) would take the default route: metad's table drops it before it leaves.
-  const late = await ns.run(process.execPath, [
-    '-e',
-    `const s = require('node:net').connect({ host: '${web1.ip}', port: 80, localAddress: '${MD}' });
-     s.on('error', (e) => { console.log(e.code); process.exit(0); }); s.on('connect', () => { console.log('connected'); process.exit(0); });
-     setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);`,
-  ]);
-  assert.notEqual(late.stdout.trim(), 'connected');
-  // (the tripwire below would count it, had metad's table not dropped it first)
-  assert.equal(await ns.tripCount(), 0, `nothing left but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
+  await t.test(
+    'nothing left of the routed jobs: domains, taps, routes, set elements, overlays, console logs; late replies dropped',
+    async () => {
+      assert.deepEqual(await hv.list('metad-install-'), []);
+      const links = (await ns.run('ip', ['-o', 'link', 'show'])).stdout;
+      assert.doesNotMatch(links, /mdi[0-9a-f]{12}/);
+      // Only vm1's own tap (its "VM" is up) keeps its route.
+      assert.equal((await ns.run('ip', ['-4', 'route', 'show', 'proto', '171'])).stdout.trim().split('\n').length, 1);
+      const sets = (await ns.run('nft', ['list', 'table', 'inet', 'metad'])).stdout;
+      assert.doesNotMatch(sets, /mdi[0-9a-f]{12}/);
+      assert.deepEqual(await readdir(overlays), []);
+      assert.deepEqual(await readdir(jobsDir), []);
+      assert.deepEqual(await readFile(base), baseBefore, 'the read-only base is unchanged');
+      // With the appliances' taps and routes gone, metadata-sourced traffic to them (the door's late
+      // retransmissions) would take the default route: metad's table drops it before it leaves.
+      const late = await ns.run(process.execPath, [
+        '-e',
+        `const s = require('node:net').connect({ host: '${web1.ip}', port: 80, localAddress: '${MD}' });
+       s.on('error', (e) => { console.log(e.code); process.exit(0); }); s.on('connect', () => { console.log('connected'); process.exit(0); });
+       setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);`,
+      ]);
+      assert.notEqual(late.stdout.trim(), 'connected');
+      // (the tripwire below would count it, had metad's table not dropped it first)
+      assert.equal(await ns.tripCount(), 0, `nothing left but through the taps: ${(await ns.tripDestinations()).join(', ')}`);
+    },
+  );
 
   // 3. bridged mode (docs/deployment.md, switching modes: the routed anchor removed by hand): the
   // same install through an isolated, filtered port of metad's bridge.
-  await metad.stop();
-  assert.equal((await ns.run('ip', ['link', 'del', 'metad0'])).code, 0);
-  metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, {
-    ...config(60_000, 'qemu'),
-    network: { mode: 'bridged', runDir: join(dir, 'comm') },
-  });
-  const br1: Inst = { name: 'br1', ip: '169.254.80.7', mac: '52:54:00:50:80:07', create: CREATE, disk: join(dir, 'br1.ext4') };
-  await register(br1);
-  const rb = await ctl('install', 'br1', '--timeout', '240');
-  assert.equal(rb.code, 0, rb.err);
-  const portOf = async (): Promise<
-    { ifname: string; master?: string; linkinfo?: { info_slave_data?: { isolated?: boolean } } } | undefined
-  > => {
-    const links = JSON.parse((await ns.run('ip', ['-d', '-j', 'link', 'show'])).stdout) as {
-      ifname: string;
-      master?: string;
-      linkinfo?: { info_slave_data?: { isolated?: boolean } };
-    }[];
-    return links.find((l) => /^mdi[0-9a-f]{12}$/.test(l.ifname));
-  };
-  const brPort = await until('br1 running', async () => ((await status('br1')).state === 'running' ? portOf() : undefined), 120_000);
-  assert.equal(brPort.master, 'metadbr0', "the appliance's tap is a port of metad's bridge");
-  assert.equal(brPort.linkinfo?.info_slave_data?.isolated, true, 'an isolated port');
-  assert.match((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, new RegExp(brPort.ifname));
-  const br = await watchEnd('br1');
-  assert.equal(br.outcome, 'succeeded', JSON.stringify(br));
-  const brEnv = (await run('debugfs', ['-R', 'cat /metad-env.txt', br1.disk ?? ''])).stdout.trim().split('\n');
-  assert.deepEqual(brEnv, ganetiEnv('br1', { api_token: SECRET, image: 'debian-12' }));
-  assert.deepEqual(await secretNames('br1'), [], 'br1: secret wiped');
-  assert.equal(await portOf(), undefined, 'the appliance tap is gone');
-  assert.doesNotMatch((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, /mdi[0-9a-f]{12}/);
-  assert.equal(await ns.tripCount(), 0, `bridged: nothing left but through the bridge: ${(await ns.tripDestinations()).join(', ')}`);
-
-  await metad.stop();
-  await hv.close();
-  await libvirtd.stop();
-  libvirtd = undefined;
-  await ns.run('ip', ['link', 'del', 'vmtap1']);
-  assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');
-  const nsName = ns.name;
-  await ns.destroy();
-  assert.ok(!netnsExists(nsName));
-  t.diagnostic(
-    `virtType ${virt[1] ?? virt[2] ?? '?'}; web1: requested -> prepared ${String(Date.parse(ok.preparedAt ?? '') - Date.parse(ok.requestedAt))} ms ` +
-      `(virtType qemu: no trial), -> created ${String(Date.parse(ok.createdAt ?? '') - Date.parse(ok.requestedAt))} ms, ` +
-      `-> first report ${String(Date.parse(ok.firstReportAt ?? '') - Date.parse(ok.requestedAt))} ms, -> ended ${String(Date.parse(ok.endedAt ?? '') - Date.parse(ok.requestedAt))} ms; ` +
-      `br1 (bridged): requested -> ended ${String(Date.parse(br.endedAt ?? '') - Date.parse(br.requestedAt))} ms; ` +
-      `hang1: deadline -> destroyed ${String(destroyed - deadline)} ms, reached ${hung.lines.at(-1) ?? '(no progress line)'}; stuck1: ${String(Date.parse(stuck.endedAt ?? '') - Date.parse(stuck.startedAt ?? ''))} ms after its start`,
+  let br: JobRecord | undefined;
+  await t.test(
+    "bridged mode: br1's appliance tap is an isolated port of metad's bridge; succeeded, secret wiped, the port gone",
+    async () => {
+      await metad.stop();
+      assert.equal((await ns.run('ip', ['link', 'del', 'metad0'])).code, 0);
+      metad = await startNsMetad((c, a, o) => ns.exec(c, a, o), dir, {
+        ...config(60_000, 'qemu'),
+        network: { mode: 'bridged', runDir: join(dir, 'comm') },
+      });
+      const br1: Inst = { name: 'br1', ip: '169.254.80.7', mac: '52:54:00:50:80:07', create: CREATE, disk: join(dir, 'br1.ext4') };
+      await register(br1);
+      const rb = await ctl('install', 'br1', '--timeout', '240');
+      assert.equal(rb.code, 0, rb.err);
+      const portOf = async (): Promise<
+        { ifname: string; master?: string; linkinfo?: { info_slave_data?: { isolated?: boolean } } } | undefined
+      > => {
+        const links = JSON.parse((await ns.run('ip', ['-d', '-j', 'link', 'show'])).stdout) as {
+          ifname: string;
+          master?: string;
+          linkinfo?: { info_slave_data?: { isolated?: boolean } };
+        }[];
+        return links.find((l) => /^mdi[0-9a-f]{12}$/.test(l.ifname));
+      };
+      const brPort = await until('br1 running', async () => (await status('br1')).state === 'running' && portOf(), 120_000);
+      assert.equal(brPort.master, 'metadbr0', "the appliance's tap is a port of metad's bridge");
+      assert.equal(brPort.linkinfo?.info_slave_data?.isolated, true, 'an isolated port');
+      assert.match((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, new RegExp(brPort.ifname));
+      br = await watchEnd('br1');
+      assert.equal(br.outcome, 'succeeded', JSON.stringify(br));
+      const brEnv = (await run('debugfs', ['-R', 'cat /metad-env.txt', br1.disk ?? ''])).stdout.trim().split('\n');
+      assert.deepEqual(brEnv, ganetiEnv('br1', { api_token: SECRET, image: 'debian-12' }));
+      assert.deepEqual(await secretNames('br1'), [], 'br1: secret wiped');
+      assert.equal(await portOf(), undefined, 'the appliance tap is gone');
+      assert.doesNotMatch((await ns.run('nft', ['list', 'table', 'bridge', 'metad'])).stdout, /mdi[0-9a-f]{12}/);
+      assert.equal(await ns.tripCount(), 0, `bridged: nothing left but through the bridge: ${(await ns.tripDestinations()).join(', ')}`);
+    },
   );
+
+  await t.test('afterwards no process is left in the namespace, and the namespace goes', async (st) => {
+    await metad.stop();
+    await hv.close();
+    await libvirtd?.stop();
+    libvirtd = undefined;
+    await ns.run('ip', ['link', 'del', 'vmtap1']);
+    assert.deepEqual(await netnsPids(ns.name), [], 'no process left in the namespace');
+    const nsName = ns.name;
+    await ns.destroy();
+    assert.ok(!netnsExists(nsName));
+    const ms = (a?: string, b?: string): string => String(Date.parse(a ?? '') - Date.parse(b ?? ''));
+    st.diagnostic(
+      `virtType ${virt?.[1] ?? virt?.[2] ?? '?'}; web1: requested -> prepared ${ms(ok?.preparedAt, ok?.requestedAt)} ms ` +
+        `(virtType qemu: no trial), -> created ${ms(ok?.createdAt, ok?.requestedAt)} ms, ` +
+        `-> first report ${ms(ok?.firstReportAt, ok?.requestedAt)} ms, -> ended ${ms(ok?.endedAt, ok?.requestedAt)} ms; ` +
+        `br1 (bridged): requested -> ended ${ms(br?.endedAt, br?.requestedAt)} ms; ` +
+        `hang1: deadline -> destroyed ${ms(hung?.destroyedAt, hung?.deadlineAt)} ms, reached ${hung?.lines.at(-1) ?? '(no progress line)'}; ` +
+        `stuck1: ${ms(stuck?.endedAt, stuck?.startedAt)} ms after its start`,
+    );
+  });
 });

@@ -28,13 +28,13 @@ import { systemClock } from '../../daemon/clock.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { JobManager } from '../../daemon/jobs/manager.js';
 import { JobRecordFiles, type JobRecord } from '../../daemon/jobs/record.js';
 import { Leftovers } from '../../daemon/jobs/leftovers.js';
 import { SecretVault } from '../../daemon/registry/vault.js';
 import { PipeRegistry } from '../../daemon/registry/pipes.js';
 import { sinkLogger } from '../support/sink.js';
+import { until } from '../support/wait.js';
 
 const bareXml = (name: string): string =>
   `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
@@ -90,22 +90,29 @@ test('libvirtd restarted, killed, down: the hypervisor reconnects on the next ca
   const [qemu] = await qemus(s.ns);
   assert.ok(qemu !== undefined);
 
-  await lv.restart('SIGTERM');
-  assert.equal(await hv.state(name), 'running', 'after a clean restart');
-  assert.equal(hv.reconnects, 1);
-  await lv.restart('SIGKILL');
-  assert.deepEqual(await hv.list('metadt-chaos-'), [name], 'after libvirtd was killed');
-  assert.equal(hv.reconnects, 2);
+  await t.test('libvirtd restarted cleanly (SIGTERM): the next call reconnects and finds the domain running', async () => {
+    await lv.restart('SIGTERM');
+    assert.equal(await hv.state(name), 'running', 'after a clean restart');
+    assert.equal(hv.reconnects, 1);
+  });
 
-  await lv.down('SIGKILL');
-  await assert.rejects(hv.state(name), HypervisorUnavailable);
-  await assert.rejects(hv.destroy(name), HypervisorUnavailable);
-  assert.deepEqual(await qemus(s.ns), [qemu], 'the guest lives on without libvirtd');
-  await lv.up();
-  assert.equal(await hv.state(name), 'running');
-  assert.match(await hv.destroy(name), DESTROYED);
-  assert.equal(await hv.state(name), 'gone');
-  assert.deepEqual(await qemus(s.ns), []);
+  await t.test('libvirtd killed and restarted (SIGKILL): the next call reconnects and lists the domain', async () => {
+    await lv.restart('SIGKILL');
+    assert.deepEqual(await hv.list('metadt-chaos-'), [name], 'after libvirtd was killed');
+    assert.equal(hv.reconnects, 2);
+  });
+
+  await t.test('libvirtd down: calls fail with HypervisorUnavailable, the guest lives on; back up: found and destroyed', async () => {
+    await lv.down('SIGKILL');
+    await assert.rejects(hv.state(name), HypervisorUnavailable);
+    await assert.rejects(hv.destroy(name), HypervisorUnavailable);
+    assert.deepEqual(await qemus(s.ns), [qemu], 'the guest lives on without libvirtd');
+    await lv.up();
+    assert.equal(await hv.state(name), 'running');
+    assert.match(await hv.destroy(name), DESTROYED);
+    assert.equal(await hv.state(name), 'gone');
+    assert.deepEqual(await qemus(s.ns), []);
+  });
 });
 
 test('the runner across libvirtd restarts: it keeps watching; a deadline passed while libvirtd is down still ends the run and the domain is destroyed once it is back', async (t) => {
@@ -126,62 +133,65 @@ test('the runner across libvirtd restarts: it keeps watching; a deadline passed 
     };
   };
 
-  // 1. Restarted (and killed) mid-run: the runner still sees the domain vanish (a power-off,
-  //    played here by a second client destroying it).
-  const a = `${prefix}watch`;
-  const sa = states();
-  const runA = runAppliance(
-    { name: a, xml: bareXml(a), deadlineAt: Date.now() + 600_000 },
-    { hv, clock: systemClock, pollMs: 100, takeProgress: () => '', onChange: sa.onChange },
-  );
-  await sa.wait('booting');
-  await lv.restart('SIGTERM');
-  await lv.restart('SIGKILL');
-  const other = new LibvirtHypervisor(lv.uri);
-  assert.deepEqual(sa.seen, ['booting'], 'still watching after the restarts');
-  assert.match(await other.destroy(a), DESTROYED);
-  await other.close();
-  const ra = await runA;
-  assert.equal(ra.state, 'failed', JSON.stringify(ra));
-  assert.equal(ra.reason, 'powered off without a final report');
-  assert.ok(hv.reconnects >= 1, 'the runner reconnected');
+  await t.test('restarted (and killed) mid-run: the runner keeps watching and sees the domain vanish (a power-off)', async () => {
+    // The power-off is played here by a second client destroying the domain.
+    const a = `${prefix}watch`;
+    const sa = states();
+    const runA = runAppliance(
+      { name: a, xml: bareXml(a), deadlineAt: Date.now() + 600_000 },
+      { hv, clock: systemClock, pollMs: 100, takeProgress: () => '', onChange: sa.onChange },
+    );
+    await sa.wait('booting');
+    await lv.restart('SIGTERM');
+    await lv.restart('SIGKILL');
+    const other = new LibvirtHypervisor(lv.uri);
+    assert.deepEqual(sa.seen, ['booting'], 'still watching after the restarts');
+    assert.match(await other.destroy(a), DESTROYED);
+    await other.close();
+    const ra = await runA;
+    assert.equal(ra.state, 'failed', JSON.stringify(ra));
+    assert.equal(ra.reason, 'powered off without a final report');
+    assert.ok(hv.reconnects >= 1, 'the runner reconnected');
+  });
 
-  // 2. libvirtd down across the deadline. The run's clock is real time plus a skew the test
-  //    moves past the deadline once libvirtd is down (no waiting for a real deadline).
-  const b = `${prefix}deadline`;
-  const sb = states();
-  let skew = 0;
-  const clock = {
-    now: () => Date.now() + skew,
-    mono: () => systemClock.mono() + skew,
-    sleep: (ms: number, signal?: AbortSignal) => systemClock.sleep(ms, signal),
-  };
-  const deadlineAt = clock.now() + 600_000;
-  const runB = runAppliance(
-    { name: b, xml: bareXml(b), deadlineAt },
-    {
-      hv,
-      clock,
-      pollMs: 100,
-      takeProgress: () => '',
-      onChange: sb.onChange,
-      destroyRetryMs: [250, 500, 1000, 2000, 4000, 8000, 16_000],
-    },
-  );
-  await sb.wait('booting');
-  const [qemu] = await qemus(s.ns);
-  assert.ok(qemu !== undefined);
-  await lv.down('SIGKILL');
-  skew = 600_000;
-  await sb.wait('timed-out');
-  assert.deepEqual(await qemus(s.ns), [qemu], 'still running: nobody could destroy it');
-  await lv.up();
-  const rb = await runB;
-  assert.equal(rb.state, 'timed-out');
-  assert.equal(rb.destroyError, undefined, JSON.stringify(rb));
-  assert.ok(rb.endedAt! >= deadlineAt);
-  assert.deepEqual(await hv.list(prefix), []);
-  assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+  await t.test('libvirtd down across the deadline: the run ends timed-out; its domain is destroyed once libvirtd is back', async () => {
+    // The run's clock is real time plus a skew the test moves past the deadline once libvirtd is
+    // down (no waiting for a real deadline).
+    const b = `${prefix}deadline`;
+    const sb = states();
+    let skew = 0;
+    const clock = {
+      now: () => Date.now() + skew,
+      mono: () => systemClock.mono() + skew,
+      sleep: (ms: number, signal?: AbortSignal) => systemClock.sleep(ms, signal),
+    };
+    const deadlineAt = clock.now() + 600_000;
+    const runB = runAppliance(
+      { name: b, xml: bareXml(b), deadlineAt },
+      {
+        hv,
+        clock,
+        pollMs: 100,
+        takeProgress: () => '',
+        onChange: sb.onChange,
+        destroyRetryMs: [250, 500, 1000, 2000, 4000, 8000, 16_000],
+      },
+    );
+    await sb.wait('booting');
+    const [qemu] = await qemus(s.ns);
+    assert.ok(qemu !== undefined);
+    await lv.down('SIGKILL');
+    skew = 600_000;
+    await sb.wait('timed-out');
+    assert.deepEqual(await qemus(s.ns), [qemu], 'still running: nobody could destroy it');
+    await lv.up();
+    const rb = await runB;
+    assert.equal(rb.state, 'timed-out');
+    assert.equal(rb.destroyError, undefined, JSON.stringify(rb));
+    assert.ok(rb.endedAt! >= deadlineAt);
+    assert.deepEqual(await hv.list(prefix), []);
+    assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+  });
 });
 
 test('libvirtd SIGSTOPped under an install job: the job ends at its deadline anyway, the record says so; after SIGCONT the leftover domain is destroyed', async (t) => {
@@ -212,42 +222,48 @@ test('libvirtd SIGSTOPped under an install job: the job ends at its deadline any
     prepare: (_instance, domain) => Promise.resolve({ xml: bareXml(domain), cleanup: () => Promise.resolve() }),
     leftovers,
   });
+  let domain = '';
   const stoppedUnderAJob = async (): Promise<void> => {
-    const ended = new Promise<JobRecord>((resolve) => jm.once('ended', resolve));
-    const booting = new Promise<void>((resolve) => {
-      const on = (r: JobRecord): void => {
-        if (r.state === 'booting') {
-          jm.off('change', on);
-          resolve();
-        }
-      };
-      jm.on('change', on);
+    await t.test('libvirtd SIGSTOPped while the job boots: the job ends at its deadline, timed-out, its domain a leftover', async () => {
+      const ended = new Promise<JobRecord>((resolve) => jm.once('ended', resolve));
+      const booting = new Promise<void>((resolve) => {
+        const on = (r: JobRecord): void => {
+          if (r.state === 'booting') {
+            jm.off('change', on);
+            resolve();
+          }
+        };
+        jm.on('change', on);
+      });
+      ({ domain } = await jm.start('sigstop'));
+      await booting;
+      const [qemu] = await qemus(s.ns);
+      assert.ok(qemu !== undefined, 'the domain runs');
+      await lv.pause(); // SIGSTOP: every call from now on hangs
+
+      const rec = await ended; // before the fix this never came: state() was awaited forever
+      assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
+      assert.equal(rec.reason, 'hard deadline');
+      assert.ok(Date.parse(rec.endedAt ?? '') >= Date.parse(rec.deadlineAt ?? ''), 'ended at (not before) its deadline');
+      assert.match(rec.destroyError ?? '', /destroy: no answer within 2000 ms/);
+      assert.deepEqual(
+        leftovers.list().map((l) => [l.kind, l.name]),
+        [['domain', domain]],
+      );
+      assert.match(sink.text, /"msg":"install leftover not removed"/);
+      assert.deepEqual(await qemus(s.ns), [qemu], 'still running: libvirtd could not destroy it');
     });
-    const { domain } = await jm.start('sigstop');
-    await booting;
-    const [qemu] = await qemus(s.ns);
-    assert.ok(qemu !== undefined, 'the domain runs');
-    await lv.pause(); // SIGSTOP: every call from now on hangs
 
-    const rec = await ended; // before the fix this never came: state() was awaited forever
-    assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
-    assert.equal(rec.reason, 'hard deadline');
-    assert.ok(Date.parse(rec.endedAt ?? '') >= Date.parse(rec.deadlineAt ?? ''), 'ended at (not before) its deadline');
-    assert.match(rec.destroyError ?? '', /destroy: no answer within 2000 ms/);
-    assert.deepEqual(
-      leftovers.list().map((l) => [l.kind, l.name]),
-      [['domain', domain]],
-    );
-    assert.match(sink.text, /"msg":"install leftover not removed"/);
-    assert.deepEqual(await qemus(s.ns), [qemu], 'still running: libvirtd could not destroy it');
-
-    await lv.resume(); // SIGCONT
-    for (let i = 0; i < 600 && leftovers.size > 0; i++) await delay(100);
-    assert.equal(leftovers.size, 0, `the leftover retry destroyed it: ${JSON.stringify(leftovers.list())}`);
-    assert.match(sink.text, /"msg":"install leftover removed"/);
-    assert.deepEqual(await s.hv.list(domain), []);
-    for (let i = 0; i < 100 && (await qemus(s.ns)).length > 0; i++) await delay(100);
-    assert.deepEqual(await qemus(s.ns), [], 'no qemu left');
+    await t.test('after SIGCONT the leftover retry destroys the domain: no domain, no qemu left', async () => {
+      await lv.resume(); // SIGCONT
+      await until('the leftover retry destroyed it', () => leftovers.size === 0, {
+        ms: 60_000,
+        detail: () => JSON.stringify(leftovers.list()),
+      });
+      assert.match(sink.text, /"msg":"install leftover removed"/);
+      assert.deepEqual(await s.hv.list(domain), []);
+      await until('no qemu left', async () => (await qemus(s.ns)).length === 0, 10_000);
+    });
   };
   await jm.init();
   try {

@@ -23,7 +23,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { until } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 import { skipOrFail } from '../support/env.js';
 import { createAfter, HANG, installEnvMissing, startInstallEnv, type InstallEnv, type InstallInstance } from '../support/install-env.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
@@ -56,7 +56,7 @@ async function install(e: InstallEnv, name: string, timeoutSec: number): Promise
 
 async function nothingLeft(e: InstallEnv): Promise<void> {
   // A destroyed qemu whose parent is PID 1 (re-attached by a restarted libvirtd) may take a moment to go.
-  await until('nothing left', async () => ((await e.leftovers()).length === 0 ? true : undefined), 15_000).catch(async () =>
+  await until('nothing left', async () => (await e.leftovers()).length === 0, 15_000).catch(async () =>
     assert.deepEqual(await e.leftovers(), []),
   );
   assert.equal(await e.ns.tripCount(), 0, `nothing left but through the taps: ${(await e.ns.tripDestinations()).join(', ')}`);
@@ -71,61 +71,77 @@ test('metad killed -9 mid-job and restarted: a running domain is adopted with it
   const late = inst('late1', 3, HANG);
   const done = inst('done1', 4, createAfter(8));
   for (const i of [live, late, done]) await e.register(i);
-  await install(e, live.name, 200);
-  await install(e, late.name, 30);
-  await install(e, done.name, 240);
-  // Kill once every agent is inside its create script (it has read what it needs from metad).
   const before = new Map<string, JobRecord>();
-  await until(
-    'all three in create',
-    async () => {
-      for (const i of [live, late, done]) before.set(i.name, await e.status(i.name));
-      return [...before.values()].every((r) => reached(r, 'create')) ? true : undefined;
-    },
-    BOOT_MS,
-  );
-  const domains = [...before.values()].map((r) => r.domain).sort();
-  e.metad.kill();
-  await until('metad gone', () => (e.metad.child.exitCode !== null || e.metad.child.signalCode !== null ? true : undefined));
+  let liveOnDisk: JobRecord | undefined;
 
-  // While metad is down: done1 powers off, late1's deadline passes (its domain keeps running).
-  const lateDeadline = ms(before.get(late.name)?.deadlineAt);
-  const doneDomain = before.get(done.name)?.domain ?? '';
-  await until(
-    'done1 powered off and late1 past its deadline',
-    async () => (!(await e.hv.list(doneDomain)).includes(doneDomain) && Date.now() > lateDeadline ? true : undefined),
-    BOOT_MS,
-  );
-  assert.deepEqual(await e.hv.list('metad-install-'), domains.filter((d) => d !== doneDomain).sort(), 'live1 and late1 still run');
-  // What the killed metad had written of live1's record (a kill -9 may lose its newest lines).
-  const liveOnDisk = JSON.parse(await readFile(join(e.dir, 'state', 'jobs', `${live.name}.json`), 'utf8')) as JobRecord;
-  assert.ok(liveOnDisk.lines.length > 0);
-  await e.restart();
+  await t.test('three jobs reach their create script; metad is killed -9', async () => {
+    await install(e, live.name, 200);
+    await install(e, late.name, 30);
+    await install(e, done.name, 240);
+    // Kill once every agent is inside its create script (it has read what it needs from metad).
+    await until(
+      'all three in create',
+      async () => {
+        for (const i of [live, late, done]) before.set(i.name, await e.status(i.name));
+        return [...before.values()].every((r) => reached(r, 'create'));
+      },
+      BOOT_MS,
+    );
+    e.metad.kill();
+    await until('metad gone', () => e.metad.child.exitCode !== null || e.metad.child.signalCode !== null);
+  });
 
-  const lateRec = await e.watchEnd(late.name);
-  assert.equal(lateRec.outcome, 'timed-out', JSON.stringify(lateRec));
-  assert.equal(lateRec.deadlineAt, before.get(late.name)?.deadlineAt);
-  const doneRec = await e.watchEnd(done.name);
-  assert.equal(doneRec.outcome, 'failed', JSON.stringify(doneRec));
-  assert.match(doneRec.reason ?? '', /gone across a daemon restart/);
+  await t.test('while metad is down, done1 powers off and late1 passes its deadline; live1 and late1 keep running', async () => {
+    const domains = [...before.values()].map((r) => r.domain).sort();
+    const lateDeadline = ms(before.get(late.name)?.deadlineAt);
+    const doneDomain = before.get(done.name)?.domain ?? '';
+    await until(
+      'done1 powered off and late1 past its deadline',
+      async () => !(await e.hv.list(doneDomain)).includes(doneDomain) && Date.now() > lateDeadline,
+      BOOT_MS,
+    );
+    assert.deepEqual(await e.hv.list('metad-install-'), domains.filter((d) => d !== doneDomain).sort(), 'live1 and late1 still run');
+    // What the killed metad had written of live1's record (a kill -9 may lose its newest lines).
+    liveOnDisk = JSON.parse(await readFile(join(e.dir, 'state', 'jobs', `${live.name}.json`), 'utf8')) as JobRecord;
+    assert.ok(liveOnDisk.lines.length > 0);
+    await e.restart();
+  });
 
-  const liveBefore = before.get(live.name);
-  assert.equal((await e.status(live.name)).state, 'running', 'adopted: still running after the restart');
-  assert.ok(Date.now() < ms(liveBefore?.deadlineAt), 'its deadline is still ahead');
-  const liveRec = await e.watchEnd(live.name);
-  assert.equal(liveRec.outcome, 'timed-out', JSON.stringify(liveRec));
-  assert.equal(liveRec.deadlineAt, liveBefore?.deadlineAt, 'the deadline re-armed from the record, not moved');
-  assert.ok(ms(liveRec.endedAt) >= ms(liveRec.deadlineAt));
-  assert.ok(
-    ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt) <= 1000,
-    `destroyed ${String(ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt))} ms after the deadline`,
-  );
-  assert.deepEqual(
-    liveRec.lines.slice(0, liveOnDisk.lines.length),
-    liveOnDisk.lines,
-    'the progress lines recorded before the restart are kept',
-  );
-  await nothingLeft(e);
+  await t.test('after the restart: late1, past its recorded deadline, is timed out', async () => {
+    const lateRec = await e.watchEnd(late.name);
+    assert.equal(lateRec.outcome, 'timed-out', JSON.stringify(lateRec));
+    assert.equal(lateRec.deadlineAt, before.get(late.name)?.deadlineAt);
+  });
+
+  await t.test('after the restart: done1, powered off meanwhile, failed (gone across a daemon restart) and released', async () => {
+    const doneRec = await e.watchEnd(done.name);
+    assert.equal(doneRec.outcome, 'failed', JSON.stringify(doneRec));
+    assert.match(doneRec.reason ?? '', /gone across a daemon restart/);
+  });
+
+  await t.test('after the restart: live1 is adopted, ends at the deadline of its record, keeps its earlier progress lines', async () => {
+    const liveBefore = before.get(live.name);
+    assert.equal((await e.status(live.name)).state, 'running', 'adopted: still running after the restart');
+    assert.ok(Date.now() < ms(liveBefore?.deadlineAt), 'its deadline is still ahead');
+    const liveRec = await e.watchEnd(live.name);
+    assert.equal(liveRec.outcome, 'timed-out', JSON.stringify(liveRec));
+    assert.equal(liveRec.deadlineAt, liveBefore?.deadlineAt, 'the deadline re-armed from the record, not moved');
+    assert.ok(ms(liveRec.endedAt) >= ms(liveRec.deadlineAt));
+    assert.ok(
+      ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt) <= 1000,
+      `destroyed ${String(ms(liveRec.destroyedAt) - ms(liveRec.deadlineAt))} ms after the deadline`,
+    );
+    assert.ok(liveOnDisk, "live1's record as the killed metad left it (see the second phase)");
+    assert.deepEqual(
+      liveRec.lines.slice(0, liveOnDisk.lines.length),
+      liveOnDisk.lines,
+      'the progress lines recorded before the restart are kept',
+    );
+  });
+
+  await t.test('nothing is left (domains, taps, set elements, overlays), nothing past the tripwire', async () => {
+    await nothingLeft(e);
+  });
 });
 
 test('libvirtd killed and restarted mid-job: metad reconnects; a job still succeeds and a hung one still ends at its deadline', async (t) => {
@@ -138,7 +154,7 @@ test('libvirtd killed and restarted mid-job: metad reconnects; a job still succe
   await install(e, hung.name, 40);
   await until(
     'both in create',
-    async () => (reached(await e.status(ok.name), 'create') && reached(await e.status(hung.name), 'create') ? true : undefined),
+    async () => reached(await e.status(ok.name), 'create') && reached(await e.status(hung.name), 'create'),
     BOOT_MS,
   );
   await e.libvirtd.restart('SIGKILL');
@@ -199,7 +215,7 @@ async function agentRetrying(e: InstallEnv, domain: string, path: string, from =
 
 async function killMetad(e: InstallEnv): Promise<void> {
   e.metad.kill();
-  await until('metad gone', () => (e.metad.child.exitCode !== null || e.metad.child.signalCode !== null ? true : undefined));
+  await until('metad gone', () => e.metad.child.exitCode !== null || e.metad.child.signalCode !== null);
 }
 
 test('metad killed -9 during the boot of IMDSv2-required appliances and again mid-create, restarted seconds later: the agents retry, re-PUT tokens, both installs succeed', async (t) => {
@@ -209,74 +225,95 @@ test('metad killed -9 during the boot of IMDSv2-required appliances and again mi
   const boot = inst('boot4', 20, createAfter(0), required);
   const mid = inst('mid4', 21, createAfter(20), required);
   for (const i of [boot, mid]) await e.register(i);
-  await install(e, boot.name, 300);
-  await install(e, mid.name, 300);
-
-  // Kill once both domains exist and before either agent reached metad (no progress line yet).
   const recs = new Map<string, JobRecord>();
-  await until(
-    'both domains created',
+  let down1 = 0;
+  let restart1 = 0;
+  let down2 = 0;
+  let restart2 = 0;
+  let bootRec: JobRecord | undefined;
+  let midRec: JobRecord | undefined;
+  const domainOf = (i: InstallInstance): string => recs.get(i.name)?.domain ?? '';
+
+  await t.test('both domains created; metad killed -9 before either agent reached it', async () => {
+    await install(e, boot.name, 300);
+    await install(e, mid.name, 300);
+    // Kill once both domains exist and before either agent reached metad (no progress line yet).
+    await until(
+      'both domains created',
+      async () => {
+        for (const i of [boot, mid]) recs.set(i.name, await e.status(i.name));
+        return [...recs.values()].every((r) => r.createdAt !== undefined);
+      },
+      BOOT_MS,
+    );
+    await killMetad(e);
+    down1 = Date.now();
+    for (const r of recs.values()) assert.deepEqual(r.lines, [], `${r.instance}: killed before its agent reached metad`);
+  });
+
+  await t.test('both agents retry reaching metad (not give up); after the restart boot4 ends', async () => {
+    // Down until both agents have failed to reach it and are retrying (the old agent gave up after 5 tries).
+    for (const dom of [domainOf(boot), domainOf(mid)]) await agentRetrying(e, dom, '/ganeti/latest/meta_data.json');
+    await e.restart();
+    restart1 = Date.now();
+    bootRec = await e.watchEnd(boot.name);
+  });
+
+  await t.test(
+    'mid4 in its create script: metad killed -9 again; its agent retries the write with a new token; after the restart it ends',
     async () => {
-      for (const i of [boot, mid]) recs.set(i.name, await e.status(i.name));
-      return [...recs.values()].every((r) => r.createdAt !== undefined) ? true : undefined;
+      // mid4 is in its 20 s create script (and its record on disk says so: a kill -9 loses what the
+      // killed metad acknowledged but had not yet written): kill again; its next report goes to a
+      // metad that never issued its token.
+      const onDisk = async (): Promise<JobRecord | undefined> =>
+        readFile(join(e.dir, 'state', 'jobs', `${mid.name}.json`), 'utf8').then(
+          (text) => JSON.parse(text) as JobRecord,
+          () => undefined,
+        );
+      await until('mid4 in create, on disk', async () => (await onDisk())?.lines.at(-1)?.includes('step=create status=start'), BOOT_MS);
+      const consoleBefore = (await e.console(domainOf(mid))).length;
+      await killMetad(e);
+      down2 = Date.now();
+      assert.ok(!(await onDisk())?.lines.some((l) => l.includes('step=create status=ok')), 'killed while mid4 was in create');
+      await agentRetrying(e, domainOf(mid), '/ganeti/latest/write', consoleBefore);
+      await e.restart();
+      restart2 = Date.now();
+      midRec = await e.watchEnd(mid.name);
     },
-    BOOT_MS,
   );
-  await killMetad(e);
-  const down1 = Date.now();
-  for (const r of recs.values()) assert.deepEqual(r.lines, [], `${r.instance}: killed before its agent reached metad`);
-  // Down until both agents have failed to reach it and are retrying (the old agent gave up after 5 tries).
-  const bootDomain = recs.get(boot.name)?.domain ?? '';
-  const midDomain = recs.get(mid.name)?.domain ?? '';
-  for (const dom of [bootDomain, midDomain]) await agentRetrying(e, dom, '/ganeti/latest/meta_data.json');
-  await e.restart();
-  const restart1 = Date.now();
 
-  const bootRec = await e.watchEnd(boot.name);
-  // mid4 is in its 20 s create script (and its record on disk says so: a kill -9 loses what the
-  // killed metad acknowledged but had not yet written): kill again; its next report goes to a
-  // metad that never issued its token.
-  const onDisk = async (): Promise<JobRecord | undefined> =>
-    readFile(join(e.dir, 'state', 'jobs', `${mid.name}.json`), 'utf8').then(
-      (t) => JSON.parse(t) as JobRecord,
-      () => undefined,
-    );
-  await until(
-    'mid4 in create, on disk',
-    async () => ((await onDisk())?.lines.at(-1)?.includes('step=create status=start') ? true : undefined),
-    BOOT_MS,
-  );
-  const consoleBefore = (await e.console(midDomain)).length;
-  await killMetad(e);
-  const down2 = Date.now();
-  assert.ok(!(await onDisk())?.lines.some((l) => l.includes('step=create status=ok')), 'killed while mid4 was in create');
-  await agentRetrying(e, midDomain, '/ganeti/latest/write', consoleBefore);
-  await e.restart();
-  const restart2 = Date.now();
-
-  const midRec = await e.watchEnd(mid.name);
-  for (const r of [bootRec, midRec]) {
-    assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
-    assert.deepEqual(
-      r.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
-      [
-        'step=net status=ok',
-        'step=metadata status=ok',
-        'step=parameters status=ok',
-        'step=script status=ok',
-        'step=create status=start',
-        'step=create status=ok',
-        'step=final status=succeeded',
-      ],
-      `${r.instance}: every progress line, none lost to the restarts`,
-    );
-    assert.match(r.lines[0] ?? '', / token=yes( |$)/, `${r.instance}: the agent held a session token`);
+  for (const [name, rec] of [
+    ['boot4', () => bootRec],
+    ['mid4', () => midRec],
+  ] as const) {
+    await t.test(`${name} succeeded with every progress line (none lost to the restarts) and a session token`, () => {
+      const r = rec();
+      assert.ok(r, `${name} ended (see the phase that runs it)`);
+      assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
+      assert.deepEqual(
+        r.lines.map((l) => l.split(' ').slice(2, 4).join(' ')),
+        [
+          'step=net status=ok',
+          'step=metadata status=ok',
+          'step=parameters status=ok',
+          'step=script status=ok',
+          'step=create status=start',
+          'step=create status=ok',
+          'step=final status=succeeded',
+        ],
+        `${r.instance}: every progress line, none lost to the restarts`,
+      );
+      assert.match(r.lines[0] ?? '', / token=yes( |$)/, `${r.instance}: the agent held a session token`);
+    });
   }
-  await nothingLeft(e);
-  const firstAt = ms(bootRec.firstReportAt);
-  t.diagnostic(
-    `metad down during boot ${String(restart1 - down1)} ms (boot4 domain created -> first progress line ${String(firstAt - ms(bootRec.createdAt))} ms, ` +
-      `restart -> first progress line ${String(firstAt - restart1)} ms); down mid-create ${String(restart2 - down2)} ms; ` +
-      `mid4 restart -> ended ${String(ms(midRec.endedAt) - restart2)} ms`,
-  );
+
+  await t.test('nothing is left (domains, taps, set elements, overlays), nothing past the tripwire', async (st) => {
+    await nothingLeft(e);
+    const firstAt = ms(bootRec?.firstReportAt);
+    st.diagnostic(
+      `metad down during boot ${String(restart1 - down1)} ms (boot4 domain created -> first progress line ${String(firstAt - ms(bootRec?.createdAt))} ms, ` +
+        `restart -> first progress line ${String(firstAt - restart1)} ms); down mid-create ${String(restart2 - down2)} ms; ` +
+        `mid4 restart -> ended ${String(ms(midRec?.endedAt) - restart2)} ms`,
+    );
+  });
 });

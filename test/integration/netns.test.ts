@@ -10,6 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { canUseNetns, createNetns, netnsExists, skipOrFail, type Netns } from '../support/netns.js';
+import { until } from '../support/wait.js';
 
 const PY = '/usr/bin/python3';
 
@@ -46,25 +47,19 @@ for name in ("does-not-exist.example.com.", "example.invalid.", "__cloud_init_ex
 print("ok")
 `;
 
-function waitForPort(child: ChildProcess, timeoutMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`http.server did not start: ${buf}`)), timeoutMs);
-    const onData = (b: Buffer): void => {
-      buf += b.toString();
-      const m = /port (\d+)/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`http.server exited (${code}): ${buf}`));
-    });
-  });
+/** The port python's http.server says it serves on. */
+async function serverPort(child: ChildProcess): Promise<number> {
+  let buf = '';
+  child.stdout?.on('data', (b: Buffer) => (buf += b.toString()));
+  const port = await until(
+    'http.server started',
+    () => {
+      if (child.exitCode !== null) throw new Error(`http.server exited (${String(child.exitCode)}): ${buf}`);
+      return /port (\d+)/.exec(buf)?.[1];
+    },
+    { detail: () => buf },
+  );
+  return Number(port);
 }
 
 test('tripwire netns: off-loopback traffic is dropped and counted, loopback works', async (t) => {
@@ -121,7 +116,7 @@ test('tripwire netns: off-loopback traffic is dropped and counted, loopback work
     });
     children.push(server);
     try {
-      const port = await waitForPort(server, 10_000);
+      const port = await serverPort(server);
       const r = await ns.run(PY, ['-c', GET_PY, `http://127.0.0.1:${port}/`], { timeoutMs: 10_000 });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), '200');

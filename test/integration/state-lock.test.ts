@@ -9,14 +9,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sampleInstance, type Reply } from '../support/daemon.js';
-import { CLI, admin, startProcess, writeConfig } from '../support/process.js';
-import { skipOrFail } from '../support/env.js';
-import { childPids, createTopology, type Topology } from '../support/comm-topology.js';
-import { GUESTS, commMissing, registerGuests, startMetad, until, type Metad } from '../support/comm-harness.js';
+import { CLI, admin, startProcess, LOOPBACK, writeConfig } from '../support/process.js';
+import { childPids } from '../support/comm-topology.js';
+import { GUESTS, commBed, registerGuests } from '../support/comm-harness.js';
+import { until } from '../support/wait.js';
 
 const names = (r: Reply): string[] => (r.json as { instances: { name: string }[] }).instances.map((i) => i.name);
 
@@ -63,14 +63,14 @@ test('a second metad on the same state dir (own socket and port) exits 1 naming 
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const state = join(dir, 'state');
   const sock1 = join(dir, 'admin.sock');
-  const first = await startProcess(writeConfig(dir), sock1);
+  const first = await startProcess(writeConfig(dir, LOOPBACK), sock1);
   t.after(() => first.child.kill('SIGKILL'));
   assert.equal((await admin(sock1, 'PUT', '/v1/instances/vm0', sampleInstance(0))).status, 201);
 
   const dir2 = join(dir, 'second');
   mkdirSync(dir2);
   const sock2 = join(dir2, 'admin.sock');
-  const cfg2 = writeConfig(dir2, state);
+  const cfg2 = writeConfig(dir2, { ...LOOPBACK, stateDir: state });
   const before = snapshot(dir);
   const second = spawnCli(cfg2);
   t.after(() => second.child.kill('SIGKILL'));
@@ -95,7 +95,7 @@ test('a second metad on the same state dir (own socket and port) exits 1 naming 
   assert.equal(readFileSync(join(state, 'metad.lock'), 'utf8').trim(), String(third.child.pid));
 
   // And the new holder is named to the next comer.
-  const cfg1 = writeConfig(dir, state);
+  const cfg1 = writeConfig(dir, { ...LOOPBACK, stateDir: state });
   const held = snapshot(dir);
   const fourth = spawnCli(cfg1);
   t.after(() => fourth.child.kill('SIGKILL'));
@@ -106,21 +106,10 @@ test('a second metad on the same state dir (own socket and port) exits 1 naming 
 });
 
 test('routed: the same configuration started twice leaves the first one’s nftables table, addresses and dnsmasq untouched', async (t) => {
-  if (skipOrFail(t, commMissing())) return;
-  const topo: Topology = await createTopology(GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
-  const dir = mkdtempSync(join(tmpdir(), 'metad-lock-ns-'));
-  const started: Metad[] = [];
-  const extra: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of extra) c.kill('SIGKILL');
-    for (const m of started) await m.stop();
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  chmodSync(dir, 0o755);
-  const { hv } = topo;
-  const metad = await startMetad(hv, dir, { mode: 'routed' });
-  started.push(metad);
+  const bed = await commBed(t); // its end kills the second daemon too, if it still runs
+  if (!bed) return;
+  const { hv, dir } = bed;
+  const metad = await bed.startMetad({ mode: 'routed' });
   const pid = metad.child.pid!;
   await registerGuests(metad);
   // Settled: dnsmasq serves the three hosts and has not been restarted for a second.
@@ -136,7 +125,7 @@ test('routed: the same configuration started twice leaves the first one’s nfta
   });
   await until('routes for all three guests', async () => {
     const routes = await hv.ip('-4', 'route', 'show', 'proto', '171');
-    return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`)) ? true : undefined;
+    return GUESTS.every((g) => routes.includes(`${g.ipv4} dev ${g.tap}`));
   });
   // Handles (-a) change when the table is replaced, even with the same content.
   // IPv6 duplicate address detection may finish meanwhile: "tentative" is the kernel's, not ours.
@@ -147,7 +136,6 @@ test('routed: the same configuration started twice leaves the first one’s nfta
   const before = { host: await host(), files: snapshot(dir) };
 
   const second = spawnCli(join(dir, 'config.json'), (cmd, args) => hv.spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  extra.push(second.child);
   const r = await exitOf(second.child, second.out);
   assert.equal(r.code, 1, r.out);
   assert.match(r.out, new RegExp(`state dir \\S+ in use by pid ${String(pid)}\\b`));

@@ -32,6 +32,7 @@ import { libvirtdMissing, startLibvirtd } from '../support/libvirtd.js';
 import { ctlAt } from '../support/metadctl-run.js';
 import { bootContainer, containerMissing } from '../support/nspawn.js';
 import { REAP_PROBE, reapMs } from '../support/reap-probe.js';
+import { until } from '../support/wait.js';
 import { loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
@@ -47,16 +48,6 @@ const CREATE = '#!/bin/sh\necho "test create: done"\n';
 function missing(): string | undefined {
   if (!hasCommand('dnsmasq') && !hasCommand('/usr/sbin/dnsmasq')) return 'dnsmasq not installed (dnsmasq-base; .ci/install-deps.sh)';
   return canUseNetns().why ?? containerMissing() ?? applianceMissing() ?? libvirtdMissing();
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('an install job under the real systemd unit: the tap needs the documented drop-in; then the appliance succeeds', async (t) => {
@@ -158,6 +149,16 @@ test('an install job under the real systemd unit: the tap needs the documented d
     await ctl('install', 'watch', name);
     return JSON.parse((await ctl('--json', 'install', 'status', name)).out) as JobRecord;
   };
+  /** The job's record once it has ended. */
+  const ended = (name: string): Promise<JobRecord> =>
+    until(
+      `${name} ended`,
+      async () => {
+        const s = await job(name);
+        return s.outcome !== undefined && s;
+      },
+      120_000,
+    );
 
   await t.test('the unit as shipped: the job fails creating the appliance tap (PrivateDevices hides /dev/net/tun)', async (st) => {
     await must('systemctl', 'start', 'metad');
@@ -185,10 +186,7 @@ test('an install job under the real systemd unit: the tap needs the documented d
       assert.equal((await ctl('register', join(share, 'etc/web2.json'))).code, 0);
       const r = await ctl('install', 'web2', '--timeout', '240');
       assert.equal(r.code, 0, r.err);
-      const rec = await until('web2 ended', async () => {
-        const s = await job('web2');
-        return s.outcome === undefined ? undefined : s;
-      });
+      const rec = await ended('web2');
       assert.equal(rec.outcome, 'succeeded', JSON.stringify(rec));
       // The agent read its metadata from the daemon under the unit, ran create, reported success.
       for (const step of ['step=metadata status=ok', 'step=create status=ok', 'step=final status=succeeded'])
@@ -208,18 +206,14 @@ test('an install job under the real systemd unit: the tap needs the documented d
     for (let i = 0; i < 3; i++) {
       const r = await ctl('install', 'web2', '--timeout', '2');
       assert.equal(r.code, 0, r.err);
-      const rec = await until('web2 ended', async () => {
-        const s = await job('web2');
-        return s.outcome === undefined ? undefined : s;
-      });
+      const rec = await ended('web2');
       assert.equal(rec.outcome, 'timed-out', JSON.stringify(rec));
       assert.ok(rec.destroyedAt !== undefined && rec.deadlineAt !== undefined);
       // Under load the create itself can outlast 2 s: the deadline still wins, and a domain the
       // late create made is destroyed then or by the leftover retry (30 s).
       await until(
         'nothing left behind',
-        async () =>
-          (JSON.parse((await ctl('--json', 'health')).out) as { leftovers: unknown[] }).leftovers.length === 0 ? true : undefined,
+        async () => (JSON.parse((await ctl('--json', 'health')).out) as { leftovers: unknown[] }).leftovers.length === 0,
         90_000,
       );
       if (rec.destroyError !== undefined) st.diagnostic(`run ${String(i)}: ${rec.destroyError} (a leftover, then removed)`);

@@ -9,14 +9,16 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasCommand, skipOrFail } from '../support/env.js';
-import { canUseNetns, listNetns } from '../support/netns.js';
+import { skipOrFail } from '../support/env.js';
+import { listNetns } from '../support/netns.js';
 import { createTopology, type Guest, type Ns } from '../support/comm-topology.js';
+import { commMissing, curl, dhcp, writeDhcpScript } from '../support/comm-harness.js';
 import { bootContainer, containerMissing, type Container } from '../support/nspawn.js';
+import { until } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const UNIT = join(ROOT, 'systemd/metad.service');
@@ -40,29 +42,8 @@ u metadoth - "not a metad admin"
 `;
 const OFF = 'guest:\n  listen: [{ host: 127.0.0.1, port: 80 }]\n  commRange: [127.0.0.0/8]\n';
 const ROUTED = 'guest:\n  listen: [{ host: 169.254.169.254, port: 80 }]\n  commRange: 169.254.0.0/16\nnetwork:\n  mode: routed\n';
-const DHCP_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] || exit 0\n/usr/sbin/ip addr add "$ip/16" dev "$interface"\n';
-
-function missing(): string | undefined {
-  const can = canUseNetns();
-  if (!can.ok) return can.why;
-  for (const [cmd, pkg] of [
-    ['dnsmasq', 'dnsmasq-base'],
-    ['busybox', 'busybox'],
-    ['curl', 'curl'],
-  ] as const)
-    if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
-  return containerMissing();
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** A systemd start or restart in the container may take longer than a plain process start. */
+const UNIT_MS = 30_000;
 
 interface Entry {
   msg: string;
@@ -86,7 +67,7 @@ function on(c: Container) {
       .map((l) => JSON.parse(l) as Entry);
   /** Wait for the `n`th (1-based) log entry with this msg. */
   const logged = (msg: string, n = 1): Promise<Entry> =>
-    until(`log "${msg}" #${String(n)}`, async () => (await log()).filter((e) => e.msg === msg)[n - 1]);
+    until(`log "${msg}" #${String(n)}`, async () => (await log()).filter((e) => e.msg === msg)[n - 1], UNIT_MS);
   const status = async (pid: string): Promise<Record<string, string>> =>
     Object.fromEntries(
       (await must('cat', [`/proc/${pid}/status`])).split('\n').map((l) => [l.split(':')[0], l.split(':').slice(1).join(':').trim()]),
@@ -127,7 +108,7 @@ function usOf(ts: string): number {
 }
 
 test('metad under the real systemd unit, in a container booted inside a test namespace', async (t) => {
-  if (skipOrFail(t, missing())) return;
+  if (skipOrFail(t, commMissing() ?? containerMissing())) return;
   // Undone in reverse order, also when a step fails: container, namespaces, files.
   const undo: (() => Promise<void> | void)[] = [];
   t.after(async () => {
@@ -150,7 +131,7 @@ test('metad under the real systemd unit, in a container booted inside a test nam
   );
   writeFileSync(join(dir, 'checkout.conf'), DROP_IN);
   writeFileSync(join(dir, 'sysusers.conf'), SYSUSERS);
-  writeFileSync(join(dir, 'udhcpc.sh'), DHCP_SCRIPT, { mode: 0o755 });
+  const script = writeDhcpScript(dir);
   for (const f of ['dist/daemon/cli.js', 'dist/cli/metadctl.js']) chmodSync(join(ROOT, f), 0o755);
 
   const topo = await createTopology([{ tap: GUEST.tap, mac: GUEST.mac }]);
@@ -168,6 +149,10 @@ test('metad under the real systemd unit, in a container booted inside a test nam
       [join(dir, 'checkout.conf'), '/etc/systemd/system/metad.service.d/50-checkout.conf'],
       [etc, '/etc/metad'],
       [join(dir, 'sysusers.conf'), '/etc/sysusers.d/metad-test.conf'],
+      // A checkout whose node_modules is a symlink (a git worktree sharing another's): its target too.
+      ...(lstatSync(join(ROOT, 'node_modules')).isSymbolicLink()
+        ? [[realpathSync(join(ROOT, 'node_modules')), realpathSync(join(ROOT, 'node_modules'))] as [string, string]]
+        : []),
     ],
   });
   undo.push(() => c.destroy());
@@ -176,11 +161,8 @@ test('metad under the real systemd unit, in a container booted inside a test nam
 
   /** The guest's DHCP lease from metad's dnsmasq, then its instance-id at 169.254.169.254. */
   const leaseAndRead = async (): Promise<string> => {
-    const udhcpc = ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '1', '-A', '1', '-s', join(dir, 'udhcpc.sh')];
-    const lease = await guest.run('busybox', udhcpc, { timeoutMs: 30_000 });
-    assert.match(lease.stdout + lease.stderr, new RegExp(`lease of ${GUEST.ipv4.replaceAll('.', '\\.')} obtained`));
-    const url = 'http://169.254.169.254/latest/meta-data/instance-id';
-    return (await guest.run('curl', ['-s', '--noproxy', '*', '--max-time', '5', url])).stdout;
+    assert.equal(await dhcp(guest, script), GUEST.ipv4);
+    return (await curl(guest)).body;
   };
 
   await t.test('Type=notify: the unit is active only after both doors listen', async () => {
@@ -250,8 +232,10 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     const pid = await show('MainPID');
     const restarts = Number(await show('NRestarts'));
     await signal('KILL', pid);
-    await until('restarted and active', async () =>
-      Number(await show('NRestarts')) === restarts + 1 && (await show('ActiveState')) === 'active' ? true : undefined,
+    await until(
+      'restarted and active',
+      async () => Number(await show('NRestarts')) === restarts + 1 && (await show('ActiveState')) === 'active',
+      UNIT_MS,
     );
     assert.notEqual(await show('MainPID'), pid);
     assert.deepEqual(await guestGet(hv, '127.0.0.5'), { code: '200', body: 'i-live' });
@@ -286,10 +270,14 @@ test('metad under the real systemd unit, in a container booted inside a test nam
     assert.match(await must('cat', [`/proc/${dnsmasq}/cgroup`]), /\/system\.slice\/metad\.service$/m);
     assert.equal((await status(dnsmasq))['CapEff'], CAPS);
     await signal('KILL', dnsmasq);
-    const again = await until('dnsmasq restarted', async () => {
-      const r = await c.run('pgrep', ['-u', 'metad', '-x', 'dnsmasq']);
-      return r.code === 0 && r.stdout.trim() !== dnsmasq ? r.stdout.trim() : undefined;
-    });
+    const again = await until(
+      'dnsmasq restarted',
+      async () => {
+        const r = await c.run('pgrep', ['-u', 'metad', '-x', 'dnsmasq']);
+        return r.code === 0 && r.stdout.trim() !== dnsmasq && r.stdout.trim();
+      },
+      UNIT_MS,
+    );
     assert.notEqual(again, dnsmasq);
     assert.equal(await show('ActiveState'), 'active');
   });

@@ -1,24 +1,23 @@
 /**
- * What the routed and bridged comm network tests share (test/integration/comm-routed.test.ts,
- * comm-bridged.test.ts): the real `metad serve` in the "hypervisor" namespace of a
- * test/support/comm-topology.ts topology, the guests' clients (busybox udhcpc, curl, a raw TCP
- * connect, busybox arping, a raw ARP frame), and the spoof matrix both modes must pass.
+ * What the comm network tests share (test/integration/comm-*.test.ts, state-lock.test.ts): the
+ * prologue (`commBed`: a test/support/comm-topology.ts topology, a temp dir, the real `metad
+ * serve` in its "hypervisor" namespace, all removed after the test), the guests' clients
+ * (busybox udhcpc, curl, a raw TCP connect, busybox arping, a raw ARP frame), and the spoof and
+ * DHCP theft matrices both modes must pass.
  */
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { canUseNetns } from './netns.js';
-import { missingCommand } from './env.js';
-import { request, type Reply } from './daemon.js';
-import { cleanEnv } from '../conformance/harness.js';
-import type { Guest, Ns } from './comm-topology.js';
+import { missingCommand, skipOrFail } from './env.js';
+import { startNsMetad, type NsMetad } from './ns-metad.js';
+import { until } from './wait.js';
+import { createTopology, type Guest, type Ns, type Topology } from './comm-topology.js';
 
 const MD = '169.254.169.254';
 export const PY = '/usr/bin/python3';
-const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 
 export const GUESTS = [
   { name: 'alpha', tap: 'mtap1', mac: '02:00:00:00:01:0a', ipv4: '169.254.1.10', id: 'i-alpha' },
@@ -73,63 +72,70 @@ export function commMissing(): string | undefined {
   ]);
 }
 
-export interface Metad {
-  child: ChildProcess;
-  out(): string;
-  admin(method: string, path: string, body?: unknown): Promise<Reply>;
-  stop(): Promise<void>;
+export type Metad = NsMetad;
+
+/** Starts a command in the hypervisor namespace (a wrapper such as setpriv may go in front). */
+type Spawner = Parameters<typeof startNsMetad>[0];
+
+export interface CommBed {
+  readonly topo: Topology;
+  /** The "hypervisor" namespace: metad, its taps, routes, nftables and dnsmasq. */
+  readonly hv: Ns;
+  readonly guests: Guest[];
+  /** A temp dir (0755: dnsmasq reads its files there after dropping privileges): metad's state, run dir and admin socket. */
+  readonly dir: string;
+  /** The udhcpc script that puts the leased address on eth0 (for `dhcp`). */
+  readonly script: string;
+  /** `metad serve` in the hypervisor namespace with `network` as its network section (runDir: `<dir>/run`). */
+  startMetad(network: Record<string, unknown>, spawn?: Spawner): Promise<Metad>;
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** `metad serve` in the hypervisor namespace with `network` as its network section. */
-export function startMetad(hv: Ns, dir: string, network: Record<string, unknown>): Promise<Metad> {
-  const socket = join(dir, 'admin.sock');
-  const config = join(dir, 'config.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      admin: { socket },
-      log: { level: 'info' },
-      network: { runDir: join(dir, 'run'), ...network },
-    }),
-  );
-  const child = hv.spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const m: Metad = {
-    child,
-    out: () => out,
-    admin(method, path, body) {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      return request(
-        { socketPath: socket, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
-        payload,
-      );
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(t);
-      }
+/**
+ * The prologue of every comm network test: skip-or-fail without network namespaces, dnsmasq,
+ * busybox, curl (and `also`); a topology whose guests are `guests` (default: the three GUESTS,
+ * each on its tap); a temp dir with the udhcpc script. After the test, every metad started
+ * through the bed is stopped, then the namespaces (and whatever still runs there) and the dir go.
+ * Undefined when the test was skipped.
+ */
+export async function commBed(
+  t: TestContext,
+  opts: { guests?: readonly { tap: string; mac: string }[]; also?: readonly (readonly [string, string])[] } = {},
+): Promise<CommBed | undefined> {
+  if (skipOrFail(t, commMissing() ?? missingCommand(opts.also ?? []))) return undefined;
+  const topo = await createTopology(opts.guests ?? GUESTS.map((g) => ({ tap: g.tap, mac: g.mac })));
+  const dir = mkdtempSync(join(tmpdir(), 'metad-comm-'));
+  const started: Metad[] = [];
+  t.after(async () => {
+    for (const m of started.reverse()) await m.stop();
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  chmodSync(dir, 0o755);
+  const spawnInHv: Spawner = (cmd, args, o) => topo.hv.spawn(cmd, args, o);
+  return {
+    topo,
+    hv: topo.hv,
+    guests: topo.guests,
+    dir,
+    script: writeDhcpScript(dir),
+    async startMetad(network, spawn = spawnInHv) {
+      const m = await startNsMetad(spawn, dir, { network: { runDir: join(dir, 'run'), ...network } });
+      started.push(m);
+      return m;
     },
   };
-  return until('metad started', () => {
-    if (child.exitCode !== null) throw new Error(`metad exited: ${out}`);
-    return out.includes('"metad started"') ? m : undefined;
+}
+
+/** A phase: each of the three guests gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id. */
+export async function leasesAndOwnReads(t: TestContext, bed: CommBed): Promise<void> {
+  await t.test('each guest gets its registered IPv4 from dnsmasq (udhcpc) and reads only its own instance-id', async () => {
+    for (const [i, spec] of GUESTS.entries()) {
+      const g = bed.guests[i]!;
+      assert.equal(await dhcp(g, bed.script), spec.ipv4, `${spec.name} lease`);
+      const r = await curl(g);
+      assert.equal(r.code, 0, `${spec.name} curl failed`);
+      assert.equal(r.body, spec.id);
+    }
   });
 }
 
@@ -300,11 +306,8 @@ export async function spoofMatrix(t: TestContext, s: SpoofSetup): Promise<void> 
           if (victimDown) await s.victim.ip('link', 'set', 'eth0', 'up');
         }
         // Controls: the attacker's own identity still works, and so does the victim.
-        assert.equal(
-          await until('attacker back', async () => ((await curl(s.attacker)).body === s.attackerSpec.id ? true : undefined)),
-          true,
-        );
-        assert.equal(await until('victim back', async () => ((await curl(s.victim)).body === s.victimSpec.id ? true : undefined)), true);
+        assert.equal(await until('attacker back', async () => (await curl(s.attacker)).body === s.attackerSpec.id), true);
+        assert.equal(await until('victim back', async () => (await curl(s.victim)).body === s.victimSpec.id), true);
       });
     }
   }

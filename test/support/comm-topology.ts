@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cleanupStaleNetns, listNetns, runFile, type RunResult } from './netns.js';
+import { pidAlive } from './process.js';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
 const IP = '/usr/sbin/ip';
@@ -73,15 +74,6 @@ async function removeNs(name: string): Promise<void> {
     }
   }
   await run(IP, ['netns', 'del', name]);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Namespaces of earlier runs whose test process is gone: kill what still runs there (a metad, a dnsmasq), delete them. */

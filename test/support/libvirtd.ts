@@ -13,8 +13,8 @@ import { createConnection } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { hasCommand, isRoot } from './env.js';
+import { until } from './wait.js';
 import type { Netns } from './netns.js';
 
 export interface TestLibvirtd {
@@ -171,12 +171,14 @@ export async function startLibvirtd(ns: Netns, opts: { subreaper?: boolean } = {
     if (running(child)) return;
     const c = spawnDaemon();
     child = c;
-    for (let i = 0; i < 200; i++) {
-      if (c.exitCode !== null) break;
-      if (await canConnect(socket)) return;
-      await delay(50);
+    try {
+      await until('libvirtd started', async () => {
+        if (c.exitCode !== null) throw new Error('libvirtd exited');
+        return canConnect(socket);
+      });
+    } catch (e) {
+      throw new Error(`libvirtd did not start (${(e as Error).message}): ${(await log()).slice(-2000)}`, { cause: e });
     }
-    throw new Error(`libvirtd did not start: ${(await log()).slice(-2000)}`);
   };
 
   try {

@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants as fsConstants, existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pidAlive } from './process.js';
 
 /**
  * nftables table (family inet) that holds the tripwire in each namespace.
@@ -145,15 +146,6 @@ async function mustRun(file: string, args: readonly string[], opts: RunOptions =
     throw new Error(`${[file, ...args].join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`);
   }
   return r.stdout;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function tripRuleset(withSets: boolean): string {

@@ -1,13 +1,16 @@
 /**
- * The real `metad serve` as a child process (usually inside a test network namespace): writes
- * the config file, starts the daemon, waits for "metad started", and talks to its admin socket.
- * Shared by the appliance boot and install tests.
+ * The real `metad serve` as a child process inside a test network namespace (any spawner: a
+ * netns exec, a comm topology's hypervisor namespace): writes the config file
+ * (test/support/process.ts), starts the daemon with a clean environment, waits for "metad
+ * started", and talks to its admin socket. Shared by the comm, appliance boot and install tests.
  */
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, type Reply } from './daemon.js';
+import { writeConfig } from './process.js';
+import { until } from './wait.js';
+import { cleanEnv } from '../conformance/harness.js';
 
 export const METAD_CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 
@@ -25,12 +28,11 @@ export interface NsMetad {
 
 type Spawner = (cmd: string, args: readonly string[], opts: SpawnOptions) => ChildProcess;
 
-/** Starts metad with `config` (stateDir and admin.socket under `dir` unless given). */
+/** Starts metad with `config` over writeConfig's (stateDir and admin.socket under `dir`). */
 export async function startNsMetad(spawn: Spawner, dir: string, config: Record<string, unknown>): Promise<NsMetad> {
   const socket = join(dir, 'admin.sock');
-  const file = join(dir, 'config.json');
-  await writeFile(file, JSON.stringify({ stateDir: join(dir, 'state'), admin: { socket }, log: { level: 'info' }, ...config }));
-  const child = spawn(process.execPath, [METAD_CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const file = writeConfig(dir, config);
+  const child = spawn(process.execPath, [METAD_CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
@@ -55,10 +57,17 @@ export async function startNsMetad(spawn: Spawner, dir: string, config: Record<s
       child.kill('SIGKILL');
     },
   };
-  for (let i = 0; i < 600 && child.exitCode === null; i++) {
-    if (out.includes('"metad started"')) return m;
-    await new Promise((r) => setTimeout(r, 25));
+  try {
+    return await until(
+      'metad started',
+      () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`metad exited: ${out}`);
+        return out.includes('"metad started"') && m;
+      },
+      { detail: () => out },
+    );
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
   }
-  child.kill('SIGKILL');
-  throw new Error(`metad did not start: ${out}`);
 }

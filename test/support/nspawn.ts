@@ -18,6 +18,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasCommand, isRoot } from './env.js';
+import { pidAlive } from './process.js';
+import { until } from './wait.js';
 import { runFile, type RunResult } from './netns.js';
 
 const PREFIX = 'metadu';
@@ -81,17 +83,6 @@ function run(file: string, args: readonly string[], timeoutMs = 30_000): Promise
   return runFile(file, args, { timeoutMs, detached: true });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Remove a cgroup and its children, deepest first, after killing what runs there (v2). */
 async function removeCgroup(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
@@ -100,15 +91,21 @@ async function removeCgroup(dir: string): Promise<void> {
     for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) rm(join(d, e.name));
     rmdirSync(d);
   };
-  for (let i = 0; ; i++) {
-    try {
-      rm(dir);
-      return;
-    } catch (e) {
-      if (i >= 100) throw e; // EBUSY while killed processes are still being reaped
-      await sleep(50);
-    }
-  }
+  let busy: unknown;
+  // EBUSY while killed processes are still being reaped.
+  await until(
+    `cgroup ${dir} removed`,
+    () => {
+      try {
+        rm(dir);
+        return true;
+      } catch (e) {
+        busy = e;
+        return false;
+      }
+    },
+    { detail: () => String(busy) },
+  );
 }
 
 /** nspawn leaves `/run/systemd/nspawn/propagate/NAME` when /run is no tmpfs ("we can't allow that"). */
@@ -121,16 +118,16 @@ async function removeStale(): Promise<void> {
   for (const root of cgroupRoots()) {
     for (const e of existsSync(root) ? readdirSync(root) : []) {
       const m = NAME_RE.exec(e);
-      if (m && !alive(Number(m[1]))) await removeCgroup(join(root, e));
+      if (m && !pidAlive(Number(m[1]))) await removeCgroup(join(root, e));
     }
   }
   for (const e of readdirSync(tmpdir())) {
     const m = NAME_RE.exec(e);
-    if (m && !alive(Number(m[1]))) rmSync(join(tmpdir(), e), { recursive: true, force: true });
+    if (m && !pidAlive(Number(m[1]))) rmSync(join(tmpdir(), e), { recursive: true, force: true });
   }
   for (const e of existsSync(PROPAGATE) ? readdirSync(PROPAGATE) : []) {
     const m = NAME_RE.exec(e);
-    if (m && !alive(Number(m[1]))) removePropagate(e);
+    if (m && !pidAlive(Number(m[1]))) removePropagate(e);
   }
 }
 
@@ -183,7 +180,7 @@ export async function bootContainer(o: BootOptions): Promise<Container> {
       const exited = (): boolean => !nspawn || nspawn.exitCode !== null || nspawn.signalCode !== null;
       const done = nspawn && !exited() ? new Promise((r) => nspawn!.once('exit', r)) : Promise.resolve();
       if (!exited()) nspawn!.kill('SIGTERM'); // nspawn halts the container: units stop in order
-      for (let i = 0; i < 200 && !exited(); i++) await sleep(50);
+      await until('nspawn halted the container', exited, 10_000).catch(() => undefined); // then its cgroups are killed
       for (const cg of cgroups) await removeCgroup(cg); // kills whatever did not stop (nspawn too)
       await done;
       removePropagate(name);
@@ -216,19 +213,23 @@ export async function bootContainer(o: BootOptions): Promise<Container> {
         const left = [...cgroups, own].filter((c) => existsSync(c));
         if (existsSync(join(PROPAGATE, name))) left.push(join(PROPAGATE, name));
         if (nspawn && nspawn.exitCode === null && nspawn.signalCode === null) left.push(`systemd-nspawn pid ${String(nspawn.pid)}`);
-        if (alive(leader)) left.push(`container PID 1 (${String(leader)})`);
+        if (pidAlive(leader)) left.push(`container PID 1 (${String(leader)})`);
         return left;
       },
     };
-    let state = await container.run('systemctl', ['is-system-running', '--wait'], { timeoutMs: 60_000 });
     // Until PID 1 has set up its private socket systemctl cannot connect ("offline", or nothing).
-    for (let i = 0; i < 300 && !/^(running|degraded|maintenance|stopping)$/.test(state.stdout.trim()); i++) {
-      await sleep(100);
-      state = await container.run('systemctl', ['is-system-running', '--wait'], { timeoutMs: 60_000 });
-    }
-    if (state.stdout.trim() !== 'running') {
+    let state = '';
+    await until(
+      'the container booted',
+      async () => {
+        state = (await container.run('systemctl', ['is-system-running', '--wait'], { timeoutMs: 60_000 })).stdout.trim();
+        return /^(running|degraded|maintenance|stopping)$/.test(state);
+      },
+      60_000,
+    ).catch(() => undefined); // said below, with the failed units
+    if (state !== 'running') {
       const failed = await container.run('systemctl', ['--failed', '--no-legend', '--plain']);
-      throw new Error(`container booted to "${state.stdout.trim()}": ${failed.stdout.trim()}\n${log}`);
+      throw new Error(`container booted to "${state}": ${failed.stdout.trim()}\n${log}`);
     }
     return container;
   } catch (e) {
@@ -240,25 +241,28 @@ export async function bootContainer(o: BootOptions): Promise<Container> {
 /** The container's PID 1: nspawn's child once it has become systemd. */
 async function findLeader(nspawn: ChildProcess, log: () => string): Promise<number> {
   const pid = nspawn.pid!;
-  for (let i = 0; i < 600; i++) {
-    if (nspawn.exitCode !== null || nspawn.signalCode !== null)
-      throw new Error(`systemd-nspawn exited (${String(nspawn.exitCode ?? nspawn.signalCode)}): ${log()}`);
-    let children: string[] = [];
-    try {
-      children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8')
-        .split(' ')
-        .filter(Boolean);
-    } catch {
-      // not yet
-    }
-    for (const c of children) {
+  return until(
+    'the container PID 1',
+    () => {
+      if (nspawn.exitCode !== null || nspawn.signalCode !== null)
+        throw new Error(`systemd-nspawn exited (${String(nspawn.exitCode ?? nspawn.signalCode)}): ${log()}`);
+      let children: string[] = [];
       try {
-        if (readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'systemd') return Number(c);
+        children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8')
+          .split(' ')
+          .filter(Boolean);
       } catch {
-        // gone
+        // not yet
       }
-    }
-    await sleep(50);
-  }
-  throw new Error(`no container PID 1 after 30 s: ${log()}`);
+      for (const c of children) {
+        try {
+          if (readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'systemd') return Number(c);
+        } catch {
+          // gone
+        }
+      }
+      return undefined;
+    },
+    { ms: 30_000, detail: log },
+  );
 }

@@ -1,29 +1,41 @@
 /**
  * The real `metad serve` as a child process, for tests of the process edge (signals, start
- * failures, crash safety): a config file in a temp dir, start-and-wait-for-"metad started",
- * the guest port it bound, and the TCP ports a process listens on (read from /proc).
+ * failures, crash safety): the one config writer of the test suite (a config file in a temp
+ * dir), start-and-wait-for-"metad started", the guest port it bound, the TCP ports a process
+ * listens on (read from /proc), and whether a process is still alive.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import jsonMergePatch from 'json-merge-patch';
 import { adminRequest, type Reply } from './daemon.js';
+import { until } from './wait.js';
 
 export const CLI = fileURLToPath(new URL('../../daemon/cli.js', import.meta.url));
 
-export function writeConfig(dir: string, stateDir = join(dir, 'state'), extra: Record<string, unknown> = {}): string {
+/** For writeConfig: the guest door on loopback, a free port on 127.0.0.1 (all of 127/8 stands in for guests). */
+export const LOOPBACK = { guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' } };
+
+/**
+ * A test daemon's config file, `<dir>/config.json`: its state dir and admin socket under `dir`,
+ * log level info, and `config` merged over that (a JSON merge patch: nested sections merge,
+ * `null` removes a key). Returns the file's path.
+ */
+export function writeConfig(dir: string, config: Record<string, unknown> = {}): string {
   const file = join(dir, 'config.json');
-  writeFileSync(
-    file,
-    JSON.stringify({
-      stateDir,
-      admin: { socket: join(dir, 'admin.sock') },
-      guest: { listen: [{ host: '127.0.0.1', port: 0 }], commRange: '127.0.0.0/8' },
-      log: { level: 'info' },
-      ...extra,
-    }),
-  );
+  const base = { stateDir: join(dir, 'state'), admin: { socket: join(dir, 'admin.sock') }, log: { level: 'info' } };
+  writeFileSync(file, JSON.stringify(jsonMergePatch.apply(base, config)));
   return file;
+}
+
+/** Is process `pid` there and not a zombie (a zombie has ended; it waits only to be reaped)? */
+export function pidAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${String(pid)}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 export interface DaemonProcess {
@@ -45,14 +57,20 @@ export async function startProcess(
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   await onSpawn?.(child);
-  for (let i = 0; i < 800; i++) {
-    const started = /"guest":\[\{"host":"[^"]+","port":(\d+)\}.*"msg":"metad started"/.exec(out);
-    if (started) return { child, out: () => out, guestPort: Number(started[1]) };
-    if (child.exitCode !== null || child.signalCode !== null) break;
-    await new Promise((r) => setTimeout(r, 25));
+  try {
+    const port = await until(
+      `daemon started (socket ${sock})`,
+      () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`daemon exited (socket ${sock}): ${out}`);
+        return /"guest":\[\{"host":"[^"]+","port":(\d+)\}.*"msg":"metad started"/.exec(out)?.[1];
+      },
+      { ms: 20_000, detail: () => out },
+    );
+    return { child, out: () => out, guestPort: Number(port) };
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
   }
-  child.kill('SIGKILL');
-  throw new Error(`daemon did not start (socket ${sock}): ${out}`);
 }
 
 export const admin = (sock: string, method: string, path: string, body?: unknown): Promise<Reply> => adminRequest(sock, method, path, body);

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonError } from '../../daemon/errors.js';
 import type { LiveTap } from '../../daemon/comm/network.js';
+import { until } from '../support/wait.js';
 
 async function withDaemon(fn: (d: Awaited<ReturnType<typeof createDaemon>>, net: FakeCommNetwork) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'metad-comm-unit-'));
@@ -173,9 +174,9 @@ test('N concurrent nic ups of new taps cost at most two reconciles (one in fligh
     let release = (): void => undefined;
     net.gate = new Promise<void>((r) => (release = r));
     const ups = Array.from({ length: N }, (_, i) => comm!.attach(`vm${String(i)}`, `mtap${String(i)}`));
-    for (let i = 0; i < 10_000 && !Array.from({ length: N }, (_, j) => store.get(`vm${String(j)}`)?.doc.comm.tap).every(Boolean); i++) {
-      await ticks(1);
-    }
+    await until('every nic up recorded its tap', () =>
+      Array.from({ length: N }, (_, j) => store.get(`vm${String(j)}`)?.doc.comm.tap).every(Boolean),
+    );
     await ticks();
     release();
     const statuses = await Promise.all(ups);

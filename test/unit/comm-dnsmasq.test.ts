@@ -5,7 +5,7 @@
  * log lines become catalogued events with fields, sampled per MAC and type; as root it drops to
  * the configured user.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
@@ -13,12 +13,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { DnsmasqSupervisor, dnsmasqIdentity, parseDnsmasqLine } from '../../daemon/comm/dnsmasq.js';
+import { BACKOFF_MS, DnsmasqSupervisor, HEALTHY_MS, dnsmasqIdentity, parseDnsmasqLine } from '../../daemon/comm/dnsmasq.js';
 import { LogSampler } from '../../daemon/log/log-sampler.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { sinkLogger } from '../support/sink.js';
 import { ROUTED_SETTINGS } from '../support/comm-settings.js';
+import { until } from '../support/wait.js';
 
 const nic = (i: number, ipv4 = `169.254.1.${String(i)}`): CommNic => ({
   instance: `vm${String(i)}`,
@@ -35,7 +36,8 @@ interface FakeChild {
   die(code: number): void;
 }
 
-function harness() {
+/** A supervisor with a fake dnsmasq on the fake clock; stopped and its dir removed after the test. */
+function harness(t: TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'metad-dnsmasq-'));
   const clock = new FakeClock();
   const { sink, log } = sinkLogger();
@@ -78,70 +80,96 @@ function harness() {
     sampler: new LogSampler(10_000),
     spawnChild,
   });
-  return {
-    dir,
-    clock,
-    sink,
-    children,
-    sup,
-    hosts,
-    cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 }),
-  };
+  t.after(async () => {
+    await sup.stop();
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
+  });
+  return { dir, clock, sink, children, sup, hosts };
 }
 
-test('300 NICs registered one by one: one start, then only rereads (SIGHUP); the hosts file always whole', async () => {
-  const h = harness();
-  try {
-    const nics: CommNic[] = [];
-    for (let i = 1; i <= 300; i++) {
-      nics.push(nic(i, `169.254.${String(i >> 8)}.${String(i & 255)}`));
-      await h.sup.update(nics);
-    }
-    assert.equal(h.children.length, 1, 'dnsmasq was restarted');
-    assert.deepEqual(h.sup.counts, { starts: 1, rereads: 299 });
-    assert.equal(h.children[0]!.signals.filter((s) => s === 'SIGHUP').length, 299);
-    assert.equal(readFileSync(h.hosts, 'utf8').trim().split('\n').length, 301);
-    assert.equal(h.sup.served().size, 300);
-  } finally {
-    await h.sup.stop();
-    h.cleanup();
+test('300 NICs registered one by one: one start, then only rereads (SIGHUP); the hosts file always whole', async (t) => {
+  const h = harness(t);
+  const nics: CommNic[] = [];
+  for (let i = 1; i <= 300; i++) {
+    nics.push(nic(i, `169.254.${String(i >> 8)}.${String(i & 255)}`));
+    await h.sup.update(nics);
   }
+  assert.equal(h.children.length, 1, 'dnsmasq was restarted');
+  assert.deepEqual(h.sup.counts, { starts: 1, rereads: 299 });
+  assert.equal(h.children[0]!.signals.filter((s) => s === 'SIGHUP').length, 299);
+  assert.equal(readFileSync(h.hosts, 'utf8').trim().split('\n').length, 301);
+  assert.equal(h.sup.served().size, 300);
 });
 
-test('a NIC removed or readdressed restarts dnsmasq (its lease would hold the address); the same hosts again do nothing', async () => {
-  const h = harness();
-  try {
-    await h.sup.update([nic(1), nic(2)]);
-    await h.sup.update([nic(1), nic(2)]);
-    assert.equal(h.children.length, 1);
-    assert.deepEqual(h.children[0]!.signals, []);
-    await h.sup.update([nic(1)]);
-    assert.equal(h.children.length, 2, 'a removed NIC did not restart dnsmasq');
-    assert.deepEqual(h.children[0]!.signals, ['SIGTERM']);
-    await h.sup.update([nic(1, '169.254.9.9')]);
-    assert.equal(h.children.length, 3, 'a readdressed NIC did not restart dnsmasq');
-  } finally {
-    await h.sup.stop();
-    h.cleanup();
-  }
+test('a NIC removed or readdressed restarts dnsmasq (its lease would hold the address); the same hosts again do nothing', async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1), nic(2)]);
+  await h.sup.update([nic(1), nic(2)]);
+  assert.equal(h.children.length, 1);
+  assert.deepEqual(h.children[0]!.signals, []);
+  await h.sup.update([nic(1)]);
+  assert.equal(h.children.length, 2, 'a removed NIC did not restart dnsmasq');
+  assert.deepEqual(h.children[0]!.signals, ['SIGTERM']);
+  await h.sup.update([nic(1, '169.254.9.9')]);
+  assert.equal(h.children.length, 3, 'a readdressed NIC did not restart dnsmasq');
 });
 
-test('a dnsmasq that was sent SIGHUP and then dies is still restarted', async () => {
-  const h = harness();
-  try {
-    await h.sup.update([nic(1)]);
-    await h.sup.update([nic(1), nic(2)]);
-    assert.deepEqual(h.children[0]!.signals, ['SIGHUP']);
-    h.children[0]!.die(1);
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
-    assert.match(h.sink.text, /"msg":"dnsmasq exited; restarting it"/);
-    await h.clock.advance(250);
-    assert.equal(h.children.length, 2, 'not respawned');
-  } finally {
-    await h.sup.stop();
-    h.cleanup();
-  }
+test('a dnsmasq that was sent SIGHUP and then dies is still restarted', async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1)]);
+  await h.sup.update([nic(1), nic(2)]);
+  assert.deepEqual(h.children[0]!.signals, ['SIGHUP']);
+  h.children[0]!.die(1);
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.match(h.sink.text, /"msg":"dnsmasq exited; restarting it"/);
+  await h.clock.advance(250);
+  assert.equal(h.children.length, 2, 'not respawned');
+});
+
+test('restart backoff on the clock: 250 ms, 1 s, 5 s, then 30 s each; a dnsmasq that ran over a minute restarts after 250 ms again', async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1)]);
+  const exits = (): number => h.sink.records().filter((r) => r['msg'] === 'dnsmasq exited; restarting it').length;
+  /** The running child dies; no new one before `ms` have passed on the clock, one at `ms`. */
+  const dieAndRestartAfter = async (ms: number, what: string): Promise<void> => {
+    const n = h.children.length;
+    const seen = exits();
+    h.children[n - 1]!.die(1);
+    await until('the exit logged', () => exits() === seen + 1);
+    await h.clock.advance(ms - 1);
+    assert.equal(h.children.length, n, `${what}: restarted before ${String(ms)} ms`);
+    await h.clock.advance(1);
+    assert.equal(h.children.length, n + 1, `${what}: not restarted at ${String(ms)} ms`);
+    assert.equal(h.sup.pid, h.children[n]!.pid);
+  };
+  assert.deepEqual(BACKOFF_MS, [250, 1000, 5000, 30000]);
+  await dieAndRestartAfter(250, '1st exit');
+  await dieAndRestartAfter(1000, '2nd exit');
+  await dieAndRestartAfter(5000, '3rd exit');
+  await dieAndRestartAfter(30000, '4th exit');
+  await dieAndRestartAfter(30000, '5th exit (the longest wait stays)');
+  // A wall-clock step (NTP, date -s) is not running time: the backoff does not start over.
+  h.clock.jumpWall(HEALTHY_MS * 10);
+  await dieAndRestartAfter(30000, 'after a wall-clock step');
+  // Running just at the limit is not healthy yet; running past it is.
+  await h.clock.advance(HEALTHY_MS);
+  await dieAndRestartAfter(30000, 'after running exactly a minute');
+  await h.clock.advance(HEALTHY_MS + 1);
+  await dieAndRestartAfter(250, 'after running over a minute');
+  await dieAndRestartAfter(1000, 'and again it grows');
+});
+
+test('stopped during the restart backoff: dnsmasq is not started again', async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1)]);
+  h.children[0]!.die(1);
+  await until('the restart waits on the clock', () => h.clock.pending === 1);
+  await h.sup.stop();
+  assert.equal(h.clock.pending, 0, 'the backoff sleep was not cancelled');
+  await h.clock.advance(BACKOFF_MS[0]);
+  assert.equal(h.children.length, 1, 'started after stop()');
+  assert.equal(h.sup.pid, undefined);
 });
 
 test("dnsmasq's log: DHCP messages parsed into fields", () => {
@@ -181,36 +209,31 @@ test("dnsmasq's log: DHCP messages parsed into fields", () => {
   assert.equal(parseDnsmasqLine(`dnsmasq[7]: ${'x'.repeat(500)}`).text.length, 200);
 });
 
-test("dnsmasq's log becomes metad's: events with fields, sampled per MAC and type, suppressed counts reported", async () => {
-  const h = harness();
-  try {
-    await h.sup.update([nic(1)]);
-    const say = async (line: string): Promise<void> => {
-      h.children[0]!.stderr.write(`dnsmasq-dhcp[${String(h.children[0]!.pid)}]: ${line}\n`);
-      await new Promise((r) => setImmediate(r));
-    };
-    for (let i = 0; i < 50; i++) await say('DHCPDECLINE(t1) 169.254.1.1 02:00:00:00:01:01');
-    await say('DHCPDISCOVER(t1) 02:00:00:00:01:01');
-    await say('failed to read /x: Permission denied');
-    const recs = h.sink.records();
-    const refused = recs.filter((r) => r['msg'] === 'dhcp request refused');
-    assert.equal(refused.length, 1, '50 DECLINEs from one MAC within 10 s: one line');
-    assert.deepEqual(
-      [refused[0]!['type'], refused[0]!['iface'], refused[0]!['ipv4'], refused[0]!['mac'], refused[0]!['level']],
-      ['DECLINE', 't1', '169.254.1.1', '02:00:00:00:01:01', 40],
-    );
-    assert.ok(recs.some((r) => r['msg'] === 'dhcp message' && r['type'] === 'DISCOVER'));
-    assert.ok(recs.some((r) => r['msg'] === 'dnsmasq reports a problem' && r['line'] === 'failed to read /x: Permission denied'));
-    assert.ok(recs.some((r) => r['msg'] === 'dnsmasq log' && r['line'] === 'started, version 2.90 DNS disabled'));
-    await h.clock.advance(10_000);
-    await say('DHCPDECLINE(t1) 169.254.1.1 02:00:00:00:01:01');
-    const again = h.sink.records().filter((r) => r['msg'] === 'dhcp request refused');
-    assert.equal(again.length, 2);
-    assert.equal(again[1]!['suppressed'], 49);
-  } finally {
-    await h.sup.stop();
-    h.cleanup();
-  }
+test("dnsmasq's log becomes metad's: events with fields, sampled per MAC and type, suppressed counts reported", async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1)]);
+  const say = async (line: string): Promise<void> => {
+    h.children[0]!.stderr.write(`dnsmasq-dhcp[${String(h.children[0]!.pid)}]: ${line}\n`);
+    await new Promise((r) => setImmediate(r));
+  };
+  for (let i = 0; i < 50; i++) await say('DHCPDECLINE(t1) 169.254.1.1 02:00:00:00:01:01');
+  await say('DHCPDISCOVER(t1) 02:00:00:00:01:01');
+  await say('failed to read /x: Permission denied');
+  const recs = h.sink.records();
+  const refused = recs.filter((r) => r['msg'] === 'dhcp request refused');
+  assert.equal(refused.length, 1, '50 DECLINEs from one MAC within 10 s: one line');
+  assert.deepEqual(
+    [refused[0]!['type'], refused[0]!['iface'], refused[0]!['ipv4'], refused[0]!['mac'], refused[0]!['level']],
+    ['DECLINE', 't1', '169.254.1.1', '02:00:00:00:01:01', 40],
+  );
+  assert.ok(recs.some((r) => r['msg'] === 'dhcp message' && r['type'] === 'DISCOVER'));
+  assert.ok(recs.some((r) => r['msg'] === 'dnsmasq reports a problem' && r['line'] === 'failed to read /x: Permission denied'));
+  assert.ok(recs.some((r) => r['msg'] === 'dnsmasq log' && r['line'] === 'started, version 2.90 DNS disabled'));
+  await h.clock.advance(10_000);
+  await say('DHCPDECLINE(t1) 169.254.1.1 02:00:00:00:01:01');
+  const again = h.sink.records().filter((r) => r['msg'] === 'dhcp request refused');
+  assert.equal(again.length, 2);
+  assert.equal(again[1]!['suppressed'], 49);
 });
 
 test('as root dnsmasq drops to network.dhcp.user (default dnsmasq, else nobody) with its group; otherwise it runs as metad', async () => {

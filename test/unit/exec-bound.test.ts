@@ -8,39 +8,24 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { boundedExec } from '../../daemon/comm/exec.js';
 import { CommError } from '../../daemon/comm/network.js';
 import { systemClock } from '../../daemon/clock.js';
 import { FakeClock } from '../fakes/fake-clock.js';
+import { pidAlive } from '../support/process.js';
+import { until } from '../support/wait.js';
 
-/** Alive = exists and is not a zombie (a killed grandchild may wait for a slow PID 1 to reap it). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${String(pid)}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function pidsFrom(file: string): Promise<number[]> {
-  for (let i = 0; i < 500; i++) {
-    const text = (() => {
-      try {
-        return readFileSync(file, 'utf8');
-      } catch {
-        return '';
-      }
-    })();
-    if (text.endsWith('\n')) return text.trim().split(/\s+/).map(Number);
-    await delay(10);
-  }
-  throw new Error('the child did not write its pids');
-}
-
-async function gone(pids: readonly number[]): Promise<boolean> {
-  for (let i = 0; i < 500 && pids.some(alive); i++) await delay(20);
-  return !pids.some(alive);
+/** The pids the child wrote to `file` (one line, ended by a newline). */
+function pidsFrom(file: string): Promise<number[]> {
+  return until('the child wrote its pids', () => {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      // not yet
+    }
+    return text.endsWith('\n') && text.trim().split(/\s+/).map(Number);
+  });
 }
 
 test('a tool that never exits is killed at its bound on the injected clock, with what it started; the call says so', async (t) => {
@@ -57,12 +42,14 @@ test('a tool that never exits is killed at its bound on the injected clock, with
   const pids = await pidsFrom(file);
   assert.equal(pids.length, 2);
   await clock.advance(4_999);
-  await delay(50);
+  // The bound still waits on the clock: nothing has been killed, and the call has not settled.
+  assert.equal(clock.pending, 1, 'the bound is no longer pending before its time');
   assert.equal(settled, false, 'not before its bound');
-  assert.ok(pids.every(alive), 'still running before the bound');
+  assert.ok(pids.every(pidAlive), 'still running before the bound');
   await clock.advance(1);
   await assert.rejects(run, (e: unknown) => e instanceof CommError && /^sh -c .* did not finish within 5000 ms: killed$/.test(e.message));
-  assert.ok(await gone(pids), 'the shell and the sleep it started are both killed');
+  // Alive = exists and is not a zombie (a killed grandchild may wait for a slow PID 1 to reap it).
+  await until('the shell and the sleep it started are both killed', () => !pids.some(pidAlive));
 });
 
 test('a tool that finishes within its bound answers as before (exit code, output, stdin)', async () => {

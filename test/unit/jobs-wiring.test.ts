@@ -26,10 +26,11 @@ import { loadBinding } from '../../appliance/libvirt.js';
 import { DiskRefused, lvmDmName, resolveDisk, type DiskFs } from '../../daemon/jobs/disks.js';
 import { skipOrFail } from '../support/env.js';
 import type { PublicDoc } from '../../daemon/registry/model.js';
+import { until } from '../support/wait.js';
 
 /** Until the job's domain runs (prepare does real file I/O: more than a few turns of the loop). */
 async function created(hv: FakeHypervisor): Promise<void> {
-  for (let i = 0; i < 500 && hv.running().length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  await until('the domain runs', () => hv.running().length > 0);
   assert.equal(hv.running().length, 1);
 }
 
@@ -452,7 +453,7 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
     assert.ok((d1.services.jobs.status('vm1')?.preparedAt ?? '') <= (d1.services.jobs.status('vm1')?.createdAt ?? ''));
     const onDisk = (): string =>
       existsSync(join(dir, 'state', 'jobs', 'vm1.json')) ? readFileSync(join(dir, 'state', 'jobs', 'vm1.json'), 'utf8') : '';
-    for (let i = 0; i < 500 && !onDisk().includes('"createdAt"'); i++) await new Promise((r) => setTimeout(r, 2));
+    await until('the record on disk says created', () => onDisk().includes('"createdAt"'));
     // The first daemon dies (kill -9: nothing of it runs on); its tap, domain and record stay.
     // d1 still holds its state dir's lock in this process, so the "restarted" daemon gets a copy
     // of the state dir as it was (the lock is on d1's open file, not on the copied file).
@@ -463,17 +464,17 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
     net2.links.add(tap);
     const clock2 = new FakeClock(1_010_000);
     const d2 = await start(net2, clock2, dir2);
-    for (let i = 0; i < 500 && !net2.nics.some((n) => n.tap === tap); i++) await new Promise((r) => setTimeout(r, 2));
+    await until('the tap adopted', () => net2.nics.some((n) => n.tap === tap));
     assert.deepEqual(
       net2.nics.map((n) => [n.instance, n.tap]),
       [['vm1', tap]],
       'adopted: the tap carries vm1 again',
     );
     hv.powerOff(rec.domain);
-    for (let i = 0; i < 200 && d2.services.jobs.status('vm1')?.outcome === undefined; i++) {
+    await until('the adopted run ended', async () => {
       await clock2.advance(250); // the adopted run polls on this clock
-      await new Promise((r) => setTimeout(r, 2));
-    }
+      return d2.services.jobs.status('vm1')?.outcome !== undefined;
+    });
     await d2.services.jobs.settled('vm1');
     assert.equal(d2.services.jobs.status('vm1')?.outcome, 'failed');
     assert.ok(!net2.links.has(tap), 'released: tap deleted');
@@ -487,7 +488,7 @@ test('restart: a running appliance is adopted, its tap gets the instance identit
 test('at start, leftovers no unfinished job owns are swept: appliance taps, console logs, overlays; nothing else', async () => {
   await withDaemon(
     async (h) => {
-      for (let i = 0; i < 500 && h.net.links.has('mdi0123456789ab'); i++) await new Promise((r) => setTimeout(r, 2));
+      await until('the leftover tap swept', () => !h.net.links.has('mdi0123456789ab'));
       assert.deepEqual([...h.net.links].sort(), ['mtap7'], 'the leftover appliance tap is gone, the other tap stays');
       assert.deepEqual(readdirSync(join(h.dir, 'run')), ['notes.txt']);
       assert.deepEqual(readdirSync(join(h.dir, 'ovl')), ['base.qcow2']);

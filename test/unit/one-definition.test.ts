@@ -2,7 +2,9 @@
  * What was dead or untrue stays gone (issue 6, item 25): each protocol constant has one
  * definition (the random_seed size, each dialect's version list), RenderCtx has no unread
  * `passwordSet`, and every `scripts/…` file a source comment names exists. Issue 14: one
- * function turns a stored instance back into its input document, and a name means one thing.
+ * function turns a stored instance back into its input document, a name means one thing, and
+ * the test suite's own helpers have one definition each too: one polling wait, one liveness
+ * check, and every environment skip goes through skipOrFail.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,4 +82,43 @@ test("one Prepared name per meaning: the guest door's answer bytes (PreparedAnsw
     [...readFileSync(f, 'utf8').matchAll(/^export (?:interface|type|class) (Prepared\w*)/gm)].map((m) => `${relative(ROOT, f)}:${m[1]}`),
   );
   assert.deepEqual(defs.sort(), ['daemon/jobs/manager.ts:PreparedRun', 'routes/guest/answer.ts:PreparedAnswer']);
+});
+
+/** `test/…` files and their code lines (comments left out), for the test suite's own rules. */
+function testCode(): { file: string; line: string }[] {
+  const comment = (line: string) => /^\s*(\/\/|\*|\/\*\*)/.test(line);
+  return sources('test')
+    .filter((f) => !f.endsWith('one-definition.test.ts'))
+    .flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((line) => !comment(line))
+        .map((line) => ({ file: relative(ROOT, f), line })),
+    );
+}
+
+test('the test suite waits with one `until` (test/support/wait.ts) and asks whether a process lives with one `pidAlive` (process.ts)', () => {
+  const defs = testCode()
+    .filter(({ line }) => /\b(?:function|const|let)\s+(until|wait(?:For|Until)\w*|eventually|pidAlive|alive)\b\s*(?:[=(<:])/.test(line))
+    .map(({ file, line }) => `${file}: ${line.trim().slice(0, 60)}`);
+  assert.deepEqual(defs, [
+    'test/support/process.ts: export function pidAlive(pid: number): boolean {',
+    'test/support/wait.ts: export async function until<T>(',
+  ]);
+  // process.kill(pid, 0) is the other liveness check (and it counts a zombie as alive).
+  assert.deepEqual(
+    testCode()
+      .filter(({ line }) => /\.kill\([^,()]+,\s*0\)/.test(line))
+      .map(({ file }) => file),
+    [],
+  );
+});
+
+test('every environment skip in the test suite goes through skipOrFail (METAD_NO_SKIP=1 turns it into a failure)', () => {
+  const bare = testCode()
+    .filter(({ file }) => file !== 'test/support/env.ts')
+    .filter(({ line }) => /\.skip\(|\btest\.skip\b|\{\s*skip:|,\s*skip:|\.todo\(|\btodo:/.test(line))
+    .map(({ file, line }) => `${file}: ${line.trim()}`);
+  assert.deepEqual(bare, []);
+  assert.match(readFileSync(join(ROOT, 'test/support/env.ts'), 'utf8'), /METAD_NO_SKIP === '1'\) assert\.fail/);
 });
