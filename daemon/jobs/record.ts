@@ -11,8 +11,9 @@
  * claim-once ones are consumed) and the end of its run (before the wipe), so a value claimed
  * or wiped since is still known. A secret printed otherwise (encoded, split across lines) is
  * not recognised.
- * Records read back at start (`JobRecordFiles.loadAll`) are shown as they were written: they
- * passed `scrubRecord` then, and are not passed again.
+ * Records read back at start (`JobRecordFiles.loadAll`) pass `scrubRecord` again, without secret
+ * values (a restart has lost them; lines that held one were redacted when written): a file of an
+ * older version or edited by hand is shown by the same rules.
  * Reasons are metad's own words, a refusal of metad's (DaemonError), or a comm network error
  * (metad's words around a tool's first error line, anything shaped like a host path cut out): a
  * hypervisor's raw error text and any other preparation error (which may name host paths) go to
@@ -165,7 +166,11 @@ export class JobRecordFiles {
         const r = JSON.parse(await readFile(`${this.dir}/${f}`, 'utf8')) as Partial<JobRecord>;
         if (r.v !== 1 || typeof r.instance !== 'string' || !isInstanceName(r.instance) || `${r.instance}.json` !== f)
           throw new Error('not a job record');
-        records.push(r as JobRecord);
+        if (!Array.isArray(r.lines) || !r.lines.every((l) => typeof l === 'string')) throw new Error('not a job record');
+        // Scrubbed again (control characters, long lines, foreign error text): a file of an older
+        // version or edited by hand is shown by the same rules. The secrets are gone with the
+        // process; the lines that held one were redacted when the record was written.
+        records.push(scrubRecord(r as JobRecord, []));
       } catch {
         bad.push(f);
       }

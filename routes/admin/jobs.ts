@@ -3,7 +3,7 @@
  * list, and a watch stream (NDJSON: the record now, then every change, closed once it ended).
  * The records are the job manager's, and every record it makes or changes has passed
  * daemon/jobs/record.ts's scrubRecord: no line with a secret value the job held, no control
- * character, no hypervisor text. Records read back at start are shown as they were written.
+ * character, no hypervisor text. Records read back at start are scrubbed again (without secret values: a restart has lost them).
  */
 import { PassThrough } from 'node:stream';
 import type Router from '@koa/router';

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHypervisor } from '../fakes/fake-hypervisor.js';
@@ -701,5 +701,37 @@ test('restart recovery: an orphan whose destroy fails is reported as a leftover 
   assert.deepEqual(h.hv.running(), ['metad-install-x'], 'still running');
   assert.deepEqual(left, ['domain metad-install-x']);
   assert.match(sink.text, /"orphans":0,"orphansLeft":1/);
+  h.done();
+});
+
+test('records read back at start pass the same scrub: a hand-edited or older file shows no control character, no overlong line, no foreign error text', async () => {
+  const h = harness();
+  await h.files.init();
+  const at = new Date(0).toISOString();
+  const hostile = {
+    v: 1,
+    instance: 'x',
+    domain: 'metad-install-x',
+    state: 'failed',
+    outcome: 'failed',
+    timeoutSec: 60,
+    requestedAt: at,
+    endedAt: at,
+    lines: ['\u001b]0;owned\u0007step \u001b[31mred\r', 'y'.repeat(5000)],
+    destroyError: 'virDomainDestroy: /var/lib/libvirt/qemu/secret.img busy',
+  };
+  writeFileSync(join(h.files.dir, 'x.json'), JSON.stringify(hostile));
+  // lines of the wrong type: not a record (skipped like any unreadable file), never a crash at start.
+  writeFileSync(join(h.files.dir, 'y.json'), JSON.stringify({ ...hostile, instance: 'y', lines: 'not a list' }));
+  await h.jm.init();
+  const r = h.jm.status('x');
+  assert.ok(r, 'the record is shown');
+  assert.ok(
+    r.lines.every((l) => !/[\u0000-\u001f\u007f-\u009f]/.test(l)),
+    JSON.stringify(r.lines),
+  );
+  assert.ok(r.lines.every((l) => l.length <= MAX_LINE_CHARS));
+  assert.ok(!JSON.stringify(r).includes('/var/lib/libvirt'), 'a foreign error text names no host path');
+  assert.equal(h.jm.status('y'), undefined);
   h.done();
 });
