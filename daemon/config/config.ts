@@ -5,11 +5,10 @@
  * deep-frozen.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import type { FromSchema } from 'json-schema-to-ts';
-import { isIPv4 } from 'node:net';
 import { ipv4InCidr, METADATA_IPV4, parseCidr } from '../net.js';
 import { configSchema } from './schema.js';
 
@@ -133,14 +132,18 @@ function crossFieldProblems(cfg: unknown): string[] {
   if (network?.ec2Ipv6 === true && network.mode !== 'routed') {
     out.push('/network/ec2Ipv6: needs /network/mode routed (off serves no comm network, bridged no IPv6)');
   }
-  if (network && typeof network === 'object' && network.mode !== undefined && network.mode !== 'off') {
+  const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];
+  /** Whether a comm range holds `ip`; undefined when a range is malformed (reported on its own). */
+  const inCommRange = (ip: string): boolean | undefined => {
     try {
-      const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];
-      if (ranges.every((r) => typeof r === 'string') && !ranges.some((r) => ipv4InCidr(METADATA_IPV4, parseCidr(r)))) {
-        out.push('/guest/commRange: one range must contain 169.254.169.254 when /network/mode is not off');
-      }
+      return ranges.some((r) => typeof r === 'string' && ipv4InCidr(ip, parseCidr(r)));
     } catch {
-      // a malformed range is reported on its own
+      return undefined;
+    }
+  };
+  if (network && typeof network === 'object' && network.mode !== undefined && network.mode !== 'off') {
+    if (ranges.every((r) => typeof r === 'string') && inCommRange(METADATA_IPV4) === false) {
+      out.push('/guest/commRange: one range must contain 169.254.169.254 when /network/mode is not off');
     }
     if (Array.isArray(g.listen) && !g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === METADATA_IPV4)) {
       out.push('/guest/listen: must include 169.254.169.254 when /network/mode is not off');
@@ -149,14 +152,12 @@ function crossFieldProblems(cfg: unknown): string[] {
   const metricsListen = (cfg as { metrics?: { listen?: { host?: unknown; port?: unknown } } }).metrics?.listen;
   if (metricsListen && typeof metricsListen.host === 'string') {
     const host = metricsListen.host;
-    const ranges: unknown[] = Array.isArray(g.commRange) ? g.commRange : [g.commRange];
-    let guestReachable = host === METADATA_IPV4 || host === '0.0.0.0' || host === '::';
-    try {
-      if (isIPv4(host) && ranges.some((r) => typeof r === 'string' && ipv4InCidr(host, parseCidr(r)))) guestReachable = true;
-    } catch {
-      // a malformed range is reported on its own
-    }
-    if (Array.isArray(g.listen) && g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === host)) guestReachable = true;
+    const guestReachable =
+      host === METADATA_IPV4 ||
+      host === '0.0.0.0' ||
+      host === '::' ||
+      (isIPv4(host) && inCommRange(host) === true) ||
+      (Array.isArray(g.listen) && g.listen.some((l: unknown) => (l as { host?: unknown } | null)?.host === host));
     if (guestReachable)
       out.push(
         '/metrics/listen/host: guests could reach it (inside /guest/commRange, a wildcard, or a guest listener): use a management or loopback address outside the comm ranges',

@@ -88,35 +88,25 @@ export class Metrics {
   constructor(src: MetricSources) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
-    const gauge = (name: MetricName, collect: (g: Gauge) => void): void => {
+    /** Values a source sets at scrape time: `set(labels, v)` on a gauge, or on a counter whose total is kept elsewhere. */
+    type Collect = (set: (labels: Record<string, string>, v: number) => void) => void;
+    const scraped = (Kind: typeof Gauge | typeof Counter, name: MetricName, collect: Collect): void => {
       const def = METRICS[name];
-      new Gauge({
+      new Kind({
         name,
         help: def.help,
         labelNames: [...def.labels],
         registers: [r],
-        collect() {
+        collect(this: Gauge | Counter) {
           this.reset();
-          collect(this);
+          collect((labels, v) => (this instanceof Gauge ? this.set(labels, v) : this.inc(labels, v)));
         },
       });
     };
-    // A counter whose total is kept elsewhere: set from it at scrape time.
-    const counter = (name: MetricName, collect: (set: (labels: Record<string, string>, v: number) => void) => void): void => {
-      const def = METRICS[name];
-      new Counter({
-        name,
-        help: def.help,
-        labelNames: [...def.labels],
-        registers: [r],
-        collect() {
-          this.reset();
-          collect((labels, v) => this.inc(labels, v));
-        },
-      });
-    };
+    const gauge = (name: MetricName, collect: Collect): void => scraped(Gauge, name, collect);
+    const counter = (name: MetricName, collect: Collect): void => scraped(Counter, name, collect);
 
-    gauge('metad_build_info', (g) => g.set({ version: src.version }, 1));
+    gauge('metad_build_info', (set) => set({ version: src.version }, 1));
     counter('metad_guest_answers_total', (set) => {
       for (const a of src.guest.answerCounts()) set({ dialect: a.dialect, status: String(a.status) }, a.count);
     });
@@ -129,14 +119,14 @@ export class Metrics {
       for (const [event, n] of src.guestEvents()) set({ event: eventLabel(event) }, n);
     });
     counter('metad_guest_tokens_issued_total', (set) => set({}, src.tokensIssued()));
-    gauge('metad_instances', (g) => g.set(src.instances()));
-    gauge('metad_secrets_held', (g) => g.set(src.secretsHeld()));
-    gauge('metad_pipe_bytes_queued', (g) => {
+    gauge('metad_instances', (set) => set({}, src.instances()));
+    gauge('metad_secrets_held', (set) => set({}, src.secretsHeld()));
+    gauge('metad_pipe_bytes_queued', (set) => {
       const p = src.pipeBytes();
-      g.set({ direction: 'to_guest' }, p.toGuestBytes);
-      g.set({ direction: 'to_host' }, p.toHostBytes);
+      set({ direction: 'to_guest' }, p.toGuestBytes);
+      set({ direction: 'to_host' }, p.toHostBytes);
     });
-    gauge('metad_state_quarantined_files', (g) => g.set(src.quarantined()));
+    gauge('metad_state_quarantined_files', (set) => set({}, src.quarantined()));
     counter('metad_comm_reconciles_total', (set) => {
       const c = src.reconciles();
       if (!c) return;
@@ -150,12 +140,12 @@ export class Metrics {
       set({ result: 'refused' }, p.refused);
       set({ result: 'failed' }, p.failed);
     });
-    gauge('metad_jobs', (g) => {
+    gauge('metad_jobs', (set) => {
       const by = new Map<string, number>();
       for (const s of src.jobStates()) by.set(s, (by.get(s) ?? 0) + 1);
-      for (const [state, n] of by) g.set({ state }, n);
+      for (const [state, n] of by) set({ state }, n);
     });
-    gauge('metad_leftovers', (g) => g.set(src.leftovers()));
+    gauge('metad_leftovers', (set) => set({}, src.leftovers()));
   }
 
   /** The Prometheus text exposition and its content type. */
