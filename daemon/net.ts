@@ -158,12 +158,14 @@ export function tapNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** Why a guest may not have this tap name: it is an install appliance's (undefined when not). */
+export function applianceTapProblem(name: string): string | undefined {
+  return name.startsWith(APPLIANCE_TAP_PREFIX)
+    ? `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)`
+    : undefined;
+}
+
 /** Why a guest's tap name (`nic up`, `comm.tap`) is unusable: tapNameProblem, and not an appliance's. */
 export function guestTapNameProblem(name: string): string | undefined {
-  return (
-    tapNameProblem(name) ??
-    (name.startsWith(APPLIANCE_TAP_PREFIX)
-      ? `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)`
-      : undefined)
-  );
+  return tapNameProblem(name) ?? applianceTapProblem(name);
 }

@@ -8,7 +8,7 @@
  * Its log (stderr) becomes metad's: DHCP messages as events with fields, sampled per client.
  * When metad runs as root, dnsmasq drops to `network.dhcp.user` (dnsmasq's own --user/--group).
  */
-import { spawnTool, type ToolProcess } from './exec.js';
+import { packageHint, spawnTool, type ToolProcess } from './exec.js';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,6 @@ import { writeFileDurable } from '../registry/persist.js';
 import { EV } from '../log/events.js';
 import type { DhcpServer } from './linux.js';
 import { buildDhcpHosts, buildDnsmasqConf, type CommNic, type CommSettings } from './plan.js';
-import { packageHint } from './exec.js';
 
 /** At most one line per key per interval (routes/guest/log-sampler.ts's LogSampler, injected by the composition root). */
 export interface LineSampler {

@@ -6,12 +6,11 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/config.js';
-import { ipv4InCidr, parseCidr } from '../net.js';
+import { EC2_METADATA_IPV6, ipv4InCidr, METADATA_IPV4, METADATA_IPV6, parseCidr } from '../net.js';
 import { DnsmasqSupervisor, type LineSampler } from './dnsmasq.js';
 import { LinuxCommNetwork, type DhcpServer } from './linux.js';
 import { BridgedCommNetwork } from './bridged.js';
 import type { CommNetwork } from './network.js';
-import { EC2_METADATA_IPV6, METADATA_IPV4, METADATA_IPV6 } from '../net.js';
 import { buildDhcpHosts, ROUTE_PROTO, type CommNic, type CommSettings } from './plan.js';
 import { writeFileDurable } from '../registry/persist.js';
 import { mkdir } from 'node:fs/promises';

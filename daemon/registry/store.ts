@@ -27,9 +27,8 @@ import { DaemonError, notFound } from '../errors.js';
 import { CommIndex, type CommProblem } from './comm-index.js';
 import { encodeStateFile } from './state-file.js';
 import { quarantineFile, readStateFiles } from './state-dir.js';
-import { Ipv4Ranges } from '../net.js';
+import { Ipv4Ranges, METADATA_IPV4 } from '../net.js';
 import { commIpv4Problem } from './validate.js';
-import { METADATA_IPV4 } from '../net.js';
 import { EV } from '../log/events.js';
 
 export interface StoreOptions {

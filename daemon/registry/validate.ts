@@ -6,8 +6,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { HOST_PATH_PATTERN, instanceSchema, OS_NAME_PATTERN, paramValuesSchema, type InstanceInput } from './model.js';
 import { invalid, type ErrorDetail } from '../errors.js';
-import { parseAddressCidr } from '../net.js';
-import { APPLIANCE_TAP_PREFIX, METADATA_IPV4 } from '../net.js';
+import { applianceTapProblem, METADATA_IPV4, parseAddressCidr } from '../net.js';
 
 // ajv-formats is CommonJS; under nodenext its default export is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
@@ -84,8 +83,8 @@ function semanticProblems(doc: InstanceInput): ErrorDetail[] {
   const comm = commIpv4Problem(doc.comm.ipv4);
   if (comm !== undefined) out.push({ path: '/comm/ipv4', message: comm });
   // Install appliances' taps (the start-up sweep deletes leftovers by this prefix): never a guest's.
-  if (doc.comm.tap?.startsWith(APPLIANCE_TAP_PREFIX))
-    out.push({ path: '/comm/tap', message: `must not start with ${APPLIANCE_TAP_PREFIX} (reserved for install appliances' taps)` });
+  const tap = doc.comm.tap === undefined ? undefined : applianceTapProblem(doc.comm.tap);
+  if (tap !== undefined) out.push({ path: '/comm/tap', message: tap });
   return [...out, ...nicProblems(doc)];
 }
 
