@@ -16,6 +16,7 @@ import {
   catchesSignal,
   listeningTcpPorts,
   startProcess,
+  stopChild,
   LOOPBACK,
   writeConfig,
   type DaemonProcess,
@@ -141,7 +142,7 @@ test('SIGHUP reloads the configuration: live keys change, others are reported, a
 
 test('SIGHUP in the demo: the same temp dir, nothing needs a restart', async (t) => {
   const child = spawn(process.execPath, [CLI, 'serve', '--demo', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => child.kill('SIGKILL'));
+  t.after(() => stopChild(child)); // SIGTERM: the demo removes its temp dir
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));

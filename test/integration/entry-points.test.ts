@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { until } from '../support/wait.js';
+import { stopChild } from '../support/process.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
 const ROOT = join(DIST, '..');
@@ -41,7 +42,7 @@ test('quick start: the banner prints a metadctl command that works from anywhere
     cwd: elsewhere,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => child.kill('SIGKILL'));
+  t.after(() => stopChild(child)); // SIGTERM: the demo removes its temp dir
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));

@@ -20,6 +20,7 @@ import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
 import { GANETI_METAD, NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot, type FeedOp, type NodeRoot } from '../support/ganeti.js';
 import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { until } from '../support/wait.js';
+import { stopChild } from '../support/process.js';
 import { buildConfig } from '../../daemon/config/config.js';
 
 const GANETI_PORT = 8081;
@@ -93,13 +94,6 @@ async function startGanetiMetad(ns: Netns, node: NodeRoot): Promise<ChildProcess
     { ms: 20_000, detail: () => err },
   );
   return child;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers the same, and still after a restart", async (t) => {

@@ -30,6 +30,19 @@ export function writeConfig(dir: string, config: Record<string, unknown> = {}): 
 }
 
 /** Is process `pid` there and not a zombie (a zombie has ended; it waits only to be reaped)? */
+/**
+ * Stop a child as an operator would (SIGTERM, so it runs its own cleanup: the demo removes its
+ * temp dir) and wait for its exit; SIGKILL only if it has not exited within `ms`.
+ */
+export async function stopChild(child: ChildProcess, ms = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${String(pid)}/stat`, 'utf8'));
