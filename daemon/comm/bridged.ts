@@ -140,6 +140,7 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
       missingTaps,
       liveTaps: [], // no IPv6 doors on a bridge: the socket would see the bridge, not the tap
       placed: applied ? [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0, bridge: br })) : [],
+      seen: [...wanted].map((tap) => ({ tap, ifindex: present.get(tap)?.ifindex ?? 0 })),
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,

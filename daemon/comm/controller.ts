@@ -6,6 +6,11 @@
  * `nic up` of a tap the last reconcile left in place on the same link costs none. `attach`/`detach`
  * record the tap in the instance document, so the registry stays the single source of truth
  * across restarts.
+ *
+ * A tap is a name, and names are reused (Ganeti names its comm taps `gnt.com.N`, the lowest free
+ * N): `nic up` of a tap another instance has recorded moves it (the other instance loses it), and
+ * a recorded tap whose device goes (the VM stopped: nothing calls `nic down`) stops serving its
+ * instance; a device that appears under that name later serves nobody until a `nic up` names it.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -29,11 +34,27 @@ export class CommController extends EventEmitter {
   private readonly covering = new Map<string, Promise<ReconcileReport>>();
   private running: Promise<ReconcileReport> | undefined;
   private again: Promise<ReconcileReport> | undefined;
-  /** A device change the link watcher says needs a reconcile (no instance of the registry changed). */
-  private readonly onLinkChange = (): void => {
+  /**
+   * The device (ifindex) each recorded tap serves its instance on, and the reconcile run during
+   * which that was learnt (`nic up`, or the first reconcile that found the tap): only runs started
+   * later judge it (an earlier one's view of the host may predate it).
+   */
+  private readonly devices = new Map<string, { ifindex: number; run: number }>();
+  /** Recorded taps whose device went, with the instance that had them: left out until a `nic up` names the tap. */
+  private readonly gone = new Map<string, string>();
+  /** Reconcile runs started so far. */
+  private runs = 0;
+  /**
+   * A device change the link watcher says needs a reconcile (no instance of the registry changed);
+   * `gone`: the device a recorded tap served on was deleted, so its instance is left out at once.
+   */
+  private readonly onLinkChange = (gone?: LiveTap): void => {
+    if (gone && this.devices.get(gone.tap)?.ifindex === gone.ifindex) this.markGone(gone.tap, gone.ifindex);
     this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
   };
   private readonly onChange = (name: string): void => {
+    // A gone tap the instance no longer records (changed, moved, removed) is forgotten.
+    for (const [tap, holder] of this.gone) if (holder === name && this.store.get(name)?.doc.comm.tap !== tap) this.gone.delete(tap);
     const run = this.reconcile();
     // Kept after it settles (a settled promise costs nothing to await), dropped with the instance.
     if (this.store.get(name)) this.covering.set(name, run);
@@ -65,6 +86,7 @@ export class CommController extends EventEmitter {
   /** Reconcile now; if one runs, one more run follows it and every caller waits for that one. */
   reconcile(): Promise<ReconcileReport> {
     if (!this.running) {
+      const run = ++this.runs;
       this.running = this.net
         .reconcile(this.nics(), this.held())
         .then(
@@ -72,6 +94,8 @@ export class CommController extends EventEmitter {
             this.reconciles.ok++;
             this.liveTaps = r.liveTaps;
             this.placed = new Map(r.placed.map((p) => [p.tap, p]));
+            // A recorded tap found on another device (the link watcher missed the deletion): left out from the next run on.
+            if (this.noteDevices(r, run)) this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
             this.emit('reconciled', r.liveTaps);
             return r;
           },
@@ -96,6 +120,40 @@ export class CommController extends EventEmitter {
   }
 
   /**
+   * Compare the devices recorded taps serve on with what run `run` found: a tap whose device is
+   * missing or another one is gone (true when any is); a tap found for the first time is learnt.
+   */
+  private noteDevices(r: ReconcileReport, run: number): boolean {
+    const seen = new Map(r.seen.map((l) => [l.tap, l.ifindex]));
+    const missing = new Set(r.missingTaps);
+    let went = false;
+    for (const [tap, d] of this.devices) {
+      if (d.run >= run) continue;
+      const now = seen.get(tap);
+      if (now === d.ifindex) continue;
+      if (now === undefined && !missing.has(tap))
+        this.devices.delete(tap); // no longer recorded (nic down, moved, removed)
+      else went = this.markGone(tap, d.ifindex) || went;
+    }
+    for (const [tap, ifindex] of seen) if (!this.devices.has(tap)) this.devices.set(tap, { ifindex, run });
+    return went;
+  }
+
+  /**
+   * The device tap `tap` served its instance on (`ifindex`) went: the instance that records the
+   * tap is left out of the host's NICs (no rules, addresses, route or DHCP host for it there) until
+   * a `nic up` names the tap again. Its document keeps the tap (an install job holds it by name).
+   */
+  private markGone(tap: string, ifindex: number): boolean {
+    this.devices.delete(tap);
+    const holder = this.store.byTap(tap)?.doc.name;
+    if (holder === undefined || this.jobNics.has(holder) || this.gone.get(tap) === holder) return false;
+    this.gone.set(tap, holder);
+    this.log.info({ instance: holder, tap, ifindex }, EV.commTapGone);
+    return true;
+  }
+
+  /**
    * Wait until the host reflects the instance's latest store change: the run that change asked
    * for (started by it, or the pending one it joined; already settled, maybe).
    * (Waiting for another reconcile as well cost every `nic up` of a new tap two in a row.)
@@ -107,10 +165,11 @@ export class CommController extends EventEmitter {
   /**
    * What the host should hold: the registry's NICs, except that an instance with an install
    * appliance running has the appliance's NIC (its tap, the instance's IPv4 and MAC) instead of
-   * its registered one. The registered tap stays in the document untouched.
+   * its registered one (the registered tap stays in the document untouched), and an instance
+   * whose tap's device went has none.
    */
   private nics(): CommNic[] {
-    const out = commNics(this.store.list()).filter((n) => !this.jobNics.has(n.instance));
+    const out = commNics(this.store.list()).filter((n) => !this.jobNics.has(n.instance) && this.gone.get(n.tap) !== n.instance);
     for (const n of this.jobNics.values()) if (this.store.get(n.instance)) out.push(n);
     return out.sort((a, b) => (a.tap < b.tap ? -1 : a.tap > b.tap ? 1 : 0));
   }
@@ -131,6 +190,12 @@ export class CommController extends EventEmitter {
    */
   async useJobTap(instance: string, tap: string): Promise<ReconcileReport> {
     const doc = this.store.mustGet(instance).doc;
+    // The registered tap is held by name while the job runs and serves by name after it (the
+    // instance's VM may come up meanwhile, and its nic up is refused until the job ends).
+    if (doc.comm.tap !== undefined) {
+      if (this.gone.get(doc.comm.tap) === instance) this.gone.delete(doc.comm.tap);
+      this.devices.delete(doc.comm.tap);
+    }
     this.jobNics.set(instance, { instance, tap, ipv4: doc.comm.ipv4, mac: doc.comm.mac.toLowerCase() });
     return this.reconcile();
   }
@@ -144,7 +209,8 @@ export class CommController extends EventEmitter {
   /**
    * `nic up`: the tap must exist and be a guest's device (docs/deployment.md, "Which devices can be
    * taps"); not while the instance's install job runs; never an appliance's tap. Record it on the
-   * instance, then reconcile. Idempotent: when the instance already has this tap and the last
+   * instance (taken from another instance that recorded it: the name was reused), bound to the
+   * device it is now, then reconcile. Idempotent: when the instance already has this tap and the last
    * reconcile left it in place on this very link (same ifindex: a tap deleted and created again is
    * another link), with nothing changed or pending since, the answer needs no reconcile.
    */
@@ -177,6 +243,13 @@ export class CommController extends EventEmitter {
         { path: '/tap', message: check.reason },
       ]);
     }
+    const holder = this.store.byTap(tap)?.doc.name;
+    if (holder !== undefined && holder !== instance) {
+      await this.forgetTap(holder, tap); // its install job running refuses this (409), changing nothing
+      this.log.info({ tap, from: holder, to: instance }, EV.commTapMoved);
+    }
+    this.gone.delete(tap);
+    this.devices.set(tap, { ifindex: check.ifindex, run: this.runs });
     if (this.store.mustGet(instance).doc.comm.tap !== tap) {
       await this.store.update(instance, (prev) => {
         const input = inputOf(prev);
@@ -213,16 +286,21 @@ export class CommController extends EventEmitter {
     const problem = tapNameProblem(tap);
     if (problem) throw new DaemonError('InvalidInput', 'invalid tap name', [{ path: '/tap', message: problem }]);
     if (this.store.mustGet(instance).doc.comm.tap === tap) {
-      await this.store.update(instance, (prev) => {
-        const input = inputOf(prev);
-        if (input.comm.tap !== tap) return input;
-        const comm = { ...input.comm };
-        delete comm.tap;
-        input.comm = comm;
-        return input;
-      });
+      await this.forgetTap(instance, tap);
       await this.reconcileAfterChange(instance);
     } else await this.reconcile();
+  }
+
+  /** The instance no longer records `tap` (if it still does). */
+  private async forgetTap(instance: string, tap: string): Promise<void> {
+    await this.store.update(instance, (prev) => {
+      const input = inputOf(prev);
+      if (input.comm.tap !== tap) return input;
+      const comm = { ...input.comm };
+      delete comm.tap;
+      input.comm = comm;
+      return input;
+    });
   }
 
   /**

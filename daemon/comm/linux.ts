@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { CommError, type CommNetwork, type NicStatus, type ReconcileReport, type TapCheck } from './network.js';
+import { CommError, type CommNetwork, type LiveTap, type NicStatus, type ReconcileReport, type TapCheck } from './network.js';
 import {
   anchorAddresses,
   buildLinkPlan,
@@ -197,6 +197,7 @@ export class LinuxCommNetwork implements CommNetwork {
       missingTaps,
       liveTaps,
       placed: applied ? liveTaps : [],
+      seen: liveTaps,
       routesAdded: add.length,
       routesDeleted: del.length,
       tapsReleased,
@@ -299,25 +300,32 @@ export class LinuxCommNetwork implements CommNetwork {
     return problem === undefined ? { ok: true, ifindex: l.ifindex ?? 0 } : { ok: false, missing: false, reason: problem };
   }
 
-  watchLinks(onChange: () => void): void {
+  watchLinks(onChange: (gone?: LiveTap) => void): void {
     this.watch ??= new LinkWatch({
       ipPath: this.o.ipPath,
       log: this.o.log,
       ...(this.o.clock ? { clock: this.o.clock } : {}),
       onEvent: (e) => {
-        if (this.linkEventMatters(e)) onChange();
+        if (!this.linkEventMatters(e)) return;
+        // The device a registered tap was set up on went: the controller stops serving its instance there.
+        if (e.deleted && this.state.live.get(e.ifname) === e.ifindex) onChange({ tap: e.ifname, ifindex: e.ifindex });
+        else onChange();
       },
-      onRestart: onChange,
+      onRestart: () => onChange(),
     });
     this.watch.start();
   }
 
-  /** Does this device change need a reconcile? A held tap went (or is another device now), a registered tap appeared or changed. */
+  /**
+   * Does this device change need a reconcile? A held tap went (or is another device now), a
+   * registered tap appeared or changed, the device a registered tap was set up on went.
+   */
   protected linkEventMatters(e: LinkEvent): boolean {
     const { registered, live, held } = this.state;
     const h = held.get(e.ifname);
     if (h !== undefined) return e.deleted || h !== e.ifindex;
-    if (e.deleted || !registered.has(e.ifname)) return false;
+    if (e.deleted) return live.get(e.ifname) === e.ifindex;
+    if (!registered.has(e.ifname)) return false;
     return live.get(e.ifname) !== e.ifindex;
   }
 

@@ -31,6 +31,9 @@ export interface ReconcileReport {
   /** Taps this reconcile left in place, each on the link (ifindex) it configured; empty when any
    * change failed. An idempotent `nic up` of one of these needs no reconcile (CommController). */
   readonly placed: readonly PlacedTap[];
+  /** Every registered tap that exists, with the device (ifindex) it is now, whether or not its
+   * changes applied (bridged mode too): the controller notices a recorded tap whose device went. */
+  readonly seen: readonly LiveTap[];
   /** Taps that lost metad's addresses (no longer registered). */
   readonly tapsReleased: number;
   /** Taps held closed (dropped whole): released ones that still exist, job-held ones, and (bridged) registered taps not yet ports. */
@@ -81,8 +84,12 @@ export interface CommNetwork {
   linkExists(name: string): Promise<boolean>;
   /** Can this device be a guest's tap (`nic up`)? From the kernel's facts (daemon/comm/guest-device.ts). */
   checkTap(name: string): Promise<TapCheck>;
-  /** Call `onChange` whenever a device change needs a reconcile (a port joining the bridge, a held tap going). */
-  watchLinks(onChange: () => void): void;
+  /**
+   * Call `onChange` whenever a device change needs a reconcile (a port joining the bridge, a held
+   * tap going, a registered tap appearing or going); with `gone` when the change is the deletion
+   * of a registered tap's device that the last reconcile set up (the VM stopped).
+   */
+  watchLinks(onChange: (gone?: LiveTap) => void): void;
   /** Create a tap (an install appliance's comm NIC); reconcile then gives it addresses, route, rules. */
   createTap(name: string): Promise<void>;
   /** Delete a tap metad created (no error when it is already gone). */

@@ -165,6 +165,17 @@ export const EVENTS = {
     level: 'warn',
     fields: 'instance, reason (the device is not filtered, addressed, enslaved or held by metad)',
   },
+  commTapMoved: {
+    msg: 'comm network: tap moved to another instance',
+    level: 'info',
+    fields:
+      'tap, from (the instance that had it: no longer served through it), to (nic up named it; a tap name reused, as Ganeti reuses gnt.com.N)',
+  },
+  commTapGone: {
+    msg: 'comm network: the device of a recorded tap went; its instance is not served through that tap until nic up',
+    level: 'info',
+    fields: 'instance, tap, ifindex (the device that went: the VM stopped, or another device took the name)',
+  },
   nicUp: { msg: 'nic up', level: 'info', fields: 'instance, tap' },
   nicDown: { msg: 'nic down', level: 'info', fields: 'instance, tap' },
   dhcpOrphanKilled: { msg: 'dnsmasq left by an earlier metad killed', level: 'warn', fields: 'pid' },

@@ -115,6 +115,11 @@ export class InstanceStore extends EventEmitter {
     const name = scope > 0 && /^fe[89ab][0-9a-f]:/i.test(ip) ? this.comm.nameOfTap(ip.slice(scope + 1)) : this.comm.nameAt(ip);
     return name === undefined ? undefined : this.byName.get(name);
   }
+  /** The instance whose comm tap is `tap` (the comm controller moves a reused tap name). */
+  byTap(tap: string): StoredInstance | undefined {
+    const name = this.comm.nameOfTap(tap);
+    return name === undefined ? undefined : this.byName.get(name);
+  }
   list(): StoredInstance[] {
     return [...this.byName.values()].sort((a, b) => (a.doc.name < b.doc.name ? -1 : 1));
   }

@@ -5,7 +5,7 @@
  * again does); `failNext` makes the next reconcile reject; `gate`, when set, holds every
  * reconcile until it resolves (a scripted slow network).
  */
-import type { CommNetwork, NicStatus, ReconcileReport, TapCheck } from '../../daemon/comm/network.js';
+import type { CommNetwork, LiveTap, NicStatus, ReconcileReport, TapCheck } from '../../daemon/comm/network.js';
 import type { CommNic } from '../../daemon/comm/plan.js';
 
 export class FakeCommNetwork implements CommNetwork {
@@ -28,7 +28,7 @@ export class FakeCommNetwork implements CommNetwork {
   /** Taps held closed as of the last reconcile (the controller's `held`). */
   held: readonly string[] = [];
   /** What watchLinks was given (a test calls it to stand for a device change). */
-  onLinkChange: (() => void) | undefined;
+  onLinkChange: ((gone?: LiveTap) => void) | undefined;
 
   start(): Promise<void> {
     this.calls.push('start');
@@ -47,6 +47,17 @@ export class FakeCommNetwork implements CommNetwork {
   recreate(tap: string): void {
     this.links.add(tap);
     this.indexes.set(tap, this.nextIndex++);
+  }
+
+  /**
+   * The tap's device is deleted (a VM stopped): with `announce`, the link watcher reports it as
+   * the real one does for a tap the last reconcile set up (onLinkChange with the device that went).
+   */
+  vanish(tap: string, announce = true): void {
+    const ifindex = this.indexes.get(tap);
+    this.links.delete(tap);
+    this.indexes.delete(tap);
+    if (announce && ifindex !== undefined && this.nics.some((n) => n.tap === tap)) this.onLinkChange?.({ tap, ifindex });
   }
 
   async reconcile(nics: readonly CommNic[], held: readonly string[] = []): Promise<ReconcileReport> {
@@ -71,6 +82,7 @@ export class FakeCommNetwork implements CommNetwork {
       missingTaps,
       liveTaps,
       placed,
+      seen: liveTaps,
       routesAdded: 0,
       routesDeleted: 0,
       tapsReleased: 0,
@@ -103,7 +115,7 @@ export class FakeCommNetwork implements CommNetwork {
     );
   }
 
-  watchLinks(onChange: () => void): void {
+  watchLinks(onChange: (gone?: LiveTap) => void): void {
     this.onLinkChange = onChange;
   }
 
