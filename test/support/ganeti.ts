@@ -17,6 +17,8 @@ const PYTHON = '/usr/bin/python3';
 /** PYTHONPATH for Ganeti's Python package. */
 export const GANETI_PYTHONPATH = join(GANETI_DIR, 'usr/share/ganeti/3.0');
 export const GANETI_METAD = join(GANETI_DIR, 'usr/lib/ganeti/3.0/usr/sbin/ganeti-metad');
+/** Ganeti's node scripts (kvm-ifup, kvm-ifup-os, net-common): /usr/lib/ganeti on a node. */
+export const GANETI_SCRIPTS = join(GANETI_DIR, 'usr/lib/ganeti/3.0/usr/lib/ganeti');
 const FEED_PY = fileURLToPath(new URL('../../../test/support/ganeti_feed.py', import.meta.url));
 /** Debian's ganeti-os-noop, installed (.ci/install-deps.sh): where both daemons find it. */
 export const NOOP_OS = '/usr/share/ganeti/os/noop';
