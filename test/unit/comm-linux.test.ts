@@ -67,3 +67,21 @@ test('ec2Ipv6 off: fd00:ec2::254 left by an earlier configuration leaves the liv
   assert.match(batch, /^addr del fd00:ec2::254\/128 dev mtap1$/m);
   assert.doesNotMatch(batch, /169\.254\.169\.254\/16|fe80::a9fe:a9fe/, 'the wanted addresses are left alone');
 });
+
+/** linkEventMatters is what the link watcher asks of each device event. */
+class Exposed extends LinuxCommNetwork {
+  matters(e: { deleted: boolean; ifindex: number; ifname: string }): boolean {
+    return this.linkEventMatters(e);
+  }
+}
+
+test('the device a registered tap was set up on going needs a reconcile; another device of that name going does not', async () => {
+  const net = new Exposed({ settings: SETTINGS, ipPath: '/usr/sbin/ip', nftPath: '/usr/sbin/nft', log: sinkLogger().log, exec: host([]) });
+  const r = await net.reconcile([NIC]);
+  assert.deepEqual(r.seen, [{ tap: 'mtap1', ifindex: 3 }], 'the report names the device the tap is on');
+  assert.equal(net.matters({ deleted: true, ifindex: 3, ifname: 'mtap1' }), true);
+  assert.equal(net.matters({ deleted: true, ifindex: 8, ifname: 'mtap1' }), false, 'not the device metad set up');
+  assert.equal(net.matters({ deleted: true, ifindex: 9, ifname: 'other' }), false, 'not a registered tap');
+  assert.equal(net.matters({ deleted: false, ifindex: 3, ifname: 'mtap1' }), false, 'the same device, still there');
+  assert.equal(net.matters({ deleted: false, ifindex: 8, ifname: 'mtap1' }), true, 'another device under the name');
+});
