@@ -17,7 +17,11 @@ import { guestTapNameProblem, tapNameProblem } from '../net.js';
 import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
-/** Event: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile. */
+/**
+ * Events: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile; 'nic' (instance,
+ * tap, up: boolean) after a `nic up` of the instance's tap succeeded, or its tap went down
+ * (`nic down`). The Ganeti secret windows listen (daemon/daemon.ts).
+ */
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
   liveTaps: readonly LiveTap[] = [];
@@ -149,6 +153,12 @@ export class CommController extends EventEmitter {
    * another link), with nothing changed or pending since, the answer needs no reconcile.
    */
   async attach(instance: string, tap: string): Promise<NicStatus> {
+    const status = await this.attachTap(instance, tap);
+    this.emit('nic', instance, tap, true);
+    return status;
+  }
+
+  private async attachTap(instance: string, tap: string): Promise<NicStatus> {
     if ([...this.jobNics.values()].some((n) => n.tap === tap)) {
       throw new DaemonError('Conflict', "the tap is an install appliance's: it belongs to its job only", [
         { path: '/tap', message: "an install appliance's tap" },
@@ -222,6 +232,7 @@ export class CommController extends EventEmitter {
         return input;
       });
       await this.reconcileAfterChange(instance);
+      this.emit('nic', instance, tap, false);
     } else await this.reconcile();
   }
 
