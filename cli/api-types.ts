@@ -28,3 +28,4 @@ export interface ParamsWrite {
 
 /** An install job record (POST/GET /v1/instances/{name}/install, GET /v1/jobs, the watch stream). */
 export type { JobRecord } from '../daemon/jobs/record.js';
+export type { GanetiSecretsRecord } from '../daemon/feeds/ganeti-secrets.js';

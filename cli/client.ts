@@ -9,7 +9,7 @@
  * The answer types (cli/api-types.ts) are derived from the admin door's view functions.
  */
 import { isInstanceName, MAX_NAME_CHARS, type Visibility } from '../daemon/registry/model.js';
-import type { Health, InstanceList, InstanceView, JobRecord, ParamsView, ParamsWrite } from './api-types.js';
+import type { GanetiSecretsRecord, Health, InstanceList, InstanceView, JobRecord, ParamsView, ParamsWrite } from './api-types.js';
 import { streamNdjson } from './ndjson.js';
 import { ApiError, TooLargeError, UsageError } from './errors.js';
 import { AdminTransport, parseJson, type AdminReply, type RequestOptions } from './transport.js';
@@ -107,7 +107,8 @@ export class AdminClient extends AdminTransport {
     return this.#json('POST', instancePath(name, 'install', 'abort'), [200]);
   }
 
-  jobs(): Promise<Answer<{ jobs: JobRecord[] }>> {
+  /** Install jobs and Ganeti secret windows (kind `ganeti-secrets`), by instance. */
+  jobs(): Promise<Answer<{ jobs: (JobRecord | GanetiSecretsRecord)[] }>> {
     return this.#json('GET', '/v1/jobs', [200]);
   }
 

@@ -44,6 +44,7 @@ import { boundedHypervisor, defaultHypervisor, ProductionAppliance } from './job
 import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
 import { GanetiFeed } from './feeds/ganeti.js';
+import { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -101,6 +102,10 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     maxDocumentBytes: config.store.maxDocumentBytes,
   });
   const loaded = await store.start();
+  const incarnation = (name: string): string | undefined => {
+    const i = store.get(name);
+    return i === undefined ? undefined : incarnationOf(i);
+  };
   const vault = new SecretVault(clock, config.secrets.defaultTtlSec);
   const pipes = new PipeRegistry(config.pipe.maxBytes);
   const commNet =
@@ -142,15 +147,24 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
       pollMs: a.pollMs,
     },
     hypervisor,
-    incarnation: (name) => {
-      const i = store.get(name);
-      return i === undefined ? undefined : incarnationOf(i);
-    },
+    incarnation,
     quiesce: (name) => store.settled(name),
     leftovers,
     ...appliance,
   });
   await jobs.init();
+  // Secrets Ganeti pushes are served in a window of their own: Ganeti boots the helper VM, no job runs.
+  const ganetiSecrets = config.ganeti
+    ? new GanetiSecretWindows({
+        vault,
+        clock,
+        log,
+        dir: join(config.stateDir, 'ganeti-secrets'),
+        settings: config.ganeti.secrets,
+        incarnation,
+      })
+    : undefined;
+  await ganetiSecrets?.init();
   // Jobs of an earlier process (kill -9, crash): adopted or ended, then the sweep. Rejects while
   // the hypervisor is unavailable (recovery deferred) or a step fails: then it is a leftover.
   async function recoverAndSweep(): Promise<void> {
@@ -185,13 +199,30 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     reconciles: () => comm?.reconciles,
     ganetiPushes: () => ganeti?.pushes,
     jobStates: () => jobs.list().map((j) => j.state),
+    ganetiSecretWindows: () => ganetiSecrets?.ended,
     leftovers: () => leftovers.size,
   });
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog, metrics };
+  const services: Services = {
+    config,
+    log,
+    clock,
+    store,
+    vault,
+    pipes,
+    identity,
+    comm,
+    jobs,
+    leftovers,
+    installs,
+    guestLog,
+    metrics,
+    ganetiSecrets,
+  };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {
     void jobs.forget(name, incarnationOf(prev));
+    ganetiSecrets?.forget(name);
     vault.wipe(name);
     pipes.drop(name);
   });
@@ -207,18 +238,31 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
       );
     }
   });
+  // A fed instance's comm tap going down after it came up ends its Ganeti secret window.
+  if (ganetiSecrets)
+    comm?.on('nic', (name: string, _tap: string, up: boolean) => (up ? ganetiSecrets.tapUp(name) : ganetiSecrets.tapDown(name)));
   // The anchor holds 169.254.169.254 before main.ts binds the guest door to it.
   await comm?.start();
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
-  // The guest door sees the install jobs only as their secrets gate: it cannot start, abort or read a job.
-  const secrets: SecretsGate = { secretsOpen: (name) => jobs.secretsOpen(name), noteClaim: (name) => jobs.noteClaim(name) };
+  // The guest door sees the install jobs and the Ganeti secret windows only as one secrets gate:
+  // open while either is; a claim goes to both (each ignores it unless it is open).
+  const secrets: SecretsGate = {
+    secretsOpen: (name) => jobs.secretsOpen(name) || (ganetiSecrets?.secretsOpen(name) ?? false),
+    noteClaim: (name) => {
+      jobs.noteClaim(name);
+      ganetiSecrets?.noteClaim(name);
+    },
+  };
   const guestHandler = createGuestHandler(
     { config, log, clock, store, vault, pipes, identity, guestLog, secrets },
     { limiter, tokens, counters: guestCounters },
   );
   const adminApp = createAdminApp(services);
   // Ganeti's node daemon pushes its instances here; built now, listening once main.ts says so.
-  const ganeti = config.ganeti ? new GanetiFeed(config.ganeti, { store, vault, log, osSearchPath: config.os.searchPath }) : undefined;
+  const ganeti =
+    config.ganeti && ganetiSecrets
+      ? new GanetiFeed(config.ganeti, { store, vault, secrets: ganetiSecrets, log, osSearchPath: config.os.searchPath })
+      : undefined;
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
     const n = vault.sweep();
@@ -237,6 +281,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     async stop() {
       try {
         await ganeti?.close(); // first: no push lands in a store that is stopping
+        await ganetiSecrets?.stop(); // open windows stay `served` on disk: the next start reports them lost
         clearInterval(sweeper);
         await recovering;
         await jobs.stop(); // every job ends: domain destroyed, cleanup run, outcome recorded

@@ -18,12 +18,19 @@ import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
+import type { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 
-/** The install jobs as the guest door sees them (daemon/jobs/manager.ts): no start, abort or record. */
+/**
+ * When the guest door may serve an instance's secret parameters, as it sees it: no start, abort
+ * or record. Two implementations, composed by daemon/daemon.ts: the install jobs
+ * (daemon/jobs/manager.ts: while a metad install job of the instance is live) and the Ganeti
+ * secret windows (daemon/feeds/ganeti-secrets.ts: from a Ganeti push until claim, TTL, the next
+ * push or the comm tap going down).
+ */
 export interface SecretsGate {
-  /** True while an install job of the instance is live: only then are its secrets served. */
+  /** True while the instance's secrets may be served. */
   secretsOpen(instance: string): boolean;
-  /** The appliance read its secret parameters (the job's claim deadline is met). */
+  /** The instance is being handed its secret parameters now (a GET of os/parameters.json while open): the claim. */
   noteClaim(instance: string): void;
 }
 
@@ -47,6 +54,8 @@ export interface Services {
   readonly guestLog: GuestLog;
   /** The Prometheus registry (GET /v1/metrics); absent in tests that build Services by hand. */
   readonly metrics?: Metrics | undefined;
+  /** The Ganeti secret windows' records (config `ganeti`; GET /v1/jobs shows them). */
+  readonly ganetiSecrets?: Pick<GanetiSecretWindows, 'list' | 'idle'> | undefined;
 }
 
 /** What the guest door is given: no job control, comm network, leftovers or install availability. */

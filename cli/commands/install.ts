@@ -3,7 +3,7 @@
  * appliance jobs (docs/admin-api.md, "Install jobs"). `watch` shows one updating status line on
  * a terminal and plain lines (every state change and progress line) otherwise.
  */
-import type { JobRecord } from '../api-types.js';
+import type { GanetiSecretsRecord, JobRecord } from '../api-types.js';
 import { examples, intOption, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
 import { EXIT } from '../errors.js';
 import { formatTable } from '../format.js';
@@ -16,6 +16,15 @@ function jobCells(r: JobRecord): string[] {
   const last = r.lines.at(-1)?.replace(/^metad-progress v1 /, '') ?? '';
   const when = r.outcome ? `ended ${r.endedAt ?? '?'}` : r.deadlineAt ? `deadline ${r.deadlineAt}` : `requested ${r.requestedAt}`;
   return [r.instance, r.state, when, r.reason ?? '', last];
+}
+
+/**
+ * A Ganeti secret window as the same columns: name, state, when (ended / expires), reason, and
+ * `ganeti secrets: NAMES` where an install job has its last progress line. Pure.
+ */
+function windowCells(r: GanetiSecretsRecord): string[] {
+  const when = r.endedAt ? `ended ${r.endedAt}` : `expires ${r.expiresAt}`;
+  return [r.instance, r.state, when, r.reason ?? '', `ganeti secrets: ${r.secrets.join(', ')}`];
 }
 
 function jobLine(r: JobRecord): string {
@@ -121,8 +130,20 @@ export const installCommands: CommandGroup = (program, act) => {
   const list = async (ctx: Ctx): Promise<void> => {
     const res = await ctx.client.jobs();
     if (ctx.json) writeRaw(ctx.io.stdout, res.raw);
-    else ctx.io.stdout.write(formatTable(['NAME', 'STATE', 'WHEN', 'REASON', 'LAST PROGRESS'], res.body.jobs.map(jobCells)));
+    else
+      ctx.io.stdout.write(
+        formatTable(
+          ['NAME', 'STATE', 'WHEN', 'REASON', 'LAST PROGRESS'],
+          res.body.jobs.map((r) => ('kind' in r ? windowCells(r) : jobCells(r))),
+        ),
+      );
   };
-  install.command('jobs').description("every instance's latest install job (GET /v1/jobs)").action(act(list));
-  program.command('jobs').description("every instance's latest install job (same as `install jobs`)").action(act(list));
+  install
+    .command('jobs')
+    .description("every instance's latest install job, and its latest Ganeti secret window (GET /v1/jobs)")
+    .action(act(list));
+  program
+    .command('jobs')
+    .description("every instance's latest install job and Ganeti secret window (same as `install jobs`)")
+    .action(act(list));
 };

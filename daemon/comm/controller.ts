@@ -22,7 +22,12 @@ import { guestTapNameProblem, tapNameProblem } from '../net.js';
 import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
-/** Event: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile. */
+/**
+ * Events: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile; 'nic' (instance,
+ * tap, up: boolean) after a `nic up` of the instance's tap succeeded, or its tap went down (`nic
+ * down`, its device deleted, or the name taken by another instance's `nic up`). The Ganeti secret
+ * windows listen (daemon/daemon.ts).
+ */
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
   liveTaps: readonly LiveTap[] = [];
@@ -150,6 +155,7 @@ export class CommController extends EventEmitter {
     if (holder === undefined || this.jobNics.has(holder) || this.gone.get(tap) === holder) return false;
     this.gone.set(tap, holder);
     this.log.info({ instance: holder, tap, ifindex }, EV.commTapGone);
+    this.emit('nic', holder, tap, false); // as a `nic down`: e.g. a Ganeti secret window ends (stuck)
     return true;
   }
 
@@ -215,6 +221,12 @@ export class CommController extends EventEmitter {
    * another link), with nothing changed or pending since, the answer needs no reconcile.
    */
   async attach(instance: string, tap: string): Promise<NicStatus> {
+    const status = await this.attachTap(instance, tap);
+    this.emit('nic', instance, tap, true);
+    return status;
+  }
+
+  private async attachTap(instance: string, tap: string): Promise<NicStatus> {
     if ([...this.jobNics.values()].some((n) => n.tap === tap)) {
       throw new DaemonError('Conflict', "the tap is an install appliance's: it belongs to its job only", [
         { path: '/tap', message: "an install appliance's tap" },
@@ -247,6 +259,7 @@ export class CommController extends EventEmitter {
     if (holder !== undefined && holder !== instance) {
       await this.forgetTap(holder, tap); // its install job running refuses this (409), changing nothing
       this.log.info({ tap, from: holder, to: instance }, EV.commTapMoved);
+      this.emit('nic', holder, tap, false); // the instance that had it lost it, as by a `nic down`
     }
     this.gone.delete(tap);
     this.devices.set(tap, { ifindex: check.ifindex, run: this.runs });
@@ -288,6 +301,7 @@ export class CommController extends EventEmitter {
     if (this.store.mustGet(instance).doc.comm.tap === tap) {
       await this.forgetTap(instance, tap);
       await this.reconcileAfterChange(instance);
+      this.emit('nic', instance, tap, false);
     } else await this.reconcile();
   }
 

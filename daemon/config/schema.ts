@@ -273,6 +273,30 @@ export const configSchema = {
           default: 1048576,
           description: 'Largest request on the socket (one instance); a larger one is answered with an error and the connection closed.',
         },
+        secrets: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            'Secret parameters Ganeti pushes (`osparams_secret`): each push that carries them opens a window in which they are served to the instance\'s comm address, until the first of the claim, the TTL, a push without them, the comm tap going down after it came up (docs/ganeti.md, "When a secret parameter is served").',
+          properties: {
+            claim: {
+              type: 'string',
+              enum: ['once', 'ttl'],
+              default: 'once',
+              description:
+                'once: the first GET of os/parameters.json that carries the secret values ends the window (the helper VM reads them, nobody after it); ttl: that GET is recorded as the claim and the values stay served until another end.',
+            },
+            ttlSec: {
+              type: 'integer',
+              minimum: 60,
+              maximum: 86400,
+              default: 7500,
+              description:
+                "How long a window stays open at most, from the push. The default is Ganeti's own bound on a helper VM: `HELPER_VM_STARTUP` (300 s) + `HELPER_VM_SHUTDOWN` (7200 s); raise it with `gnt-instance add --helper-startup-timeout/--helper-shutdown-timeout`.",
+            },
+          },
+        },
       },
     },
     network: {

@@ -18,7 +18,8 @@
  * replaced); one with another name but the comm IPv4 of an instance Ganeti fed replaces that
  * instance (logged; one registered through the admin door is never replaced that way: the push
  * is refused); a push without a communication NIC removes the fed instance of that name.
- * Secret values go to the vault (memory only); each push replaces them, `{}` wipes them.
+ * Secret values go to the vault (memory only) through the Ganeti secret windows
+ * (daemon/feeds/ganeti-secrets.ts: when they are served); each push replaces them, `{}` wipes them.
  *
  * While it listens, metad's pid is in Ganeti's pid file for ganeti-metad: the node daemon
  * checks it before each push (`utils.IsDaemonAlive`) and would otherwise start ganeti-metad.
@@ -35,6 +36,8 @@ import { mkdirs } from '../mkdirs.js';
 import { osDefinitionDir } from '../registry/os-definition.js';
 import type { InstanceStore } from '../registry/store.js';
 import type { SecretVault } from '../registry/vault.js';
+import { incarnationOf } from '../registry/model.js';
+import type { GanetiSecretWindows } from './ganeti-secrets.js';
 import { listenUnixSocket } from '../unix-socket.js';
 import { mapGanetiPush, pushedName } from './ganeti-map.js';
 
@@ -43,6 +46,8 @@ export type GanetiSettings = NonNullable<Config['ganeti']>;
 export interface GanetiFeedDeps {
   store: InstanceStore;
   vault: SecretVault;
+  /** Where a push's secret values go (the vault) and when they are served (daemon/feeds/ganeti-secrets.ts). */
+  secrets: Pick<GanetiSecretWindows, 'pushed'>;
   log: Logger;
   /** Where fed instances' OS definitions are looked up (os.searchPath), for the log. */
   osSearchPath: readonly string[];
@@ -284,7 +289,7 @@ export class GanetiFeed {
         name,
         (prev) => mapGanetiPush(arg, prev?.doc).input ?? input,
         true,
-        () => vault.replace(name, secret),
+        (r) => this.d.secrets.pushed(name, incarnationOf(r.instance), secret),
       );
     } catch (err) {
       throw err instanceof DaemonError ? push.inGanetiTerms(err) : err;

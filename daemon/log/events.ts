@@ -103,6 +103,28 @@ export const EVENTS = {
     level: 'warn',
     fields: 'instance (when the push named one), err (what Ganeti was answered: fields and rules, never values)',
   },
+  ganetiSecretsClaimed: {
+    msg: 'ganeti: secret parameters claimed',
+    level: 'info',
+    fields:
+      'instance, secrets (how many; never names or values), claim (once: the window ended with this read; ttl: the values stay until the TTL, a push or the tap going down)',
+  },
+  ganetiSecretsUnclaimed: {
+    msg: 'ganeti: secret parameters not claimed',
+    level: 'warn',
+    fields:
+      'instance, secrets (how many), state (expired | stuck | withdrawn | lost), reason (the TTL passed; the comm tap went down; a push without them or with other values; metad restarted; instance removed). The window is over: metadctl jobs shows it (docs/ganeti.md)',
+  },
+  ganetiSecretsRepeated: {
+    msg: 'ganeti: the same secret parameters pushed again: no new window',
+    level: 'info',
+    fields: 'instance, state (of the window those values opened: served goes on, an ended one stays ended), secrets (how many)',
+  },
+  ganetiSecretsRecordWriteFailed: {
+    msg: 'ganeti: secret window record write failed',
+    level: 'error',
+    fields: 'instance, code (the record in memory is right; metadctl jobs shows it)',
+  },
   ganetiBadRequest: {
     msg: 'ganeti feed: request not understood',
     level: 'warn',

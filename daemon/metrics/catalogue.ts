@@ -55,6 +55,11 @@ export const METRICS = {
     help: "Instances Ganeti's node daemon pushed through the feed socket (config `ganeti`), by result: applied, refused (answered with Ganeti's error form), failed (a bug; incident in the log).",
     labels: ['result'],
   },
+  metad_ganeti_secret_windows_total: {
+    type: 'counter',
+    help: 'Ganeti secret windows (secret parameters a push carried) that ended, by outcome: claimed, and those nobody claimed: expired (TTL), stuck (the comm tap went down), withdrawn (a later push), lost (metad restarted), removed (the instance was).',
+    labels: ['outcome'],
+  },
   metad_jobs: { type: 'gauge', help: 'Install job records, by state (queued, booting, running, succeeded, failed, …).', labels: ['state'] },
   metad_leftovers: {
     type: 'gauge',

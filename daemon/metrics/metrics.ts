@@ -28,6 +28,8 @@ export interface MetricSources {
   readonly reconciles: () => { ok: number; failed: number } | undefined;
   readonly ganetiPushes: () => { applied: number; refused: number; failed: number } | undefined;
   readonly jobStates: () => readonly string[];
+  /** Ganeti secret windows ended since the start, by how (undefined: no ganeti feed). */
+  readonly ganetiSecretWindows?: () => Readonly<Record<string, number>> | undefined;
   readonly leftovers: () => number;
 }
 
@@ -139,6 +141,9 @@ export class Metrics {
       set({ result: 'applied' }, p.applied);
       set({ result: 'refused' }, p.refused);
       set({ result: 'failed' }, p.failed);
+    });
+    counter('metad_ganeti_secret_windows_total', (set) => {
+      for (const [outcome, n] of Object.entries(src.ganetiSecretWindows?.() ?? {})) set({ outcome }, n);
     });
     gauge('metad_jobs', (set) => {
       const by = new Map<string, number>();

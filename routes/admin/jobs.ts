@@ -1,6 +1,6 @@
 /**
  * Install jobs on the admin door (docs/admin-api.md, "Install jobs"): start, status, abort,
- * list, and a watch stream (NDJSON: the record now, then every change, closed once it ended).
+ * list (with the Ganeti secret windows: daemon/feeds/ganeti-secrets.ts), and a watch stream (NDJSON: the record now, then every change, closed once it ended).
  * The records are the job manager's, and every record it makes or changes has passed
  * daemon/jobs/record.ts's scrubRecord: no line with a secret value the job held, no control
  * character, no hypervisor text. Records read back at start are scrubbed again (without secret values: a restart has lost them).
@@ -11,6 +11,7 @@ import type { Context } from 'koa';
 import type { Services } from '../../daemon/services.js';
 import { invalid, notFound } from '../../daemon/errors.js';
 import { isEnded, type JobRecord } from '../../daemon/jobs/record.js';
+import type { GanetiSecretsRecord } from '../../daemon/feeds/ganeti-secrets.js';
 import { readJson } from './body.js';
 
 /** `{}` or `{"timeoutSec": N}`; an empty body is `{}`. */
@@ -56,8 +57,11 @@ export function jobRoutes(router: Router, s: Services): void {
   router.post('/instances/:name/install/abort', abort);
   router.delete('/instances/:name/install', abort);
 
+  // Install jobs and, with the Ganeti feed, each fed instance's latest secret window (kind
+  // `ganeti-secrets`: names, states and times, never a value), by instance.
   router.get('/jobs', (ctx) => {
-    ctx.body = { jobs: s.jobs.list() };
+    const all: (JobRecord | GanetiSecretsRecord)[] = [...s.jobs.list(), ...(s.ganetiSecrets?.list() ?? [])];
+    ctx.body = { jobs: all.sort((a, b) => a.instance.localeCompare(b.instance)) };
   });
 
   router.get('/instances/:name/install/watch', (ctx) => {

@@ -1,8 +1,9 @@
 /**
  * Build the GuestView a renderer gets from a stored instance. Secret values are included only
- * when asked for (os/parameters.json) AND while an install job of the instance is live (the
- * install jobs' secrets gate, the guest door's only view of them); `consume` then hands out claim-once values this once and tells the job
- * that the appliance claimed its secrets.
+ * when asked for (os/parameters.json) AND while the secrets gate is open for the instance (an
+ * install job of it is live, or a Ganeti secret window is open: daemon/daemon.ts composes both);
+ * `consume` (a GET, never a HEAD) then tells the gate that the instance claimed its secrets and
+ * hands out claim-once values this once.
  * The comm NIC's prefix comes from the configured comm ranges.
  */
 import type { StoredInstance } from '../../daemon/registry/model.js';

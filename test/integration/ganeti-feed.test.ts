@@ -150,15 +150,16 @@ describe('the Ganeti feed socket', () => {
         origin: 'ganeti',
       },
     );
+    const secretStates = async (): Promise<string[][]> => {
+      const view = (await e.d.admin('GET', '/v1/instances/web2/params')).json as { secret: { name: string; state: string }[] };
+      return view.secret.map((s) => [s.name, s.state]);
+    };
+    assert.deepEqual(await secretStates(), [['ssh-key', 'live']]);
     const params = await e.d.guest('127.0.0.3', 'GET', '/ganeti/latest/os/parameters.json');
     assert.equal(params.status, 200);
-    // No install job runs: the secret is held, not served (docs/ganeti.md).
-    assert.deepEqual(params.json, { image: ['img-web2', 'public'], 'root-password': ['p', 'private'] });
-    const view = (await e.d.admin('GET', '/v1/instances/web2/params')).json as { secret: { name: string; state: string }[] };
-    assert.deepEqual(
-      view.secret.map((s) => [s.name, s.state]),
-      [['ssh-key', 'live']],
-    );
+    // Its Ganeti secret window: served once, to the instance (docs/ganeti.md; ganeti-secrets.test.ts).
+    assert.deepEqual(params.json, { image: ['img-web2', 'public'], 'root-password': ['p', 'private'], 'ssh-key': ['hunter2', 'secret'] });
+    assert.deepEqual(await secretStates(), [['ssh-key', 'claimed']]);
     assert.deepEqual((await e.d.guest('127.0.0.3', 'GET', '/ganeti/latest/os/scripts/create')).text, '#!/bin/sh\nexit 0\n');
     const fed = e.d.sink.records().find((x) => x.msg === 'ganeti: instance fed' && x.instance === 'web2');
     assert.deepEqual(
@@ -277,6 +278,7 @@ describe('the Ganeti feed socket', () => {
     const second = new GanetiFeed(e.d.config.ganeti ?? assert.fail('no ganeti config'), {
       store: e.d.daemon.services.store,
       vault: e.d.daemon.services.vault,
+      secrets: { pushed: () => assert.fail('this feed never listens') },
       log: e.d.daemon.services.log,
       osSearchPath: [],
     });

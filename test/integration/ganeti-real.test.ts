@@ -159,18 +159,27 @@ test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers 
   });
 
   await t.test(
-    'secret parameters: ganeti-metad serves them to anyone at the comm address; metad holds them until an install job runs',
+    'secret parameters: ganeti-metad serves them to whoever has the comm address for as long as it runs; metad to the instance, once',
     async () => {
-      const g = JSON.parse((await asGuest(6, GANETI_PORT, '/ganeti/latest/os/parameters.json')).body) as Record<string, [string, string]>;
-      const mine = JSON.parse((await asGuest(6, METAD_PORT, '/ganeti/latest/os/parameters.json')).body) as Record<string, [string, string]>;
-      assert.deepEqual(g['d-ssh-key'], ['ssh-ed25519 AAAA', 'secret']);
-      const { 'd-ssh-key': _secret, ...rest } = g;
-      assert.deepEqual(mine, rest);
-      const held = await m.admin('GET', '/v1/instances/web2.example.com/params');
-      assert.deepEqual(
-        (held.json as { secret: { name: string }[] }).secret.map((s) => s.name),
-        ['d-ssh-key'],
-      );
+      const path = '/ganeti/latest/os/parameters.json';
+      const g = await asGuest(6, GANETI_PORT, path);
+      const mine = await asGuest(6, METAD_PORT, path);
+      // The first GET: the same bytes from both, the secret included (the claim).
+      assert.equal(mine.body, g.body);
+      assert.deepEqual((JSON.parse(g.body) as Record<string, unknown>)['d-ssh-key'], ['ssh-ed25519 AAAA', 'secret']);
+      // After it: ganeti-metad still serves it, metad does not.
+      const g2 = JSON.parse((await asGuest(6, GANETI_PORT, path)).body) as Record<string, [string, string]>;
+      const mine2 = JSON.parse((await asGuest(6, METAD_PORT, path)).body) as Record<string, [string, string]>;
+      assert.deepEqual(g2['d-ssh-key'], ['ssh-ed25519 AAAA', 'secret']);
+      const { 'd-ssh-key': _secret, ...rest } = g2;
+      assert.deepEqual(mine2, rest);
+      // The window's record: claimed, names only.
+      const jobs = (await m.admin('GET', '/v1/jobs')).json as {
+        jobs: { kind?: string; instance: string; state: string; secrets: string[] }[];
+      };
+      const w = jobs.jobs.find((j) => j.kind === 'ganeti-secrets');
+      assert.deepEqual([w?.instance, w?.state, w?.secrets], ['web2.example.com', 'claimed', ['d-ssh-key']]);
+      assert.ok(!JSON.stringify(jobs).includes('ssh-ed25519 AAAA'));
     },
   );
 
@@ -236,12 +245,22 @@ test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers 
 
   await t.test('restarted between feed and read: metad still serves the instance, ganeti-metad has lost it', async () => {
     const before = await asGuest(5, METAD_PORT, '/ganeti/latest/os/parameters.json');
+    // A secret pushed (a new window) and not read before the restart: memory only, so lost.
+    const secret = { 'd-ssh-key': 'ssh-ed25519 BBBB' };
+    assert.deepEqual(await ganetiFeed(mNode, [{ op: 'update', instance: WEB2, osparams_secret: secret }]), [{ warnings: [] }]);
     await m.stop();
     assert.ok(!existsSync(mNode.metadPidFile), 'metad removed its pid file at stop');
     assert.deepEqual(await ganetiFeed(mNode, [{ op: 'alive' }]), [{ result: false }]);
     m = await startNsMetad(spawn, join(base, 'metad'), metadConfig);
     assert.deepEqual(await asGuest(5, METAD_PORT, '/ganeti/latest/os/parameters.json'), before);
     assert.deepEqual(await ganetiFeed(mNode, [{ op: 'alive' }]), [{ result: true }]);
+    const web2 = JSON.parse((await asGuest(6, METAD_PORT, '/ganeti/latest/os/parameters.json')).body) as Record<string, unknown>;
+    assert.equal(web2['d-ssh-key'], undefined, 'a secret served after a restart');
+    const jobs = (await m.admin('GET', '/v1/jobs')).json as { jobs: { kind?: string; instance: string; state: string }[] };
+    assert.deepEqual(
+      jobs.jobs.filter((j) => j.kind === 'ganeti-secrets').map((j) => [j.instance, j.state]),
+      [['web2.example.com', 'lost']],
+    );
 
     await stopChild(gm);
     gm = await startGanetiMetad(ns, gNode);

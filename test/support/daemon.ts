@@ -104,7 +104,14 @@ export async function startInstall(d: Pick<TestDaemon, 'admin'>, name: string, t
 }
 
 export async function startTestDaemon(
-  opts: { config?: Record<string, unknown>; clock?: Clock; dir?: string; hypervisor?: DaemonDeps['hypervisor'] } = {},
+  opts: {
+    config?: Record<string, unknown>;
+    clock?: Clock;
+    dir?: string;
+    hypervisor?: DaemonDeps['hypervisor'];
+    /** A comm network (test/fakes/fake-comm-network.ts) makes the nic routes work. */
+    commNetwork?: DaemonDeps['commNetwork'];
+  } = {},
 ): Promise<TestDaemon> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'metad-test-'));
   const base = {
@@ -122,6 +129,7 @@ export async function startTestDaemon(
     ...fakeJobDeps(hv),
     ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.commNetwork ? { commNetwork: opts.commNetwork } : {}),
   });
   const adminHandler = daemon.adminApp.callback();
   const adminServer = http.createServer((req, res) => void adminHandler(req, res));
