@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { luxiCall } from '../support/luxi.js';
 import { ctlAt } from '../support/metadctl-run.js';
+import { until } from '../support/wait.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { FakeCommNetwork } from '../fakes/fake-comm-network.js';
 import { COMM_NIC_PREFIX } from '../../daemon/feeds/ganeti-map.js';
@@ -176,6 +177,26 @@ describe('Ganeti secret windows: served from the push until the first of claim, 
       );
       assert.equal(e.d.daemon.services.vault.held, 0, 'the value is wiped, not only hidden');
       assert.match((await e.d.admin('GET', '/v1/metrics')).text, /^metad_ganeti_secret_windows_total\{outcome="expired"\} 1$/m);
+    });
+  });
+
+  it("the helper VM's tap deleted (QEMU exited; nobody calls nic down), or its name taken by another instance, ends the window (stuck)", async () => {
+    await withDaemon({}, async (e) => {
+      e.net.links.add('gnt.com.0');
+      await feed(e, 'web1', 5, { 'ssh-key': VALUE });
+      assert.equal((await e.d.admin('POST', '/v1/instances/web1/nic', { tap: 'gnt.com.0', state: 'up' })).status, 200);
+      assert.equal((await windowOf(e, 'web1'))?.state, 'served');
+      e.net.vanish('gnt.com.0'); // the device goes: the link watcher tells the controller
+      await until('the window ends', async () => ((await windowOf(e, 'web1'))?.state === 'stuck' ? true : undefined));
+      assert.equal(served(await params(e, 5)), undefined, 'nothing served after the tap went');
+      // The name reused: web2's nic up takes gnt.com.0 from web3, whose window ends with it.
+      e.net.links.add('gnt.com.0');
+      await feed(e, 'web3', 7, { 'ssh-key': `${VALUE}-3` });
+      assert.equal((await e.d.admin('POST', '/v1/instances/web3/nic', { tap: 'gnt.com.0', state: 'up' })).status, 200);
+      await feed(e, 'web2', 6, {});
+      assert.equal((await e.d.admin('POST', '/v1/instances/web2/nic', { tap: 'gnt.com.0', state: 'up' })).status, 200);
+      assert.equal((await windowOf(e, 'web3'))?.state, 'stuck');
+      assert.equal(served(await params(e, 7)), undefined);
     });
   });
 
