@@ -28,6 +28,8 @@
 #     ganeti-3.0, ganeti-haskell-3.0: fetched with `apt-get download` and unpacked into
 #                         $GANETI_DIR, never installed (no cluster, no Ganeti daemon runs)
 #     the users and groups Ganeti's daemons run as: ganeti-metad refuses to start without them
+#   lintian, dpkg-dev:  the Debian package `npm run package` builds (dpkg-shlibdeps) and its check
+#                       (test/integration/deb-package.test.ts)
 #   sudo:               docs/operations.md's host steps run as printed by a sudo user in such a
 #                       container (test/integration/operator-live.test.ts)
 #   dbus, polkitd:      Debian's libvirtd (libvirt-daemon-system, never installed here: its files
@@ -38,7 +40,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base sudo dbus polkitd
-  ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
+  lintian dpkg-dev ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
   python3-pycurl python3-bitarray python3-psutil)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let

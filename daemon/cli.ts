@@ -22,13 +22,14 @@ import { handleSignals } from './process/signals.js';
 import { notifyReady } from './process/notify.js';
 import { MkdirError } from './mkdirs.js';
 import { metricsReference } from './metrics/catalogue.js';
-import { StateDirBusy } from './process/state-lock.js';
+import { LOCK_FILE, lockStateDir, StateDirBusy } from './process/state-lock.js';
 import { demoBanner, demoConfig, registerDemo } from './process/demo.js';
 import { VERSION } from './version.js';
 import { instanceSchema } from './registry/model.js';
 import { EV, loggingDoc } from './log/events.js';
 import { configReference } from './config/doc.js';
 import { networkPreflight } from './comm/preflight.js';
+import { teardownCommNetwork } from './comm/teardown.js';
 import { appliancePreflight, installsOff } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
 import { loadBinding } from '../appliance/libvirt.js';
@@ -86,12 +87,8 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
     .description('build the install appliance into /appliance/cacheDir and make it the current one (appliance/build.sh)')
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
     .action(async (opts: { config?: string }) => {
-      let cfg;
-      try {
-        cfg = loadConfig({ file: opts.config ?? (process.env.METAD_CONFIG || undefined) }, process.env);
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        process.stderr.write(`metad: ${err.message}\n`);
+      const cfg = toolConfig(opts);
+      if (cfg === undefined) {
         state.code = 2;
         return;
       }
@@ -101,6 +98,18 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
         process.stderr.write(`metad: ${(err as Error).message}\n`);
         state.code = 1;
       }
+    });
+  program
+    .command('network')
+    .description('the comm network on this host')
+    .command('teardown')
+    .description(
+      'remove what the comm network leaves when metad stops: the anchor or bridge, its nftables tables, its routes (metad must be stopped)',
+    )
+    .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
+    .addHelpText('after', '\nExamples:\n  sudo systemctl stop metad && sudo metad network teardown --config /etc/metad/config.yaml')
+    .action(async (opts: { config?: string }) => {
+      state.code = await teardown(opts);
     });
   program
     .command('log-events')
@@ -180,6 +189,41 @@ function loadChecked(source: Parameters<typeof loadConfig>[0]): Readonly<Config>
   const network = networkPreflight(cfg);
   if (network.length > 0) throw new ConfigError(network);
   return cfg;
+}
+
+/** The config a one-shot command (appliance build, network teardown) runs with; undefined (and said) when invalid. */
+function toolConfig(opts: { config?: string }): Readonly<Config> | undefined {
+  try {
+    return loadConfig({ file: opts.config ?? (process.env.METAD_CONFIG || undefined) }, process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`metad: ${err.message}\n`);
+    return undefined;
+  }
+}
+
+/** `metad network teardown`: only while no daemon holds the state dir (it would set it all up again). */
+async function teardown(opts: { config?: string }): Promise<number> {
+  const cfg = toolConfig(opts);
+  if (cfg === undefined) return 2;
+  let lock;
+  try {
+    // Only a lock file a daemon made: one created here (root's, 0600) would lock metad's own user out.
+    if (existsSync(join(cfg.stateDir, LOCK_FILE))) lock = lockStateDir(cfg.stateDir);
+  } catch (err) {
+    const why = err instanceof StateDirBusy ? `metad is running (${err.message}): stop it first` : (err as Error).message;
+    process.stderr.write(`metad: ${why}\n`);
+    return 1;
+  }
+  try {
+    for (const line of await teardownCommNetwork(cfg)) process.stdout.write(`${line}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`metad: network teardown: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    lock?.release();
+  }
 }
 
 async function serve(opts: { config?: string; demo?: boolean; port: string }): Promise<number> {

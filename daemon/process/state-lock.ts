@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-const LOCK_FILE = 'metad.lock';
+export const LOCK_FILE = 'metad.lock';
 
 /** util-linux flock(1): exit 1 means "held by someone else" under --nonblock. */
 const FLOCK = 'flock';

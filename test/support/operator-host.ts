@@ -125,10 +125,24 @@ export interface HostOptions {
   readonly sysusers?: string;
   /** Interfaces (nft patterns) the hypervisor may send on besides loopback, e.g. `md-*`. */
   readonly allowOut?: readonly string[];
-  /** The npm cache of packTarballs (bound writable; npm runs offline against it). */
-  readonly npmCache: string;
+  /** The npm cache of packTarballs (bound writable; npm runs offline against it), when npm runs. */
+  readonly npmCache?: string;
   /** Host dirs whose contents are laid over the container's /usr (e.g. a package's extracted usr/). */
   readonly usrTrees?: readonly string[];
+  /** The machine's /var (its dpkg database: a package's dependencies are met) under a writable
+   * overlay: `dpkg -i` works, and changes nothing outside the container. */
+  readonly dpkg?: boolean;
+}
+
+/** The machine's /var over an upper dir in `dir` (nspawn creates one missing level of an
+ * overlay's mount point, and the container's / is empty: /var/lib/dpkg alone cannot be one). */
+function dpkgOverlay(dir: string): readonly [string, string] {
+  const upper = join(dir, 'var-upper');
+  mkdirSync(join(upper, 'lib', 'dpkg'), { recursive: true, mode: 0o755 });
+  // The machine's stat overrides name its groups (ssl-cert, …), which the container's own /etc
+  // does not have: dpkg would refuse to run at all.
+  writeFileSync(join(upper, 'lib', 'dpkg', 'statoverride'), '', { mode: 0o644 });
+  return ['/var', upper];
 }
 
 export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
@@ -178,8 +192,8 @@ export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
         ['/etc/alternatives', '/etc/alternatives'],
         ...(o.binds ?? []).map((b) => [b, b] as const),
       ],
-      rwBinds: [[o.npmCache, NPM_CACHE], ...(o.rwBinds ?? []).map((b) => [b, b] as const)],
-      overlays: [['/usr', upper]],
+      rwBinds: [...(o.npmCache === undefined ? [] : [[o.npmCache, NPM_CACHE] as const]), ...(o.rwBinds ?? []).map((b) => [b, b] as const)],
+      overlays: [['/usr', upper], ...(o.dpkg ? [dpkgOverlay(dir)] : [])],
     });
     undo.push(() => c.destroy());
     const must = async (cmd: string, ...args: string[]): Promise<void> => {
@@ -187,6 +201,9 @@ export async function bootOperatorHost(o: HostOptions): Promise<OperatorHost> {
       if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
     };
     await must('install', '-d', '-m', '0750', '-o', ADMIN, '-g', ADMIN, `/home/${ADMIN}`);
+    // A container image's policy-rc.d (exit 101: "start no services") would keep a package's
+    // maintainer scripts from starting or stopping its unit; a host has none.
+    if (o.dpkg) await must('rm', '-f', '/usr/sbin/policy-rc.d');
     // sudo looks its host name up (the container's /etc is empty).
     await must('sh', '-c', 'printf "127.0.0.1 localhost\\n127.0.1.1 %s\\n" "$(hostname)" > /etc/hosts');
     const host: OperatorHost = {
