@@ -57,6 +57,8 @@ try {
   // build script and agent, and a package.json that makes node read dist/ as ES modules.
   for (const d of ['daemon', 'routes', 'cli', 'appliance']) copy(`dist/${d}`, join(lib, 'dist', d), (src) => !src.endsWith('.map'));
   for (const f of ['build.sh', 'agent', 'README.md']) copy(`appliance/${f}`, join(lib, 'appliance', f));
+  // Ganeti's comm NIC hook, for /etc/ganeti/kvm-ifup-os (docs/ganeti.md, "The comm NIC hook").
+  copy('ganeti/kvm-ifup-os', join(lib, 'ganeti', 'kvm-ifup-os'));
   writeFileSync(
     join(lib, 'package.json'),
     `${JSON.stringify({ name: pkg.name, version, description: pkg.description, license: pkg.license, private: true, type: 'module', dependencies: pkg.dependencies, optionalDependencies: pkg.optionalDependencies }, null, 2)}\n`,
@@ -119,7 +121,12 @@ try {
 
   // Modes as Debian wants them: directories 0755, files 0644, programs 0755.
   normalize(stage);
-  for (const x of ['usr/lib/metad/dist/daemon/cli.js', 'usr/lib/metad/dist/cli/metadctl.js', 'usr/lib/metad/appliance/build.sh'])
+  for (const x of [
+    'usr/lib/metad/dist/daemon/cli.js',
+    'usr/lib/metad/dist/cli/metadctl.js',
+    'usr/lib/metad/appliance/build.sh',
+    'usr/lib/metad/ganeti/kvm-ifup-os',
+  ])
     chmodSync(at(x), 0o755);
   // The agent's files as the appliance has them: scripts executable, what is sourced or read not.
   for (const f of readdirSync(join(lib, 'appliance/agent'))) {

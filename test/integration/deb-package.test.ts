@@ -95,6 +95,7 @@ test('the Debian package: built, lint-free, installed, upgraded, removed and pur
     assert.match(entry('/usr/bin/metad'), /^lrwxrwxrwx root\/root .* -> \.\.\/lib\/metad\/dist\/daemon\/cli\.js$/);
     assert.match(entry('/usr/bin/metadctl'), /^lrwxrwxrwx root\/root .* -> \.\.\/lib\/metad\/dist\/cli\/metadctl\.js$/);
     assert.match(entry('/usr/lib/metad/dist/daemon/cli.js'), /^-rwxr-xr-x root\/root /);
+    assert.match(entry('/usr/lib/metad/ganeti/kvm-ifup-os'), /^-rwxr-xr-x root\/root /);
     assert.match(entry('/lib/systemd/system/metad.service'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/etc/metad/config.yaml'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/usr/share/man/man8/metad.8.gz'), /^-rw-r--r-- /);
