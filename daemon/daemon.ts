@@ -44,6 +44,7 @@ import { boundedHypervisor, defaultHypervisor, ProductionAppliance } from './job
 import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
 import { GanetiFeed } from './feeds/ganeti.js';
+import { FedPackages } from './registry/os-package.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -212,13 +213,18 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   const limiter = new RateLimiter(config.guest.rateLimit.ratePerSec, config.guest.rateLimit.burst);
   // The guest door sees the install jobs only as their secrets gate: it cannot start, abort or read a job.
   const secrets: SecretsGate = { secretsOpen: (name) => jobs.secretsOpen(name), noteClaim: (name) => jobs.noteClaim(name) };
+  // The OS package parameters Ganeti pushed: the only ones the guest door follows (daemon/registry/os-package.ts).
+  const osPackages = config.ganeti ? new FedPackages() : undefined;
+  if (osPackages) store.on('removed', (name: string) => osPackages.forget(name));
   const guestHandler = createGuestHandler(
-    { config, log, clock, store, vault, pipes, identity, guestLog, secrets },
+    { config, log, clock, store, vault, pipes, identity, guestLog, secrets, osPackages },
     { limiter, tokens, counters: guestCounters },
   );
   const adminApp = createAdminApp(services);
   // Ganeti's node daemon pushes its instances here; built now, listening once main.ts says so.
-  const ganeti = config.ganeti ? new GanetiFeed(config.ganeti, { store, vault, log, osSearchPath: config.os.searchPath }) : undefined;
+  const ganeti = config.ganeti
+    ? new GanetiFeed(config.ganeti, { store, vault, log, osSearchPath: config.os.searchPath, packages: osPackages })
+    : undefined;
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {
     const n = vault.sweep();

@@ -18,6 +18,7 @@ import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
+import type { FedPackages } from './registry/os-package.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts): no start, abort or record. */
 export interface SecretsGate {
@@ -53,4 +54,6 @@ export interface Services {
 export interface GuestServices extends Pick<Services, 'config' | 'log' | 'clock' | 'store' | 'vault' | 'pipes' | 'identity' | 'guestLog'> {
   /** The install jobs' secrets gate (a view of the JobManager that has nothing else of it). */
   readonly secrets: SecretsGate;
+  /** The OS package parameters the Ganeti feed pushed (absent: the feed is off, no package is served). */
+  readonly osPackages?: FedPackages | undefined;
 }

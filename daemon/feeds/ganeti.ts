@@ -23,6 +23,7 @@
  * While it listens, metad's pid is in Ganeti's pid file for ganeti-metad: the node daemon
  * checks it before each push (`utils.IsDaemonAlive`) and would otherwise start ganeti-metad.
  */
+import type { FedPackages } from '../registry/os-package.js';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
@@ -46,6 +47,8 @@ export interface GanetiFeedDeps {
   log: Logger;
   /** Where fed instances' OS definitions are looked up (os.searchPath), for the log. */
   osSearchPath: readonly string[];
+  /** Where the package parameters Ganeti pushed are recorded (the guest door serves only those). */
+  packages?: FedPackages;
 }
 
 /** A protocol answer. */
@@ -292,6 +295,8 @@ export class GanetiFeed {
     const os = input.os?.name;
     const def = os === undefined ? undefined : await osDefinitionDir(this.d.osSearchPath, os);
     const { created, instance } = stored;
+    // What this push itself said (never a value kept from before it).
+    this.d.packages?.record(name, instance.doc.uuid, input.params?.public);
     log.info(
       {
         instance: name,
