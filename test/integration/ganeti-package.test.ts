@@ -180,6 +180,33 @@ test("Ganeti's OS install package: metad serves ExportOS's bytes as ganeti-metad
     assert.ok(listing.includes('./os/create') && listing.includes('./environment'), listing.join(' '));
   });
 
+  await t.test('ganeti-metad serves packages on latest only and answers Range requests; metad every version, whole', async () => {
+    const dated = '/ganeti/2014-07-01/os/os-install-package';
+    assert.equal((await fetchAs(ns, work, 5, GANETI_PORT, dated)).status, 404);
+    const mineDated = await fetchAs(ns, work, 5, METAD_PORT, dated);
+    assert.equal(mineDated.status, 200);
+    assert.ok(mineDated.body.equals(readFileSync(installPkg)));
+    const range = async (port: number) =>
+      ns.run(
+        'curl',
+        [
+          '-s',
+          '-r',
+          '0-99',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code} %{size_download}',
+          '--interface',
+          '127.0.0.5',
+          `http://127.0.0.1:${String(port)}/ganeti/latest/os/os-install-package`,
+        ],
+        { timeoutMs: 30_000 },
+      );
+    assert.equal((await range(GANETI_PORT)).stdout, '206 100');
+    assert.equal((await range(METAD_PORT)).stdout, `200 ${String(readFileSync(installPkg).length)}`);
+  });
+
   await t.test('a package with a symlink os -> /etc: ganeti-metad serves it whole, metad cuts the transfer before it', async () => {
     const file = readFileSync(badPkg);
     const g = await get(5, GANETI_PORT, 'package');
