@@ -5,19 +5,34 @@
  * pushed parameter can make is a plain 404 with a logged reason and never a hang (a symlink out
  * of the root, `..`, a relative path, control characters, a FIFO, a directory, a group-writable
  * file, a file over the cap); a bad entry at the start is a 404 with nothing sent, one later cuts
- * the connection; the daemon serves on afterwards and never logs a stack for any of it.
+ * the connection; a guest that goes away mid-transfer leaves no descriptor open; the daemon
+ * serves on afterwards and never logs a stack for any of it.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { luxiCall } from '../support/luxi.js';
 import { COMM_NIC_PREFIX } from '../../daemon/feeds/ganeti-map.js';
+import { until } from '../support/wait.js';
 
 const UUID = '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9e21';
 
@@ -26,7 +41,7 @@ describe('the OS install package on the guest door', () => {
   let root: string;
   let d: TestDaemon;
   let socket: string;
-  const MAX = 1024 * 1024;
+  const MAX = 16 * 1024 * 1024;
 
   /** Ganeti pushes the instance with these public parameters. */
   const pushWith = async (osparams: Record<string, string>, host = 5): Promise<void> => {
@@ -146,6 +161,31 @@ describe('the OS install package on the guest door', () => {
       assert.equal(d.sink.text.includes(JSON.stringify(path).slice(1, -1)), false, 'the path is not logged');
     });
   }
+
+  it('a guest that goes away mid-transfer: the file is closed (no descriptor left open)', async () => {
+    const tree = mkdtempSync(join(dir, 'tree-'));
+    writeFileSync(join(tree, 'big'), randomBytes(8 * 1024 * 1024));
+    const p = join(root, 'gone.tgz');
+    execFileSync('tar', ['-czf', p, '-C', tree, './big']);
+    chmodSync(p, 0o600);
+    await pushWith({ 'os-install-package': p }, 7);
+    const openOnPackage = (): number =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === p;
+        } catch {
+          return false;
+        }
+      }).length;
+    // A guest that asks and does not read: the answer stalls with the file open (8 MiB is more
+    // than the socket buffers hold while the reader's window stays small), then it goes away.
+    const sock = net.connect({ host: '127.0.0.1', port: d.guestPort, localAddress: '127.0.0.7' });
+    sock.pause();
+    sock.write('GET /ganeti/latest/os/os-install-package HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until('the package open while it streams', () => openOnPackage() === 1);
+    sock.destroy();
+    await until('the package closed', () => openOnPackage() === 0);
+  });
 
   it('a bad entry first: 404, nothing of the archive sent', async () => {
     const tree = mkdtempSync(join(dir, 'tree-'));
