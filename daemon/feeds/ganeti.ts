@@ -23,7 +23,6 @@
  * While it listens, metad's pid is in Ganeti's pid file for ganeti-metad: the node daemon
  * checks it before each push (`utils.IsDaemonAlive`) and would otherwise start ganeti-metad.
  */
-import type { FedPackages } from '../registry/os-package.js';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
@@ -38,6 +37,7 @@ import type { InstanceStore } from '../registry/store.js';
 import type { SecretVault } from '../registry/vault.js';
 import { listenUnixSocket } from '../unix-socket.js';
 import { mapGanetiPush, pushedName } from './ganeti-map.js';
+import type { FedPackages } from '../registry/os-package.js';
 
 export type GanetiSettings = NonNullable<Config['ganeti']>;
 
