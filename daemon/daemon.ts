@@ -45,6 +45,7 @@ import { lockStateDir } from './process/state-lock.js';
 import { GuestLog } from './log/guest-log.js';
 import { GanetiFeed } from './feeds/ganeti.js';
 import { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
+import { FedPackages } from './registry/os-package.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -253,15 +254,25 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
       ganetiSecrets?.noteClaim(name);
     },
   };
+  // The OS package parameters Ganeti pushed: the only ones the guest door follows (daemon/registry/os-package.ts).
+  const osPackages = config.ganeti ? new FedPackages() : undefined;
+  if (osPackages) store.on('removed', (name: string) => osPackages.forget(name));
   const guestHandler = createGuestHandler(
-    { config, log, clock, store, vault, pipes, identity, guestLog, secrets },
+    { config, log, clock, store, vault, pipes, identity, guestLog, secrets, osPackages },
     { limiter, tokens, counters: guestCounters },
   );
   const adminApp = createAdminApp(services);
   // Ganeti's node daemon pushes its instances here; built now, listening once main.ts says so.
   const ganeti =
     config.ganeti && ganetiSecrets
-      ? new GanetiFeed(config.ganeti, { store, vault, secrets: ganetiSecrets, log, osSearchPath: config.os.searchPath })
+      ? new GanetiFeed(config.ganeti, {
+          store,
+          vault,
+          secrets: ganetiSecrets,
+          log,
+          osSearchPath: config.os.searchPath,
+          packages: osPackages,
+        })
       : undefined;
   // Expired secrets are wiped on read too; the sweep bounds how long a value lingers in memory.
   const sweeper = setInterval(() => {

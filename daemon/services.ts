@@ -19,6 +19,7 @@ import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
+import type { FedPackages } from './registry/os-package.js';
 
 /**
  * When the guest door may serve an instance's secret parameters, as it sees it: no start, abort
@@ -62,4 +63,6 @@ export interface Services {
 export interface GuestServices extends Pick<Services, 'config' | 'log' | 'clock' | 'store' | 'vault' | 'pipes' | 'identity' | 'guestLog'> {
   /** The install jobs' secrets gate (a view of the JobManager that has nothing else of it). */
   readonly secrets: SecretsGate;
+  /** The OS package parameters the Ganeti feed pushed (absent: the feed is off, no package is served). */
+  readonly osPackages?: FedPackages | undefined;
 }

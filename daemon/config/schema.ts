@@ -273,6 +273,42 @@ export const configSchema = {
           default: 1048576,
           description: 'Largest request on the socket (one instance); a larger one is answered with an error and the connection closed.',
         },
+        packageRoots: {
+          type: 'array',
+          default: ['/tmp'],
+          maxItems: 32,
+          items: { type: 'string', pattern: '^/', minLength: 1, maxLength: 1024 },
+          description:
+            "Directories whose files `os/os-install-package` and `os/package` may serve (the files the public parameters `os-install-package` and `os-package` name, as Ganeti pushed them). Ganeti's `ExportOS` writes the install package to the node daemon's temp dir (`/tmp`); the file's real path must lie inside a root. `[]`: never served. metad's unit needs a drop-in to see the node's `/tmp` and read root's files (docs/ganeti.md).",
+        },
+        packageMaxBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 17179869184,
+          default: 268435456,
+          description: 'Largest package file served (its size on disk); a larger one is not served (404).',
+        },
+        packageMaxEntries: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          default: 10000,
+          description: 'Most entries a served package may hold: the transfer is cut at the entry after (log `guest OS package cut`).',
+        },
+        packageMaxEntryBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 17179869184,
+          default: 268435456,
+          description: 'Largest entry (unpacked) of a served package: the transfer is cut before a larger one.',
+        },
+        packageMaxUnpackedBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 68719476736,
+          default: 1073741824,
+          description: 'Most bytes a served package may unpack to, all entries together (a gzip bomb is cut there).',
+        },
         secrets: {
           type: 'object',
           additionalProperties: false,

@@ -40,6 +40,7 @@ import { incarnationOf } from '../registry/model.js';
 import type { GanetiSecretWindows } from './ganeti-secrets.js';
 import { listenUnixSocket } from '../unix-socket.js';
 import { mapGanetiPush, pushedName } from './ganeti-map.js';
+import type { FedPackages } from '../registry/os-package.js';
 
 export type GanetiSettings = NonNullable<Config['ganeti']>;
 
@@ -51,6 +52,8 @@ export interface GanetiFeedDeps {
   log: Logger;
   /** Where fed instances' OS definitions are looked up (os.searchPath), for the log. */
   osSearchPath: readonly string[];
+  /** Where the package parameters Ganeti pushed are recorded (the guest door serves only those). */
+  packages?: FedPackages;
 }
 
 /** A protocol answer. */
@@ -297,6 +300,8 @@ export class GanetiFeed {
     const os = input.os?.name;
     const def = os === undefined ? undefined : await osDefinitionDir(this.d.osSearchPath, os);
     const { created, instance } = stored;
+    // What this push itself said (never a value kept from before it).
+    this.d.packages?.record(name, instance.doc.uuid, input.params?.public);
     log.info(
       {
         instance: name,

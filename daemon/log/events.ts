@@ -162,6 +162,18 @@ export const EVENTS = {
     level: 'warn',
     fields: 'instance, script, suppressedBefore (sampled: once per instance per 10 s)',
   },
+  guestPackageRefused: {
+    msg: 'guest OS package not served',
+    level: 'warn',
+    fields:
+      'instance, param (`os-install-package` or `os-package`), reason (not set; not as Ganeti pushed it; not a usable or absolute path; missing, or outside ganeti.packageRoots; not a regular file; too large; writable by group or others; the Ganeti feed is off), suppressedBefore (sampled: once per instance per 10 s). Never the path',
+  },
+  guestPackageCut: {
+    msg: 'guest OS package cut',
+    level: 'warn',
+    fields:
+      'instance, param, entry (the archive entry that broke a rule, as the archive names it, at most 256 characters; null: the archive itself), reason (absolute name, "..", a link out of the tree, a device node or FIFO, setuid, over a size or entry cap, not gzip or not tar), bytesSent (the guest got a cut transfer: no byte of that entry), suppressedBefore (sampled)',
+  },
   guestLogSuppressed: {
     msg: 'guest-triggered log lines suppressed',
     level: 'warn',

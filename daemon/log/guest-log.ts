@@ -20,6 +20,8 @@ const SAMPLED = {
   guestPasswordSet: 10_000,
   guestPipeFull: 10_000,
   guestScriptRefused: 10_000,
+  guestPackageRefused: 10_000,
+  guestPackageCut: 10_000,
 } as const;
 
 export type GuestEvent = keyof typeof SAMPLED;

@@ -5,6 +5,7 @@
  * reason goes to the log.
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { GuestServices } from '../../daemon/services.js';
@@ -26,6 +27,23 @@ export interface Answer {
   cache?: 'static' | 'seeded';
   /** For 'seeded': the exact JSON value (quoted base64) of random_seed in `body`. */
   seedPlaceholder?: string;
+  /** A streamed body instead of `body` (never cached): see `streamed`. */
+  stream?: StreamedBody;
+}
+
+/**
+ * A body read from a stream as it is sent, `length` bytes (the Content-Length). Nothing goes out
+ * before its first chunk: a stream that fails before any byte is answered with a short error
+ * (`failStatus`) instead; one that fails after its first byte, or ends short of `length`, is cut
+ * (the connection is destroyed, so the guest sees a truncated transfer, never a complete-looking
+ * one). The stream is destroyed when the guest goes away.
+ */
+export interface StreamedBody {
+  source: Readable;
+  length: number;
+  failStatus: number;
+  /** Told once when the stream failed: `bytesSent` 0 and `headersSent` false when nothing went out. */
+  onError: (err: unknown, bytesSent: number, headersSent: boolean) => void;
 }
 
 export interface GuestDeps extends GuestServices {
@@ -74,6 +92,8 @@ export const redirect = (location: string): Answer => ({
   headers: { Location: location },
 });
 export const empty = (status: number): Answer => ({ status });
+/** A streamed 200 (routes/guest/index.ts sends it; it is never cached). */
+export const streamed = (type: string, body: StreamedBody): Answer => ({ status: 200, type, stream: body });
 export const cached = (a: Answer, how: 'static' | 'seeded' = 'static'): Answer => ({ ...a, cache: how });
 
 /** A short guest error body: the reason phrase only ('Not Found'), never why. */
@@ -141,4 +161,68 @@ export function send(res: ServerResponse, p: PreparedAnswer, seeds: SeedPool): v
   if (p.seeded)
     res.end(Buffer.concat([p.seeded.prefix, Buffer.from(`"${seeds.takeBase64(RANDOM_SEED_BYTES)}"`, 'latin1'), p.seeded.suffix]));
   else res.end(p.body);
+}
+
+/**
+ * Send a streamed answer; `done(status)` is told once what went out (the failure status when the
+ * stream failed before its first byte). Backpressure: the source pauses while the socket is full
+ * (the socket guard destroys a guest that stops reading).
+ */
+export function sendStream(res: ServerResponse, a: Answer & { stream: StreamedBody }, done: (status: number) => void): void {
+  const { source, length, failStatus, onError } = a.stream;
+  const head: string[] = [];
+  if (a.type) head.push('Content-Type', a.type);
+  for (const [k, v] of Object.entries(a.headers ?? {})) head.push(k, v);
+  head.push('Content-Length', String(length));
+  let sent = 0;
+  let finished = false;
+  const start = (): void => {
+    if (res.headersSent) return;
+    res.writeHead(a.status, head);
+    done(a.status);
+  };
+  const cut = (): void => {
+    finished = true;
+    source.destroy();
+    res.destroy();
+  };
+  res.on('close', () => {
+    if (!finished) source.destroy();
+  });
+  res.on('drain', () => source.resume());
+  source.on('data', (chunk: Buffer) => {
+    if (res.destroyed || finished) return;
+    start();
+    if (sent + chunk.length > length) {
+      cut(); // never more than the Content-Length promised (the file grew)
+      return;
+    }
+    sent += chunk.length;
+    if (!res.write(chunk)) source.pause();
+  });
+  source.on('end', () => {
+    if (finished) return;
+    start();
+    if (sent !== length) {
+      cut(); // the file shrank: a short answer must not look complete
+      return;
+    }
+    finished = true;
+    res.end();
+  });
+  source.on('error', (err: unknown) => {
+    if (finished) return;
+    const headersSent = res.headersSent;
+    onError(err, sent, headersSent);
+    if (headersSent || res.destroyed) {
+      cut();
+      return;
+    }
+    finished = true;
+    source.destroy();
+    const p = prepareAnswer(fail(failStatus));
+    res.writeHead(p.status, p.head);
+    res.end(p.body);
+    done(p.status);
+  });
 }

@@ -4,7 +4,8 @@
  * consumed by this read), `os/scripts/` (the scripts it would serve; read from disk on every
  * request, never cached) and `os/scripts/<name>`, and the pipe: `GET read` consumes what the host
  * queued (non-blocking, or `?wait=SECONDS` long-poll), `POST write` appends guest->host bytes
- * (413 and nothing stored when it does not fit).
+ * (413 and nothing stored when it does not fit). `os/os-install-package` and `os/package`
+ * stream the OS package files Ganeti pushed for the instance, checked on the way out.
  */
 import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
 import {
@@ -12,6 +13,7 @@ import {
   type GuestRequest,
   bytes,
   cached,
+  streamed,
   empty,
   fail,
   isRead,
@@ -27,6 +29,9 @@ import { listOsScripts, readOsScript } from './scripts.js';
 import { osDefinitionDir } from '../../daemon/registry/os-definition.js';
 import { parseWaitMs } from '../../daemon/registry/pipes.js';
 import { sameIncarnation } from '../../daemon/registry/model.js';
+import { OS_PACKAGE_PARAMS, type OsPackageParam, openOsPackage } from '../../daemon/registry/os-package.js';
+import { ArchiveRefused, archiveCheck } from '../../daemon/registry/archive-check.js';
+import { pipeline } from 'node:stream';
 
 const VERSION_LIST = GANETI_VERSIONS.join('\n');
 const LISTING = ['meta_data.json', 'os/', 'read', 'write'].join('\n');
@@ -67,7 +72,54 @@ async function pipeWrite(r: GuestRequest): Promise<Answer> {
   return empty(204);
 }
 
+/** Snap's serveFile (ganeti-metad) types a file by its name: ExportOS's `.tgz` as this (measured). */
+function packageType(path: string): string {
+  return path.endsWith('.tgz') ? 'application/x-tgz' : 'application/octet-stream';
+}
+
+/**
+ * `os/os-install-package` and `os/package`: the file the public parameter names, as Ganeti pushed
+ * it for this instance (daemon/registry/os-package.ts), streamed through the archive check
+ * (daemon/registry/archive-check.ts) and never cached. Whatever stops it is a 404 and a
+ * (sampled) log line that never holds the path; a bad entry cuts the transfer before its bytes.
+ */
+async function osPackage(r: GuestRequest, param: OsPackageParam): Promise<Answer> {
+  if (r.method !== 'GET') return methodNotAllowed('GET');
+  const refuse = (reason: string): Answer => {
+    r.note('guestPackageRefused', { param, reason });
+    return notFound();
+  };
+  const value = r.inst.doc.params?.public?.[param];
+  const g = r.d.config.ganeti;
+  if (value === undefined) return refuse('not set');
+  if (g === undefined || r.d.osPackages === undefined) return refuse('the Ganeti feed is off');
+  if (!r.d.osPackages.isFed(r.inst.doc.name, r.inst.doc.uuid, param, value)) return refuse('not as Ganeti pushed it');
+  const opened = await openOsPackage(value, g.packageRoots, g.packageMaxBytes);
+  if ('problem' in opened) return refuse(opened.problem);
+  const size = opened.st.size;
+  // At most the size checked on the descriptor: a file that grows is not read past it.
+  const file = opened.fh.createReadStream(size > 0 ? { start: 0, end: size - 1 } : { start: 0 });
+  const limits = { maxEntries: g.packageMaxEntries, maxEntryBytes: g.packageMaxEntryBytes, maxUnpackedBytes: g.packageMaxUnpackedBytes };
+  const source = pipeline(file, archiveCheck(limits), () => undefined);
+  return streamed(packageType(value), {
+    source,
+    length: size,
+    failStatus: 404,
+    onError: (err, bytesSent) => {
+      const refused = err instanceof ArchiveRefused;
+      r.note('guestPackageCut', {
+        param,
+        entry: refused ? err.entry : null,
+        reason: refused ? err.reason : 'read error',
+        bytesSent,
+      });
+    },
+  });
+}
+
 async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
+  const leaf = rest.length === 1 ? (rest[0] as string) : '';
+  if (Object.hasOwn(OS_PACKAGE_PARAMS, leaf)) return osPackage(r, OS_PACKAGE_PARAMS[leaf as keyof typeof OS_PACKAGE_PARAMS]);
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
   if (rest.length === 0) return cached(text(OS_LISTING));
   if (rest[0] === 'parameters.json' && rest.length === 1) {

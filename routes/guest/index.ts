@@ -18,7 +18,17 @@ import { AnswerCache } from './cache.js';
 import { RateLimiter } from './rate-limit.js';
 import { TokenIssuer, TOKEN_HEADER } from './tokens.js';
 import { SeedPool } from './seed-pool.js';
-import { type Answer, type GuestDeps, type GuestRequest, type PreparedAnswer, fail, prepareAnswer, send } from './answer.js';
+import {
+  type Answer,
+  type GuestDeps,
+  type GuestRequest,
+  type PreparedAnswer,
+  type StreamedBody,
+  fail,
+  prepareAnswer,
+  send,
+  sendStream,
+} from './answer.js';
 import { tokenKey } from './ec2.js';
 import { type Dialect, dialectOf } from './dialects.js';
 import { EV } from '../../daemon/log/events.js';
@@ -130,6 +140,13 @@ export function createGuestHandler(s: GuestServices, opts: GuestOptions = {}): G
       }
     }
     if (answer.status >= 400 && answer.status !== 404) logRefused(name, answer.status, method, path);
+    if (answer.stream) {
+      // Streamed (an OS package): never cached, read as it is sent, cut on failure.
+      const streamedAnswer = answer as Answer & { stream: StreamedBody };
+      if (res.headersSent || res.destroyed) streamedAnswer.stream.source.destroy();
+      else sendStream(res, streamedAnswer, (status) => counters.answered(dialect.name, status, (s.clock.mono() - since) / 1000));
+      return;
+    }
     const prepared = prepareAnswer(answer);
     if (answer.cache && (method === 'GET' || method === 'HEAD')) d.cache.storeAnswer(name, inst.generation, path, prepared);
     if (!res.headersSent && !res.destroyed) reply(res, prepared, dialect.name, since);

@@ -6,54 +6,32 @@
  * never by a path the instance names. Names are restricted; the resolved real path must stay inside the definition
  * directory, so neither `..` nor a symlink can escape it; only regular files up to 1 MiB are
  * served, opened non-blocking and checked on the open descriptor (a FIFO never blocks a file
- * thread), and the listing shows exactly the names that would be served.
+ * thread: daemon/registry/host-file.ts), and the listing shows exactly the names that would be served.
  */
-import { open, readdir, realpath, stat } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { join, sep } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openRegular, realDir, realInside, regularFileProblem } from '../../daemon/registry/host-file.js';
 
 const SCRIPT_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
 
-async function inside(base: string, candidate: string): Promise<string | undefined> {
-  try {
-    const real = await realpath(candidate);
-    return real.startsWith(base + sep) ? real : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function realBase(definitionDir: string): Promise<string | undefined> {
-  try {
-    return await realpath(definitionDir);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The real path `name` would be served from (untrusted/ first), or undefined. */
 async function resolveScript(base: string, name: string): Promise<string | undefined> {
   if (!SCRIPT_NAME.test(name)) return undefined;
-  return (await inside(base, join(base, 'untrusted', name))) ?? (await inside(base, join(base, name)));
+  return (await realInside(base, join(base, 'untrusted', name))) ?? (await realInside(base, join(base, name)));
 }
 
 /** The script's bytes, or undefined when it does not exist or is not allowed. */
 export async function readOsScript(definitionDir: string, name: string): Promise<Buffer | undefined> {
-  const base = await realBase(definitionDir);
+  const base = await realDir(definitionDir);
   const path = base === undefined ? undefined : await resolveScript(base, name);
   if (!path) return undefined;
-  // O_NOFOLLOW: the resolved path must not have become a symlink since realpath (TOCTOU).
-  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, holding one of node's few
-  // file threads per request (six guest GETs stalled every file operation of the daemon).
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
-  if (!fh) return undefined;
+  const opened = await openRegular(path, MAX_SCRIPT_BYTES);
+  if ('problem' in opened) return undefined;
   try {
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > MAX_SCRIPT_BYTES) return undefined;
-    return await fh.readFile();
+    return await opened.fh.readFile();
   } finally {
-    await fh.close();
+    await opened.fh.close();
   }
 }
 
@@ -71,14 +49,14 @@ async function namesIn(dir: string): Promise<string[]> {
  * ["create", "export"]. A missing or unreadable directory lists nothing.
  */
 export async function listOsScripts(definitionDir: string): Promise<string[]> {
-  const base = await realBase(definitionDir);
+  const base = await realDir(definitionDir);
   if (base === undefined) return [];
   const candidates = new Set([...(await namesIn(join(base, 'untrusted'))), ...(await namesIn(base))]);
   const out: string[] = [];
   for (const name of [...candidates].filter((n) => SCRIPT_NAME.test(n)).sort()) {
     const path = await resolveScript(base, name);
     const st = path === undefined ? undefined : await stat(path).catch(() => undefined);
-    if (st?.isFile() && st.size <= MAX_SCRIPT_BYTES) out.push(name);
+    if (st && regularFileProblem(st, MAX_SCRIPT_BYTES) === undefined) out.push(name);
   }
   return out;
 }

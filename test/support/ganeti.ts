@@ -67,6 +67,7 @@ export type FeedOp =
   | { op: 'echo'; arg: string }
   | { op: 'alive' }
   | { op: 'os-search-path' }
+  | { op: 'export-os'; instance: Record<string, unknown>; env?: Record<string, string> }
   | {
       op: 'update' | 'client-update';
       instance: Record<string, unknown>;

@@ -19,6 +19,10 @@ stdin: a JSON list of operations, each answered by one JSON line on stdout:
   {"op": "client-update", ...same}       metad.Client().UpdateConfig(the same dict) directly:
                                          answers the exception class and message it raises.
   {"op": "os-search-path"}               constants.OS_SEARCH_PATH
+  {"op": "export-os", "instance": {...}, backend.ExportOS(instance, env): the OS install package
+   "env"?: {...}}                        as the node daemon builds it for `gnt-instance add`
+                                         with an install image (a .tgz from tempfile.mkstemp in
+                                         $TMPDIR: the OS definition under os/, the environment)
 """
 
 import json
@@ -95,6 +99,12 @@ def run(op):
                    osparams_private=private(op.get("osparams_private")),
                    osparams_secret=private(op.get("osparams_secret")))
     return {"warnings": warnings}
+  if kind == "export-os":
+    instance = build_instance(op["instance"])
+    instance.primary_node = "node1"
+    instance.disks_info = []  # what the master's RPC encoding adds (no disks here)
+    instance.secondary_nodes = []
+    return {"result": backend.ExportOS(instance, op.get("env") or {})}
   if kind == "client-update":
     try:
       return {"result": metad.Client().UpdateConfig(update_dict(op))}
