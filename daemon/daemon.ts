@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/config.js';
 import { IdentitySigner } from './registry/identity.js';
-import { removeStaleTemps } from './registry/persist.js';
+import { removeFileDurable, removeStaleTemps, writeFileDurable } from './registry/persist.js';
 import { Keyring, loadMasterKey } from './registry/keys.js';
 import { PipeRegistry } from './registry/pipes.js';
 import type { SecretsGate, Services } from './services.js';
@@ -27,6 +27,8 @@ import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js'
 import { TokenIssuer } from '../routes/guest/tokens.js';
 import { GuestCounters } from './metrics/guest-counters.js';
 import { Metrics } from './metrics/metrics.js';
+import { JobCounters } from './metrics/job-counters.js';
+import { StoreWrites } from './metrics/store-writes.js';
 import { VERSION } from './version.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './log/events.js';
@@ -36,7 +38,7 @@ import { createCommNetwork } from './comm/setup.js';
 import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
 import { LogSampler } from './log/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
-import { JobRecordFiles } from './jobs/record.js';
+import { JobRecordFiles, type JobRecord } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
 import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
@@ -92,8 +94,11 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
   const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));
   const identity = await IdentitySigner.load(join(config.stateDir, 'identity-key.pem'));
+  // Every durable state-dir change timed and its failures counted (metrics), through the store's file seam.
+  const storeWrites = new StoreWrites(() => clock.mono());
   const store = new InstanceStore({
     dir: config.stateDir,
+    files: storeWrites.wrap({ writeFileDurable, removeFileDurable }),
     keyring,
     clock,
     log,
@@ -172,6 +177,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     installAvailability(config, deps.hypervisor ? () => Promise.resolve() : () => loadBinding());
   const guestLog = new GuestLog(log, () => clock.mono());
   const guestCounters = new GuestCounters();
+  const jobCounters = new JobCounters();
+  jobs.on('ended', (rec: JobRecord) => jobCounters.ended(rec));
   const tokens = new TokenIssuer();
   const metrics = new Metrics({
     version: VERSION,
@@ -186,6 +193,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     ganetiPushes: () => ganeti?.pushes,
     jobStates: () => jobs.list().map((j) => j.state),
     leftovers: () => leftovers.size,
+    storeWrites,
+    jobCounters,
   });
   const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog, metrics };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its

@@ -61,6 +61,31 @@ export const METRICS = {
     help: 'Things install runs, recovery or the sweep could not remove yet (retried; GET /v1/health lists them).',
     labels: [],
   },
+  metad_store_write_seconds: {
+    type: 'histogram',
+    help: "Durable state-dir changes (an instance's state file written: temp, fsync, rename, directory fsync; or removed), by op (write, remove), failed ones included.",
+    labels: ['op'],
+  },
+  metad_store_write_failures_total: {
+    type: 'counter',
+    help: 'State-dir changes that failed (the admin door answered 503, the Ganeti feed refused the push), by op (write, remove).',
+    labels: ['op'],
+  },
+  metad_jobs_ended_total: {
+    type: 'counter',
+    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck).',
+    labels: ['outcome'],
+  },
+  metad_job_seconds: {
+    type: 'histogram',
+    help: 'Install jobs that ended: time from the job leaving the queue (its request, if it never left) to its end.',
+    labels: [],
+  },
+  metad_job_deadline_destroy_seconds: {
+    type: 'histogram',
+    help: "Install jobs that hit their hard deadline: time from the deadline until the domain was gone (the runner's destroy).",
+    labels: [],
+  },
 } as const satisfies Record<string, MetricDef>;
 
 export type MetricName = keyof typeof METRICS;
