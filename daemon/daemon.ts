@@ -17,7 +17,7 @@ import { IdentitySigner } from './registry/identity.js';
 import { removeFileDurable, removeStaleTemps, writeFileDurable } from './registry/persist.js';
 import { Keyring, loadMasterKey } from './registry/keys.js';
 import { PipeRegistry } from './registry/pipes.js';
-import type { SecretsGate, Services } from './services.js';
+import type { NetworkHealth, SecretsGate, Services } from './services.js';
 import { InstanceStore } from './registry/store.js';
 import { DaemonError } from './errors.js';
 import { incarnationOf, installIdentityChanges, type StoredInstance } from './registry/model.js';
@@ -28,11 +28,12 @@ import { TokenIssuer } from '../routes/guest/tokens.js';
 import { GuestCounters } from './metrics/guest-counters.js';
 import { Metrics } from './metrics/metrics.js';
 import { JobCounters } from './metrics/job-counters.js';
+import { CommCounters } from './metrics/comm-counters.js';
 import { StoreWrites } from './metrics/store-writes.js';
 import { VERSION } from './version.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './log/events.js';
-import { CommController } from './comm/controller.js';
+import { CommController, type ReconcileEnd } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
@@ -179,6 +180,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   const guestCounters = new GuestCounters();
   const jobCounters = new JobCounters();
   jobs.on('ended', (rec: JobRecord) => jobCounters.ended(rec));
+  const commCounters = new CommCounters();
+  comm?.on('reconcileEnded', (e: ReconcileEnd) => commCounters.ended(e, clock.now()));
   const tokens = new TokenIssuer();
   const metrics = new Metrics({
     version: VERSION,
@@ -195,8 +198,31 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     leftovers: () => leftovers.size,
     storeWrites,
     jobCounters,
+    commCounters,
+    dhcp: () => commNet?.dhcpStatus?.(),
   });
-  const services: Services = { config, log, clock, store, vault, pipes, identity, comm, jobs, leftovers, installs, guestLog, metrics };
+  const network = comm
+    ? (): NetworkHealth => {
+        const dhcp = commNet?.dhcpStatus?.();
+        return { ...(commCounters.last ? { lastReconcile: commCounters.last } : {}), ...(dhcp ? { dhcp } : {}) };
+      }
+    : undefined;
+  const services: Services = {
+    config,
+    log,
+    clock,
+    store,
+    vault,
+    pipes,
+    identity,
+    comm,
+    jobs,
+    leftovers,
+    installs,
+    guestLog,
+    metrics,
+    network,
+  };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).
   store.on('removed', (name: string, prev: StoredInstance) => {

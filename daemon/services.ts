@@ -18,6 +18,8 @@ import type { CommController } from './comm/controller.js';
 import type { Leftovers } from './jobs/leftovers.js';
 import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
+import type { LastReconcile } from './metrics/comm-counters.js';
+import type { DhcpStatus } from './comm/dnsmasq.js';
 
 /** The install jobs as the guest door sees them (daemon/jobs/manager.ts): no start, abort or record. */
 export interface SecretsGate {
@@ -47,6 +49,14 @@ export interface Services {
   readonly guestLog: GuestLog;
   /** The Prometheus registry (GET /v1/metrics); absent in tests that build Services by hand. */
   readonly metrics?: Metrics | undefined;
+  /** The comm network's last reconcile and metad's dnsmasq, for GET /v1/health (absent: network off). */
+  readonly network?: (() => NetworkHealth) | undefined;
+}
+
+/** GET /v1/health's `network` (besides the mode from the config). */
+export interface NetworkHealth {
+  readonly lastReconcile?: LastReconcile;
+  readonly dhcp?: DhcpStatus;
 }
 
 /** What the guest door is given: no job control, comm network, leftovers or install availability. */

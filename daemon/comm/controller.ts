@@ -17,7 +17,10 @@ import { guestTapNameProblem, tapNameProblem } from '../net.js';
 import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
-/** Event: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile. */
+/** How a reconcile ended (event 'reconcileEnded'; health and metrics): its duration, or why it failed. */
+export type ReconcileEnd = { ok: true; ms: number } | { ok: false; error: string };
+
+/** Events: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile; 'reconcileEnded' (ReconcileEnd) after each. */
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
   liveTaps: readonly LiveTap[] = [];
@@ -73,11 +76,13 @@ export class CommController extends EventEmitter {
             this.liveTaps = r.liveTaps;
             this.placed = new Map(r.placed.map((p) => [p.tap, p]));
             this.emit('reconciled', r.liveTaps);
+            this.emit('reconcileEnded', { ok: true, ms: r.ms } satisfies ReconcileEnd);
             return r;
           },
           (err: unknown) => {
             this.reconciles.failed++;
             this.placed = new Map(); // the host may be half-changed: nothing counts as in place
+            this.emit('reconcileEnded', { ok: false, error: err instanceof Error ? err.message : String(err) } satisfies ReconcileEnd);
             throw err;
           },
         )

@@ -50,6 +50,26 @@ export const METRICS = {
     help: 'Comm network reconciles (network.mode routed or bridged), by result (ok, failed).',
     labels: ['result'],
   },
+  metad_comm_reconcile_seconds: {
+    type: 'histogram',
+    help: 'Duration of the successful comm network reconciles (routes, addresses, nftables table, DHCP hosts).',
+    labels: [],
+  },
+  metad_dhcp_leases: {
+    type: 'gauge',
+    help: "Leases metad's dnsmasq (network.dhcp.mode managed) granted (DHCPACK) that have neither ended nor been released; dnsmasq keeps them in memory only, so a restart empties it.",
+    labels: [],
+  },
+  metad_dnsmasq_up: {
+    type: 'gauge',
+    help: "1 while metad's dnsmasq runs; 0 while it is down (restarting) or when metad runs none (network off, an operator's DHCP server).",
+    labels: [],
+  },
+  metad_dnsmasq_restarts_total: {
+    type: 'counter',
+    help: 'dnsmasq starts after the first: a changed config, a NIC removed or readdressed (its lease would hold the address), or after it died.',
+    labels: [],
+  },
   metad_ganeti_pushes_total: {
     type: 'counter',
     help: "Instances Ganeti's node daemon pushed through the feed socket (config `ganeti`), by result: applied, refused (answered with Ganeti's error form), failed (a bug; incident in the log).",

@@ -15,6 +15,8 @@ import {
 } from 'prom-client';
 import { LATENCY_BUCKETS, type GuestCounters } from './guest-counters.js';
 import { METRICS, type MetricName } from './catalogue.js';
+import type { DhcpStatus } from '../comm/dnsmasq.js';
+import { RECONCILE_BUCKETS, type CommCounters } from './comm-counters.js';
 import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, type JobCounters } from './job-counters.js';
 import { STORE_WRITE_BUCKETS, type StoreWrites } from './store-writes.js';
 
@@ -35,6 +37,10 @@ export interface MetricSources {
   readonly storeWrites: StoreWrites;
   /** Install jobs that ended (fed by the job manager's 'ended' event). */
   readonly jobCounters: JobCounters;
+  /** Comm network reconciles (fed by the controller's 'reconcileEnded' event). */
+  readonly commCounters: CommCounters;
+  /** metad's dnsmasq; undefined without one (network off, an operator's DHCP server). */
+  readonly dhcp: () => DhcpStatus | undefined;
 }
 
 /** camelCase guest-log event names as snake_case label values, without their 'guest' prefix. */
@@ -154,6 +160,24 @@ export class Metrics {
       if (!c) return;
       set({ result: 'ok' }, c.ok);
       set({ result: 'failed' }, c.failed);
+    });
+    new ScrapedHistogram(
+      'metad_comm_reconcile_seconds',
+      () => [{ labels: {}, view: src.commCounters.reconcileSeconds }],
+      RECONCILE_BUCKETS,
+      r,
+    );
+    gauge('metad_dhcp_leases', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.leases);
+    });
+    gauge('metad_dnsmasq_up', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.running ? 1 : 0);
+    });
+    counter('metad_dnsmasq_restarts_total', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.restarts);
     });
     counter('metad_ganeti_pushes_total', (set) => {
       const p = src.ganetiPushes();

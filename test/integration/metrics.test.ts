@@ -118,7 +118,19 @@ test('metrics: state-dir writes and an install job that hits its deadline move t
   assert.equal(value(writes, 'metad_store_write_failures_total{op="write"}'), 0);
   assert.equal(value(writes, 'metad_job_seconds_count'), 0);
 
-  // The fake hypervisor's domain never powers off: the 1 s hard deadline ends the job.
+  // A job that runs (the fake hypervisor's domain never powers off): health counts it, then it is aborted.
+  assert.equal((await d.admin('PUT', '/v1/instances/vm3', sampleInstance(3))).status, 201);
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 0, queued: 0 });
+  await startInstall(d, 'vm3', 600);
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 1, queued: 0 });
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm3/install')).status, 200);
+  await until(
+    'the job aborted',
+    async () => ((await d.admin('GET', '/v1/instances/vm3/install')).json as { state?: string }).state === 'aborted',
+  );
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 0, queued: 0 });
+
+  // The 1 s hard deadline ends this one.
   await startInstall(d, 'vm1', 1);
   await until('the job timed out', async () => {
     const r = await d.admin('GET', '/v1/instances/vm1/install');
@@ -126,8 +138,9 @@ test('metrics: state-dir writes and an install job that hits its deadline move t
   });
   const ended = await scrape();
   assert.equal(value(ended, 'metad_jobs_ended_total{outcome="timed-out"}'), 1);
-  assert.equal(value(ended, 'metad_job_seconds_count'), 1);
   assert.ok(value(ended, 'metad_job_seconds_sum') >= 1, 'it ran until its 1 s deadline');
   assert.equal(value(ended, 'metad_job_deadline_destroy_seconds_count'), 1);
   assert.equal(value(ended, 'metad_jobs{state="timed-out"}'), 1);
+  assert.equal(value(ended, 'metad_jobs_ended_total{outcome="aborted"}'), 1);
+  assert.equal(value(ended, 'metad_job_seconds_count'), 2);
 });

@@ -13,6 +13,7 @@ import { GuestCounters, LATENCY_BUCKETS } from '../../daemon/metrics/guest-count
 import { eventLabel, Metrics, type MetricSources } from '../../daemon/metrics/metrics.js';
 import { StoreWrites, STORE_WRITE_BUCKETS } from '../../daemon/metrics/store-writes.js';
 import { JobCounters } from '../../daemon/metrics/job-counters.js';
+import { CommCounters } from '../../daemon/metrics/comm-counters.js';
 import { InstanceStore } from '../../daemon/registry/store.js';
 import { removeFileDurable, writeFileDurable } from '../../daemon/registry/persist.js';
 import { Keyring } from '../../daemon/registry/keys.js';
@@ -69,6 +70,8 @@ function sources(over: Partial<MetricSources> = {}): MetricSources {
     leftovers: () => 0,
     storeWrites: new StoreWrites(() => 0),
     jobCounters: new JobCounters(),
+    commCounters: new CommCounters(),
+    dhcp: () => undefined,
     ...over,
   };
 }
@@ -192,4 +195,23 @@ test('job counters: each ended job once, by outcome; duration from its start (it
   assert.match(text, /^metad_job_seconds_bucket\{le="60"\} 1$/m);
   assert.match(text, /^metad_job_deadline_destroy_seconds_bucket\{le="1"\} 1$/m);
   assert.match(text, /^metad_job_deadline_destroy_seconds_bucket\{le="0\.5"\} 0$/m);
+});
+
+test('comm: reconciles timed and the last one kept (ok or why not); dnsmasq up, restarts and leases only when metad runs one', async () => {
+  const cc = new CommCounters();
+  cc.ended({ ok: true, ms: 40 }, Date.UTC(2026, 0, 1));
+  cc.ended({ ok: false, error: 'nft failed' }, Date.UTC(2026, 0, 1, 0, 0, 5));
+  assert.deepEqual(cc.last, { at: '2026-01-01T00:00:05.000Z', ok: false, error: 'nft failed' });
+  const now: { dhcp?: { running: boolean; restarts: number; rereads: number; leases: number } } = {};
+  const m = new Metrics(sources({ commCounters: cc, dhcp: () => now.dhcp }));
+  const none = (await m.exposition()).text;
+  assert.match(none, /^metad_comm_reconcile_seconds_count 1$/m);
+  assert.match(none, /^metad_comm_reconcile_seconds_bucket\{le="0\.05"\} 1$/m);
+  assert.match(none, /^metad_dnsmasq_up 0$/m, 'no dnsmasq of metad: 0');
+  assert.match(none, /^metad_dhcp_leases 0$/m);
+  now.dhcp = { running: true, restarts: 2, rereads: 5, leases: 3 };
+  const some = (await m.exposition()).text;
+  assert.match(some, /^metad_dhcp_leases 3$/m);
+  assert.match(some, /^metad_dnsmasq_up 1$/m);
+  assert.match(some, /^metad_dnsmasq_restarts_total 2$/m);
 });
