@@ -14,10 +14,10 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/config.js';
 import { IdentitySigner } from './registry/identity.js';
-import { removeStaleTemps } from './registry/persist.js';
+import { removeFileDurable, removeStaleTemps, writeFileDurable } from './registry/persist.js';
 import { Keyring, loadMasterKey } from './registry/keys.js';
 import { PipeRegistry } from './registry/pipes.js';
-import type { SecretsGate, Services } from './services.js';
+import type { NetworkHealth, SecretsGate, Services } from './services.js';
 import { InstanceStore } from './registry/store.js';
 import { DaemonError } from './errors.js';
 import { incarnationOf, installIdentityChanges, type StoredInstance } from './registry/model.js';
@@ -27,16 +27,19 @@ import { createGuestHandler, type GuestHandler } from '../routes/guest/index.js'
 import { TokenIssuer } from '../routes/guest/tokens.js';
 import { GuestCounters } from './metrics/guest-counters.js';
 import { Metrics } from './metrics/metrics.js';
+import { JobCounters } from './metrics/job-counters.js';
+import { CommCounters } from './metrics/comm-counters.js';
+import { StoreWrites } from './metrics/store-writes.js';
 import { VERSION } from './version.js';
 import { RateLimiter } from '../routes/guest/rate-limit.js';
 import { EV } from './log/events.js';
-import { CommController } from './comm/controller.js';
+import { CommController, type ReconcileEnd } from './comm/controller.js';
 import type { CommNetwork } from './comm/network.js';
 import { createCommNetwork } from './comm/setup.js';
 import { DHCP_LOG_INTERVAL_MS } from './comm/dnsmasq.js';
 import { LogSampler } from './log/log-sampler.js';
 import { JobManager, type JobDeps } from './jobs/manager.js';
-import { JobRecordFiles } from './jobs/record.js';
+import { JobRecordFiles, type JobRecord } from './jobs/record.js';
 import { installAvailability, type InstallAvailability } from './jobs/preflight.js';
 import { loadBinding } from '../appliance/libvirt.js';
 import { Leftovers, type LeftoverItem } from './jobs/leftovers.js';
@@ -94,8 +97,11 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   const keyPath = config.keyFile ?? join(config.stateDir, 'private.key');
   const keyring = new Keyring(loadMasterKey(keyPath, config.keyFile === undefined));
   const identity = await IdentitySigner.load(join(config.stateDir, 'identity-key.pem'));
+  // Every durable state-dir change timed and its failures counted (metrics), through the store's file seam.
+  const storeWrites = new StoreWrites(() => clock.mono());
   const store = new InstanceStore({
     dir: config.stateDir,
+    files: storeWrites.wrap({ writeFileDurable, removeFileDurable }),
     keyring,
     clock,
     log,
@@ -187,6 +193,10 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     installAvailability(config, deps.hypervisor ? () => Promise.resolve() : () => loadBinding());
   const guestLog = new GuestLog(log, () => clock.mono());
   const guestCounters = new GuestCounters();
+  const jobCounters = new JobCounters();
+  jobs.on('ended', (rec: JobRecord) => jobCounters.ended(rec));
+  const commCounters = new CommCounters();
+  comm?.on('reconcileEnded', (e: ReconcileEnd) => commCounters.ended(e, clock.now()));
   const tokens = new TokenIssuer();
   const metrics = new Metrics({
     version: VERSION,
@@ -202,7 +212,17 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     jobStates: () => jobs.list().map((j) => j.state),
     ganetiSecretWindows: () => ganetiSecrets?.ended,
     leftovers: () => leftovers.size,
+    storeWrites,
+    jobCounters,
+    commCounters,
+    dhcp: () => commNet?.dhcpStatus?.(),
   });
+  const network = comm
+    ? (): NetworkHealth => {
+        const dhcp = commNet?.dhcpStatus?.();
+        return { ...(commCounters.last ? { lastReconcile: commCounters.last } : {}), ...(dhcp ? { dhcp } : {}) };
+      }
+    : undefined;
   const services: Services = {
     config,
     log,
@@ -218,6 +238,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     guestLog,
     metrics,
     ganetiSecrets,
+    network,
   };
   // Whatever removes an instance, its install job (aborted, then its record deleted), its
   // secrets and its pipe go with it. DELETE waits for the job's end (routes/admin/instances.ts).

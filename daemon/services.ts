@@ -20,6 +20,8 @@ import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 import type { FedPackages } from './registry/os-package.js';
+import type { LastReconcile } from './metrics/comm-counters.js';
+import type { DhcpStatus } from './comm/dnsmasq.js';
 
 /**
  * When the guest door may serve an instance's secret parameters, as it sees it: no start, abort
@@ -57,6 +59,14 @@ export interface Services {
   readonly metrics?: Metrics | undefined;
   /** The Ganeti secret windows' records (config `ganeti`; GET /v1/jobs shows them). */
   readonly ganetiSecrets?: Pick<GanetiSecretWindows, 'list' | 'idle'> | undefined;
+  /** The comm network's last reconcile and metad's dnsmasq, for GET /v1/health (absent: network off). */
+  readonly network?: (() => NetworkHealth) | undefined;
+}
+
+/** GET /v1/health's `network` (besides the mode from the config). */
+export interface NetworkHealth {
+  readonly lastReconcile?: LastReconcile;
+  readonly dhcp?: DhcpStatus;
 }
 
 /** What the guest door is given: no job control, comm network, leftovers or install availability. */

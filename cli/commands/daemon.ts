@@ -67,6 +67,12 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
           instances?: unknown;
           leftovers?: unknown;
           installs?: { available?: unknown; reason?: unknown };
+          network?: {
+            mode?: unknown;
+            lastReconcile?: { at?: unknown; ok?: unknown; ms?: unknown; error?: unknown };
+            dhcp?: { running?: unknown; pid?: unknown; restarts?: unknown; leases?: unknown };
+          };
+          jobs?: { running?: unknown; queued?: unknown };
         };
         line(
           ctx,
@@ -75,6 +81,26 @@ ${examples('metadctl identity-key > metad-identity.pem')}`,
         // Installs: said plainly when they cannot run here (the binding, the image, the network mode).
         if (h.installs?.available === false && typeof h.installs.reason === 'string')
           line(ctx, `installs unavailable: ${h.installs.reason}`);
+        // The comm network, once it has reconciled: its last reconcile, metad's dnsmasq.
+        const n = h.network;
+        const last = n?.lastReconcile;
+        if (last && typeof last.at === 'string') {
+          const how =
+            last.ok === true
+              ? `ok at ${last.at}${typeof last.ms === 'number' ? ` (${String(Math.round(last.ms))} ms)` : ''}`
+              : `FAILED at ${last.at}: ${String(last.error)}`;
+          line(ctx, `network ${String(n.mode)}: last reconcile ${how}`);
+        }
+        const dhcp = n?.dhcp;
+        if (dhcp)
+          line(
+            ctx,
+            `dnsmasq ${dhcp.running === true ? `running${typeof dhcp.pid === 'number' ? ` (pid ${String(dhcp.pid)})` : ''}` : 'down (restarting)'}: ${plural(Number(dhcp.leases), 'lease')}, ${plural(Number(dhcp.restarts), 'restart')}`,
+          );
+        // Install jobs, when there are any.
+        const running = Number(h.jobs?.running ?? 0);
+        const queued = Number(h.jobs?.queued ?? 0);
+        if (running + queued > 0) line(ctx, `jobs: ${String(running)} running, ${String(queued)} queued`);
         // What install runs left behind and the daemon is still retrying (docs/admin-api.md).
         for (const l of Array.isArray(h.leftovers) ? (h.leftovers as { kind?: unknown; name?: unknown; error?: unknown }[]) : []) {
           line(ctx, `leftover ${String(l.kind)} ${String(l.name)}: ${String(l.error)}`);

@@ -22,11 +22,14 @@ import { guestTapNameProblem, tapNameProblem } from '../net.js';
 import { commNics, type CommNic } from './plan.js';
 import type { CommNetwork, LiveTap, NicStatus, PlacedTap, ReconcileReport } from './network.js';
 
+/** How a reconcile ended (event 'reconcileEnded'; health and metrics): its duration, or why it failed. */
+export type ReconcileEnd = { ok: true; ms: number } | { ok: false; error: string };
+
 /**
- * Events: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile; 'nic' (instance,
- * tap, up: boolean) after a `nic up` of the instance's tap succeeded, or its tap went down (`nic
- * down`, its device deleted, or the name taken by another instance's `nic up`). The Ganeti secret
- * windows listen (daemon/daemon.ts).
+ * Events: 'reconciled' (liveTaps: LiveTap[]) after each successful reconcile; 'reconcileEnded'
+ * (ReconcileEnd) after each; 'nic' (instance, tap, up: boolean) after a `nic up` of the
+ * instance's tap succeeded, or its tap went down (`nic down`, its device deleted, or the name
+ * taken by another instance's `nic up`). The Ganeti secret windows listen (daemon/daemon.ts).
  */
 export class CommController extends EventEmitter {
   /** Taps holding the metadata addresses as of the last reconcile. */
@@ -102,11 +105,13 @@ export class CommController extends EventEmitter {
             // A recorded tap found on another device (the link watcher missed the deletion): left out from the next run on.
             if (this.noteDevices(r, run)) this.reconcile().catch((err: unknown) => this.log.error({ err }, EV.commFailed));
             this.emit('reconciled', r.liveTaps);
+            this.emit('reconcileEnded', { ok: true, ms: r.ms } satisfies ReconcileEnd);
             return r;
           },
           (err: unknown) => {
             this.reconciles.failed++;
             this.placed = new Map(); // the host may be half-changed: nothing counts as in place
+            this.emit('reconcileEnded', { ok: false, error: err instanceof Error ? err.message : String(err) } satisfies ReconcileEnd);
             throw err;
           },
         )

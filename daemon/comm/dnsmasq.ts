@@ -50,6 +50,17 @@ export const HEALTHY_MS = 60_000;
 /** How long a start or a reread may take before metad says so (dnsmasq logs `read <hosts file>`). */
 const READ_WAIT_MS = 3000;
 
+/** What GET /v1/health and the metrics show of metad's dnsmasq. */
+export interface DhcpStatus {
+  readonly running: boolean;
+  readonly pid?: number;
+  /** Starts after the first: for a changed config, a NIC removed or readdressed, or after it died. */
+  readonly restarts: number;
+  readonly rereads: number;
+  /** Leases dnsmasq granted (DHCPACK) that have neither ended nor been released, in this dnsmasq process. */
+  readonly leases: number;
+}
+
 /** One line of dnsmasq's log, parsed. */
 export interface DnsmasqLine {
   /** `message`: a DHCP message handled normally; `refused`: NAK, DECLINE, or a message dnsmasq did not serve; `other`: anything else. */
@@ -141,6 +152,12 @@ export class DnsmasqSupervisor implements DhcpServer {
   private terminating: ToolProcess | undefined;
   /** Starts (the first one included) and rereads since this supervisor was made (status, tests, benchmarks). */
   readonly counts = { starts: 0, rereads: 0 };
+  /**
+   * MAC -> when its lease ends (wall clock, ms), from dnsmasq's DHCPACK lines. dnsmasq keeps its
+   * leases in memory only (`leasefile-ro`, no lease file to read): a RELEASE ends one, and a
+   * new dnsmasq process starts with none.
+   */
+  private readonly leaseEnds = new Map<string, number>();
 
   constructor(private readonly o: DnsmasqOptions) {}
 
@@ -156,6 +173,19 @@ export class DnsmasqSupervisor implements DhcpServer {
 
   served(): ReadonlySet<string> {
     return this.child ? new Set(this.pairs.keys()) : new Set();
+  }
+
+  /** For health and metrics: whether dnsmasq runs, its restarts (starts after the first) and the leases it holds now. */
+  status(): DhcpStatus {
+    const now = this.o.clock.now();
+    for (const [mac, end] of this.leaseEnds) if (end <= now) this.leaseEnds.delete(mac);
+    return {
+      running: this.child !== undefined,
+      ...(this.child?.pid === undefined ? {} : { pid: this.child.pid }),
+      restarts: Math.max(0, this.counts.starts - 1),
+      rereads: this.counts.rereads,
+      leases: this.leaseEnds.size,
+    };
   }
 
   async update(nics: readonly CommNic[]): Promise<void> {
@@ -266,6 +296,10 @@ export class DnsmasqSupervisor implements DhcpServer {
     for (const w of [...this.waiters]) if (w.pred(raw)) w.done(true);
     const l = parseDnsmasqLine(raw);
     const now = this.o.clock.now();
+    if (l.kind === 'message' && l.mac !== undefined) {
+      if (l.type === 'ACK') this.leaseEnds.set(l.mac, now + this.o.leaseTimeSec * 1000);
+      else if (l.type === 'RELEASE') this.leaseEnds.delete(l.mac);
+    }
     const key = l.kind === 'other' ? `log ${l.text.replace(/[0-9]+/g, '#').slice(0, 80)}` : `${l.mac ?? l.iface ?? '-'} ${l.type ?? ''}`;
     const suppressed = this.o.sampler ? this.o.sampler.take(key, now) : 0;
     const over = this.o.sampler?.overflow(now);
@@ -295,6 +329,7 @@ export class DnsmasqSupervisor implements DhcpServer {
     const child = (this.o.spawnChild ?? ((f, a) => spawnTool(f, a, ['ignore', 'ignore', 'pipe'])))(this.o.path, args);
     this.child = child;
     this.counts.starts++;
+    this.leaseEnds.clear(); // a new process knows no lease (leasefile-ro)
     const startedAt = this.o.clock.mono();
     let buf = '';
     child.stderr?.on('data', (b: Buffer) => {

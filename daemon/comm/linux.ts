@@ -23,12 +23,15 @@ import { boundedExec, mustExec, type Exec } from './exec.js';
 import { guestDeviceProblem, type LinkFacts } from './guest-device.js';
 import { LinkWatch, type LinkEvent } from './link-watch.js';
 import { EV } from '../log/events.js';
+import type { DhcpStatus } from './dnsmasq.js';
 
 /** DHCP as the network sees it: managed dnsmasq, an operator's one, or none. */
 export interface DhcpServer {
   update(nics: readonly CommNic[]): Promise<void>;
   /** MACs it serves right now (for status). */
   served(): ReadonlySet<string>;
+  /** metad's own DHCP server's state (none for an operator's). */
+  status?(): DhcpStatus;
   stop(): Promise<void>;
 }
 
@@ -412,6 +415,11 @@ export class LinuxCommNetwork implements CommNetwork {
     if (!(await this.linkExists(name))) return;
     const r = await this.exec(this.o.ipPath, ['link', 'del', 'dev', name]);
     if (r.code !== 0 && (await this.linkExists(name))) throw new CommError('ip link del failed for an appliance tap');
+  }
+
+  /** metad's dnsmasq (network.dhcp.mode managed); undefined with an operator's DHCP server. */
+  dhcpStatus(): DhcpStatus | undefined {
+    return this.o.dhcp?.status?.();
   }
 
   async stop(): Promise<void> {

@@ -5,6 +5,7 @@
  * what should exist (daemon/comm/controller.ts turns it into CommNics); reconcile makes the host
  * match, idempotently.
  */
+import type { DhcpStatus } from './dnsmasq.js';
 import type { CommNic } from './plan.js';
 
 export interface LiveTap {
@@ -96,6 +97,8 @@ export interface CommNetwork {
   deleteTap(name: string): Promise<void>;
   /** Names of the network devices whose name starts with `prefix` (leftover appliance taps). */
   linksWithPrefix(prefix: string): Promise<string[]>;
+  /** metad's own DHCP server (dnsmasq), if it runs one: for health and metrics. */
+  dhcpStatus?(): DhcpStatus | undefined;
   /** Stop the DHCP child. Rules, routes and addresses stay: guests keep working across a restart. */
   stop(): Promise<void>;
 }

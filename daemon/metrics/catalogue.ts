@@ -50,6 +50,26 @@ export const METRICS = {
     help: 'Comm network reconciles (network.mode routed or bridged), by result (ok, failed).',
     labels: ['result'],
   },
+  metad_comm_reconcile_seconds: {
+    type: 'histogram',
+    help: 'Duration of the successful comm network reconciles (routes, addresses, nftables table, DHCP hosts).',
+    labels: [],
+  },
+  metad_dhcp_leases: {
+    type: 'gauge',
+    help: "Leases metad's dnsmasq (network.dhcp.mode managed) granted (DHCPACK) that have neither ended nor been released; dnsmasq keeps them in memory only, so a restart empties it.",
+    labels: [],
+  },
+  metad_dnsmasq_up: {
+    type: 'gauge',
+    help: "1 while metad's dnsmasq runs; 0 while it is down (restarting) or when metad runs none (network off, an operator's DHCP server).",
+    labels: [],
+  },
+  metad_dnsmasq_restarts_total: {
+    type: 'counter',
+    help: 'dnsmasq starts after the first: a changed config, a NIC removed or readdressed (its lease would hold the address), or after it died.',
+    labels: [],
+  },
   metad_ganeti_pushes_total: {
     type: 'counter',
     help: "Instances Ganeti's node daemon pushed through the feed socket (config `ganeti`), by result: applied, refused (answered with Ganeti's error form), failed (a bug; incident in the log).",
@@ -64,6 +84,31 @@ export const METRICS = {
   metad_leftovers: {
     type: 'gauge',
     help: 'Things install runs, recovery or the sweep could not remove yet (retried; GET /v1/health lists them).',
+    labels: [],
+  },
+  metad_store_write_seconds: {
+    type: 'histogram',
+    help: "Durable state-dir changes (an instance's state file written: temp, fsync, rename, directory fsync; or removed), by op (write, remove), failed ones included.",
+    labels: ['op'],
+  },
+  metad_store_write_failures_total: {
+    type: 'counter',
+    help: 'State-dir changes that failed (the admin door answered 503, the Ganeti feed refused the push), by op (write, remove).',
+    labels: ['op'],
+  },
+  metad_jobs_ended_total: {
+    type: 'counter',
+    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck).',
+    labels: ['outcome'],
+  },
+  metad_job_seconds: {
+    type: 'histogram',
+    help: 'Install jobs that ended: time from the job leaving the queue (its request, if it never left) to its end.',
+    labels: [],
+  },
+  metad_job_deadline_destroy_seconds: {
+    type: 'histogram',
+    help: "Install jobs that hit their hard deadline: time from the deadline until the domain was gone (the runner's destroy).",
     labels: [],
   },
 } as const satisfies Record<string, MetricDef>;

@@ -15,6 +15,10 @@ import {
 } from 'prom-client';
 import { LATENCY_BUCKETS, type GuestCounters } from './guest-counters.js';
 import { METRICS, type MetricName } from './catalogue.js';
+import type { DhcpStatus } from '../comm/dnsmasq.js';
+import { RECONCILE_BUCKETS, type CommCounters } from './comm-counters.js';
+import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, type JobCounters } from './job-counters.js';
+import { STORE_WRITE_BUCKETS, type StoreWrites } from './store-writes.js';
 
 export interface MetricSources {
   readonly version: string;
@@ -31,6 +35,14 @@ export interface MetricSources {
   /** Ganeti secret windows ended since the start, by how (undefined: no ganeti feed). */
   readonly ganetiSecretWindows?: () => Readonly<Record<string, number>> | undefined;
   readonly leftovers: () => number;
+  /** The state dir's durable writes (the store's file primitives, wrapped by the composition root). */
+  readonly storeWrites: StoreWrites;
+  /** Install jobs that ended (fed by the job manager's 'ended' event). */
+  readonly jobCounters: JobCounters;
+  /** Comm network reconciles (fed by the controller's 'reconcileEnded' event). */
+  readonly commCounters: CommCounters;
+  /** metad's dnsmasq; undefined without one (network off, an operator's DHCP server). */
+  readonly dhcp: () => DhcpStatus | undefined;
 }
 
 /** camelCase guest-log event names as snake_case label values, without their 'guest' prefix. */
@@ -38,14 +50,24 @@ export function eventLabel(event: string): string {
   return event.replace(/^guest/, '').replace(/[A-Z]/g, (c, i: number) => `${i === 0 ? '' : '_'}${c.toLowerCase()}`);
 }
 
-/** A Histogram whose buckets are GuestCounters' (read at scrape time, not observed). */
-class GuestLatency extends Histogram {
+/** A histogram's numbers as kept by their owner (GuestCounters, Buckets): per bucket, not cumulative. */
+interface BucketView {
+  readonly bounds: readonly number[];
+  readonly counts: ArrayLike<number>;
+  readonly sum: number;
+  readonly count: number;
+}
+
+/** A Histogram whose buckets are kept elsewhere (read at scrape time, never observed here), one series per label set. */
+class ScrapedHistogram extends Histogram {
   constructor(
-    private readonly counters: GuestCounters,
+    private readonly metric: MetricName,
+    private readonly series: () => readonly { labels: Record<string, string>; view: BucketView }[],
+    bounds: readonly number[],
     registry: Registry,
   ) {
-    const def = METRICS.metad_guest_answer_seconds;
-    super({ name: 'metad_guest_answer_seconds', help: def.help, buckets: [...LATENCY_BUCKETS], registers: [registry] });
+    const def = METRICS[metric];
+    super({ name: metric, help: def.help, labelNames: [...def.labels], buckets: [...bounds], registers: [registry] });
   }
 
   /** What the registry formats (prom-client's text path calls getForPromString when a metric has one). */
@@ -58,28 +80,28 @@ class GuestLatency extends Histogram {
   }
 
   private snapshot(): MetricObjectWithValues<MetricValueWithName<string>> {
-    const def = METRICS.metad_guest_answer_seconds;
-    const c = this.counters;
-    let cumulative = 0;
-    const values = LATENCY_BUCKETS.map((le, i) => {
-      cumulative += c.buckets[i] ?? 0;
-      return { labels: { le }, value: cumulative, metricName: 'metad_guest_answer_seconds_bucket' };
-    });
-    cumulative += c.buckets[LATENCY_BUCKETS.length] ?? 0;
-    values.push({ labels: { le: '+Inf' as unknown as number }, value: cumulative, metricName: 'metad_guest_answer_seconds_bucket' });
+    const name = this.metric;
+    const values: MetricValueWithName<string>[] = [];
+    for (const { labels, view } of this.series()) {
+      let cumulative = 0;
+      view.bounds.forEach((le, i) => {
+        cumulative += view.counts[i] ?? 0;
+        values.push({ labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      cumulative += view.counts[view.bounds.length] ?? 0;
+      values.push({ labels: { ...labels, le: '+Inf' }, value: cumulative, metricName: `${name}_bucket` });
+      values.push({ labels, value: view.sum, metricName: `${name}_sum` });
+      values.push({ labels, value: view.count, metricName: `${name}_count` });
+    }
     return {
-      name: 'metad_guest_answer_seconds',
-      help: def.help,
+      name,
+      help: METRICS[name].help,
       // prom-client's typings declare MetricType as a numeric enum it never exports; the text
       // format needs the string.
       type: 'histogram' as unknown as MetricObjectWithValues<MetricValueWithName<string>>['type'],
       aggregator: 'sum' as const,
       collect: () => undefined,
-      values: [
-        ...values,
-        { labels: {}, value: c.latencySum, metricName: 'metad_guest_answer_seconds_sum' },
-        { labels: {}, value: c.latencyCount, metricName: 'metad_guest_answer_seconds_count' },
-      ],
+      values,
     };
   }
 }
@@ -112,7 +134,13 @@ export class Metrics {
     counter('metad_guest_answers_total', (set) => {
       for (const a of src.guest.answerCounts()) set({ dialect: a.dialect, status: String(a.status) }, a.count);
     });
-    new GuestLatency(src.guest, r);
+    const g = src.guest;
+    new ScrapedHistogram(
+      'metad_guest_answer_seconds',
+      () => [{ labels: {}, view: { bounds: LATENCY_BUCKETS, counts: g.buckets, sum: g.latencySum, count: g.latencyCount } }],
+      LATENCY_BUCKETS,
+      r,
+    );
     counter('metad_guest_cache_total', (set) => {
       set({ result: 'hit' }, src.guest.cacheHits);
       set({ result: 'miss' }, src.guest.cacheMisses);
@@ -135,6 +163,24 @@ export class Metrics {
       set({ result: 'ok' }, c.ok);
       set({ result: 'failed' }, c.failed);
     });
+    new ScrapedHistogram(
+      'metad_comm_reconcile_seconds',
+      () => [{ labels: {}, view: src.commCounters.reconcileSeconds }],
+      RECONCILE_BUCKETS,
+      r,
+    );
+    gauge('metad_dhcp_leases', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.leases);
+    });
+    gauge('metad_dnsmasq_up', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.running ? 1 : 0);
+    });
+    counter('metad_dnsmasq_restarts_total', (set) => {
+      const d = src.dhcp();
+      if (d) set({}, d.restarts);
+    });
     counter('metad_ganeti_pushes_total', (set) => {
       const p = src.ganetiPushes();
       if (!p) return;
@@ -151,6 +197,27 @@ export class Metrics {
       for (const [state, n] of by) set({ state }, n);
     });
     gauge('metad_leftovers', (set) => set({}, src.leftovers()));
+    const sw = src.storeWrites;
+    new ScrapedHistogram(
+      'metad_store_write_seconds',
+      () => (['write', 'remove'] as const).map((op) => ({ labels: { op }, view: sw.latency[op] })),
+      STORE_WRITE_BUCKETS,
+      r,
+    );
+    counter('metad_store_write_failures_total', (set) => {
+      for (const op of ['write', 'remove'] as const) set({ op }, sw.failures[op]);
+    });
+    const jc = src.jobCounters;
+    counter('metad_jobs_ended_total', (set) => {
+      for (const [outcome, n] of jc.outcomes) set({ outcome }, n);
+    });
+    new ScrapedHistogram('metad_job_seconds', () => [{ labels: {}, view: jc.duration }], JOB_SECONDS_BUCKETS, r);
+    new ScrapedHistogram(
+      'metad_job_deadline_destroy_seconds',
+      () => [{ labels: {}, view: jc.deadlineToDestroy }],
+      DEADLINE_DESTROY_BUCKETS,
+      r,
+    );
   }
 
   /** The Prometheus text exposition and its content type. */

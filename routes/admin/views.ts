@@ -6,11 +6,16 @@ import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { Services } from '../../daemon/services.js';
 import { VERSION } from '../../daemon/version.js';
 
+/** Job states that hold a running appliance (or one being started). */
+const RUNNING = new Set(['pending', 'booting', 'running']);
+
 /**
  * GET /v1/health: liveness, the running daemon's version (which an upgrade or rollback checks), the body limits a client must respect (metadctl checks them before
- * sending), and what install runs left behind that is not removed yet (retried: daemon/jobs/leftovers.ts).
+ * sending), what install runs left behind that is not removed yet (retried: daemon/jobs/leftovers.ts), the comm
+ * network's mode, its last reconcile and metad's dnsmasq, and the install jobs running and queued.
  */
-export async function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers' | 'installs'>) {
+export async function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers' | 'installs' | 'jobs' | 'network'>) {
+  const states = s.jobs.list().map((j) => j.state);
   return {
     status: 'ok' as const,
     version: VERSION,
@@ -18,6 +23,8 @@ export async function healthOf(s: Pick<Services, 'store' | 'config' | 'leftovers
     limits: { maxBodyBytes: s.config.admin.maxBodyBytes, pipeMaxBytes: s.config.pipe.maxBytes },
     installs: (await s.installs?.()) ?? { available: false, reason: 'no install jobs in this daemon' },
     leftovers: s.leftovers?.list() ?? [],
+    network: { mode: s.config.network.mode, ...(s.network?.() ?? {}) },
+    jobs: { running: states.filter((st) => RUNNING.has(st)).length, queued: states.filter((st) => st === 'queued').length },
   };
 }
 

@@ -17,6 +17,7 @@ import { request, sampleInstance, startTestDaemon, type Reply } from '../support
 import { sinkLogger } from '../support/sink.js';
 import type { NicStatus } from '../../daemon/comm/network.js';
 import { ctlAt } from '../support/metadctl-run.js';
+import { until } from '../support/wait.js';
 
 function tapOf(r: Reply): string | undefined {
   return (r.json as { instance: { comm: { tap?: string } } }).instance.comm.tap;
@@ -154,5 +155,30 @@ test('metadctl nic list shows the bridge membership in bridged mode (a BRIDGE co
     assert.match(r.out, /^INSTANCE\s+TAP\s+IPV4\s+MAC\s+TAP-UP\s+BRIDGE\s+ADDRESSES\s+ROUTE\s+RULES\s+DHCP\n/);
     assert.match(r.out, /vm5\s+gnt\.com\.5\s+\S+\s+\S+\s+yes\s+metadbr0 isolated\s+yes/);
     assert.match(r.out, /vm6\s+gnt\.com\.6\s+\S+\s+\S+\s+missing\s+NO\s+NO/);
+  });
+});
+
+test('health and metrics: the last reconcile (ok with its duration, then a failure with its reason), shown by metadctl health', async () => {
+  await withAdmin(async (admin, net, socket) => {
+    const h0 = (await admin('GET', '/v1/health')).json as { network: { mode: string; lastReconcile?: { ok: boolean; ms?: number } } };
+    assert.equal(h0.network.lastReconcile?.ok, true, 'the first reconcile at the start');
+    assert.equal(typeof h0.network.lastReconcile.ms, 'number');
+    const m0 = (await admin('GET', '/v1/metrics')).text;
+    assert.match(m0, /^metad_comm_reconcile_seconds_count 1$/m);
+    assert.match(m0, /^metad_comm_reconciles_total\{result="ok"\} 1$/m);
+
+    net.failNext = new Error('nft: the table could not be replaced');
+    assert.equal((await admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201); // a store change: a reconcile
+    const down = await until('the failed reconcile in health', async () => {
+      const h = (await admin('GET', '/v1/health')).json as { network: { lastReconcile?: { ok: boolean; error?: string } } };
+      return h.network.lastReconcile?.ok === false ? h : undefined;
+    });
+    assert.equal(down.network.lastReconcile?.error, 'nft: the table could not be replaced');
+    const m1 = (await admin('GET', '/v1/metrics')).text;
+    assert.match(m1, /^metad_comm_reconcile_seconds_count 1$/m, 'a failed reconcile is not timed');
+    assert.match(m1, /^metad_comm_reconciles_total\{result="failed"\} 1$/m);
+    const ctl = await ctlAt(socket, ['health']);
+    assert.equal(ctl.code, 0, ctl.err);
+    assert.match(ctl.out, /^network off: last reconcile FAILED at \d{4}-\d\d-\d\dT[\d:.]+Z: nft: the table could not be replaced$/m);
   });
 });

@@ -325,7 +325,14 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.match((await hv.run('nft', ['list', 'tables'])).stdout, /table inet foreign/);
   });
 
-  await t.test('a killed dnsmasq is restarted and serves leases again', async () => {
+  await t.test('a killed dnsmasq is restarted and serves leases again; health and metrics show it', async () => {
+    type Dhcp = { running: boolean; pid?: number; restarts: number; leases: number };
+    const health = async (): Promise<{ network: { mode: string; lastReconcile?: { ok: boolean }; dhcp?: Dhcp } }> =>
+      (await metad.admin('GET', '/v1/health')).json as { network: { mode: string; lastReconcile?: { ok: boolean }; dhcp?: Dhcp } };
+    const before = await health();
+    assert.equal(before.network.mode, 'routed');
+    assert.equal(before.network.lastReconcile?.ok, true);
+    assert.equal(before.network.dhcp?.running, true);
     const pid = metad.child.pid!;
     const [first] = await until('dnsmasq running', () => {
       const p = childPids(pid, 'dnsmasq');
@@ -339,6 +346,14 @@ test('routed comm network in namespaces: DHCP, identity by tap, anti-spoofing, r
     assert.ok(second);
     assert.equal(await dhcp(ga, script), GUESTS[0].ipv4);
     assert.match(metad.out(), /"dnsmasq exited; restarting it"/);
+    const after = await health();
+    assert.equal(after.network.dhcp?.pid, second);
+    assert.equal(after.network.dhcp.restarts, before.network.dhcp.restarts + 1);
+    assert.equal(after.network.dhcp.leases, 1, 'the lease the guest just got, in the new dnsmasq');
+    const m = (await metad.admin('GET', '/v1/metrics')).text;
+    assert.match(m, /^metad_dhcp_leases 1$/m);
+    assert.match(m, new RegExp(`^metad_dnsmasq_restarts_total ${String(after.network.dhcp.restarts)}$`, 'm'));
+    assert.match(m, /^metad_dnsmasq_up 1$/m);
   });
 
   await t.test(

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import { request, startInstall, startTestDaemon, sampleInstance, type Reply } from '../support/daemon.js';
+import { until } from '../support/wait.js';
 import { buildConfig } from '../../daemon/config/config.js';
 import { runDaemon } from '../../daemon/process/main.js';
 import { sinkLogger } from '../support/sink.js';
@@ -100,4 +101,46 @@ test('metrics.listen: a TCP listener that serves GET /metrics and nothing else; 
   // Off by default: no listener.
   const plain = buildConfig(base);
   assert.equal(plain.metrics.listen, undefined);
+});
+
+test('metrics: state-dir writes and an install job that hits its deadline move their numbers on a live daemon', async (t) => {
+  const d = await startTestDaemon({ config: { appliance: { pollMs: 20 } } });
+  t.after(() => d.close());
+  const scrape = async (): Promise<string> => (await d.admin('GET', '/v1/metrics')).text;
+  const before = await scrape();
+  assert.equal(value(before, 'metad_store_write_seconds_count{op="write"}'), 0);
+  assert.equal((await d.admin('PUT', '/v1/instances/vm1', sampleInstance(1))).status, 201);
+  assert.equal((await d.admin('PUT', '/v1/instances/vm2', sampleInstance(2))).status, 201);
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm2')).status, 204);
+  const writes = await scrape();
+  assert.equal(value(writes, 'metad_store_write_seconds_count{op="write"}'), 2);
+  assert.equal(value(writes, 'metad_store_write_seconds_count{op="remove"}'), 1);
+  assert.equal(value(writes, 'metad_store_write_failures_total{op="write"}'), 0);
+  assert.equal(value(writes, 'metad_job_seconds_count'), 0);
+
+  // A job that runs (the fake hypervisor's domain never powers off): health counts it, then it is aborted.
+  assert.equal((await d.admin('PUT', '/v1/instances/vm3', sampleInstance(3))).status, 201);
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 0, queued: 0 });
+  await startInstall(d, 'vm3', 600);
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 1, queued: 0 });
+  assert.equal((await d.admin('DELETE', '/v1/instances/vm3/install')).status, 200);
+  await until(
+    'the job aborted',
+    async () => ((await d.admin('GET', '/v1/instances/vm3/install')).json as { state?: string }).state === 'aborted',
+  );
+  assert.deepEqual(((await d.admin('GET', '/v1/health')).json as { jobs: unknown }).jobs, { running: 0, queued: 0 });
+
+  // The 1 s hard deadline ends this one.
+  await startInstall(d, 'vm1', 1);
+  await until('the job timed out', async () => {
+    const r = await d.admin('GET', '/v1/instances/vm1/install');
+    return (r.json as { state?: string }).state === 'timed-out';
+  });
+  const ended = await scrape();
+  assert.equal(value(ended, 'metad_jobs_ended_total{outcome="timed-out"}'), 1);
+  assert.ok(value(ended, 'metad_job_seconds_sum') >= 1, 'it ran until its 1 s deadline');
+  assert.equal(value(ended, 'metad_job_deadline_destroy_seconds_count'), 1);
+  assert.equal(value(ended, 'metad_jobs{state="timed-out"}'), 1);
+  assert.equal(value(ended, 'metad_jobs_ended_total{outcome="aborted"}'), 1);
+  assert.equal(value(ended, 'metad_job_seconds_count'), 2);
 });

@@ -245,3 +245,28 @@ test('as root dnsmasq drops to network.dhcp.user (default dnsmasq, else nobody) 
   assert.ok(['dnsmasq', 'nobody'].includes(dflt.user), dflt.user);
   assert.deepEqual(await dnsmasqIdentity('no-such-user-x', 0), { user: 'no-such-user-x' });
 });
+
+test('status: leases from its DHCPACKs until they end or are released, none after a restart; restarts counted', async (t) => {
+  const h = harness(t);
+  await h.sup.update([nic(1), nic(2)]);
+  assert.deepEqual(h.sup.status(), { running: true, pid: 1000, restarts: 0, rereads: 0, leases: 0 });
+  const say = async (line: string): Promise<void> => {
+    const c = h.children[h.children.length - 1]!;
+    c.stderr.write(`dnsmasq-dhcp[${String(c.pid)}]: ${line}\n`);
+    await new Promise((r) => setImmediate(r));
+  };
+  await say('DHCPOFFER(t1) 169.254.1.1 02:00:00:00:01:01');
+  assert.equal(h.sup.status().leases, 0, 'an offer is no lease');
+  await say('DHCPACK(t1) 169.254.1.1 02:00:00:00:01:01 vm1');
+  await say('DHCPACK(t2) 169.254.1.2 02:00:00:00:01:02');
+  await say('DHCPACK(t1) 169.254.1.1 02:00:00:00:01:01 vm1'); // a renewal: still one lease
+  assert.equal(h.sup.status().leases, 2);
+  await say('DHCPRELEASE(t2) 169.254.1.2 02:00:00:00:01:02');
+  assert.equal(h.sup.status().leases, 1);
+  await h.clock.advance(3600 * 1000); // the lease time (3600 s) passed without a renewal
+  assert.equal(h.sup.status().leases, 0);
+  await say('DHCPACK(t1) 169.254.1.1 02:00:00:00:01:01 vm1');
+  assert.equal(h.sup.status().leases, 1);
+  await h.sup.update([nic(1)]); // a NIC removed: dnsmasq restarted, with no lease in memory
+  assert.deepEqual(h.sup.status(), { running: true, pid: 1001, restarts: 1, rereads: 0, leases: 0 });
+});
