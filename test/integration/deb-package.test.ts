@@ -155,12 +155,12 @@ test('the Debian package: built, lint-free, installed, upgraded, removed and pur
 
   await phase('install as printed: files, user, modes, conffile; the unit starts with the packaged config', async () => {
     const h = host();
-    // dpkg -i alone starts nothing (the doc's second step enables it): check after the first line.
+    // Installing alone starts nothing (the doc's third step enables it): check after the first line.
     const installOnly = await h.asAdmin(block('deb-install').body.split('\n')[0] ?? '', releases);
     assert.equal(installOnly.code, 0, installOnly.stderr);
     assert.equal(await show('ActiveState'), 'inactive', 'installing starts nothing');
     assert.equal((await h.asRoot('systemctl', 'is-enabled', 'metad')).stdout.trim(), 'disabled');
-    await script(h, 'deb-install', releases); // again, as printed: dpkg -i of the same version is harmless
+    await script(h, 'deb-install', releases); // again, as printed: installing the same version again is harmless
     assert.equal(await show('ActiveState'), 'active');
     assert.equal(await show('NRestarts'), '0');
     assert.deepEqual(await started(), [first.version]);
