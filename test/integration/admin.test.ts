@@ -73,6 +73,8 @@ test('admin door: instance lifecycle', async (t) => {
     limits: { maxBodyBytes: 262144, pipeMaxBytes: 1048576 },
     installs: { available: false, reason: 'network.mode is off: installs need the comm network (routed or bridged)' },
     leftovers: [],
+    network: { mode: 'off' },
+    jobs: { running: 0, queued: 0 },
   });
 });
 
