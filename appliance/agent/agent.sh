@@ -1,7 +1,8 @@
 #!/bin/sh
 # The install agent (busybox sh; runs as PID 1's child in the appliance). It brings up the comm
 # NIC, reads the instance's Ganeti metadata and OS parameters from metad's guest door, exports
-# them with Ganeti's OS API names, fetches and runs the OS's `create` script, reports each step
+# them with Ganeti's OS API names, fetches and runs the OS's `create` script (or, for Ganeti's
+# helper VM, unpacks the OS install package and runs its script: package.sh), reports each step
 # and a final status through the pipe (POST /ganeti/latest/write, format in docs/guest-api.md),
 # and returns (init powers off). Every request carries an IMDSv2 session token and is retried
 # until its window closes (http.sh); every attempt is bounded by `timeout`.
@@ -99,10 +100,44 @@ CLAIMED=yes
 params=$BODY
 BODY=
 env_params=$(printf '%s' "$params" | awk -v mode=params -f /agent/json.awk) || finish failed reason=parameters_parse
+# The secret ones again, for a Ganeti OS install package (whose environment never has them).
+env_secret=$(printf '%s' "$params" | awk -v mode=params -v only=secret -f /agent/json.awk) || finish failed reason=parameters_parse
 unset params
 eval "$env_params"
 unset env_params
 report parameters ok "count=$(env | grep -c '^OSP_')"
+
+# Ganeti's helper VM (`gnt-instance add` with an install image): the public parameter
+# os-install-package names the package Ganeti's ExportOS wrote; metad serves it as
+# os/os-install-package. The package's `os/$OS_SCRIPT` runs in the package's environment plus
+# the secret parameters (package.sh), instead of os/scripts/create.
+if [ -n "${OSP_OS_INSTALL_PACKAGE+set}" ]; then
+  . /agent/package.sh
+  PKG=/tmp/package
+  rc=0
+  # The package may be large (an OS definition with its own files): each attempt gets 30 times
+  # the usual bound.
+  t_=$T
+  T=$((T * 30))
+  request "$(window)" -O /tmp/package.tgz "$BASE/os/os-install-package" || rc=$?
+  T=$t_
+  [ "$rc" -eq 0 ] || finish failed reason=package_fetch "refused=$([ "$rc" -eq 2 ] && echo yes || echo no)"
+  package_unpack /tmp/package.tgz "$PKG" || finish failed reason=package_unpack
+  rm -f /tmp/package.tgz
+  script=$(package_script "$PKG") || finish failed reason=package_script
+  report package ok "script=$script" "osp=$(package_osp_count "$PKG" "$env_secret")"
+  report create start
+  package_run "$PKG" "$env_secret" </dev/null >/dev/console 2>&1
+  rc=$?
+  unset env_secret
+  if [ "$rc" -eq 0 ]; then
+    report create ok
+    finish succeeded
+  fi
+  report create failed "exit=$rc"
+  finish failed "exit=$rc"
+fi
+unset env_secret
 
 request "$(window)" -O "$WORK/create" "$BASE/os/scripts/create" || finish failed reason=script_fetch
 chmod 0755 "$WORK/create"

@@ -1,5 +1,6 @@
 # JSON -> shell assignments for the install agent (busybox awk; also runs under gawk/mawk).
 #   awk -v mode=params -f json.awk < parameters.json   ->  export OSP_<NAME>='value' ...
+#     (-v only=secret: only the parameters of that visibility)
 #   awk -v mode=meta   -f json.awk < meta_data.json    ->  export INSTANCE_NAME=... DISK_COUNT=...
 # A full JSON parser (objects, arrays, strings with every escape incl. \uXXXX and surrogate
 # pairs -> UTF-8, numbers, true/false/null) into a flat table path -> value, paths joined by
@@ -123,6 +124,7 @@ END {
       if (k !~ /\/0$/) continue
       name = substr(k, 1, length(k) - 2)
       if (index(name, "/") > 0) continue
+      if (only != "" && val[name "/1"] != only) continue
       env = "OSP_" toupper(name)
       gsub(/[.-]/, "_", env)
       emit(env, val[k])

@@ -5,12 +5,17 @@
  * `nc` (busybox wget cannot PUT), Ganeti reads and the pipe included; the token is renewed
  * before it expires; a token the daemon no longer accepts (a restarted metad) is replaced;
  * refusals for good end at once, anything else is retried until the window closes; the outage
- * start (the agent's budget after the claim) is kept until a request succeeds.
+ * start (the agent's budget after the claim) is kept until a request succeeds. And Ganeti's OS
+ * install package (appliance/agent/package.sh): Ganeti's own ExportOS builds it with a hostile
+ * environment file, Ganeti's own code pushes the instance with a secret parameter, the agent's
+ * functions fetch, unpack and run `os/$OS_SCRIPT` with the package's environment plus the secret,
+ * and nothing in the file is executed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { skipOrFail } from '../support/env.js';
@@ -18,8 +23,12 @@ import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { sampleInstance, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { applianceSourceDir } from '../../appliance/image.js';
 import { EV } from '../../daemon/log/events.js';
+import { NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot } from '../support/ganeti.js';
+import { COMM_NIC_PREFIX } from '../../daemon/feeds/ganeti-map.js';
 
 const http = join(applianceSourceDir(), 'agent', 'http.sh');
+const packageSh = join(applianceSourceDir(), 'agent', 'package.sh');
+const jsonAwk = join(applianceSourceDir(), 'agent', 'json.awk');
 
 /** Runs `script` in busybox sh after sourcing http.sh; stdout, stderr and the exit code. */
 async function agentSh(
@@ -31,7 +40,7 @@ async function agentSh(
     .map(([k, v]) => `${k}='${v}'`)
     .join('; ');
   // Only busybox's applets: a PATH of its applet links, as in the appliance.
-  const child = spawn(busybox, ['sh', '-c', `${set}; . ${http}; ${script}`], {
+  const child = spawn(busybox, ['sh', '-c', `${set}; . ${http}; . ${packageSh}; ${script}`], {
     env: { PATH: vars['APPLETS'] ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -136,4 +145,140 @@ test('the agent with an IMDSv2-required instance: token on every request (Ganeti
   assert.ok(m, down.out);
   assert.equal(m[1], '1');
   assert.ok(Number(m[2]) >= 2, 'kept trying until the window closed');
+});
+
+test("Ganeti's OS install package: unpacked, its environment exported without evaluating anything, the secret parameters merged, os/$OS_SCRIPT run", async (t) => {
+  if (skipOrFail(t, applianceMissing() ?? ganetiMissing())) return;
+  const { busybox } = await testAppliance();
+  const dir = await mkdtemp(join(tmpdir(), 'metad-agent-pkg-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const SECRET = 'sEcr3t-only-in-the-script-env';
+  // An untrusted OS (Ganeti runs an OS in a helper VM only when it has create_untrusted): Debian's
+  // ganeti-os-noop plus a create_untrusted that records its environment.
+  const osDir = join(dir, 'os', 'noop');
+  mkdirSync(osDir, { recursive: true });
+  for (const f of readdirSync(NOOP_OS)) copyFileSync(join(NOOP_OS, f), join(osDir, f));
+  const envOut = join(dir, 'env.out');
+  writeFileSync(join(osDir, 'create_untrusted'), `#!/bin/sh\nenv > '${envOut}'\necho "cwd=$(pwd)" >> '${envOut}'\n`);
+  chmodSync(join(osDir, 'create_untrusted'), 0o755);
+  chmodSync(osDir, 0o755);
+
+  const node = nodeRoot(join(dir, 'node'));
+  const d = await startTestDaemon({ config: { ganeti: { socket: node.metadSocket, pidFile: node.metadPidFile } } });
+  t.after(() => d.close());
+  await d.daemon.ganeti?.listen();
+  const inst = {
+    name: 'web1',
+    uuid: '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9e01',
+    os: 'noop',
+    hypervisor: 'kvm',
+    beparams: { maxmem: 256, vcpus: 1 },
+    osparams: { image: 'debian-12' },
+    osparams_private: { 'root-password': 'pr1v' },
+    nics: [
+      {
+        name: `${COMM_NIC_PREFIX}web1`,
+        mac: '52:54:00:00:00:01',
+        ip: '127.0.0.1',
+        nicparams: { mode: 'routed', link: 'communication_rt' },
+        uuid: '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9ea2',
+      },
+    ],
+    disks: [],
+  };
+  // Ganeti's ExportOS, with the master's helper-VM environment and hostile entries on top (what
+  // a broken or hostile node would write: ExportOS writes `name=value` lines as they are).
+  const pwned = join(dir, 'pwned');
+  const [exported] = await ganetiFeed(node, [
+    {
+      op: 'export-os',
+      instance: inst,
+      helper: { script: 'create_untrusted', disks: 1 },
+      os_search_path: [join(dir, 'os')],
+      env: {
+        EVIL: `$(touch ${pwned}-1)`,
+        QUOTES: `it's "q" \`touch ${pwned}-2\` $HOME a  b`,
+        [`A;touch ${pwned}-3;B`]: '1',
+        lower: '1',
+        OSP_MULTI: `x\nOSP_INJECTED=$(touch ${pwned}-4)`,
+      },
+    },
+  ]);
+  const pkg = exported?.result as string;
+  t.after(() => rmSync(pkg, { force: true }));
+  const [pushed] = await ganetiFeed(node, [
+    {
+      op: 'update',
+      instance: { ...inst, osparams: { ...inst.osparams, 'os-install-package': pkg } },
+      osparams_secret: { 'ssh-host-key': SECRET },
+    },
+  ]);
+  assert.deepEqual(pushed, { warnings: [] });
+
+  const url = `http://127.0.0.1:${String(d.guestPort)}`;
+  const base = `${url}/ganeti/latest`;
+  const vars = { URL: url, T: '5', TTL: '300', ERRF: join(dir, 'err'), APPLETS: await applets(busybox, await mkdtemp(join(dir, 'bin-'))) };
+  const r = await agentSh(
+    busybox,
+    vars,
+    `request $(($(now) + 20)) -O - ${base}/os/parameters.json || exit 4; ` +
+      `env_secret=$(printf '%s' "$BODY" | awk -v mode=params -v only=secret -f ${jsonAwk}) || exit 5; ` +
+      `request $(($(now) + 20)) -O ${dir}/p.tgz ${base}/os/os-install-package || exit 6; ` +
+      `package_unpack ${dir}/p.tgz ${dir}/pkg || exit 7; s=$(package_script ${dir}/pkg) || exit 8; echo "script=$s"; ` +
+      `echo "osp=$(package_osp_count ${dir}/pkg "$env_secret")"; export AGENT_ONLY=1; ` +
+      `package_run ${dir}/pkg "$env_secret"; echo "rc=$?"; echo "agent=$AGENT_ONLY path=$PATH"`,
+  );
+  assert.equal(r.code, 0, r.err + r.out);
+  const lines = r.out.trim().split('\n');
+  assert.equal(lines[0], 'script=create_untrusted');
+  // image, root-password (private: in the package's environment), os-install-package, MULTI,
+  // and the secret from parameters.json.
+  assert.equal(lines[1], 'osp=5');
+  assert.equal(lines[2], 'rc=0');
+  assert.equal(lines[3], `agent=1 path=${vars.APPLETS}`, "the agent's own shell is untouched");
+  const env = readFileSync(envOut, 'utf8');
+  const has = (l: string): boolean => env.split('\n').includes(l);
+  for (const l of [
+    `OSP_SSH_HOST_KEY=${SECRET}`,
+    'OSP_ROOT_PASSWORD=pr1v',
+    'OSP_IMAGE=debian-12',
+    'OS_SCRIPT=create_untrusted',
+    'DISK_0_PATH=/dev/vdb',
+    'INSTANCE_NAME=web1',
+    'HYPERVISOR=kvm',
+    `EVIL=$(touch ${pwned}-1)`,
+    `QUOTES=it's "q" \`touch ${pwned}-2\` $HOME a  b`,
+    'OSP_MULTI=x',
+    `OSP_INJECTED=$(touch ${pwned}-4)`,
+    `cwd=${dir}/pkg/os`,
+  ])
+    assert.ok(has(l), `${l} in the script's environment:\n${env}`);
+  assert.ok(!/^AGENT_ONLY=/m.test(env), "the agent's exported variables are dropped");
+  assert.ok(!/^lower=|^A;/m.test(env), 'names that are not shell names are skipped');
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.startsWith('pwned')),
+    [],
+    'nothing in the environment file ran',
+  );
+  // The secret was served once, to this read: the window is claimed.
+  const jobs = (await d.admin('GET', '/v1/jobs')).json as { jobs: { kind?: string; instance: string; state: string }[] };
+  assert.equal(jobs.jobs.find((j) => j.kind === 'ganeti-secrets' && j.instance === 'web1')?.state, 'claimed');
+
+  // What the agent refuses: no OS_SCRIPT, a script outside os/, a script the package lacks
+  // (Debian's noop has only `create`: Ganeti treats it as trusted and never boots a helper VM).
+  for (const [name, environment] of [
+    ['none', 'OSP_A=1\n'],
+    ['escape', 'OS_SCRIPT=../environment\n'],
+    ['dot', 'OS_SCRIPT=.hidden\n'],
+    ['missing', 'OS_SCRIPT=create_untrusted\n'],
+  ] as const) {
+    const p = join(dir, `bad-${name}`);
+    mkdirSync(join(p, 'os'), { recursive: true });
+    copyFileSync(join(NOOP_OS, 'create'), join(p, 'os', 'create'));
+    writeFileSync(join(p, 'os', '.hidden'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    writeFileSync(join(p, 'environment'), environment);
+    const bad = await agentSh(busybox, vars, `package_script ${p}; echo " rc=$?"; package_run ${p} ''; echo "run=$?"`);
+    assert.equal(bad.out.trim(), 'rc=1\nrun=127', `${name}: ${bad.out}`);
+  }
+  assert.ok(!existsSync(`${pwned}-1`));
 });

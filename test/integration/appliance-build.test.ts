@@ -57,7 +57,15 @@ test('the build makes a read-only PVH kernel + initramfs with the agent as /init
 
   const { stdout: list } = await run('cpio', ['-it', '--quiet', '-F', img.initrd]);
   const files = list.split('\n');
-  for (const f of ['init', 'bin/busybox', 'agent/agent.sh', 'agent/json.awk', 'lib/modules/load-order', 'lib/modules/ext4.ko']) {
+  for (const f of [
+    'init',
+    'bin/busybox',
+    'agent/agent.sh',
+    'agent/json.awk',
+    'agent/package.sh',
+    'lib/modules/load-order',
+    'lib/modules/ext4.ko',
+  ]) {
     assert.ok(files.includes(f), `initramfs has ${f}`);
   }
   const order = (await run('cpio', ['-i', '--quiet', '--to-stdout', '-F', img.initrd, 'lib/modules/load-order'])).stdout;

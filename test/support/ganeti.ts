@@ -67,7 +67,13 @@ export type FeedOp =
   | { op: 'echo'; arg: string }
   | { op: 'alive' }
   | { op: 'os-search-path' }
-  | { op: 'export-os'; instance: Record<string, unknown>; env?: Record<string, string> }
+  | {
+      op: 'export-os';
+      instance: Record<string, unknown>;
+      env?: Record<string, string>;
+      helper?: { script: string; disks: number };
+      os_search_path?: string[];
+    }
   | {
       op: 'update' | 'client-update';
       instance: Record<string, unknown>;

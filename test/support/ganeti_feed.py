@@ -20,9 +20,14 @@ stdin: a JSON list of operations, each answered by one JSON line on stdout:
                                          answers the exception class and message it raises.
   {"op": "os-search-path"}               constants.OS_SEARCH_PATH
   {"op": "export-os", "instance": {...}, backend.ExportOS(instance, env): the OS install package
-   "env"?: {...}}                        as the node daemon builds it for `gnt-instance add`
-                                         with an install image (a .tgz from tempfile.mkstemp in
-                                         $TMPDIR: the OS definition under os/, the environment)
+   "env"?: {...},                        as the node daemon builds it for `gnt-instance add`
+   "helper"?: {"script": s, "disks": n}, with an install image (a .tgz from tempfile.mkstemp in
+   "os_search_path"?: [dir, ...]}        $TMPDIR: the OS definition under os/, the environment).
+                                         "helper": env starts from the master's
+                                         LUInstanceCreate.GetOsInstallPackageEnvironment for a KVM
+                                         instance of n disks (OS_SCRIPT=s, DISK_<i>_PATH=/dev/vdb…),
+                                         "env" on top. "os_search_path" replaces Ganeti's
+                                         OS_SEARCH_PATH (where OSFromDisk finds instance.os)
 """
 
 import json
@@ -32,8 +37,10 @@ from ganeti import backend
 from ganeti import constants
 from ganeti import metad
 from ganeti import objects
+from ganeti import pathutils
 from ganeti import serializer
 from ganeti import utils
+from ganeti.cmdlib.instance_create import LUInstanceCreate
 from ganeti.cmdlib.instance_utils import UpdateMetadata
 from ganeti.rpc.node import RpcResult
 
@@ -71,6 +78,23 @@ class NodeRpc(object):
     return RpcResult(data=result, node=node, call="instance_metadata_modify")
 
 
+class _HelperConfig(object):
+  """The master's configuration, as far as GetOsInstallPackageEnvironment reads it."""
+
+  def __init__(self, disks):
+    self.disks = disks
+
+  def GetInstanceDisks(self, _uuid):
+    return [None] * self.disks
+
+
+def helper_env(instance, script, disks):
+  """The master's environment for the helper VM (cmdlib/instance_create.py), Ganeti's code."""
+  lu = type("LU", (object,), {})()
+  lu.cfg = _HelperConfig(disks)
+  return LUInstanceCreate.GetOsInstallPackageEnvironment(lu, instance, script)
+
+
 def update_dict(op):
   """The dict UpdateMetadata sends, for client-update."""
   data = build_instance(op["instance"]).ToDict()
@@ -104,7 +128,13 @@ def run(op):
     instance.primary_node = "node1"
     instance.disks_info = []  # what the master's RPC encoding adds (no disks here)
     instance.secondary_nodes = []
-    return {"result": backend.ExportOS(instance, op.get("env") or {})}
+    env = {}
+    if op.get("helper"):
+      env.update(helper_env(instance, op["helper"]["script"], op["helper"]["disks"]))
+    env.update(op.get("env") or {})
+    if op.get("os_search_path"):
+      pathutils.OS_SEARCH_PATH = op["os_search_path"]
+    return {"result": backend.ExportOS(instance, env)}
   if kind == "client-update":
     try:
       return {"result": metad.Client().UpdateConfig(update_dict(op))}
