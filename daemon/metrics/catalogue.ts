@@ -95,7 +95,11 @@ export const METRICS = {
     help: 'Ganeti secret windows (secret parameters a push carried) that ended, by outcome: claimed, and those nobody claimed: expired (TTL), stuck (the comm tap went down), withdrawn (a later push), lost (metad restarted), removed (the instance was).',
     labels: ['outcome'],
   },
-  metad_jobs: { type: 'gauge', help: 'Install job records, by state (queued, booting, running, succeeded, failed, …).', labels: ['state'] },
+  metad_jobs: {
+    type: 'gauge',
+    help: 'Install job records, by state (queued, pending, booting, running, succeeded, failed, timed-out, aborted, stuck; each exported, 0 when none).',
+    labels: ['state'],
+  },
   metad_leftovers: {
     type: 'gauge',
     help: 'Things install runs, recovery or the sweep could not remove yet (retried; GET /v1/health lists them).',
@@ -113,7 +117,7 @@ export const METRICS = {
   },
   metad_jobs_ended_total: {
     type: 'counter',
-    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck).',
+    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck; each exported from the start at 0).',
     labels: ['outcome'],
   },
   metad_job_seconds: {

@@ -18,7 +18,7 @@ import { METRICS, type MetricName } from './catalogue.js';
 import type { DhcpStatus } from '../comm/dnsmasq.js';
 import type { NftStats } from '../comm/nft-stats.js';
 import { RECONCILE_BUCKETS, type CommCounters } from './comm-counters.js';
-import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, type JobCounters } from './job-counters.js';
+import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, JOB_STATES, type JobCounters } from './job-counters.js';
 import { STORE_WRITE_BUCKETS, type StoreWrites } from './store-writes.js';
 
 export interface MetricSources {
@@ -206,7 +206,7 @@ export class Metrics {
       for (const [outcome, n] of Object.entries(src.ganetiSecretWindows?.() ?? {})) set({ outcome }, n);
     });
     gauge('metad_jobs', (set) => {
-      const by = new Map<string, number>();
+      const by = new Map<string, number>(JOB_STATES.map((s) => [s, 0]));
       for (const s of src.jobStates()) by.set(s, (by.get(s) ?? 0) + 1);
       for (const [state, n] of by) set({ state }, n);
     });

@@ -195,8 +195,7 @@ test('a burst of scrapes within a second runs nft once (per family); the next se
 });
 
 test('a failed read is no numbers (the metrics leave the series out), not an error', async () => {
-  const exec = ((_f: string, _a: readonly string[]) =>
-    Promise.resolve({ code: 1, stdout: '', stderr: 'Error: No such file or directory' })) as Exec;
+  const exec: Exec = () => Promise.resolve({ code: 1, stdout: '', stderr: 'Error: No such file or directory' });
   const net = new LinuxCommNetwork({
     settings: ROUTED_SETTINGS,
     ipPath: '/usr/sbin/ip',

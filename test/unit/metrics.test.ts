@@ -184,7 +184,7 @@ test('job counters: each ended job once, by outcome; duration from its start (it
     startedAt: at(0),
     endedAt: at(400),
   });
-  assert.deepEqual(Object.fromEntries(jc.outcomes), { 'timed-out': 1, failed: 1, succeeded: 1 });
+  assert.deepEqual(Object.fromEntries(jc.outcomes), { 'timed-out': 1, failed: 1, succeeded: 1, aborted: 0, stuck: 0 });
   assert.equal(jc.duration.count, 3);
   assert.equal(jc.duration.sum, 62 + 3 + 400);
   assert.equal(jc.deadlineToDestroy.count, 1);
