@@ -10,8 +10,7 @@
  */
 
 /** The named counters metad's drop rules feed: the `reason` label of metad_comm_dropped_packets_total. */
-export const DROP_COUNTERS = ['spoofed', 'refused', 'held'] as const;
-export type DropCounter = (typeof DROP_COUNTERS)[number];
+type DropCounter = 'spoofed' | 'refused' | 'held';
 
 export interface CounterValue {
   readonly packets: number;
@@ -21,7 +20,7 @@ export interface CounterValue {
 /** Counter values by `<family> <name>` (e.g. `inet spoofed`), as read from the kernel. */
 export type CounterValues = ReadonlyMap<string, CounterValue>;
 
-export const counterKey = (family: string, name: string): string => `${family} ${name}`;
+const counterKey = (family: string, name: string): string => `${family} ${name}`;
 
 /** A named counter's declaration inside `table <family> …`, carrying its earlier values. */
 export function counterDecl(family: string, name: DropCounter, carried?: CounterValues): string {
