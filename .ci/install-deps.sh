@@ -32,6 +32,10 @@
 #                       (test/integration/deb-package.test.ts)
 #   sudo:               docs/operations.md's host steps run as printed by a sudo user in such a
 #                       container (test/integration/operator-live.test.ts)
+#   prometheus:         Debian's, fetched with `apt-get download` and unpacked into
+#                       $PROMETHEUS_DIR, never installed (its package starts a system service on
+#                       :9090); test/integration/prometheus-dashboard.test.ts runs it on loopback
+#                       with its own config to evaluate docs/grafana-dashboard.json
 #   dbus, polkitd:      Debian's libvirtd (libvirt-daemon-system, never installed here: its files
 #                       are laid over the container's /usr) asks polkit who may use its socket
 #                       (test/integration/libvirtd-live.test.ts)
@@ -78,3 +82,15 @@ done
 for u in gnt-metad gnt-masterd gnt-rapi gnt-confd gnt-luxid; do
   id "$u" >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin -g "$u" "$u"
 done
+
+# Prometheus (Debian bookworm's prometheus), unpacked, never installed: the dashboard test runs
+# usr/bin/prometheus itself, on a loopback port with a temp config and storage dir.
+PROMETHEUS_DIR=/var/cache/metad-test/prometheus
+if [ ! -x "$PROMETHEUS_DIR/usr/bin/prometheus" ]; then
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download -qq prometheus 2>/dev/null ||
+    { apt-get update -qq && apt-get download -qq prometheus; }; } )
+  rm -rf "$PROMETHEUS_DIR.new" && mkdir -p "$PROMETHEUS_DIR.new"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$PROMETHEUS_DIR.new"
+  rm -rf "$PROMETHEUS_DIR" && mv "$PROMETHEUS_DIR.new" "$PROMETHEUS_DIR" && rm -rf "$tmp"
+fi

@@ -216,6 +216,7 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     jobCounters,
     commCounters,
     dhcp: () => commNet?.dhcpStatus?.(),
+    nftStats: () => commNet?.nftStats?.() ?? Promise.resolve(undefined),
   });
   const network = comm
     ? (): NetworkHealth => {

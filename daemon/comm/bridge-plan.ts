@@ -10,6 +10,7 @@
  */
 import { chaddrElements, dhcpIdentityRules, DHCP_CHADDR, type CommNic, type CommSettings, type RouteSpec } from './plan.js';
 import { heldArpTable, heldInetLines, unknownPortLines } from './hold-plan.js';
+import { counterDecl, type CounterValues } from './nft-stats.js';
 
 function elements(items: readonly string[]): string {
   return items.length === 0 ? '' : ` elements = { ${items.join(', ')} };`;
@@ -25,13 +26,14 @@ function bridgeOf(s: CommSettings): { name: string; mac: string } {
  * (one being released) is dropped whole; ports of other bridges are not ours and pass (this
  * kernel has no `meta ibrname`, so "ours" is this set). A port that joins after this was written
  * is handled by the marking in daemon/comm/hold-plan.ts, as are `held` taps. Rule count fixed;
- * NICs are set elements.
+ * NICs are set elements. `counters`: the named counters' values read just before, declared again.
  */
 export function buildBridgedRuleset(
   nics: readonly CommNic[],
   ports: readonly string[],
   s: CommSettings,
   held: readonly string[] = [],
+  counters?: CounterValues,
 ): string {
   const br = bridgeOf(s);
   const q = JSON.stringify;
@@ -51,8 +53,8 @@ export function buildBridgedRuleset(
     `  set nic4 { type ifname . ipv4_addr;${elements(nic4)} }`,
     `  set nicmac { type ifname . ether_addr;${elements(nicMac)} }`,
     `  set chaddr { typeof iifname . ${DHCP_CHADDR};${elements(chaddrElements(nics))} }`,
-    `  counter spoofed { }`,
-    `  counter refused { }`,
+    counterDecl('bridge', 'spoofed', counters),
+    counterDecl('bridge', 'refused', counters),
     `  chain from_ports {`,
     `    type filter hook prerouting priority filter; policy accept;`,
     `    iifname != @ports accept`,
@@ -82,7 +84,7 @@ export function buildBridgedRuleset(
     `delete table inet ${s.table}`,
     `table inet ${s.table} {`,
     `  set guest_tcp { type inet_service;${elements(tcp)} }`,
-    `  counter refused { }`,
+    counterDecl('inet', 'refused', counters),
     `  chain to_host {`,
     `    type filter hook input priority filter; policy accept;`,
     `    iifname != ${q(br.name)} accept`,
@@ -110,7 +112,7 @@ export function buildBridgedRuleset(
       `  }`,
     );
   }
-  lines.push(...heldInetLines(held, s), '}', ...heldArpTable(held, s), '');
+  lines.push(...heldInetLines(held, s, counters), '}', ...heldArpTable(held, s), '');
   return lines.join('\n');
 }
 

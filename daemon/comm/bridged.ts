@@ -64,6 +64,10 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
   }
 
   /** Besides routed mode's reasons: a port joined metad's bridge that metad does not know, or a port left it. */
+  protected override statsFamilies(): readonly string[] {
+    return ['bridge', 'inet'];
+  }
+
   protected override linkEventMatters(e: LinkEvent): boolean {
     if (!e.deleted && e.master === this.br.name && !this.state.registered.has(e.ifname)) return true;
     if (!e.deleted && this.state.live.has(e.ifname) && e.master !== this.br.name) return true;
@@ -88,7 +92,7 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
     const held = [...released, ...registered];
 
     // Rules first: a tap is filtered before it is enslaved; a port leaving is dropped until released.
-    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, ports, s, held));
+    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, ports, s, held, await this.counters()));
 
     const wanted = new Set(live.map((n) => n.tap));
     const batch: string[] = [];
@@ -125,7 +129,7 @@ export class BridgedCommNetwork extends LinuxCommNetwork {
     // Released ports leave the `ports` set too (they were dropped whole while still enslaved).
     if (tapsReleased > 0) {
       const still = ports.filter((p) => wanted.has(p));
-      await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, still, s, held));
+      await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildBridgedRuleset(nics, still, s, held, await this.counters()));
     }
     this.known = registered;
     this.state = {

@@ -15,6 +15,7 @@
  *   port may send from a registered MAC or the bridge's (so the bridge never learns them there).
  */
 import type { CommNic, CommSettings } from './plan.js';
+import { counterDecl, type CounterValues } from './nft-stats.js';
 
 /** The skb mark bit that says "came in on a port metad knows" (bridged mode). */
 const PORT_MARK = '0x01000000';
@@ -25,16 +26,17 @@ function elements(items: readonly string[]): string {
 
 const q = (s: string): string => JSON.stringify(s);
 
-/** Lines inside `table inet <table>`: the held set and its drop chain (plus unmarked bridge traffic). */
-export function heldInetLines(held: readonly string[], s: CommSettings): string[] {
+/** Lines inside `table inet <table>`: the held set, its counter and its drop chain (plus unmarked bridge traffic). */
+export function heldInetLines(held: readonly string[], s: CommSettings, counters?: CounterValues): string[] {
   const br = s.bridge?.name;
   return [
     `  # taps metad holds closed, and (bridged) ports metad does not know: docs/deployment.md`,
     `  set held { type ifname;${elements([...new Set(held)].sort().map(q))} }`,
+    counterDecl('inet', 'held', counters),
     `  chain held_in {`,
     `    type filter hook prerouting priority raw - 20; policy accept;`,
-    `    iifname @held counter name refused drop`,
-    ...(br === undefined ? [] : [`    iifname ${q(br)} meta mark & ${PORT_MARK} != ${PORT_MARK} counter name refused drop`]),
+    `    iifname @held counter name held drop`,
+    ...(br === undefined ? [] : [`    iifname ${q(br)} meta mark & ${PORT_MARK} != ${PORT_MARK} counter name held drop`]),
     `  }`,
   ];
 }

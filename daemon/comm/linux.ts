@@ -5,7 +5,7 @@
  * taps of registered NICs (and on taps it set up before), and the anchor device.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { CommError, type CommNetwork, type LiveTap, type NicStatus, type ReconcileReport, type TapCheck } from './network.js';
 import {
   anchorAddresses,
@@ -24,6 +24,7 @@ import { guestDeviceProblem, type LinkFacts } from './guest-device.js';
 import { LinkWatch, type LinkEvent } from './link-watch.js';
 import { EV } from '../log/events.js';
 import type { DhcpStatus } from './dnsmasq.js';
+import { parseCounters, parseTables, type CounterValues, type NftStats } from './nft-stats.js';
 
 /** DHCP as the network sees it: managed dnsmasq, an operator's one, or none. */
 export interface DhcpServer {
@@ -71,6 +72,9 @@ export interface IpRoute {
   dev: string;
   prefsrc?: string;
 }
+
+/** How long one read of the nftables counters serves scrapes (ms). */
+const NFT_STATS_TTL_MS = 1000;
 
 const addrKey = (dev: string, cidr: string): string => `${dev} ${cidr}`;
 
@@ -159,7 +163,7 @@ export class LinuxCommNetwork implements CommNetwork {
     const held = this.holdTaps(present, registered, jobHeld, [...this.known, ...this.configured, ...current.map((r) => r.dev)]);
 
     // Rules first: a tap that appears is filtered before it gets a route or an address.
-    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildRuleset(nics, s, held));
+    await mustExec(this.exec, this.o.nftPath, ['-f', '-'], buildRuleset(nics, s, held, await this.counters()));
 
     const batch: string[] = [];
     for (const tap of new Set(live.map((n) => n.tap))) {
@@ -275,6 +279,49 @@ export class LinuxCommNetwork implements CommNetwork {
     for (const t of this.held.keys()) consider(t, true);
     this.held = next;
     return [...next.keys()].sort();
+  }
+
+  /**
+   * The named counters of our tables as the kernel holds them now, to declare again in the
+   * replacing transaction (daemon/comm/nft-stats.ts). Empty when there is no table yet, or when
+   * the read fails: the counts then start again, the reconcile goes on.
+   */
+  protected async counters(): Promise<CounterValues> {
+    const r = await this.exec(this.o.nftPath, ['-j', 'list', 'counters']).catch(() => undefined);
+    if (r?.code !== 0) return new Map();
+    try {
+      return parseCounters(r.stdout, this.o.settings.table);
+    } catch {
+      return new Map();
+    }
+  }
+
+  /** The families of the tables whose counters, sets and rules metrics report. */
+  protected statsFamilies(): readonly string[] {
+    return ['inet'];
+  }
+
+  private statsRead: { at: number; stats: Promise<NftStats | undefined> } | undefined;
+
+  /**
+   * Counters, set sizes and rule counts read from nftables (`nft -j list table`, one run per
+   * family, bounded like every run), for metrics. A read serves every caller for a second on the
+   * injected clock, so a burst of scrapes starts one `nft`; undefined when the read failed.
+   */
+  nftStats(): Promise<NftStats | undefined> {
+    const now = (this.o.clock ?? systemClock).mono();
+    if (this.statsRead && now - this.statsRead.at < NFT_STATS_TTL_MS) return this.statsRead.stats;
+    const stats = (async (): Promise<NftStats | undefined> => {
+      const outs: string[] = [];
+      for (const family of this.statsFamilies()) {
+        const r = await this.exec(this.o.nftPath, ['-j', 'list', 'table', family, this.o.settings.table]);
+        if (r.code !== 0) return undefined;
+        outs.push(r.stdout);
+      }
+      return parseTables(outs, this.o.settings.table);
+    })().catch(() => undefined);
+    this.statsRead = { at: now, stats };
+    return stats;
   }
 
   /** Taps of the sets a previous run left in the kernel (held ones included): candidates to hold after a restart. */

@@ -6,6 +6,7 @@
  * match, idempotently.
  */
 import type { DhcpStatus } from './dnsmasq.js';
+import type { NftStats } from './nft-stats.js';
 import type { CommNic } from './plan.js';
 
 export interface LiveTap {
@@ -99,6 +100,8 @@ export interface CommNetwork {
   linksWithPrefix(prefix: string): Promise<string[]>;
   /** metad's own DHCP server (dnsmasq), if it runs one: for health and metrics. */
   dhcpStatus?(): DhcpStatus | undefined;
+  /** What nftables counts in metad's tables (drops by counter, set sizes, rules), for metrics; cached a second. */
+  nftStats?(): Promise<NftStats | undefined>;
   /** Stop the DHCP child. Rules, routes and addresses stay: guests keep working across a restart. */
   stop(): Promise<void>;
 }

@@ -7,6 +7,7 @@
 import { isIPv4 } from 'node:net';
 import { EC2_METADATA_IPV6 } from '../net.js';
 import { heldArpTable, heldInetLines } from './hold-plan.js';
+import { counterDecl, type CounterValues } from './nft-stats.js';
 
 /** One instance's comm NIC with a known tap (instances without a tap have nothing to set up). */
 export interface CommNic {
@@ -87,9 +88,10 @@ export function dhcpIdentityRules(prefix: string, fragmentCounter: string, spoof
 /**
  * The whole table, as one `nft -f` transaction: add (so the delete cannot fail), delete, add
  * again with its contents. Applying it twice leaves exactly one copy; nothing outside the table
- * is touched. The rule count is fixed; instances only add set elements.
+ * is touched. The rule count is fixed; instances only add set elements. `counters`: the named
+ * counters' values read just before (daemon/comm/nft-stats.ts), declared again so they run on.
  */
-export function buildRuleset(nics: readonly CommNic[], s: CommSettings, held: readonly string[] = []): string {
+export function buildRuleset(nics: readonly CommNic[], s: CommSettings, held: readonly string[] = [], counters?: CounterValues): string {
   const taps = nics.map((n) => JSON.stringify(n.tap));
   const nic4 = nics.map((n) => `${JSON.stringify(n.tap)} . ${n.ipv4}`);
   const nicMac = nics.map((n) => `${JSON.stringify(n.tap)} . ${n.mac}`);
@@ -107,8 +109,8 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings, held: re
     `  set nicmac { type ifname . ether_addr;${elements(nicMac)} }`,
     `  set chaddr { typeof iifname . ${DHCP_CHADDR};${elements(chaddrElements(nics))} }`,
     `  set guest_tcp { type inet_service;${elements(ports)} }`,
-    `  counter spoofed { }`,
-    `  counter refused { }`,
+    counterDecl('inet', 'spoofed', counters),
+    counterDecl('inet', 'refused', counters),
     `  chain from_taps {`,
     `    type filter hook prerouting priority raw; policy accept;`,
     `    iifname != @taps accept`,
@@ -156,7 +158,7 @@ export function buildRuleset(nics: readonly CommNic[], s: CommSettings, held: re
       `  }`,
     );
   }
-  lines.push(...heldInetLines(held, s), '}', ...heldArpTable(held, s), '');
+  lines.push(...heldInetLines(held, s, counters), '}', ...heldArpTable(held, s), '');
   return lines.join('\n');
 }
 

@@ -55,6 +55,21 @@ export const METRICS = {
     help: 'Duration of the successful comm network reconciles (routes, addresses, nftables table, DHCP hosts).',
     labels: [],
   },
+  metad_comm_dropped_packets_total: {
+    type: 'counter',
+    help: "Packets the comm network's nftables rules dropped, read from the kernel's named counters in metad's tables (at most once a second), by reason: spoofed (a source MAC, IPv4, IPv6, ARP sender or DHCP chaddr that is not the tap's registered one), refused (a registered tap's traffic to anything but the metadata door and DHCP, forwarding, IPv4 fragments, door replies leaving elsewhere; bridged: a port that is no registered tap), held (taps held closed: released, an install job's, not yet a port; bridged: ports metad does not know). The table is replaced whole on every reconcile; each replace declares the counters again with the values read just before, so they run on across reconciles and metad restarts (packets dropped in the few ms between that read and the replace are not counted); deleting the table (network.mode off, `metad network teardown`) starts them again.",
+    labels: ['reason'],
+  },
+  metad_comm_set_elements: {
+    type: 'gauge',
+    help: "Elements of each nftables set in metad's tables, by family (inet, bridge) and set (taps, nic4, nicmac, chaddr, held, guest_tcp; bridged: ports, macs), read from the kernel.",
+    labels: ['family', 'set'],
+  },
+  metad_comm_rules: {
+    type: 'gauge',
+    help: "Rules in metad's nftables tables, by family, read from the kernel (fixed for a mode and configuration: instances only add set elements).",
+    labels: ['family'],
+  },
   metad_dhcp_leases: {
     type: 'gauge',
     help: "Leases metad's dnsmasq (network.dhcp.mode managed) granted (DHCPACK) that have neither ended nor been released; dnsmasq keeps them in memory only, so a restart empties it.",
@@ -80,7 +95,11 @@ export const METRICS = {
     help: 'Ganeti secret windows (secret parameters a push carried) that ended, by outcome: claimed, and those nobody claimed: expired (TTL), stuck (the comm tap went down), withdrawn (a later push), lost (metad restarted), removed (the instance was).',
     labels: ['outcome'],
   },
-  metad_jobs: { type: 'gauge', help: 'Install job records, by state (queued, booting, running, succeeded, failed, …).', labels: ['state'] },
+  metad_jobs: {
+    type: 'gauge',
+    help: 'Install job records, by state (queued, pending, booting, running, succeeded, failed, timed-out, aborted, stuck; each exported, 0 when none).',
+    labels: ['state'],
+  },
   metad_leftovers: {
     type: 'gauge',
     help: 'Things install runs, recovery or the sweep could not remove yet (retried; GET /v1/health lists them).',
@@ -98,7 +117,7 @@ export const METRICS = {
   },
   metad_jobs_ended_total: {
     type: 'counter',
-    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck).',
+    help: 'Install jobs that ended since the start, by outcome (succeeded, failed, timed-out, aborted, stuck; each exported from the start at 0).',
     labels: ['outcome'],
   },
   metad_job_seconds: {
@@ -129,7 +148,7 @@ export function metricsReference(): string {
     'Prometheus text format on the admin socket: `curl --unix-socket /run/metad/admin.sock http://metad/v1/metrics`',
     "(the guest door never serves metrics). Beside these, prom-client's default process metrics",
     '(`process_cpu_seconds_total`, `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, `nodejs_heap_size_used_bytes`, …).',
-    "Counters count from the daemon's start.",
+    "Counters count from the daemon's start, except metad_comm_dropped_packets_total, which the kernel keeps (its row says how).",
     '',
     '| metric | type | labels | meaning |',
     '|---|---|---|---|',

@@ -16,9 +16,15 @@ const REMEMBER = 4096;
 
 const ms = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
 
+/** Every outcome a job can end with, exported from the start at 0 (a rate over a series that appears late misses its first jobs). */
+const JOB_OUTCOMES = ['succeeded', 'failed', 'timed-out', 'aborted', 'stuck'] as const satisfies readonly JobRecord['state'][];
+
+/** Every state a job record can be in (metad_jobs exports each, 0 when none). */
+export const JOB_STATES = ['queued', 'pending', 'booting', 'running', ...JOB_OUTCOMES] as const satisfies readonly JobRecord['state'][];
+
 export class JobCounters {
-  /** Outcome -> jobs that ended with it. */
-  readonly outcomes = new Map<string, number>();
+  /** Outcome -> jobs that ended with it (every outcome from the start, at 0). */
+  readonly outcomes = new Map<string, number>(JOB_OUTCOMES.map((o) => [o, 0]));
   readonly duration = new Buckets(JOB_SECONDS_BUCKETS);
   readonly deadlineToDestroy = new Buckets(DEADLINE_DESTROY_BUCKETS);
   private readonly seen = new Set<string>();

@@ -16,8 +16,9 @@ import {
 import { LATENCY_BUCKETS, type GuestCounters } from './guest-counters.js';
 import { METRICS, type MetricName } from './catalogue.js';
 import type { DhcpStatus } from '../comm/dnsmasq.js';
+import type { NftStats } from '../comm/nft-stats.js';
 import { RECONCILE_BUCKETS, type CommCounters } from './comm-counters.js';
-import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, type JobCounters } from './job-counters.js';
+import { DEADLINE_DESTROY_BUCKETS, JOB_SECONDS_BUCKETS, JOB_STATES, type JobCounters } from './job-counters.js';
 import { STORE_WRITE_BUCKETS, type StoreWrites } from './store-writes.js';
 
 export interface MetricSources {
@@ -43,6 +44,8 @@ export interface MetricSources {
   readonly commCounters: CommCounters;
   /** metad's dnsmasq; undefined without one (network off, an operator's DHCP server). */
   readonly dhcp: () => DhcpStatus | undefined;
+  /** What nftables counts in metad's tables (cached a second by the network); undefined without a comm network. */
+  readonly nftStats?: () => Promise<NftStats | undefined>;
 }
 
 /** camelCase guest-log event names as snake_case label values, without their 'guest' prefix. */
@@ -113,7 +116,7 @@ export class Metrics {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     /** Values a source sets at scrape time: `set(labels, v)` on a gauge, or on a counter whose total is kept elsewhere. */
-    type Collect = (set: (labels: Record<string, string>, v: number) => void) => void;
+    type Collect = (set: (labels: Record<string, string>, v: number) => void) => void | Promise<void>;
     const scraped = (Kind: typeof Gauge | typeof Counter, name: MetricName, collect: Collect): void => {
       const def = METRICS[name];
       new Kind({
@@ -123,7 +126,7 @@ export class Metrics {
         registers: [r],
         collect(this: Gauge | Counter) {
           this.reset();
-          collect((labels, v) => (this instanceof Gauge ? this.set(labels, v) : this.inc(labels, v)));
+          return collect((labels, v) => (this instanceof Gauge ? this.set(labels, v) : this.inc(labels, v)));
         },
       });
     };
@@ -169,6 +172,17 @@ export class Metrics {
       RECONCILE_BUCKETS,
       r,
     );
+    const nft = src.nftStats;
+    counter('metad_comm_dropped_packets_total', async (set) => {
+      const st = await nft?.();
+      for (const [reason, n] of st?.dropped ?? []) set({ reason }, n);
+    });
+    gauge('metad_comm_set_elements', async (set) => {
+      for (const e of (await nft?.())?.sets ?? []) set({ family: e.family, set: e.set }, e.elements);
+    });
+    gauge('metad_comm_rules', async (set) => {
+      for (const [family, n] of (await nft?.())?.rules ?? []) set({ family }, n);
+    });
     gauge('metad_dhcp_leases', (set) => {
       const d = src.dhcp();
       if (d) set({}, d.leases);
@@ -192,7 +206,7 @@ export class Metrics {
       for (const [outcome, n] of Object.entries(src.ganetiSecretWindows?.() ?? {})) set({ outcome }, n);
     });
     gauge('metad_jobs', (set) => {
-      const by = new Map<string, number>();
+      const by = new Map<string, number>(JOB_STATES.map((s) => [s, 0]));
       for (const s of src.jobStates()) by.set(s, (by.get(s) ?? 0) + 1);
       for (const [state, n] of by) set({ state }, n);
     });

@@ -99,6 +99,7 @@ test('the Debian package: built, lint-free, installed, upgraded, removed and pur
     assert.match(entry('/lib/systemd/system/metad.service'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/etc/metad/config.yaml'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/usr/share/man/man8/metad.8.gz'), /^-rw-r--r-- /);
+    assert.match(entry('/usr/share/doc/metad/grafana-dashboard.json'), /^-rw-r--r-- /, 'the dashboard (docs/operations.md, "Monitoring")');
     assert.match(entry('/usr/lib/metad/node_modules/@unraid/libvirt/build/Release/libvirt.node'), /^-rw-r--r-- /);
     // What node never loads is not shipped: build tools, sources of the addon, source maps.
     for (const absent of [

@@ -86,8 +86,8 @@ export interface CommBed {
   readonly dir: string;
   /** The udhcpc script that puts the leased address on eth0 (for `dhcp`). */
   readonly script: string;
-  /** `metad serve` in the hypervisor namespace with `network` as its network section (runDir: `<dir>/run`). */
-  startMetad(network: Record<string, unknown>, spawn?: Spawner): Promise<Metad>;
+  /** `metad serve` in the hypervisor namespace with `network` as its network section (runDir: `<dir>/run`), `more` merged over the rest. */
+  startMetad(network: Record<string, unknown>, spawn?: Spawner, more?: Record<string, unknown>): Promise<Metad>;
 }
 
 /**
@@ -118,8 +118,8 @@ export async function commBed(
     guests: topo.guests,
     dir,
     script: writeDhcpScript(dir),
-    async startMetad(network, spawn = spawnInHv) {
-      const m = await startNsMetad(spawn, dir, { network: { runDir: join(dir, 'run'), ...network } });
+    async startMetad(network, spawn = spawnInHv, more = {}) {
+      const m = await startNsMetad(spawn, dir, { ...more, network: { runDir: join(dir, 'run'), ...network } });
       started.push(m);
       return m;
     },

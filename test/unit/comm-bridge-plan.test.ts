@@ -127,8 +127,8 @@ test('ports metad does not know: only known ports are marked; unmarked traffic o
     /set macs \{ type ether_addr; elements = \{ 02:00:00:00:01:0a, 02:00:00:00:01:0b, 02:00:a9:fe:a9:fe, 52:54:00:12:34:56 \}; \}/,
   );
   const inet = rules(all, 'inet');
-  assert.ok(inet.includes('iifname "metadbr0" meta mark & 0x01000000 != 0x01000000 counter name refused drop'));
-  assert.ok(inet.includes('iifname @held counter name refused drop'));
+  assert.ok(inet.includes('iifname "metadbr0" meta mark & 0x01000000 != 0x01000000 counter name held drop'));
+  assert.ok(inet.includes('iifname @held counter name held drop'));
   assert.match(all, /chain held_in \{\n {4}type filter hook prerouting priority raw - 20;/);
   const arp = all.split('table arp metad {')[1] ?? '';
   assert.match(arp, /set held \{ type ifname; elements = \{ "gone3", "mtap1" \}; \}/);

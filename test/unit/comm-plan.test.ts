@@ -152,7 +152,7 @@ test('held taps (released, job-held) are dropped whole before anything else: IPv
   const r = buildRuleset(NICS, SETTINGS, ['old9', 'gone2']);
   assert.match(
     r,
-    /set held \{ type ifname; elements = \{ "gone2", "old9" \}; \}\n {2}chain held_in \{\n {4}type filter hook prerouting priority raw - 20; policy accept;\n {4}iifname @held counter name refused drop\n {2}\}/,
+    /set held \{ type ifname; elements = \{ "gone2", "old9" \}; \}\n {2}counter held \{ \}\n {2}chain held_in \{\n {4}type filter hook prerouting priority raw - 20; policy accept;\n {4}iifname @held counter name held drop\n {2}\}/,
   );
   const arp = r.split('table arp metad {')[1] ?? '';
   assert.match(arp, /set held \{ type ifname; elements = \{ "gone2", "old9" \}; \}/);

@@ -184,7 +184,7 @@ test('job counters: each ended job once, by outcome; duration from its start (it
     startedAt: at(0),
     endedAt: at(400),
   });
-  assert.deepEqual(Object.fromEntries(jc.outcomes), { 'timed-out': 1, failed: 1, succeeded: 1 });
+  assert.deepEqual(Object.fromEntries(jc.outcomes), { 'timed-out': 1, failed: 1, succeeded: 1, aborted: 0, stuck: 0 });
   assert.equal(jc.duration.count, 3);
   assert.equal(jc.duration.sum, 62 + 3 + 400);
   assert.equal(jc.deadlineToDestroy.count, 1);
@@ -214,4 +214,36 @@ test('comm: reconciles timed and the last one kept (ok or why not); dnsmasq up, 
   assert.match(some, /^metad_dhcp_leases 3$/m);
   assert.match(some, /^metad_dnsmasq_up 1$/m);
   assert.match(some, /^metad_dnsmasq_restarts_total 2$/m);
+});
+
+test('comm: nftables drops, set sizes and rules as read at scrape time (awaited); none without a comm network', async () => {
+  let reads = 0;
+  const stats = {
+    dropped: new Map([
+      ['spoofed', 12],
+      ['held', 1],
+    ]),
+    sets: [{ family: 'inet', set: 'taps', elements: 3 }],
+    rules: new Map([['inet', 21]]),
+  };
+  const m = new Metrics(
+    sources({
+      nftStats: async () => {
+        reads++;
+        await new Promise((r) => setTimeout(r, 5));
+        return stats;
+      },
+    }),
+  );
+  const text = (await m.exposition()).text;
+  assert.match(text, /^metad_comm_dropped_packets_total\{reason="spoofed"\} 12$/m);
+  assert.match(text, /^metad_comm_dropped_packets_total\{reason="held"\} 1$/m);
+  assert.match(text, /^metad_comm_set_elements\{family="inet",set="taps"\} 3$/m);
+  assert.match(text, /^metad_comm_rules\{family="inet"\} 21$/m);
+  assert.equal(reads, 3, 'one read per metric (the network caches them a second)');
+  stats.dropped.set('spoofed', 13);
+  assert.match((await m.exposition()).text, /^metad_comm_dropped_packets_total\{reason="spoofed"\} 13$/m);
+  const off = (await new Metrics(sources({ nftStats: () => Promise.resolve(undefined) })).exposition()).text;
+  assert.match(off, /^# TYPE metad_comm_dropped_packets_total counter$/m);
+  assert.doesNotMatch(off, /^metad_comm_(dropped_packets_total|set_elements|rules)\{/m);
 });
