@@ -111,7 +111,12 @@ test('Prometheus scrapes metad serving guests; every dashboard query returns dat
       timeoutMs: 10_000,
     });
     if (r.code !== 0) return { status: 'unreachable', error: `curl exit ${String(r.code)} ${r.stderr}` };
-    return JSON.parse(r.stdout) as QueryAnswer;
+    // Until its storage is up Prometheus answers 503 `Service Unavailable` (not JSON): not yet.
+    try {
+      return JSON.parse(r.stdout) as QueryAnswer;
+    } catch {
+      return { status: 'unavailable', error: r.stdout.slice(0, 100) };
+    }
   };
   // A few scrapes, all of them up: enough samples in every 10 s rate window.
   await until(
