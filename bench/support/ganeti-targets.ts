@@ -15,12 +15,17 @@
  * (every thread) on CPU 0, wrk on CPU 1, when there are ≥ 2 CPUs and BENCH_PIN is not 0.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { GANETI_METAD, GANETI_PYTHONPATH, ganetiFeed, ganetiMissing, nodeRoot, type NodeRoot } from '../../test/support/ganeti.js';
+import {
+  GANETI_PYTHONPATH,
+  ganetiFeed,
+  ganetiMissing,
+  nodeRoot,
+  startGanetiMetad as startNsGanetiMetad,
+  type NodeRoot,
+} from '../../test/support/ganeti.js';
 import { canUseNetns, createNetns, type Netns } from '../../test/support/netns.js';
 import { makeTempDir, trackChild } from './cleanup.js';
 import { spawnDaemon } from './daemon.js';
@@ -100,13 +105,8 @@ async function nsGet(ns: Netns, url: string): Promise<{ status: number; body: st
 
 async function startGanetiMetad(ctx: SuiteContext, ns: Netns, node: NodeRoot): Promise<ChildProcess> {
   const child = trackChild(
-    ns.exec(GANETI_METAD, ['-f', '--no-user-checks', '-b', '127.0.0.1', '-p', String(GANETI_PORT)], {
-      env: { PATH, ...node.env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    }),
+    await startNsGanetiMetad(ns, node, GANETI_PORT, async () => (await nsGet(ns, `http://127.0.0.1:${String(GANETI_PORT)}/`)).status > 0),
   );
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   ctx.defer(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -115,14 +115,7 @@ async function startGanetiMetad(ctx: SuiteContext, ns: Netns, node: NodeRoot): P
     await exited;
     clearTimeout(t);
   });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
-    if (existsSync(node.metadSocket) && existsSync(node.metadPidFile) && (await nsGet(ns, `http://127.0.0.1:${GANETI_PORT}/`)).status > 0)
-      return child;
-    if (Date.now() > deadline) throw new Error(`ganeti-metad did not listen within 20 s: ${err}`);
-    await sleep(50);
-  }
+  return child;
 }
 
 /** The namespace, both daemons fed the same instance by Ganeti's code, their answers compared. */

@@ -12,7 +12,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,14 +20,13 @@ import { join } from 'node:path';
 import { gunzipSync, constants as zc } from 'node:zlib';
 import { canUseNetns, createNetns, type Netns } from '../support/netns.js';
 import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
-import { GANETI_METAD, ganetiFeed, ganetiMissing, nodeRoot, type NodeRoot } from '../support/ganeti.js';
+import { ganetiFeed, ganetiMissing, nodeRoot, startGanetiMetad } from '../support/ganeti.js';
 import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
 import { until } from '../support/wait.js';
 import { stopChild } from '../support/process.js';
 
 const GANETI_PORT = 8091;
 const METAD_PORT = 8092;
-const PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 function instance(name: string, host: number, uuid: string, osparams: Record<string, string>): Record<string, unknown> {
   return {
@@ -83,24 +81,6 @@ async function fetchAs(ns: Netns, dir: string, host: number, port: number, path:
   return { code: r.code ?? -1, status: Number(status), type, body };
 }
 
-async function startGanetiMetad(ns: Netns, node: NodeRoot, dir: string): Promise<ChildProcess> {
-  const child = ns.exec(GANETI_METAD, ['-f', '--no-user-checks', '-b', '127.0.0.1', '-p', String(GANETI_PORT)], {
-    env: { PATH, ...node.env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  await until(
-    'ganeti-metad listening',
-    async () => {
-      if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
-      return existsSync(node.metadSocket) && (await fetchAs(ns, dir, 1, GANETI_PORT, '/')).status > 0;
-    },
-    { ms: 20_000, detail: () => err },
-  );
-  return child;
-}
-
 /** What a guest can unpack from a (possibly cut) transfer. */
 function unpackable(b: Buffer): Buffer {
   return b.length === 0 ? b : gunzipSync(b, { finishFlush: zc.Z_SYNC_FLUSH });
@@ -126,7 +106,7 @@ test("Ganeti's OS install package: metad serves ExportOS's bytes as ganeti-metad
     guest: { listen: [{ host: '127.0.0.1', port: METAD_PORT }], commRange: ['127.0.0.0/8'] },
     ganeti: { socket: mNode.metadSocket, pidFile: mNode.metadPidFile, packageRoots: [pkgs] },
   };
-  const gm = await startGanetiMetad(ns, gNode, work);
+  const gm = await startGanetiMetad(ns, gNode, GANETI_PORT, async () => (await fetchAs(ns, work, 1, GANETI_PORT, '/')).status > 0);
   t.after(() => stopChild(gm));
   let m: NsMetad = await startNsMetad(spawn, join(base, 'metad'), metadConfig);
   t.after(() => m.stop());

@@ -17,15 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canUseNetns, createNetns, type Netns } from '../support/netns.js';
 import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
-import { GANETI_METAD, NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot, type FeedOp, type NodeRoot } from '../support/ganeti.js';
+import { NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot, startGanetiMetad, type FeedOp } from '../support/ganeti.js';
 import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
-import { until } from '../support/wait.js';
 import { stopChild } from '../support/process.js';
 import { buildConfig } from '../../daemon/config/config.js';
 
 const GANETI_PORT = 8081;
 const METAD_PORT = 8082;
-const PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** An objects.Instance as `gnt-instance add` makes it, with its comm NIC at 127.0.0.<host>. */
 function instance(name: string, host: number, uuid: string, over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -77,25 +75,6 @@ async function get(ns: Netns, src: string, port: number, path: string): Promise<
   return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
 }
 
-/** Debian's ganeti-metad inside the namespace, on 127.0.0.1:GANETI_PORT, with node root `node`. */
-async function startGanetiMetad(ns: Netns, node: NodeRoot): Promise<ChildProcess> {
-  const child = ns.exec(GANETI_METAD, ['-f', '--no-user-checks', '-b', '127.0.0.1', '-p', String(GANETI_PORT)], {
-    env: { PATH, ...node.env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  await until(
-    'ganeti-metad listening',
-    async () => {
-      if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
-      return existsSync(node.metadSocket) && existsSync(node.metadPidFile) && (await get(ns, '127.0.0.1', GANETI_PORT, '/')).status > 0;
-    },
-    { ms: 20_000, detail: () => err },
-  );
-  return child;
-}
-
 test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers the same, and still after a restart", async (t) => {
   const can = canUseNetns();
   const why = !isRoot() ? 'needs root (network namespaces)' : !can.ok ? can.why : (missingCommand([['curl', 'curl']]) ?? ganetiMissing());
@@ -112,7 +91,9 @@ test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers 
     ganeti: { socket: mNode.metadSocket, pidFile: mNode.metadPidFile },
   };
 
-  let gm = await startGanetiMetad(ns, gNode);
+  const startGm = (): Promise<ChildProcess> =>
+    startGanetiMetad(ns, gNode, GANETI_PORT, async () => (await get(ns, '127.0.0.1', GANETI_PORT, '/')).status > 0);
+  let gm = await startGm();
   t.after(() => stopChild(gm));
   let m: NsMetad = await startNsMetad(spawn, join(base, 'metad'), metadConfig);
   t.after(() => m.stop());
@@ -263,7 +244,7 @@ test("Ganeti 3.0's own code feeds metad as it feeds ganeti-metad; metad answers 
     );
 
     await stopChild(gm);
-    gm = await startGanetiMetad(ns, gNode);
+    gm = await startGm();
     assert.equal((await asGuest(5, GANETI_PORT, '/ganeti/latest/os/parameters.json')).status, 404);
   });
 

@@ -10,13 +10,15 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { runFile, type RunResult } from './netns.js';
+import type { ChildProcess } from 'node:child_process';
+import { runFile, type Netns, type RunResult } from './netns.js';
+import { until } from './wait.js';
 
 const GANETI_DIR = process.env.METAD_GANETI_DIR ?? '/var/cache/metad-test/ganeti';
 const PYTHON = '/usr/bin/python3';
 /** PYTHONPATH for Ganeti's Python package. */
 export const GANETI_PYTHONPATH = join(GANETI_DIR, 'usr/share/ganeti/3.0');
-export const GANETI_METAD = join(GANETI_DIR, 'usr/lib/ganeti/3.0/usr/sbin/ganeti-metad');
+const GANETI_METAD = join(GANETI_DIR, 'usr/lib/ganeti/3.0/usr/sbin/ganeti-metad');
 /** Ganeti's node scripts (kvm-ifup, kvm-ifup-os, net-common): /usr/lib/ganeti on a node. */
 export const GANETI_SCRIPTS = join(GANETI_DIR, 'usr/lib/ganeti/3.0/usr/lib/ganeti');
 const FEED_PY = fileURLToPath(new URL('../../../test/support/ganeti_feed.py', import.meta.url));
@@ -100,4 +102,33 @@ export async function ganetiFeed(node: NodeRoot, ops: FeedOp[]): Promise<FeedAns
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as FeedAnswer);
+}
+
+/**
+ * Debian's ganeti-metad inside `ns`, on 127.0.0.1:`port`, with node root `node` (its socket and
+ * pid file there). Resolves once both files exist and `answers()` (an HTTP request made from
+ * inside `ns`) says it serves; if it exits or never does within 20 s, it is killed and this throws
+ * with what it printed.
+ */
+export async function startGanetiMetad(ns: Netns, node: NodeRoot, port: number, answers: () => Promise<boolean>): Promise<ChildProcess> {
+  const child = ns.exec(GANETI_METAD, ['-f', '--no-user-checks', '-b', '127.0.0.1', '-p', String(port)], {
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...node.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  try {
+    await until(
+      'ganeti-metad listening',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`ganeti-metad exited ${String(child.exitCode)}: ${err}`);
+        return existsSync(node.metadSocket) && existsSync(node.metadPidFile) && (await answers());
+      },
+      { ms: 20_000, detail: () => err },
+    );
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  return child;
 }
