@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { hasCommand, skipOrFail } from '../support/env.js';
+import { chainedPhases, hasCommand, skipOrFail } from '../support/env.js';
 import { commandsOf, hostExample, parseExamples, type Example } from '../support/doc-examples.js';
 import { bootOperatorHost, operatorHostMissing, type OperatorHost } from '../support/operator-host.js';
 import { runFile } from '../support/netns.js';
@@ -62,17 +62,7 @@ test('the Debian package: built, lint-free, installed, upgraded, removed and pur
   t.after(async () => {
     for (const step of undo.reverse()) await step();
   });
-  let failed: string | undefined;
-  const phase = (name: string, fn: () => Promise<void>): Promise<void> =>
-    t.test(name, async () => {
-      if (failed !== undefined) assert.fail(`not run: it needs "${failed}", which failed`);
-      try {
-        await fn();
-      } catch (e) {
-        failed = name;
-        throw e;
-      }
-    });
+  const phase = chainedPhases(t);
 
   await phase(`scripts/package.mjs builds ${first.file} and ${second.file}`, async () => {
     for (const v of [first.version, second.version]) {

@@ -22,7 +22,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
-import { hasCommand, skipOrFail } from '../support/env.js';
+import { chainedPhases, hasCommand, skipOrFail } from '../support/env.js';
 import { hostExample, parseExamples, type Example } from '../support/doc-examples.js';
 import { applianceCacheDir, applianceMissing, testAppliance } from '../support/appliance.js';
 import { bootOperatorHost, operatorHostMissing, packTarballs, type OperatorHost, type Tarballs } from '../support/operator-host.js';
@@ -111,17 +111,7 @@ test("deployment.md's two libvirtds as printed, on a host booted by systemd: an 
   undo.push(() => host.destroy());
 
   // Each phase builds on the one before: after a failure the rest fail at once, naming it (never a skip).
-  let failed: string | undefined;
-  const phase = (name: string, fn: (st: { diagnostic(m: string): void }) => Promise<void>): Promise<void> =>
-    t.test(name, async (st) => {
-      if (failed !== undefined) assert.fail(`not run: it needs "${failed}", which failed`);
-      try {
-        await fn(st);
-      } catch (e) {
-        failed = name;
-        throw e;
-      }
-    });
+  const phase = chainedPhases(t);
   const root = async (cmd: string, ...args: string[]): Promise<string> => {
     const r = await host.asRoot(cmd, ...args);
     assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);

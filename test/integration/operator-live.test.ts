@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { skipOrFail } from '../support/env.js';
+import { chainedPhases, skipOrFail } from '../support/env.js';
 import { commandsOf, hostExample, parseExamples, type Example } from '../support/doc-examples.js';
 import { bootOperatorHost, operatorHostMissing, packTarballs, type OperatorHost, type Tarballs } from '../support/operator-host.js';
 
@@ -76,17 +76,7 @@ test('operations.md as printed on a host booted by systemd: install, first guest
       .stdout;
   const show = async (prop: string): Promise<string> => (await h.asRoot('systemctl', 'show', '-P', prop, 'metad')).stdout.trim();
   // Each phase builds on the one before: after a failure the rest fail at once, naming it (never a skip).
-  let failed: string | undefined;
-  const phase = (name: string, fn: () => Promise<void>): Promise<void> =>
-    t.test(name, async () => {
-      if (failed !== undefined) assert.fail(`not run: it needs "${failed}", which failed`);
-      try {
-        await fn();
-      } catch (e) {
-        failed = name;
-        throw e;
-      }
-    });
+  const phase = chainedPhases(t);
 
   await t.test('the shipped config is the one operations.md shows', () => {
     const shown = parseExamples(DOC).filter(

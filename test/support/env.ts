@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -32,4 +33,22 @@ export function missingCommand(tools: readonly (readonly [string, string])[]): s
     if (!hasCommand(cmd) && !hasCommand(`/usr/sbin/${cmd}`)) return `${cmd} not installed (${pkg}; .ci/install-deps.sh)`;
   }
   return undefined;
+}
+
+/**
+ * Subtests of `t` that build on each other: once one has failed, each later one fails at once,
+ * naming it (never a skip, and never run against a half-set-up host).
+ */
+export function chainedPhases(t: TestContext): (name: string, fn: (st: TestContext) => Promise<void>) => Promise<void> {
+  let failed: string | undefined;
+  return (name, fn) =>
+    t.test(name, async (st) => {
+      if (failed !== undefined) assert.fail(`not run: it needs "${failed}", which failed`);
+      try {
+        await fn(st);
+      } catch (e) {
+        failed = name;
+        throw e;
+      }
+    });
 }
