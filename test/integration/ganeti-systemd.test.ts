@@ -92,6 +92,14 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
       .split('\n')
       .map((l) => JSON.parse(l) as { result?: unknown; warnings?: string[]; error?: string });
   const journal = async (): Promise<string> => must('journalctl', '-u', 'metad', '-o', 'cat', '--no-pager');
+  /** curl `args` from the guest's namespace (behind gnt.com.0) to metad's guest door. */
+  const fromGuest = (path: string, ...args: string[]): ReturnType<OperatorHost['asRoot']> =>
+    h.asRoot('ip', 'netns', 'exec', 'guest', 'curl', '--max-time', '10', ...args, `http://169.254.169.254${path}`);
+  /** Ganeti's push of web1 naming `pkg` as its OS install package: it works (no warning in the Ganeti job). */
+  const pushWithPackage = async (pkg: string): Promise<void> => {
+    const [pushed] = await feed([{ op: 'update', instance: { ...WEB1, osparams: { ...WEB1.osparams, 'os-install-package': pkg } } }]);
+    assert.deepEqual(pushed?.warnings ?? [], [], 'the push worked (no warning in the Ganeti job)');
+  };
 
   // The package, the node's Ganeti directories (ensure-dirs), the config and the doc's drop-ins.
   await must('apt-get', 'install', '-y', '-q', deb);
@@ -128,25 +136,15 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
     pkg = String(exported?.result);
     assert.match(pkg, /^\/tmp\/tmp\w+\.tgz$/);
     assert.equal((await must('stat', '-c', '%a %U', pkg)).trim(), '600 root');
-    const [pushed] = await feed([{ op: 'update', instance: { ...WEB1, osparams: { ...WEB1.osparams, 'os-install-package': pkg } } }]);
-    assert.deepEqual(pushed?.warnings ?? [], [], 'the push worked (no warning in the Ganeti job)');
+    await pushWithPackage(pkg);
     await sh(
       'ip netns add guest && ip link add gnt.com.0 type veth peer name eth0 address 52:54:00:0a:00:05 netns guest && ' +
         'metadctl nic up --instance web1.example.com --tap gnt.com.0 >/dev/null && ' +
         'ip -n guest link set eth0 up && ip -n guest addr add 169.254.10.5/16 dev eth0',
     );
-    const params = await must(
-      'ip',
-      'netns',
-      'exec',
-      'guest',
-      'curl',
-      '-sf',
-      '--max-time',
-      '10',
-      'http://169.254.169.254/ganeti/latest/os/parameters.json',
-    );
-    assert.deepEqual(JSON.parse(params), {
+    const params = await fromGuest('/ganeti/latest/os/parameters.json', '-sf');
+    assert.equal(params.code, 0, params.stderr);
+    assert.deepEqual(JSON.parse(params.stdout), {
       image: ['debian-12', 'public'],
       'os-install-package': [pkg, 'public'],
       'root-password': ['s3cret', 'private'],
@@ -163,37 +161,13 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
     await must('systemctl', 'daemon-reload');
     await must('systemctl', 'restart', 'metad');
     // A restart keeps the instance but not what Ganeti pushed as its package path: push again.
-    const [pushed] = await feed([{ op: 'update', instance: { ...WEB1, osparams: { ...WEB1.osparams, 'os-install-package': pkg } } }]);
-    assert.deepEqual(pushed?.warnings ?? [], []);
+    await pushWithPackage(pkg);
     await must('metadctl', 'nic', 'up', '--instance', 'web1.example.com', '--tap', 'gnt.com.0');
-    const code = await h.asRoot(
-      'ip',
-      'netns',
-      'exec',
-      'guest',
-      'curl',
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_code}',
-      '--max-time',
-      '10',
-      'http://169.254.169.254/ganeti/latest/os/os-install-package',
-    );
+    const code = await fromGuest('/ganeti/latest/os/os-install-package', '-s', '-o', '/dev/null', '-w', '%{http_code}');
     assert.equal(code.stdout, '404');
     assert.match(await journal(), /guest OS package not served/);
-    const hostname = await must(
-      'ip',
-      'netns',
-      'exec',
-      'guest',
-      'curl',
-      '-sf',
-      '--max-time',
-      '10',
-      'http://169.254.169.254/latest/meta-data/hostname',
-    );
-    assert.equal(hostname, 'web1.example.com');
+    const hostname = await fromGuest('/latest/meta-data/hostname', '-sf');
+    assert.equal(hostname.code, 0, hostname.stderr);
+    assert.equal(hostname.stdout, 'web1.example.com');
   });
 });
