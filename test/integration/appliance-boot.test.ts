@@ -25,7 +25,7 @@ import { skipOrFail } from '../support/env.js';
 import { canUseNetns, createNetns, netnsExists, TRIP_TABLE } from '../support/netns.js';
 import { applianceMissing, ganetiEnv, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, netnsPids, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
-import { startNsMetad, type NsMetad } from '../support/ns-metad.js';
+import { pipePoller, startNsMetad } from '../support/ns-metad.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
 import { applianceCmdline, domainXml, QBOOT_ROM, QEMU_X86, type DomainDisk } from '../../appliance/domain-xml.js';
 import { runAppliance, type RunRecord } from '../../appliance/runner.js';
@@ -60,36 +60,6 @@ interface Guest {
   tap: string;
   domain: string;
   disk: string;
-}
-
-/** Long-polls the instance's pipe (admin door) into a buffer the runner takes from. */
-function pipePoller(metad: NsMetad, instance: string): { take: () => string; all: () => string; stop: () => Promise<void> } {
-  let buf = '';
-  let all = '';
-  const ctl = { stopped: false };
-  const loop = (async () => {
-    while (!ctl.stopped) {
-      const r = await metad.admin('GET', `/v1/instances/${instance}/pipe?wait=1`).catch(() => undefined);
-      if (r?.status === 200 && r.text !== '') {
-        buf += r.text;
-        all += r.text;
-      }
-    }
-  })();
-  return {
-    take: () => {
-      const b = buf;
-      buf = '';
-      return b;
-    },
-    all: () => all,
-    stop: async () => {
-      ctl.stopped = true;
-      await loop;
-      const last = await metad.admin('GET', `/v1/instances/${instance}/pipe`).catch(() => undefined);
-      all += last?.text ?? '';
-    },
-  };
 }
 
 test('appliances boot under libvirt (TCG): one runs create with the Ganeti environment and succeeds, a hung one is destroyed at its deadline; nothing is left', async (t) => {
@@ -215,7 +185,7 @@ test('appliances boot under libvirt (TCG): one runs create with the Ganeti envir
     const rec = await runAppliance(
       { name: g.domain, xml, deadlineAt },
       {
-        hv,
+        hv: poller.watching(hv),
         clock: systemClock,
         pollMs: 200,
         takeProgress: poller.take,

@@ -31,7 +31,7 @@ import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
 import { canUseNetns, createNetns, TRIP_TABLE } from '../support/netns.js';
 import { applianceMissing, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
-import { startNsMetad } from '../support/ns-metad.js';
+import { pipePoller, startNsMetad } from '../support/ns-metad.js';
 import { GANETI_SCRIPTS, NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot } from '../support/ganeti.js';
 import { ganetiNode } from '../support/ganeti-node.js';
 import { until } from '../support/wait.js';
@@ -207,36 +207,23 @@ test("a helper VM in Ganeti's shape: Ganeti's package and push, Ganeti's kvm-ifu
     consoleLog,
     emulator: QEMU_X86,
   });
-  let pipe = '';
-  let taken = 0;
-  const pipePath = `/v1/instances/${NAME}/pipe`;
-  const poll = setInterval(() => {
-    void metad.admin('GET', pipePath).then(
-      (r) => {
-        if (r.status === 200) pipe += r.text;
-      },
-      () => undefined,
-    );
-  }, 300);
+  const poller = pipePoller(metad, NAME, 300);
+  cleanups.push(() => poller.stop());
   const rec = await runAppliance(
     { name: domain, xml, deadlineAt: Date.now() + 240_000 },
     {
-      hv,
+      hv: poller.watching(hv),
       clock: systemClock,
       pollMs: 200,
-      takeProgress: () => {
-        const s = pipe.slice(taken);
-        taken = pipe.length;
-        return s;
-      },
+      takeProgress: poller.take,
       // The VM stopped: Ganeti deletes its tap and calls nothing.
       cleanup: async () => {
         await ns.run('ip', ['link', 'del', TAP]);
       },
     },
   );
-  clearInterval(poll);
-  pipe += (await metad.admin('GET', pipePath)).text;
+  await poller.stop();
+  const pipe = poller.all();
   const console_ = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '';
 
   await t.test('the helper VM ran create_untrusted from the package and reported every step through the pipe', () => {
