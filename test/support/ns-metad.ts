@@ -83,13 +83,13 @@ export async function startNsMetad(spawn: Spawner, dir: string, config: Record<s
  */
 export interface PipePoller {
   /** New bytes since the last take (RunDeps.takeProgress). */
-  take(): string;
+  take: () => string;
   /** Everything read so far. */
-  all(): string;
+  all: () => string;
   /** The hypervisor `hv` whose state() reads the pipe before it answers 'gone'. */
-  watching(hv: Hypervisor): Hypervisor;
+  watching: (hv: Hypervisor) => Hypervisor;
   /** Stops polling after one last read. */
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export function pipePoller(metad: NsMetad, instance: string, everyMs = 200): PipePoller {
