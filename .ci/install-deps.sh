@@ -16,6 +16,8 @@
 #     libvirt-dev, pkg-config, g++, make: build the optional @unraid/libvirt binding (npm ci)
 #     tini:               subreaper for that libvirtd (fast domain destroy)
 #     e2fsprogs:          mke2fs/debugfs for instance disk images
+#     syslinux, syslinux-common, mtools, dosfstools, fdisk: the Ganeti install image
+#                         (appliance/install-image.sh; test/integration/ganeti-helper-vm.test.ts)
 #   groff-base:         renders docs/man/*.8 in test/unit/man.test.ts
 #   systemd-container:  systemd-nspawn boots a real systemd in a container (these machines have no
 #                       systemd as PID 1) to run metad under systemd/metad.service
@@ -43,6 +45,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openssl
   cpio xz-utils qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  syslinux syslinux-common mtools dosfstools fdisk
   libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base sudo dbus polkitd
   lintian dpkg-dev ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
   python3-pycurl python3-bitarray python3-psutil)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the install appliance from Debian packages without installing anything into /:
 #   vmlinux     the Debian kernel, uncompressed (PVH entry: boots with qboot, no bzImage stub)
+#   vmlinuz     the same kernel as Debian ships it (bzImage: what a BIOS bootloader loads;
+#               install-image.sh puts it on Ganeti's install image)
 #   initrd.cpio busybox-static + the virtio/ext4 modules in load order + our agent as /init
 #   manifest.json  what went in (packages and versions, sizes, build time)
 # into CACHE/<stamp>/ where <stamp> names the kernel, busybox and a hash of the agent and this
@@ -138,6 +140,7 @@ cat >"$work/manifest.json" <<EOF
   "agentHash": "$srchash",
   "modules": [$(printf '"%s",' "${order[@]}" | sed 's/,$//')],
   "vmlinuxBytes": $(size "$work/vmlinux"),
+  "vmlinuzBytes": $(size "$vmlinuz"),
   "initrdBytes": $(size "$work/initrd.cpio"),
   "downloadMs": $(((t1 - t0) / 1000000)),
   "buildMs": $(((t2 - t1) / 1000000))
@@ -145,6 +148,8 @@ cat >"$work/manifest.json" <<EOF
 EOF
 out="$work/out"
 mkdir "$out"
+# The bzImage as well: a BIOS bootloader loads it (the Ganeti install image, install-image.sh).
+cp "$vmlinuz" "$out/vmlinuz"
 mv "$work/vmlinux" "$work/initrd.cpio" "$work/busybox" "$work/manifest.json" "$out/"
 chmod 0444 "$out"/*
 chmod 0555 "$out/busybox"

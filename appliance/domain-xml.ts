@@ -4,7 +4,8 @@
  * The domain is transient (domainCreateXML) and every exit ends it: on_poweroff, on_reboot and
  * on_crash are all `destroy`, so a guest that powers off, reboots or crashes is simply gone.
  * It boots the appliance's uncompressed PVH kernel + initramfs directly with qboot as firmware
- * (no disk to boot from); the instance's disks are attached as virtio disks vda, vdb, … in index
+ * (no disk to boot from), or, without a kernel, the first disk with a BIOS (SeaBIOS: Ganeti's
+ * helper VM booting the install image dumped on vda); the instance's disks are attached as virtio disks vda, vdb, … in index
  * order, then the optional per-run qcow2 overlay of a disk-based appliance. The comm NIC is an
  * `ethernet` interface on a tap that already exists (created by metad, `managed='no'`), the
  * serial console goes to a file, and there is no graphics, USB or balloon device.
@@ -25,23 +26,33 @@ export interface DomainSpec {
   type: VirtType;
   memoryMiB: number;
   vcpus: number;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
-  /** Firmware ROM passed as -bios; qboot boots a PVH kernel fastest. */
+  /** Kernel, initramfs and command line go together; without them the first disk is booted. */
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  /** Firmware ROM passed as -bios; qboot boots a PVH kernel fastest, SEABIOS boots a disk. */
   firmware: string;
   /** The instance's disks, in index order (vda, vdb, …). */
   disks: readonly DomainDisk[];
   /** A disk-based appliance's per-run qcow2 overlay (attached after the instance's disks). */
   overlay?: string;
   /** The comm NIC on its tap; omitted only for the KVM trial boot (daemon/jobs/virt-type.ts). */
-  nic?: { tap: string; mac: string };
+  nic?: DomainNic;
+  /** NICs before the comm NIC (eth0, eth1, …; the comm NIC comes last, as in Ganeti's helper VM). */
+  otherNics?: readonly DomainNic[];
   /** File that receives the serial console. */
   consoleLog: string;
   emulator: string;
 }
 
+interface DomainNic {
+  /** An existing tap (`managed='no'`). */
+  tap: string;
+  mac: string;
+}
+
 export const QBOOT_ROM = '/usr/share/qemu/qboot.rom';
+export const SEABIOS = '/usr/share/seabios/bios-256k.bin';
 export const QEMU_X86 = '/usr/bin/qemu-system-x86_64';
 const MAX_DISKS = 26;
 
@@ -60,12 +71,16 @@ function check(spec: DomainSpec): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(spec.name)) throw new Error('domain name must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) throw new Error('memoryMiB must be an integer >= 64');
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64) throw new Error('vcpus must be an integer in 1..64');
-  if (spec.nic && !/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(spec.nic.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
-  if (spec.nic && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(spec.nic.mac)) throw new Error('bad MAC address');
+  for (const n of [...(spec.otherNics ?? []), ...(spec.nic ? [spec.nic] : [])]) {
+    if (!/^[a-z0-9][a-z0-9_.-]{0,14}$/i.test(n.tap)) throw new Error('tap name must be 1..15 characters [A-Za-z0-9_.-]');
+    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(n.mac)) throw new Error('bad MAC address');
+  }
+  const direct = [spec.kernel, spec.initrd, spec.cmdline].filter((x) => x !== undefined).length;
+  if (direct !== 0 && direct !== 3) throw new Error('kernel, initrd and cmdline go together');
   if (spec.disks.length + (spec.overlay ? 1 : 0) > MAX_DISKS) throw new Error(`at most ${MAX_DISKS} disks`);
   for (const p of [
-    spec.kernel,
-    spec.initrd,
+    spec.kernel ?? '/',
+    spec.initrd ?? '/',
     spec.firmware,
     spec.consoleLog,
     spec.emulator,
@@ -104,9 +119,13 @@ export function domainXml(spec: DomainSpec): string {
     `  <os>`,
     `    <type arch='x86_64' machine='pc'>hvm</type>`,
     `    <loader type='rom'>${e(spec.firmware)}</loader>`,
-    `    <kernel>${e(spec.kernel)}</kernel>`,
-    `    <initrd>${e(spec.initrd)}</initrd>`,
-    `    <cmdline>${e(spec.cmdline)}</cmdline>`,
+    ...(spec.kernel !== undefined
+      ? [
+          `    <kernel>${e(spec.kernel)}</kernel>`,
+          `    <initrd>${e(spec.initrd ?? '')}</initrd>`,
+          `    <cmdline>${e(spec.cmdline ?? '')}</cmdline>`,
+        ]
+      : [`    <boot dev='hd'/>`]),
     `  </os>`,
     `  <features><acpi/></features>`,
     `  ${cpu}`,
@@ -117,15 +136,13 @@ export function domainXml(spec: DomainSpec): string {
     `  <devices>`,
     `    <emulator>${e(spec.emulator)}</emulator>`,
     ...disks,
-    ...(spec.nic
-      ? [
-          `    <interface type='ethernet'>`,
-          `      <mac address='${spec.nic.mac.toLowerCase()}'/>`,
-          `      <target dev='${e(spec.nic.tap)}' managed='no'/>`,
-          `      <model type='virtio'/>`,
-          `    </interface>`,
-        ]
-      : []),
+    ...[...(spec.otherNics ?? []), ...(spec.nic ? [spec.nic] : [])].flatMap((n) => [
+      `    <interface type='ethernet'>`,
+      `      <mac address='${n.mac.toLowerCase()}'/>`,
+      `      <target dev='${e(n.tap)}' managed='no'/>`,
+      `      <model type='virtio'/>`,
+      `    </interface>`,
+    ]),
     `    <serial type='file'>`,
     `      <source path='${e(spec.consoleLog)}'/>`,
     `      <target port='0'/>`,

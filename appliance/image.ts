@@ -19,6 +19,7 @@ interface ApplianceManifest {
   agentHash: string;
   modules: string[];
   vmlinuxBytes: number;
+  vmlinuzBytes: number;
   initrdBytes: number;
   downloadMs: number;
   buildMs: number;
@@ -28,6 +29,8 @@ export interface ApplianceImage {
   dir: string;
   /** Uncompressed kernel with the PVH entry note (boots with qboot). */
   kernel: string;
+  /** The same kernel as a bzImage (what a BIOS bootloader loads: the Ganeti install image). */
+  vmlinuz: string;
   /** Uncompressed cpio (newc) initramfs; /init is the agent. */
   initrd: string;
   /** The busybox binary inside the initramfs (for host-side tests of the agent's scripts). */
@@ -46,7 +49,14 @@ export function applianceSourceDir(): string {
 /** Describes a finished build directory (throws when it is incomplete). */
 export async function readAppliance(dir: string): Promise<ApplianceImage> {
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as ApplianceManifest;
-  return { dir, kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.cpio'), busybox: join(dir, 'busybox'), manifest };
+  return {
+    dir,
+    kernel: join(dir, 'vmlinux'),
+    vmlinuz: join(dir, 'vmlinuz'),
+    initrd: join(dir, 'initrd.cpio'),
+    busybox: join(dir, 'busybox'),
+    manifest,
+  };
 }
 
 /** Builds (or finds) the appliance under `cacheDir`. Rejects with build.sh's stderr on failure. */
@@ -60,6 +70,21 @@ export function buildAppliance(cacheDir: string, timeoutMs = 600_000): Promise<A
       }
       const dir = stdout.trim().split('\n').pop() ?? '';
       readAppliance(dir).then(resolve, reject);
+    });
+  });
+}
+
+/**
+ * Writes the build in `buildDir` as a bootable raw disk image to `out` (install-image.sh: MBR,
+ * FAT16, syslinux, the bzImage and the initramfs, `metad.nic=<nic>` on the command line):
+ * Ganeti's `install_image`. Resolves to `out`; rejects with the script's message.
+ */
+export function buildInstallImage(buildDir: string, out: string, nic = 'last', timeoutMs = 120_000): Promise<string> {
+  const script = join(applianceSourceDir(), 'install-image.sh');
+  return new Promise((resolve, reject) => {
+    execFile('bash', [script, buildDir, out, nic], { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`install image failed: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+      else resolve(out);
     });
   });
 }

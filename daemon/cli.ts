@@ -12,7 +12,7 @@ import './process/no-inspector.js';
 // Then: a SIGHUP during the start is ignored, not fatal (daemon/process/hold-sighup.ts).
 import './process/hold-sighup.js';
 import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
@@ -33,6 +33,7 @@ import { teardownCommNetwork } from './comm/teardown.js';
 import { appliancePreflight, installsOff } from './jobs/preflight.js';
 import { buildCurrentAppliance } from './jobs/image-cache.js';
 import { loadBinding } from '../appliance/libvirt.js';
+import { buildInstallImage } from '../appliance/image.js';
 
 /** The `metad` command tree; actions record their exit code in `state` (docs/man/metad.8 comes from the same tree). */
 export function metadProgram(state: { code: number } = { code: 0 }): Command {
@@ -80,9 +81,8 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
         state.code = 2;
       }
     });
-  program
-    .command('appliance')
-    .description('install appliances')
+  const appliance = program.command('appliance').description('install appliances');
+  appliance
     .command('build')
     .description('build the install appliance into /appliance/cacheDir and make it the current one (appliance/build.sh)')
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
@@ -94,6 +94,36 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
       }
       try {
         process.stdout.write(`${await buildCurrentAppliance(cfg.appliance.cacheDir)}\n`);
+      } catch (err) {
+        process.stderr.write(`metad: ${(err as Error).message}\n`);
+        state.code = 1;
+      }
+    });
+  appliance
+    .command('install-image')
+    .description(
+      "write the appliance as a bootable raw disk image for Ganeti's helper VM (gnt-cluster modify --install-image); builds the appliance first when needed (appliance/install-image.sh)",
+    )
+    .requiredOption('-o, --out <file>', 'the image file to write (replaced atomically)')
+    .option(
+      '--nic <name>',
+      "the comm NIC inside the helper VM: an interface name such as eth1, or 'last' (Ganeti puts the comm NIC last)",
+      'last',
+    )
+    .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sudo metad appliance install-image --out /srv/ganeti/metad-install.img\n  sudo gnt-cluster modify --install-image=/srv/ganeti/metad-install.img',
+    )
+    .action(async (opts: { config?: string; out: string; nic: string }) => {
+      const cfg = toolConfig(opts);
+      if (cfg === undefined) {
+        state.code = 2;
+        return;
+      }
+      try {
+        const dir = await buildCurrentAppliance(cfg.appliance.cacheDir);
+        process.stdout.write(`${await buildInstallImage(dir, resolve(opts.out), opts.nic)}\n`);
       } catch (err) {
         process.stderr.write(`metad: ${(err as Error).message}\n`);
         state.code = 1;

@@ -11,7 +11,8 @@
 # metad.url=http://169.254.169.254 (the guest door), metad.timeout=SECONDS (each attempt),
 # metad.claim=SECONDS (the job's claim deadline: until SECONDS after boot the agent keeps trying
 # to reach metad and read its parameters; afterwards it waits up to SECONDS per outage),
-# metad.nic=eth0.
+# metad.nic=eth0 (the comm NIC; `last`: the highest-numbered ethN, where Ganeti puts an
+# instance's comm NIC: the install image's default, appliance/install-image.sh).
 URL=http://169.254.169.254
 NIC=eth0
 IP=
@@ -71,14 +72,25 @@ finish() { # STATUS [KEY=VALUE ...]
 
 # ---------------------------------------------------------------- comm NIC
 ip link set lo up
+if [ "$NIC" = last ]; then
+  i=0
+  NIC=
+  while [ -e "/sys/class/net/eth$i" ]; do NIC=eth$i; i=$((i + 1)); done
+  [ -n "$NIC" ] || { log "no NIC at all"; exit 1; }
+  log "comm NIC: $NIC, the last of $i"
+fi
 ip link set "$NIC" up || { log "no comm NIC $NIC"; exit 1; }
+host=${URL#http://}; host=${host%%[:/]*}
 if [ -n "$IP" ]; then
   # A point-to-point comm link: our /32 and a host route to the metadata address.
   ip addr add "$IP/32" dev "$NIC"
-  host=${URL#http://}; host=${host%%[:/]*}
   ip route add "$host/32" dev "$NIC"
 else
-  timeout $((T * 3)) udhcpc -i "$NIC" -f -q -n -t 5 -T 2 -s /agent/udhcpc.sh || { log "dhcp failed"; exit 1; }
+  # A lease counts only from metad's own address (its DHCP server listens there): udhcpc.sh
+  # leaves a lease from any other server unconfigured and says so.
+  rm -f /tmp/dhcp.ok
+  METAD_HOST=$host timeout $((T * 3)) udhcpc -i "$NIC" -f -q -n -t 5 -T 2 -s /agent/udhcpc.sh || { log "dhcp failed"; exit 1; }
+  [ -e /tmp/dhcp.ok ] || { log "dhcp: no lease from $host on $NIC"; exit 1; }
 fi
 
 # The first request may race the host's side of the link, or metad may be restarting: it is

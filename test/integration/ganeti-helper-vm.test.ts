@@ -9,39 +9,47 @@
  *    `os-install-package` and a secret parameter through UpdateMetadata to metad (routed comm
  *    network, Ganeti feed on);
  *  - then, as RunWithHelperVM's instance start does: the tap Ganeti names (gnt.com.0), Ganeti's
- *    real kvm-ifup with metad's hook (test/support/ganeti-node.ts), and the VM: metad's appliance
- *    kernel + initramfs under a private libvirtd + QEMU (TCG), the helper's own disk as vda (where
- *    Ganeti dumps the install image), the instance's disk as vdb, the comm NIC on gnt.com.0;
- *  - the agent gets its address by DHCP, reads meta_data.json, claims the secret, fetches and
+ *    real kvm-ifup with metad's hook (test/support/ganeti-node.ts), and the VM under a private
+ *    libvirtd + QEMU (TCG): the install image `metad appliance install-image` wrote, dumped onto
+ *    the helper's own disk (vda) and booted by the BIOS and syslinux (no kernel given to QEMU, as
+ *    for an instance whose kernel_path is empty), the instance's disk as vdb, and the instance's
+ *    NICs: another network's first (no DHCP there), the comm NIC last on gnt.com.0;
+ *  - the agent takes the last NIC as the comm NIC (the image's metad.nic=last) and never touches
+ *    the other; it gets its address by DHCP, reads meta_data.json, claims the secret, fetches and
  *    unpacks the package, runs os/create_untrusted (which writes its environment onto
  *    DISK_0_PATH), reports through the pipe and powers off; the tap is deleted as Ganeti does.
- * Then: the run succeeded with every step on the pipe; the script saw the package's environment
+ * Then: the run succeeded with every step on the pipe; the helper's disk still holds the image,
+ * byte for byte; nothing came out of the other NIC; the script saw the package's environment
  * and the secret (its hash, never the value); the secret window is `claimed`; the tap going
  * stopped metad serving the instance there; the secret value is nowhere in metad's output, its
  * state directory, the pipe or the console.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
 import { canUseNetns, createNetns, TRIP_TABLE } from '../support/netns.js';
-import { applianceMissing, testAppliance } from '../support/appliance.js';
+import { applianceCacheDir, applianceMissing, testAppliance } from '../support/appliance.js';
 import { libvirtdMissing, startLibvirtd, type TestLibvirtd } from '../support/libvirtd.js';
-import { pipePoller, startNsMetad } from '../support/ns-metad.js';
+import { METAD_CLI, pipePoller, startNsMetad } from '../support/ns-metad.js';
 import { GANETI_SCRIPTS, NOOP_OS, ganetiFeed, ganetiMissing, nodeRoot } from '../support/ganeti.js';
 import { ganetiNode } from '../support/ganeti-node.js';
 import { until } from '../support/wait.js';
 import { LibvirtHypervisor, loadBinding, MISSING_BINDING } from '../../appliance/libvirt.js';
-import { domainXml, QBOOT_ROM, QEMU_X86 } from '../../appliance/domain-xml.js';
+import { domainXml, QEMU_X86, SEABIOS } from '../../appliance/domain-xml.js';
 import { runAppliance } from '../../appliance/runner.js';
 import { systemClock } from '../../daemon/clock.js';
 
 const SECRET = `hk-${randomBytes(12).toString('hex')}`;
 const TAP = 'gnt.com.0';
+/** The instance's other NIC (first, as in Ganeti: `--communication` appends the comm NIC). */
+const OTHER = { tap: 'hvm-other0', mac: '52:54:00:0b:00:01' };
 const NAME = 'web1.example.com';
 const UUID = '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9e01';
 const COMM = { mac: '52:54:00:0a:00:05', ip: '169.254.10.5' };
@@ -118,9 +126,12 @@ test("a helper VM in Ganeti's shape: Ganeti's package and push, Ganeti's kvm-ifu
       missingCommand([
         ['unshare', 'util-linux'],
         ['dnsmasq', 'dnsmasq-base'],
+        ['syslinux', 'syslinux'],
+        ['mcopy', 'mtools'],
+        ['mkfs.fat', 'dosfstools'],
       ]));
   if (skipOrFail(t, why)) return;
-  const img = await testAppliance();
+  await testAppliance();
   const dir = mkdtempSync(join(tmpdir(), 'metad-helpervm-'));
   chmodSync(dir, 0o755); // dnsmasq reads its files there after dropping privileges
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -174,11 +185,31 @@ test("a helper VM in Ganeti's shape: Ganeti's package and push, Ganeti's kvm-ifu
   // The tripwire drops whatever leaves the namespace except through the tap.
   assert.equal((await ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', TAP, 'accept'])).code, 0);
   assert.deepEqual(await node.ifup(instance({}), 0, TAP, COMM_NETWORK), { ok: true });
+  // The other NIC's tap: up, on no network, so that whatever the guest sends there is counted.
+  assert.equal((await ns.run('ip', ['tuntap', 'add', 'dev', OTHER.tap, 'mode', 'tap'])).code, 0);
+  // No IPv6 on it: the namespace itself would send router solicitations and MLD reports there.
+  assert.equal((await ns.run('sysctl', ['-qw', `net.ipv6.conf.${OTHER.tap}.disable_ipv6=1`])).code, 0);
+  assert.equal((await ns.run('ip', ['link', 'set', OTHER.tap, 'up'])).code, 0);
 
-  // The VM: the helper's own disk (vda: the install image would be dumped there), the instance's (vdb).
+  // The install image, as an operator makes it for `gnt-cluster modify --install-image` (the
+  // tests' appliance build is the current one of this cache), dumped onto the helper's own disk
+  // (vda) as Ganeti's DumpImage does; the instance's disk is vdb.
+  writeFileSync(join(dir, 'tool.json'), JSON.stringify({ appliance: { cacheDir: applianceCacheDir() } }));
+  const image = join(dir, 'metad-install.img');
+  const made = await promisify(execFile)(process.execPath, [
+    METAD_CLI,
+    'appliance',
+    'install-image',
+    '--out',
+    image,
+    '-c',
+    join(dir, 'tool.json'),
+  ]);
+  assert.equal(made.stdout, `${image}\n`);
   const helperDisk = join(dir, 'helper-disk.raw');
   const instDisk = join(dir, 'web1-disk0.raw');
-  writeFileSync(helperDisk, Buffer.alloc(1 << 20));
+  copyFileSync(image, helperDisk);
+  const imageHash = createHash('sha256').update(readFileSync(image)).digest('hex');
   writeFileSync(instDisk, Buffer.alloc(4 << 20));
   let libvirtd: TestLibvirtd | undefined = await startLibvirtd(ns);
   cleanups.push(async () => libvirtd?.stop());
@@ -194,15 +225,13 @@ test("a helper VM in Ganeti's shape: Ganeti's package and push, Ganeti's kvm-ifu
     type: 'qemu',
     memoryMiB: 256,
     vcpus: 1,
-    kernel: img.kernel,
-    initrd: img.initrd,
-    // No metad.ip: the agent asks DHCP on the comm NIC, as in a Ganeti helper VM.
-    cmdline: 'console=ttyS0 panic=-1 loglevel=4 metad.timeout=10',
-    firmware: QBOOT_ROM,
+    // No kernel: the BIOS boots vda (the image's syslinux: metad.nic=last, no metad.ip, so DHCP).
+    firmware: SEABIOS,
     disks: [
       { path: helperDisk, format: 'raw' },
       { path: instDisk, format: 'raw' },
     ],
+    otherNics: [OTHER],
     nic: { tap: TAP, mac: COMM.mac },
     consoleLog,
     emulator: QEMU_X86,
@@ -266,10 +295,22 @@ test("a helper VM in Ganeti's shape: Ganeti's package and push, Ganeti's kvm-ifu
       `SECRET_SHA256=${createHash('sha256').update(SECRET).digest('hex')}`,
       'CWD=/tmp/package/os',
     ]);
-    assert.ok(
-      readFileSync(helperDisk).every((b) => b === 0),
-      "the helper's own disk was not written",
+    assert.equal(
+      createHash('sha256').update(readFileSync(helperDisk)).digest('hex'),
+      imageHash,
+      "the helper's own disk still holds the image",
     );
+  });
+
+  await t.test('the image booted through the BIOS and syslinux; the agent took the last NIC and sent nothing on the other', async (st) => {
+    assert.match(console_, /SYSLINUX/);
+    const created = rec.createdAt ?? rec.startedAt;
+    st.diagnostic(
+      `start -> domain created ${String(created - rec.startedAt)} ms, -> first progress line ${String((rec.firstReportAt ?? NaN) - created)} ms, -> ended ${String((rec.endedAt ?? NaN) - created)} ms`,
+    );
+    assert.match(console_, /metad-agent: \[[0-9.]+\] comm NIC: eth1, the last of 2/);
+    const rx = (await ns.run('cat', [`/sys/class/net/${OTHER.tap}/statistics/rx_packets`])).stdout.trim();
+    assert.equal(rx, '0', 'frames from the guest on the other NIC');
   });
 
   await t.test('the secret window is claimed; the tap going stopped metad serving the instance through it', async () => {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { applianceCmdline, diskTarget, domainXml, QBOOT_ROM, QEMU_X86, type DomainSpec } from '../../appliance/domain-xml.js';
+import { applianceCmdline, diskTarget, domainXml, QBOOT_ROM, QEMU_X86, SEABIOS, type DomainSpec } from '../../appliance/domain-xml.js';
 
 const golden = fileURLToPath(new URL('../../../test/fixtures/appliance/domain-full.xml', import.meta.url));
 
@@ -56,9 +56,37 @@ test('domain XML: bad specs are refused', () => {
     { nic: { tap: 'a-very-long-tap-name', mac: '52:54:00:12:34:56' } },
     { nic: { tap: 'tap0', mac: 'nope' } },
     { kernel: 'relative/vmlinux' },
+    { kernel: undefined },
+    { kernel: undefined, initrd: undefined },
+    { otherNics: [{ tap: 'tap 0', mac: '52:54:00:12:34:57' }] },
+    { otherNics: [{ tap: 'tap0', mac: '52:54:00:12:34' }] },
     { disks: Array.from({ length: 26 }, () => ({ path: '/d', format: 'raw' as const })) },
   ];
   for (const b of bad) assert.throws(() => domainXml({ ...spec, ...b }), Error, JSON.stringify(b));
+});
+
+test("domain XML: without a kernel the first disk boots with the BIOS (Ganeti's helper VM); other NICs come before the comm NIC", () => {
+  const xml = domainXml({
+    ...spec,
+    kernel: undefined,
+    initrd: undefined,
+    cmdline: undefined,
+    firmware: SEABIOS,
+    overlay: undefined,
+    otherNics: [
+      { tap: 'gnt.pub.0', mac: '52:54:00:AA:00:01' },
+      { tap: 'gnt.pub.1', mac: '52:54:00:aa:00:02' },
+    ],
+  });
+  assert.ok(xml.includes("    <boot dev='hd'/>\n"));
+  assert.doesNotMatch(xml, /<kernel>|<initrd>|<cmdline>/);
+  assert.ok(xml.includes(`<loader type='rom'>${SEABIOS}</loader>`));
+  assert.deepEqual(
+    [...xml.matchAll(/<target dev='([^']+)' managed='no'\/>/g)].map((m) => m[1]),
+    ['gnt.pub.0', 'gnt.pub.1', 'mdi1a2b3c'],
+  );
+  assert.ok(xml.includes("<mac address='52:54:00:aa:00:01'/>"), 'MACs lower-cased');
+  assert.doesNotMatch(domainXml(spec), /<boot /, 'a direct kernel boot names no boot device');
 });
 
 test('disk targets and the agent command line', () => {

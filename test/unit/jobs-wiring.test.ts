@@ -169,9 +169,9 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
     { path: '/srv/d1.qcow2', format: 'qcow2' },
   ]);
   assert.deepEqual(withHw.nic, { tap: names.tap, mac: '52:54:00:aa:00:01' });
-  assert.match(withHw.cmdline, /metad\.ip=169\.254\.10\.2 /);
-  assert.match(withHw.cmdline, / metad\.timeout=10 /);
-  assert.match(withHw.cmdline, / metad\.claim=300$/, 'the claim deadline (appliance.claimDeadlineMs): how long the agent retries');
+  assert.match(withHw.cmdline ?? '', /metad\.ip=169\.254\.10\.2 /);
+  assert.match(withHw.cmdline ?? '', / metad\.timeout=10 /);
+  assert.match(withHw.cmdline ?? '', / metad\.claim=300$/, 'the claim deadline (appliance.claimDeadlineMs): how long the agent retries');
   assert.equal(withHw.overlay, undefined);
   assert.equal(withHw.consoleLog, names.consoleLog);
 
@@ -184,12 +184,12 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
     appliance: { ...a, baseDisk: '/b.qcow2', claimDeadlineMs: 90_500 },
     url: 'http://169.254.169.254:8080',
   });
-  assert.match(bare.cmdline, / metad\.claim=91$/, 'rounded up: the agent never gives up before the job does');
+  assert.match(bare.cmdline ?? '', / metad\.claim=91$/, 'rounded up: the agent never gives up before the job does');
   assert.equal(bare.memoryMiB, 256, 'never less than the appliance needs');
   assert.equal(bare.vcpus, 1);
   assert.deepEqual(bare.disks, []);
   assert.equal(bare.overlay, names.overlay);
-  assert.match(bare.cmdline, /metad\.url=http:\/\/169\.254\.169\.254:8080/);
+  assert.match(bare.cmdline ?? '', /metad\.url=http:\/\/169\.254\.169\.254:8080/);
 });
 
 test('a run: the appliance tap is created and stands in for the instance NIC (registered tap untouched); the end removes tap, rules and console log', async () => {
