@@ -59,6 +59,8 @@ try {
   for (const f of ['build.sh', 'install-image.sh', 'agent', 'README.md']) copy(`appliance/${f}`, join(lib, 'appliance', f));
   // Ganeti's comm NIC hook, for /etc/ganeti/kvm-ifup-os (docs/ganeti.md, "The comm NIC hook").
   copy('ganeti/kvm-ifup-os', join(lib, 'ganeti', 'kvm-ifup-os'));
+  // The stand-in for /usr/sbin/ganeti-metad (docs/ganeti.md, "Ganeti never starts ganeti-metad").
+  copy('ganeti/ganeti-metad', join(lib, 'ganeti', 'ganeti-metad'));
   writeFileSync(
     join(lib, 'package.json'),
     `${JSON.stringify({ name: pkg.name, version, description: pkg.description, license: pkg.license, private: true, type: 'module', dependencies: pkg.dependencies, optionalDependencies: pkg.optionalDependencies }, null, 2)}\n`,
@@ -127,6 +129,7 @@ try {
     'usr/lib/metad/appliance/build.sh',
     'usr/lib/metad/appliance/install-image.sh',
     'usr/lib/metad/ganeti/kvm-ifup-os',
+    'usr/lib/metad/ganeti/ganeti-metad',
   ])
     chmodSync(at(x), 0o755);
   // The agent's files as the appliance has them: scripts executable, what is sourced or read not.

@@ -26,7 +26,7 @@
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -155,6 +155,9 @@ export class GanetiFeed {
     const tmp = join(dirname(file), `.${basename(file)}.${String(process.pid)}.tmp`);
     await writeFile(tmp, `${String(process.pid)}\n`, { mode: 0o644 });
     try {
+      // 0644 whatever the umask (the unit's is 0077): metad's stand-in for ganeti-metad reads it as
+      // gnt-metad (ganeti/ganeti-metad), as anything may read a pid file.
+      await chmod(tmp, 0o644);
       await rename(tmp, file);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);

@@ -8,7 +8,11 @@
  * pid file's process alive? echo), builds an OS install package with backend.ExportOS in /tmp
  * and pushes the instance (UpdateMetadata); a guest behind `gnt.com.0` then reads its parameters
  * and the package, byte for byte. Without the packages drop-in the package is not served (the
- * unit's private /tmp), and nothing else changes.
+ * unit's private /tmp), and nothing else changes. With Ganeti's daemon-util, ensure-dirs and
+ * ganeti-metad where Debian's packages put them and docs/ganeti.md's dpkg-divert step as printed,
+ * a push while metad is stopped waits in metad's stand-in and goes to metad once it is back;
+ * Ganeti's binary never runs; a push while metad stays stopped, or right after it was killed,
+ * fails and starts nothing; the step back restores Ganeti's program.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -18,7 +22,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasCommand, skipOrFail } from '../support/env.js';
 import { runFile } from '../support/netns.js';
-import { ganetiMissing, GANETI_PYTHONPATH } from '../support/ganeti.js';
+import { GANETI_DIR, ganetiMissing, GANETI_PYTHONPATH } from '../support/ganeti.js';
+import { hostExample } from '../support/doc-examples.js';
+import { until } from '../support/wait.js';
 import { bootOperatorHost, operatorHostMissing, type OperatorHost } from '../support/operator-host.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -80,12 +86,12 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
   };
   const sh = (script: string): Promise<string> => must('sh', '-c', script);
   const ganeti = (script: string): Promise<string> => must('env', `PYTHONPATH=${GANETI_PYTHONPATH}`, '/usr/bin/python3', '-c', script);
-  const feed = async (ops: unknown[]): Promise<{ result?: unknown; warnings?: string[]; error?: string }[]> =>
+  const feed = async (ops: unknown[], env = ''): Promise<{ result?: unknown; warnings?: string[]; error?: string }[]> =>
     (
       await must(
         'sh',
         '-c',
-        `PYTHONPATH=${GANETI_PYTHONPATH} /usr/bin/python3 ${join(dir, 'ganeti_feed.py')} <<'EOF'\n${JSON.stringify(ops)}\nEOF`,
+        `${env} PYTHONPATH=${GANETI_PYTHONPATH} /usr/bin/python3 ${join(dir, 'ganeti_feed.py')} <<'EOF'\n${JSON.stringify(ops)}\nEOF`,
       )
     )
       .trim()
@@ -127,6 +133,11 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
     );
     const mainPid = (await must('systemctl', 'show', '-P', 'MainPID', 'metad')).trim();
     assert.equal((await must('cat', '/run/ganeti/ganeti-metad.pid')).trim(), mainPid);
+    assert.equal(
+      (await must('stat', '-c', '%a %U', '/run/ganeti/ganeti-metad.pid')).trim(),
+      '644 metad',
+      'readable by all, despite the umask',
+    );
     assert.equal((await must('stat', '-c', '%a %U %G', '/run/ganeti/socket/ganeti-metad')).trim(), '600 metad gnt-daemons');
   });
 
@@ -169,5 +180,81 @@ test("Ganeti's drop-ins under the real unit: the feed socket, the pid file and t
     const hostname = await fromGuest('/latest/meta-data/hostname', '-sf');
     assert.equal(hostname.code, 0, hostname.stderr);
     assert.equal(hostname.stdout, 'web1.example.com');
+  });
+
+  await t.test("docs/ganeti.md's stand-in: a push while metad is stopped waits for metad; Ganeti's ganeti-metad never runs", async () => {
+    // Ganeti's files where Debian's ganeti and ganeti-3.0 packages put them.
+    await sh(
+      `install -d /usr/lib/ganeti /usr/share/ganeti && ln -sfn ${GANETI_DIR}/usr/lib/ganeti/3.0 /usr/lib/ganeti/default && ` +
+        `ln -sfn ${GANETI_DIR}/usr/share/ganeti/3.0 /usr/share/ganeti/default && ` +
+        'ln -sfn default/usr/lib/ganeti/daemon-util /usr/lib/ganeti/daemon-util && ' +
+        'ln -sfn ../../share/ganeti/default/ensure-dirs /usr/lib/ganeti/ensure-dirs && ' +
+        'ln -sfn ../lib/ganeti/default/usr/sbin/ganeti-metad /usr/sbin/ganeti-metad',
+    );
+    const original = (await must('readlink', '/usr/sbin/ganeti-metad')).trim();
+    await sh(`set -e\n${hostExample(DOC, 'ganeti-divert').body}`);
+    assert.equal((await must('readlink', '/usr/sbin/ganeti-metad')).trim(), '/usr/lib/metad/ganeti/ganeti-metad');
+    assert.equal((await must('readlink', '/usr/sbin/ganeti-metad.ganeti')).trim(), original);
+    const realRuns = async (): Promise<boolean> =>
+      (
+        await h.asRoot(
+          'sh',
+          '-c',
+          `for p in /proc/[0-9]*; do readlink $p/exe; done | grep -qx '${GANETI_DIR}/usr/lib/ganeti/3.0/usr/sbin/ganeti-metad'`,
+        )
+      ).code === 0;
+    const standIn = (): Promise<string> => must('journalctl', '-t', 'metad-ganeti-metad', '-o', 'cat', '--no-pager');
+
+    // Stopped: the pid file goes; a push (a new value of a public parameter) waits in the stand-in.
+    await must('systemctl', 'stop', 'metad');
+    assert.equal((await h.asRoot('test', '-e', '/run/ganeti/ganeti-metad.pid')).code, 1, 'the pid file is removed');
+    let settled = false;
+    const pushed = feed([{ op: 'update', instance: { ...WEB1, osparams: { image: 'debian-13' } } }]).finally(() => (settled = true));
+    await until('the stand-in waits, as gnt-metad', async () =>
+      (await must('ps', '-eo', 'user:20,args')).split('\n').some((l) => /^gnt-metad\s+\S*sh \/usr\/sbin\/ganeti-metad/.test(l)),
+    );
+    assert.equal(settled, false, 'the push waits');
+    assert.equal(await realRuns(), false, "Ganeti's ganeti-metad runs");
+    await must('systemctl', 'start', 'metad');
+    const [result] = await pushed;
+    assert.deepEqual(
+      result?.warnings ?? [],
+      [],
+      `the push went to metad\n${(await must('journalctl', '-o', 'short-precise', '--no-pager', '-n', '60')).slice(-6000)}`,
+    );
+    const mainPid = (await must('systemctl', 'show', '-P', 'MainPID', 'metad')).trim();
+    assert.match(await standIn(), new RegExp(`metad is running \\(pid ${mainPid}\\): Ganeti's push goes to it`));
+    await must('metadctl', 'nic', 'up', '--instance', 'web1.example.com', '--tap', 'gnt.com.0');
+    const params = await fromGuest('/ganeti/latest/os/parameters.json', '-sf');
+    assert.equal(params.code, 0, params.stderr);
+    assert.deepEqual((JSON.parse(params.stdout) as Record<string, unknown>)['image'], ['debian-13', 'public']);
+
+    // Stopped for good: the push fails after the wait (METAD_GANETI_WAIT=2), nothing listens.
+    await must('systemctl', 'stop', 'metad');
+    const [failed] = await feed([{ op: 'update', instance: WEB1 }], 'METAD_GANETI_WAIT=2');
+    assert.match((failed?.warnings ?? []).join('\n'), /Failed to start metadata daemon/);
+    assert.match(await standIn(), /metad did not come back within 2 s/);
+    assert.equal(await realRuns(), false, "Ganeti's ganeti-metad runs");
+    assert.equal((await h.asRoot('test', '-S', '/run/ganeti/socket/ganeti-metad')).code, 1, 'a socket on the path');
+
+    // Killed: its pid file stays (metad's, not root's); start-stop-daemon refuses it, nothing runs.
+    await must('systemctl', 'start', 'metad');
+    const killedPid = (await must('systemctl', 'show', '-P', 'MainPID', 'metad')).trim();
+    await must('systemctl', 'kill', '-s', 'KILL', 'metad');
+    await until('metad gone', async () => (await h.asRoot('test', '-d', `/proc/${killedPid}`)).code !== 0);
+    const [refused] = await feed([{ op: 'update', instance: WEB1 }]);
+    assert.match((refused?.warnings ?? []).join('\n'), /Failed to start metadata daemon/);
+    assert.equal(await realRuns(), false, "Ganeti's ganeti-metad runs");
+    // systemd restarts metad (Restart=always), which takes its pid file back.
+    await until('metad restarted', async () => {
+      const pid = (await must('systemctl', 'show', '-P', 'MainPID', 'metad')).trim();
+      return pid !== '0' && pid !== killedPid && (await h.asRoot('grep', '-qx', pid, '/run/ganeti/ganeti-metad.pid')).code === 0;
+    });
+
+    // The step back puts Ganeti's program back.
+    await sh(`set -e\n${hostExample(DOC, 'ganeti-divert-back').body}`);
+    assert.equal((await must('readlink', '/usr/sbin/ganeti-metad')).trim(), original);
+    assert.equal((await h.asRoot('test', '-e', '/usr/sbin/ganeti-metad.ganeti')).code, 1);
+    assert.doesNotMatch(await must('dpkg-divert', '--list'), /ganeti-metad/);
   });
 });

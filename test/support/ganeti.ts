@@ -14,7 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import { runFile, type Netns, type RunResult } from './netns.js';
 import { until } from './wait.js';
 
-const GANETI_DIR = process.env.METAD_GANETI_DIR ?? '/var/cache/metad-test/ganeti';
+export const GANETI_DIR = process.env.METAD_GANETI_DIR ?? '/var/cache/metad-test/ganeti';
 const PYTHON = '/usr/bin/python3';
 /** PYTHONPATH for Ganeti's Python package. */
 export const GANETI_PYTHONPATH = join(GANETI_DIR, 'usr/share/ganeti/3.0');
