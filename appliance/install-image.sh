@@ -58,7 +58,7 @@ TIMEOUT 0
 LABEL metad
   KERNEL vmlinuz
   INITRD initrd.cpio
-  APPEND console=ttyS0 panic=-1 loglevel=4 metad.nic=$nic
+  APPEND console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests metad.nic=$nic
 EOF
 mcopy -o -i "$tmp@@1M" "$build/vmlinuz" "$build/initrd.cpio" ::
 mcopy -o -i "$tmp@@1M" "$cfg" ::syslinux.cfg

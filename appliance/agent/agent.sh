@@ -70,6 +70,19 @@ finish() { # STATUS [KEY=VALUE ...]
   exit 0
 }
 
+# The disks' kernel modules load in the background from boot (init): an OS script runs once they
+# are in (at most 60 s; they take a fraction of a second). Without init's marker (an agent run
+# outside the appliance) there is nothing to wait for.
+disks_ready() {
+  [ -e /lib/modules/load-order.disk ] || return 0
+  n=0
+  while [ ! -e /run/modules.done ]; do
+    [ "$n" -lt 1200 ] || return 1
+    sleep 0.05
+    n=$((n + 1))
+  done
+}
+
 # ---------------------------------------------------------------- comm NIC
 ip link set lo up
 if [ "$NIC" = last ]; then
@@ -138,6 +151,7 @@ if [ -n "${OSP_OS_INSTALL_PACKAGE+set}" ]; then
   rm -f /tmp/package.tgz
   script=$(package_script "$PKG") || finish failed reason=package_script
   report package ok "script=$script" "osp=$(package_osp_count "$PKG" "$env_secret")"
+  disks_ready || finish failed reason=disk_modules
   report create start
   package_run "$PKG" "$env_secret" </dev/null >/dev/console 2>&1
   rc=$?
@@ -155,6 +169,7 @@ request "$(window)" -O "$WORK/create" "$BASE/os/scripts/create" || finish failed
 chmod 0755 "$WORK/create"
 report script ok "bytes=$(wc -c <"$WORK/create")"
 
+disks_ready || finish failed reason=disk_modules
 report create start
 cd "$WORK" && ./create </dev/null >/dev/console 2>&1
 rc=$?

@@ -93,10 +93,10 @@ test('disk targets and the agent command line', () => {
   assert.equal(diskTarget(0), 'vda');
   assert.equal(diskTarget(25), 'vdz');
   assert.throws(() => diskTarget(26), RangeError);
-  assert.equal(applianceCmdline({ ipv4: '169.254.0.9' }), 'console=ttyS0 panic=-1 loglevel=4 metad.ip=169.254.0.9');
+  assert.equal(applianceCmdline({ ipv4: '169.254.0.9' }), 'console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests metad.ip=169.254.0.9');
   assert.equal(
     applianceCmdline({ ipv4: '169.254.0.9', url: 'http://169.254.169.254', timeoutSec: 2.7, claimSec: 120 }),
-    'console=ttyS0 panic=-1 loglevel=4 metad.ip=169.254.0.9 metad.url=http://169.254.169.254 metad.timeout=2 metad.claim=120',
+    'console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests metad.ip=169.254.0.9 metad.url=http://169.254.169.254 metad.timeout=2 metad.claim=120',
   );
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4 init=/bin/sh' }));
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4', url: 'http://x y' }));
