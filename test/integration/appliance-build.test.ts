@@ -63,13 +63,33 @@ test('the build makes a read-only PVH kernel + initramfs with the agent as /init
     'agent/agent.sh',
     'agent/json.awk',
     'agent/package.sh',
-    'lib/modules/load-order',
+    'lib/modules/load-order.net',
+    'lib/modules/load-order.disk',
     'lib/modules/ext4.ko',
   ]) {
     assert.ok(files.includes(f), `initramfs has ${f}`);
   }
-  const order = (await run('cpio', ['-i', '--quiet', '--to-stdout', '-F', img.initrd, 'lib/modules/load-order'])).stdout;
-  assert.deepEqual(order.trim().split('\n'), m.modules);
+  const member = async (f: string): Promise<string> => (await run('cpio', ['-i', '--quiet', '--to-stdout', '-F', img.initrd, f])).stdout;
+  // The comm NIC's modules (loaded before the agent starts), then the disks' (in the background).
+  const net = (await member('lib/modules/load-order.net')).trim().split('\n');
+  const disk = (await member('lib/modules/load-order.disk')).trim().split('\n');
+  assert.deepEqual([...net, ...disk], m.modules);
+  assert.ok(net.includes('virtio_net') && !net.includes('ext4') && !net.includes('virtio_blk'), net.join(' '));
+  assert.ok(disk.includes('ext4') && disk.includes('virtio_blk') && disk.includes('crc32c_generic'), disk.join(' '));
+  // Without the signature the .deb's modules carry (the kernel then skips the RSA check).
+  const MAGIC = '~Module signature appended~\n';
+  const debs = join(img.dir, '..', 'debs');
+  const kdeb = (await run('sh', ['-c', `ls ${debs}/${m.kernelPackage}_*.deb`])).stdout.trim();
+  const signed = (await run('sh', ['-c', `dpkg-deb --fsys-tarfile ${kdeb} | tar -xO --wildcards '*/ext4.ko' | tail -c 28`])).stdout;
+  assert.equal(signed, MAGIC, "the .deb's ext4.ko is signed");
+  const ext4 = async (cut: string): Promise<Buffer> =>
+    Buffer.from(
+      (await run('sh', ['-c', `cpio -i --quiet --to-stdout -F ${img.initrd} lib/modules/ext4.ko | ${cut} | base64 -w0`])).stdout,
+      'base64',
+    );
+  assert.notEqual((await ext4('tail -c 28')).toString('latin1'), MAGIC, "the appliance's ext4.ko carries no signature");
+  assert.deepEqual([...(await ext4('head -c 4'))], [0x7f, 0x45, 0x4c, 0x46], 'still an ELF object');
+  assert.equal((await stat(img.vmlinuz)).mode & 0o222, 0, 'the bzImage is kept, read-only');
 
   // Idempotent: a second build finds the first one and leaves it untouched.
   const before = (await stat(img.kernel)).mtimeMs;
