@@ -5,7 +5,9 @@
  *    N distinct PUT /v1/instances/{name} over the unix socket (keep-alive), concurrency 1 and
  *    16. Baseline: writeFileDurable alone (the store's durable write primitive: temp + fsync +
  *    rename + dir fsync), same payload (a real state file), same count, concurrency 1.
- * 2. Daemon start time and RSS with 10,000 registered instances (state files written by the
+ * 2. Daemon start time and RSS with 10,000 registered instances, typical (benchInstance) and
+ *    realistic (realisticInstance: ~3 KB with IAM credentials, network data and user data, as
+ *    issue 18 measured them; target ≤ 500 ms, ≤ 100 MB) (state files written by the
  *    real InstanceStore in-process): spawn until /v1/health answers with every instance, and
  *    VmRSS at that moment, median of 3 runs (after one untimed warm-up run that warms the page
  *    cache). Baseline: the same with 0 instances. Targets (issue): start ≤ 1 s, RSS ≤ 100 MB.
@@ -19,7 +21,7 @@ import { spawnDaemon } from '../support/daemon.js';
 import { fmt } from '../support/format.js';
 import { closedLoop, type LoopStats } from '../support/load.js';
 import { nodeStartupMs } from '../support/proc.js';
-import { benchInstance, populateStateDir } from '../support/state.js';
+import { benchInstance, populateStateDir, realisticInstance, type BenchInstance } from '../support/state.js';
 import { median, summarize } from '../support/stats.js';
 import type { Suite, SuiteContext } from '../support/suite.js';
 
@@ -104,10 +106,10 @@ async function registrations(ctx: SuiteContext): Promise<void> {
   });
 }
 
-async function startAndRss(ctx: SuiteContext): Promise<void> {
+async function startAndRss(ctx: SuiteContext, doc: (n: number) => BenchInstance, kind: string): Promise<void> {
   const COUNT = ctx.quick ? 1000 : 10_000;
   const RUNS = ctx.quick ? 1 : 3;
-  const label = COUNT >= 1000 ? `${COUNT / 1000}k` : String(COUNT);
+  const label = `${COUNT >= 1000 ? `${COUNT / 1000}k` : String(COUNT)}${kind}`;
 
   const nodeRuns: number[] = [];
   for (let i = 0; i < 3; i++) nodeRuns.push(await nodeStartupMs());
@@ -116,14 +118,16 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
   const emptyState = join(root, 'empty');
   const fullState = join(root, 'full');
   await populateStateDir(emptyState, 0);
-  const popMs = await populateStateDir(fullState, COUNT, benchInstance, 8);
+  const popMs = await populateStateDir(fullState, COUNT, doc, 8);
+  const docBytes = Buffer.byteLength(JSON.stringify(doc(1)));
   const files = readdirSync(join(fullState, 'instances'));
   const bytes = files.reduce((a, f) => a + readFileSync(join(fullState, 'instances', f)).length, 0);
-  ctx.log(`populated ${files.length} state files (${fmt(bytes / 1048576)} MiB) in ${fmt(popMs / 1000)} s`);
+  ctx.log(`populated ${files.length} state files (${fmt(bytes / 1048576)} MiB; a document ${docBytes} B) in ${fmt(popMs / 1000)} s`);
 
   type Run = { startMs: number; rssKiB: number; hwmKiB: number };
   const measure = async (stateDir: string, expect: number): Promise<Run> => {
-    const d = await spawnDaemon({ dir: makeTempDir('metad-bench-d-'), stateDir, expectInstances: expect });
+    // BENCH_CLI=PATH: another build's daemon on the same state (A/B).
+    const d = await spawnDaemon({ dir: makeTempDir('metad-bench-d-'), stateDir, expectInstances: expect, cli: process.env.BENCH_CLI });
     try {
       const p = d.proc();
       return { startMs: d.startMs, rssKiB: p.rssKiB, hwmKiB: p.hwmKiB };
@@ -151,30 +155,35 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
     'peak MiB': s(runs, 'hwmKiB').max / 1024,
   });
 
-  ctx.record({ name: 'node -e 0 (spawn to exit)', value: median(nodeRuns), unit: 'ms', note: 'info: floor under any start' });
-  ctx.record({
-    name: 'start, 0 instances',
-    value: median(empty.map((r) => r.startMs)),
-    unit: 'ms',
-    stats: startStats(empty),
-    note: 'median; spawn until /v1/health answers',
-  });
+  // The baselines once (the realistic run compares with the same names).
+  const first = kind === '';
+  if (first) ctx.record({ name: 'node -e 0 (spawn to exit)', value: median(nodeRuns), unit: 'ms', note: 'info: floor under any start' });
+  if (first)
+    ctx.record({
+      name: 'start, 0 instances',
+      value: median(empty.map((r) => r.startMs)),
+      unit: 'ms',
+      stats: startStats(empty),
+      note: 'median; spawn until /v1/health answers',
+    });
   ctx.record({
     name: `start, ${label} instances`,
     value: median(full.map((r) => r.startMs)),
     unit: 'ms',
     stats: startStats(full),
     baseline: 'start, 0 instances',
-    target: { op: '<=', value: 1000 },
+    // Issue 18's target for realistic documents on the slower machine; 1 s for the typical ones.
+    target: { op: '<=', value: first ? 1000 : 500 },
     note: 'median',
   });
-  ctx.record({
-    name: 'RSS, 0 instances',
-    value: median(empty.map((r) => r.rssKiB)) / 1024,
-    unit: 'MiB',
-    stats: rssStats(empty),
-    note: 'VmRSS when ready, median',
-  });
+  if (first)
+    ctx.record({
+      name: 'RSS, 0 instances',
+      value: median(empty.map((r) => r.rssKiB)) / 1024,
+      unit: 'MiB',
+      stats: rssStats(empty),
+      note: 'VmRSS when ready, median',
+    });
   ctx.record({
     name: `RSS, ${label} instances`,
     value: median(full.map((r) => r.rssKiB)) / 1024,
@@ -185,14 +194,14 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
     note: 'VmRSS when ready, median; target 100 MB read as MiB (100 MB = 95.4 MiB)',
   });
   ctx.record({
-    name: 'RSS per instance',
+    name: `RSS per instance${kind}`,
     value: ((median(full.map((r) => r.rssKiB)) - median(empty.map((r) => r.rssKiB))) * 1024) / COUNT,
     unit: 'bytes',
     stats: { 'state file bytes': bytes / files.length },
     note: 'info: (RSS full - RSS empty) / instances',
   });
   ctx.record({
-    name: 'load time per 1k instances',
+    name: `load time per 1k instances${kind}`,
     value: ((median(full.map((r) => r.startMs)) - median(empty.map((r) => r.startMs))) * 1000) / COUNT,
     unit: 'ms',
     note: 'info: (start full - start empty) / (instances / 1000)',
@@ -201,10 +210,12 @@ async function startAndRss(ctx: SuiteContext): Promise<void> {
 }
 
 const suite: Suite = {
-  description: 'admin registrations/s (durable) vs raw fsync writes; daemon start time and RSS at 10k instances vs 0',
+  description:
+    'admin registrations/s (durable) vs raw fsync writes; daemon start time and RSS at 10k instances vs 0, typical and realistic (~3 KB: IAM credentials, network data, user data) documents',
   async run(ctx) {
     await registrations(ctx);
-    await startAndRss(ctx);
+    await startAndRss(ctx, benchInstance, '');
+    await startAndRss(ctx, realisticInstance, ' (realistic, ~3 KB)');
   },
 };
 export default suite;

@@ -44,6 +44,70 @@ export function benchInstance(n: number): BenchInstance {
 }
 
 /**
+ * An instance as issue 18 measured them ("realistic": about 3 KB as the admin sends it): the bench
+ * instance plus IAM role credentials (an STS session token of 800 characters, sealed at rest),
+ * OpenStack network data (two links, two networks, DNS) and a cloud-config of about 1 KB.
+ */
+export function realisticInstance(n: number): BenchInstance {
+  const doc = benchInstance(n);
+  const hex = (k: number): string => ((n * 7919 + k) % 0xffffff).toString(16).padStart(6, '0');
+  doc.ec2.iam = {
+    role: 'web-server',
+    accessKeyId: `ASIA${hex(1).toUpperCase()}BENCH${hex(2).toUpperCase()}`.slice(0, 20),
+    secretAccessKey: `${hex(3)}${'s'.repeat(34)}`,
+    token: `IQoJb3JpZ2luX2VjE${hex(4)}`.padEnd(800, 'B'),
+    expiration: '2030-01-01T00:00:00Z',
+  };
+  const mac = doc.comm.mac;
+  (doc['openstack'] as Record<string, unknown>)['networkData'] = {
+    links: [
+      { id: 'tap0', type: 'phy', ethernet_mac_address: mac, mtu: 1500 },
+      { id: 'tap1', type: 'phy', ethernet_mac_address: '52:54:00:ff:00:01', mtu: 9000 },
+    ],
+    networks: [
+      { id: 'net0', type: 'ipv4', link: 'tap0', ip_address: doc.comm.ipv4, netmask: '255.255.255.255', routes: [] },
+      {
+        id: 'net1',
+        type: 'ipv4',
+        link: 'tap1',
+        ip_address: `10.${(n >> 8) & 255}.${n & 255}.10`,
+        netmask: '255.255.255.0',
+        routes: [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: `10.${(n >> 8) & 255}.${n & 255}.1` }],
+      },
+    ],
+    services: [
+      { type: 'dns', address: '10.0.0.2' },
+      { type: 'dns', address: '10.0.0.3' },
+    ],
+  };
+  const cloudConfig = [
+    '#cloud-config',
+    `hostname: vm${n}`,
+    `fqdn: vm${n}.bench.example.org`,
+    'package_update: true',
+    'packages: [nginx, htop, curl, jq, prometheus-node-exporter]',
+    'users:',
+    '  - name: ops',
+    '    groups: [sudo]',
+    '    shell: /bin/bash',
+    `    ssh_authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${hex(5)}${'Q'.repeat(40)} ops@bench]`,
+    'write_files:',
+    '  - path: /etc/nginx/conf.d/app.conf',
+    '    content: |',
+    ...Array.from(
+      { length: 12 },
+      (_, i) => `      location /app${i} { proxy_pass http://127.0.0.1:${8000 + i}; proxy_set_header Host $host; }`,
+    ),
+    'runcmd:',
+    `  - [sh, -c, "echo booted vm${n} > /var/log/bench-boot"]`,
+    '  - [systemctl, enable, --now, nginx]',
+    '',
+  ].join('\n');
+  doc['userData'] = Buffer.from(cloudConfig).toString('base64');
+  return doc;
+}
+
+/**
  * Fill `stateDir` with `count` instances (docs from `doc(n)`, n = 0..count-1) written by real
  * InstanceStore objects in this process (durable, MACed, sealed with the dir's own key, created
  * if missing), `parallel` stores writing disjoint slices at once. Also creates the identity

@@ -33,10 +33,19 @@ const paramsPatchSchema = {
   },
 } as const;
 
+/**
+ * Each validator is compiled on its first use, not when the module loads: compiling the instance
+ * schema is about 0.1 s of the daemon's start, which validates nothing (stored instances are
+ * verified by their MAC); the first admin write or Ganeti push pays it instead.
+ */
+function lazily<T>(schema: object): () => ValidateFunction<T> {
+  let fn: ValidateFunction<T> | undefined;
+  return () => (fn ??= ajv.compile<T>(schema));
+}
 const compiled = {
-  instance: ajv.compile(instanceSchema),
-  paramsBody: ajv.compile(paramsBodySchema),
-  paramsPatch: ajv.compile(paramsPatchSchema),
+  instance: lazily<InstanceInput>(instanceSchema),
+  paramsBody: lazily<ParamsBody>(paramsBodySchema),
+  paramsPatch: lazily<ParamsPatch>(paramsPatchSchema),
 };
 
 /** Patterns whose rule reads better in words than as a regular expression. */
@@ -126,7 +135,7 @@ function nicProblems(doc: InstanceInput): ErrorDetail[] {
 }
 
 export function validateInstance(data: unknown): InstanceInput {
-  const doc = check<InstanceInput>(compiled.instance, data, 'instance document');
+  const doc = check<InstanceInput>(compiled.instance(), data, 'instance document');
   const problems = semanticProblems(doc);
   if (problems.length > 0) throw invalid('invalid instance document', problems);
   return doc;
@@ -144,8 +153,8 @@ export interface ParamsPatch {
 }
 
 export function validateParamsBody(data: unknown): ParamsBody {
-  return check<ParamsBody>(compiled.paramsBody, data, 'parameters');
+  return check<ParamsBody>(compiled.paramsBody(), data, 'parameters');
 }
 export function validateParamsPatch(data: unknown): ParamsPatch {
-  return check<ParamsPatch>(compiled.paramsPatch, data, 'parameters');
+  return check<ParamsPatch>(compiled.paramsPatch(), data, 'parameters');
 }
