@@ -44,9 +44,10 @@ export function benchInstance(n: number): BenchInstance {
 }
 
 /**
- * An instance as issue 18 measured them ("realistic": about 4 KB as the admin sends it, where the issue says ~3 KB): the bench
- * instance plus IAM role credentials (an STS session token of 800 characters, sealed at rest),
- * OpenStack network data (two links, two networks, DNS) and a cloud-config of about 1 KB.
+ * An instance as issue 18 measured them ("realistic": about 4 KB as the admin sends it; the
+ * issue says ~3 KB): the bench instance plus IAM role credentials (an STS session token of 800
+ * characters, sealed at rest), OpenStack network data (two links, two networks, DNS) and a
+ * cloud-config of about 1 KB.
  */
 export function realisticInstance(n: number): BenchInstance {
   const doc = benchInstance(n);
