@@ -14,21 +14,20 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commBed, curl, dhcp, handshake } from '../support/comm-harness.js';
 import { isRoot, missingCommand, skipOrFail } from '../support/env.js';
-import { GANETI_PYTHONPATH, GANETI_SCRIPTS, ganetiFeed, ganetiMissing, nodeRoot } from '../support/ganeti.js';
+import { GANETI_SCRIPTS, ganetiFeed, ganetiMissing, nodeRoot } from '../support/ganeti.js';
+import { ganetiNode } from '../support/ganeti-node.js';
 import { hostExample } from '../support/doc-examples.js';
 import { startNsMetad } from '../support/ns-metad.js';
-import type { Guest, Ns } from '../support/comm-topology.js';
+import type { Guest } from '../support/comm-topology.js';
 import { until } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const DIST = fileURLToPath(new URL('../../', import.meta.url));
 const HOOK = join(ROOT, 'ganeti', 'kvm-ifup-os');
-const IFUP_PY = join(ROOT, 'test', 'support', 'ganeti_ifup.py');
 
 /** The comm network as `gnt-cluster modify --instance-communication-network ganeti-comm` creates it. */
 const COMM_NETWORK = {
@@ -73,16 +72,6 @@ const WEB2 = instance('web2.example.com', 6, '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9e
 const WEB3 = instance('web3.example.com', 7, '6f1c0e9a-1b2c-4d3e-8f40-5a6b7c8d9e03'); // never fed
 const commNic = (i: Record<string, unknown>): { mac: string; ip: string } => (i['nics'] as { mac: string; ip: string }[])[1]!;
 
-/** Runs its arguments in a private mount namespace: Ganeti's scripts at /usr/lib/ganeti, the node's /etc/ganeti. */
-const NODE_SH = `#!/bin/bash
-set -e
-node=$1
-shift
-mount -t overlay overlay -o "lowerdir=$node/lib:/usr/lib" /usr/lib
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$node/etc-up,workdir=$node/etc-work" /etc
-exec "$@"
-`;
-
 /**
  * What kvm-ifup does before and around sourcing the hook, with snapshots of the shell's state
  * (variables but bash's own dynamic ones, functions, options, traps, umask, directory) before
@@ -115,13 +104,6 @@ if [ "$before" = "$after" ]; then echo same; else diff <(echo "$before") <(echo 
 echo "status $status"
 `;
 
-interface IfupAnswer {
-  ok: boolean;
-  error?: string;
-  output?: string;
-  tap?: string;
-}
-
 test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.com.0, a reused tap name serves only its new instance", async (t) => {
   const why = !isRoot()
     ? 'needs root (network and mount namespaces)'
@@ -136,46 +118,20 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
   if (!bed) return;
   const { hv, topo, dir, script } = bed;
 
-  // The node: Ganeti's scripts, its /etc overlay (Ganeti's own kvm-ifup-os installed, as on a
-  // node that ran it), metadctl on the node daemon's PATH, Ganeti's virtual-cluster root for the feed.
-  const node = join(dir, 'node');
-  for (const d of ['lib', 'etc-up/ganeti', 'etc-work', 'bin']) mkdirSync(join(node, d), { recursive: true });
-  symlinkSync(GANETI_SCRIPTS, join(node, 'lib', 'ganeti'));
-  copyFileSync(join(GANETI_SCRIPTS, 'kvm-ifup-os'), join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'));
-  chmodSync(join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'), 0o755);
-  writeFileSync(join(node, 'bin', 'metadctl'), `#!/bin/sh\nexec '${process.execPath}' '${join(DIST, 'cli', 'metadctl.js')}' "$@"\n`);
-  chmodSync(join(node, 'bin', 'metadctl'), 0o755);
-  const nodeSh = join(node, 'node.sh');
-  writeFileSync(nodeSh, NODE_SH, { mode: 0o755 });
-  const probe = join(node, 'probe.sh');
-  writeFileSync(probe, PROBE_SH);
   const feed = nodeRoot(join(dir, 'ganeti'));
-
   const metad = await startNsMetad((c, a, o) => hv.spawn(c, a, o), dir, {
     network: { mode: 'routed', runDir: join(dir, 'run') },
     ganeti: { socket: feed.metadSocket, pidFile: feed.metadPidFile },
   });
   t.after(() => metad.stop());
-  const socket = metad.socket;
 
-  /** Run in the node's mount namespace, inside the hypervisor network namespace. */
-  const onNode = (ns: Ns, args: string[], input?: string) =>
-    ns.run('unshare', ['-m', 'bash', nodeSh, node, ...args], { timeoutMs: 120_000, ...(input === undefined ? {} : { input }) });
-  /** Ganeti's code (ganeti_ifup.py) with the node daemon's environment: PATH (metadctl on it), metad's admin socket. */
-  const ganeti = async (op: Record<string, unknown>, adminSocket = socket): Promise<IfupAnswer> => {
-    const env = [
-      `PATH=${join(node, 'bin')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
-      `PYTHONPATH=${GANETI_PYTHONPATH}`,
-      `METAD_ADMIN_SOCKET=${adminSocket}`,
-    ];
-    // The node's hook must be metad's: Ganeti's own would write /var/run/ganeti and start a dnsmasq.
-    const guard = `cmp -s /etc/ganeti/kvm-ifup-os '${HOOK}' || { echo 'not metad hook' >&2; exit 3; }; exec env -i ${env.join(' ')} /usr/bin/python3 '${IFUP_PY}'`;
-    const r = await onNode(hv, ['bash', '-c', guard], JSON.stringify(op));
-    assert.equal(r.code, 0, `ganeti_ifup.py: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as IfupAnswer;
-  };
+  // The node (test/support/ganeti-node.ts): Ganeti's scripts, its /etc overlay with Ganeti's own
+  // kvm-ifup-os installed (as on a node that ran it), metadctl on the node daemon's PATH.
+  const gn = ganetiNode(hv, dir, metad.socket, 'ganeti');
+  const probe = join(gn.dir, 'probe.sh');
+  writeFileSync(probe, PROBE_SH);
   const ifup = (inst: Record<string, unknown>, tap: string, adminSocket?: string) =>
-    ganeti({ op: 'ifup', instance: inst, seq: 1, tap, network: COMM_NETWORK }, adminSocket);
+    gn.ganeti({ op: 'ifup', instance: inst, seq: 1, tap, network: COMM_NETWORK }, adminSocket);
   const nicsOn = async (tap: string): Promise<unknown[]> =>
     ((await metad.admin('GET', '/v1/nics')).json as { nics: { tap: string }[] }).nics.filter((n) => n.tap === tap);
   const logged = (msg: string): Record<string, unknown>[] =>
@@ -186,11 +142,11 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
       .map((l) => JSON.parse(l) as Record<string, unknown>);
 
   await t.test("docs/ganeti.md's step installs the hook in /etc/ganeti, keeping Ganeti's own beside it", async () => {
-    const r = await onNode(hv, ['bash', '-c', `set -eo pipefail\ncd '${ROOT}'\n${docStep('ganeti-ifup')}`]);
+    const r = await gn.run(['bash', '-c', `set -eo pipefail\ncd '${ROOT}'\n${docStep('ganeti-ifup')}`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(readFileSync(join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'), 'utf8'), readFileSync(HOOK, 'utf8'));
+    assert.equal(readFileSync(join(gn.dir, 'etc-up', 'ganeti', 'kvm-ifup-os'), 'utf8'), readFileSync(HOOK, 'utf8'));
     assert.equal(
-      readFileSync(join(node, 'etc-up', 'ganeti', 'kvm-ifup-os~'), 'utf8'),
+      readFileSync(join(gn.dir, 'etc-up', 'ganeti', 'kvm-ifup-os~'), 'utf8'),
       readFileSync(join(GANETI_SCRIPTS, 'kvm-ifup-os'), 'utf8'),
       "Ganeti's own hook is kept as kvm-ifup-os~",
     );
@@ -207,7 +163,7 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
 
   let a: Guest | undefined;
   await t.test('web1 starts: Ganeti names its tap gnt.com.0, kvm-ifup sources the hook, metad serves it', async () => {
-    const named = await ganeti({ op: 'tapname' });
+    const named = await gn.ganeti({ op: 'tapname' });
     assert.equal(named.tap, 'gnt.com.0');
     a = await topo.addGuest('gnt.com.0', commNic(WEB1).mac);
     const r = await ifup(WEB1, 'gnt.com.0');
@@ -222,7 +178,7 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
   });
 
   await t.test("sourcing the hook leaves kvm-ifup's shell as it was (variables, functions, options, traps)", async () => {
-    const r = await ganeti({ op: 'run', cmd: ['/bin/bash', probe], instance: WEB1, seq: 1, tap: 'gnt.com.0', network: COMM_NETWORK });
+    const r = await gn.ganeti({ op: 'run', cmd: ['/bin/bash', probe], instance: WEB1, seq: 1, tap: 'gnt.com.0', network: COMM_NETWORK });
     assert.equal(r.ok, true, r.error);
     assert.equal(r.output, 'same\nstatus 0\n');
   });
@@ -253,10 +209,10 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
   await t.test(
     "docs/ganeti.md's steps turn the hook off (instances start with metad down, their comm NIC unserved) and on again",
     async () => {
-      assert.equal((await onNode(hv, ['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-off')}`])).code, 0);
+      assert.equal((await gn.run(['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-off')}`])).code, 0);
       assert.deepEqual(await ifup(WEB3, 'gnt.com.1', join(dir, 'nobody.sock')), { ok: true });
       assert.deepEqual(await nicsOn('gnt.com.1'), []);
-      assert.equal((await onNode(hv, ['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-on')}`])).code, 0);
+      assert.equal((await gn.run(['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-on')}`])).code, 0);
       assert.equal((await ifup(WEB3, 'gnt.com.1', join(dir, 'nobody.sock'))).ok, false, 'the hook is not on again');
       await hv.ip('link', 'del', 'gnt.com.1');
     },
@@ -275,7 +231,7 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
       async () => !(await hv.run('nft', ['list', 'set', 'inet', 'metad', 'taps'])).stdout.includes('gnt.com.0'),
     );
     // web2 starts: Ganeti names its tap gnt.com.0 again (one past the highest in use: none).
-    const named = await ganeti({ op: 'tapname' });
+    const named = await gn.ganeti({ op: 'tapname' });
     assert.equal(named.tap, 'gnt.com.0');
     b = await topo.addGuest('gnt.com.0', commNic(WEB2).mac);
     // Before kvm-ifup: the new device under web1's old name is nobody's.
@@ -308,8 +264,8 @@ test("Ganeti's kvm-ifup with metad's kvm-ifup-os: DHCP and metadata behind gnt.c
   });
 
   await t.test("docs/ganeti.md's step for switching back puts Ganeti's own hook back", async () => {
-    assert.equal((await onNode(hv, ['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-back')}`])).code, 0);
-    const etc = join(node, 'etc-up', 'ganeti');
+    assert.equal((await gn.run(['bash', '-c', `set -eo pipefail\n${docStep('ganeti-ifup-back')}`])).code, 0);
+    const etc = join(gn.dir, 'etc-up', 'ganeti');
     assert.equal(readFileSync(join(etc, 'kvm-ifup-os'), 'utf8'), readFileSync(join(GANETI_SCRIPTS, 'kvm-ifup-os'), 'utf8'));
     assert.ok(!existsSync(join(etc, 'kvm-ifup-os~')));
   });

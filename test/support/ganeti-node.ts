@@ -1,11 +1,11 @@
 /**
  * A Ganeti node's network side for tests, with Ganeti's own code: a mount namespace where
  * /usr/lib/ganeti holds Debian's scripts (kvm-ifup, net-common) and /etc is an overlay whose
- * writes land in the test's dir (the machine's /etc/ganeti is never written), metad's comm NIC
- * hook installed as /etc/ganeti/kvm-ifup-os, metadctl on the node daemon's PATH, and
- * test/support/ganeti_ifup.py (hv_base.GenerateTapName, hv_kvm's _ConfigureNIC) run there inside
- * the test's "hypervisor" network namespace. The same set-up as test/integration/ganeti-ifup.test.ts,
- * which also installs the hook by docs/ganeti.md's step.
+ * writes land in the test's dir (the machine's /etc/ganeti is never written), a kvm-ifup-os in
+ * /etc/ganeti (metad's hook, or Ganeti's own for a test that installs metad's by docs/ganeti.md's
+ * step), metadctl on the node daemon's PATH, and test/support/ganeti_ifup.py
+ * (hv_base.GenerateTapName, hv_kvm's _ConfigureNIC) run there inside the test's "hypervisor"
+ * network namespace. Used by ganeti-ifup and ganeti-helper-vm.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -43,36 +43,50 @@ interface Runner {
 }
 
 export interface GanetiNode {
+  /** The node's directory: `etc-up/` is the upper layer of its /etc. */
+  readonly dir: string;
+  /** Runs `args` in the node's mount namespace, inside the hypervisor network namespace. */
+  run(args: string[], input?: string): Promise<RunResult>;
+  /** Ganeti's code (ganeti_ifup.py) with the node daemon's environment; `adminSocket` replaces metad's. */
+  ganeti(op: Record<string, unknown>, adminSocket?: string): Promise<IfupAnswer>;
   /** hv_base.GenerateTapName(): the name of the next communication tap. */
   tapname(): Promise<string | undefined>;
   /** Ganeti's _ConfigureNIC for NIC `seq` of `instance` on `tap`: kvm-ifup, which sources the hook. */
   ifup(instance: Record<string, unknown>, seq: number, tap: string, network: Record<string, unknown>): Promise<IfupAnswer>;
 }
 
-/** A node under `<dir>/node` whose hook talks to metad's admin socket `adminSocket`. */
-export function ganetiNode(ns: Runner, dir: string, adminSocket: string): GanetiNode {
+/**
+ * A node under `<dir>/node` whose hook talks to metad's admin socket `adminSocket`; /etc/ganeti
+ * starts with metad's kvm-ifup-os, or with Ganeti's own (`hook: 'ganeti'`, as on a node that ran it).
+ */
+export function ganetiNode(ns: Runner, dir: string, adminSocket: string, hook: 'metad' | 'ganeti' = 'metad'): GanetiNode {
   const node = join(dir, 'node');
   for (const d of ['lib', 'etc-up/ganeti', 'etc-work', 'bin']) mkdirSync(join(node, d), { recursive: true });
   symlinkSync(GANETI_SCRIPTS, join(node, 'lib', 'ganeti'));
-  copyFileSync(METAD_HOOK, join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'));
+  copyFileSync(hook === 'metad' ? METAD_HOOK : join(GANETI_SCRIPTS, 'kvm-ifup-os'), join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'));
   chmodSync(join(node, 'etc-up', 'ganeti', 'kvm-ifup-os'), 0o755);
   writeFileSync(join(node, 'bin', 'metadctl'), `#!/bin/sh\nexec '${process.execPath}' '${join(DIST, 'cli', 'metadctl.js')}' "$@"\n`);
   chmodSync(join(node, 'bin', 'metadctl'), 0o755);
   const nodeSh = join(node, 'node.sh');
   writeFileSync(nodeSh, NODE_SH, { mode: 0o755 });
-  const ganeti = async (op: Record<string, unknown>): Promise<IfupAnswer> => {
+  const run = (args: string[], input?: string): Promise<RunResult> =>
+    ns.run('unshare', ['-m', 'bash', nodeSh, node, ...args], { timeoutMs: 120_000, ...(input === undefined ? {} : { input }) });
+  const ganeti = async (op: Record<string, unknown>, socket = adminSocket): Promise<IfupAnswer> => {
     const env = [
       `PATH=${join(node, 'bin')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
       `PYTHONPATH=${GANETI_PYTHONPATH}`,
-      `METAD_ADMIN_SOCKET=${adminSocket}`,
+      `METAD_ADMIN_SOCKET=${socket}`,
     ];
     // The node's hook must be metad's: Ganeti's own would write /var/run/ganeti and start a dnsmasq.
     const guard = `cmp -s /etc/ganeti/kvm-ifup-os '${METAD_HOOK}' || { echo 'not metad hook' >&2; exit 3; }; exec env -i ${env.join(' ')} /usr/bin/python3 '${IFUP_PY}'`;
-    const r = await ns.run('unshare', ['-m', 'bash', nodeSh, node, 'bash', '-c', guard], { timeoutMs: 120_000, input: JSON.stringify(op) });
+    const r = await run(['bash', '-c', guard], JSON.stringify(op));
     assert.equal(r.code, 0, `ganeti_ifup.py: ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as IfupAnswer;
   };
   return {
+    dir: node,
+    run,
+    ganeti,
     tapname: async () => (await ganeti({ op: 'tapname' })).tap,
     ifup: (instance, seq, tap, network) => ganeti({ op: 'ifup', instance, seq, tap, network }),
   };
