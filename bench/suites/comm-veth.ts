@@ -21,7 +21,7 @@ import { fmt } from '../support/format.js';
 import { TOKEN_HEADER } from '../support/guest-paths.js';
 import { median } from '../support/stats.js';
 import type { Suite, SuiteContext } from '../support/suite.js';
-import { errorCount, LUA_STATIC, runWrk, type WrkResult } from '../support/wrk.js';
+import { errorCount, LUA_STATIC, runWrk, wrkSummary, type WrkResult } from '../support/wrk.js';
 
 const CONNECTIONS = 64;
 
@@ -29,20 +29,6 @@ interface Scenario {
   key: string;
   label: string;
   headers: string[];
-}
-
-function summary(rs: WrkResult[]): { value: number; stats: Record<string, number> } {
-  return {
-    value: median(rs.map((r) => r.rps)),
-    stats: {
-      'p50 ms': median(rs.map((r) => r.p50Us)) / 1000,
-      'p99 ms': median(rs.map((r) => r.p99Us)) / 1000,
-      'server cpu %': median(rs.map((r) => r.serverCpuPct)),
-      'cpu µs/req': median(rs.map((r) => r.cpuUsPerReq)),
-      errors: rs.reduce((a, r) => a + errorCount(r), 0),
-      runs: rs.length,
-    },
-  };
 }
 
 async function measure(ctx: SuiteContext, t: VethTargets, s: Scenario, tm: { runs: number; seconds: number; warmup: number }) {
@@ -76,7 +62,7 @@ async function measure(ctx: SuiteContext, t: VethTargets, s: Scenario, tm: { run
   // Each veth run against the loopback run just before it: on a shared machine the load drifts
   // between runs far more than within a pair.
   const pairs = runs.veth.map((v, i) => ({ rps: v.rps / runs.loopback[i]!.rps, cpu: runs.loopback[i]!.cpuUsPerReq / v.cpuUsPerReq }));
-  return { loopback: summary(runs.loopback), veth: summary(runs.veth), pairs };
+  return { loopback: wrkSummary(runs.loopback), veth: wrkSummary(runs.veth), pairs };
 }
 
 const suite: Suite = {

@@ -32,7 +32,7 @@ import {
 } from '../support/ganeti-targets.js';
 import { median, summarize } from '../support/stats.js';
 import type { Suite, SuiteContext } from '../support/suite.js';
-import { errorCount, LUA_STATIC, runWrk, type WrkResult } from '../support/wrk.js';
+import { errorCount, LUA_STATIC, runWrk, wrkSummary, type WrkResult } from '../support/wrk.js';
 
 const CONNECTIONS = 64;
 
@@ -41,20 +41,6 @@ export interface GanetiSizes {
   runs: number;
   seconds: number;
   pushes: number;
-}
-
-function summary(rs: WrkResult[]): { value: number; stats: Record<string, number> } {
-  return {
-    value: median(rs.map((r) => r.rps)),
-    stats: {
-      'p50 ms': median(rs.map((r) => r.p50Us)) / 1000,
-      'p99 ms': median(rs.map((r) => r.p99Us)) / 1000,
-      'server cpu %': median(rs.map((r) => r.serverCpuPct)),
-      'cpu µs/req': median(rs.map((r) => r.cpuUsPerReq)),
-      errors: rs.reduce((a, r) => a + errorCount(r), 0),
-      runs: rs.length,
-    },
-  };
 }
 
 async function throughput(ctx: SuiteContext, t: GanetiTargets, sz: GanetiSizes): Promise<void> {
@@ -85,8 +71,8 @@ async function throughput(ctx: SuiteContext, t: GanetiTargets, sz: GanetiSizes):
       runs[s.key].push(w);
     }
   }
-  const g = summary(runs['ganeti-metad']);
-  const m = summary(runs.metad);
+  const g = wrkSummary(runs['ganeti-metad']);
+  const m = wrkSummary(runs.metad);
   const base = 'ganeti-metad 3.0.2, os/parameters.json';
   const note = `median of ${sz.runs}; wrk -t1 -c${CONNECTIONS} keep-alive; ${t.pinNote}`;
   ctx.record({ name: base, value: g.value, unit: 'req/s', stats: g.stats, note });

@@ -8,6 +8,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cpuMs } from './proc.js';
 import { trackChild } from './cleanup.js';
+import { median } from './stats.js';
 
 export interface WrkResult {
   requests: number;
@@ -121,6 +122,21 @@ export function pin(pid: number, cpu: number): boolean {
 export function errorCount(r: WrkResult): number {
   const e = r.errors;
   return e.connect + e.read + e.write + e.status + e.timeout;
+}
+
+/** Several wrk runs of one target as a bench value: median req/s, median latencies and CPU, all errors. */
+export function wrkSummary(rs: WrkResult[]): { value: number; stats: Record<string, number> } {
+  return {
+    value: median(rs.map((r) => r.rps)),
+    stats: {
+      'p50 ms': median(rs.map((r) => r.p50Us)) / 1000,
+      'p99 ms': median(rs.map((r) => r.p99Us)) / 1000,
+      'server cpu %': median(rs.map((r) => r.serverCpuPct)),
+      'cpu µs/req': median(rs.map((r) => r.cpuUsPerReq)),
+      errors: rs.reduce((a, r) => a + errorCount(r), 0),
+      runs: rs.length,
+    },
+  };
 }
 
 export interface WrkRun {
