@@ -59,19 +59,23 @@ export async function readAppliance(dir: string): Promise<ApplianceImage> {
   };
 }
 
-/** Builds (or finds) the appliance under `cacheDir`. Rejects with build.sh's stderr on failure. */
-export function buildAppliance(cacheDir: string, timeoutMs = 600_000): Promise<ApplianceImage> {
-  const script = join(applianceSourceDir(), 'build.sh');
+/**
+ * Runs appliance/<script> with bash: its stdout, or a rejection saying `<what> failed:` with the
+ * last `lines` lines of its stderr (the scripts say there what went wrong).
+ */
+function runScript(script: string, args: string[], timeoutMs: number, what: string, lines: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('bash', [script, cacheDir], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        reject(new Error(`appliance build failed: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
-        return;
-      }
-      const dir = stdout.trim().split('\n').pop() ?? '';
-      readAppliance(dir).then(resolve, reject);
+    execFile('bash', [join(applianceSourceDir(), script), ...args], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${what} failed: ${stderr.trim().split('\n').slice(-lines).join(' | ')}`));
+      else resolve(stdout);
     });
   });
+}
+
+/** Builds (or finds) the appliance under `cacheDir`. Rejects with build.sh's stderr on failure. */
+export async function buildAppliance(cacheDir: string, timeoutMs = 600_000): Promise<ApplianceImage> {
+  const stdout = await runScript('build.sh', [cacheDir], timeoutMs, 'appliance build', 5);
+  return readAppliance(stdout.trim().split('\n').pop() ?? '');
 }
 
 /**
@@ -79,12 +83,7 @@ export function buildAppliance(cacheDir: string, timeoutMs = 600_000): Promise<A
  * FAT16, syslinux, the bzImage and the initramfs, `metad.nic=<nic>` on the command line):
  * Ganeti's `install_image`. Resolves to `out`; rejects with the script's message.
  */
-export function buildInstallImage(buildDir: string, out: string, nic = 'last', timeoutMs = 120_000): Promise<string> {
-  const script = join(applianceSourceDir(), 'install-image.sh');
-  return new Promise((resolve, reject) => {
-    execFile('bash', [script, buildDir, out, nic], { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`install image failed: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-      else resolve(out);
-    });
-  });
+export async function buildInstallImage(buildDir: string, out: string, nic = 'last', timeoutMs = 120_000): Promise<string> {
+  await runScript('install-image.sh', [buildDir, out, nic], timeoutMs, 'install image', 3);
+  return out;
 }
