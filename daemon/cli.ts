@@ -87,17 +87,7 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
     .description('build the install appliance into /appliance/cacheDir and make it the current one (appliance/build.sh)')
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
     .action(async (opts: { config?: string }) => {
-      const cfg = toolConfig(opts);
-      if (cfg === undefined) {
-        state.code = 2;
-        return;
-      }
-      try {
-        process.stdout.write(`${await buildCurrentAppliance(cfg.appliance.cacheDir)}\n`);
-      } catch (err) {
-        process.stderr.write(`metad: ${(err as Error).message}\n`);
-        state.code = 1;
-      }
+      state.code = await applianceTool(opts, (cfg) => buildCurrentAppliance(cfg.appliance.cacheDir));
     });
   appliance
     .command('install-image')
@@ -116,18 +106,9 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
       '\nExamples:\n  sudo metad appliance install-image --out /srv/ganeti/metad-install.img\n  sudo gnt-cluster modify --install-image=/srv/ganeti/metad-install.img',
     )
     .action(async (opts: { config?: string; out: string; nic: string }) => {
-      const cfg = toolConfig(opts);
-      if (cfg === undefined) {
-        state.code = 2;
-        return;
-      }
-      try {
-        const dir = await buildCurrentAppliance(cfg.appliance.cacheDir);
-        process.stdout.write(`${await buildInstallImage(dir, resolve(opts.out), opts.nic)}\n`);
-      } catch (err) {
-        process.stderr.write(`metad: ${(err as Error).message}\n`);
-        state.code = 1;
-      }
+      state.code = await applianceTool(opts, async (cfg) =>
+        buildInstallImage(await buildCurrentAppliance(cfg.appliance.cacheDir), resolve(opts.out), opts.nic),
+      );
     });
   program
     .command('network')
@@ -229,6 +210,22 @@ function toolConfig(opts: { config?: string }): Readonly<Config> | undefined {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`metad: ${err.message}\n`);
     return undefined;
+  }
+}
+
+/**
+ * An `appliance` subcommand: the config (2 when it is invalid), then `run`, whose result (a path)
+ * goes to stdout; a failure is one line on stderr and 1.
+ */
+async function applianceTool(opts: { config?: string }, run: (cfg: Readonly<Config>) => Promise<string>): Promise<number> {
+  const cfg = toolConfig(opts);
+  if (cfg === undefined) return 2;
+  try {
+    process.stdout.write(`${await run(cfg)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`metad: ${(err as Error).message}\n`);
+    return 1;
   }
 }
 
