@@ -161,7 +161,13 @@ export function domainXml(spec: DomainSpec): string {
  * the agent keeps retrying metad until that many seconds after its boot, which is a little
  * after the job's own claim deadline, so the agent never gives up while the job still waits.
  */
-export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?: number; claimSec?: number }): string {
+export function applianceCmdline(opts: {
+  ipv4: string;
+  url?: string;
+  timeoutSec?: number;
+  claimSec?: number;
+  personalize?: boolean;
+}): string {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(opts.ipv4)) throw new Error('bad IPv4 address');
   // cryptomgr.notests: no self-test of every crypto algorithm at boot (about 0.3 s under TCG;
   // the appliance's kernel is Debian's, whose algorithms are tested where it is built).
@@ -172,5 +178,6 @@ export function applianceCmdline(opts: { ipv4: string; url?: string; timeoutSec?
   }
   if (opts.timeoutSec !== undefined) words.push(`metad.timeout=${Math.max(1, Math.floor(opts.timeoutSec))}`);
   if (opts.claimSec !== undefined) words.push(`metad.claim=${Math.max(1, Math.ceil(opts.claimSec))}`);
+  if (opts.personalize === true) words.push('metad.package=1');
   return words.join(' ');
 }

@@ -49,6 +49,7 @@ import { GuestLog } from './log/guest-log.js';
 import { GanetiFeed } from './feeds/ganeti.js';
 import { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 import { FedPackages } from './registry/os-package.js';
+import { PackageSource } from './jobs/package.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -279,8 +280,15 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
   // The OS package parameters Ganeti pushed: the only ones the guest door follows (daemon/registry/os-package.ts).
   const osPackages = config.ganeti ? new FedPackages() : undefined;
   if (osPackages) store.on('removed', (name: string) => osPackages.forget(name));
+  // Personalization packages: fetched while the instance's job runs (daemon/jobs/package.ts).
+  const packages = new PackageSource({
+    jobs,
+    secrets: (name) => vault.liveValues(name, false),
+    settings: a.package,
+    userAgent: `metad/${VERSION}`,
+  });
   const guestHandler = createGuestHandler(
-    { config, log, clock, store, vault, pipes, identity, guestLog, secrets, osPackages },
+    { config, log, clock, store, vault, pipes, identity, guestLog, secrets, osPackages, packages },
     { limiter, tokens, counters: guestCounters },
   );
   const adminApp = createAdminApp(services);

@@ -20,6 +20,7 @@ import type { GuestLog } from './log/guest-log.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 import type { FedPackages } from './registry/os-package.js';
+import type { PackageSource } from './jobs/package.js';
 import type { LastReconcile } from './metrics/comm-counters.js';
 import type { DhcpStatus } from './comm/dnsmasq.js';
 
@@ -75,4 +76,6 @@ export interface GuestServices extends Pick<Services, 'config' | 'log' | 'clock'
   readonly secrets: SecretsGate;
   /** The OS package parameters the Ganeti feed pushed (absent: the feed is off, no package is served). */
   readonly osPackages?: FedPackages | undefined;
+  /** Personalization packages (`install.packageUrl`), served while the instance's install job runs. */
+  readonly packages?: Pick<PackageSource, 'open'> | undefined;
 }

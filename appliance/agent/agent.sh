@@ -12,13 +12,16 @@
 # metad.claim=SECONDS (the job's claim deadline: until SECONDS after boot the agent keeps trying
 # to reach metad and read its parameters; afterwards it waits up to SECONDS per outage),
 # metad.nic=eth0 (the comm NIC; `last`: the highest-numbered ethN, where Ganeti puts an
-# instance's comm NIC: the install image's default, appliance/install-image.sh).
+# instance's comm NIC: the install image's default, appliance/install-image.sh),
+# metad.package=1 (after create, unpack the personalization package over the first disk's
+# filesystem: personalize.sh).
 URL=http://169.254.169.254
 NIC=eth0
 IP=
 T=10
 CLAIM=300
 TTL=300
+PACKAGE=
 for w in $(cat /proc/cmdline 2>/dev/null); do
   case $w in
     metad.ip=*) IP=${w#*=} ;;
@@ -26,6 +29,7 @@ for w in $(cat /proc/cmdline 2>/dev/null); do
     metad.timeout=*) T=${w#*=} ;;
     metad.claim=*) CLAIM=${w#*=} ;;
     metad.nic=*) NIC=${w#*=} ;;
+    metad.package=*) PACKAGE=${w#*=} ;;
   esac
 done
 case $T in '' | *[!0-9]* | 0) T=10 ;; esac
@@ -176,6 +180,10 @@ rc=$?
 cd /
 if [ "$rc" -eq 0 ]; then
   report create ok
+  if [ "$PACKAGE" = 1 ]; then
+    . /agent/personalize.sh
+    personalize "${DISK_0_PATH:-}" || finish failed reason=package
+  fi
   finish succeeded
 else
   report create failed "exit=$rc"

@@ -22,6 +22,7 @@ import { CommError } from '../comm/network.js';
 import { EV } from '../log/events.js';
 import type { PipeRegistry } from '../registry/pipes.js';
 import type { SecretsGate } from '../services.js';
+import type { PackageJobs } from './package.js';
 import type { SecretVault } from '../registry/vault.js';
 import {
   CANNOT_START,
@@ -102,14 +103,18 @@ interface Live {
    * claim-once value was consumed or the vault wiped. Memory only; emptied when the job ends.
    */
   secrets: Set<string>;
+  /** Aborted when the job ends, whichever way (what the job's fetches hang on: daemon/jobs/package.ts). */
+  over: AbortController;
+  /** Why a part metad serves the job failed (the package): a failed run's record says this. */
+  failNote?: string;
 }
 
 /** A job's live state around `rec` (a new request, or a record found after a restart). */
 function liveJob(rec: JobRecord): Live {
-  return { rec, ac: new AbortController(), tap: '', claimed: rec.claimedAt !== undefined, secrets: new Set() };
+  return { rec, ac: new AbortController(), over: new AbortController(), tap: '', claimed: rec.claimedAt !== undefined, secrets: new Set() };
 }
 
-export class JobManager extends EventEmitter implements SecretsGate {
+export class JobManager extends EventEmitter implements SecretsGate, PackageJobs {
   private readonly jobs = new Map<string, Live>();
   private readonly ended = new Map<string, JobRecord>();
   private readonly queue: string[] = [];
@@ -190,6 +195,23 @@ export class JobManager extends EventEmitter implements SecretsGate {
     if (j.claimed) return;
     j.claimed = true;
     this.update(j, { ...j.rec, claimedAt: new Date(this.d.clock.now()).toISOString() });
+  }
+
+  /** A signal that fires when the instance's live job (this incarnation's) ends; undefined when none is live. */
+  liveSignal(instance: string): AbortSignal | undefined {
+    const j = this.jobs.get(instance);
+    return j !== undefined && this.isLive(j.rec) && this.current(j.rec) ? j.over.signal : undefined;
+  }
+
+  /**
+   * Something metad serves the live job failed (its package): the appliance is refused and
+   * reports failure; the record's reason is then this (the first one told).
+   */
+  noteFailure(instance: string, reason: string): void {
+    const j = this.jobs.get(instance);
+    if (!j || !this.isLive(j.rec) || j.failNote !== undefined) return;
+    j.failNote = reason;
+    this.d.log.warn({ instance, domain: j.rec.domain, reason }, EV.jobPartFailed);
   }
 
   /** Domains of jobs that are live, or unfinished and not yet recovered: what a sweep must keep. */
@@ -470,6 +492,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
     }
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
+    if (rec.state === 'failed' && j.failNote !== undefined) rec = { ...rec, reason: j.failNote };
     if (destroyedAt !== undefined) rec = { ...rec, destroyedAt: new Date(destroyedAt).toISOString() };
     this.finish(j, rec);
   }
@@ -532,6 +555,7 @@ export class JobManager extends EventEmitter implements SecretsGate {
   }
 
   private finish(j: Live, rec: JobRecord): void {
+    j.over.abort();
     this.wipeSecrets(j);
     this.update(j, rec);
     j.secrets.clear(); // the final record is redacted: the values need not outlive the job

@@ -92,6 +92,7 @@ export function runSpec(i: SpecInputs): DomainSpec {
       ipv4: i.doc.comm.ipv4,
       timeoutSec: a.agentTimeoutSec,
       claimSec: a.claimDeadlineMs / 1000,
+      personalize: i.doc.install?.packageUrl !== undefined,
       ...(i.url ? { url: i.url } : {}),
     }),
     firmware: a.firmware,

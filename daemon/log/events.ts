@@ -166,7 +166,7 @@ export const EVENTS = {
     msg: 'guest OS package not served',
     level: 'warn',
     fields:
-      'instance, param (`os-install-package` or `os-package`), reason (not set; not as Ganeti pushed it; not a usable or absolute path; missing, or outside ganeti.packageRoots; not a regular file; too large; writable by group or others; the Ganeti feed is off), suppressedBefore (sampled: once per instance per 10 s). Never the path',
+      'instance, param (`os-install-package` or `os-package`; `install.packageUrl` for a personalization package), reason (not set; not as Ganeti pushed it; not a usable or absolute path; missing, or outside ganeti.packageRoots; not a regular file; too large; writable by group or others; the Ganeti feed is off; for a personalization package: no install job runs, failed earlier in this job, or why the fetch failed: `HTTP 404 from the package server`, a timeout, a content type, a size), suppressedBefore (sampled: once per instance per 10 s). Never the path or URL',
   },
   guestPackageCut: {
     msg: 'guest OS package cut',
@@ -254,6 +254,12 @@ export const EVENTS = {
     msg: 'install appliance virtualization chosen',
     level: 'info',
     fields: 'virtType (kvm or qemu: appliance.virtType auto, decided by a KVM trial boot once per daemon life)',
+  },
+  jobPartFailed: {
+    msg: 'install job part failed',
+    level: 'warn',
+    fields:
+      'instance, domain, reason (what metad serves the job failed: `package: HTTP 404 from the package server`, `package: archive refused at entry …`, a timeout; the appliance is refused and the job ends failed with this reason). Never the URL or a credential',
   },
   jobEnded: { msg: 'install job ended', level: 'info', fields: 'instance, domain, outcome, reason' },
   jobStartFailed: {

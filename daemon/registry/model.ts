@@ -254,7 +254,14 @@ export const instanceSchema = {
       additionalProperties: false,
       properties: {
         appliance: shortString,
-        packageUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2048 },
+        packageUrl: {
+          type: 'string',
+          format: 'uri',
+          pattern: '^https?://[^/?#@\\s]+/[^?#\\s]*\\.(tar\\.gz|tgz)(\\?[^#\\s]*)?$',
+          maxLength: 2048,
+          description:
+            'The personalization package: an http(s) URL of a `.tar.gz` or `.tgz` whose files the install appliance unpacks over the installed filesystem after the OS scripts ran. Fetched by metad while the install job runs, checked as it streams, never stored (docs/guest-api.md). No credentials in the URL (it is stored and shown): basic auth comes from the secret parameters `package-username` and `package-password`.',
+        },
         timeoutSec: {
           type: 'integer',
           minimum: 1,

@@ -120,13 +120,14 @@ export class SecretVault {
 
   /**
    * The values a guest may see now: live ones only. With `consume`, claim-once values are
-   * handed out this one time and wiped, and their claim time is recorded.
+   * handed out this one time and wiped, and their claim time is recorded. `withhold`: names
+   * neither returned nor consumed (values metad itself uses, never a guest).
    */
-  liveValues(instance: string, consume: boolean): Record<string, string> {
+  liveValues(instance: string, consume: boolean, withhold?: ReadonlySet<string>): Record<string, string> {
     const now = this.clock.now();
     const out: Record<string, string> = {};
     for (const [name, e] of this.byInstance.get(instance) ?? []) {
-      if (e.value === null || e.claimedAt !== null) continue;
+      if (e.value === null || e.claimedAt !== null || withhold?.has(name)) continue;
       if (e.expiresAt <= now) {
         zero(e);
         continue;

@@ -32,7 +32,8 @@ export interface Answer {
 }
 
 /**
- * A body read from a stream as it is sent, `length` bytes (the Content-Length). Nothing goes out
+ * A body read from a stream as it is sent, `length` bytes (the Content-Length; unknown: sent
+ * chunked, and a failure cuts it before the last chunk, so it never looks complete). Nothing goes out
  * before its first chunk: a stream that fails before any byte is answered with a short error
  * (`failStatus`) instead; one that fails after its first byte, or ends short of `length`, is cut
  * (the connection is destroyed, so the guest sees a truncated transfer, never a complete-looking
@@ -40,7 +41,7 @@ export interface Answer {
  */
 export interface StreamedBody {
   source: Readable;
-  length: number;
+  length: number | undefined;
   failStatus: number;
   /** Told once when the stream failed: `bytesSent` 0 and `headersSent` false when nothing went out. */
   onError: (err: unknown, bytesSent: number, headersSent: boolean) => void;
@@ -173,7 +174,7 @@ export function sendStream(res: ServerResponse, a: Answer & { stream: StreamedBo
   const head: string[] = [];
   if (a.type) head.push('Content-Type', a.type);
   for (const [k, v] of Object.entries(a.headers ?? {})) head.push(k, v);
-  head.push('Content-Length', String(length));
+  if (length !== undefined) head.push('Content-Length', String(length));
   let sent = 0;
   let finished = false;
   const start = (): void => {
@@ -193,7 +194,7 @@ export function sendStream(res: ServerResponse, a: Answer & { stream: StreamedBo
   source.on('data', (chunk: Buffer) => {
     if (res.destroyed || finished) return;
     start();
-    if (sent + chunk.length > length) {
+    if (length !== undefined && sent + chunk.length > length) {
       cut(); // never more than the Content-Length promised (the file grew)
       return;
     }
@@ -203,7 +204,7 @@ export function sendStream(res: ServerResponse, a: Answer & { stream: StreamedBo
   source.on('end', () => {
     if (finished) return;
     start();
-    if (sent !== length) {
+    if (length !== undefined && sent !== length) {
       cut(); // the file shrank: a short answer must not look complete
       return;
     }

@@ -5,7 +5,8 @@
  * request, never cached) and `os/scripts/<name>`, and the pipe: `GET read` consumes what the host
  * queued (non-blocking, or `?wait=SECONDS` long-poll), `POST write` appends guest->host bytes
  * (413 and nothing stored when it does not fit). `os/os-install-package` and `os/package`
- * stream the OS package files Ganeti pushed for the instance, checked on the way out.
+ * stream the OS package files Ganeti pushed for the instance, checked on the way out; for an
+ * instance with `install.packageUrl`, `os/package` is its personalization package instead.
  */
 import { GANETI_VERSIONS, isGanetiVersion, renderGanetiMetaData, renderOsParameters } from '../render/ganeti.js';
 import {
@@ -117,8 +118,38 @@ async function osPackage(r: GuestRequest, param: OsPackageParam): Promise<Answer
   });
 }
 
+/**
+ * `os/package` of an instance with `install.packageUrl`: the personalization package, fetched
+ * while its install job runs and streamed through the checks (daemon/jobs/package.ts). Refused
+ * (404) outside a job, after a failure in this job, or when the fetch fails (the job's record
+ * says why); a failure after the first byte cuts the transfer.
+ */
+async function personalization(r: GuestRequest, packages: NonNullable<GuestRequest['d']['packages']>): Promise<Answer> {
+  if (r.method !== 'GET') return methodNotAllowed('GET');
+  const opened = await packages.open(r.inst);
+  if ('problem' in opened) {
+    r.note('guestPackageRefused', { param: 'install.packageUrl', reason: opened.problem });
+    return notFound();
+  }
+  return streamed(opened.type, {
+    source: opened.source,
+    length: opened.length,
+    failStatus: 404,
+    onError: (err, bytesSent) => {
+      const refused = err instanceof ArchiveRefused;
+      r.note('guestPackageCut', {
+        param: 'install.packageUrl',
+        entry: refused ? err.entry : null,
+        reason: refused ? err.reason : opened.why(err),
+        bytesSent,
+      });
+    },
+  });
+}
+
 async function osTree(r: GuestRequest, rest: string[]): Promise<Answer> {
   const leaf = rest.length === 1 ? (rest[0] as string) : '';
+  if (leaf === 'package' && r.inst.doc.install?.packageUrl !== undefined && r.d.packages) return personalization(r, r.d.packages);
   if (Object.hasOwn(OS_PACKAGE_PARAMS, leaf)) return osPackage(r, OS_PACKAGE_PARAMS[leaf as keyof typeof OS_PACKAGE_PARAMS]);
   if (!isRead(r.method)) return methodNotAllowed('GET, HEAD');
   if (rest.length === 0) return cached(text(OS_LISTING));

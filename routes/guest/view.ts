@@ -10,6 +10,7 @@ import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { GuestServices } from '../../daemon/services.js';
 import { Ipv4Ranges } from '../../daemon/net.js';
 import type { GuestView } from '../render/view.js';
+import { PACKAGE_CREDENTIAL_NAMES } from '../../daemon/jobs/package.js';
 
 /** Parsed once per config object (the config is frozen and lives as long as the daemon). */
 const rangesOf = new WeakMap<object, Ipv4Ranges>();
@@ -32,7 +33,8 @@ export function guestViewOf(
   const view: GuestView = {
     doc: inst.doc,
     privateParams: inst.sensitive.private,
-    secretParams: serveSecrets ? s.vault.liveValues(name, consume) : {},
+    // The personalization package's credentials are metad's to use (daemon/jobs/package.ts), never the guest's.
+    secretParams: serveSecrets ? s.vault.liveValues(name, consume, PACKAGE_CREDENTIAL_NAMES) : {},
     generation: inst.generation,
     createdAt: inst.createdAt,
     commPrefix: commRanges(s).prefixOf(inst.doc.comm.ipv4) ?? 32,

@@ -62,6 +62,11 @@ export function request(opts: http.RequestOptions, body?: string | Buffer): Prom
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve(reply(res.statusCode ?? 0, res.headers, Buffer.concat(chunks))));
+      // A transfer the server cut (a streamed answer that failed after its first byte).
+      res.on('error', reject);
+      res.on('close', () => {
+        if (!res.complete) reject(new Error(`the answer was cut after ${String(Buffer.concat(chunks).length)} bytes`));
+      });
     });
     req.on('error', reject);
     if (body !== undefined) req.write(body);

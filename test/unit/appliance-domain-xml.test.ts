@@ -98,6 +98,8 @@ test('disk targets and the agent command line', () => {
     applianceCmdline({ ipv4: '169.254.0.9', url: 'http://169.254.169.254', timeoutSec: 2.7, claimSec: 120 }),
     'console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests metad.ip=169.254.0.9 metad.url=http://169.254.169.254 metad.timeout=2 metad.claim=120',
   );
+  assert.match(applianceCmdline({ ipv4: '169.254.0.9', personalize: true }), / metad\.package=1$/);
+  assert.doesNotMatch(applianceCmdline({ ipv4: '169.254.0.9', personalize: false }), /metad\.package/);
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4 init=/bin/sh' }));
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4', url: 'http://x y' }));
 });

@@ -15,28 +15,12 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { pack, type Header } from 'tar-stream';
+import { tgz, type TarEntry } from '../support/tgz.js';
 import { ArchiveRefused, archiveCheck, type ArchiveLimits } from '../../daemon/registry/archive-check.js';
 
 const LIMITS: ArchiveLimits = { maxEntries: 100, maxEntryBytes: 1024 * 1024, maxUnpackedBytes: 8 * 1024 * 1024 };
 
-type Entry = Partial<Header> & { name: string; body?: Buffer | string };
-
-/** A tar of `entries` (tar-stream's packer writes whatever it is given), gzipped. */
-async function tgz(entries: Entry[]): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c) => chunks.push(c as Buffer));
-  const done = new Promise<void>((resolve) => p.on('end', () => resolve()));
-  for (const { body, ...h } of entries) {
-    await new Promise<void>((resolve, reject) => {
-      p.entry(h, body ?? '', (err) => (err ? reject(err) : resolve()));
-    });
-  }
-  p.finalize();
-  await done;
-  return gzipSync(Buffer.concat(chunks));
-}
+type Entry = TarEntry;
 
 interface Outcome {
   out: Buffer;
