@@ -5,7 +5,7 @@
  */
 import type { GanetiSecretsRecord, JobRecord } from '../api-types.js';
 import { examples, intOption, line, writeRaw, type CommandGroup, type Ctx } from '../command.js';
-import { EXIT } from '../errors.js';
+import { ApiError, EXIT, UsageError } from '../errors.js';
 import { formatTable } from '../format.js';
 
 const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
@@ -46,6 +46,11 @@ export function watchLines(prev: JobRecord | undefined, r: JobRecord): string[] 
 }
 
 const exitOf = (r: JobRecord): number => (r.outcome === 'succeeded' ? EXIT.OK : EXIT.API);
+
+/** The secret names the last job had that are not held now (a reinstall needs them sent again). Pure. */
+function missingSecrets(last: JobRecord | undefined, held: readonly string[]): string[] {
+  return (last?.secretNames ?? []).filter((n) => !held.includes(n));
+}
 
 function show(ctx: Ctx, raw: Buffer, r: JobRecord): void {
   if (ctx.json) writeRaw(ctx.io.stdout, raw);
@@ -91,8 +96,34 @@ export const installCommands: CommandGroup = (program, act) => {
       "hard deadline of this job (default: the daemon's appliance.installTimeoutMs; at most appliance.maxTimeoutMs)",
       intOption(1, MAX_TIMEOUT_SEC),
     )
+    .option('--without-secrets', "start even though the instance's last install had secret parameters that are not held now")
+    .addHelpText(
+      'after',
+      `
+Secret parameters live for one install job and are wiped when it ends: a reinstall needs them
+sent again. When the last job had secrets that are not held now, nothing is started (exit 2)
+unless --without-secrets says that is meant.`,
+    )
     .action(
-      act(async (ctx, name: string, opts: { timeout?: number }) => {
+      act(async (ctx, name: string, opts: { timeout?: number; withoutSecrets?: boolean }) => {
+        if (opts.withoutSecrets !== true) {
+          const last = await ctx.client.installStatus(name).then(
+            (r) => r.body,
+            (e: unknown) => {
+              if (e instanceof ApiError && e.status === 404) return undefined;
+              throw e;
+            },
+          );
+          const held = (await ctx.client.params(name)).body.secret.filter((x) => x.state === 'live').map((x) => x.name);
+          const missing = missingSecrets(last, held);
+          if (missing.length > 0) {
+            throw new UsageError(`the last install of ${name} had secret parameters that are not held now: ${missing.join(', ')}`, [
+              'secrets live for one install job, so a reinstall needs them sent again:',
+              `  metadctl params set ${name} --visibility secret NAME=VALUE ...`,
+              'or start without them: metadctl install start --without-secrets ' + name,
+            ]);
+          }
+        }
         const res = await ctx.client.install(name, opts.timeout);
         show(ctx, res.raw, res.body);
       }),

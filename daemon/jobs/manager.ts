@@ -307,6 +307,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
       state: 'queued',
       timeoutSec: Math.floor(timeoutMs / 1000),
       requestedAt: new Date(now).toISOString(),
+      secretNames: Object.keys(this.d.vault.liveValues(instance, false)).sort(),
       lines: [],
     };
     const j = liveJob(rec);

@@ -56,6 +56,11 @@ export interface JobRecord {
   endedAt?: string;
   /** When the domain was gone (destroyed, or found powered off) and the cleanup began. */
   destroyedAt?: string;
+  /**
+   * The names (never the values) of the secret parameters the instance held when the job was
+   * requested: a reinstall without them (secrets live for one job) is told so (metadctl install).
+   */
+  secretNames?: string[];
   /** The last progress lines (at most MAX_LINES of the runner). */
   lines: string[];
   /** Something may be left behind (destroy or cleanup failed). */

@@ -52,6 +52,49 @@ test('metadctl install, status, watch (plain lines), abort, jobs', async (t) => 
   assert.equal(r.code, 4, 'no such job: 404');
 });
 
+test('a reinstall without the secrets the last job had is refused until they are sent again (or --without-secrets)', async (t) => {
+  const d = await startTestDaemon();
+  t.after(() => d.close());
+  const sock = d.config.admin.socket;
+  await d.admin('PUT', '/v1/instances/vm3', sampleInstance(3));
+  let r = await ctl(sock, ['params', 'set', 'vm3', '--visibility', 'secret', 'DB_PASSWORD=s3cret-1', 'API_KEY=k-1']);
+  assert.equal(r.code, 0, r.err);
+  r = await ctl(sock, ['install', 'vm3', '--timeout', '600']);
+  assert.equal(r.code, 0, r.err);
+  r = await ctl(sock, ['--json', 'install', 'status', 'vm3']);
+  assert.deepEqual((JSON.parse(r.out) as JobRecord).secretNames, ['API_KEY', 'DB_PASSWORD'], 'names only');
+  assert.equal(r.out.includes('s3cret-1'), false);
+  await ctl(sock, ['install', 'abort', 'vm3']);
+  await d.daemon.services.jobs.settled('vm3');
+
+  // The job wiped both: a reinstall is refused, nothing started, and the message says what to do.
+  r = await ctl(sock, ['install', 'vm3']);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /the last install of vm3 had secret parameters that are not held now: API_KEY, DB_PASSWORD/);
+  assert.match(r.err, /metadctl params set vm3 --visibility secret NAME=VALUE/);
+  assert.equal(d.daemon.services.jobs.status('vm3')?.outcome, 'aborted', 'no new job');
+  // One sent again: the other is still missing.
+  await ctl(sock, ['params', 'set', 'vm3', '--visibility', 'secret', 'DB_PASSWORD=s3cret-2']);
+  r = await ctl(sock, ['install', 'vm3']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /not held now: API_KEY$/m);
+  // Both sent again: it starts.
+  await ctl(sock, ['params', 'set', 'vm3', '--visibility', 'secret', 'API_KEY=k-2']);
+  r = await ctl(sock, ['install', 'vm3', '--timeout', '600']);
+  assert.equal(r.code, 0, r.err);
+  await ctl(sock, ['install', 'abort', 'vm3']);
+  await d.daemon.services.jobs.settled('vm3');
+  // Or on purpose without them.
+  r = await ctl(sock, ['install', 'vm3', '--without-secrets', '--timeout', '600']);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(d.daemon.services.jobs.status('vm3')?.secretNames, []);
+  await ctl(sock, ['install', 'abort', 'vm3']);
+  await d.daemon.services.jobs.settled('vm3');
+  // A job without secrets asks for none the next time.
+  r = await ctl(sock, ['install', 'vm3', '--timeout', '600']);
+  assert.equal(r.code, 0, r.err);
+});
+
 test('watchLines prints state changes and only the progress lines not seen yet', () => {
   const base = { v: 1, instance: 'a', domain: 'd', timeoutSec: 1, requestedAt: '' } as const;
   const a: JobRecord = { ...base, state: 'running', lines: ['x', 'y'] };
