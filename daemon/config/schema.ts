@@ -206,6 +206,14 @@ export const configSchema = {
           description:
             'Directories whose regular files may be instance disks (e.g. `/srv/ganeti/file-storage`). A disk path must lie under one of them, and so must the file it resolves to; never a FIFO, socket, device, directory or a symlink out.',
         },
+        imageRoots: {
+          type: 'array',
+          default: [],
+          maxItems: 64,
+          items: { type: 'string', pattern: '^/', minLength: 2, maxLength: 1024 },
+          description:
+            "Directories whose regular files may be an instance's OS image (`install.image.path`): written onto its first disk before the OS scripts run, once its sha256 matches. The file must resolve inside a root and be writable by its owner only. Empty (the default): no OS image.",
+        },
         blockRoots: {
           type: 'array',
           default: [],

@@ -69,8 +69,11 @@ export interface JobDeps {
   settings: JobSettings;
   /** The hypervisor; rejects with HypervisorUnavailable (naming the packages) when it cannot be used. */
   hypervisor: () => Promise<Hypervisor>;
-  /** Overlay, tap, domain XML for one run of `instance` as domain `domain` (`busy` as for admit). */
-  prepare: (instance: string, domain: string, busy: readonly string[]) => Promise<PreparedRun>;
+  /**
+   * Overlay, tap, domain XML (and the OS image on the first disk) for one run of `instance` as
+   * domain `domain` (`busy` as for admit); `deadlineAt`: the job's hard deadline (clock.now() ms).
+   */
+  prepare: (instance: string, domain: string, busy: readonly string[], deadlineAt: number) => Promise<PreparedRun>;
   /** After a restart: remove what `prepare` made for `domain` (overlay, tap), found by name. */
   release?: (instance: string, domain: string) => Promise<void>;
   /**
@@ -505,7 +508,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
    */
   private async prepareWithin(j: Live, deadlineAt: number): Promise<PreparedRun> {
     const { instance, domain } = j.rec;
-    const preparing = this.d.prepare(instance, domain, this.busyBesides(instance));
+    const preparing = this.d.prepare(instance, domain, this.busyBesides(instance), deadlineAt);
     try {
       return await bounded(this.d.clock, deadlineAt - this.d.clock.now(), 'prepare', preparing, j.ac.signal);
     } catch (e) {

@@ -22,11 +22,8 @@
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Request } from 'got';
 import type { StoredInstance } from '../registry/model.js';
+import { PACKAGE_CREDENTIALS } from '../registry/vault.js';
 import { ArchiveRefused, archiveCheck, type ArchiveLimits } from '../registry/archive-check.js';
-
-/** The secret parameters that authenticate the package fetch; never served to a guest. */
-const PACKAGE_CREDENTIALS = { username: 'package-username', password: 'package-password' } as const;
-export const PACKAGE_CREDENTIAL_NAMES: ReadonlySet<string> = new Set(Object.values(PACKAGE_CREDENTIALS));
 
 interface PackageSettings extends ArchiveLimits {
   /** Most compressed bytes fetched. */

@@ -21,6 +21,7 @@ import type { Config } from '../config/config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../registry/store.js';
 import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
+import { checkOsImage, writeOsImage } from './os-image.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 import type { JobDeps, PreparedRun } from './manager.js';
 import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
@@ -119,7 +120,7 @@ export class ProductionAppliance {
   jobHooks(): Required<Pick<JobDeps, 'admit' | 'prepare' | 'release' | 'adopt'>> {
     return {
       admit: (instance, busy) => this.admit(instance, busy),
-      prepare: (instance, domain, busy) => this.prepare(instance, domain, busy),
+      prepare: (instance, domain, busy, deadlineAt) => this.prepare(instance, domain, busy, deadlineAt),
       release: (instance, domain) => this.release(instance, domain),
       adopt: (instance, domain) => this.adopt(instance, domain),
     };
@@ -201,6 +202,14 @@ export class ProductionAppliance {
       ]);
     }
     const disks = await this.checkDisks(c, instance, busy);
+    const osImage = doc.install?.image;
+    if (osImage !== undefined) {
+      if (disks.length === 0)
+        throw new DaemonError('Conflict', 'image: the instance has no disk to write it to', [
+          { path: '/install/image', message: 'no disk' },
+        ]);
+      await checkOsImage(osImage, this.d.config.storage.imageRoots);
+    }
     await this.image();
     return disks;
   }
@@ -247,10 +256,24 @@ export class ProductionAppliance {
   }
 
   /** One run of `instance` as `domain`: checked again, then the overlay and the tap made; the XML and the cleanup. */
-  async prepare(instance: string, domain: string, busy: readonly string[] = []): Promise<PreparedRun> {
+  async prepare(instance: string, domain: string, busy: readonly string[] = [], deadlineAt = Infinity): Promise<PreparedRun> {
     const a = this.a;
     // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
     const disks = await this.admit(instance, busy);
+    const osImage = this.d.store.mustGet(instance).doc.install?.image;
+    const disk0 = disks[0];
+    if (osImage !== undefined && disk0 !== undefined) {
+      // Before anything else is made: a refused image leaves nothing to undo.
+      const { bytes } = await writeOsImage({
+        spec: osImage,
+        roots: this.d.config.storage.imageRoots,
+        disk: { real: disk0.real, format: this.d.store.mustGet(instance).doc.hardware?.disks?.[0]?.format ?? 'raw' },
+        qemuImg: a.qemuImgPath,
+        execFor: (ms) => boundedExec(this.d.clock, ms),
+        remainingMs: () => Math.min(deadlineAt - this.d.clock.now(), 2 ** 31 - 1),
+      });
+      this.d.log.info({ instance, domain, bytes }, EV.jobImageWritten);
+    }
     const c = this.comm();
     const img = await this.image();
     const type = await this.virtType();

@@ -255,6 +255,11 @@ export const EVENTS = {
     level: 'info',
     fields: 'virtType (kvm or qemu: appliance.virtType auto, decided by a KVM trial boot once per daemon life)',
   },
+  jobImageWritten: {
+    msg: 'install job OS image written',
+    level: 'info',
+    fields: 'instance, domain, bytes (the image file, its sha256 checked) written onto the first disk before the appliance boots',
+  },
   jobPartFailed: {
     msg: 'install job part failed',
     level: 'warn',

@@ -59,3 +59,36 @@ export async function openRegular(path: string, maxBytes: number): Promise<Opene
     return { problem: 'cannot be read' };
   }
 }
+
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * Open the file an admin or a feed names at `path` if it lies under one of `roots` (named
+ * `rootsKey` in the problem): absolute, no control characters, realpath strictly inside a root,
+ * opened as `openRegular` does, and writable by its owner only (`{problem}` says why not, never
+ * the path). ('/tmp/tmpa1b2.tgz', ['/tmp']) -> the open file; ('/etc/shadow', ['/tmp']) -> outside the roots.
+ */
+export async function openUnderRoots(
+  path: string,
+  roots: readonly string[],
+  maxBytes: number,
+  rootsKey: string,
+): Promise<OpenedFile | { problem: string }> {
+  if (path.length === 0 || path.length > 4096 || CONTROL.test(path)) return { problem: 'not a usable path' };
+  if (!path.startsWith('/')) return { problem: 'not an absolute path' };
+  let real: string | undefined;
+  for (const root of roots) {
+    const base = await realDir(root);
+    real = base === undefined ? undefined : await realInside(base, path);
+    if (real !== undefined) break;
+  }
+  if (real === undefined) return { problem: `missing, or outside ${rootsKey}` };
+  const opened = await openRegular(real, maxBytes);
+  if ('problem' in opened) return opened;
+  if ((opened.st.mode & 0o022) !== 0) {
+    await opened.fh.close();
+    return { problem: 'writable by group or others' };
+  }
+  return opened;
+}

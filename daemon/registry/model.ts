@@ -262,6 +262,24 @@ export const instanceSchema = {
           description:
             'The personalization package: an http(s) URL of a `.tar.gz` or `.tgz` whose files the install appliance unpacks over the installed filesystem after the OS scripts ran. Fetched by metad while the install job runs, checked as it streams, never stored (docs/guest-api.md). No credentials in the URL (it is stored and shown): basic auth comes from the secret parameters `package-username` and `package-password`.',
         },
+        image: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['path', 'sha256'],
+          description:
+            'An OS image written onto the first disk before the OS scripts run (the install job fails, with nothing written, when its sha256 does not match).',
+          properties: {
+            path: {
+              type: 'string',
+              pattern: HOST_PATH_PATTERN,
+              maxLength: 4096,
+              description:
+                'Absolute, normalized host path of a regular file under storage.imageRoots, writable by its owner only; checked at the install request and again before it is written.',
+            },
+            sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'The sha256 of the file as it is (lower-case hex).' },
+            format: { type: 'string', enum: ['raw', 'qcow2'], description: "The file's format (never probed). Default raw." },
+          },
+        },
         timeoutSec: {
           type: 'integer',
           minimum: 1,

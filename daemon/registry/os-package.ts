@@ -13,9 +13,7 @@
  *     strictly inside one of `ganeti.packageRoots`, and open (O_NOFOLLOW | O_NONBLOCK) as a
  *     regular file within `ganeti.packageMaxBytes` that neither group nor others may write.
  */
-import type { FileHandle } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
-import { openRegular, realDir, realInside } from './host-file.js';
+import { openUnderRoots, type OpenedFile } from './host-file.js';
 
 /** The guest paths (under `/ganeti/<v>/os/`) and the public parameter each serves, as in ganeti-metad. */
 export const OS_PACKAGE_PARAMS = { 'os-install-package': 'os-install-package', package: 'os-package' } as const;
@@ -53,33 +51,10 @@ export class FedPackages {
   }
 }
 
-// eslint-disable-next-line no-control-regex -- control characters are what it finds
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-
-export interface PackageFile {
-  fh: FileHandle;
-  st: Stats;
-}
-
 /**
  * Open the package at `path` if it may be served: `{problem}` says why not (never the path).
  * ('/tmp/tmpa1b2.tgz', ['/tmp']) -> the open file; ('/etc/shadow', ['/tmp']) -> outside the roots.
  */
-export async function openOsPackage(path: string, roots: readonly string[], maxBytes: number): Promise<PackageFile | { problem: string }> {
-  if (path.length === 0 || path.length > 4096 || CONTROL.test(path)) return { problem: 'not a usable path' };
-  if (!path.startsWith('/')) return { problem: 'not an absolute path' };
-  let real: string | undefined;
-  for (const root of roots) {
-    const base = await realDir(root);
-    real = base === undefined ? undefined : await realInside(base, path);
-    if (real !== undefined) break;
-  }
-  if (real === undefined) return { problem: 'missing, or outside ganeti.packageRoots' };
-  const opened = await openRegular(real, maxBytes);
-  if ('problem' in opened) return opened;
-  if ((opened.st.mode & 0o022) !== 0) {
-    await opened.fh.close();
-    return { problem: 'writable by group or others' };
-  }
-  return opened;
+export async function openOsPackage(path: string, roots: readonly string[], maxBytes: number): Promise<OpenedFile | { problem: string }> {
+  return openUnderRoots(path, roots, maxBytes, 'ganeti.packageRoots');
 }

@@ -17,6 +17,10 @@ interface Entry {
   claimedAt: number | null;
 }
 
+/** The secret parameters that authenticate the personalization package's fetch (daemon/jobs/package.ts): metad's own, never served to a guest. */
+export const PACKAGE_CREDENTIALS = { username: 'package-username', password: 'package-password' } as const;
+export const PACKAGE_CREDENTIAL_NAMES: ReadonlySet<string> = new Set(Object.values(PACKAGE_CREDENTIALS));
+
 export interface SecretOptions {
   ttlSec?: number;
   claimOnce?: boolean;

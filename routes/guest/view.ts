@@ -10,7 +10,7 @@ import type { StoredInstance } from '../../daemon/registry/model.js';
 import type { GuestServices } from '../../daemon/services.js';
 import { Ipv4Ranges } from '../../daemon/net.js';
 import type { GuestView } from '../render/view.js';
-import { PACKAGE_CREDENTIAL_NAMES } from '../../daemon/jobs/package.js';
+import { PACKAGE_CREDENTIAL_NAMES } from '../../daemon/registry/vault.js';
 
 /** Parsed once per config object (the config is frozen and lives as long as the daemon). */
 const rangesOf = new WeakMap<object, Ipv4Ranges>();

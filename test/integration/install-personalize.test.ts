@@ -1,13 +1,18 @@
 /**
- * The personalization package end to end: the real daemon in a test network namespace, the real
- * appliance under libvirt + QEMU (TCG), a package server on the namespace's loopback (basic auth),
- * three install jobs at once:
+ * The personalization package and the OS image end to end: the real daemon in a test network
+ * namespace, the real appliance under libvirt + QEMU (TCG), a package server on the namespace's
+ * loopback (basic auth), four install jobs at once and one refused before it boots:
  *  - whole1: the OS script writes files onto the instance's ext4 disk; the package (fetched with
  *    the credentials from the secret parameters) lands over them: its /etc/hostname wins, the
  *    script's other file stays, the package's private key keeps its mode 0600 (read back with debugfs);
  *  - part1: the same on a disk with a partition table: the package goes into partition 1;
  *  - gone1: the package URL answers 404: the appliance is refused, reports it, and the job ends
- *    failed with the reason in its record; the script's files are still there, unchanged.
+ *    failed with the reason in its record; the script's files are still there, unchanged;
+ *  - img1: a blank disk and a qcow2 OS image (an ext4 filesystem with a file in it): the image is
+ *    written onto the disk before the appliance boots (the OS script mounts what it holds), then
+ *    the script's files and the package land on it;
+ *  - bad1: the image's sha256 does not match: the job fails before anything is created or
+ *    written (the disk is still all zeros).
  * Afterwards nothing of the runs is left.
  */
 import { test } from 'node:test';
@@ -16,6 +21,7 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
 import { missingCommand, skipOrFail } from '../support/env.js';
 import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/install-env.js';
 import { tgz } from '../support/tgz.js';
@@ -60,7 +66,7 @@ async function debugfs(image: string, cmd: string): Promise<string> {
   return (await run('debugfs', ['-R', cmd, image])).stdout;
 }
 
-test('the personalization package lands over what the OS script wrote (whole disk and partition 1); a 404 fails the job with its reason', async (t) => {
+test('the OS image and the personalization package land on the disk around the OS script (whole disk, partition 1, qcow2 image); a 404 or a wrong sha256 fails the job with its reason', async (t) => {
   const why =
     (await installEnvMissing()) ??
     missingCommand([
@@ -69,7 +75,7 @@ test('the personalization package lands over what the OS script wrote (whole dis
       ['sfdisk', 'fdisk'],
     ]);
   if (skipOrFail(t, why)) return;
-  const env: InstallEnv = await startInstallEnv({ maxConcurrent: 3 });
+  const env: InstallEnv = await startInstallEnv({ maxConcurrent: 5 });
   const servers: ChildProcess[] = [];
   t.after(async () => {
     for (const s of servers) s.kill();
@@ -106,11 +112,29 @@ test('the personalization package lands over what the OS script wrote (whole dis
   await run('sh', ['-c', `echo 'start=2048, type=83' | sfdisk -q "${part}"`]);
   await run('mkfs.ext4', ['-q', '-F', '-E', `offset=${String(PART_OFFSET)}`, part, '15M']);
 
+  // img1: a blank disk and a qcow2 image of an ext4 filesystem holding /etc/from-image; bad1 the same image with a wrong sha256.
+  const img = join(env.dir, 'img1.img');
+  const bad = join(env.dir, 'bad1.img');
+  for (const d of [img, bad]) await run('truncate', ['-s', '16M', d]);
+  const tree = join(env.dir, 'image-tree');
+  await mkdir(join(tree, 'etc'), { recursive: true });
+  await writeFile(join(tree, 'etc', 'from-image'), 'written before the scripts\n');
+  const rawImage = join(env.dir, 'image.raw');
+  await run('truncate', ['-s', '12M', rawImage]);
+  await run('mkfs.ext4', ['-q', '-F', '-d', tree, rawImage]);
+  await mkdir(join(env.dir, 'images'));
+  const qcow = join(env.dir, 'images', 'debian.qcow2');
+  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawImage, qcow]);
+  const imageSha = createHash('sha256')
+    .update(await readFile(qcow))
+    .digest('hex');
+
   const url = (f: string): string => `http://127.0.0.1:${port}/${f}`;
   const instances: [string, string, string, string][] = [
     ['whole1', '169.254.40.11', '52:54:00:40:00:11', whole],
     ['part1', '169.254.40.12', '52:54:00:40:00:12', part],
     ['gone1', '169.254.40.13', '52:54:00:40:00:13', gone],
+    ['img1', '169.254.40.14', '52:54:00:40:00:14', img],
   ];
   for (const [name, ip, mac, disk] of instances) {
     await env.register({
@@ -119,7 +143,10 @@ test('the personalization package lands over what the OS script wrote (whole dis
       mac,
       create: CREATE,
       doc: {
-        install: { packageUrl: url(name === 'gone1' ? 'missing.tgz' : 'site.tgz') },
+        install: {
+          packageUrl: url(name === 'gone1' ? 'missing.tgz' : 'site.tgz'),
+          ...(name === 'img1' ? { image: { path: qcow, sha256: imageSha, format: 'qcow2' } } : {}),
+        },
         hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: disk, format: 'raw' }] },
       },
     });
@@ -128,8 +155,19 @@ test('the personalization package lands over what the OS script wrote (whole dis
     });
     assert.equal(sec.status, 200, sec.text);
   }
-  for (const [name] of instances) assert.equal((await env.ctl('install', name)).code, 0);
-  const [w, p, g] = (await Promise.all(instances.map(([name]) => env.watchEnd(name)))) as [JobRecord, JobRecord, JobRecord];
+  await env.register({
+    name: 'bad1',
+    ip: '169.254.40.15',
+    mac: '52:54:00:40:00:15',
+    create: CREATE,
+    doc: {
+      install: { image: { path: qcow, sha256: '0'.repeat(64), format: 'qcow2' } },
+      hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: bad, format: 'raw' }] },
+    },
+  });
+  for (const [name] of [...instances, ['bad1']]) assert.equal((await env.ctl('install', name ?? '')).code, 0);
+  const badEnd = env.watchEnd('bad1');
+  const [w, p, g, i] = (await Promise.all(instances.map(([name]) => env.watchEnd(name)))) as [JobRecord, JobRecord, JobRecord, JobRecord];
 
   await t.test('the package landed over the whole disk: its file wins, the script’s other file stays, modes kept', async () => {
     assert.equal(w.outcome, 'succeeded', JSON.stringify(w));
@@ -159,6 +197,21 @@ test('the personalization package lands over what the OS script wrote (whole dis
       g.lines.join('\n'),
     );
     assert.equal(await debugfs(gone, 'cat /etc/hostname'), 'from-the-script\n');
+  });
+
+  await t.test('img1: the OS image was on the disk before the script ran; the script and the package wrote over it', async () => {
+    assert.equal(i.outcome, 'succeeded', JSON.stringify(i));
+    assert.equal(await debugfs(img, 'cat /etc/from-image'), 'written before the scripts\n');
+    assert.equal(await debugfs(img, 'cat /etc/keep'), 'kept\n');
+    assert.equal(await debugfs(img, 'cat /etc/hostname'), 'from-the-package\n');
+  });
+
+  await t.test('bad1: a wrong sha256 fails the job before anything is created; not a byte written', async () => {
+    const b = await badEnd;
+    assert.equal(b.outcome, 'failed', JSON.stringify(b));
+    assert.match(b.reason ?? '', /^image: sha256 mismatch: the file's is [0-9a-f]{64}, the document says 0{64}$/);
+    assert.equal(b.createdAt, undefined, 'no domain was created');
+    assert.ok((await readFile(bad)).equals(Buffer.alloc(16 * 1024 * 1024)), 'the disk is untouched');
   });
 
   await t.test('the credentials never reached a record, the log or the disk image', async () => {

@@ -111,8 +111,8 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
       guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: ['169.254.0.0/16'] },
       network: { mode: 'routed', runDir: join(dir, 'comm') },
       os: { searchPath: [join(dir, 'os')] },
-      // Instances' disks: files under the environment's directory.
-      storage: { fileRoots: [dir] },
+      // Instances' disks: files under the environment's directory; OS images under its images/.
+      storage: { fileRoots: [dir], imageRoots: [join(dir, 'images')] },
       appliance: {
         imageDir: img.dir,
         virtType: 'qemu',

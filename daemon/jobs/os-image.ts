@@ -1,0 +1,87 @@
+/**
+ * An instance's OS image (`install.image`): a raw or qcow2 file under `storage.imageRoots`,
+ * written onto the instance's first disk when its run is prepared, before the appliance boots and
+ * the OS scripts run, and only once its sha256 matches. Every refusal is a DaemonError whose
+ * message becomes the job's reason (`image: …`) and never names a path; nothing is written then.
+ *
+ * The file is opened once (daemon/registry/host-file.ts: inside a root after realpath, O_NOFOLLOW,
+ * a regular file writable by its owner only) and everything after works on that open file:
+ * the hash reads the descriptor, and qemu-img reads `/proc/<metad>/fd/<n>`, the same inode, so
+ * renaming another file into its place between the check and the write changes nothing. Its
+ * format is the one the document names (never probed), a qcow2 with a backing or external data
+ * file is refused (it would copy that host file onto the guest's disk), and the image's virtual
+ * size must fit the disk (a raw disk file is never grown). qemu-img runs bounded by the job's
+ * hard deadline on the injected clock.
+ */
+import { createHash } from 'node:crypto';
+import { DaemonError } from '../errors.js';
+import { mustExec, type Exec } from '../comm/exec.js';
+import { openUnderRoots } from '../registry/host-file.js';
+import type { PublicDoc } from '../registry/model.js';
+
+export type OsImageSpec = NonNullable<NonNullable<PublicDoc['install']>['image']>;
+
+/** The largest image file considered (64 TiB: beyond any disk). */
+const MAX_IMAGE_BYTES = 2 ** 46;
+
+const refuse = (message: string): DaemonError => new DaemonError('Conflict', `image: ${message}`, [{ path: '/install/image', message }]);
+
+interface ImageInfo {
+  'virtual-size'?: number;
+  'backing-filename'?: string;
+  'format-specific'?: { data?: { 'data-file'?: string } };
+}
+
+async function info(exec: Exec, qemuImg: string, format: string, path: string): Promise<ImageInfo> {
+  const out = await mustExec(exec, qemuImg, ['info', '--output=json', '-f', format, path]);
+  return JSON.parse(out) as ImageInfo;
+}
+
+/** Checks the image file without writing anything (the install request): `{problem}` or nothing. */
+export async function checkOsImage(spec: OsImageSpec, roots: readonly string[]): Promise<void> {
+  const opened = await openUnderRoots(spec.path, roots, MAX_IMAGE_BYTES, 'storage.imageRoots');
+  if ('problem' in opened) throw refuse(opened.problem);
+  await opened.fh.close();
+}
+
+/**
+ * Verifies the image and writes it onto `disk` (its resolved path and format). `execFor(ms)`: an
+ * Exec bounded by `ms` on the job's clock; `remainingMs()`: the time left until the job's deadline.
+ */
+export async function writeOsImage(opts: {
+  spec: OsImageSpec;
+  roots: readonly string[];
+  disk: { real: string; format: 'raw' | 'qcow2' };
+  qemuImg: string;
+  execFor: (ms: number) => Exec;
+  remainingMs: () => number;
+}): Promise<{ bytes: number; virtualSize: number }> {
+  const { spec, disk } = opts;
+  const format = spec.format ?? 'raw';
+  const opened = await openUnderRoots(spec.path, opts.roots, MAX_IMAGE_BYTES, 'storage.imageRoots');
+  if ('problem' in opened) throw refuse(opened.problem);
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of opened.fh.createReadStream({ start: 0, autoClose: false }) as AsyncIterable<Buffer>) hash.update(chunk);
+    const got = hash.digest('hex');
+    if (got !== spec.sha256) throw refuse(`sha256 mismatch: the file's is ${got}, the document says ${spec.sha256}`);
+    const src = `/proc/${String(process.pid)}/fd/${String(opened.fh.fd)}`;
+    const exec = (): Exec => opts.execFor(Math.max(1, opts.remainingMs()));
+    const img = await info(exec(), opts.qemuImg, format, src).catch(() => {
+      throw refuse(`not a ${format} image`);
+    });
+    if (img['backing-filename'] !== undefined) throw refuse('a qcow2 image with a backing file');
+    if (img['format-specific']?.data?.['data-file'] !== undefined) throw refuse('a qcow2 image with an external data file');
+    const target = await info(exec(), opts.qemuImg, disk.format, disk.real);
+    const size = img['virtual-size'] ?? opened.st.size;
+    if (size > (target['virtual-size'] ?? 0))
+      throw refuse(`${String(size)} bytes do not fit the first disk (${String(target['virtual-size'] ?? 0)})`);
+    // -n: the disk exists (never created or grown); qemu-img flushes it before it exits.
+    await mustExec(exec(), opts.qemuImg, ['convert', '-n', '-f', format, '-O', disk.format, src, disk.real]).catch((e: unknown) => {
+      throw refuse(`writing it failed: ${e instanceof Error ? e.message.replace(/\/[^\s:]+/g, '<path>').slice(0, 200) : 'qemu-img'}`);
+    });
+    return { bytes: opened.st.size, virtualSize: size };
+  } finally {
+    await opened.fh.close().catch(() => undefined);
+  }
+}
