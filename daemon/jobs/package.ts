@@ -25,7 +25,7 @@ import type { StoredInstance } from '../registry/model.js';
 import { PACKAGE_CREDENTIALS } from '../registry/vault.js';
 import { ArchiveRefused, archiveCheck, type ArchiveLimits } from '../registry/archive-check.js';
 
-interface PackageSettings extends ArchiveLimits {
+export interface PackageSettings extends ArchiveLimits {
   /** Most compressed bytes fetched. */
   maxBytes: number;
   connectTimeoutMs: number;
@@ -120,7 +120,7 @@ function byteCap(max: number): Transform {
  * Opens `url`'s package: resolves once the server's answer passed the header checks (status,
  * type, length), with the body checked as it streams; rejects with PackageFailed.
  */
-async function fetchPackage(
+export async function fetchPackage(
   url: string,
   auth: { username?: string | undefined; password?: string | undefined },
   settings: PackageSettings,
