@@ -50,6 +50,7 @@ import { GanetiFeed } from './feeds/ganeti.js';
 import { GanetiSecretWindows } from './feeds/ganeti-secrets.js';
 import { FedPackages } from './registry/os-package.js';
 import { PackageSource } from './jobs/package.js';
+import { trustedCompanions } from './jobs/trusted.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -158,6 +159,8 @@ async function build(config: Readonly<Config>, deps: DaemonDeps, unlock: () => v
     incarnation,
     quiesce: (name) => store.settled(name),
     leftovers,
+    // An OS definition's trusted `create`, run on the host beside the appliance (daemon/jobs/trusted.ts).
+    companion: trustedCompanions({ searchPath: config.os.searchPath, store, vault, log }),
     ...appliance,
   });
   await jobs.init();

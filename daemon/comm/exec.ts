@@ -70,13 +70,22 @@ export function boundedExec(clock: Clock = systemClock, timeoutMs = EXEC_TIMEOUT
 /** A started long-running tool. */
 export type ToolProcess = ChildProcess;
 
-/** Start a long-running host tool (dnsmasq, `ip monitor`); its owner supervises and stops it. */
-export function spawnTool(file: string, args: readonly string[], stdio: StdioOptions): ToolProcess {
-  return spawn(file, [...args], { stdio });
+/**
+ * Start a long-running host tool (dnsmasq, `ip monitor`, an OS definition's trusted script:
+ * daemon/jobs/trusted.ts); its owner supervises and stops it. `opts`: its working directory, its
+ * whole environment, and `detached` to lead a process group of its own (killGroup ends it all).
+ */
+export function spawnTool(
+  file: string,
+  args: readonly string[],
+  stdio: StdioOptions,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; detached?: boolean } = {},
+): ToolProcess {
+  return spawn(file, [...args], { stdio, ...opts });
 }
 
 /** SIGKILL to the process group led by `pid` (the tool and whatever it started). */
-function killGroup(pid: number | undefined): void {
+export function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
     process.kill(-pid, 'SIGKILL');

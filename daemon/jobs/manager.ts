@@ -23,6 +23,7 @@ import { EV } from '../log/events.js';
 import type { PipeRegistry } from '../registry/pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { PackageJobs } from './package.js';
+import type { Companion, CompanionIo } from './trusted.js';
 import type { SecretVault } from '../registry/vault.js';
 import {
   CANNOT_START,
@@ -58,6 +59,8 @@ export interface JobSettings {
 export interface PreparedRun {
   xml: string;
   cleanup: () => Promise<void>;
+  /** The instance's disks as the run attaches them (resolved host paths), for a trusted script. */
+  disks?: readonly string[];
 }
 
 export interface JobDeps {
@@ -89,6 +92,11 @@ export interface JobDeps {
   adopt?: (instance: string, domain: string) => Promise<PreparedRun>;
   /** Where what could not be removed is reported (and retried); without it, it is logged only. */
   leftovers?: LeftoverSink;
+  /**
+   * A host-side script that runs beside the appliance for the run, talking to it through the
+   * pipe (daemon/jobs/trusted.ts); undefined: none for this instance.
+   */
+  companion?: (instance: string, io: CompanionIo, disks: readonly string[]) => Promise<Companion | undefined>;
 }
 
 interface Live {
@@ -110,6 +118,10 @@ interface Live {
   over: AbortController;
   /** Why a part metad serves the job failed (the package): a failed run's record says this. */
   failNote?: string;
+  /** The failure ended the run at once (an abort that is recorded as failed). */
+  failedNow?: boolean;
+  /** The trusted script running beside the appliance. */
+  companion?: Companion;
 }
 
 /** A job's live state around `rec` (a new request, or a record found after a restart). */
@@ -135,6 +147,8 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
       const j = this.jobs.get(instance);
       if (!j || !this.isLive(j.rec)) return;
       j.tap = (j.tap + data.toString('utf8')).slice(-MAX_TAP_CHARS);
+      // The trusted script is the pipe's reader while it runs: it takes what it has room for.
+      j.companion?.poke();
     });
   }
 
@@ -426,6 +440,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
         ? ((await adopted()) ?? { xml: '', cleanup: release })
         : await this.prepareWithin(j, t.deadlineAt);
       if (!t.adopt) this.update(j, { ...j.rec, preparedAt: new Date(clock.now()).toISOString() });
+      if (!t.adopt) await this.startCompanion(j, prepared.disks ?? []);
       const keep = (r: RunRecord): RunRecord => ({ ...r, lines: [...before, ...r.lines].slice(-MAX_LINES) });
       final = await runAppliance(
         {
@@ -464,6 +479,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
         },
       );
       final = keep(final);
+      final = await this.endCompanion(j, final, t.deadlineAt);
       ran = true;
       if (final.destroyError !== undefined) {
         this.leftBehind([{ kind: 'domain', name: j.rec.domain, instance, domain: j.rec.domain }], 'job', final.destroyError);
@@ -489,7 +505,13 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
           ? { state: 'timed-out', lines: before, startedAt, endedAt, reason: 'hard deadline' }
           : { state: 'failed', lines: before, startedAt, endedAt, reason };
     }
-    if (ran && final.reason !== undefined && !OWN_REASONS.has(final.reason)) {
+    // (A trusted script's reason is metad's words around its exit code.)
+    if (
+      ran &&
+      final.reason !== undefined &&
+      !OWN_REASONS.has(final.reason) &&
+      !/^trusted create: (exit \d+|killed by \w+)$/.test(final.reason)
+    ) {
       // The runner's create-failed reason is the hypervisor's raw text: to the log, not the record.
       this.d.log.warn({ instance, domain: j.rec.domain, err: final.reason }, EV.jobCreateFailed);
       final = { ...final, reason: CREATE_FAILED };
@@ -497,8 +519,65 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
     if (rec.state === 'failed' && j.failNote !== undefined) rec = { ...rec, reason: j.failNote };
+    if (rec.state === 'aborted' && j.failedNow === true && j.failNote !== undefined)
+      rec = { ...rec, state: 'failed', outcome: 'failed', reason: j.failNote };
+    j.companion?.kill(); // whatever ended the job (prepare failed after it started, a stop) ends it too
     if (destroyedAt !== undefined) rec = { ...rec, destroyedAt: new Date(destroyedAt).toISOString() };
     this.finish(j, rec);
+  }
+
+  /** Starts the instance's trusted script (if its OS definition has one) beside the run. */
+  private async startCompanion(j: Live, disks: readonly string[]): Promise<void> {
+    const instance = j.rec.instance;
+    const pipe = (): ReturnType<PipeRegistry['get']> => this.d.pipes.get(instance);
+    const c = await this.d.companion?.(
+      instance,
+      {
+        toGuest: (b) => {
+          try {
+            pipe().toGuest.push(b);
+            return true;
+          } catch {
+            return false; // full: held back until the guest reads
+          }
+        },
+        fromGuest: () => pipe().toHost.take(),
+      },
+      disks,
+    );
+    if (c === undefined) return;
+    j.companion = c;
+    c.poke(); // what the guest wrote before it started
+    void c.done.then((r) => {
+      // A trusted script that fails ends the run at once: the untrusted side may wait for it forever.
+      if (!r.ok && this.jobs.get(instance) === j && !isEnded(j.rec)) this.failNow(j, r.reason);
+    });
+  }
+
+  /**
+   * After the run: a successful one waits for the trusted script's exit (at most until the hard
+   * deadline) and fails when it failed; any other one kills it. Never rejects.
+   */
+  private async endCompanion(j: Live, final: RunRecord, deadlineAt: number): Promise<RunRecord> {
+    const c = j.companion;
+    if (c === undefined) return final;
+    let r: Awaited<Companion['done']> | undefined;
+    if (final.state === 'succeeded') {
+      r = await bounded(this.d.clock, Math.max(0, deadlineAt - this.d.clock.now()), 'trusted script', c.done).catch(() => undefined);
+    }
+    c.kill();
+    await c.done;
+    if (final.state !== 'succeeded') return final;
+    if (r === undefined) return { ...final, state: 'timed-out', reason: 'trusted create: still running at the hard deadline' };
+    return r.ok ? final : { ...final, state: 'failed', reason: r.reason };
+  }
+
+  /** Ends the live run now and records it failed with `reason`. */
+  private failNow(j: Live, reason: string): void {
+    j.failNote ??= reason;
+    j.failedNow = true;
+    this.d.log.warn({ instance: j.rec.instance, domain: j.rec.domain, reason }, EV.jobPartFailed);
+    j.ac.abort();
   }
 
   /**

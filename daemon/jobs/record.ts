@@ -108,6 +108,7 @@ export const OWN_REASONS: ReadonlySet<string> = new Set([
   'daemon restarted',
   'instance removed',
   'domain gone across a daemon restart',
+  'trusted create: still running at the hard deadline',
 ]);
 export const CREATE_FAILED = 'the hypervisor could not create the domain (details in the daemon log)';
 export const CANNOT_START = 'the run could not be prepared (details in the daemon log)';

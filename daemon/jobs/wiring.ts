@@ -296,7 +296,7 @@ export class ProductionAppliance {
       });
       throw e;
     }
-    return { xml, cleanup: () => this.release(instance, domain) };
+    return { xml, cleanup: () => this.release(instance, domain), disks: disks.map((x) => x.real) };
   }
 
   /** After a restart: the running appliance's tap gets its instance's identity back. */

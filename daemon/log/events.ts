@@ -260,6 +260,17 @@ export const EVENTS = {
     level: 'info',
     fields: 'instance, domain, bytes (the image file, its sha256 checked) written onto the first disk before the appliance boots',
   },
+  jobTrustedStarted: {
+    msg: 'install job trusted script started',
+    level: 'info',
+    fields: "instance, pid (the OS definition's trusted `create`, run on the host beside the appliance's untrusted one)",
+  },
+  jobTrustedOutput: {
+    msg: 'install job trusted script said',
+    level: 'info',
+    fields: 'instance, line (one of the first 20 lines of its stderr, at most 200 characters)',
+  },
+  jobTrustedEnded: { msg: 'install job trusted script ended', level: 'info', fields: 'instance, code, signal' },
   jobPartFailed: {
     msg: 'install job part failed',
     level: 'warn',

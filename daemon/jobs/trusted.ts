@@ -1,0 +1,191 @@
+/**
+ * Trusted and untrusted scripts "executed at the same time" (the design): when the instance's OS
+ * definition has both `<def>/create` (trusted: Ganeti's classic script, run on the host) and
+ * `<def>/untrusted/create` (run in the appliance), metad runs the trusted one on the host for
+ * the length of the job's run, talking to the untrusted one through the instance's pipe:
+ *   - its stdin gets what the guest writes (`POST /ganeti/<v>/write`); while it runs it is the
+ *     pipe's host-side reader (what it accepted is taken from the pipe), so `metadctl pipe read`
+ *     sees nothing of it; when it does not read, its input backs up to the pipe's cap and the
+ *     guest's writes get 413, as with any reader that stops;
+ *   - its stdout is queued for the guest (`GET /ganeti/<v>/read`), held back while that
+ *     direction is full;
+ *   - its environment is minimal: PATH, Ganeti's OS API variables (`OS_API_VERSION`,
+ *     `INSTANCE_NAME`, `INSTANCE_OS`, `OS_VARIANT`, `DISK_COUNT`, `DISK_<N>_PATH`: the host paths,
+ *     resolved as the job checked them, `DISK_<N>_ACCESS`, `DEBUG_LEVEL`), the public and private
+ *     parameters as `OSP_*`, and of the secret ones only those the definition names in its
+ *     `metad_trusted_secrets` file (one name a line): nothing of metad's own environment;
+ *   - its exit status is part of the outcome: a non-zero exit (or a signal) ends the job failed at
+ *     once (`trusted create: exit N`), and a run that succeeded waits for it (at most the time
+ *     left to the deadline); the job's end, whatever it is, kills it and whatever it started
+ *     (its own process group).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { spawnTool, killGroup } from '../comm/exec.js';
+import { osDefinitionDir } from '../registry/os-definition.js';
+import type { InstanceStore } from '../registry/store.js';
+import type { SecretVault } from '../registry/vault.js';
+import { EV } from '../log/events.js';
+
+/** What the job manager drives: one trusted script for one run. */
+export interface Companion {
+  /** The guest wrote: the script takes what waits in the pipe when it has room for it. */
+  poke(): void;
+  /** Resolves when it exited: ok, or why not. */
+  readonly done: Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Ends it (SIGKILL to its process group); `done` resolves after. */
+  kill(): void;
+}
+
+export interface CompanionIo {
+  /** Queue bytes for the guest; false when that direction is full (retried later). */
+  toGuest(data: Buffer): boolean;
+  /** Take what the guest wrote and nobody read yet (consuming it from the pipe). */
+  fromGuest(): Buffer;
+}
+
+/** The OS parameter name as Ganeti's environment spells it (`OSP_` + upper case, `-`/`.` as `_`). */
+export const ospName = (name: string): string => `OSP_${name.toUpperCase().replace(/[-.]/g, '_')}`;
+
+/** The trusted script's environment. Pure. */
+export function trustedEnv(opts: {
+  name: string;
+  os: string | undefined;
+  variant: string | undefined;
+  disks: readonly string[];
+  params: Readonly<Record<string, string>>;
+}): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    OS_API_VERSION: '20',
+    INSTANCE_NAME: opts.name,
+    INSTANCE_OS: opts.os ?? '',
+    OS_VARIANT: opts.variant ?? '',
+    DEBUG_LEVEL: '0',
+    DISK_COUNT: String(opts.disks.length),
+  };
+  opts.disks.forEach((p, i) => {
+    env[`DISK_${String(i)}_PATH`] = p;
+    env[`DISK_${String(i)}_ACCESS`] = 'rw';
+  });
+  for (const [k, v] of Object.entries(opts.params)) env[ospName(k)] = v;
+  return env;
+}
+
+/** A regular file with an execute bit. */
+async function executable(path: string): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  return st !== undefined && st.isFile() && (st.mode & 0o111) !== 0;
+}
+
+/** The secret names the definition grants its trusted scripts. */
+async function grants(def: string): Promise<Set<string>> {
+  const text = await readFile(join(def, 'metad_trusted_secrets'), 'utf8').catch(() => '');
+  return new Set(
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#')),
+  );
+}
+
+/** At most this many bytes of the script's input wait for it to read them. */
+const MAX_PENDING_INPUT = 64 * 1024;
+
+export interface TrustedDeps {
+  searchPath: readonly string[];
+  store: Pick<InstanceStore, 'get'>;
+  vault: Pick<SecretVault, 'liveValues'>;
+  log: Logger;
+}
+
+/**
+ * The job manager's companion hook: the trusted `create` of the instance's OS definition, started,
+ * when the definition has both it and `untrusted/create`; undefined otherwise.
+ */
+export function trustedCompanions(
+  d: TrustedDeps,
+): (instance: string, io: CompanionIo, disks: readonly string[]) => Promise<Companion | undefined> {
+  return async (instance, io, disks) => {
+    const inst = d.store.get(instance);
+    if (!inst) return undefined;
+    const def = await osDefinitionDir(d.searchPath, inst.doc.os?.name);
+    if (def === undefined) return undefined;
+    const script = join(def, 'create');
+    if (!(await executable(script)) || !(await executable(join(def, 'untrusted', 'create')))) return undefined;
+    const granted = await grants(def);
+    const secrets = Object.fromEntries(Object.entries(d.vault.liveValues(instance, false)).filter(([k]) => granted.has(k)));
+    const env = trustedEnv({
+      name: instance,
+      os: inst.doc.os?.name,
+      variant: inst.doc.os?.variant,
+      disks,
+      params: { ...inst.doc.params?.public, ...inst.sensitive.private, ...secrets },
+    });
+    const child = spawnTool(script, [], ['pipe', 'pipe', 'pipe'], { cwd: def, env, detached: true });
+    d.log.info({ instance, pid: child.pid }, EV.jobTrustedStarted);
+    // stdout -> the guest, held back while that direction is full.
+    const held: Buffer[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const flush = (): void => {
+      timer = undefined;
+      while (held.length > 0) {
+        if (!io.toGuest(held[0] as Buffer)) {
+          child.stdout?.pause();
+          timer = setTimeout(flush, 100);
+          return;
+        }
+        held.shift();
+      }
+      child.stdout?.resume();
+    };
+    child.stdout?.on('data', (b: Buffer) => {
+      held.push(b);
+      if (timer === undefined) flush();
+    });
+    // stderr: the first lines to the log (a trusted script is the operator's, its words may be logged).
+    let errLines = 0;
+    child.stderr?.on('data', (b: Buffer) => {
+      for (const line of b.toString('utf8').split('\n')) {
+        if (line === '' || errLines >= 20) continue;
+        errLines++;
+        d.log.info({ instance, line: line.slice(0, 200) }, EV.jobTrustedOutput);
+      }
+    });
+    child.stdin?.on('error', () => undefined); // it exited without reading
+    // The guest's writes -> stdin, taken from the pipe only while fewer than MAX_PENDING_INPUT
+    // bytes wait for the script to read: the rest waits in the pipe (and fills it).
+    const poke = (): void => {
+      const stdin = child.stdin;
+      if (!stdin || stdin.destroyed || stdin.writableLength > MAX_PENDING_INPUT) return;
+      const data = io.fromGuest();
+      if (data.length > 0) stdin.write(data);
+    };
+    child.stdin?.on('drain', poke);
+    let exited = false;
+    const done = new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
+      child.once('error', () => {
+        exited = true;
+        resolve({ ok: false, reason: 'trusted create: cannot be started' });
+      });
+      child.once('close', (code, signal) => {
+        exited = true;
+        if (timer !== undefined) clearTimeout(timer);
+        d.log.info({ instance, code, signal }, EV.jobTrustedEnded);
+        resolve(
+          code === 0
+            ? { ok: true }
+            : { ok: false, reason: `trusted create: ${code === null ? `killed by ${String(signal)}` : `exit ${String(code)}`}` },
+        );
+      });
+    });
+    return {
+      poke,
+      done,
+      kill: () => {
+        if (!exited) killGroup(child.pid); // never after the exit: its pid may be another's by then
+      },
+    };
+  };
+}
