@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { applianceCmdline, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
+import { applianceCmdline, SEABIOS, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
 import type { Config } from '../config/config.js';
 import type { PublicDoc } from '../registry/model.js';
 import { APPLIANCE_TAP_PREFIX, METADATA_IPV4, tapNameProblem } from '../net.js';
@@ -76,16 +76,26 @@ export interface SpecInputs {
  * which is also the default) and vCPUs (default from config, at most 64), its disks in index
  * order, the comm NIC on the appliance tap with the instance's MAC, the agent's command line
  * with the instance's comm IPv4 and the claim deadline (how long the agent keeps retrying
- * metad), and the overlay when the appliance is disk-based.
+ * metad), and the overlay when the appliance is disk-based. A `self_install` instance's run boots
+ * its own first disk with SeaBIOS instead (no kernel, command line or overlay).
  */
 export function runSpec(i: SpecInputs): DomainSpec {
   const a = i.appliance;
   const hw = i.doc.hardware ?? {};
-  return {
+  const common = {
     name: i.domain,
     type: i.type,
     memoryMiB: Math.max(hw.memoryMiB ?? a.memoryMiB, a.memoryMiB),
     vcpus: Math.min(hw.vcpus ?? a.vcpus, 64),
+    disks: (hw.disks ?? []).map((d, n) => ({ path: i.disks?.[n]?.real ?? d.path, format: d.format ?? 'raw' })),
+    nic: { tap: i.names.tap, mac: i.doc.comm.mac.toLowerCase() },
+    consoleLog: i.names.consoleLog,
+    emulator: a.emulator,
+  };
+  // self_install: the instance's own first disk, booted by the BIOS; no appliance, no overlay.
+  if (i.doc.install?.mode === 'self_install') return { ...common, firmware: SEABIOS };
+  return {
+    ...common,
     kernel: i.image.kernel,
     initrd: i.image.initrd,
     cmdline: applianceCmdline({
@@ -96,10 +106,6 @@ export function runSpec(i: SpecInputs): DomainSpec {
       ...(i.url ? { url: i.url } : {}),
     }),
     firmware: a.firmware,
-    disks: (hw.disks ?? []).map((d, n) => ({ path: i.disks?.[n]?.real ?? d.path, format: d.format ?? 'raw' })),
     ...(a.baseDisk !== undefined ? { overlay: i.names.overlay } : {}),
-    nic: { tap: i.names.tap, mac: i.doc.comm.mac.toLowerCase() },
-    consoleLog: i.names.consoleLog,
-    emulator: a.emulator,
   };
 }

@@ -46,10 +46,10 @@ export interface CompanionIo {
 }
 
 /** The OS parameter name as Ganeti's environment spells it (`OSP_` + upper case, `-`/`.` as `_`). */
-export const ospName = (name: string): string => `OSP_${name.toUpperCase().replace(/[-.]/g, '_')}`;
+const ospName = (name: string): string => `OSP_${name.toUpperCase().replace(/[-.]/g, '_')}`;
 
 /** The trusted script's environment. Pure. */
-export function trustedEnv(opts: {
+function trustedEnv(opts: {
   name: string;
   os: string | undefined;
   variant: string | undefined;
@@ -73,10 +73,10 @@ export function trustedEnv(opts: {
   return env;
 }
 
-/** A regular file with an execute bit. */
-async function executable(path: string): Promise<boolean> {
+/** A regular file (with an execute bit when `exec`). */
+async function regular(path: string, exec: boolean): Promise<boolean> {
   const st = await stat(path).catch(() => undefined);
-  return st !== undefined && st.isFile() && (st.mode & 0o111) !== 0;
+  return st !== undefined && st.isFile() && (!exec || (st.mode & 0o111) !== 0);
 }
 
 /** The secret names the definition grants its trusted scripts. */
@@ -113,7 +113,8 @@ export function trustedCompanions(
     const def = await osDefinitionDir(d.searchPath, inst.doc.os?.name);
     if (def === undefined) return undefined;
     const script = join(def, 'create');
-    if (!(await executable(script)) || !(await executable(join(def, 'untrusted', 'create')))) return undefined;
+    // The untrusted create is the appliance's (served, never run here): it need only exist.
+    if (!(await regular(script, true)) || !(await regular(join(def, 'untrusted', 'create'), false))) return undefined;
     const granted = await grants(def);
     const secrets = Object.fromEntries(Object.entries(d.vault.liveValues(instance, false)).filter(([k]) => granted.has(k)));
     const env = trustedEnv({

@@ -202,6 +202,10 @@ export class ProductionAppliance {
       ]);
     }
     const disks = await this.checkDisks(c, instance, busy);
+    if (doc.install?.mode === 'self_install' && disks.length === 0)
+      throw new DaemonError('Conflict', "self_install boots the instance's first disk: it has none", [
+        { path: '/install/mode', message: 'no disk' },
+      ]);
     const osImage = doc.install?.image;
     if (osImage !== undefined) {
       if (disks.length === 0)
@@ -283,7 +287,7 @@ export class ProductionAppliance {
     const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url }));
     try {
       await this.runDir();
-      if (a.baseDisk !== undefined) {
+      if (a.baseDisk !== undefined && doc.install?.mode !== 'self_install') {
         await mkdir(a.overlayDir, { recursive: true, mode: 0o700 });
         await this.makeOverlay(a.baseDisk, names.overlay);
       }

@@ -254,6 +254,12 @@ export const instanceSchema = {
       additionalProperties: false,
       properties: {
         appliance: shortString,
+        mode: {
+          type: 'string',
+          enum: ['install', 'self_install'],
+          description:
+            "`install` (the default): the install appliance runs the OS scripts onto the instance's disks. `self_install`: the instance's own first disk (install media, or the OS image written onto it) is booted with the comm NIC and installs itself from its metadata; the job ends when it reports and powers off, or at the deadline.",
+        },
         packageUrl: {
           type: 'string',
           format: 'uri',

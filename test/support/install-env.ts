@@ -9,7 +9,7 @@
  * whatever a run could leave behind, `close` removes everything.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -88,6 +88,7 @@ async function qemus(ns: string): Promise<number[]> {
 export async function startInstallEnv(appliance: Record<string, unknown>): Promise<InstallEnv> {
   const img = await testAppliance();
   const dir = await mkdtemp(join(tmpdir(), 'metad-install-env-'));
+  await chmod(dir, 0o755); // dnsmasq reads its hosts file under it after dropping privileges (a self_install guest asks DHCP)
   const ns = await createNetns('metadtc');
   const undo: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true }), () => ns.destroy()];
   const close = async (): Promise<void> => {

@@ -19,6 +19,7 @@ import { buildConfig, type Config } from '../../daemon/config/config.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { tapNameProblem } from '../../daemon/net.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
+import { SEABIOS } from '../../appliance/domain-xml.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
 import { ProductionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
 import { appliancePreflight, installAvailability } from '../../daemon/jobs/preflight.js';
@@ -190,6 +191,22 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
   assert.deepEqual(bare.disks, []);
   assert.equal(bare.overlay, names.overlay);
   assert.match(bare.cmdline ?? '', /metad\.url=http:\/\/169\.254\.169\.254:8080/);
+
+  // self_install: the instance's own first disk, booted by SeaBIOS; no appliance kernel, command line or overlay.
+  const self = runSpec({
+    domain: 'metad-install-x',
+    doc: doc({ install: { mode: 'self_install' }, hardware: { disks: [{ path: '/srv/media.raw' }] } }),
+    image,
+    type: 'qemu',
+    names,
+    appliance: { ...a, baseDisk: '/b.qcow2' },
+  });
+  assert.equal(self.kernel, undefined);
+  assert.equal(self.cmdline, undefined);
+  assert.equal(self.overlay, undefined);
+  assert.equal(self.firmware, SEABIOS);
+  assert.deepEqual(self.disks, [{ path: '/srv/media.raw', format: 'raw' }]);
+  assert.deepEqual(self.nic, { tap: names.tap, mac: '52:54:00:aa:00:01' });
 });
 
 test('a run: the appliance tap is created and stands in for the instance NIC (registered tap untouched); the end removes tap, rules and console log', async () => {

@@ -12,7 +12,13 @@
  *    written onto the disk before the appliance boots (the OS script mounts what it holds), then
  *    the script's files and the package land on it;
  *  - bad1: the image's sha256 does not match: the job fails before anything is created or
- *    written (the disk is still all zeros).
+ *    written (the disk is still all zeros);
+ *  - pair1: an OS definition with a trusted `create` (on the host) and an untrusted one (in the
+ *    appliance) that exchange three messages each way through the pipe; the untrusted side
+ *    fails unless every answer came, the trusted side unless every message did;
+ *  - self1 (`install.mode: self_install`): its own disk holds metad's install image (`metad
+ *    appliance install-image`): booted by the BIOS with the comm NIC, it gets its address by
+ *    DHCP, reads its metadata, runs its create, reports and powers off: succeeded.
  * Afterwards nothing of the runs is left.
  */
 import { test } from 'node:test';
@@ -25,6 +31,8 @@ import { createHash } from 'node:crypto';
 import { missingCommand, skipOrFail } from '../support/env.js';
 import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/install-env.js';
 import { tgz } from '../support/tgz.js';
+import { applianceCacheDir } from '../support/appliance.js';
+import { METAD_CLI } from '../support/ns-metad.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
 const run = promisify(execFile);
@@ -58,6 +66,35 @@ const s = http.createServer((req, res) => {
 s.listen(0, '127.0.0.1', () => console.log(s.address().port));
 `;
 
+/** pair1's untrusted side (busybox sh in the appliance): three messages, each answered, then done. */
+const UNTRUSTED_PAIR = `#!/bin/sh
+B=http://169.254.169.254/ganeti/latest
+for i in 1 2 3; do
+  wget -q -O /dev/null --post-data "msg $i
+" $B/write || exit 10
+  got=
+  for try in 1 2 3 4 5 6; do
+    got="$got$(wget -q -O - "$B/read?wait=10")"
+    case $got in *"ack $i"*) break ;; esac
+  done
+  case $got in *"ack $i"*) echo "untrusted: got ack $i" ;; *) echo "untrusted: no ack $i: $got"; exit 11 ;; esac
+done
+wget -q -O /dev/null --post-data "done
+" $B/write
+`;
+
+/** pair1's trusted side (on the host): answers each message, exits 0 at "done" once it saw all three. */
+const TRUSTED_PAIR = `#!/bin/sh
+seen=0
+while IFS= read -r line; do
+  case $line in
+    "msg "*) seen=$((seen + 1)); echo "ack \${line#msg }" ;;
+    done) echo "trusted: saw $seen messages on $DISK_0_PATH" >&2; [ "$seen" -eq 3 ] && exit 0; exit 12 ;;
+  esac
+done
+exit 13
+`;
+
 const USER = 'installer';
 const PASSWORD = 'pkg-Pa55word';
 const PART_OFFSET = 1024 * 1024;
@@ -75,7 +112,7 @@ test('the OS image and the personalization package land on the disk around the O
       ['sfdisk', 'fdisk'],
     ]);
   if (skipOrFail(t, why)) return;
-  const env: InstallEnv = await startInstallEnv({ maxConcurrent: 5 });
+  const env: InstallEnv = await startInstallEnv({ maxConcurrent: 7 });
   const servers: ChildProcess[] = [];
   t.after(async () => {
     for (const s of servers) s.kill();
@@ -165,8 +202,32 @@ test('the OS image and the personalization package land on the disk around the O
       hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: bad, format: 'raw' }] },
     },
   });
-  for (const [name] of [...instances, ['bad1']]) assert.equal((await env.ctl('install', name ?? '')).code, 0);
+  // pair1: its definition gets the trusted create beside the untrusted one register() wrote.
+  const pairDisk = join(env.dir, 'pair1.img');
+  await run('truncate', ['-s', '8M', pairDisk]);
+  await env.register({
+    name: 'pair1',
+    ip: '169.254.40.16',
+    mac: '52:54:00:40:00:16',
+    create: UNTRUSTED_PAIR,
+    doc: { hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: pairDisk, format: 'raw' }] } },
+  });
+  await writeFile(join(env.dir, 'os', 'testos-pair1', 'create'), TRUSTED_PAIR, { mode: 0o755 });
+  // self1: install media on its disk (metad's own install image), booted as it is.
+  await writeFile(join(env.dir, 'tool.json'), JSON.stringify({ appliance: { cacheDir: applianceCacheDir() } }));
+  const media = join(env.dir, 'self1.img');
+  await run(process.execPath, [METAD_CLI, 'appliance', 'install-image', '--out', media, '-c', join(env.dir, 'tool.json')]);
+  await env.register({
+    name: 'self1',
+    ip: '169.254.40.17',
+    mac: '52:54:00:40:00:17',
+    create: '#!/bin/sh\necho "self1 installs itself"\n',
+    doc: { install: { mode: 'self_install' }, hardware: { memoryMiB: 256, vcpus: 1, disks: [{ path: media, format: 'raw' }] } },
+  });
+  for (const [name] of [...instances, ['bad1'], ['pair1'], ['self1']]) assert.equal((await env.ctl('install', name ?? '')).code, 0);
+  const selfEnd = env.watchEnd('self1');
   const badEnd = env.watchEnd('bad1');
+  const pairEnd = env.watchEnd('pair1');
   const [w, p, g, i] = (await Promise.all(instances.map(([name]) => env.watchEnd(name)))) as [JobRecord, JobRecord, JobRecord, JobRecord];
 
   await t.test('the package landed over the whole disk: its file wins, the script’s other file stays, modes kept', async () => {
@@ -212,6 +273,29 @@ test('the OS image and the personalization package land on the disk around the O
     assert.match(b.reason ?? '', /^image: sha256 mismatch: the file's is [0-9a-f]{64}, the document says 0{64}$/);
     assert.equal(b.createdAt, undefined, 'no domain was created');
     assert.ok((await readFile(bad)).equals(Buffer.alloc(16 * 1024 * 1024)), 'the disk is untouched');
+  });
+
+  await t.test('pair1: the trusted and untrusted sides exchanged three messages each way; succeeded', async () => {
+    const r = await pairEnd;
+    assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
+    assert.match(env.metad.out(), /trusted: saw 3 messages on \/[^"]*pair1\.img/);
+  });
+
+  await t.test('self1: its own disk booted, it read its metadata, ran its create, reported and powered off', async () => {
+    const r = await selfEnd;
+    assert.equal(r.outcome, 'succeeded', JSON.stringify(r));
+    assert.ok(
+      r.lines.some((l) => /step=net status=ok ip=dhcp/.test(l)),
+      r.lines.join('\n'),
+    );
+    assert.ok(
+      r.lines.some((l) => /step=metadata status=ok instance=self1/.test(l)),
+      r.lines.join('\n'),
+    );
+    assert.ok(
+      r.lines.some((l) => /step=create status=ok/.test(l)),
+      r.lines.join('\n'),
+    );
   });
 
   await t.test('the credentials never reached a record, the log or the disk image', async () => {
