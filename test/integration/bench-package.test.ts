@@ -20,11 +20,15 @@ test('bench package: the plain copy and the checked fetch deliver the whole pack
   const names = recorded.map((r) => r.name);
   assert.deepEqual(names, [
     'plain copy (node:http → sink)',
+    'copy + gunzip (node:http, node:zlib → sinks)',
+    'through metad vs copy + gunzip',
     'through metad (got, cap, archive check → sink)',
-    'RSS growth streaming a 1 MiB package',
+    'RSS growth streaming a 2 MiB package',
     'RSS growth streaming a 10 MiB package',
   ]);
   assert.equal(recorded[1]?.baseline, names[0]);
-  assert.equal(recorded[3]?.baseline, names[2]);
-  for (const r of recorded.slice(0, 2)) assert.ok(r.value > 0, `${r.name}: ${String(r.value)}`);
+  assert.equal(recorded[2]?.baseline, names[1]);
+  assert.equal(recorded[3]?.baseline, names[0]);
+  assert.equal(recorded[5]?.baseline, names[4]);
+  for (const r of recorded.slice(0, 4)) assert.ok(r.value > 0, `${r.name}: ${String(r.value)}`);
 });
