@@ -519,7 +519,8 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
     let rec = withRun(j.rec, final);
     if (rec.state === 'aborted' && j.abortReason) rec = { ...rec, reason: j.abortReason };
     if (rec.state === 'failed' && j.failNote !== undefined) rec = { ...rec, reason: j.failNote };
-    if (rec.state === 'aborted' && j.failedNow === true && j.failNote !== undefined)
+    // Ended by failNow (a trusted script that failed), not by an admin's abort: failed.
+    if (rec.state === 'aborted' && j.failedNow === true && j.abortReason === undefined && j.failNote !== undefined)
       rec = { ...rec, state: 'failed', outcome: 'failed', reason: j.failNote };
     j.companion?.kill(); // whatever ended the job (prepare failed after it started, a stop) ends it too
     if (destroyedAt !== undefined) rec = { ...rec, destroyedAt: new Date(destroyedAt).toISOString() };

@@ -64,6 +64,11 @@ export const paramValuesSchema = {
 } as const;
 
 const shortString = { type: 'string', minLength: 1, maxLength: 255 } as const;
+/** A host path an admin names (disks, the OS image): HOST_PATH_PATTERN, at most 4096 characters. */
+const hostPath = <D extends string>(description: D) =>
+  ({ type: 'string', pattern: HOST_PATH_PATTERN, maxLength: 4096, description }) as const;
+/** A disk or image file's format (never probed). */
+const imageFormat = { type: 'string', enum: ['raw', 'qcow2'] } as const;
 const ipv4 = { type: 'string', format: 'ipv4' } as const;
 const ipv6 = { type: 'string', format: 'ipv6' } as const;
 /** An address with its prefix length; validate.ts checks the address and the prefix's range. */
@@ -275,15 +280,11 @@ export const instanceSchema = {
           description:
             'An OS image written onto the first disk before the OS scripts run (the install job fails, with nothing written, when its sha256 does not match).',
           properties: {
-            path: {
-              type: 'string',
-              pattern: HOST_PATH_PATTERN,
-              maxLength: 4096,
-              description:
-                'Absolute, normalized host path of a regular file under storage.imageRoots, writable by its owner only; checked at the install request and again before it is written.',
-            },
+            path: hostPath(
+              'Absolute, normalized host path of a regular file under storage.imageRoots, writable by its owner only; checked at the install request and again before it is written.',
+            ),
             sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'The sha256 of the file as it is (lower-case hex).' },
-            format: { type: 'string', enum: ['raw', 'qcow2'], description: "The file's format (never probed). Default raw." },
+            format: { ...imageFormat, description: "The file's format (never probed). Default raw." },
           },
         },
         timeoutSec: {
@@ -309,14 +310,10 @@ export const instanceSchema = {
             additionalProperties: false,
             required: ['path'],
             properties: {
-              path: {
-                type: 'string',
-                pattern: HOST_PATH_PATTERN,
-                maxLength: 4096,
-                description:
-                  'Absolute, normalized host path (no control characters, no `.`/`..` segments, no `//`) of a regular file under storage.fileRoots or a block device under storage.blockRoots; checked at the install request and again before the run.',
-              },
-              format: { type: 'string', enum: ['raw', 'qcow2'] },
+              path: hostPath(
+                'Absolute, normalized host path (no control characters, no `.`/`..` segments, no `//`) of a regular file under storage.fileRoots or a block device under storage.blockRoots; checked at the install request and again before the run.',
+              ),
+              format: imageFormat,
               sizeGiB: { type: 'number', minimum: 0 },
             },
           },
