@@ -23,6 +23,8 @@ type LeftoverKind =
   /** A per-run overlay or console log (name: the file's path): removed. */
   | 'overlay'
   | 'console log'
+  /** An OS image a run fetched from a URL (`<stateDir>/images/<domain>.image`). */
+  | 'image'
   /** A run's cleanup failed in a way that names nothing (name: the domain): run again. */
   | 'cleanup'
   /** The recovery of unfinished jobs after a restart could not run (name: what is waiting). */
@@ -73,7 +75,7 @@ export interface LeftoverSink {
 /** The default wait between retries (ms). */
 export const LEFTOVER_RETRY_MS = 30_000;
 
-const ORDER: readonly LeftoverKind[] = ['recovery', 'domain', 'cleanup', 'tap identity', 'tap', 'overlay', 'console log'];
+const ORDER: readonly LeftoverKind[] = ['recovery', 'domain', 'cleanup', 'tap identity', 'tap', 'overlay', 'console log', 'image'];
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e)).slice(0, 300);
 

@@ -1,5 +1,6 @@
 /**
- * An instance's OS image (`install.image`): a raw or qcow2 file under `storage.imageRoots`,
+ * An instance's OS image (`install.image`): a raw or qcow2 file under `storage.imageRoots`, or
+ * one metad fetches from a URL into its own state directory (then the same, and deleted after),
  * written onto the instance's first disk when its run is prepared, before the appliance boots and
  * the OS scripts run, and only once its sha256 matches. Every refusal is a DaemonError whose
  * message becomes the job's reason (`image: …`) and never names a path; nothing is written then.
@@ -14,6 +15,11 @@
  * hard deadline on the injected clock.
  */
 import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { FetchFailed, fetchHttp, type FetchSettings } from './fetch.js';
 import { DaemonError } from '../errors.js';
 import { mustExec, type Exec } from '../comm/exec.js';
 import { openUnderRoots } from '../registry/host-file.js';
@@ -37,16 +43,55 @@ async function info(exec: Exec, qemuImg: string, format: string, path: string): 
   return JSON.parse(out) as ImageInfo;
 }
 
-/** Checks the image file without writing anything (the install request): `{problem}` or nothing. */
+/** Checks a host-path image without writing anything (the install request); an image from a URL is checked when it is fetched. */
 export async function checkOsImage(spec: OsImageSpec, roots: readonly string[]): Promise<void> {
+  if (spec.path === undefined) return;
   const opened = await openUnderRoots(spec.path, roots, MAX_IMAGE_BYTES, 'storage.imageRoots');
   if ('problem' in opened) throw refuse(opened.problem);
   await opened.fh.close();
 }
 
+/** How an image from a URL is fetched: into `dir` (metad's own, 0700), as `file`, deleted afterwards. */
+export interface ImageDownload {
+  dir: string;
+  file: string;
+  settings: Omit<FetchSettings, 'maxBytes'>;
+  signal: AbortSignal;
+  userAgent: string;
+}
+
+/**
+ * Fetches the image at `url` into download.dir/download.file (0600, created anew), at most
+ * `maxBytes` (the first disk's size: a larger image could never be written). Refuses with
+ * `image: <why>`; a partial file is removed.
+ */
+async function download(url: string, d: ImageDownload, maxBytes: number): Promise<string> {
+  await mkdir(d.dir, { recursive: true, mode: 0o700 });
+  const path = join(d.dir, d.file);
+  await rm(path, { force: true });
+  try {
+    const f = await fetchHttp(url, {
+      settings: { ...d.settings, maxBytes },
+      signal: d.signal,
+      userAgent: d.userAgent,
+      accept: 'application/octet-stream',
+      server: 'the image server',
+    });
+    await pipeline(f.body, createWriteStream(path, { flags: 'wx', mode: 0o600 })).catch((e: unknown) => {
+      throw new FetchFailed(f.why(e));
+    });
+    return path;
+  } catch (e) {
+    await rm(path, { force: true });
+    throw refuse(e instanceof FetchFailed ? e.reason : 'fetch failed');
+  }
+}
+
 /**
  * Verifies the image and writes it onto `disk` (its resolved path and format). `execFor(ms)`: an
  * Exec bounded by `ms` on the job's clock; `remainingMs()`: the time left until the job's deadline.
+ * An image from a URL is fetched first (`download`), then checked and written as a file of
+ * metad's own, and deleted whatever happens.
  */
 export async function writeOsImage(opts: {
   spec: OsImageSpec;
@@ -55,10 +100,29 @@ export async function writeOsImage(opts: {
   qemuImg: string;
   execFor: (ms: number) => Exec;
   remainingMs: () => number;
+  download?: ImageDownload;
 }): Promise<{ bytes: number; virtualSize: number }> {
+  const { spec } = opts;
+  if (spec.path !== undefined) return writeFile(opts, spec.path, opts.roots);
+  if (spec.url === undefined || opts.download === undefined) throw refuse('neither a path nor a URL');
+  const target = await info(opts.execFor(Math.max(1, opts.remainingMs())), opts.qemuImg, opts.disk.format, opts.disk.real);
+  // A qcow2 file holds its metadata besides the data: a little over the disk's size may still fit.
+  const path = await download(spec.url, opts.download, (target['virtual-size'] ?? 0) + 64 * 1024 * 1024);
+  try {
+    return await writeFile(opts, path, [opts.download.dir]);
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
+async function writeFile(
+  opts: Parameters<typeof writeOsImage>[0],
+  imagePath: string,
+  roots: readonly string[],
+): Promise<{ bytes: number; virtualSize: number }> {
   const { spec, disk } = opts;
   const format = spec.format ?? 'raw';
-  const opened = await openUnderRoots(spec.path, opts.roots, MAX_IMAGE_BYTES, 'storage.imageRoots');
+  const opened = await openUnderRoots(imagePath, roots, MAX_IMAGE_BYTES, 'storage.imageRoots');
   if ('problem' in opened) throw refuse(opened.problem);
   try {
     const hash = createHash('sha256');

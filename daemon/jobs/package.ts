@@ -19,22 +19,13 @@
  *   `package: archive refused at entry "…": …`), later requests in the same job are refused at
  *   once, and the appliance, refused, reports failure and powers off.
  */
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { Request } from 'got';
+import { pipeline, type Readable } from 'node:stream';
+import { FetchFailed, fetchHttp, type FetchSettings } from './fetch.js';
 import type { StoredInstance } from '../registry/model.js';
 import { PACKAGE_CREDENTIALS } from '../registry/vault.js';
 import { ArchiveRefused, archiveCheck, type ArchiveLimits } from '../registry/archive-check.js';
 
-export interface PackageSettings extends ArchiveLimits {
-  /** Most compressed bytes fetched. */
-  maxBytes: number;
-  connectTimeoutMs: number;
-  /** Until the answer's headers. */
-  responseTimeoutMs: number;
-  /** Longest pause between two bytes of the body. */
-  idleTimeoutMs: number;
-  maxRedirects: number;
-}
+export interface PackageSettings extends ArchiveLimits, FetchSettings {}
 
 /** Content types a package may come with; anything else (an HTML login page) is refused. */
 const TYPES = new Set([
@@ -46,14 +37,6 @@ const TYPES = new Set([
   'application/x-compressed-tar',
   'application/octet-stream',
 ]);
-
-/** Why a package could not be served (the job's record says `package: <reason>`). */
-class PackageFailed extends Error {
-  constructor(readonly reason: string) {
-    super(`package: ${reason}`);
-    this.name = 'PackageFailed';
-  }
-}
 
 export interface OpenedPackage {
   type: string;
@@ -81,44 +64,9 @@ export interface PackageDeps {
   userAgent: string;
 }
 
-type Got = typeof import('got');
-let gotLoaded: Promise<Got> | undefined;
-/** got is loaded on the first fetch: a daemon that never fetches a package never pays for it at start. */
-const loadGot = (): Promise<Got> => (gotLoaded ??= import('got'));
-
-/** got's error as a reason that names no credential (got's messages may hold the URL). */
-function reasonOf(g: Got, e: unknown, s: PackageSettings): string {
-  const { HTTPError, MaxRedirectsError, RequestError, TimeoutError } = g;
-  if (e instanceof PackageFailed) return e.reason;
-  if (e instanceof RequestError && e.cause instanceof PackageFailed) return e.cause.reason;
-  if (e instanceof ArchiveRefused) return e.message;
-  if (e instanceof HTTPError) return `HTTP ${String(e.response.statusCode)} from the package server`;
-  if (e instanceof MaxRedirectsError) return `more than ${String(s.maxRedirects)} redirects`;
-  if (e instanceof TimeoutError) {
-    const ms = e.event === 'connect' ? s.connectTimeoutMs : e.event === 'response' ? s.responseTimeoutMs : s.idleTimeoutMs;
-    return `no ${e.event === 'socket' ? 'data' : e.event} from the package server within ${String(ms)} ms`;
-  }
-  if (e instanceof RequestError) {
-    return e.code && /^E[A-Z_]+$/.test(e.code) ? `fetch failed (${e.code})` : 'fetch failed';
-  }
-  return 'fetch failed';
-}
-
-/** Passes at most `max` bytes; one more fails the stream. */
-function byteCap(max: number): Transform {
-  let n = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      n += chunk.length;
-      if (n > max) cb(new PackageFailed(`larger than ${String(max)} bytes`));
-      else cb(null, chunk);
-    },
-  });
-}
-
 /**
  * Opens `url`'s package: resolves once the server's answer passed the header checks (status,
- * type, length), with the body checked as it streams; rejects with PackageFailed.
+ * type, length), with the body checked as it streams; rejects with FetchFailed.
  */
 export async function fetchPackage(
   url: string,
@@ -127,69 +75,22 @@ export async function fetchPackage(
   signal: AbortSignal,
   userAgent: string,
 ): Promise<OpenedPackage> {
-  const g = await loadGot();
-  const why = (e: unknown): string => reasonOf(g, e, settings);
-  return new Promise((resolve, reject) => {
-    let req: Request;
-    try {
-      req = g.got.stream(url, {
-        ...(auth.username !== undefined ? { username: auth.username } : {}),
-        ...(auth.password !== undefined ? { password: auth.password } : {}),
-        headers: { 'user-agent': userAgent, accept: 'application/gzip, application/x-gzip, application/octet-stream;q=0.5' },
-        decompress: false,
-        retry: { limit: 0 },
-        maxRedirects: settings.maxRedirects,
-        throwHttpErrors: true,
-        timeout: {
-          lookup: settings.connectTimeoutMs,
-          connect: settings.connectTimeoutMs,
-          secureConnect: settings.connectTimeoutMs,
-          response: settings.responseTimeoutMs,
-          socket: settings.idleTimeoutMs,
-        },
-        signal,
-        hooks: {
-          beforeRedirect: [
-            (next) => {
-              const to = next.url instanceof URL ? next.url : new URL(String(next.url));
-              if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new PackageFailed(`redirect to ${to.protocol} refused`);
-              if (new URL(url).protocol === 'https:' && to.protocol === 'http:')
-                throw new PackageFailed('redirect from https to http refused');
-            },
-          ],
-        },
-      });
-    } catch (e) {
-      reject(new PackageFailed(why(e)));
-      return;
-    }
-    const fail = (e: unknown): void => reject(new PackageFailed(why(e)));
-    req.once('error', fail);
-    req.once('response', (res: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
-      req.off('error', fail);
-      const type = String(res.headers['content-type'] ?? '')
-        .split(';')[0]
-        ?.trim()
-        .toLowerCase();
-      const length = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
-      const problem =
-        type && !TYPES.has(type)
-          ? `content type ${type.slice(0, 64)} (not a gzipped tar archive)`
-          : length !== undefined && !(Number.isSafeInteger(length) && length >= 0)
-            ? 'a bad Content-Length'
-            : length !== undefined && length > settings.maxBytes
-              ? `larger than ${String(settings.maxBytes)} bytes`
-              : undefined;
-      if (problem !== undefined) {
-        req.destroy();
-        reject(new PackageFailed(problem));
-        return;
-      }
-      // Whatever fails (got, the cap, the archive check) fails this stream: reasonOf says why.
-      const source = pipeline(req, byteCap(settings.maxBytes), archiveCheck(settings), () => undefined);
-      resolve({ type: type || 'application/gzip', ...(length !== undefined ? { length } : {}), source, why });
-    });
+  const f = await fetchHttp(url, {
+    settings,
+    signal,
+    userAgent,
+    auth,
+    accept: 'application/gzip, application/x-gzip, application/octet-stream;q=0.5',
+    server: 'the package server',
   });
+  if (f.type && !TYPES.has(f.type)) {
+    f.body.destroy();
+    throw new FetchFailed(`content type ${f.type.slice(0, 64)} (not a gzipped tar archive)`);
+  }
+  // Whatever fails (got, the cap, the archive check) fails this stream: `why` says why.
+  const source = pipeline(f.body, archiveCheck(settings), () => undefined);
+  const why = (e: unknown): string => (e instanceof ArchiveRefused ? e.message : f.why(e));
+  return { type: f.type || 'application/gzip', ...(f.length !== undefined ? { length: f.length } : {}), source, why };
 }
 
 /**
@@ -227,7 +128,7 @@ export class PackageSource {
       opened.source.once('error', (e) => failed(opened.why(e)));
       return opened;
     } catch (e) {
-      const reason = e instanceof PackageFailed ? e.reason : 'fetch failed';
+      const reason = e instanceof FetchFailed ? e.reason : 'fetch failed';
       failed(reason);
       return { problem: reason, failed: true };
     }

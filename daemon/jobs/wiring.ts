@@ -17,6 +17,7 @@ import type { Clock } from '../clock.js';
 import type { CommController } from '../comm/controller.js';
 import { boundedExec, mustExec } from '../comm/exec.js';
 import { EV } from '../log/events.js';
+import { VERSION } from '../version.js';
 import type { Config } from '../config/config.js';
 import { DaemonError } from '../errors.js';
 import type { InstanceStore } from '../registry/store.js';
@@ -126,6 +127,11 @@ export class ProductionAppliance {
     };
   }
 
+  /** Where OS images from URLs are fetched to (metad's own, 0700; each file lives for one run). */
+  private imageDownloads(): string {
+    return join(this.d.config.stateDir, 'images');
+  }
+
   private comm(): CommController {
     if (!this.a.enabled) throw unavailable('installs are off on this host: /appliance/enabled is false');
     if (this.d.config.network.mode === 'off' || !this.d.comm) {
@@ -232,6 +238,9 @@ export class ProductionAppliance {
       await comm.releaseJobTap(instance, names.tap).catch(leave('tap identity', names.tap));
     }
     await rm(names.consoleLog, { force: true }).catch(leave('console log', names.consoleLog));
+    // An OS image a run fetched (normally deleted as soon as it is written; after a crash, here).
+    const image = join(this.imageDownloads(), `${domain}.image`);
+    await rm(image, { force: true }).catch(leave('image', image));
     await rm(names.overlay, { force: true }).catch(leave('overlay', names.overlay));
     if (left.length > 0) throw new LeftBehind(`cleanup left: ${left.map((l) => l.kind).join(', ')}`, left);
   }
@@ -248,6 +257,7 @@ export class ProductionAppliance {
         return;
       case 'overlay':
       case 'console log':
+      case 'image':
         await rm(item.name, { force: true });
         return;
       case 'cleanup':
@@ -267,16 +277,35 @@ export class ProductionAppliance {
     const osImage = this.d.store.mustGet(instance).doc.install?.image;
     const disk0 = disks[0];
     if (osImage !== undefined && disk0 !== undefined) {
-      // Before anything else is made: a refused image leaves nothing to undo.
-      const { bytes } = await writeOsImage({
-        spec: osImage,
-        roots: this.d.config.storage.imageRoots,
-        disk: { real: disk0.real, format: this.d.store.mustGet(instance).doc.hardware?.disks?.[0]?.format ?? 'raw' },
-        qemuImg: a.qemuImgPath,
-        execFor: (ms) => boundedExec(this.d.clock, ms),
-        remainingMs: () => Math.min(deadlineAt - this.d.clock.now(), 2 ** 31 - 1),
-      });
-      this.d.log.info({ instance, domain, bytes }, EV.jobImageWritten);
+      // Before anything else is made: a refused image leaves nothing to undo. A download ends
+      // at the job's hard deadline (on the injected clock).
+      const remainingMs = (): number => Math.min(deadlineAt - this.d.clock.now(), 2 ** 31 - 1);
+      const deadline = new AbortController();
+      const stopTimer = new AbortController();
+      void this.d.clock.sleep(Math.max(0, remainingMs()), stopTimer.signal).then(
+        () => deadline.abort(),
+        () => undefined,
+      );
+      try {
+        const { bytes } = await writeOsImage({
+          spec: osImage,
+          roots: this.d.config.storage.imageRoots,
+          disk: { real: disk0.real, format: this.d.store.mustGet(instance).doc.hardware?.disks?.[0]?.format ?? 'raw' },
+          qemuImg: a.qemuImgPath,
+          execFor: (ms) => boundedExec(this.d.clock, ms),
+          remainingMs,
+          download: {
+            dir: this.imageDownloads(),
+            file: `${domain}.image`,
+            settings: a.package,
+            signal: deadline.signal,
+            userAgent: `metad/${VERSION}`,
+          },
+        });
+        this.d.log.info({ instance, domain, bytes }, EV.jobImageWritten);
+      } finally {
+        stopTimer.abort();
+      }
     }
     const c = this.comm();
     const img = await this.image();

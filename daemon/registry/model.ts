@@ -276,10 +276,19 @@ export const instanceSchema = {
         image: {
           type: 'object',
           additionalProperties: false,
-          required: ['path', 'sha256'],
+          required: ['sha256'],
+          oneOf: [{ required: ['path'] }, { required: ['url'] }],
           description:
-            'An OS image written onto the first disk before the OS scripts run (the install job fails, with nothing written, when its sha256 does not match).',
+            'An OS image written onto the first disk before the OS scripts run, from a host path or a URL (one of the two); the install job fails, with nothing written, when its sha256 does not match.',
           properties: {
+            url: {
+              type: 'string',
+              format: 'uri',
+              pattern: '^https?://[^/?#@\\s]+(/[^#\\s]*)?$',
+              maxLength: 2048,
+              description:
+                "An http(s) URL of the image (no credentials in it): fetched by metad when the run is prepared into the state directory (`<stateDir>/images`, 0700), checked, written, and deleted; bounded like the personalization package (appliance.package's timeouts and redirects) and by the first disk's size.",
+            },
             path: hostPath(
               'Absolute, normalized host path of a regular file under storage.imageRoots, writable by its owner only; checked at the install request and again before it is written.',
             ),

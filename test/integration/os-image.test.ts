@@ -4,13 +4,27 @@
  * (which would copy a host file onto the guest's disk), an image larger than the disk, a path
  * outside storage.imageRoots (directly or through a symlink), a group-writable file, and a file
  * swapped in by rename after the check are each refused without a byte written, and no refusal
- * names a path.
+ * names a path. An image from a URL is fetched into metad's own directory, checked the same way,
+ * and deleted; a wrong sha256, a 404 or a length over the disk leave nothing written and nothing behind.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { missingCommand, skipOrFail } from '../support/env.js';
@@ -18,6 +32,7 @@ import { boundedExec } from '../../daemon/comm/exec.js';
 import { systemClock } from '../../daemon/clock.js';
 import { DaemonError } from '../../daemon/errors.js';
 import { checkOsImage, writeOsImage, type OsImageSpec } from '../../daemon/jobs/os-image.js';
+import { validateInstance } from '../../daemon/registry/validate.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -127,6 +142,87 @@ describe('the OS image', () => {
     await refused({ path: gw, sha256: sha(content) }, /^image: writable by group or others$/);
     await assert.rejects(checkOsImage({ path: gw, sha256: sha(content) }, roots), /writable by group or others/);
     await checkOsImage({ path: image('fine.raw', content), sha256: sha(content) }, roots);
+  });
+
+  describe('from a URL', () => {
+    let server: http.Server;
+    let base = '';
+    const routes = new Map<string, (res: http.ServerResponse) => void>();
+    const downloads = (): string => join(dir, 'downloads');
+    before(async () => {
+      server = http.createServer((req, res) => {
+        const h = routes.get(req.url ?? '');
+        if (h) h(res);
+        else res.writeHead(404).end();
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      base = `http://127.0.0.1:${String((server.address() as { port: number }).port)}`;
+    });
+    after(() => new Promise<void>((r) => server.close(() => r())));
+    const fromUrl = (spec: OsImageSpec) =>
+      writeOsImage({
+        spec,
+        roots,
+        disk: { real: disk, format: 'raw' },
+        qemuImg: 'qemu-img',
+        execFor: (ms) => boundedExec(systemClock, ms),
+        remainingMs: () => 60_000,
+        download: {
+          dir: downloads(),
+          file: 'run1.image',
+          settings: { connectTimeoutMs: 1000, responseTimeoutMs: 1000, idleTimeoutMs: 1000, maxRedirects: 1 },
+          signal: new AbortController().signal,
+          userAgent: 'metad-test',
+        },
+      });
+    const leftInDownloads = (): string[] => (existsSync(downloads()) ? readdirSync(downloads()) : []);
+
+    it('fetched, checked, written; the download is deleted', async (t) => {
+      if (skipOrFail(t, missing)) return;
+      blankDisk();
+      routes.set('/debian.raw', (res) => res.writeHead(200, { 'content-length': String(content.length) }).end(content));
+      await fromUrl({ url: `${base}/debian.raw`, sha256: sha(content) });
+      assert.ok(readFileSync(disk).subarray(0, content.length).equals(content));
+      assert.deepEqual(leftInDownloads(), []);
+      assert.equal(statSync(downloads()).mode & 0o777, 0o700);
+    });
+
+    it('a wrong sha256, a 404, a length over the disk: refused, nothing written, nothing left', async (t) => {
+      if (skipOrFail(t, missing)) return;
+      routes.set('/other.raw', (res) => res.writeHead(200).end(randomBytes(1024)));
+      routes.set('/huge.raw', (res) => {
+        res.writeHead(200, { 'content-length': String(80 * 1024 * 1024) });
+        res.end(Buffer.alloc(10));
+      });
+      for (const [path, reason] of [
+        ['/other.raw', /^image: sha256 mismatch/],
+        ['/missing.raw', /^image: HTTP 404 from the image server$/],
+        ['/huge.raw', /^image: larger than 71303168 bytes$/],
+      ] as const) {
+        blankDisk();
+        const before = readFileSync(disk);
+        await assert.rejects(fromUrl({ url: `${base}${path}`, sha256: sha(content) }), (e: unknown) => {
+          assert.ok(e instanceof DaemonError);
+          assert.match(e.message, reason);
+          return true;
+        });
+        assert.ok(readFileSync(disk).equals(before), `${path}: not a byte written`);
+        assert.deepEqual(leftInDownloads(), [], `${path}: nothing left`);
+      }
+    });
+
+    it('the document names a path or a URL, never both, and a URL carries no credentials', () => {
+      const doc = (image: Record<string, unknown>): Record<string, unknown> => ({
+        name: 'vm1',
+        uuid: '6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7c01',
+        comm: { mac: '52:54:00:00:00:01', ipv4: '169.254.0.10' },
+        install: { image: { sha256: '0'.repeat(64), ...image } },
+      });
+      validateInstance(doc({ path: '/srv/images/a.raw' }));
+      validateInstance(doc({ url: 'https://images.example/a.qcow2' }));
+      for (const bad of [{}, { path: '/srv/a.raw', url: 'https://h/a' }, { url: 'https://user:pw@h/a' }, { url: 'ftp://h/a' }])
+        assert.throws(() => validateInstance(doc(bad)), JSON.stringify(bad));
+    });
   });
 
   it('the file checked is the file written: one renamed into its place meanwhile never reaches the disk', async (t) => {
