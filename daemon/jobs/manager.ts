@@ -23,7 +23,7 @@ import { EV } from '../log/events.js';
 import type { PipeRegistry } from '../registry/pipes.js';
 import type { SecretsGate } from '../services.js';
 import type { PackageJobs } from './package.js';
-import type { Companion, CompanionIo } from './trusted.js';
+import { failedCompanion, type Companion, type CompanionIo } from './trusted.js';
 import type { SecretVault } from '../registry/vault.js';
 import {
   CANNOT_START,
@@ -531,21 +531,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
   private async startCompanion(j: Live, disks: readonly string[]): Promise<void> {
     const instance = j.rec.instance;
     const pipe = (): ReturnType<PipeRegistry['get']> => this.d.pipes.get(instance);
-    const c = await this.d.companion?.(
-      instance,
-      {
-        toGuest: (b) => {
-          try {
-            pipe().toGuest.push(b);
-            return true;
-          } catch {
-            return false; // full: held back until the guest reads
-          }
-        },
-        fromGuest: () => pipe().toHost.take(),
-      },
-      disks,
-    );
+    const c = await this.companionOf(instance, pipe, disks);
     if (c === undefined) return;
     j.companion = c;
     c.poke(); // what the guest wrote before it started
@@ -553,6 +539,34 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
       // A trusted script that fails ends the run at once: the untrusted side may wait for it forever.
       if (!r.ok && this.jobs.get(instance) === j && !isEnded(j.rec)) this.failNow(j, r.reason);
     });
+  }
+
+  /** The companion hook's answer; one that throws is a companion that failed (never a leak of what prepare made). */
+  private async companionOf(
+    instance: string,
+    pipe: () => ReturnType<PipeRegistry['get']>,
+    disks: readonly string[],
+  ): Promise<Companion | undefined> {
+    try {
+      return await this.d.companion?.(
+        instance,
+        {
+          toGuest: (b) => {
+            try {
+              pipe().toGuest.push(b);
+              return true;
+            } catch {
+              return false; // full: held back until the guest reads
+            }
+          },
+          fromGuest: () => pipe().toHost.take(),
+        },
+        disks,
+      );
+    } catch (e) {
+      this.d.log.warn({ instance, err: messageOf(e) }, EV.jobStartFailed);
+      return failedCompanion('trusted create: cannot be started');
+    }
   }
 
   /**

@@ -90,6 +90,11 @@ async function grants(def: string): Promise<Set<string>> {
   );
 }
 
+/** A trusted script that could not start: the run fails with `reason`. */
+export function failedCompanion(reason: string): Companion {
+  return { poke: () => undefined, done: Promise.resolve({ ok: false, reason }), kill: () => undefined };
+}
+
 /** At most this many bytes of the script's input wait for it to read them. */
 const MAX_PENDING_INPUT = 64 * 1024;
 
@@ -124,7 +129,13 @@ export function trustedCompanions(
       disks,
       params: { ...inst.doc.params?.public, ...inst.sensitive.private, ...secrets },
     });
-    const child = spawnTool(script, [], ['pipe', 'pipe', 'pipe'], { cwd: def, env, detached: true });
+    let child: ReturnType<typeof spawnTool>;
+    try {
+      child = spawnTool(script, [], ['pipe', 'pipe', 'pipe'], { cwd: def, env, detached: true });
+    } catch {
+      // node refuses an environment it cannot pass (a value with a NUL byte): the run fails, nothing leaks.
+      return failedCompanion('trusted create: cannot be started (a parameter value no environment can hold)');
+    }
     d.log.info({ instance, pid: child.pid }, EV.jobTrustedStarted);
     // stdout -> the guest, held back while that direction is full.
     const held: Buffer[] = [];

@@ -164,6 +164,22 @@ describe('trusted and untrusted scripts', () => {
     assert.equal(pidAlive(pid), false, 'the script was killed');
   });
 
+  it('a parameter value no environment can hold (a NUL byte): the run fails at once, nothing is left running', async () => {
+    n++;
+    const doc = sampleInstance(n, { os: { name: 'pair' }, params: { public: { 'exit-code': '0', evil: 'a\u0000b' } } });
+    const name = String(doc.name);
+    assert.equal((await d.admin('PUT', `/v1/instances/${name}`, doc)).status, 201);
+    await startInstall(d, name);
+    const rec = await ended(name);
+    assert.equal(rec.outcome, 'failed', JSON.stringify(rec));
+    assert.equal(rec.reason, 'trusted create: cannot be started (a parameter value no environment can hold)');
+    assert.deepEqual(
+      d.hv.running().filter((x) => x === rec.domain),
+      [],
+      'no domain left',
+    );
+  });
+
   it('a definition without an untrusted create starts no trusted script', async () => {
     const before = d.sink.records().filter((r) => r.msg === 'install job trusted script started').length;
     const { name, domain } = await start('0', 'hostonly');
