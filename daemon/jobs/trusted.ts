@@ -17,7 +17,9 @@
  *   - its exit status is part of the outcome: a non-zero exit (or a signal) ends the job failed at
  *     once (`trusted create: exit N`), and a run that succeeded waits for it (at most the time
  *     left to the deadline); the job's end, whatever it is, kills it and whatever it started
- *     (its own process group).
+ *     (its own process group);
+ *   - its first 20 stderr lines are logged, each holding a private or secret value it was given
+ *     replaced whole.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,6 +29,7 @@ import { osDefinitionDir } from '../registry/os-definition.js';
 import type { InstanceStore } from '../registry/store.js';
 import type { SecretVault } from '../registry/vault.js';
 import { EV } from '../log/events.js';
+import { redactLines } from './record.js';
 
 /** What the job manager drives: one trusted script for one run. */
 export interface Companion {
@@ -156,13 +159,15 @@ export function trustedCompanions(
       held.push(b);
       if (timer === undefined) flush();
     });
-    // stderr: the first lines to the log (a trusted script is the operator's, its words may be logged).
+    // stderr: the first lines to the log, a line holding a private or secret value it was given
+    // replaced whole (checked before the line is cut), as in job records.
+    const hidden = [...Object.values(inst.sensitive.private), ...Object.values(secrets)];
     let errLines = 0;
     child.stderr?.on('data', (b: Buffer) => {
       for (const line of b.toString('utf8').split('\n')) {
         if (line === '' || errLines >= 20) continue;
         errLines++;
-        d.log.info({ instance, line: line.slice(0, 200) }, EV.jobTrustedOutput);
+        d.log.info({ instance, line: (redactLines([line], hidden)[0] ?? '').slice(0, 200) }, EV.jobTrustedOutput);
       }
     });
     child.stdin?.on('error', () => undefined); // it exited without reading

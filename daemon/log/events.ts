@@ -268,7 +268,8 @@ export const EVENTS = {
   jobTrustedOutput: {
     msg: 'install job trusted script said',
     level: 'info',
-    fields: 'instance, line (one of the first 20 lines of its stderr, at most 200 characters)',
+    fields:
+      'instance, line (one of the first 20 lines of its stderr, at most 200 characters; a line holding a private or secret value it was given is replaced whole by `[redacted: contained a secret value]`)',
   },
   jobTrustedEnded: { msg: 'install job trusted script ended', level: 'info', fields: 'instance, code, signal' },
   jobPartFailed: {

@@ -14,11 +14,14 @@ import { join } from 'node:path';
 import { sampleInstance, startInstall, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { until } from '../support/wait.js';
 import { pidAlive } from '../support/process.js';
-import type { JobRecord } from '../../daemon/jobs/record.js';
+import { REDACTED, type JobRecord } from '../../daemon/jobs/record.js';
 
 const TRUSTED = `#!/bin/sh
 # The trusted side: says hello, acknowledges each line the guest writes, says bye at "done".
 env | sort >"./env-$INSTANCE_NAME.out"
+# A careless trusted script prints what it was given: the log must not hold it.
+echo "debug: pw=$OSP_PW granted=$OSP_GRANTED" >&2
+echo "debug: plain line" >&2
 echo "hello from the host"
 n=0
 while IFS= read -r line; do
@@ -121,6 +124,14 @@ describe('trusted and untrusted scripts', () => {
     ])
       assert.ok(env.split('\n').includes(want), `${want} in:\n${env}`);
     assert.doesNotMatch(env, /other-1|OSP_OTHER/, 'a secret the definition does not grant');
+    // Its stderr is logged, but never a private or secret value it printed.
+    const said = d.sink
+      .records()
+      .filter((r) => r.msg === 'install job trusted script said' && r.instance === name)
+      .map((r) => String(r.line));
+    assert.deepEqual(said, [REDACTED, 'debug: plain line']);
+    assert.equal(d.sink.text.includes('private-1'), false);
+    assert.equal(d.sink.text.includes('granted-1'), false);
     const names = env
       .split('\n')
       .filter((l) => l !== '')
