@@ -41,3 +41,8 @@ export class DaemonError extends Error {
 
 export const notFound = (what = 'not found'): DaemonError => new DaemonError('NotFound', what);
 export const invalid = (message: string, details: ErrorDetail[] = []): DaemonError => new DaemonError('InvalidInput', message, details);
+
+/** A tool's message with anything shaped like a host path cut out (`/srv/x.img: …` -> `<path>: …`), for a job's record. Pure. */
+export function withoutPaths(message: string): string {
+  return message.replace(/\/[^\s:]+/g, '<path>');
+}

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { HypervisorUnavailable, type Hypervisor } from '../../appliance/hypervisor.js';
 import { isTerminal, MAX_LINES, runAppliance, type RunRecord } from '../../appliance/runner.js';
 import { bounded, TimedOut, type Clock } from '../clock.js';
-import { DaemonError, notFound } from '../errors.js';
+import { DaemonError, notFound, withoutPaths } from '../errors.js';
 import { CommError } from '../comm/network.js';
 import { EV } from '../log/events.js';
 import type { PipeRegistry } from '../registry/pipes.js';
@@ -495,8 +495,7 @@ export class JobManager extends EventEmitter implements SecretsGate, PackageJobs
       const endedAt = clock.now();
       // The comm network's errors are metad's words around a tool's first stderr line ("ip tuntap
       // add failed: open: ..."): kept, with anything shaped like a host path cut out.
-      const reason =
-        e instanceof DaemonError ? e.message : e instanceof CommError ? e.message.replace(/\/[^\s:]+/g, '<path>') : CANNOT_START;
+      const reason = e instanceof DaemonError ? e.message : e instanceof CommError ? withoutPaths(e.message) : CANNOT_START;
       if (!(e instanceof DaemonError) && !(e instanceof TimedOut) && !j.ac.signal.aborted)
         this.d.log.warn({ instance, domain: j.rec.domain, err: messageOf(e) }, EV.jobStartFailed);
       final = j.ac.signal.aborted

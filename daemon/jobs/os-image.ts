@@ -20,7 +20,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FetchFailed, fetchHttp, type FetchSettings } from './fetch.js';
-import { DaemonError } from '../errors.js';
+import { DaemonError, withoutPaths } from '../errors.js';
 import { mustExec, type Exec } from '../comm/exec.js';
 import { openUnderRoots } from '../registry/host-file.js';
 import type { PublicDoc } from '../registry/model.js';
@@ -103,20 +103,27 @@ export async function writeOsImage(opts: {
   download?: ImageDownload;
 }): Promise<{ bytes: number; virtualSize: number }> {
   const { spec } = opts;
-  if (spec.path !== undefined) return writeFile(opts, spec.path, opts.roots);
+  // Every qemu-img run is bounded by the time left to the job's deadline.
+  const exec = (): Exec => opts.execFor(Math.max(1, opts.remainingMs()));
+  const diskSize = async (): Promise<number> => (await info(exec(), opts.qemuImg, opts.disk.format, opts.disk.real))['virtual-size'] ?? 0;
+  // A path: the disk is sized after the file is opened and hashed (the sooner the open, the smaller the window before it).
+  if (spec.path !== undefined) return writeFile(opts, exec, diskSize, spec.path, opts.roots);
   if (spec.url === undefined || opts.download === undefined) throw refuse('neither a path nor a URL');
-  const target = await info(opts.execFor(Math.max(1, opts.remainingMs())), opts.qemuImg, opts.disk.format, opts.disk.real);
+  const diskBytes = await diskSize(); // a URL: its size caps the download
   // A qcow2 file holds its metadata besides the data: a little over the disk's size may still fit.
-  const path = await download(spec.url, opts.download, (target['virtual-size'] ?? 0) + 64 * 1024 * 1024);
+  const path = await download(spec.url, opts.download, diskBytes + 64 * 1024 * 1024);
   try {
-    return await writeFile(opts, path, [opts.download.dir]);
+    return await writeFile(opts, exec, () => Promise.resolve(diskBytes), path, [opts.download.dir]);
   } finally {
     await rm(path, { force: true });
   }
 }
 
+/** Checks the file at `imagePath` (under `roots`) and writes it onto the disk (of `diskSize()` bytes). */
 async function writeFile(
   opts: Parameters<typeof writeOsImage>[0],
+  exec: () => Exec,
+  diskSize: () => Promise<number>,
   imagePath: string,
   roots: readonly string[],
 ): Promise<{ bytes: number; virtualSize: number }> {
@@ -130,19 +137,17 @@ async function writeFile(
     const got = hash.digest('hex');
     if (got !== spec.sha256) throw refuse(`sha256 mismatch: the file's is ${got}, the document says ${spec.sha256}`);
     const src = `/proc/${String(process.pid)}/fd/${String(opened.fh.fd)}`;
-    const exec = (): Exec => opts.execFor(Math.max(1, opts.remainingMs()));
     const img = await info(exec(), opts.qemuImg, format, src).catch(() => {
       throw refuse(`not a ${format} image`);
     });
     if (img['backing-filename'] !== undefined) throw refuse('a qcow2 image with a backing file');
     if (img['format-specific']?.data?.['data-file'] !== undefined) throw refuse('a qcow2 image with an external data file');
-    const target = await info(exec(), opts.qemuImg, disk.format, disk.real);
     const size = img['virtual-size'] ?? opened.st.size;
-    if (size > (target['virtual-size'] ?? 0))
-      throw refuse(`${String(size)} bytes do not fit the first disk (${String(target['virtual-size'] ?? 0)})`);
+    const diskBytes = await diskSize();
+    if (size > diskBytes) throw refuse(`${String(size)} bytes do not fit the first disk (${String(diskBytes)})`);
     // -n: the disk exists (never created or grown); qemu-img flushes it before it exits.
     await mustExec(exec(), opts.qemuImg, ['convert', '-n', '-f', format, '-O', disk.format, src, disk.real]).catch((e: unknown) => {
-      throw refuse(`writing it failed: ${e instanceof Error ? e.message.replace(/\/[^\s:]+/g, '<path>').slice(0, 200) : 'qemu-img'}`);
+      throw refuse(`writing it failed: ${e instanceof Error ? withoutPaths(e.message).slice(0, 200) : 'qemu-img'}`);
     });
     return { bytes: opened.st.size, virtualSize: size };
   } finally {

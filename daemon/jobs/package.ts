@@ -103,8 +103,8 @@ export class PackageSource {
 
   constructor(private readonly d: PackageDeps) {}
 
-  /** The package of `inst` as a stream, or why not (`failed`: a failure the job now carries). */
-  async open(inst: StoredInstance): Promise<OpenedPackage | { problem: string; failed?: true }> {
+  /** The package of `inst` as a stream, or why not (a fetch's failure the job now carries too). */
+  async open(inst: StoredInstance): Promise<OpenedPackage | { problem: string }> {
     const url = inst.doc.install?.packageUrl;
     const name = inst.doc.name;
     if (url === undefined) return { problem: 'no package URL' };
@@ -130,7 +130,7 @@ export class PackageSource {
     } catch (e) {
       const reason = e instanceof FetchFailed ? e.reason : 'fetch failed';
       failed(reason);
-      return { problem: reason, failed: true };
+      return { problem: reason };
     }
   }
 }
