@@ -38,6 +38,10 @@
 #                       $PROMETHEUS_DIR, never installed (its package starts a system service on
 #                       :9090); test/integration/prometheus-dashboard.test.ts runs it on loopback
 #                       with its own config to evaluate docs/grafana-dashboard.json
+#   mmdebstrap:         the Debian appliance variant's root disk (appliance/build-debian.sh) and
+#                       ganeti-instance-debootstrap's cache tarball (test/integration/install-debian.test.ts)
+#   ganeti-instance-debootstrap: fetched with `apt-get download` and unpacked into
+#                       $GIDEB_DIR, never installed: its OS definition runs unmodified in the appliance
 #   dbus, polkitd:      Debian's libvirtd (libvirt-daemon-system, never installed here: its files
 #                       are laid over the container's /usr) asks polkit who may use its socket
 #                       (test/integration/libvirtd-live.test.ts)
@@ -48,7 +52,7 @@ PKGS=(iproute2 nftables util-linux cloud-init python3 systemd wrk curl jq openss
   syslinux syslinux-common mtools dosfstools fdisk
   libvirt-dev pkg-config g++ make tini e2fsprogs dnsmasq-base busybox systemd-container groff-base sudo dbus polkitd
   lintian dpkg-dev ganeti-os-noop libpcre3 python3-simplejson python3-pyparsing python3-openssl python3-pyinotify
-  python3-pycurl python3-bitarray python3-psutil)
+  python3-pycurl python3-bitarray python3-psutil mmdebstrap)
 
 # This machine is no cloud instance and 169.254.169.254 is not ours: never let
 # cloud-init run at boot (its systemd generator honours this marker). Tests
@@ -85,6 +89,19 @@ done
 for u in gnt-metad gnt-masterd gnt-rapi gnt-confd gnt-luxid; do
   id "$u" >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin -g "$u" "$u"
 done
+
+# Debian's ganeti-instance-debootstrap, unpacked, never installed (its Depends would pull
+# debootstrap and kpartx onto the machine): its OS definition, usr/share/ganeti/os/debootstrap,
+# is what the Debian appliance runs.
+GIDEB_DIR=/var/cache/metad-test/ganeti-instance-debootstrap
+if [ ! -f "$GIDEB_DIR/usr/share/ganeti/os/debootstrap/create" ]; then
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download -qq ganeti-instance-debootstrap 2>/dev/null ||
+    { apt-get update -qq && apt-get download -qq ganeti-instance-debootstrap; }; } )
+  rm -rf "$GIDEB_DIR.new" && mkdir -p "$GIDEB_DIR.new"
+  dpkg-deb -x "$tmp"/ganeti-instance-debootstrap_*.deb "$GIDEB_DIR.new"
+  rm -rf "$GIDEB_DIR" && mv "$GIDEB_DIR.new" "$GIDEB_DIR" && rm -rf "$tmp"
+fi
 
 # Prometheus (Debian bookworm's prometheus), unpacked, never installed: the dashboard test runs
 # usr/bin/prometheus itself, on a loopback port with a temp config and storage dir.

@@ -31,9 +31,11 @@ done
 # (loaded before the agent starts: its first request waits for them) and what the disks need
 # (virtio disks, ext4: loaded in the background while the agent talks to metad; it waits for them
 # before the OS script runs). Their dependencies are added from each module's own `depends=`
-# field (the .deb has no modules.dep).
+# field (the .deb has no modules.dep). loop and dm_mod are what real OS definitions use
+# (losetup, kpartx); 9pnet_virtio and 9p mount the host directories the Debian variant is handed
+# read-only (appliance.shares).
 NET_MODULES=(virtio_pci virtio_net)
-DISK_MODULES=(virtio_blk crc32c_generic ext4)
+DISK_MODULES=(virtio_blk crc32c_generic ext4 loop dm_mod 9pnet_virtio 9p)
 
 # One apt-cache call (each costs seconds on a busy machine): the candidate records of the kernel
 # metapackage (whose Depends pins the ABI package and its exact version) and of busybox-static.

@@ -36,6 +36,8 @@ export interface DomainSpec {
   disks: readonly DomainDisk[];
   /** A disk-based appliance's per-run qcow2 overlay (attached after the instance's disks). */
   overlay?: string;
+  /** Host directories shared read-only (virtio 9p), by mount tag (the Debian variant's `appliance.shares`). */
+  shares?: readonly DomainShare[];
   /** The comm NIC on its tap; omitted only for the KVM trial boot (daemon/jobs/virt-type.ts). */
   nic?: DomainNic;
   /** NICs before the comm NIC (eth0, eth1, …; the comm NIC comes last, as in Ganeti's helper VM). */
@@ -43,6 +45,13 @@ export interface DomainSpec {
   /** File that receives the serial console. */
   consoleLog: string;
   emulator: string;
+}
+
+interface DomainShare {
+  /** The host directory (absolute). */
+  source: string;
+  /** The 9p mount tag the guest mounts it by (`share0`, …). */
+  tag: string;
 }
 
 interface DomainNic {
@@ -86,10 +95,16 @@ function check(spec: DomainSpec): void {
     spec.emulator,
     ...spec.disks.map((d) => d.path),
     spec.overlay ?? '/',
+    ...(spec.shares ?? []).map((x) => x.source),
   ]) {
     if (!p.startsWith('/')) throw new Error('paths must be absolute');
   }
+  for (const x of spec.shares ?? []) if (!SHARE_TAG.test(x.tag)) throw new Error('share tag must be 1..31 characters [a-z0-9]');
 }
+
+const SHARE_TAG = /^[a-z0-9]{1,31}$/;
+/** A share's place in the Debian root: absolute, no `.`/`..` component, no space (one kernel argument). */
+const SHARE_TARGET = /^(\/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+$/;
 
 function diskXml(d: DomainDisk, target: string): string {
   const block = d.path.startsWith('/dev/');
@@ -136,6 +151,15 @@ export function domainXml(spec: DomainSpec): string {
     `  <devices>`,
     `    <emulator>${e(spec.emulator)}</emulator>`,
     ...disks,
+    // Read-only for the guest whatever the host's modes say; `squash`: the guest cannot chown or
+    // make device nodes there (it may not write at all).
+    ...(spec.shares ?? []).flatMap((x) => [
+      `    <filesystem type='mount' accessmode='squash'>`,
+      `      <source dir='${e(x.source)}'/>`,
+      `      <target dir='${x.tag}'/>`,
+      `      <readonly/>`,
+      `    </filesystem>`,
+    ]),
     ...[...(spec.otherNics ?? []), ...(spec.nic ? [spec.nic] : [])].flatMap((n) => [
       `    <interface type='ethernet'>`,
       `      <mac address='${n.mac.toLowerCase()}'/>`,
@@ -167,6 +191,9 @@ export function applianceCmdline(opts: {
   timeoutSec?: number;
   claimSec?: number;
   personalize?: boolean;
+  /** The Debian variant: its root disk (`vdX`) and where each share's tag is mounted inside it. */
+  root?: string;
+  shares?: readonly { tag: string; target: string }[];
 }): string {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(opts.ipv4)) throw new Error('bad IPv4 address');
   // cryptomgr.notests: no self-test of every crypto algorithm at boot (about 0.3 s under TCG;
@@ -179,5 +206,13 @@ export function applianceCmdline(opts: {
   if (opts.timeoutSec !== undefined) words.push(`metad.timeout=${Math.max(1, Math.floor(opts.timeoutSec))}`);
   if (opts.claimSec !== undefined) words.push(`metad.claim=${Math.max(1, Math.ceil(opts.claimSec))}`);
   if (opts.personalize === true) words.push('metad.package=1');
+  if (opts.root !== undefined) {
+    if (!/^vd[a-z]$/.test(opts.root)) throw new Error('bad root disk');
+    words.push(`metad.root=${opts.root}`);
+  }
+  for (const x of opts.shares ?? []) {
+    if (!SHARE_TAG.test(x.tag) || !SHARE_TARGET.test(x.target)) throw new Error('bad share');
+    words.push(`metad.share=${x.tag}:${x.target}`);
+  }
   return words.join(' ');
 }

@@ -78,6 +78,31 @@ export async function buildAppliance(cacheDir: string, timeoutMs = 600_000): Pro
   return readAppliance(stdout.trim().split('\n').pop() ?? '');
 }
 
+/** What `build-debian.sh` writes into manifest.json (the Debian variant's root disk). */
+export interface DebianManifest {
+  variant: 'debian';
+  stamp: string;
+  suite: string;
+  /** Every package in the image, with its version. */
+  packages: Record<string, string>;
+  packageCount: number;
+  rootMiB: number;
+  qcow2Bytes: number;
+  debootstrapMs: number;
+  buildMs: number;
+}
+
+/**
+ * Builds (or finds) the Debian variant's root disk under `<cacheDir>/debian/` with
+ * appliance/build-debian.sh (mmdebstrap from the host's apt sources; minutes the first time).
+ * Resolves to the build's directory (`root.qcow2`, `manifest.json`).
+ */
+export async function buildDebianRoot(cacheDir: string, timeoutMs = 1_200_000): Promise<{ dir: string; manifest: DebianManifest }> {
+  const stdout = await runScript('build-debian.sh', [cacheDir], timeoutMs, 'Debian appliance build', 5);
+  const dir = stdout.trim().split('\n').pop() ?? '';
+  return { dir, manifest: JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as DebianManifest };
+}
+
 /**
  * Writes the build in `buildDir` as a bootable raw disk image to `out` (install-image.sh: MBR,
  * FAT16, syslinux, the bzImage and the initramfs, `metad.nic=<nic>` on the command line):

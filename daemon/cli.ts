@@ -14,7 +14,7 @@ import './process/hold-sighup.js';
 import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { createLogger } from './log/logger.js';
 import { runDaemon } from './process/main.js';
@@ -85,9 +85,18 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
   appliance
     .command('build')
     .description('build the install appliance into /appliance/cacheDir and make it the current one (appliance/build.sh)')
+    .addOption(
+      new Option(
+        '--variant <name>',
+        "busybox: the kernel and initramfs (seconds); debian: also the Debian root disk the 'debian' variant runs OS scripts in (appliance/build-debian.sh: mmdebstrap from this host's apt sources, a few minutes; made current as <cacheDir>/current-debian)",
+      )
+        .choices(['busybox', 'debian'])
+        .default('busybox'),
+    )
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
-    .action(async (opts: { config?: string }) => {
-      state.code = await applianceTool(opts, (cfg) => buildCurrentAppliance(cfg.appliance.cacheDir));
+    .addHelpText('after', '\nExamples:\n  sudo metad appliance build\n  sudo metad appliance build --variant debian')
+    .action(async (opts: { config?: string; variant: 'busybox' | 'debian' }) => {
+      state.code = await applianceTool(opts, (cfg) => buildCurrentAppliance(cfg.appliance.cacheDir, opts.variant));
     });
   appliance
     .command('install-image')

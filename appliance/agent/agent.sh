@@ -14,7 +14,9 @@
 # metad.nic=eth0 (the comm NIC; `last`: the highest-numbered ethN, where Ganeti puts an
 # instance's comm NIC: the install image's default, appliance/install-image.sh),
 # metad.package=1 (after create, unpack the personalization package over the first disk's
-# filesystem: personalize.sh).
+# filesystem: personalize.sh), metad.root=vdX (the Debian variant: its root disk, where the OS
+# scripts run chrooted: osdef.sh), metad.share=TAG:/PATH (a host directory shared read-only,
+# mounted at PATH in the Debian root; repeated).
 URL=http://169.254.169.254
 NIC=eth0
 IP=
@@ -22,6 +24,8 @@ T=10
 CLAIM=300
 TTL=300
 PACKAGE=
+ROOT=
+SHARES=
 for w in $(cat /proc/cmdline 2>/dev/null); do
   case $w in
     metad.ip=*) IP=${w#*=} ;;
@@ -30,6 +34,8 @@ for w in $(cat /proc/cmdline 2>/dev/null); do
     metad.claim=*) CLAIM=${w#*=} ;;
     metad.nic=*) NIC=${w#*=} ;;
     metad.package=*) PACKAGE=${w#*=} ;;
+    metad.root=*) ROOT=${w#*=} ;;
+    metad.share=*) SHARES="$SHARES ${w#*=}" ;;
   esac
 done
 case $T in '' | *[!0-9]* | 0) T=10 ;; esac
@@ -39,6 +45,7 @@ WORK=/tmp/os
 ERRF=/tmp/agent.err
 mkdir -p "$WORK"
 . /agent/http.sh
+. /agent/osdef.sh
 
 # Console lines carry the uptime (boot -> first request, retries during a metad restart).
 log() { echo "metad-agent: [$(uptime_s)] $*" >/dev/console 2>/dev/null || echo "metad-agent: [$(uptime_s)] $*"; }
@@ -169,15 +176,33 @@ if [ -n "${OSP_OS_INSTALL_PACKAGE+set}" ]; then
 fi
 unset env_secret
 
-request "$(window)" -O "$WORK/create" "$BASE/os/scripts/create" || finish failed reason=script_fetch
-chmod 0755 "$WORK/create"
-report script ok "bytes=$(wc -c <"$WORK/create")"
+# The whole OS definition (its scripts, common files, variants.list, ganeti_api_version), as
+# Ganeti's node daemon would run it from its directory.
+rc=0
+osdef_fetch || rc=$?
+[ "$rc" -eq 3 ] && finish failed reason=script_name
+[ "$rc" -eq 0 ] || finish failed reason=script_fetch
+[ -f "$WORK/create" ] || finish failed reason=no_create
+osdef_env "$WORK" || finish failed reason=os_api_version
+report script ok "files=$OSDEF_FILES" "api=$OS_API_VERSION" "variant=${OS_VARIANT:-}"
 
 disks_ready || finish failed reason=disk_modules
+if [ -n "$ROOT" ]; then
+  # shellcheck disable=SC2086 # one word per share
+  debian_root "$ROOT" $SHARES || finish failed reason=debian_root
+  DEBIAN_ROOT=1
+  report root ok "shares=$(echo $SHARES | wc -w)"
+fi
+# Ganeti runs `verify` (API 20) to check the parameters before it installs.
+if [ -f "$WORK/verify" ] && [ "$OS_API_VERSION" -ge 20 ]; then
+  osdef_run verify </dev/null >/dev/console 2>&1
+  rc=$?
+  [ "$rc" -eq 0 ] || { report verify failed "exit=$rc"; finish failed reason=verify "exit=$rc"; }
+  report verify ok
+fi
 report create start
-cd "$WORK" && ./create </dev/null >/dev/console 2>&1
+osdef_run create </dev/null >/dev/console 2>&1
 rc=$?
-cd /
 if [ "$rc" -eq 0 ]; then
   report create ok
   if [ "$PACKAGE" = 1 ]; then

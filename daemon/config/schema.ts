@@ -563,12 +563,50 @@ export const configSchema = {
         baseDisk: {
           type: 'string',
           description:
-            "A disk-based appliance: a read-only qcow2 base image; each run gets a fresh qcow2 overlay over it in overlayDir (deleted afterwards), attached after the instance's disks. Unset (the busybox appliance): no appliance disk.",
+            "A disk for every busybox run: a read-only qcow2 base image; each run gets a fresh qcow2 overlay over it in overlayDir (deleted afterwards), attached after the instance's disks. Unset (the default): the busybox appliance runs from RAM with no appliance disk. The Debian variant's disk is `debianRoot`.",
+        },
+        variant: {
+          type: 'string',
+          enum: ['busybox', 'debian'],
+          default: 'busybox',
+          description:
+            "The appliance variant of an OS definition whose `metad_appliance` file names none. `busybox`: the kernel and initramfs only, fast; runs `#!/bin/sh` scripts. `debian`: the same kernel and initramfs, plus a Debian userland (bash, util-linux, e2fsprogs, fdisk, kpartx, qemu-utils, debootstrap, …) on a read-only root disk (`debianRoot`, through a per-run overlay) where the OS scripts run: real definitions such as Debian's ganeti-instance-debootstrap, unmodified.",
+        },
+        debianRoot: {
+          type: 'string',
+          description:
+            "The Debian variant's read-only root disk (qcow2; each run boots it through a fresh overlay in overlayDir, deleted afterwards). Unset: `<cacheDir>/current-debian/root.qcow2`, what `metad appliance build --variant debian` makes.",
+        },
+        shares: {
+          type: 'array',
+          default: [],
+          maxItems: 8,
+          description:
+            "Host directories handed to the Debian variant read-only (virtio 9p), mounted at `target` inside its root before the OS scripts run: e.g. ganeti-instance-debootstrap's cache tarballs (`/var/cache/ganeti-instance-debootstrap`) and its configuration (`/etc/ganeti/instance-debootstrap`: variants, hooks). Never writable by the appliance; not given to busybox runs.",
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['source', 'target'],
+            properties: {
+              source: {
+                type: 'string',
+                pattern: '^/[A-Za-z0-9/._+-]*$',
+                maxLength: 1024,
+                description: 'The host directory (absolute; resolved when a run is prepared, and it must be a directory then).',
+              },
+              target: {
+                type: 'string',
+                pattern: '^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+$',
+                maxLength: 200,
+                description: 'Where it appears inside the Debian root (absolute; no `.` or `..` component).',
+              },
+            },
+          },
         },
         overlayDir: {
           type: 'string',
           default: '/var/lib/metad/overlays',
-          description: 'Where the per-run overlays of baseDisk live while their job runs.',
+          description: 'Where the per-run overlays (of baseDisk, or of the Debian root) live while their job runs.',
         },
         qemuImgPath: {
           type: 'string',

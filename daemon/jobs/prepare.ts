@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { applianceCmdline, SEABIOS, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
+import { applianceCmdline, diskTarget, SEABIOS, type DomainSpec, type VirtType } from '../../appliance/domain-xml.js';
 import type { Config } from '../config/config.js';
 import type { PublicDoc } from '../registry/model.js';
 import { APPLIANCE_TAP_PREFIX, METADATA_IPV4, tapNameProblem } from '../net.js';
@@ -69,6 +69,11 @@ export interface SpecInputs {
   names: RunNames;
   appliance: ApplianceConfig;
   url?: string | undefined;
+  /**
+   * The Debian variant: its root disk is the run's overlay (attached after the instance's disks)
+   * and these host directories (resolved) are shared read-only at their targets inside it.
+   */
+  debian?: { shares: readonly { source: string; target: string }[] };
 }
 
 /**
@@ -76,7 +81,8 @@ export interface SpecInputs {
  * which is also the default) and vCPUs (default from config, at most 64), its disks in index
  * order, the comm NIC on the appliance tap with the instance's MAC, the agent's command line
  * with the instance's comm IPv4 and the claim deadline (how long the agent keeps retrying
- * metad), and the overlay when the appliance is disk-based. A `self_install` instance's run boots
+ * metad), and the overlay when the appliance is disk-based (the Debian variant's root: the agent
+ * is told which disk it is and where each share goes). A `self_install` instance's run boots
  * its own first disk with SeaBIOS instead (no kernel, command line or overlay).
  */
 export function runSpec(i: SpecInputs): DomainSpec {
@@ -94,6 +100,7 @@ export function runSpec(i: SpecInputs): DomainSpec {
   };
   // self_install: the instance's own first disk, booted by the BIOS; no appliance, no overlay.
   if (i.doc.install?.mode === 'self_install') return { ...common, firmware: SEABIOS };
+  const shares = (i.debian?.shares ?? []).map((x, n) => ({ ...x, tag: `share${String(n)}` }));
   return {
     ...common,
     kernel: i.image.kernel,
@@ -104,8 +111,10 @@ export function runSpec(i: SpecInputs): DomainSpec {
       claimSec: a.claimDeadlineMs / 1000,
       personalize: i.doc.install?.packageUrl !== undefined,
       ...(i.url ? { url: i.url } : {}),
+      ...(i.debian ? { root: diskTarget(common.disks.length), shares } : {}),
     }),
     firmware: a.firmware,
-    ...(a.baseDisk !== undefined ? { overlay: i.names.overlay } : {}),
+    ...(a.baseDisk !== undefined || i.debian ? { overlay: i.names.overlay } : {}),
+    ...(shares.length > 0 ? { shares: shares.map(({ source, tag }) => ({ source, tag })) } : {}),
   };
 }

@@ -6,7 +6,8 @@
  * the optional overlay, the domain XML. Everything a run creates is named after its domain
  * (daemon/jobs/prepare.ts), so `release` finds it again after a restart.
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { domainXml, type VirtType } from '../../appliance/domain-xml.js';
@@ -27,6 +28,7 @@ import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js
 import type { JobDeps, PreparedRun } from './manager.js';
 import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
+import { debianRootOf, resolveShares, variantOf } from './variant.js';
 
 /** One connection for the daemon's life, opened on first use. */
 export function defaultHypervisor(uri: string): () => Promise<Hypervisor> {
@@ -274,6 +276,24 @@ export class ProductionAppliance {
     const a = this.a;
     // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
     const disks = await this.admit(instance, busy);
+    // The variant (and, for Debian, its root and shares) before anything is written or made.
+    const variantDoc = this.d.store.mustGet(instance).doc;
+    const variant =
+      variantDoc.install?.mode === 'self_install'
+        ? 'busybox'
+        : await variantOf(this.d.config.os.searchPath, variantDoc.os?.name, a.variant);
+    const debian = variant === 'debian' ? { shares: await resolveShares(a.shares) } : undefined;
+    const base = debian ? debianRootOf(a) : a.baseDisk;
+    if (
+      debian &&
+      !(await access(base ?? '', constants.R_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw unavailable(
+        'no Debian appliance root disk: run `metad appliance build --variant debian` (or point /appliance/debianRoot at a build)',
+      );
     const osImage = this.d.store.mustGet(instance).doc.install?.image;
     const disk0 = disks[0];
     if (osImage !== undefined && disk0 !== undefined) {
@@ -313,12 +333,12 @@ export class ProductionAppliance {
     const names = runNames(domain, a);
     const doc = this.d.store.mustGet(instance).doc;
     const url = metadataUrl(this.d.config.guest.listen);
-    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url }));
+    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url, ...(debian ? { debian } : {}) }));
     try {
       await this.runDir();
-      if (a.baseDisk !== undefined && doc.install?.mode !== 'self_install') {
+      if (base !== undefined && doc.install?.mode !== 'self_install') {
         await mkdir(a.overlayDir, { recursive: true, mode: 0o700 });
-        await this.makeOverlay(a.baseDisk, names.overlay);
+        await this.makeOverlay(base, names.overlay);
       }
       await c.net.createTap(names.tap);
       await c.useJobTap(instance, names.tap);

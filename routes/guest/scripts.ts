@@ -1,5 +1,6 @@
 /**
- * OS scripts for the guest: `os/scripts/` lists them and `os/scripts/<name>` serves one, from the
+ * OS scripts for the guest: `os/scripts/` lists them and `os/scripts/<name>` serves one (a script or
+ * a file the scripts read, such as `common.sh`: the appliance fetches the whole definition), from the
  * instance's OS definition directory, the `untrusted/` variant where present (Ganeti design:
  * untrusted code runs in the appliance). The definition is found by the instance's OS name in
  * the configured OS search path (Ganeti's `os_search_path`: daemon/registry/os-definition.ts),
@@ -12,12 +13,19 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openRegular, realDir, realInside, regularFileProblem } from '../../daemon/registry/host-file.js';
 
-const SCRIPT_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+/**
+ * A file of the definition: its scripts and the files they read from their directory
+ * (`common.sh`, `variants.list`, `ganeti_api_version`, `parameters.list`). `metad_*` files are
+ * metad's own host-side settings of the definition (`metad_trusted_secrets`, `metad_appliance`):
+ * never served.
+ */
+const SCRIPT_NAME = /^[a-z][a-z0-9_.-]{0,63}$/;
+const HOST_ONLY = /^metad_/;
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
 
 /** The real path `name` would be served from (untrusted/ first), or undefined. */
 async function resolveScript(base: string, name: string): Promise<string | undefined> {
-  if (!SCRIPT_NAME.test(name)) return undefined;
+  if (!SCRIPT_NAME.test(name) || HOST_ONLY.test(name)) return undefined;
   return (await realInside(base, join(base, 'untrusted', name))) ?? (await realInside(base, join(base, name)));
 }
 
@@ -45,15 +53,16 @@ async function namesIn(dir: string): Promise<string[]> {
 
 /**
  * The names `os/scripts/` lists: those `readOsScript` would serve, sorted. For a definition
- * with `create`, `export`, `untrusted/create`, `variants.list` and a symlink to /etc/passwd:
- * ["create", "export"]. A missing or unreadable directory lists nothing.
+ * with `create`, `export`, `untrusted/create`, `variants.list`, `metad_trusted_secrets` and a
+ * symlink to /etc/passwd: ["create", "export", "variants.list"]. A missing or unreadable
+ * directory lists nothing.
  */
 export async function listOsScripts(definitionDir: string): Promise<string[]> {
   const base = await realDir(definitionDir);
   if (base === undefined) return [];
   const candidates = new Set([...(await namesIn(join(base, 'untrusted'))), ...(await namesIn(base))]);
   const out: string[] = [];
-  for (const name of [...candidates].filter((n) => SCRIPT_NAME.test(n)).sort()) {
+  for (const name of [...candidates].filter((n) => SCRIPT_NAME.test(n) && !HOST_ONLY.test(n)).sort()) {
     const path = await resolveScript(base, name);
     const st = path === undefined ? undefined : await stat(path).catch(() => undefined);
     if (st && regularFileProblem(st, MAX_SCRIPT_BYTES) === undefined) out.push(name);

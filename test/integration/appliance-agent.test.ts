@@ -29,6 +29,7 @@ import { COMM_NIC_PREFIX } from '../../daemon/feeds/ganeti-map.js';
 const http = join(applianceSourceDir(), 'agent', 'http.sh');
 const packageSh = join(applianceSourceDir(), 'agent', 'package.sh');
 const jsonAwk = join(applianceSourceDir(), 'agent', 'json.awk');
+const osdefSh = join(applianceSourceDir(), 'agent', 'osdef.sh');
 
 /** Runs `script` in busybox sh after sourcing http.sh; stdout, stderr and the exit code. */
 async function agentSh(
@@ -40,7 +41,7 @@ async function agentSh(
     .map(([k, v]) => `${k}='${v}'`)
     .join('; ');
   // Only busybox's applets: a PATH of its applet links, as in the appliance.
-  const child = spawn(busybox, ['sh', '-c', `${set}; . ${http}; . ${packageSh}; ${script}`], {
+  const child = spawn(busybox, ['sh', '-c', `${set}; . ${http}; . ${packageSh}; . ${osdefSh}; ${script}`], {
     env: { PATH: vars['APPLETS'] ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -281,4 +282,67 @@ test("Ganeti's OS install package: unpacked, its environment exported without ev
     assert.equal(bad.out.trim(), 'rc=1\nrun=127', `${name}: ${bad.out}`);
   }
   assert.ok(!existsSync(`${pwned}-1`));
+});
+
+test('the OS definition in the appliance: fetched whole (the last name too), its API version and default variant worked out as Ganeti does, its scripts run in their directory', async (t) => {
+  if (skipOrFail(t, applianceMissing())) return;
+  const { busybox } = await testAppliance();
+  const d = await startTestDaemon();
+  const dir = await mkdtemp(join(tmpdir(), 'metad-agent-osdef-'));
+  t.after(async () => {
+    await d.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const osDir = join(d.dir, 'os', 'multi');
+  mkdirSync(osDir, { recursive: true });
+  writeFileSync(join(osDir, 'ganeti_api_version'), '5\n10\n 15\n');
+  writeFileSync(join(osDir, 'variants.list'), '\nbuster\nbullseye\n');
+  writeFileSync(join(osDir, 'common.sh'), 'greet() { echo "common says hi"; }\n');
+  // The last name in the listing (sorted): a listing without a final newline still yields it.
+  writeFileSync(
+    join(osDir, 'zz-create'),
+    '#!/bin/sh\n. ./common.sh\ngreet\necho "api=$OS_API_VERSION os=$OS_NAME variant=$OS_VARIANT hv=$HYPERVISOR debug=$DEBUG_LEVEL"\n',
+  );
+  const put = await d.admin(
+    'PUT',
+    '/v1/instances/vm1',
+    sampleInstance(1, { comm: { mac: '52:54:00:00:00:01', ipv4: '127.0.0.1' }, os: { name: 'multi' } }),
+  );
+  assert.equal(put.status, 201, put.text);
+  const url = `http://127.0.0.1:${String(d.guestPort)}`;
+  const work = join(dir, 'work');
+  mkdirSync(work);
+  const vars = {
+    URL: url,
+    T: '5',
+    TTL: '300',
+    ERRF: join(dir, 'err'),
+    APPLETS: await applets(busybox, await mkdtemp(join(dir, 'bin-'))),
+    BASE: `${url}/ganeti/latest`,
+    WORK: work,
+  };
+  const r = await agentSh(
+    busybox,
+    vars,
+    'window() { echo $(($(now) + 20)); }; osdef_fetch || exit 3; echo "files=$OSDEF_FILES"; INSTANCE_OS=multi+; ' +
+      'osdef_env "$WORK" || exit 4; osdef_run zz-create; echo "rc=$?"; ' +
+      'for n in create common.sh variants.list a-b_c.d ../x .x Create "" x/y; do osdef_name_ok "$n" && echo "ok:$n"; done; ' +
+      'printf "20\\n" >"$WORK/ganeti_api_version"; unset OS_VARIANT; osdef_env "$WORK"; echo "api=$OS_API_VERSION variant=$OS_VARIANT"; ' +
+      'printf "10\\n" >"$WORK/ganeti_api_version"; OS_VARIANT=keep; osdef_env "$WORK"; echo "api=$OS_API_VERSION variant=${OS_VARIANT-unset}"; ' +
+      'printf "4\\n30\\n" >"$WORK/ganeti_api_version"; osdef_env "$WORK"; echo "refused=$?"',
+  );
+  assert.equal(r.code, 0, r.err + r.out);
+  assert.deepEqual(r.out.trim().split('\n'), [
+    'files=4',
+    'common says hi',
+    'api=15 os=multi variant=buster hv=kvm debug=0',
+    'rc=0',
+    'ok:create',
+    'ok:common.sh',
+    'ok:variants.list',
+    'ok:a-b_c.d',
+    'api=20 variant=buster',
+    'api=10 variant=unset',
+    'refused=1',
+  ]);
 });

@@ -26,6 +26,10 @@ test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (
   writeFileSync(join(osdir, 'untrusted', 'verify'), '#!/bin/sh\necho verify\n');
   writeFileSync(join(osdir, 'export'), '#!/bin/sh\necho export\n');
   writeFileSync(join(osdir, 'variants.list'), 'default\n');
+  writeFileSync(join(osdir, 'common.sh'), 'CLEANUP=( )\n');
+  writeFileSync(join(osdir, 'metad_trusted_secrets'), 'api-token\n');
+  writeFileSync(join(osdir, 'metad_appliance'), 'debian\n');
+  writeFileSync(join(osdir, '.hidden'), 'x');
   writeFileSync(join(osdir, 'huge'), '');
   truncateSync(join(osdir, 'huge'), MAX_SCRIPT_BYTES + 1);
   writeFileSync(join(d.dir, 'outside'), 'host secret file');
@@ -37,20 +41,25 @@ test('ganeti os/scripts/ lists exactly the scripts the guest can fetch', async (
   assert.deepEqual((await d.guest(VM1, 'GET', '/ganeti/latest/os/')).text.split('\n'), ['parameters.json', 'scripts/']);
   const listed = await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/');
   assert.equal(listed.status, 200);
-  assert.equal(listed.text, 'create\nexport\nrename\nverify');
+  // The definition's other files too (common.sh, variants.list: the scripts read them from their
+  // directory), but never metad's own host-side settings (metad_*) or a hidden file.
+  assert.equal(listed.text, 'common.sh\ncreate\nexport\nrename\nvariants.list\nverify');
   assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts')).text, listed.text, 'with or without the slash');
   assert.equal((await d.guest(VM1, 'HEAD', '/ganeti/latest/os/scripts/')).status, 200);
   assert.equal((await d.guest(VM1, 'POST', '/ganeti/latest/os/scripts/')).status, 405);
   for (const name of listed.text.split('\n')) {
     assert.equal((await d.guest(VM1, 'GET', `/ganeti/latest/os/scripts/${name}`)).status, 200, name);
   }
-  for (const name of ['escape', 'variants.list', 'huge', 'subdir', 'untrusted']) {
+  for (const name of ['escape', 'huge', 'subdir', 'untrusted', 'metad_trusted_secrets', 'metad_appliance', '.hidden', '..', '.']) {
     assert.equal((await d.guest(VM1, 'GET', `/ganeti/latest/os/scripts/${name}`)).status, 404, name);
   }
 
   // Not cached: a script added on the host shows up at once.
   writeFileSync(join(osdir, 'import'), '#!/bin/sh\n');
-  assert.equal((await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/')).text, 'create\nexport\nimport\nrename\nverify');
+  assert.equal(
+    (await d.guest(VM1, 'GET', '/ganeti/latest/os/scripts/')).text,
+    'common.sh\ncreate\nexport\nimport\nrename\nvariants.list\nverify',
+  );
 
   // No OS definition (or one that does not exist): an empty listing, still 200.
   const none = await d.guest(VM2, 'GET', '/ganeti/latest/os/scripts/');

@@ -5,10 +5,16 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildAppliance, type ApplianceImage } from '../../appliance/image.js';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { buildAppliance, buildDebianRoot, type ApplianceImage } from '../../appliance/image.js';
 import { hasCommand } from './env.js';
 
 let built: Promise<ApplianceImage> | undefined;
+let debianBuilt: Promise<string> | undefined;
+const run = promisify(execFile);
 
 /** The shared build cache (a `metad appliance build` there reuses the tests' build). */
 export function applianceCacheDir(): string {
@@ -26,6 +32,53 @@ export function applianceMissing(): string | undefined {
 export function testAppliance(): Promise<ApplianceImage> {
   built ??= buildAppliance(applianceCacheDir());
   return built;
+}
+
+/** Why the Debian variant cannot be built here (undefined when it can). */
+export function debianMissing(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the Debian appliance is built as root';
+  for (const c of ['mmdebstrap', 'mke2fs', 'qemu-img']) {
+    if (!hasCommand(c)) return `${c} not installed; run .ci/install-deps.sh`;
+  }
+  return undefined;
+}
+
+/** The Debian variant's root disk (appliance/build-debian.sh into the shared cache; minutes the first time). */
+export function testDebianRoot(): Promise<string> {
+  debianBuilt ??= buildDebianRoot(applianceCacheDir()).then((b) => join(b.dir, 'root.qcow2'));
+  return debianBuilt;
+}
+
+/**
+ * A ganeti-instance-debootstrap cache directory holding `cache-<suite>-amd64.tar`: a minbase
+ * Debian of the host's suite (plus `include`), made on the host with mmdebstrap from the host's
+ * apt sources, as the package's own `GENERATE_CACHE` would have made it. Built once per name
+ * under the shared cache (a minute or so), reused afterwards.
+ */
+export async function debootstrapCache(name: string, suite: string, include: readonly string[] = []): Promise<string> {
+  const dir = join(applianceCacheDir(), 'debootstrap-cache', name);
+  const tar = join(dir, `cache-${suite}-amd64.tar`);
+  if (existsSync(tar)) return dir;
+  await mkdir(dir, { recursive: true });
+  const tmp = `${tar}.tmp`;
+  await rm(tmp, { force: true });
+  const sources = ['/etc/apt/sources.list', '/etc/apt/sources.list.d/debian.sources'].filter((f) => existsSync(f));
+  await run(
+    'mmdebstrap',
+    [
+      '--quiet',
+      '--mode=root',
+      '--variant=minbase',
+      '--format=tar',
+      ...(include.length > 0 ? [`--include=${include.join(',')}`] : []),
+      suite,
+      tmp,
+      ...sources,
+    ],
+    { maxBuffer: 16 << 20, timeout: 1_200_000 },
+  );
+  await rename(tmp, tar);
+  return dir;
 }
 
 /**

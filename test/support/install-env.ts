@@ -85,7 +85,10 @@ async function qemus(ns: string): Promise<number[]> {
   return out;
 }
 
-export async function startInstallEnv(appliance: Record<string, unknown>): Promise<InstallEnv> {
+export async function startInstallEnv(
+  appliance: Record<string, unknown>,
+  more: { searchPath?: readonly string[] } = {},
+): Promise<InstallEnv> {
   const img = await testAppliance();
   const dir = await mkdtemp(join(tmpdir(), 'metad-install-env-'));
   await chmod(dir, 0o755); // dnsmasq reads its hosts file under it after dropping privileges (a self_install guest asks DHCP)
@@ -111,7 +114,7 @@ export async function startInstallEnv(appliance: Record<string, unknown>): Promi
     const config = {
       guest: { listen: [{ host: METADATA_IP, port: 80 }], commRange: ['169.254.0.0/16'] },
       network: { mode: 'routed', runDir: join(dir, 'comm') },
-      os: { searchPath: [join(dir, 'os')] },
+      os: { searchPath: [join(dir, 'os'), ...(more.searchPath ?? [])] },
       // Instances' disks: files under the environment's directory; OS images under its images/.
       storage: { fileRoots: [dir], imageRoots: [join(dir, 'images')] },
       appliance: {

@@ -103,3 +103,38 @@ test('disk targets and the agent command line', () => {
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4 init=/bin/sh' }));
   assert.throws(() => applianceCmdline({ ipv4: '1.2.3.4', url: 'http://x y' }));
 });
+
+test('domain XML: shares are read-only 9p filesystems by tag; the command line says where the Debian root and each share are', () => {
+  const spec: DomainSpec = {
+    name: 'metad-install-s',
+    type: 'qemu',
+    memoryMiB: 256,
+    vcpus: 1,
+    kernel: '/k',
+    initrd: '/i',
+    cmdline: 'console=ttyS0',
+    firmware: QBOOT_ROM,
+    disks: [{ path: '/srv/d0.raw', format: 'raw' }],
+    overlay: '/var/lib/metad/overlays/metad-install-s.qcow2',
+    shares: [{ source: "/srv/it's", tag: 'share0' }],
+    consoleLog: '/run/c.log',
+    emulator: QEMU_X86,
+  };
+  const xml = domainXml(spec);
+  assert.ok(
+    xml.includes(
+      "    <filesystem type='mount' accessmode='squash'>\n      <source dir='/srv/it&apos;s'/>\n      <target dir='share0'/>\n      <readonly/>\n    </filesystem>",
+    ),
+    xml,
+  );
+  assert.throws(() => domainXml({ ...spec, shares: [{ source: 'relative', tag: 'share0' }] }), /absolute/);
+  assert.throws(() => domainXml({ ...spec, shares: [{ source: '/x', tag: 'Share 0' }] }), /share tag/);
+  assert.equal(
+    applianceCmdline({ ipv4: '169.254.1.2', root: 'vdb', shares: [{ tag: 'share0', target: '/var/cache/x' }] }),
+    'console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests metad.ip=169.254.1.2 metad.root=vdb metad.share=share0:/var/cache/x',
+  );
+  assert.throws(() => applianceCmdline({ ipv4: '169.254.1.2', root: 'sda' }), /root disk/);
+  for (const target of ['/a/../b', '/a b', 'rel', '/./x', '/']) {
+    assert.throws(() => applianceCmdline({ ipv4: '169.254.1.2', shares: [{ tag: 'share0', target }] }), /bad share/, target);
+  }
+});

@@ -21,6 +21,7 @@ import { tapNameProblem } from '../../daemon/net.js';
 import { applianceTap, imageDirOf, metadataUrl, runNames, runSpec } from '../../daemon/jobs/prepare.js';
 import { SEABIOS } from '../../appliance/domain-xml.js';
 import { kvmWorks, virtTypeChooser } from '../../daemon/jobs/virt-type.js';
+import { debianRootOf, parseVariant, resolveShares, VARIANT_FILE, variantOf } from '../../daemon/jobs/variant.js';
 import { ProductionAppliance, type WiringDeps } from '../../daemon/jobs/wiring.js';
 import { appliancePreflight, installAvailability } from '../../daemon/jobs/preflight.js';
 import { loadBinding } from '../../appliance/libvirt.js';
@@ -207,6 +208,90 @@ test('spec: memory, vCPUs and disks from the instance, defaults from config; ove
   assert.equal(self.firmware, SEABIOS);
   assert.deepEqual(self.disks, [{ path: '/srv/media.raw', format: 'raw' }]);
   assert.deepEqual(self.nic, { tap: names.tap, mac: '52:54:00:aa:00:01' });
+});
+
+test('spec: the Debian variant boots its root through the overlay after the instance disks, told where it is and where each share goes', () => {
+  const a = routedConfig('/tmp/x').appliance;
+  const names = runNames('metad-install-x', a);
+  const spec = runSpec({
+    domain: 'metad-install-x',
+    doc: doc({ hardware: { disks: [{ path: '/srv/d0.raw' }, { path: '/srv/d1.raw' }] } }),
+    image: { kernel: '/i/vmlinux', initrd: '/i/initrd.cpio' },
+    type: 'qemu',
+    names,
+    appliance: a,
+    debian: {
+      shares: [
+        { source: '/var/cache/ganeti-instance-debootstrap', target: '/var/cache/ganeti-instance-debootstrap' },
+        { source: '/srv/conf', target: '/etc/ganeti/instance-debootstrap' },
+      ],
+    },
+  });
+  assert.equal(spec.overlay, names.overlay, 'the root disk is a per-run overlay, with or without baseDisk');
+  assert.match(spec.cmdline ?? '', / metad\.root=vdc /, 'after the two instance disks');
+  assert.match(
+    spec.cmdline ?? '',
+    / metad\.share=share0:\/var\/cache\/ganeti-instance-debootstrap metad\.share=share1:\/etc\/ganeti\/instance-debootstrap$/,
+  );
+  assert.deepEqual(spec.shares, [
+    { source: '/var/cache/ganeti-instance-debootstrap', tag: 'share0' },
+    { source: '/srv/conf', tag: 'share1' },
+  ]);
+});
+
+test('variant: the definition’s metad_appliance names it, else the config; anything else is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-variant-'));
+  try {
+    const os = join(dir, 'os');
+    for (const n of ['plain', 'deb', 'typo', 'two', 'escape', 'fifo']) mkdirSync(join(os, n), { recursive: true });
+    writeFileSync(join(os, 'deb', VARIANT_FILE), '# the Debian userland\ndebian\n');
+    writeFileSync(join(os, 'typo', VARIANT_FILE), 'Debian\n');
+    writeFileSync(join(os, 'two', VARIANT_FILE), 'busybox\ndebian\n');
+    writeFileSync(join(dir, 'outside'), 'debian\n');
+    symlinkSync(join(dir, 'outside'), join(os, 'escape', VARIANT_FILE));
+    execFileSync('mkfifo', [join(os, 'fifo', VARIANT_FILE)]);
+    assert.equal(await variantOf([os], 'plain', 'busybox'), 'busybox');
+    assert.equal(await variantOf([os], 'plain+v1', 'debian'), 'debian');
+    assert.equal(await variantOf([os], 'deb+v1', 'busybox'), 'debian');
+    assert.equal(await variantOf([os], 'missing', 'busybox'), 'busybox');
+    assert.equal(await variantOf([os], undefined, 'busybox'), 'busybox');
+    assert.equal(await variantOf([os], 'escape', 'busybox'), 'busybox', 'a symlink out of the definition is never read');
+    for (const n of ['typo', 'two', 'fifo']) {
+      await assert.rejects(
+        variantOf([os], n, 'busybox'),
+        (e: unknown) => e instanceof DaemonError && e.message.startsWith(`OS definition ${n}: ${VARIANT_FILE} `),
+        n,
+      );
+    }
+    assert.equal(parseVariant('busybox', 'x'), 'busybox');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('shares: resolved to real directories when the run is prepared; anything else stops the run with the key named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metad-shares-'));
+  try {
+    mkdirSync(join(dir, 'real'));
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    writeFileSync(join(dir, 'file'), '');
+    assert.deepEqual(await resolveShares([{ source: join(dir, 'link'), target: '/var/cache/x' }]), [
+      { source: join(dir, 'real'), target: '/var/cache/x' },
+    ]);
+    for (const bad of [join(dir, 'file'), join(dir, 'missing')]) {
+      await assert.rejects(
+        resolveShares([
+          { source: join(dir, 'real'), target: '/a' },
+          { source: bad, target: '/b' },
+        ]),
+        (e: unknown) => e instanceof DaemonError && e.message.startsWith('/appliance/shares/1: '),
+      );
+    }
+    assert.equal(debianRootOf({ cacheDir: '/var/cache/metad/appliance' }), '/var/cache/metad/appliance/current-debian/root.qcow2');
+    assert.equal(debianRootOf({ cacheDir: '/c', debianRoot: '/srv/root.qcow2' }), '/srv/root.qcow2');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a run: the appliance tap is created and stands in for the instance NIC (registered tap untouched); the end removes tap, rules and console log', async () => {

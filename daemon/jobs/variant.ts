@@ -1,0 +1,75 @@
+/**
+ * Which appliance variant an install run boots, and what the Debian variant needs from the host.
+ *
+ * - The OS definition chooses: a `metad_appliance` file in its directory (one word, `busybox` or
+ *   `debian`; metad's own host-side setting, never served to the guest); without one,
+ *   `appliance.variant` does. A file that says anything else fails the run (a typo must not
+ *   quietly run bash scripts under busybox sh).
+ * - The Debian variant boots the same kernel and initramfs plus its root disk
+ *   (`appliance.debianRoot`, default `<cacheDir>/current-debian/root.qcow2`) through a per-run
+ *   overlay, and `appliance.shares`: host directories handed read-only, each resolved when the run
+ *   is prepared and required to be a directory then.
+ */
+import { realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config/config.js';
+import { DaemonError } from '../errors.js';
+import { openRegular, realInside } from '../registry/host-file.js';
+import { osDefinitionDir } from '../registry/os-definition.js';
+
+export type Variant = 'busybox' | 'debian';
+type ApplianceConfig = Config['appliance'];
+
+const VARIANTS: readonly string[] = ['busybox', 'debian'];
+
+/** The file in an OS definition that names its variant. */
+export const VARIANT_FILE = 'metad_appliance';
+
+/** The variant an OS definition's `metad_appliance` text names ('debian\n' -> 'debian'), or a DaemonError. */
+export function parseVariant(text: string, osName: string): Variant {
+  const words = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const word = words[0];
+  if (words.length !== 1 || word === undefined || !VARIANTS.includes(word))
+    throw new DaemonError('Unavailable', `OS definition ${osName}: ${VARIANT_FILE} must name one appliance variant: busybox or debian`);
+  return word as Variant;
+}
+
+/** The variant of a run of an instance whose OS is `osName`: its definition's choice, else the configured one. */
+export async function variantOf(searchPath: readonly string[], osName: string | undefined, fallback: Variant): Promise<Variant> {
+  const def = await osDefinitionDir(searchPath, osName);
+  if (def === undefined) return fallback;
+  // Inside the definition (no symlink out), a regular file, small: opened without blocking.
+  const path = await realInside(await realpath(def), join(def, VARIANT_FILE));
+  if (path === undefined) return fallback;
+  const opened = await openRegular(path, 256);
+  if ('problem' in opened) throw new DaemonError('Unavailable', `OS definition ${osName ?? ''}: ${VARIANT_FILE} ${opened.problem}`);
+  try {
+    return parseVariant(await opened.fh.readFile('utf8'), osName ?? '');
+  } finally {
+    await opened.fh.close();
+  }
+}
+
+/** The Debian variant's read-only root disk. */
+export function debianRootOf(a: Pick<ApplianceConfig, 'debianRoot' | 'cacheDir'>): string {
+  return a.debianRoot ?? join(a.cacheDir, 'current-debian', 'root.qcow2');
+}
+
+/** `appliance.shares`, each source resolved now and required to be a directory. */
+export async function resolveShares(shares: ApplianceConfig['shares']): Promise<{ source: string; target: string }[]> {
+  const out: { source: string; target: string }[] = [];
+  for (const [n, s] of shares.entries()) {
+    const real = await realpath(s.source).catch(() => undefined);
+    const st = real === undefined ? undefined : await stat(real).catch(() => undefined);
+    if (real === undefined || !st?.isDirectory())
+      throw new DaemonError(
+        'Unavailable',
+        `/appliance/shares/${String(n)}: its source is not a directory (the Debian appliance cannot start)`,
+      );
+    out.push({ source: real, target: s.target });
+  }
+  return out;
+}
