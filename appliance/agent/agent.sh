@@ -193,6 +193,11 @@ if [ -n "$ROOT" ]; then
   DEBIAN_ROOT=1
   report root ok "shares=$(echo $SHARES | wc -w)"
 fi
+# A script whose interpreter this variant lacks (bash in busybox) is said plainly, not run.
+for s in verify create; do
+  [ -f "$WORK/$s" ] || continue
+  missing=$(osdef_interpreter "$s") || finish failed reason=interpreter "script=$s" "interpreter=$missing"
+done
 # Ganeti runs `verify` (API 20) to check the parameters before it installs.
 if [ -f "$WORK/verify" ] && [ "$OS_API_VERSION" -ge 20 ]; then
   osdef_run verify </dev/null >/dev/console 2>&1

@@ -95,6 +95,19 @@ debian_root() {
   mkdir -p "$DEBIAN$WORK" && cp -a "$WORK/." "$DEBIAN$WORK/"
 }
 
+# osdef_interpreter NAME: the interpreter NAME's `#!` line names when it is missing where the
+# script would run (e.g. /bin/bash in the busybox variant); nothing (and 0) when it is there.
+osdef_interpreter() {
+  IFS= read -r first <"$WORK/$1" || first=
+  case $first in '#!'*) ;; *) return 0 ;; esac
+  interp=${first#\#!}
+  interp=${interp# }
+  interp=${interp%% *}
+  [ -x "${DEBIAN_ROOT:+$DEBIAN}$interp" ] && return 0
+  echo "$interp"
+  return 1
+}
+
 # osdef_run NAME: runs the definition's script NAME in its directory with the exported
 # environment, in the Debian root when one is mounted; its exit status.
 osdef_run() {

@@ -329,7 +329,9 @@ test('the OS definition in the appliance: fetched whole (the last name too), its
       'for n in create common.sh variants.list a-b_c.d ../x .x Create "" x/y; do osdef_name_ok "$n" && echo "ok:$n"; done; ' +
       'printf "20\\n" >"$WORK/ganeti_api_version"; unset OS_VARIANT; osdef_env "$WORK"; echo "api=$OS_API_VERSION variant=$OS_VARIANT"; ' +
       'printf "10\\n" >"$WORK/ganeti_api_version"; OS_VARIANT=keep; osdef_env "$WORK"; echo "api=$OS_API_VERSION variant=${OS_VARIANT-unset}"; ' +
-      'printf "4\\n30\\n" >"$WORK/ganeti_api_version"; osdef_env "$WORK"; echo "refused=$?"',
+      'printf "4\\n30\\n" >"$WORK/ganeti_api_version"; osdef_env "$WORK"; echo "refused=$?"; ' +
+      'printf "#! /bin/no-such-shell -e\\necho\\n" >"$WORK/b"; m=$(osdef_interpreter b); echo "missing=$m rc=$?"; ' +
+      'printf "#!/bin/sh\\n" >"$WORK/c"; m=$(osdef_interpreter c); echo "missing=$m rc=$?"; osdef_interpreter common.sh; echo "plain=$?"',
   );
   assert.equal(r.code, 0, r.err + r.out);
   assert.deepEqual(r.out.trim().split('\n'), [
@@ -344,5 +346,8 @@ test('the OS definition in the appliance: fetched whole (the last name too), its
     'api=20 variant=buster',
     'api=10 variant=unset',
     'refused=1',
+    'missing=/bin/no-such-shell rc=1',
+    'missing= rc=0',
+    'plain=0',
   ]);
 });

@@ -13,6 +13,8 @@
  *  - noop1: Debian's ganeti-os-noop (`#!/bin/sh`, OS API 5 and 10) in the busybox variant: its
  *    definition's `metad_appliance` says so; the agent runs it with OS_API_VERSION=10.
  *  - ro1: a definition whose create tries to write into a share: refused (read-only), so it fails.
+ *  - bash1: the debootstrap definition forced into the busybox variant: refused at once, naming
+ *    the missing interpreter (/bin/bash) instead of failing with exit 127.
  * Afterwards nothing of the runs is left, and the base root disk is unchanged.
  */
 import { test } from 'node:test';
@@ -25,28 +27,14 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { missingCommand, skipOrFail } from '../support/env.js';
 import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/install-env.js';
-import { applianceCacheDir, debianMissing, debootstrapCache, testDebianRoot } from '../support/appliance.js';
+import { applianceCacheDir, debianMissing, testDebianRoot } from '../support/appliance.js';
+import { debootstrapShares, giDebMissing, GIDEB_OS, SUITE } from '../support/debootstrap.js';
 import { METAD_CLI } from '../support/ns-metad.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
 const run = promisify(execFile);
 
-/** Where .ci/install-deps.sh unpacks Debian's ganeti-instance-debootstrap. */
-const GIDEB = process.env['METAD_GIDEB_DIR'] ?? '/var/cache/metad-test/ganeti-instance-debootstrap';
-const GIDEB_OS = join(GIDEB, 'usr/share/ganeti/os');
 const NOOP = '/usr/share/ganeti/os/noop';
-const SUITE = 'bookworm';
-
-/** The node's ganeti-instance-debootstrap configuration: a variant for the suite, and a hook (run-parts). */
-const VARIANT_CONF = `# metad test: Debian ${SUITE} from the cache tarball, never the network
-SUITE=${SUITE}
-CLEAN_CACHE=""
-GENERATE_CACHE=no
-`;
-const HOOK = `#!/bin/sh
-# A customize hook (run-parts, from the node's configuration directory): proves it ran, in the target.
-echo "hooked $SUITE $PARTITION_STYLE" >"$TARGET/etc/metad-hook"
-`;
 const WRITE_SHARE = `#!/bin/sh
 echo try >/var/cache/ganeti-instance-debootstrap/x && exit 0
 echo "the share is read-only"
@@ -67,23 +55,17 @@ test('real OS definitions run unmodified: ganeti-instance-debootstrap installs D
   const why =
     (await installEnvMissing()) ??
     debianMissing() ??
-    (existsSync(join(GIDEB_OS, 'debootstrap', 'create'))
-      ? undefined
-      : `ganeti-instance-debootstrap is not unpacked in ${GIDEB} (.ci/install-deps.sh)`) ??
+    giDebMissing() ??
     (existsSync(join(NOOP, 'create')) ? undefined : 'ganeti-os-noop is not installed (.ci/install-deps.sh)') ??
     missingCommand([
       ['debugfs', 'e2fsprogs'],
       ['sfdisk', 'fdisk'],
     ]);
   if (skipOrFail(t, why)) return;
-  const [root, cache] = await Promise.all([testDebianRoot(), debootstrapCache('minbase-ifupdown', SUITE, ['ifupdown'])]);
+  const root = await testDebianRoot();
   const rootSha = await sha256(root);
-
-  const conf = join(cache, '..', 'conf-test');
-  await mkdir(join(conf, 'variants'), { recursive: true });
-  await mkdir(join(conf, 'hooks'), { recursive: true });
-  await writeFile(join(conf, 'variants', `${SUITE}.conf`), VARIANT_CONF);
-  await writeFile(join(conf, 'hooks', 'metad-test'), HOOK, { mode: 0o755 });
+  const shares = await debootstrapShares(join(applianceCacheDir(), 'debootstrap-cache'));
+  const cache = shares[0]?.source ?? '';
 
   const env: InstallEnv = await startInstallEnv(
     {
@@ -91,10 +73,7 @@ test('real OS definitions run unmodified: ganeti-instance-debootstrap installs D
       debianRoot: root,
       maxConcurrent: 3,
       installTimeoutMs: 1_200_000,
-      shares: [
-        { source: cache, target: '/var/cache/ganeti-instance-debootstrap' },
-        { source: conf, target: '/etc/ganeti/instance-debootstrap' },
-      ],
+      shares,
     },
     { searchPath: [GIDEB_OS] },
   );
@@ -106,11 +85,15 @@ test('real OS definitions run unmodified: ganeti-instance-debootstrap installs D
   await mkdir(join(env.dir, 'os', 'rotest'), { recursive: true });
   await writeFile(join(env.dir, 'os', 'rotest', 'create'), WRITE_SHARE, { mode: 0o755 });
 
+  // The same debootstrap definition, bash scripts, forced into the busybox variant: refused plainly.
+  await cp(join(GIDEB_OS, 'debootstrap'), join(env.dir, 'os', 'bashos'), { recursive: true, verbatimSymlinks: true });
+  await writeFile(join(env.dir, 'os', 'bashos', 'metad_appliance'), 'busybox\n');
   const disks: Record<string, string> = {};
   const instances: [string, string, string, Record<string, unknown>, string][] = [
     ['deb1', '169.254.41.11', '52:54:00:41:00:11', { name: 'debootstrap', variant: SUITE }, '600M'],
     ['noop1', '169.254.41.12', '52:54:00:41:00:12', { name: 'noop' }, '8M'],
     ['ro1', '169.254.41.13', '52:54:00:41:00:13', { name: 'rotest' }, '8M'],
+    ['bash1', '169.254.41.14', '52:54:00:41:00:14', { name: 'bashos', variant: SUITE }, '8M'],
   ];
   for (const [name, ip, mac, os, size] of instances) {
     const disk = join(env.dir, `${name}.img`);
@@ -128,7 +111,12 @@ test('real OS definitions run unmodified: ganeti-instance-debootstrap installs D
     assert.equal(put.status, 201, put.text);
   }
   for (const [name] of instances) assert.equal((await env.ctl('install', name)).code, 0);
-  const [deb, noop, ro] = (await Promise.all(instances.map(([name]) => env.watchEnd(name)))) as [JobRecord, JobRecord, JobRecord];
+  const [deb, noop, ro, bash] = (await Promise.all(instances.map(([name]) => env.watchEnd(name)))) as [
+    JobRecord,
+    JobRecord,
+    JobRecord,
+    JobRecord,
+  ];
 
   await t.test(
     'deb1: ganeti-instance-debootstrap partitioned the disk and installed Debian from its cache, with the node’s variant and hook',
@@ -184,6 +172,14 @@ test('real OS definitions run unmodified: ganeti-instance-debootstrap installs D
       ro.lines.join('\n'),
     );
     assert.equal(existsSync(join(cache, 'x')), false);
+  });
+
+  await t.test('bash1: bash scripts in the busybox variant are refused with the interpreter named, before anything runs', () => {
+    assert.equal(bash.outcome, 'failed', JSON.stringify(bash));
+    assert.ok(
+      bash.lines.some((l) => /step=final status=failed reason=interpreter script=verify interpreter=\/bin\/bash/.test(l)),
+      bash.lines.join('\n'),
+    );
   });
 
   await t.test('`metad appliance build --variant debian` finds that build and makes it current-debian', async () => {

@@ -1,0 +1,49 @@
+/**
+ * Debian's ganeti-instance-debootstrap as the install tests and benchmarks run it in the Debian
+ * appliance: its OS definition unpacked by .ci/install-deps.sh (read where the package puts it,
+ * unmodified), and the node-side directories metad shares with the appliance read-only: its cache
+ * (a tarball made on the host with mmdebstrap) and its configuration (a variant for the suite,
+ * optional hooks).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { debootstrapCache } from './appliance.js';
+
+/** Where .ci/install-deps.sh unpacks the package. */
+const GIDEB = process.env['METAD_GIDEB_DIR'] ?? '/var/cache/metad-test/ganeti-instance-debootstrap';
+/** The OS search path entry holding its `debootstrap` definition. */
+export const GIDEB_OS = join(GIDEB, 'usr/share/ganeti/os');
+/** The Debian suite installed (the host's: its apt sources make the cache). */
+export const SUITE = 'bookworm';
+
+/** Why the definition is not here (undefined when it is). */
+export function giDebMissing(): string | undefined {
+  return existsSync(join(GIDEB_OS, 'debootstrap', 'create'))
+    ? undefined
+    : `ganeti-instance-debootstrap is not unpacked in ${GIDEB} (.ci/install-deps.sh)`;
+}
+
+/** A customize hook (run-parts, from the node's configuration directory): proves it ran, in the target. */
+const HOOK = `#!/bin/sh
+echo "hooked $SUITE $PARTITION_STYLE" >"$TARGET/etc/metad-hook"
+`;
+
+/**
+ * The appliance.shares of a debootstrap install: the cache directory (`cache-<suite>-amd64.tar`:
+ * minbase, ifupdown, whose /etc/network the create script writes to, plus `include`) and a
+ * configuration directory under `dir` with the `<suite>` variant (from the cache only, never the
+ * network) and a hook writing /etc/metad-hook.
+ */
+export async function debootstrapShares(dir: string, include: readonly string[] = []): Promise<{ source: string; target: string }[]> {
+  const cache = await debootstrapCache(['minbase-ifupdown', ...include].join('+'), SUITE, ['ifupdown', ...include]);
+  const conf = join(dir, 'instance-debootstrap');
+  await mkdir(join(conf, 'variants'), { recursive: true });
+  await mkdir(join(conf, 'hooks'), { recursive: true });
+  await writeFile(join(conf, 'variants', `${SUITE}.conf`), `SUITE=${SUITE}\nCLEAN_CACHE=""\nGENERATE_CACHE=no\n`);
+  await writeFile(join(conf, 'hooks', 'metad-test'), HOOK, { mode: 0o755 });
+  return [
+    { source: cache, target: '/var/cache/ganeti-instance-debootstrap' },
+    { source: conf, target: '/etc/ganeti/instance-debootstrap' },
+  ];
+}
