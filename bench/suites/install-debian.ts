@@ -40,7 +40,7 @@ async function buildRecord(ctx: SuiteContext): Promise<void> {
     wallMs = m.buildMs;
     note = `the shared build's manifest (${root})`;
   } else {
-    const dir = await makeTempDir('metad-bench-debian-');
+    const dir = makeTempDir('metad-bench-debian-');
     ctx.defer(() => removeTempDir(dir));
     const t0 = performance.now();
     m = (await buildDebianRoot(dir)).manifest;
