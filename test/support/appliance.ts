@@ -98,6 +98,7 @@ export function ganetiEnv(name: string, osp: Record<string, string>): string[] {
     `INSTANCE_OS=testos-${name}`,
     'NIC_COUNT=0',
     'OS_API_VERSION=20',
+    `OS_NAME=testos-${name}`,
     'OS_VARIANT=default',
     ...Object.entries(osp).map(([k, v]) => `OSP_${k.toUpperCase().replace(/[.-]/g, '_')}=${v}`),
   ].sort();
