@@ -9,6 +9,7 @@ import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { imageDirOf } from './prepare.js';
+import { debianRootOf } from './variant.js';
 
 function can(path: string, mode: number): boolean {
   try {
@@ -51,11 +52,17 @@ export function appliancePreflight(cfg: Readonly<Config>, fs: PreflightFs = real
   if (!fs.executable(a.emulator))
     out.push(`/appliance/emulator: ${a.emulator} is not executable: install the Debian package qemu-system-x86`);
   if (!fs.readable(a.firmware)) out.push(`/appliance/firmware: ${a.firmware} is not readable: install the Debian package qemu-system-data`);
-  if (a.baseDisk !== undefined) {
-    if (!fs.readable(a.baseDisk)) out.push(`/appliance/baseDisk: ${a.baseDisk} is not readable`);
-    if (!fs.executable(a.qemuImgPath))
-      out.push(`/appliance/qemuImgPath: ${a.qemuImgPath} is not executable: install the Debian package qemu-utils`);
-  }
+  if (a.baseDisk !== undefined && !fs.readable(a.baseDisk)) out.push(`/appliance/baseDisk: ${a.baseDisk} is not readable`);
+  // The Debian variant: checked when it is the default (a definition may still ask for it by its
+  // metad_appliance file; such a run then fails with the same words).
+  if (a.variant === 'debian' && !fs.readable(debianRootOf(a)))
+    out.push(
+      `/appliance/debianRoot: no readable Debian appliance root at ${debianRootOf(a)}: run \`metad appliance build --variant debian\` (or set /appliance/debianRoot)`,
+    );
+  if ((a.baseDisk !== undefined || a.variant === 'debian') && !fs.executable(a.qemuImgPath))
+    out.push(`/appliance/qemuImgPath: ${a.qemuImgPath} is not executable: install the Debian package qemu-utils`);
+  for (const [n, share] of a.shares.entries())
+    if (!fs.readable(share.source)) out.push(`/appliance/shares/${String(n)}: ${share.source} is not a readable directory`);
   return out;
 }
 

@@ -24,9 +24,15 @@ export function giDebMissing(): string | undefined {
     : `ganeti-instance-debootstrap is not unpacked in ${GIDEB} (.ci/install-deps.sh)`;
 }
 
-/** A customize hook (run-parts, from the node's configuration directory): proves it ran, in the target. */
+/**
+ * A customize hook (run-parts, from the node's configuration directory), as a node admin writes
+ * one: proves it ran, in the target, and lets ifupdown read /etc/network/interfaces.d.
+ */
 const HOOK = `#!/bin/sh
 echo "hooked $SUITE $PARTITION_STYLE" >"$TARGET/etc/metad-hook"
+# ifupdown reads what cloud-init writes for the instance's network (its ENI renderer): the create
+# script's /etc/network/interfaces has only lo.
+printf 'source /etc/network/interfaces.d/*\\n' >>"$TARGET/etc/network/interfaces"
 `;
 
 /**

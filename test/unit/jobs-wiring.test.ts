@@ -526,6 +526,52 @@ test('check-config: with network routed, a missing image, QEMU or firmware is na
     [],
     'installs need routed: nothing to check otherwise',
   );
+  // The Debian variant as the default: its root, qemu-img and each share.
+  const deb = appliancePreflight(
+    routedConfig('/nonexistent', { variant: 'debian', cacheDir: '/c', shares: [{ source: '/srv/cache', target: '/var/cache/x' }] }),
+    { readable: (p) => !p.startsWith('/c/') && p !== '/srv/cache', executable: () => false },
+  );
+  assert.deepEqual(deb.slice(-3), [
+    '/appliance/debianRoot: no readable Debian appliance root at /c/current-debian/root.qcow2: run `metad appliance build --variant debian` (or set /appliance/debianRoot)',
+    '/appliance/qemuImgPath: /usr/bin/qemu-img is not executable: install the Debian package qemu-utils',
+    '/appliance/shares/0: /srv/cache is not a readable directory',
+  ]);
+});
+
+test('a Debian run: the overlay over the Debian root, the shares resolved into the XML, the agent told where; no root disk: refused with the command to run', async () => {
+  await withDaemon(async (h) => {
+    const root = join(h.dir, 'debian-root.qcow2');
+    const share = join(h.dir, 'share');
+    mkdirSync(share);
+    const cfgOf = (debianRoot: string): Config =>
+      buildConfig({
+        ...JSON.parse(JSON.stringify(h.d.services.config)),
+        appliance: { ...h.d.services.config.appliance, variant: 'debian', debianRoot, shares: [{ source: share, target: '/var/cache/x' }] },
+      });
+    const made: string[][] = [];
+    const overlay = {
+      makeOverlay: (base: string, path: string) => {
+        made.push([base, path]);
+        writeFileSync(path, 'overlay');
+        return Promise.resolve();
+      },
+    };
+    const domain = 'metad-install-deb-abcdef';
+    await assert.rejects(
+      wiringOf(h, cfgOf(root), overlay).prepare('vm1', domain, []),
+      (e: unknown) => e instanceof DaemonError && /run `metad appliance build --variant debian`/.test(e.message),
+    );
+    assert.deepEqual(made, [], 'nothing made for a run that cannot start');
+    writeFileSync(root, 'base');
+    const cfg = cfgOf(root);
+    const p = await wiringOf(h, cfg, overlay).prepare('vm1', domain, []);
+    const names = runNames(domain, cfg.appliance);
+    assert.deepEqual(made, [[root, names.overlay]]);
+    assert.ok(p.xml.includes(`<source dir='${share}'/>`) && p.xml.includes('<readonly/>'), p.xml);
+    assert.match(p.xml, / metad\.root=vdb metad\.share=share0:\/var\/cache\/x</);
+    await p.cleanup();
+    assert.ok(!existsSync(names.overlay));
+  });
 });
 
 test('check-config on a host that never installs (appliance.enabled false): no word about the image, QEMU or firmware', () => {
