@@ -135,7 +135,7 @@ test('install Debian, then boot it: ganeti-instance-debootstrap installs it in t
   await t.test('the install: Debian with a kernel and cloud-init, written by the unmodified definition', async () => {
     assert.equal((await env.ctl('install', 'web1')).code, 0);
     const rec = await env.watchEnd('web1');
-    assert.equal(rec.outcome, 'succeeded', `${JSON.stringify(rec)}`);
+    assert.equal(rec.outcome, 'succeeded', JSON.stringify(rec));
     t.diagnostic(`install: request -> outcome ${String(Date.parse(rec.endedAt ?? '') - Date.parse(rec.requestedAt))} ms`);
   });
 
