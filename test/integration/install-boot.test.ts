@@ -25,6 +25,7 @@ import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/
 import { applianceCacheDir, debianMissing, testDebianRoot } from '../support/appliance.js';
 import { debootstrapShares, giDebMissing, GIDEB_OS, SUITE } from '../support/debootstrap.js';
 import { until } from '../support/wait.js';
+import { TRIP_TABLE } from '../support/netns.js';
 
 const run = promisify(execFile);
 
@@ -153,6 +154,9 @@ test('install Debian, then boot it: ganeti-instance-debootstrap installs it in t
   await t.test(
     'booted from its disk, cloud-init reads metad: hostname and SSH key from the metadata, the report through the pipe',
     async () => {
+      // The namespace's tripwire lets the host's replies out through the appliances' taps only:
+      // the instance's own tap too (its DHCP offers and metadata answers; nothing else leaves).
+      await env.ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', TAP, 'accept']);
       await env.ns.run('ip', ['tuntap', 'add', 'dev', TAP, 'mode', 'tap']);
       await env.ns.run('ip', ['link', 'set', TAP, 'up']);
       assert.equal((await env.ctl('nic', 'up', '--instance', 'web1', '--tap', TAP)).code, 0);
