@@ -181,4 +181,10 @@ test('install Debian, then boot it: ganeti-instance-debootstrap installs it in t
       assert.match(said, new RegExp(`^booted host=${HOSTNAME} keys=1$`, 'm'));
     },
   );
+
+  await t.test('nothing of the install is left once the instance is gone', async () => {
+    await env.hv.destroy('metad-boot-web1');
+    booted = false;
+    assert.deepEqual(await env.leftovers(), []);
+  });
 });
