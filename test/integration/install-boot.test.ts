@@ -12,7 +12,8 @@
  *     SSH key from metad into the default user's authorized_keys and runs the user data's command,
  *     which reports both through the Ganeti pipe (`POST /ganeti/latest/write`); the test reads the
  *     line with `metadctl pipe read`.
- * Minutes long under TCG; kept whole on purpose.
+ * Minutes long under TCG (the first run also builds the Debian root and a 0.8 GB cache tarball
+ * with mmdebstrap: hence its own 40-minute timeout); kept whole on purpose.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -97,94 +98,98 @@ function instanceXml(o: { kernel: string; initrd: string; disk: string; log: str
 `;
 }
 
-test('install Debian, then boot it: ganeti-instance-debootstrap installs it in the Debian appliance; booted from its disk, cloud-init takes its hostname and SSH key from metad and reports through the pipe', async (t) => {
-  const why =
-    (await installEnvMissing()) ??
-    debianMissing() ??
-    giDebMissing() ??
-    missingCommand([
-      ['debugfs', 'e2fsprogs'],
-      ['sfdisk', 'fdisk'],
-    ]);
-  if (skipOrFail(t, why)) return;
-  const root = await testDebianRoot();
-  const shares = await debootstrapShares(join(applianceCacheDir(), 'debootstrap-cache'), BOOT_PACKAGES);
-  const env: InstallEnv = await startInstallEnv(
-    { variant: 'debian', debianRoot: root, shares, installTimeoutMs: 1_800_000 },
-    { searchPath: [GIDEB_OS] },
-  );
-  let booted = false;
-  t.after(async () => {
-    if (booted) await env.hv.destroy('metad-boot-web1').catch(() => undefined);
-    await env.close();
-  });
+test(
+  'install Debian, then boot it: ganeti-instance-debootstrap installs it in the Debian appliance; booted from its disk, cloud-init takes its hostname and SSH key from metad and reports through the pipe',
+  { timeout: 2_400_000 },
+  async (t) => {
+    const why =
+      (await installEnvMissing()) ??
+      debianMissing() ??
+      giDebMissing() ??
+      missingCommand([
+        ['debugfs', 'e2fsprogs'],
+        ['sfdisk', 'fdisk'],
+      ]);
+    if (skipOrFail(t, why)) return;
+    const root = await testDebianRoot();
+    const shares = await debootstrapShares(join(applianceCacheDir(), 'debootstrap-cache'), BOOT_PACKAGES);
+    const env: InstallEnv = await startInstallEnv(
+      { variant: 'debian', debianRoot: root, shares, installTimeoutMs: 1_800_000 },
+      { searchPath: [GIDEB_OS] },
+    );
+    let booted = false;
+    t.after(async () => {
+      if (booted) await env.hv.destroy('metad-boot-web1').catch(() => undefined);
+      await env.close();
+    });
 
-  const disk = join(env.dir, 'web1.img');
-  await run('truncate', ['-s', '3G', disk]);
-  const put = await env.metad.admin('PUT', '/v1/instances/web1', {
-    name: 'web1',
-    uuid: '6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7f11',
-    hostname: `${HOSTNAME}.example.org`,
-    comm: { mac: MAC, ipv4: '169.254.42.11', tap: TAP },
-    os: { name: 'debootstrap', variant: SUITE },
-    hardware: { memoryMiB: 1024, vcpus: 1, disks: [{ path: disk, format: 'raw' }] },
-    publicKeys: [{ name: 'test', key: KEY }],
-    userData: Buffer.from(USER_DATA).toString('base64'),
-  });
-  assert.equal(put.status, 201, put.text);
+    const disk = join(env.dir, 'web1.img');
+    await run('truncate', ['-s', '3G', disk]);
+    const put = await env.metad.admin('PUT', '/v1/instances/web1', {
+      name: 'web1',
+      uuid: '6f1c2a9e-4b7d-4c2e-9a51-3d8e2f0b7f11',
+      hostname: `${HOSTNAME}.example.org`,
+      comm: { mac: MAC, ipv4: '169.254.42.11', tap: TAP },
+      os: { name: 'debootstrap', variant: SUITE },
+      hardware: { memoryMiB: 1024, vcpus: 1, disks: [{ path: disk, format: 'raw' }] },
+      publicKeys: [{ name: 'test', key: KEY }],
+      userData: Buffer.from(USER_DATA).toString('base64'),
+    });
+    assert.equal(put.status, 201, put.text);
 
-  await t.test('the install: Debian with a kernel and cloud-init, written by the unmodified definition', async () => {
-    assert.equal((await env.ctl('install', 'web1')).code, 0);
-    const rec = await env.watchEnd('web1');
-    assert.equal(rec.outcome, 'succeeded', JSON.stringify(rec));
-    t.diagnostic(`install: request -> outcome ${String(Date.parse(rec.endedAt ?? '') - Date.parse(rec.requestedAt))} ms`);
-  });
+    await t.test('the install: Debian with a kernel and cloud-init, written by the unmodified definition', async () => {
+      assert.equal((await env.ctl('install', 'web1')).code, 0);
+      const rec = await env.watchEnd('web1');
+      assert.equal(rec.outcome, 'succeeded', JSON.stringify(rec));
+      t.diagnostic(`install: request -> outcome ${String(Date.parse(rec.endedAt ?? '') - Date.parse(rec.requestedAt))} ms`);
+    });
 
-  const fs1 = join(env.dir, 'web1-p1.img');
-  await run('dd', [`if=${disk}`, `of=${fs1}`, 'bs=1M', 'skip=1', 'status=none']);
-  const boot = (await run('debugfs', ['-R', 'ls -l /boot', fs1])).stdout;
-  const kernelName = /\b(vmlinuz-\S+)/.exec(boot)?.[1];
-  const initrdName = /\b(initrd\.img-\S+)/.exec(boot)?.[1];
-  assert.ok(kernelName && initrdName, boot);
-  const kernel = join(env.dir, 'vmlinuz');
-  const initrd = join(env.dir, 'initrd.img');
-  await run('debugfs', ['-R', `dump /boot/${kernelName} ${kernel}`, fs1]);
-  await run('debugfs', ['-R', `dump /boot/${initrdName} ${initrd}`, fs1]);
+    const fs1 = join(env.dir, 'web1-p1.img');
+    await run('dd', [`if=${disk}`, `of=${fs1}`, 'bs=1M', 'skip=1', 'status=none']);
+    const boot = (await run('debugfs', ['-R', 'ls -l /boot', fs1])).stdout;
+    const kernelName = /\b(vmlinuz-\S+)/.exec(boot)?.[1];
+    const initrdName = /\b(initrd\.img-\S+)/.exec(boot)?.[1];
+    assert.ok(kernelName && initrdName, boot);
+    const kernel = join(env.dir, 'vmlinuz');
+    const initrd = join(env.dir, 'initrd.img');
+    await run('debugfs', ['-R', `dump /boot/${kernelName} ${kernel}`, fs1]);
+    await run('debugfs', ['-R', `dump /boot/${initrdName} ${initrd}`, fs1]);
 
-  await t.test(
-    'booted from its disk, cloud-init reads metad: hostname and SSH key from the metadata, the report through the pipe',
-    async () => {
-      // The namespace's tripwire lets the host's replies out through the appliances' taps only:
-      // the instance's own tap too (its DHCP offers and metadata answers; nothing else leaves).
-      await env.ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', TAP, 'accept']);
-      await env.ns.run('ip', ['tuntap', 'add', 'dev', TAP, 'mode', 'tap']);
-      await env.ns.run('ip', ['link', 'set', TAP, 'up']);
-      assert.equal((await env.ctl('nic', 'up', '--instance', 'web1', '--tap', TAP)).code, 0);
-      const log = join(env.dir, 'web1.console.log');
-      const started = Date.now();
-      await env.hv.createTransient('metad-boot-web1', instanceXml({ kernel, initrd, disk, log }));
-      booted = true;
-      let said = '';
-      await until(
-        'the booted instance reports through the pipe',
-        async () => {
-          const r = await env.ctl('pipe', 'read', 'web1', '--wait', '10');
-          said += r.out;
-          return said.includes('booted ');
-        },
-        { ms: 900_000, every: 100 },
-      ).catch(async (e: unknown) => {
-        const console = await readFile(log, 'utf8').catch(() => '');
-        throw new Error(`${String(e)}\n--- console (tail) ---\n${console.split('\n').slice(-60).join('\n')}`);
-      });
-      t.diagnostic(`boot: domain created -> report ${String(Date.now() - started)} ms`);
-      assert.match(said, new RegExp(`^booted host=${HOSTNAME} keys=1$`, 'm'));
-    },
-  );
+    await t.test(
+      'booted from its disk, cloud-init reads metad: hostname and SSH key from the metadata, the report through the pipe',
+      async () => {
+        // The namespace's tripwire lets the host's replies out through the appliances' taps only:
+        // the instance's own tap too (its DHCP offers and metadata answers; nothing else leaves).
+        await env.ns.run('nft', ['insert', 'rule', 'inet', TRIP_TABLE, 'out', 'oifname', TAP, 'accept']);
+        await env.ns.run('ip', ['tuntap', 'add', 'dev', TAP, 'mode', 'tap']);
+        await env.ns.run('ip', ['link', 'set', TAP, 'up']);
+        assert.equal((await env.ctl('nic', 'up', '--instance', 'web1', '--tap', TAP)).code, 0);
+        const log = join(env.dir, 'web1.console.log');
+        const started = Date.now();
+        await env.hv.createTransient('metad-boot-web1', instanceXml({ kernel, initrd, disk, log }));
+        booted = true;
+        let said = '';
+        await until(
+          'the booted instance reports through the pipe',
+          async () => {
+            const r = await env.ctl('pipe', 'read', 'web1', '--wait', '10');
+            said += r.out;
+            return said.includes('booted ');
+          },
+          { ms: 900_000, every: 100 },
+        ).catch(async (e: unknown) => {
+          const console = await readFile(log, 'utf8').catch(() => '');
+          throw new Error(`${String(e)}\n--- console (tail) ---\n${console.split('\n').slice(-60).join('\n')}`);
+        });
+        t.diagnostic(`boot: domain created -> report ${String(Date.now() - started)} ms`);
+        assert.match(said, new RegExp(`^booted host=${HOSTNAME} keys=1$`, 'm'));
+      },
+    );
 
-  await t.test('nothing of the install is left once the instance is gone', async () => {
-    await env.hv.destroy('metad-boot-web1');
-    booted = false;
-    assert.deepEqual(await env.leftovers(), []);
-  });
-});
+    await t.test('nothing of the install is left once the instance is gone', async () => {
+      await env.hv.destroy('metad-boot-web1');
+      booted = false;
+      assert.deepEqual(await env.leftovers(), []);
+    });
+  },
+);

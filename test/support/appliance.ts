@@ -60,7 +60,8 @@ export async function debootstrapCache(name: string, suite: string, include: rea
   const tar = join(dir, `cache-${suite}-amd64.tar`);
   if (existsSync(tar)) return dir;
   await mkdir(dir, { recursive: true });
-  const tmp = `${tar}.tmp`;
+  // Two test processes may build the same cache at once: each writes its own file, the rename wins.
+  const tmp = `${tar}.${String(process.pid)}.tmp`;
   await rm(tmp, { force: true });
   const sources = ['/etc/apt/sources.list', '/etc/apt/sources.list.d/debian.sources'].filter((f) => existsSync(f));
   await run(
