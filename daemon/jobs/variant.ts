@@ -58,17 +58,21 @@ export function debianRootOf(a: Pick<ApplianceConfig, 'debianRoot' | 'cacheDir'>
   return a.debianRoot ?? join(a.cacheDir, 'current-debian', 'root.qcow2');
 }
 
-/** `appliance.shares`, each source resolved now and required to be a directory. */
+/**
+ * `appliance.shares`, each source resolved now and required to be a directory that only its owner
+ * may write to (what the appliance reads there runs as root in it, next to the instance's
+ * secrets: a directory any local user can fill is no place for it).
+ */
 export async function resolveShares(shares: ApplianceConfig['shares']): Promise<{ source: string; target: string }[]> {
   const out: { source: string; target: string }[] = [];
   for (const [n, s] of shares.entries()) {
     const real = await realpath(s.source).catch(() => undefined);
     const st = real === undefined ? undefined : await stat(real).catch(() => undefined);
+    const key = `/appliance/shares/${String(n)}`;
     if (real === undefined || !st?.isDirectory())
-      throw new DaemonError(
-        'Unavailable',
-        `/appliance/shares/${String(n)}: its source is not a directory (the Debian appliance cannot start)`,
-      );
+      throw new DaemonError('Unavailable', `${key}: its source is not a directory (the Debian appliance cannot start)`);
+    if ((st.mode & 0o022) !== 0)
+      throw new DaemonError('Unavailable', `${key}: its source is writable by group or others (the Debian appliance cannot start)`);
     out.push({ source: real, target: s.target });
   }
   return out;

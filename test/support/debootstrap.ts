@@ -6,7 +6,7 @@
  * optional hooks).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { debootstrapCache } from './appliance.js';
 
@@ -48,6 +48,8 @@ export async function debootstrapShares(dir: string, include: readonly string[] 
   await mkdir(join(conf, 'hooks'), { recursive: true });
   await writeFile(join(conf, 'variants', `${SUITE}.conf`), `SUITE=${SUITE}\nCLEAN_CACHE=""\nGENERATE_CACHE=no\n`);
   await writeFile(join(conf, 'hooks', 'metad-test'), HOOK, { mode: 0o755 });
+  // Shares must be writable by their owner only (whatever the umask).
+  for (const d of [cache, conf]) await chmod(d, 0o755);
   return [
     { source: cache, target: '/var/cache/ganeti-instance-debootstrap' },
     { source: conf, target: '/etc/ganeti/instance-debootstrap' },

@@ -5,7 +5,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -272,13 +283,17 @@ test('variant: the definition’s metad_appliance names it, else the config; any
 test('shares: resolved to real directories when the run is prepared; anything else stops the run with the key named', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'metad-shares-'));
   try {
-    mkdirSync(join(dir, 'real'));
+    mkdirSync(join(dir, 'real'), { mode: 0o755 });
+    mkdirSync(join(dir, 'open'));
+    chmodSync(join(dir, 'open'), 0o1777);
+    mkdirSync(join(dir, 'group'));
+    chmodSync(join(dir, 'group'), 0o775);
     symlinkSync(join(dir, 'real'), join(dir, 'link'));
     writeFileSync(join(dir, 'file'), '');
     assert.deepEqual(await resolveShares([{ source: join(dir, 'link'), target: '/var/cache/x' }]), [
       { source: join(dir, 'real'), target: '/var/cache/x' },
     ]);
-    for (const bad of [join(dir, 'file'), join(dir, 'missing')]) {
+    for (const bad of [join(dir, 'file'), join(dir, 'missing'), join(dir, 'open'), join(dir, 'group')]) {
       await assert.rejects(
         resolveShares([
           { source: join(dir, 'real'), target: '/a' },
@@ -543,6 +558,7 @@ test('a Debian run: the overlay over the Debian root, the shares resolved into t
     const root = join(h.dir, 'debian-root.qcow2');
     const share = join(h.dir, 'share');
     mkdirSync(share);
+    chmodSync(share, 0o755);
     const cfgOf = (debianRoot: string): Config =>
       buildConfig({
         ...JSON.parse(JSON.stringify(h.d.services.config)),
