@@ -26,6 +26,7 @@ cache=${1:-${METAD_APPLIANCE_CACHE:-/var/cache/metad/appliance}}
 t0=$(date +%s%N)
 say() { printf 'appliance-build: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+. "$(dirname "$0")/build-lib.sh"
 
 for c in mmdebstrap apt-cache mke2fs qemu-img sha256sum; do
   command -v "$c" >/dev/null || die "$c not found (apt-get install --no-install-recommends mmdebstrap e2fsprogs qemu-utils)"
@@ -51,13 +52,9 @@ suite=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
 # manifest lists every package of the image.)
 cand=$(apt-cache policy "${PACKAGES[@]}" 2>/dev/null | awk '/^[^ ]/{p=$1} /Candidate:/{print p, $2}')
 [ -n "$cand" ] && ! printf '%s\n' "$cand" | grep -q '(none)' || die "no candidate for some of ${PACKAGES[*]} (apt-get update?)"
-stamp="${suite}_$( (cat "$0"; printf '%s\n' "$cand"; cat "${sources[@]}") | sha256sum | cut -c1-16)"
+stamp="${suite}_$( (cat "$0" "$(dirname "$0")/build-lib.sh"; printf '%s\n' "$cand"; cat "${sources[@]}") | sha256sum | cut -c1-16)"
 dest="$cache/debian/$stamp"
-if [ -f "$dest/manifest.json" ]; then
-  say "cached: $dest"
-  printf '%s\n' "$dest"
-  exit 0
-fi
+reuse_build "$dest"
 
 mkdir -p "$cache/debian"
 work=$(mktemp -d "$cache/debian/.build-XXXXXX")
@@ -112,12 +109,7 @@ EOF
 out="$work/out"
 mkdir "$out"
 mv "$work/root.qcow2" "$work/manifest.json" "$out/"
-chmod 0444 "$out"/*
-chmod 0555 "$out"
-if ! mv -T "$out" "$dest" 2>/dev/null; then
-  [ -f "$dest/manifest.json" ] || die "cannot move the build to $dest"
-  say "another build finished first: $dest"
-fi
+publish_build "$out" "$dest"
 say "built $dest in $(((t2 - t0) / 1000000)) ms (mmdebstrap $(((t1 - t0) / 1000000)) ms):" \
   "root.qcow2 $(size "$dest/root.qcow2") bytes, $(printf '%s\n' "$packages" | wc -l) packages, ${size_mb} MiB filesystem"
 printf '%s\n' "$dest"

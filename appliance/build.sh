@@ -22,6 +22,7 @@ cache=${1:-${METAD_APPLIANCE_CACHE:-/var/cache/metad/appliance}}
 t0=$(date +%s%N)
 say() { printf 'appliance-build: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+. "$here/build-lib.sh"
 
 for c in apt-get apt-cache dpkg-deb cpio xz sha256sum; do
   command -v "$c" >/dev/null || die "$c not found (apt-get install --no-install-recommends cpio xz-utils)"
@@ -55,15 +56,11 @@ bbver=$(printf '%s\n' "$rec" | awk '/^Package: /{p=$2} p=="busybox-static" && /^
 [ -n "$bbver" ] && [ "$bbver" != "(none)" ] || die "no candidate for busybox-static"
 
 # The stamp changes with the kernel, busybox, the agent and this script.
-srchash=$( (cat "$0"; find "$here/agent" -type f | sort | xargs cat) | sha256sum | cut -c1-12)
+srchash=$( (cat "$0" "$here/build-lib.sh"; find "$here/agent" -type f | sort | xargs cat) | sha256sum | cut -c1-12)
 stamp="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/.}_${srchash}"
 stamp=${stamp//[^A-Za-z0-9._-]/_}
 dest="$cache/$stamp"
-if [ -f "$dest/manifest.json" ]; then
-  say "cached: $dest"
-  printf '%s\n' "$dest"
-  exit 0
-fi
+reuse_build "$dest"
 
 mkdir -p "$cache/debs"
 work=$(mktemp -d "$cache/.build-XXXXXX")
@@ -173,13 +170,7 @@ mkdir "$out"
 # The bzImage as well: a BIOS bootloader loads it (the Ganeti install image, install-image.sh).
 cp "$vmlinuz" "$out/vmlinuz"
 mv "$work/vmlinux" "$work/initrd.cpio" "$work/busybox" "$work/manifest.json" "$out/"
-chmod 0444 "$out"/*
-chmod 0555 "$out/busybox"
-chmod 0555 "$out"
-if ! mv -T "$out" "$dest" 2>/dev/null; then
-  [ -f "$dest/manifest.json" ] || die "cannot move the build to $dest"
-  say "another build finished first: $dest"
-fi
+publish_build "$out" "$dest" busybox
 say "built $dest in $(((t2 - t0) / 1000000)) ms (download $(((t1 - t0) / 1000000)) ms):" \
   "vmlinux $(size "$dest/vmlinux") bytes, initrd $(size "$dest/initrd.cpio") bytes, modules ${order[*]}"
 printf '%s\n' "$dest"

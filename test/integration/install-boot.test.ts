@@ -21,10 +21,10 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { missingCommand, skipOrFail } from '../support/env.js';
-import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/install-env.js';
-import { applianceCacheDir, debianMissing, testDebianRoot } from '../support/appliance.js';
-import { debootstrapShares, giDebMissing, GIDEB_OS, SUITE } from '../support/debootstrap.js';
+import { skipOrFail } from '../support/env.js';
+import { startInstallEnv, type InstallEnv } from '../support/install-env.js';
+import { applianceCacheDir, testDebianRoot } from '../support/appliance.js';
+import { debootstrapInstallMissing, debootstrapShares, GIDEB_OS, SUITE } from '../support/debootstrap.js';
 import { until } from '../support/wait.js';
 import { TRIP_TABLE } from '../support/netns.js';
 
@@ -102,14 +102,7 @@ test(
   'install Debian, then boot it: ganeti-instance-debootstrap installs it in the Debian appliance; booted from its disk, cloud-init takes its hostname and SSH key from metad and reports through the pipe',
   { timeout: 2_400_000 },
   async (t) => {
-    const why =
-      (await installEnvMissing()) ??
-      debianMissing() ??
-      giDebMissing() ??
-      missingCommand([
-        ['debugfs', 'e2fsprogs'],
-        ['sfdisk', 'fdisk'],
-      ]);
+    const why = await debootstrapInstallMissing();
     if (skipOrFail(t, why)) return;
     const root = await testDebianRoot();
     const shares = await debootstrapShares(join(applianceCacheDir(), 'debootstrap-cache'), BOOT_PACKAGES);

@@ -25,10 +25,10 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { missingCommand, skipOrFail } from '../support/env.js';
-import { installEnvMissing, startInstallEnv, type InstallEnv } from '../support/install-env.js';
-import { applianceCacheDir, debianMissing, testDebianRoot } from '../support/appliance.js';
-import { debootstrapShares, giDebMissing, GIDEB_OS, SUITE } from '../support/debootstrap.js';
+import { skipOrFail } from '../support/env.js';
+import { startInstallEnv, type InstallEnv } from '../support/install-env.js';
+import { applianceCacheDir, testDebianRoot } from '../support/appliance.js';
+import { debootstrapInstallMissing, debootstrapShares, GIDEB_OS, SUITE } from '../support/debootstrap.js';
 import { METAD_CLI } from '../support/ns-metad.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 
@@ -56,14 +56,8 @@ test(
   { timeout: 2_400_000 },
   async (t) => {
     const why =
-      (await installEnvMissing()) ??
-      debianMissing() ??
-      giDebMissing() ??
-      (existsSync(join(NOOP, 'create')) ? undefined : 'ganeti-os-noop is not installed (.ci/install-deps.sh)') ??
-      missingCommand([
-        ['debugfs', 'e2fsprogs'],
-        ['sfdisk', 'fdisk'],
-      ]);
+      (await debootstrapInstallMissing()) ??
+      (existsSync(join(NOOP, 'create')) ? undefined : 'ganeti-os-noop is not installed (.ci/install-deps.sh)');
     if (skipOrFail(t, why)) return;
     const root = await testDebianRoot();
     const rootSha = await sha256(root);

@@ -8,7 +8,9 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { debootstrapCache } from './appliance.js';
+import { debianMissing, debootstrapCache } from './appliance.js';
+import { missingCommand } from './env.js';
+import { installEnvMissing } from './install-env.js';
 
 /** Where .ci/install-deps.sh unpacks the package. */
 const GIDEB = process.env['METAD_GIDEB_DIR'] ?? '/var/cache/metad-test/ganeti-instance-debootstrap';
@@ -16,6 +18,22 @@ const GIDEB = process.env['METAD_GIDEB_DIR'] ?? '/var/cache/metad-test/ganeti-in
 export const GIDEB_OS = join(GIDEB, 'usr/share/ganeti/os');
 /** The Debian suite installed (the host's: its apt sources make the cache). */
 export const SUITE = 'bookworm';
+
+/**
+ * Why a debootstrap install cannot run here (undefined when it can): the install environment, the
+ * Debian variant's build, the unpacked definition, and what the tests read the disk back with.
+ */
+export async function debootstrapInstallMissing(): Promise<string | undefined> {
+  return (
+    (await installEnvMissing()) ??
+    debianMissing() ??
+    giDebMissing() ??
+    missingCommand([
+      ['debugfs', 'e2fsprogs'],
+      ['sfdisk', 'fdisk'],
+    ])
+  );
+}
 
 /** Why the definition is not here (undefined when it is). */
 export function giDebMissing(): string | undefined {
