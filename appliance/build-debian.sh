@@ -14,8 +14,10 @@
 # one is built in a temporary directory and renamed into place (a concurrent build loses the race
 # harmlessly).
 #
-# usage: appliance/build-debian.sh [CACHE_DIR]   (default: $METAD_APPLIANCE_CACHE or
-#                                                  /var/cache/metad/appliance)
+# usage: appliance/build-debian.sh [CACHE_DIR] [MANIFEST]
+#   CACHE_DIR  default: $METAD_APPLIANCE_CACHE or /var/cache/metad/appliance
+#   MANIFEST   an earlier build's manifest.json: the same suite and every package at the version
+#              it lists (the mirror, or a snapshot mirror in the apt sources, must still have them)
 # prints the build directory on stdout, progress and timings on stderr.
 # needs: root (mmdebstrap's root mode: the files belong to root:root in the image), mmdebstrap,
 # apt with package lists and a reachable mirror (the host's own apt sources), mke2fs, qemu-img.
@@ -23,6 +25,7 @@ set -euo pipefail
 export LC_ALL=C
 
 cache=${1:-${METAD_APPLIANCE_CACHE:-/var/cache/metad/appliance}}
+manifest=${2:-}
 t0=$(date +%s%N)
 say() { printf 'appliance-build: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -47,11 +50,25 @@ done
 suite=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
 [[ "$suite" =~ ^[a-z]+$ ]] || die "cannot tell the host's Debian suite from /etc/os-release"
 
-# The stamp changes with the suite, the candidate versions of what is asked for, the sources and
-# this script. (Dependencies move with their packages' versions in a point release; the
-# manifest lists every package of the image.)
-cand=$(apt-cache policy "${PACKAGES[@]}" 2>/dev/null | awk '/^[^ ]/{p=$1} /Candidate:/{print p, $2}')
-[ -n "$cand" ] && ! printf '%s\n' "$cand" | grep -q '(none)' || die "no candidate for some of ${PACKAGES[*]} (apt-get update?)"
+# From a manifest: its suite and every package pinned (`name=version`), in the manifest's order.
+pins=
+if [ -n "$manifest" ]; then
+  [ -f "$manifest" ] || die "no manifest at $manifest"
+  suite=$(sed -n 's/^  "suite": "\([a-z]*\)",$/\1/p' "$manifest")
+  [[ "$suite" =~ ^[a-z]+$ ]] || die "$manifest names no suite"
+  pins=$(sed -n '/^  "packages": {$/,/^  },$/s/^    "\([a-z0-9][a-z0-9+.-]*\)": "\([A-Za-z0-9.+~:-]*\)",\{0,1\}$/\1=\2/p' "$manifest" | paste -sd, -)
+  [ -n "$pins" ] || die "$manifest lists no packages"
+fi
+
+# The stamp changes with the suite, the candidate versions of what is asked for (or the pinned
+# versions of a manifest), the sources and this script. (Dependencies move with their packages'
+# versions in a point release; the manifest lists every package of the image.)
+if [ -n "$pins" ]; then
+  cand=$pins
+else
+  cand=$(apt-cache policy "${PACKAGES[@]}" 2>/dev/null | awk '/^[^ ]/{p=$1} /Candidate:/{print p, $2}')
+  [ -n "$cand" ] && ! printf '%s\n' "$cand" | grep -q '(none)' || die "no candidate for some of ${PACKAGES[*]} (apt-get update?)"
+fi
 stamp="${suite}_$( (cat "$0" "$(dirname "$0")/build-lib.sh"; printf '%s\n' "$cand"; cat "${sources[@]}") | sha256sum | cut -c1-16)"
 dest="$cache/debian/$stamp"
 reuse_build "$dest"
@@ -62,7 +79,7 @@ trap 'rm -rf "$work"' EXIT
 
 # ---------------------------------------------------------------- the userland
 root="$work/root"
-incl=$(IFS=,; printf '%s' "${PACKAGES[*]}")
+incl=${pins:-$(IFS=,; printf '%s' "${PACKAGES[*]}")}
 mmdebstrap --quiet --mode=root --variant=essential --include="$incl" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -100,6 +117,7 @@ cat >"$work/manifest.json" <<EOF
   "packages": {$json_packages
   },
   "packageCount": $(printf '%s\n' "$packages" | wc -l),
+  "pinned": $([ -n "$pins" ] && echo true || echo false),
   "rootMiB": $size_mb,
   "qcow2Bytes": $(size "$work/root.qcow2"),
   "debootstrapMs": $(((t1 - t0) / 1000000)),

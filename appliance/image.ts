@@ -86,6 +86,8 @@ export interface DebianManifest {
   /** Every package in the image, with its version. */
   packages: Record<string, string>;
   packageCount: number;
+  /** Built from a manifest, every package pinned. */
+  pinned: boolean;
   rootMiB: number;
   qcow2Bytes: number;
   debootstrapMs: number;
@@ -94,11 +96,22 @@ export interface DebianManifest {
 
 /**
  * Builds (or finds) the Debian variant's root disk under `<cacheDir>/debian/` with
- * appliance/build-debian.sh (mmdebstrap from the host's apt sources; minutes the first time).
- * Resolves to the build's directory (`root.qcow2`, `manifest.json`).
+ * appliance/build-debian.sh (mmdebstrap from the host's apt sources; minutes the first time), or,
+ * with `fromManifest` (an earlier build's manifest.json), the same suite with every package at the
+ * version it lists. Resolves to the build's directory (`root.qcow2`, `manifest.json`).
  */
-export async function buildDebianRoot(cacheDir: string, timeoutMs = 1_200_000): Promise<{ dir: string; manifest: DebianManifest }> {
-  const stdout = await runScript('build-debian.sh', [cacheDir], timeoutMs, 'Debian appliance build', 5);
+export async function buildDebianRoot(
+  cacheDir: string,
+  fromManifest?: string,
+  timeoutMs = 1_200_000,
+): Promise<{ dir: string; manifest: DebianManifest }> {
+  const stdout = await runScript(
+    'build-debian.sh',
+    [cacheDir, ...(fromManifest ? [fromManifest] : [])],
+    timeoutMs,
+    'Debian appliance build',
+    5,
+  );
   const dir = stdout.trim().split('\n').pop() ?? '';
   return { dir, manifest: JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as DebianManifest };
 }

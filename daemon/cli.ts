@@ -93,10 +93,23 @@ export function metadProgram(state: { code: number } = { code: 0 }): Command {
         .choices(['busybox', 'debian'])
         .default('busybox'),
     )
+    .option(
+      '--manifest <file>',
+      "with --variant debian: rebuild another build's Debian root from its manifest.json (its suite, every package at the version listed; the apt sources must still have them)",
+    )
     .option('-c, --config <file>', 'config file (JSON or YAML); env METAD_CONFIG')
-    .addHelpText('after', '\nExamples:\n  sudo metad appliance build\n  sudo metad appliance build --variant debian')
-    .action(async (opts: { config?: string; variant: 'busybox' | 'debian' }) => {
-      state.code = await applianceTool(opts, (cfg) => buildCurrentAppliance(cfg.appliance.cacheDir, opts.variant));
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sudo metad appliance build\n  sudo metad appliance build --variant debian\n  sudo metad appliance build --variant debian --manifest /srv/metad/debian-manifest.json',
+    )
+    .action(async (opts: { config?: string; variant: 'busybox' | 'debian'; manifest?: string }) => {
+      if (opts.manifest !== undefined && opts.variant !== 'debian') {
+        process.stderr.write('metad: --manifest goes with --variant debian\n');
+        state.code = 2;
+        return;
+      }
+      const manifest = opts.manifest === undefined ? undefined : resolve(opts.manifest);
+      state.code = await applianceTool(opts, (cfg) => buildCurrentAppliance(cfg.appliance.cacheDir, opts.variant, manifest));
     });
   appliance
     .command('install-image')

@@ -18,11 +18,15 @@ async function pointAt(cacheDir: string, name: string, target: string): Promise<
 }
 
 /** Builds, switches `current` (and `current-debian`), and returns the build's directory. */
-export async function buildCurrentAppliance(cacheDir: string, variant: 'busybox' | 'debian' = 'busybox'): Promise<string> {
+export async function buildCurrentAppliance(
+  cacheDir: string,
+  variant: 'busybox' | 'debian' = 'busybox',
+  fromManifest?: string,
+): Promise<string> {
   const img = await buildAppliance(cacheDir);
   await pointAt(cacheDir, 'current', img.dir);
   if (variant === 'busybox') return img.dir;
-  const debian = await buildDebianRoot(cacheDir);
+  const debian = await buildDebianRoot(cacheDir, fromManifest);
   await pointAt(cacheDir, 'current-debian', debian.dir);
   return debian.dir;
 }

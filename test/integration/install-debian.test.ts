@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, realpath, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { skipOrFail } from '../support/env.js';
@@ -204,6 +204,42 @@ test(
         (e: unknown) => e as { code: number; stderr: string },
       );
       assert.ok(bad.code !== 0 && /busybox, debian/.test(bad.stderr), JSON.stringify(bad));
+    });
+
+    await t.test('`--manifest`: a rebuild from the build’s manifest has every package at the version it lists', async () => {
+      const cache = await mkdtemp(join(env.dir, 'rebuild-'));
+      // The busybox part reuses the shared cache's .debs (no second kernel download).
+      await cp(join(applianceCacheDir(), 'debs'), join(cache, 'debs'), { recursive: true });
+      await writeFile(join(env.dir, 'rebuild.json'), JSON.stringify({ appliance: { cacheDir: cache } }));
+      const manifestFile = join(dirname(root), 'manifest.json');
+      const r = await run(
+        process.execPath,
+        [METAD_CLI, 'appliance', 'build', '--variant', 'debian', '--manifest', manifestFile, '-c', join(env.dir, 'rebuild.json')],
+        {
+          maxBuffer: 16 << 20,
+        },
+      );
+      const rebuilt = JSON.parse(await readFile(join(r.stdout.trim(), 'manifest.json'), 'utf8')) as {
+        pinned: boolean;
+        packages: Record<string, string>;
+      };
+      const original = JSON.parse(await readFile(manifestFile, 'utf8')) as { packages: Record<string, string> };
+      assert.equal(rebuilt.pinned, true);
+      assert.deepEqual(rebuilt.packages, original.packages);
+      const wrong = await run(process.execPath, [
+        METAD_CLI,
+        'appliance',
+        'build',
+        '--manifest',
+        manifestFile,
+        '-c',
+        join(env.dir, 'rebuild.json'),
+      ]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: unknown) => e as { code: number; stderr: string },
+      );
+      assert.equal(wrong.code, 2);
+      assert.match(wrong.stderr, /--manifest goes with --variant debian/);
     });
 
     await t.test('nothing is left; the Debian root disk is unchanged', async () => {
