@@ -93,7 +93,7 @@ printf 'metad-appliance\n' >"$root/etc/hostname"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 # The agent mounts /dev, /proc, /sys, /run and /tmp here before it chroots.
 mkdir -p "$root/dev" "$root/proc" "$root/sys" "$root/run" "$root/tmp"
-packages=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f '${Package}\t${Version}\n' | sort)
+packages=$(dpkg-query --root="$root" -W -f '${Package}\t${Version}\n' | sort)
 
 # ---------------------------------------------------------------- the disk
 used=$(du -s --block-size=1M "$root" | cut -f1)

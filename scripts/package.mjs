@@ -56,7 +56,8 @@ try {
   // The program: compiled code (no source maps: their sources are not shipped), the appliance's
   // build script and agent, and a package.json that makes node read dist/ as ES modules.
   for (const d of ['daemon', 'routes', 'cli', 'appliance']) copy(`dist/${d}`, join(lib, 'dist', d), (src) => !src.endsWith('.map'));
-  for (const f of ['build.sh', 'install-image.sh', 'agent', 'README.md']) copy(`appliance/${f}`, join(lib, 'appliance', f));
+  for (const f of ['build.sh', 'build-lib.sh', 'build-debian.sh', 'install-image.sh', 'agent', 'README.md'])
+    copy(`appliance/${f}`, join(lib, 'appliance', f));
   // Ganeti's comm NIC hook, for /etc/ganeti/kvm-ifup-os (docs/ganeti.md, "The comm NIC hook").
   copy('ganeti/kvm-ifup-os', join(lib, 'ganeti', 'kvm-ifup-os'));
   // The stand-in for /usr/sbin/ganeti-metad (docs/ganeti.md, "Ganeti never starts ganeti-metad").
@@ -127,6 +128,7 @@ try {
     'usr/lib/metad/dist/daemon/cli.js',
     'usr/lib/metad/dist/cli/metadctl.js',
     'usr/lib/metad/appliance/build.sh',
+    'usr/lib/metad/appliance/build-debian.sh',
     'usr/lib/metad/appliance/install-image.sh',
     'usr/lib/metad/ganeti/kvm-ifup-os',
     'usr/lib/metad/ganeti/ganeti-metad',

@@ -86,6 +86,11 @@ test('the Debian package: built, lint-free, installed, upgraded, removed and pur
     assert.match(entry('/usr/bin/metadctl'), /^lrwxrwxrwx root\/root .* -> \.\.\/lib\/metad\/dist\/cli\/metadctl\.js$/);
     assert.match(entry('/usr/lib/metad/dist/daemon/cli.js'), /^-rwxr-xr-x root\/root /);
     assert.match(entry('/usr/lib/metad/ganeti/kvm-ifup-os'), /^-rwxr-xr-x root\/root /);
+    // The appliance builds (`metad appliance build [--variant debian]`) and what they source.
+    for (const x of ['build.sh', 'build-debian.sh', 'install-image.sh'])
+      assert.match(entry(`/usr/lib/metad/appliance/${x}`), /^-rwxr-xr-x root\/root /, x);
+    assert.match(entry('/usr/lib/metad/appliance/build-lib.sh'), /^-rw-r--r-- root\/root /);
+    assert.match(entry('/usr/lib/metad/appliance/agent/osdef.sh'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/lib/systemd/system/metad.service'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/etc/metad/config.yaml'), /^-rw-r--r-- root\/root /);
     assert.match(entry('/usr/share/man/man8/metad.8.gz'), /^-rw-r--r-- /);
