@@ -23,12 +23,10 @@ import { applianceCacheDir, debianMissing, testDebianRoot } from '../../test/sup
 import { debootstrapShares, giDebMissing, GIDEB_OS, SUITE } from '../../test/support/debootstrap.js';
 import { createAfter, installEnvMissing, startInstallEnv, type InstallEnv } from '../../test/support/install-env.js';
 import { makeTempDir, removeTempDir } from '../support/cleanup.js';
-import { median } from '../support/stats.js';
+import { median, msOf, spread } from '../support/stats.js';
 import type { Suite, SuiteContext } from '../support/suite.js';
 
 const run = promisify(execFile);
-const ms = (iso: string | undefined): number => Date.parse(iso ?? '');
-const spread = (xs: number[]): Record<string, number> => ({ min: Math.min(...xs), max: Math.max(...xs), runs: xs.length });
 
 async function buildRecord(ctx: SuiteContext): Promise<void> {
   let m: DebianManifest;
@@ -99,9 +97,9 @@ const suite: Suite = {
         });
         await writeFile(join(e.dir, 'os', `testos-${name}`, 'metad_appliance'), `${variant}\n`);
         const rec = await one(e, name);
-        first[variant].push(ms(rec.firstReportAt) - ms(rec.requestedAt));
+        first[variant].push(msOf(rec.firstReportAt) - msOf(rec.requestedAt));
         ctx.log(
-          `${name}: first report ${String(ms(rec.firstReportAt) - ms(rec.requestedAt))} ms, outcome after ${String(ms(rec.endedAt) - ms(rec.requestedAt))} ms`,
+          `${name}: first report ${String(msOf(rec.firstReportAt) - msOf(rec.requestedAt))} ms, outcome after ${String(msOf(rec.endedAt) - msOf(rec.requestedAt))} ms`,
         );
       }
     }
@@ -134,11 +132,11 @@ const suite: Suite = {
     const rec = await one(e, 'debian1');
     ctx.record({
       name: 'Debian install end to end (ganeti-instance-debootstrap)',
-      value: (ms(rec.endedAt) - ms(rec.requestedAt)) / 1000,
+      value: (msOf(rec.endedAt) - msOf(rec.requestedAt)) / 1000,
       unit: 's',
       stats: {
-        'request -> first report s': (ms(rec.firstReportAt) - ms(rec.requestedAt)) / 1000,
-        'first report -> outcome s': (ms(rec.endedAt) - ms(rec.firstReportAt)) / 1000,
+        'request -> first report s': (msOf(rec.firstReportAt) - msOf(rec.requestedAt)) / 1000,
+        'first report -> outcome s': (msOf(rec.endedAt) - msOf(rec.firstReportAt)) / 1000,
       },
       note: `Debian ${SUITE} from a minbase cache tarball onto a blank 600 MiB disk, variant and hook from the node's configuration`,
     });

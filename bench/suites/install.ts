@@ -25,11 +25,8 @@ import { buildAppliance } from '../../appliance/image.js';
 import type { JobRecord } from '../../daemon/jobs/record.js';
 import { applianceCacheDir, testAppliance } from '../../test/support/appliance.js';
 import { createAfter, HANG, installEnvMissing, startInstallEnv, type InstallEnv } from '../../test/support/install-env.js';
-import { median } from '../support/stats.js';
+import { median, msOf, spread } from '../support/stats.js';
 import type { Suite, SuiteContext } from '../support/suite.js';
-
-const ms = (iso: string | undefined): number => Date.parse(iso ?? '');
-const spread = (xs: number[]): Record<string, number> => ({ min: Math.min(...xs), max: Math.max(...xs), runs: xs.length });
 
 /** The same kind of domain the daemon creates, created and destroyed directly: libvirt's own cost. */
 async function directCreates(e: InstallEnv, runs: number): Promise<number[]> {
@@ -78,7 +75,7 @@ async function sequentialInstalls(ctx: SuiteContext, e: InstallEnv, runs: number
     const rec = await e.watchEnd(name);
     if (rec.outcome !== 'succeeded') throw new Error(`install ${name}: ${JSON.stringify(rec)}`);
     ctx.log(
-      `${name}: created ${String(ms(rec.createdAt) - ms(rec.requestedAt))} ms, first report ${String(ms(rec.firstReportAt) - ms(rec.requestedAt))} ms`,
+      `${name}: created ${String(msOf(rec.createdAt) - msOf(rec.requestedAt))} ms, first report ${String(msOf(rec.firstReportAt) - msOf(rec.requestedAt))} ms`,
     );
     recs.push(rec);
   }
@@ -154,8 +151,8 @@ const suite: Suite = {
     await directCreates(e, 1);
     const direct = await directCreates(e, runs);
     const seq = await sequentialInstalls(ctx, e, runs);
-    const toCreated = seq.map((r) => ms(r.createdAt) - ms(r.requestedAt));
-    const toFirst = seq.map((r) => ms(r.firstReportAt) - ms(r.requestedAt));
+    const toCreated = seq.map((r) => msOf(r.createdAt) - msOf(r.requestedAt));
+    const toFirst = seq.map((r) => msOf(r.firstReportAt) - msOf(r.requestedAt));
     ctx.record({
       name: 'direct domain create (libvirt)',
       value: median(direct),
@@ -170,15 +167,15 @@ const suite: Suite = {
       stats: spread(toCreated),
       baseline: 'direct domain create (libvirt)',
     });
-    const toPrepared = seq.map((r) => ms(r.preparedAt) - ms(r.requestedAt));
+    const toPrepared = seq.map((r) => msOf(r.preparedAt) - msOf(r.requestedAt));
     ctx.record({
       name: 'daemon overhead to the domain',
       value: median(toPrepared),
       unit: 'ms',
       stats: {
-        'request -> run start ms': median(seq.map((r) => ms(r.startedAt) - ms(r.requestedAt))),
-        'run start -> prepared ms': median(seq.map((r) => ms(r.preparedAt) - ms(r.startedAt))),
-        'prepared -> created ms': median(seq.map((r) => ms(r.createdAt) - ms(r.preparedAt))),
+        'request -> run start ms': median(seq.map((r) => msOf(r.startedAt) - msOf(r.requestedAt))),
+        'run start -> prepared ms': median(seq.map((r) => msOf(r.preparedAt) - msOf(r.startedAt))),
+        'prepared -> created ms': median(seq.map((r) => msOf(r.createdAt) - msOf(r.preparedAt))),
         'created - direct ms': median(toCreated) - median(direct),
       },
       target: { op: '<=', value: 100 },
@@ -193,7 +190,7 @@ const suite: Suite = {
     });
 
     const hung = await parallel(e, 'hang', ctx.quick ? 2 : 3, HANG, 8, 40);
-    const gone = hung.recs.map((r) => ms(r.destroyedAt) - ms(r.deadlineAt));
+    const gone = hung.recs.map((r) => msOf(r.destroyedAt) - msOf(r.deadlineAt));
     if (hung.recs.some((r) => r.outcome !== 'timed-out'))
       throw new Error(`hung appliances: ${JSON.stringify(hung.recs.map((r) => r.outcome))}`);
     ctx.record({
@@ -206,14 +203,14 @@ const suite: Suite = {
 
     const four = await parallel(e, 'four', 4, createAfter(0), 240, 60);
     if (four.recs.some((r) => r.outcome !== 'succeeded')) throw new Error(`4 at once: ${JSON.stringify(four.recs.map((r) => r.outcome))}`);
-    const each = four.recs.map((r) => (ms(r.endedAt) - ms(r.requestedAt)) / 1000);
+    const each = four.recs.map((r) => (msOf(r.endedAt) - msOf(r.requestedAt)) / 1000);
     ctx.record({
       name: '4 concurrent installs end to end',
       value: four.wallMs / 1000,
       unit: 's',
       stats: { 'each min s': Math.min(...each), 'each max s': Math.max(...each) },
     });
-    const one = seq.map((r) => (ms(r.endedAt) - ms(r.requestedAt)) / 1000);
+    const one = seq.map((r) => (msOf(r.endedAt) - msOf(r.requestedAt)) / 1000);
     ctx.record({
       name: 'one install end to end',
       value: median(one),

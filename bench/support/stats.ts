@@ -37,3 +37,13 @@ export function summarize(values: readonly number[]): Summary {
     max: s[s.length - 1] ?? NaN,
   };
 }
+
+/** The spread of a few runs, as a record's stats: {min, max, runs}. */
+export function spread(xs: readonly number[]): Record<string, number> {
+  return { min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };
+}
+
+/** Milliseconds since the epoch of a job record's ISO time (NaN when absent). */
+export function msOf(iso: string | undefined): number {
+  return Date.parse(iso ?? '');
+}
