@@ -21,11 +21,12 @@ import { openRegular, realDir, realInside, regularFileProblem } from '../../daem
  */
 const SCRIPT_NAME = /^[a-z][a-z0-9_.-]{0,63}$/;
 const HOST_ONLY = /^metad_/;
+const servable = (name: string): boolean => SCRIPT_NAME.test(name) && !HOST_ONLY.test(name);
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
 
 /** The real path `name` would be served from (untrusted/ first), or undefined. */
 async function resolveScript(base: string, name: string): Promise<string | undefined> {
-  if (!SCRIPT_NAME.test(name) || HOST_ONLY.test(name)) return undefined;
+  if (!servable(name)) return undefined;
   return (await realInside(base, join(base, 'untrusted', name))) ?? (await realInside(base, join(base, name)));
 }
 
@@ -62,7 +63,7 @@ export async function listOsScripts(definitionDir: string): Promise<string[]> {
   if (base === undefined) return [];
   const candidates = new Set([...(await namesIn(join(base, 'untrusted'))), ...(await namesIn(base))]);
   const out: string[] = [];
-  for (const name of [...candidates].filter((n) => SCRIPT_NAME.test(n) && !HOST_ONLY.test(n)).sort()) {
+  for (const name of [...candidates].filter(servable).sort()) {
     const path = await resolveScript(base, name);
     const st = path === undefined ? undefined : await stat(path).catch(() => undefined);
     if (st && regularFileProblem(st, MAX_SCRIPT_BYTES) === undefined) out.push(name);
