@@ -21,11 +21,11 @@
  *   - its first 20 stderr lines are logged, each holding a private or secret value it was given
  *     replaced whole.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { spawnTool, killGroup } from '../comm/exec.js';
-import { osDefinitionDir } from '../registry/os-definition.js';
+import { osDefinitionDir, readDefinitionSetting } from '../registry/os-definition.js';
 import type { InstanceStore } from '../registry/store.js';
 import type { SecretVault } from '../registry/vault.js';
 import { EV } from '../log/events.js';
@@ -82,9 +82,13 @@ async function regular(path: string, exec: boolean): Promise<boolean> {
   return st !== undefined && st.isFile() && (!exec || (st.mode & 0o111) !== 0);
 }
 
-/** The secret names the definition grants its trusted scripts. */
+/** The grants file is a list of names: anything larger is not one (as large as a served script). */
+const MAX_GRANTS_BYTES = 1024 * 1024;
+
+/** The secret names the definition grants its trusted scripts (a FIFO or oversize file grants none). */
 async function grants(def: string): Promise<Set<string>> {
-  const text = await readFile(join(def, 'metad_trusted_secrets'), 'utf8').catch(() => '');
+  const read = await readDefinitionSetting(def, 'metad_trusted_secrets', MAX_GRANTS_BYTES).catch(() => undefined);
+  const text = typeof read === 'string' ? read : '';
   return new Set(
     text
       .split('\n')

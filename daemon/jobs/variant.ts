@@ -14,8 +14,8 @@ import { realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { DaemonError } from '../errors.js';
-import { openRegular, realInside } from '../registry/host-file.js';
-import { osDefinitionDir } from '../registry/os-definition.js';
+import { writableByOthers } from '../registry/host-file.js';
+import { osDefinitionDir, readDefinitionSetting } from '../registry/os-definition.js';
 
 export type Variant = 'busybox' | 'debian';
 type ApplianceConfig = Config['appliance'];
@@ -40,17 +40,10 @@ export function parseVariant(text: string, osName: string): Variant {
 /** The variant of a run of an instance whose OS is `osName`: its definition's choice, else the configured one. */
 export async function variantOf(searchPath: readonly string[], osName: string | undefined, fallback: Variant): Promise<Variant> {
   const def = await osDefinitionDir(searchPath, osName);
-  if (def === undefined) return fallback;
-  // Inside the definition (no symlink out), a regular file, small: opened without blocking.
-  const path = await realInside(await realpath(def), join(def, VARIANT_FILE));
-  if (path === undefined) return fallback;
-  const opened = await openRegular(path, 256);
-  if ('problem' in opened) throw new DaemonError('Unavailable', `OS definition ${osName ?? ''}: ${VARIANT_FILE} ${opened.problem}`);
-  try {
-    return parseVariant(await opened.fh.readFile('utf8'), osName ?? '');
-  } finally {
-    await opened.fh.close();
-  }
+  const text = def === undefined ? undefined : await readDefinitionSetting(def, VARIANT_FILE, 256);
+  if (text === undefined) return fallback;
+  if (typeof text !== 'string') throw new DaemonError('Unavailable', `OS definition ${osName ?? ''}: ${VARIANT_FILE} ${text.problem}`);
+  return parseVariant(text, osName ?? '');
 }
 
 /** The Debian variant's read-only root disk. */
@@ -71,7 +64,7 @@ export async function resolveShares(shares: ApplianceConfig['shares']): Promise<
     const key = `/appliance/shares/${String(n)}`;
     if (real === undefined || !st?.isDirectory())
       throw new DaemonError('Unavailable', `${key}: its source is not a directory (the Debian appliance cannot start)`);
-    if ((st.mode & 0o022) !== 0)
+    if (writableByOthers(st.mode))
       throw new DaemonError('Unavailable', `${key}: its source is writable by group or others (the Debian appliance cannot start)`);
     out.push({ source: real, target: s.target });
   }

@@ -60,6 +60,14 @@ export async function openRegular(path: string, maxBytes: number): Promise<Opene
   }
 }
 
+/**
+ * A host file or directory metad hands on (an OS image, a Ganeti package, an appliance share) must
+ * be writable by its owner only: true when group or others may write it.
+ */
+export function writableByOthers(mode: number): boolean {
+  return (mode & 0o022) !== 0;
+}
+
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -86,7 +94,7 @@ export async function openUnderRoots(
   if (real === undefined) return { problem: `missing, or outside ${rootsKey}` };
   const opened = await openRegular(real, maxBytes);
   if ('problem' in opened) return opened;
-  if ((opened.st.mode & 0o022) !== 0) {
+  if (writableByOthers(opened.st.mode)) {
     await opened.fh.close();
     return { problem: 'writable by group or others' };
   }
