@@ -26,7 +26,7 @@ import { diskResolver, DiskRefused, type ResolvedDisk } from './disks.js';
 import { checkOsImage, writeOsImage } from './os-image.js';
 import { LeftBehind, type LeftoverItem, type LeftoverSink } from './leftovers.js';
 import type { JobDeps, PreparedRun } from './manager.js';
-import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX } from './prepare.js';
+import { DOMAIN_PREFIX, imageDirOf, metadataUrl, runNames, runSpec, TAP_PREFIX, type SpecInputs } from './prepare.js';
 import { kvmWorks, virtTypeChooser } from './virt-type.js';
 import { debianRootOf, resolveShares, variantOf } from './variant.js';
 
@@ -276,25 +276,22 @@ export class ProductionAppliance {
     const a = this.a;
     // Checked again now, on what the paths resolve to now: the domain gets the resolved paths.
     const disks = await this.admit(instance, busy);
-    // The variant (and, for Debian, its root and shares) before anything is written or made.
-    const variantDoc = this.d.store.mustGet(instance).doc;
+    // The variant (and, for Debian, its shares and root) before anything is written or made.
+    const checked = this.d.store.mustGet(instance).doc;
     const variant =
-      variantDoc.install?.mode === 'self_install'
-        ? 'busybox'
-        : await variantOf(this.d.config.os.searchPath, variantDoc.os?.name, a.variant);
-    const debian = variant === 'debian' ? { shares: await resolveShares(a.shares) } : undefined;
-    const base = debian ? debianRootOf(a) : a.baseDisk;
-    if (
-      debian &&
-      !(await access(base ?? '', constants.R_OK).then(
-        () => true,
-        () => false,
-      ))
-    )
-      throw unavailable(
-        'no Debian appliance root disk: run `metad appliance build --variant debian` (or point /appliance/debianRoot at a build)',
-      );
-    const osImage = this.d.store.mustGet(instance).doc.install?.image;
+      checked.install?.mode === 'self_install' ? 'busybox' : await variantOf(this.d.config.os.searchPath, checked.os?.name, a.variant);
+    let base = a.baseDisk;
+    let debian: SpecInputs['debian'];
+    if (variant === 'debian') {
+      debian = { shares: await resolveShares(a.shares) };
+      base = debianRootOf(a);
+      await access(base, constants.R_OK).catch(() => {
+        throw unavailable(
+          'no Debian appliance root disk: run `metad appliance build --variant debian` (or point /appliance/debianRoot at a build)',
+        );
+      });
+    }
+    const osImage = checked.install?.image;
     const disk0 = disks[0];
     if (osImage !== undefined && disk0 !== undefined) {
       // Before anything else is made: a refused image leaves nothing to undo. A download ends
@@ -310,7 +307,7 @@ export class ProductionAppliance {
         const { bytes } = await writeOsImage({
           spec: osImage,
           roots: this.d.config.storage.imageRoots,
-          disk: { real: disk0.real, format: this.d.store.mustGet(instance).doc.hardware?.disks?.[0]?.format ?? 'raw' },
+          disk: { real: disk0.real, format: checked.hardware?.disks?.[0]?.format ?? 'raw' },
           qemuImg: a.qemuImgPath,
           execFor: (ms) => boundedExec(this.d.clock, ms),
           remainingMs,
@@ -333,12 +330,14 @@ export class ProductionAppliance {
     const names = runNames(domain, a);
     const doc = this.d.store.mustGet(instance).doc;
     const url = metadataUrl(this.d.config.guest.listen);
-    const xml = domainXml(runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url, ...(debian ? { debian } : {}) }));
+    const spec = runSpec({ domain, doc, disks, image: img, type, names, appliance: a, url, ...(debian ? { debian } : {}) });
+    const xml = domainXml(spec);
     try {
       await this.runDir();
-      if (base !== undefined && doc.install?.mode !== 'self_install') {
+      // The overlay the domain attaches (runSpec decides: a disk-based run), made over its base.
+      if (spec.overlay !== undefined && base !== undefined) {
         await mkdir(a.overlayDir, { recursive: true, mode: 0o700 });
-        await this.makeOverlay(base, names.overlay);
+        await this.makeOverlay(base, spec.overlay);
       }
       await c.net.createTap(names.tap);
       await c.useJobTap(instance, names.tap);
